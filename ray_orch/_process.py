@@ -1,0 +1,314 @@
+"""``Process``: runs a set of tasks sequentially, as a workflow, or under a manager, on Ray.
+
+The driver validates the whole workflow before any LLM call, connects to (or starts)
+Ray, starts one Supervisor actor for the run and follows its event stream; the final
+``dict[str, TaskOutput]`` comes back and each driver-side Task gets its ``status`` and
+``result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ._agent import Agent
+from ._errors import (
+    InvalidTaskFieldError,
+    MissingAgentError,
+    RunCancelledError,
+    RunError,
+    SerializationError,
+)
+from ._events import Event
+from ._graph import Graph, Mode, build_graph, name_tasks
+from ._models import has_default_model
+from ._output import TaskOutput
+from ._run import RunResult, RunSpec
+from ._task import Task, _run_sync
+
+__all__ = ["Process"]
+
+
+class Process:
+    """A set of tasks and the agents that do them.
+
+    Args:
+        tasks: ``{"name": Task, ...}`` (the guide's form) or a list of Tasks.
+        agents: the agents (in hierarchical mode: the ones the manager assigns).
+        manager_llm: the manager's model for ``hierarchical()`` (a litellm model string
+            or a dict of litellm options); default: ``RAY_ORCH_MODEL`` / embedded model.
+        name: the workflow's name in metrics and checkpoints.
+        on_failure: ``"fail"`` (stop the run at the first unhandled failure) or
+            ``"continue"`` (mark its dependants skipped and go on).
+        max_visits: how often a cycle may re-enter one task.
+        max_steps: task visits in the whole run (default: max(1000, 10 x tasks)).
+        checkpoint_dir: where completed results are persisted (resume with ``resume=``).
+        cache: cache every task's result (``Task(cache_ttl=...)`` per task).
+        budget_tokens / budget_usd: stop dispatching once the run has used this much.
+        progress: live progress on a terminal (default: on when stdout is a TTY).
+        runtime_env / ray_init: passed to ``ray.init`` when the process starts Ray.
+
+    Example:
+        >>> # process = Process(tasks=tasks, agents=[extractor, transformer, loader])
+        >>> # results = process.sequential()
+    """
+
+    def __init__(self, tasks: dict[str, Task] | Iterable[Task], agents: list[Any] | None = None,
+                 manager_llm: Any = None, *, name: str = "workflow", on_failure: str = "fail",
+                 max_visits: int = 10, max_steps: int | None = None,
+                 checkpoint_dir: str | os.PathLike[str] | None = None, cache: bool = False,
+                 budget_tokens: int | None = None, budget_usd: float | None = None,
+                 progress: bool | None = None, verbose: bool = False,
+                 runtime_env: dict[str, Any] | None = None,
+                 ray_init: dict[str, Any] | None = None, metrics: bool = True,
+                 metrics_host: str | None = None, metrics_port: int | None = None,
+                 **_: Any) -> None:
+        if on_failure not in ("fail", "continue"):
+            raise ValueError(f"on_failure must be 'fail' or 'continue', not {on_failure!r}")
+        self.tasks = tasks
+        self.task_list = name_tasks(tasks)
+        self.agents = list(agents or [])
+        self.manager_llm = manager_llm
+        self.name = name
+        self.on_failure = on_failure
+        self.max_visits = max_visits
+        self.max_steps = max_steps
+        self.checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir else None
+        self.cache = cache
+        self.budget_tokens = budget_tokens
+        self.budget_usd = budget_usd
+        self.progress = progress
+        self.verbose = verbose
+        self.runtime_env = runtime_env
+        self.ray_init = dict(ray_init or {})
+        self.metrics_enabled = metrics
+        self.metrics_host = metrics_host
+        self.metrics_port = metrics_port
+        self.events: list[Event] = []
+        self.last_result: RunResult | None = None
+        self._supervisor: Any = None
+        self._graph: Graph | None = None
+
+    # -- public runs -------------------------------------------------------------------
+
+    def sequential(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Run the tasks one after another (``async_execution`` tasks beside their neighbours).
+
+        Returns:
+            Every completed task's output by name.
+
+        Raises:
+            WorkflowDefinitionError: the workflow is invalid (before any LLM call).
+            RunError: the run failed; ``.results`` holds what completed.
+        """
+        return self._sync("sequential", **kwargs)
+
+    async def asequential(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Async form of ``sequential()``."""
+        return await self._arun("sequential", **kwargs)
+
+    def workflow(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Run the tasks as a graph: dependencies, decisions, loops, parallel branches.
+
+        Args:
+            resume: a run id (or ``True`` for the latest run) to resume from checkpoints.
+
+        Returns:
+            Every completed task's output by name; tasks never reached are ``skipped``.
+        """
+        return self._sync("workflow", **kwargs)
+
+    async def aworkflow(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Async form of ``workflow()``; works from a running event loop."""
+        return await self._arun("workflow", **kwargs)
+
+    def hierarchical(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Let a manager model assign ready tasks to agents (several at once)."""
+        return self._sync("hierarchical", **kwargs)
+
+    async def ahierarchical(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Async form of ``hierarchical()``."""
+        return await self._arun("hierarchical", **kwargs)
+
+    def cancel(self) -> None:
+        """Cancel the running run: in-flight work is cancelled, completed results kept."""
+        if self._supervisor is not None:
+            import ray
+
+            ray.get(self._supervisor.cancel.remote())
+
+    def validate(self, mode: Mode = "workflow") -> Graph:
+        """Check the workflow statically (no Ray, no LLM call).
+
+        Raises:
+            WorkflowDefinitionError: listing every problem found.
+        """
+        default = self._default_agent(mode)
+        if mode == "hierarchical":
+            self._check_hierarchical()
+        graph = build_graph(self.task_list, mode, has_default_agent=default is not None,
+                            needs_agents=mode != "hierarchical")
+        self._graph = graph
+        return graph
+
+    def _check_hierarchical(self) -> None:
+        from ._models import resolve_llm
+
+        if not self.agents:
+            raise MissingAgentError("hierarchical() needs agents=[...] for the manager to "
+                                    "assign tasks to", field="agents")
+        roles = [getattr(a, "role", None) for a in self.agents]
+        duplicates = sorted({r for r in roles if roles.count(r) > 1})
+        if duplicates:
+            raise InvalidTaskFieldError(f"hierarchical agents need unique roles; repeated: "
+                                        f"{duplicates}", field="agents")
+        for task in self.task_list:
+            if task.agent is not None and not any(task.agent is a for a in self.agents):
+                raise InvalidTaskFieldError(
+                    f"task '{task.id}': its agent '{getattr(task.agent, 'role', task.agent)}' "
+                    "is not in the process's agents", task=task.id, field="agent")
+        # Raises ModelNotConfiguredError (with how to fix it) when there is no model.
+        resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _default_agent(self, mode: Mode) -> Agent | None:
+        if mode == "hierarchical" or not has_default_model():
+            return None
+        return Agent(role="Assistant", goal="Complete the task accurately and concisely")
+
+    def _sync(self, mode: Mode, **kwargs: Any) -> dict[str, TaskOutput]:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            try:
+                return _run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
+            except KeyboardInterrupt:
+                self.cancel()
+                raise
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        return _run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
+
+    async def _arun(self, mode: Mode, *, resume: Any = None, allow_drift: bool = False,
+                    run_id: str | None = None) -> dict[str, TaskOutput]:
+        graph = self.validate(mode)
+        default_agent = self._default_agent(mode)
+        agents = self.agents + [a for a in (default_agent,) if a is not None]
+        for agent in agents + [t.agent for t in self.task_list] + \
+                [t.fallback_agent for t in self.task_list]:
+            if isinstance(agent, Agent):
+                _ = agent.llm_config  # resolve on the driver, where the env is set
+        spec = RunSpec(run_id=run_id or _new_run_id(), workflow=self.name, mode=mode,
+                       tasks=self.task_list, agents=self.agents, default_agent=default_agent,
+                       manager=self.manager_llm, max_visits=self.max_visits,
+                       max_steps=self.max_steps, on_failure=self.on_failure,
+                       checkpoint_dir=self.checkpoint_dir, resume=bool(resume),
+                       allow_drift=allow_drift, cache=self.cache,
+                       budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
+                       metrics=self.metrics_enabled, metrics_host=self.metrics_host,
+                       metrics_port=self.metrics_port)
+        _check_picklable(spec)
+        from ._runtime import ensure_ray
+
+        ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+        from actors.agent_actor import get_registry
+        registry = get_registry()
+        self._supervisor = await registry.lease_supervisor.remote()
+        self.events = []
+        for task in self.task_list:
+            task.status = "pending"
+            task.result = None
+        try:
+            result = await self._follow(spec)
+        except asyncio.CancelledError:
+            await self._supervisor.cancel.remote()
+            raise
+        registry.give_back_supervisor.remote(self._supervisor)
+        self.last_result = result
+        self._apply(result, graph)
+        if result.error is not None:
+            error = result.error
+            if isinstance(error, RunError):
+                error.results = dict(result.outputs)
+                raise error
+            raise RunError(str(error), results=dict(result.outputs)) from error
+        return result.outputs
+
+    async def _follow(self, spec: RunSpec) -> RunResult:
+        stream = self._supervisor.run.options(num_returns="streaming").remote(spec)
+        result: RunResult | None = None
+        async for ref in stream:
+            kind, payload = await ref
+            if kind == "events":
+                for raw in payload:
+                    event = Event.model_validate(raw)
+                    self.events.append(event)
+                    self._on_event(event)
+            else:
+                result = payload
+        if result is None:
+            raise RunCancelledError(f"run {spec.run_id} ended without a result")
+        return result
+
+    def _on_event(self, event: Event) -> None:
+        by_name = {t.id: t for t in self.task_list}
+        task = by_name.get(event.task or "")
+        if task is None:
+            return
+        if event.kind == "task_ready" and task.status == "pending":
+            task.status = "running"
+        if self.verbose and event.kind == "task_finished":
+            print(f"[ray-orch] {event.task}: {event.status} in {event.duration_s or 0:.2f}s")
+
+    def _apply(self, result: RunResult, graph: Graph) -> None:
+        for task in self.task_list:
+            status = result.statuses.get(task.id, "skipped")
+            task.status = status  # type: ignore[assignment]
+            task.result = result.outputs.get(task.id)
+
+    @property
+    def results(self) -> dict[str, TaskOutput]:
+        """The outputs of the last run."""
+        return dict(self.last_result.outputs) if self.last_result else {}
+
+
+def _new_run_id() -> str:
+    import time
+    import uuid
+
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def _detach_schemas(tasks: list[Task]) -> None:
+    # A pydantic model defined inside a function keeps that function's locals (open
+    # servers, locks, ...) for resolving forward references later; a complete model no
+    # longer needs them, and they would make it impossible to send to the cluster.
+    for task in tasks:
+        schema = task.output_schema()
+        if schema is not None and getattr(schema, "__pydantic_complete__", False):
+            schema.__pydantic_parent_namespace__ = None
+
+
+def _check_picklable(spec: RunSpec) -> None:
+    import ray.cloudpickle as pickle
+
+    _detach_schemas(spec.tasks)
+    try:
+        pickle.dumps(spec)
+    except Exception:
+        for task in spec.tasks:
+            for label, value in (("agent", task.agent), ("fallback_agent", task.fallback_agent),
+                                 ("task", task)):
+                try:
+                    pickle.dumps(value)
+                except Exception as exc:
+                    raise SerializationError(
+                        f"task '{task.id}': its {label} cannot be sent to the cluster "
+                        f"({type(exc).__name__}: {exc}); keep tasks and agents free of open "
+                        "files, locks, sockets and Mock objects", task=task.id,
+                        field=label) from None
+        raise
