@@ -97,6 +97,7 @@ class ActorRegistry:
         # Every actor this registry created, whoever uses it now: the registry owns them,
         # and an owner that drops its last handle stops the actor.
         self.owned: dict[Any, Any] = {}
+        self.supervisor_ids: set[Any] = set()
         self.idle_limit = idle_limit
 
     def lease(self, placement_key: str, count: int, options: dict[str, Any],
@@ -132,6 +133,7 @@ class ActorRegistry:
 
         handle = Supervisor.remote()
         self.owned[handle._actor_id] = handle
+        self.supervisor_ids.add(handle._actor_id)
         return handle
 
     def give_back_supervisor(self, handle: Any) -> None:
@@ -149,6 +151,10 @@ class ActorRegistry:
             self.owned.pop(actor_id, None)
         for key, warm in self.idle.items():
             self.idle[key] = [h for h in warm if h._actor_id not in dead]
+
+    def members(self) -> list[Any]:
+        """Every agent actor this registry owns, busy or idle (for operators and tests)."""
+        return [h for k, h in self.owned.items() if k not in self.supervisor_ids]
 
     def size(self) -> int:
         return sum(len(v) for v in self.idle.values())

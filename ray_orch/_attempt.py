@@ -349,7 +349,19 @@ async def run_local(task: Task, inputs: dict[str, Any] | None) -> TaskOutput:
     task.status = "running"
 
     async def body() -> TaskOutput:
-        return await run_with_fallback(task, lambda agent: run_attempts(task, agent, run))
+        from ._caching import from_cache, key_for, local_cache, ttl_for
+
+        ttl = ttl_for(task, process_cache=False)
+        if ttl is None:
+            return await run_with_fallback(task, lambda agent: run_attempts(task, agent, run))
+        key = key_for(task, task.agent, task_prompt(task, run.inputs, run.context, run.missing))
+        hit = local_cache().get(key)
+        if hit is not None:
+            return from_cache(hit)
+        output = await run_with_fallback(task, lambda agent: run_attempts(task, agent, run))
+        output.metadata["cache"] = "miss"
+        local_cache().put(key, output.model_dump(mode="json"), ttl=ttl)
+        return output
 
     try:
         coro = breaker_guard(task, body)

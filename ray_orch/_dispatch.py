@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,16 +89,32 @@ class Pool:
 
     async def submit(self, run_id: str, task_name: str, inputs: dict[str, Any] | None,
                      context: dict[str, TaskOutput], missing: dict[str, str],
-                     iteration: int | None) -> TaskOutput:
-        """Run one task with this pool's agent on the least-loaded member."""
+                     iteration: int | None, on_start: Callable[[], None] | None = None
+                     ) -> TaskOutput:
+        """Run one task with this pool's agent on the least-loaded member.
+
+        ``on_start`` is called when a member takes the task (after any backpressure wait).
+        """
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
         for _ in range(_MAX_REPLACEMENTS + 1):
             member = await self._acquire()
+            if on_start is not None:
+                on_start()
+                on_start = None
+            ref = None
             try:
                 ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
                                                missing, iteration)
                 return await ref  # type: ignore[no-any-return]
+            except asyncio.CancelledError:
+                # The run was cancelled (or the task timed out): stop the remote attempt
+                # too, so its model call is aborted rather than left running.
+                if ref is not None:
+                    import ray
+
+                    ray.cancel(ref)
+                raise
             except (ActorDiedError, ActorUnavailableError):
                 # The attempt may have run partly; running it again elsewhere is safe
                 # because results are recorded once, by the Supervisor, on return.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import importlib.util
 import os
 import sys
 import threading
@@ -51,6 +52,7 @@ __all__ = [
     "EmbeddedServer",
     "aembedded_llm_options",
     "default_threads",
+    "embedded_available",
     "embedded_llm_options",
     "embedded_model_path",
     "embedded_settings",
@@ -123,6 +125,20 @@ def embedded_model_path() -> Path:
             f"the embedded model file {path} is missing (package {_DISTRIBUTION!r} is "
             f"incomplete): reinstall it; {_INSTALL}", field="llm")
     return path
+
+
+def embedded_available() -> bool:
+    """Whether the embedded model can start here, checked without importing anything.
+
+    Example:
+        >>> embedded_available()  # doctest: +SKIP
+        True
+    """
+    try:
+        embedded_model_path()
+    except ModelNotConfiguredError:
+        return False
+    return importlib.util.find_spec("xllamacpp") is not None
 
 
 def _xllamacpp() -> Any:

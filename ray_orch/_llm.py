@@ -116,12 +116,13 @@ class LLMResult:
         return self.prompt_tokens + self.completion_tokens
 
 
-def _resolve(config: LLMConfig) -> LLMConfig:
+def _resolve(config: LLMConfig, opts: dict[str, Any] | None = None) -> LLMConfig:
     if config.model != EMBEDDED:
         return config
-    from ._embedded import embedded_llm_options
+    if opts is None:
+        from ._embedded import embedded_llm_options
 
-    opts = embedded_llm_options()
+        opts = embedded_llm_options()
     return LLMConfig(model=opts["model"], base_url=opts.get("api_base"),
                      api_key=opts.get("api_key"), timeout=config.timeout,
                      options=dict(config.options))
@@ -190,7 +191,10 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
     Example:
         >>> # result = await acomplete(LLMConfig(model="gpt-4o-mini"), [{"role": "user", "content": "hi"}])
     """
-    config = _resolve(config)
+    if config.model == EMBEDDED:
+        from ._embedded import aembedded_llm_options
+
+        config = _resolve(config, await aembedded_llm_options())
     lib = _lib()
     started = time.perf_counter()
     try:

@@ -59,10 +59,6 @@ def resolve_llm(llm: str | dict[str, Any] | LLMConfig | None, *, base_url: str |
 def _embedded_available() -> bool:
     if os.environ.get("RAY_ORCH_DISABLE_EMBEDDED") == "1":
         return False
-    try:
-        from ._embedded import embedded_model_path
+    from ._embedded import embedded_available
 
-        embedded_model_path()
-    except Exception:
-        return False
-    return True
+    return embedded_available()

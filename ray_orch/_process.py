@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._agent import Agent
 from ._errors import (
@@ -30,7 +31,12 @@ from ._output import TaskOutput
 from ._run import RunResult, RunSpec
 from ._task import Task, _run_sync
 
+if TYPE_CHECKING:
+    from ._analysis import RunMetrics
+
 __all__ = ["Process"]
+
+_announced = False  # the metrics endpoint is printed once per driver process
 
 
 class Process:
@@ -46,6 +52,8 @@ class Process:
             ``"continue"`` (mark its dependants skipped and go on).
         max_visits: how often a cycle may re-enter one task.
         max_steps: task visits in the whole run (default: max(1000, 10 x tasks)).
+        max_manager_calls: hierarchical mode: manager model calls in the whole run
+            (default: max(10, 4 x tasks)); past it, the deterministic fallback assigns.
         checkpoint_dir: where completed results are persisted (resume with ``resume=``).
         cache: cache every task's result (``Task(cache_ttl=...)`` per task).
         budget_tokens / budget_usd: stop dispatching once the run has used this much.
@@ -66,7 +74,7 @@ class Process:
                  runtime_env: dict[str, Any] | None = None,
                  ray_init: dict[str, Any] | None = None, metrics: bool = True,
                  metrics_host: str | None = None, metrics_port: int | None = None,
-                 **_: Any) -> None:
+                 max_manager_calls: int | None = None) -> None:
         if on_failure not in ("fail", "continue"):
             raise ValueError(f"on_failure must be 'fail' or 'continue', not {on_failure!r}")
         self.tasks = tasks
@@ -88,6 +96,7 @@ class Process:
         self.metrics_enabled = metrics
         self.metrics_host = metrics_host
         self.metrics_port = metrics_port
+        self.max_manager_calls = max_manager_calls
         self.events: list[Event] = []
         self.last_result: RunResult | None = None
         self._supervisor: Any = None
@@ -193,8 +202,15 @@ class Process:
                 signal.signal(signal.SIGINT, previous)
         return _run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
 
-    async def _arun(self, mode: Mode, *, resume: Any = None, allow_drift: bool = False,
-                    run_id: str | None = None) -> dict[str, TaskOutput]:
+    async def _arun(self, mode: Mode, *, resume: str | bool | None = None,
+                    allow_drift: bool = False, run_id: str | None = None
+                    ) -> dict[str, TaskOutput]:
+        if resume and not self.checkpoint_dir:
+            raise ValueError("resume= needs Process(checkpoint_dir=...)")
+        if isinstance(resume, str):
+            run_id = resume
+        elif resume:
+            run_id = "latest"
         graph = self.validate(mode)
         default_agent = self._default_agent(mode)
         agents = self.agents + [a for a in (default_agent,) if a is not None]
@@ -206,6 +222,7 @@ class Process:
                        tasks=self.task_list, agents=self.agents, default_agent=default_agent,
                        manager=self.manager_llm, max_visits=self.max_visits,
                        max_steps=self.max_steps, on_failure=self.on_failure,
+                       max_manager_calls=self.max_manager_calls,
                        checkpoint_dir=self.checkpoint_dir, resume=bool(resume),
                        allow_drift=allow_drift, cache=self.cache,
                        budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
@@ -239,36 +256,61 @@ class Process:
         return result.outputs
 
     async def _follow(self, spec: RunSpec) -> RunResult:
+        from ._progress import Progress
+
         stream = self._supervisor.run.options(num_returns="streaming").remote(spec)
         result: RunResult | None = None
-        async for ref in stream:
-            kind, payload = await ref
-            if kind == "events":
+        with Progress(total=len(self.task_list), enabled=self.progress, verbose=self.verbose,
+                      description=self.name) as progress:
+            async for ref in stream:
+                kind, payload = await ref
+                if kind != "events":
+                    result = payload
+                    continue
                 for raw in payload:
                     event = Event.model_validate(raw)
                     self.events.append(event)
                     self._on_event(event)
-            else:
-                result = payload
+                    progress(event)
         if result is None:
             raise RunCancelledError(f"run {spec.run_id} ended without a result")
         return result
 
     def _on_event(self, event: Event) -> None:
+        global _announced
+        if event.kind == "run_started" and event.data.get("metrics_url") and not _announced:
+            _announced = True
+            print(f"[ray-orch] metrics: {event.data['metrics_url']}", file=sys.stderr)
         by_name = {t.id: t for t in self.task_list}
         task = by_name.get(event.task or "")
         if task is None:
             return
         if event.kind == "task_ready" and task.status == "pending":
             task.status = "running"
-        if self.verbose and event.kind == "task_finished":
-            print(f"[ray-orch] {event.task}: {event.status} in {event.duration_s or 0:.2f}s")
 
     def _apply(self, result: RunResult, graph: Graph) -> None:
         for task in self.task_list:
             status = result.statuses.get(task.id, "skipped")
             task.status = status  # type: ignore[assignment]
             task.result = result.outputs.get(task.id)
+
+    @property
+    def metrics(self) -> RunMetrics:
+        """Bottleneck analysis of the last run: per-task times, success rates, retries,
+        tokens, the slowest tasks, the critical path and queueing per agent role.
+
+        Example:
+            >>> # process.workflow(); print(process.metrics.summary())
+        """
+        from ._analysis import RunMetrics
+
+        edges = self._graph.upstream() if self._graph else {}
+        return RunMetrics(self.events, self.results, edges)
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The Prometheus scrape endpoint of the MetricsHub (after a run)."""
+        return self.last_result.metrics_url if self.last_result else None
 
     @property
     def results(self) -> dict[str, TaskOutput]:

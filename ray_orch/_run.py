@@ -15,10 +15,13 @@ from typing import Any
 
 from ._attempt import run_with_fallback
 from ._breaker import breaker_guard
-from ._errors import RunCancelledError, RunError, TaskTimeoutError
+from ._caching import from_cache, key_for, ttl_for
+from ._errors import BudgetExceededError, RunCancelledError, RunError, TaskTimeoutError
 from ._events import Event
 from ._graph import Graph, Mode, build_graph
+from ._journal import Journal
 from ._output import TaskOutput
+from ._prompt import task_prompt
 from ._scheduler import Dispatch, Scheduler
 from ._task import Task, _bridge
 
@@ -38,6 +41,7 @@ class RunSpec:
     manager: Any = None
     max_visits: int = 10
     max_steps: int | None = None
+    max_manager_calls: int | None = None
     on_failure: str = "fail"
     checkpoint_dir: str | None = None
     resume: bool = False
@@ -74,9 +78,24 @@ class Run:
         self.graph: Graph = build_graph(spec.tasks, spec.mode,
                                         has_default_agent=spec.default_agent is not None,
                                         needs_agents=agents_needed)
+        self.journal: Journal | None = None
+        restored: dict[tuple[str, int], TaskOutput] = {}
+        restored_iterations: dict[tuple[str, int], dict[int, TaskOutput]] = {}
+        if spec.checkpoint_dir:
+            self.journal = Journal(spec.checkpoint_dir, run_id=spec.run_id,
+                                   workflow=spec.workflow, definition=self.graph.definition(),
+                                   resume=spec.resume, allow_drift=spec.allow_drift)
+            spec.run_id = self.journal.run_id
+            loops = [n for n, node in self.graph.nodes.items() if node.task.task_type == "loop"]
+            restored, restored_iterations = self.journal.restored(loops, spec.max_visits)
         self.scheduler = Scheduler(self.graph, max_visits=spec.max_visits,
                                    max_steps=spec.max_steps,
-                                   on_failure=spec.on_failure)  # type: ignore[arg-type]
+                                   on_failure=spec.on_failure,  # type: ignore[arg-type]
+                                   restored=restored, restored_iterations=restored_iterations)
+        self.batcher: Any = None
+        self.metrics_url: str | None = None
+        self.cache: Any = None
+        self.budget_error: BudgetExceededError | None = None
         self.pending: dict[asyncio.Task[TaskOutput], Dispatch] = {}
         self.ready_at: dict[tuple[str, int, int | None], float] = {}
         self.pools: Any = None
@@ -94,8 +113,32 @@ class Run:
     # -- events ------------------------------------------------------------------------
 
     def emit(self, kind: str, **fields: Any) -> None:
-        self.emit_fn(Event(kind=kind, workflow=self.spec.workflow,  # type: ignore[arg-type]
-                           run_id=self.spec.run_id, **fields))
+        event = Event(kind=kind, workflow=self.spec.workflow,  # type: ignore[arg-type]
+                      run_id=self.spec.run_id, **fields)
+        self.emit_fn(event)
+        if self.batcher is not None:
+            self.batcher.add(event)
+
+    async def _open_services(self) -> None:
+        """The cluster-wide services this run uses: metrics hub and result cache."""
+        if self.spec.metrics:
+            from actors.metrics_hub import get_metrics_hub
+
+            from ._metrics import EventBatcher
+
+            try:
+                # get_metrics_hub waits for the hub's endpoint; keep the event loop free.
+                hub, self.metrics_url = await asyncio.get_running_loop().run_in_executor(
+                    None, get_metrics_hub, self.spec.metrics_host, self.spec.metrics_port)
+            except Exception as exc:  # metrics must never fail a run
+                self.emit("run_started", outcome="metrics_unavailable",
+                          data={"error": f"{type(exc).__name__}: {exc}"})
+            else:
+                self.batcher = EventBatcher(lambda batch: hub.push.remote(batch))
+        if self.spec.cache or any(t.cache_ttl for t in self.spec.tasks):
+            from actors.cache_actor import get_cache_actor
+
+            self.cache = get_cache_actor(self.spec.checkpoint_dir)
 
     def agent_for(self, task: Task) -> Any:
         return task.agent if task.agent is not None else self.spec.default_agent
@@ -110,7 +153,10 @@ class Run:
 
         self.loop = asyncio.get_running_loop()
         spec = self.spec
-        self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode})
+        await self._open_services()
+        self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
+                                       "metrics_url": self.metrics_url,
+                                       "resumed": sorted({k[0] for k in self.scheduler.restored})})
         agents = self._all_agents()
         if spec.mode == "hierarchical":
             self._setup_manager()
@@ -147,14 +193,21 @@ class Run:
             error = RunCancelledError(f"run {spec.run_id} was cancelled")
         elif self.scheduler.abort is not None:
             error = self.scheduler.abort
+        elif self.budget_error is not None:
+            error = self.budget_error
         statuses = self.scheduler.statuses()
         if self.cancelled or error is not None:
             statuses = {n: ("failed" if s == "running" and n in self.scheduler.errors else
                             "pending" if s in ("running", "pending") else s)
                         for n, s in statuses.items()}
-        self.emit("run_finished", status="cancelled" if self.cancelled else
-                  "failed" if error else "completed")
-        return RunResult(run_id=spec.run_id, outputs=dict(self.scheduler.outputs),
+        status = "cancelled" if self.cancelled else "failed" if error else "completed"
+        self.emit("run_finished", status=status)
+        if self.batcher is not None:
+            self.batcher.close()
+        if self.journal is not None:
+            self.journal.finish(status)
+        return RunResult(run_id=spec.run_id, metrics_url=self.metrics_url,
+                         outputs=dict(self.scheduler.outputs),
                          statuses=statuses,
                          errors={n: str(e) for n, e in self.scheduler.errors.items()},
                          skip_reasons=dict(self.scheduler.skip_reasons), error=error,
@@ -171,6 +224,9 @@ class Run:
         return [a for a in agents if hasattr(a, "key")]
 
     def _launch(self, dispatches: list[Dispatch]) -> None:
+        if self.budget_error is not None:
+            # Budget reached: nothing new starts; in-flight work finishes on its own.
+            return
         now = time.time()
         for dispatch in dispatches:
             self.ready_at[dispatch.key] = now
@@ -205,7 +261,8 @@ class Run:
             return await member.handle.ask.remote(  # type: ignore[no-any-return]
                 self.manager_agent.key(), prompt, schema.model_json_schema())
 
-        self.manager = Manager(workers, ask, max_calls=max(10, 4 * len(self.graph.order)))
+        limit = self.spec.max_manager_calls or max(10, 4 * len(self.graph.order))
+        self.manager = Manager(workers, ask, max_calls=limit)
 
     def _kick_manager(self) -> None:
         if self.manager is None or self.manager_job is not None or not self.manager_queue:
@@ -244,8 +301,17 @@ class Run:
         except BaseException as exc:
             cause = getattr(exc, "cause", None) or exc
             self.emit("task_finished", task=dispatch.task, agent_role=role, status="failed",
-                      outcome=type(cause).__name__, duration_s=time.time() - started)
+                      outcome=type(cause).__name__, duration_s=time.time() - started,
+                      data={"error": str(cause)[:500]})
+            for call in getattr(cause, "attempt_log", []):
+                self.emit("llm_call", task=dispatch.task, agent_role=role,
+                          model=call.get("model"), outcome=call.get("outcome"),
+                          duration_s=call.get("duration_s"),
+                          tokens_prompt=call.get("prompt_tokens", 0),
+                          tokens_completion=call.get("completion_tokens", 0),
+                          cost_usd=call.get("cost_usd", 0.0))
             self._launch(self.scheduler.failed(dispatch.task, cause))
+            self._gauges()
             return
         output.task_id = dispatch.task
         meta = output.metadata
@@ -260,13 +326,43 @@ class Run:
                   data={"queue_s": meta.get("queue_s", 0.0), "iteration": dispatch.iteration,
                         "started": meta.get("started_at"), "finished": time.time(),
                         "retries": meta.get("retry_count", 0)})
+        # Recorded once, durably, before anything downstream of it is dispatched.
         if dispatch.iteration is not None:
+            if self.journal is not None:
+                self.journal.iteration_done(dispatch.task, dispatch.visit, dispatch.iteration,
+                                            output)
             new = self.scheduler.iteration_completed(dispatch.task, dispatch.iteration, output)
+            if self.journal is not None and self.scheduler.state[dispatch.task] == "completed":
+                self.journal.task_done(dispatch.task, dispatch.visit,
+                                       self.scheduler.outputs[dispatch.task])
         else:
+            if self.journal is not None:
+                self.journal.task_done(dispatch.task, dispatch.visit, output)
             if "decision" in meta:
                 self.emit("decision", task=dispatch.task, data={"route": meta["decision"]})
             new = self.scheduler.completed(dispatch.task, output)
+        self._check_budget()
         self._launch(new)
+        self._gauges()
+
+    def _check_budget(self) -> None:
+        spec = self.spec
+        over = []
+        if spec.budget_tokens is not None and self.tokens >= spec.budget_tokens:
+            over.append(f"{self.tokens} tokens used of a budget of {spec.budget_tokens}")
+        if spec.budget_usd is not None and self.cost >= spec.budget_usd:
+            over.append(f"${self.cost:.4f} spent of a budget of ${spec.budget_usd}")
+        if over and self.budget_error is None:
+            self.budget_error = BudgetExceededError(
+                f"run {spec.run_id} stopped dispatching: " + "; ".join(over) +
+                " (in-flight tasks finished; completed results are kept)")
+
+    def _gauges(self) -> None:
+        states = self.scheduler.state
+        waiting = sum(1 for s in states.values() if s == "waiting")
+        queued = sum(p.waiters for p in self.pools.pools.values()) if self.pools else 0
+        self.emit("scheduler", data={"running": len(self.pending) - queued, "ready": queued +
+                                     len(self.manager_queue), "waiting": waiting})
 
     def _account(self, dispatch: Dispatch, role: str | None, meta: dict[str, Any]) -> None:
         for call in meta.get("llm_calls", []):
@@ -289,16 +385,38 @@ class Run:
         queued = time.time()
         meta: dict[str, Any] = {}
 
+        def started(pool: Any) -> None:
+            now = time.time()
+            meta.setdefault("started_at", now)
+            self.emit("task_started", task=dispatch.task, agent_role=pool.agent.role,
+                      data={"queue_s": now - queued, "iteration": dispatch.iteration})
+            self.emit_fn(pool.event(self.spec.workflow, self.spec.run_id))
+
         async def call(agent: Any) -> TaskOutput:
             pool = self.pools.pool_for(agent)
-            meta.setdefault("started_at", time.time())
             return await pool.submit(self.spec.run_id, dispatch.task, dispatch.inputs, context,  # type: ignore[no-any-return]
-                                     dispatch.missing, dispatch.iteration)
+                                     dispatch.missing, dispatch.iteration,
+                                     on_start=lambda: started(pool))
 
         async def body() -> TaskOutput:
             if task.overrides_execute():
                 return await self._run_override(task, dispatch, context)
             primary = assigned or self.agent_for(task)
+            ttl = ttl_for(task, self.spec.cache) if self.cache is not None else None
+            if ttl is None:
+                return await run_agents(primary)
+            key = key_for(task, primary, task_prompt(task, dispatch.inputs, context,
+                                                     dispatch.missing))
+            hit = await self.cache.get.remote(key)
+            self.emit("cache", task=dispatch.task, outcome="hit" if hit else "miss")
+            if hit is not None:
+                return from_cache(hit)
+            output = await run_agents(primary)
+            output.metadata["cache"] = "miss"
+            await self.cache.put.remote(key, output.model_dump(mode="json"), ttl)
+            return output
+
+        async def run_agents(primary: Any) -> TaskOutput:
             if task.agent is None and primary is not None:
                 # Tasks without an agent run on the default agent; fallback still applies.
                 try:

@@ -163,6 +163,13 @@ def _matches(match: _Match, request: StubRequest) -> bool:
         return match.search(request.prompt) is not None
     if callable(match):
         return bool(match(request))
+    _check_match(match)
+    return False
+
+
+def _check_match(match: Any) -> None:
+    if match is None or isinstance(match, (str, re.Pattern)) or callable(match):
+        return
     raise TypeError(f"match must be a str, a compiled regex or a callable, not {type(match).__name__}")
 
 
@@ -184,9 +191,9 @@ class StubLLMServer:
     request asks for JSON (``response_format`` ``json_schema`` or ``json_object``) the
     content is always valid JSON: a string that parses as a JSON object or array is sent
     as is; if the schema has exactly one required string property (the decision shape,
-    ``{"decision": {"enum": [...]}}``, or a plain ``{"answer": "string"}``), the string
-    fills it verbatim, even when it is not in the enum, and other required properties are
-    synthesised; otherwise an instance is synthesised from the schema (strings ``"stub"``,
+    ``{"decision": {"enum": [...]}}``, or a plain ``{"answer": "string"}``; an optional
+    string counts too), the string fills it verbatim, even when it is not in the enum,
+    and the other required properties are synthesised; otherwise an instance is synthesised from the schema (strings ``"stub"``,
     0, 0.0, true, first enum value, one array item, ``$ref`` and ``anyOf`` resolved).
     With ``json_object`` and no schema, a plain string is sent as ``{"text": ...}``.
 
@@ -407,6 +414,7 @@ class StubLLMServer:
 
         Raises:
             ValueError: an unknown fault, or ``times``/``latency`` below 0.
+            TypeError: ``match`` has an unsupported type.
 
         Example:
             >>> stub = StubLLMServer()
@@ -417,6 +425,7 @@ class StubLLMServer:
             raise ValueError(f"times must be >= 0, got {times}")
         if latency is not None and latency < 0:
             raise ValueError(f"latency must be >= 0, got {latency}")
+        _check_match(match)
         rule = StubRule(match=match, reply=reply, latency=latency, fault=_check_fault(fault),
                         times=times)
         with self._lock:
@@ -493,6 +502,7 @@ class StubLLMServer:
             >>> StubLLMServer().requests_matching("billing")
             []
         """
+        _check_match(match)
         return [r for r in self.requests if _matches(match, r)]
 
     def count(self, match: _Match = None) -> int:
@@ -702,13 +712,16 @@ def _single_string_slot(schema: dict[str, Any]) -> str | None:
     if not isinstance(props, dict):
         return None
     slots = [name for name in node.get("required", [])
-             if _is_string(_deref(props.get(name, {}), schema))]
+             if _is_string(_deref(props.get(name, {}), schema), schema)]
     return slots[0] if len(slots) == 1 else None
 
 
-def _is_string(node: Any) -> bool:
+def _is_string(node: Any, root: dict[str, Any]) -> bool:
     if not isinstance(node, dict):
         return False
+    branches = node.get("anyOf") or node.get("oneOf")
+    if branches:  # Optional[str] is a string slot too
+        return any(_is_string(_deref(b, root), root) for b in branches)
     if node.get("type") == "string":
         return True
     values = node.get("enum") or ([node["const"]] if "const" in node else [])

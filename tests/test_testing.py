@@ -76,8 +76,8 @@ async def test_stop_cancels_hanging_requests_quickly() -> None:
     started = time.perf_counter()
     await asyncio.to_thread(stub.stop)
     assert time.perf_counter() - started < 0.5
-    with pytest.raises(litellm.APIError):  # the connection was closed under it
-        await call
+    with pytest.raises(litellm.InternalServerError, match="Connection error"):
+        await call  # the connection was closed under it
 
 
 # -- replies ---------------------------------------------------------------------------
@@ -168,6 +168,8 @@ def test_invalid_arguments() -> None:
         StubLLMServer(latency=-1)
     with pytest.raises(TypeError, match="match"):
         stub.requests_matching(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="match"):
+        stub.add_rule(match=b"bytes")  # type: ignore[arg-type]
 
 
 # -- structured output ---------------------------------------------------------------
@@ -269,7 +271,7 @@ async def test_rule_latency_and_jitter() -> None:
     ("500", litellm.InternalServerError, 500),
     ("503", litellm.ServiceUnavailableError, 503),
     ("401", litellm.AuthenticationError, 401),
-    ("malformed", litellm.APIError, 200),  # litellm: InternalServerError, "Expecting value"
+    ("malformed", litellm.InternalServerError, 200),  # "Expecting value: line 1 column 1"
 ])
 async def test_http_faults(stub: StubLLMServer, fault: str, error: type[Exception],
                            status: int) -> None:
