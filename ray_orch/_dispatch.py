@@ -35,10 +35,11 @@ def placement_options(agent: Any) -> tuple[str, dict[str, Any]]:
     return key, options
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, eq=False)
 class Member:
     handle: Any
     in_flight: int = 0
+    replacing: asyncio.Future[None] | None = None
 
 
 @dataclass(kw_only=True)
@@ -124,15 +125,24 @@ class Pool:
         raise RuntimeError(f"pool '{self.agent.role}': members kept dying")
 
     async def _replace(self, member: Member) -> None:
-        if member not in self.members:
+        # Every attempt that was on the dead member lands here; one replaces it, the
+        # others wait for that replacement and then retry on the pool.
+        if member.replacing is not None:
+            await member.replacing
             return
-        self.replaced += 1
-        self.registry.forget.remote([member.handle])
-        [handle] = await self.registry.lease.remote(self.placement_key, 1, self.options,
-                                                    self.key)
-        await handle.bind.remote(*self.bind_args)
-        index = self.members.index(member)
-        self.members[index] = Member(handle=handle, in_flight=member.in_flight)
+        if not any(m is member for m in self.members):
+            return
+        member.replacing = asyncio.get_running_loop().create_future()
+        try:
+            self.replaced += 1
+            self.registry.forget.remote([member.handle])
+            [handle] = await self.registry.lease.remote(self.placement_key, 1, self.options,
+                                                        self.key)
+            await handle.bind.remote(*self.bind_args)
+            index = next(i for i, m in enumerate(self.members) if m is member)
+            self.members[index] = Member(handle=handle)
+        finally:
+            member.replacing.set_result(None)
 
     def event(self, workflow: str, run_id: str) -> Event:
         return Event(kind="pool", workflow=workflow, run_id=run_id, agent_role=self.agent.role,

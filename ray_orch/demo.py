@@ -1,0 +1,300 @@
+"""``ray-orch demo``: the guide's customer-service workflow, offline, on a local Ray.
+
+Runs the "When to Use Workflow Process" example of the guide (Support, Technical, Billing
+and Escalation agents; ``categorize`` decides the route, ``tech_support`` decides again,
+every branch ends in ``send_confirmation``) and shows the inquiry, the route taken, each
+task's output and time, the metrics endpoint, the bottleneck summary, and writes the
+workflow picture (Mermaid text and a PNG).
+
+With no model configured it uses the embedded offline model (SmolLM2-135M-Instruct on
+llama.cpp): no key, no network. Decisions are constrained to the condition's keys, so the
+route is always valid; the free text of a 135M model is illustrative only. Point
+``RAY_ORCH_MODEL`` at any litellm model for real answers.
+
+Usage::
+
+    python -m ray_orch.demo                      # the first canned inquiry
+    python -m ray_orch.demo --inquiry 2          # another canned inquiry
+    python -m ray_orch.demo --inquiry "My invoice shows the wrong VAT number"
+    RAY_ORCH_MODEL=gpt-4o-mini python -m ray_orch.demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from ._agent import Agent
+from ._errors import RayOrchError, RunError
+from ._output import TaskOutput
+from ._process import Process
+from ._task import Task
+
+__all__ = ["INQUIRIES", "build_workflow", "main"]
+
+#: Canned inquiries, one per route of the workflow (``--inquiry N`` picks one, from 1).
+INQUIRIES = [
+    "Since yesterday's update the mobile app crashes every time I try to upload a photo. "
+    "I already reinstalled it.",
+    "I was charged twice for my March subscription. Please refund the duplicate payment.",
+    "This is the third time I report that my account was locked after a suspected data "
+    "breach; my lawyer wants a written explanation.",
+    "What are your support hours on weekends?",
+]
+
+_HOW_TO_SWITCH = (
+    "Answers above come from a 135M-parameter model running on this CPU: the route is "
+    "always valid (decisions are constrained to the condition's keys), the text is "
+    "illustrative only. For real answers, point RAY_ORCH_MODEL at any litellm model:\n"
+    "  RAY_ORCH_MODEL=gpt-4o-mini OPENAI_API_KEY=... ray-orch demo\n"
+    "  RAY_ORCH_MODEL=ollama/llama3.1 ray-orch demo\n"
+    "  RAY_ORCH_MODEL=openai/<name> RAY_ORCH_BASE_URL=http://host:port/v1 ray-orch demo")
+
+
+def build_workflow(inquiry: str, *, max_tokens: int = 120
+                   ) -> tuple[dict[str, Task], list[Agent]]:
+    """The guide's customer-service workflow, with the inquiry in each task.
+
+    Args:
+        inquiry: the customer's message.
+        max_tokens: the longest reply an agent writes (keeps a small local model fast).
+
+    Returns:
+        ``(tasks, agents)`` for ``Process(tasks=tasks, agents=agents).workflow()``.
+
+    Example:
+        >>> tasks, agents = build_workflow("Where is my invoice?")
+        >>> tasks["categorize"].condition["billing"]
+        ['billing_support']
+    """
+    def agent(role: str, goal: str) -> Agent:
+        return Agent(role=role, goal=goal, max_tokens=max_tokens,
+                     instructions="Be brief: at most three sentences.")
+
+    support_agent = agent("Support", "Handle inquiries")
+    tech_agent = agent("Technical", "Solve technical issues")
+    billing_agent = agent("Billing", "Handle payments")
+    escalation_agent = agent("Escalation", "Handle complex cases")
+    quoted = f'"{inquiry}"'
+    tasks = {
+        "categorize": Task(
+            description=(f"Categorize this customer inquiry: {quoted}\n"
+                         "technical: something does not work; billing: payments, charges, "
+                         "refunds; complex: legal, security or repeated complaints; "
+                         "simple: a quick question."),
+            agent=support_agent,
+            task_type="decision",
+            condition={
+                "technical": ["tech_support"],
+                "billing": ["billing_support"],
+                "complex": ["escalate"],
+                "simple": ["quick_response"],
+            },
+        ),
+        "tech_support": Task(
+            description=(f"Resolve the technical issue in this inquiry: {quoted}\n"
+                         "resolved: standard troubleshooting fixes it; needs_escalation: "
+                         "it needs an engineer."),
+            agent=tech_agent,
+            task_type="decision",
+            condition={
+                "resolved": ["send_confirmation"],
+                "needs_escalation": ["escalate"],
+            },
+        ),
+        "billing_support": Task(
+            description=f"Handle the billing inquiry and reply to the customer: {quoted}",
+            agent=billing_agent,
+            next_tasks=["send_confirmation"],
+        ),
+        "escalate": Task(
+            description=("Handle this complex case: tell the customer that a senior "
+                         f"specialist now owns it and what happens next: {quoted}"),
+            agent=escalation_agent,
+            next_tasks=["send_confirmation"],
+        ),
+        "quick_response": Task(
+            description=f"Send a short automated response to this inquiry: {quoted}",
+            agent=support_agent,
+            next_tasks=["send_confirmation"],
+        ),
+        "send_confirmation": Task(
+            description=(f"Send the customer who wrote {quoted} a two-sentence "
+                         "confirmation that their inquiry has been handled."),
+            agent=support_agent,
+        ),
+    }
+    return tasks, [support_agent, tech_agent, billing_agent, escalation_agent]
+
+
+def _model_line() -> str:
+    from ._llm import EMBEDDED
+    from ._models import default_llm
+
+    config = default_llm(who="the demo")
+    if config.model == EMBEDDED:
+        return ("embedded offline model: SmolLM2-135M-Instruct on llama.cpp "
+                "(no key, no network)")
+    where = f" at {config.base_url}" if config.base_url else ""
+    return f"{config.model}{where} (from RAY_ORCH_MODEL)"
+
+
+def _pick_inquiry(choice: str | None) -> str:
+    if not choice:
+        return INQUIRIES[0]
+    if choice.isdigit():
+        index = int(choice)
+        if not 1 <= index <= len(INQUIRIES):
+            raise ValueError(f"--inquiry must be 1..{len(INQUIRIES)} or a text, not {choice}")
+        return INQUIRIES[index - 1]
+    return choice
+
+
+def _short(text: str, limit: int = 220) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _route(process: Process, outputs: dict[str, TaskOutput]) -> Text:
+    """The tasks that ran, in finishing order, with each decision's answer."""
+    order = [e.task for e in process.events
+             if e.kind == "task_finished" and e.status == "completed" and e.task]
+    route = Text()
+    for i, name in enumerate(dict.fromkeys(order)):
+        if i:
+            route.append(" → ", style="dim")
+        route.append(name, style="bold")
+        decision = outputs[name].metadata.get("decision") if name in outputs else None
+        if decision is not None:
+            route.append(f" [{decision}]", style="magenta")
+    return route
+
+
+def _task_table(tasks: dict[str, Task]) -> Table:
+    table = Table(title="Tasks", show_lines=True, expand=True)
+    table.add_column("task", style="bold", no_wrap=True)
+    table.add_column("agent", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("time s", justify="right", no_wrap=True)
+    table.add_column("output (truncated)")
+    colours = {"completed": "green", "failed": "red", "skipped": "dim"}
+    for name, task in tasks.items():
+        out = task.result
+        seconds = f"{out.metadata.get('execution_time', 0.0):.2f}" if out else ""
+        if out is None:
+            shown = ""
+        elif out.metadata.get("decision") is not None:
+            shown = f"decision: {out.metadata['decision']}"
+        else:
+            shown = _short(out.raw)
+        style = colours.get(task.status, "")
+        table.add_row(name, task.agent_role or "", Text(task.status, style=style), seconds,
+                      Text(shown, style=style if task.status != "completed" else ""))
+    return table
+
+
+def _write_pictures(process: Process, out_dir: Path, console: Console) -> None:
+    try:
+        from ._visualize import mermaid, render_png
+    except ImportError as exc:  # another engineer's module; the demo runs without it
+        console.print(f"[yellow]workflow picture skipped: {exc}[/]")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mmd = out_dir / "customer_service.mmd"
+    mmd.write_text(mermaid(process), encoding="utf-8")
+    console.print(f"workflow picture (Mermaid): [cyan]{mmd}[/]")
+    try:
+        png = render_png(process, out_dir / "customer_service.png")
+    except ImportError as exc:  # networkx / matplotlib are the optional [viz] extra
+        console.print(f"[yellow]PNG skipped: {exc}[/]")
+    else:
+        console.print(f"workflow picture (PNG):     [cyan]{png}[/]")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ray-orch demo",
+        description="Run the guide's customer-service workflow on a local Ray "
+                    "(offline: the embedded model, unless RAY_ORCH_MODEL is set).")
+    parser.add_argument("--inquiry", metavar="N|TEXT",
+                        help=f"a canned inquiry (1-{len(INQUIRIES)}) or your own text "
+                             "(default: 1)")
+    parser.add_argument("--out", default="ray-orch-demo", type=Path,
+                        help="directory for the workflow picture (default: ./ray-orch-demo)")
+    parser.add_argument("--max-tokens", type=int, default=120,
+                        help="longest reply per agent (default: 120)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo.
+
+    Args:
+        argv: command-line options (``--inquiry``, ``--out``, ``--max-tokens``); None
+            means none (so ``ray-orch demo`` can call ``main()`` as is).
+
+    Returns:
+        0 when the workflow completed, 1 when it failed, 2 on bad options or no model.
+
+    Example:
+        >>> # raise SystemExit(main(["--inquiry", "2"]))
+    """
+    args = _parser().parse_args([] if argv is None else argv)
+    console = Console()
+    try:
+        inquiry = _pick_inquiry(args.inquiry)
+        model = _model_line()
+    except (ValueError, RayOrchError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    console.print(Panel.fit(
+        "The guide's customer-service workflow: categorize → technical / billing / "
+        "complex / simple → send_confirmation\n"
+        f"model: {model}", title="ray-orch demo", border_style="blue"))
+    console.print(Panel(inquiry, title="Inquiry", border_style="cyan"))
+
+    tasks, agents = build_workflow(inquiry, max_tokens=args.max_tokens)
+    process = Process(tasks=tasks, agents=agents, name="customer_service",
+                      ray_init={"log_to_driver": False, "logging_level": "WARNING"})
+    started = time.perf_counter()
+    failed: RunError | None = None
+    with console.status("running the workflow (Ray starts first: a few seconds)…"):
+        try:
+            outputs = process.workflow()
+        except RunError as exc:
+            failed, outputs = exc, dict(exc.results or {})
+    elapsed = time.perf_counter() - started
+
+    console.print(Text("Route: ").append_text(_route(process, outputs)))
+    console.print(_task_table(tasks))
+    if failed is not None:
+        console.print(f"[red]the run failed:[/] {failed}")
+    console.print(f"metrics endpoint (Prometheus): [cyan]{process.metrics_url or 'off'}[/]")
+    metrics = process.metrics
+    console.print(Rule("Bottlenecks: process.metrics.summary()", style="blue"))
+    # soft_wrap: the summary is a fixed-width table; wrapping it would scramble the columns.
+    console.print(metrics.summary(), soft_wrap=True, highlight=False, markup=False)
+    for hint in metrics.suggestions():
+        console.print(f"- {hint}", highlight=False, markup=False)
+    console.print(Rule(style="blue"))
+    _write_pictures(process, args.out, console)
+    console.print(f"\nworkflow ran in {elapsed:.1f} s (including Ray start-up)")
+    if os.environ.get("RAY_ORCH_MODEL"):
+        console.print(f"[dim]model from RAY_ORCH_MODEL={os.environ['RAY_ORCH_MODEL']}[/]")
+    else:
+        console.print(Panel(_HOW_TO_SWITCH, title="About these answers", border_style="yellow"))
+    return 1 if failed is not None else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
