@@ -28,15 +28,19 @@ class AgentActor:
         self.tasks: dict[tuple[str, str], Any] = {}
         self.in_flight = 0
         self.completed = 0
+        self.prewarmed = False
 
-    def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any]) -> int:
+    def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
+             prewarm: bool = True) -> int:
         """Register a run's agents (by key) and tasks (by name). Returns this pid.
 
-        The first bind starts importing litellm in a thread (3-5 s here), so the import
-        overlaps pool start-up and upstream tasks instead of delaying the first call.
-        An actor that was never bound stays small.
+        With ``prewarm``, the first bind starts importing litellm in a thread (3-5 s
+        here), so the import overlaps pool start-up and upstream tasks instead of
+        delaying the first call. Without it (a standing ``AgentPool``), an idle member
+        stays small (~50 MB instead of ~220 MB) until its first task.
         """
-        if not self.agents:
+        if prewarm and not self.prewarmed:
+            self.prewarmed = True
             from ray_orch._llm import _lib
 
             threading.Thread(target=_lib, name="litellm-import", daemon=True).start()
@@ -50,9 +54,18 @@ class AgentActor:
         for key in [k for k in self.tasks if k[0] == run_id]:
             del self.tasks[key]
 
-    def unbind_task(self, run_id: str, name: str) -> None:
-        """Forget one task (AgentPool registers each submitted task on its own)."""
-        self.tasks.pop((run_id, name), None)
+    async def run_task(self, agent_key: str, task: Any, inputs: dict[str, Any] | None,
+                       context: dict[str, TaskOutput]) -> TaskOutput:
+        """Run a task that travels with the call (the public ``AgentPool`` path)."""
+        agent = self.agents[agent_key]
+        self.in_flight += 1
+        try:
+            output = await run_attempts(task, agent, RunInputs(inputs=inputs, context=context))
+        finally:
+            self.in_flight -= 1
+        self.completed += 1
+        output.metadata["actor_pid"] = os.getpid()
+        return output
 
     async def run(self, run_id: str, agent_key: str, task_name: str,
                   inputs: dict[str, Any] | None, context: dict[str, TaskOutput],

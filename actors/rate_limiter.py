@@ -56,9 +56,11 @@ class RateLimiter:
             wait: how long to wait for room when the window is full.
 
         Returns:
-            ``{"lease": id | None, "epoch": int, "delays": [seconds, ...]}``: each call
-            starts after its delay; fewer delays than calls (maybe none, after ``wait``)
-            when the window is full: ask again for the rest.
+            ``{"lease": id | None, "epoch": int, "slack": seconds, "now": time.time(),
+            "delays": [seconds, ...]}``: each call starts ``delay`` after ``now``, and
+            no later than ``slack`` after that (else it gives the slot back); fewer
+            delays than calls (maybe none, after ``wait``) when the window is full: ask
+            again for the rest.
         """
         self.acquires += 1
         if reports:
@@ -71,11 +73,13 @@ class RateLimiter:
             lease = self.limiter.reserve(estimates, ttl)
             now = self.limiter.clock()
             if lease is not None:
-                return {"lease": lease.id, "epoch": lease.epoch,
+                return {"lease": lease.id, "epoch": lease.epoch, "slack": lease.slack,
+                        "now": time.time(),
                         "delays": [max(0.0, s - now) for s in lease.slots]}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return {"lease": None, "epoch": self.limiter.epoch, "delays": []}
+                return {"lease": None, "epoch": self.limiter.epoch, "slack": 0.0,
+                        "now": time.time(), "delays": []}
             # Leases of vanished callers expire without a release to wake us: poll too.
             async with self._room:
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -83,21 +87,22 @@ class RateLimiter:
 
     async def release(self, outcome: str, tokens_used: int = 0, tokens_estimate: int = 0,
                       lease: int | None = None, epoch: int | None = None,
-                      retry_after: float | None = None) -> None:
+                      retry_after: float | None = None, slot_in: float | None = None) -> None:
         """Report one call's outcome (``"success"``, ``"rate_limit"``, ``"error"``, ``"unused"``)."""
-        await self.report([(lease, epoch, outcome, tokens_used, tokens_estimate, retry_after)])
+        await self.report([(lease, epoch, outcome, tokens_used, tokens_estimate, retry_after,
+                            slot_in)])
 
     async def report(self, reports: list[tuple[Any, ...]]) -> None:
         """Report a batch of outcomes: ``(lease, epoch, outcome, tokens_used,
-        tokens_estimate, retry_after)`` tuples."""
+        tokens_estimate, retry_after, slot_in)`` tuples (see ``Limiter.report``)."""
         self._apply(reports)
         async with self._room:
             self._room.notify_all()
 
     def _apply(self, reports: list[tuple[Any, ...]]) -> None:
-        for lease, epoch, outcome, used, estimate, retry_after in reports:
+        for lease, epoch, outcome, used, estimate, retry_after, slot_in in reports:
             self.limiter.report(lease, outcome, tokens_used=used, tokens_estimate=estimate,
-                                epoch=epoch, retry_after=retry_after)
+                                epoch=epoch, retry_after=retry_after, slot_in=slot_in)
 
     async def stats(self) -> dict[str, Any]:
         """The limiter's window, in-flight count, counters, and ``acquires`` (round trips)."""

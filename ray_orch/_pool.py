@@ -59,7 +59,8 @@ class AgentPool:
         self._key = template.key()
         self._in_flight = [0] * pool_size
         self._free = threading.Condition()
-        ray.get([m.bind.remote(self._run_id, {self._key: template}, {}) for m in self.members])
+        ray.get([m.bind.remote(self._run_id, {self._key: template}, {}, False)
+                 for m in self.members])
 
     def _acquire(self) -> int:
         with self._free:
@@ -97,10 +98,7 @@ class AgentPool:
         """
         index = self._acquire()
         member = self.members[index]
-        name = f"{task.id}-{uuid.uuid4().hex[:6]}"
-        member.bind.remote(self._run_id, {}, {name: task})
-        ref = member.run.remote(self._run_id, self._key, name, inputs,
-                                dict(task._context_outputs), {}, None)
+        ref = member.run_task.remote(self._key, task, inputs, dict(task._context_outputs))
         future: concurrent.futures.Future[TaskOutput] = ref.future()
 
         def done(f: concurrent.futures.Future[TaskOutput]) -> None:
@@ -110,7 +108,6 @@ class AgentPool:
                 task.status = "completed"
             else:
                 task.status = "failed"
-            member.unbind_task.remote(self._run_id, name)
 
         task.status = "running"
         future.add_done_callback(done)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import logging
 import math
 import os
@@ -90,8 +91,13 @@ MAX_LEASE = 64
 MAX_SPARE = 8
 #: Outcomes wait at most this long before they are sent to the actor.
 FLUSH_SECONDS = 0.05
-#: A slot may still be used this late (its time already passed).
-GRACE_SECONDS = 0.005
+#: Spare slots go back to the limiter after this long without a call in the process.
+SPARE_IDLE_SECONDS = 0.25
+#: A slot given back at least this long before its time is handed out again.
+MIN_RECYCLE_LEAD = 0.02
+#: A call that woke up later than its slot's slack gives the slot back and asks again
+#: (a stalled event loop would otherwise fire a burst of overdue calls); this often.
+MAX_LATE_RETRIES = 3
 
 _log = logging.getLogger(__name__)
 
@@ -222,6 +228,9 @@ class Lease:
         epoch: the window's epoch at grant time (see ``Limiter.report``).
         expires: when unreported slots are reclaimed.
         outstanding: slots not yet reported.
+        slack: how late a slot may still be used: one interval of the pacing (a late
+            call then shares its window with at most one extra call, which the headroom
+            absorbs); unbounded without rates.
     """
 
     id: int
@@ -229,6 +238,7 @@ class Lease:
     epoch: int
     expires: float
     outstanding: int
+    slack: float = math.inf
 
 
 class Limiter:
@@ -269,7 +279,8 @@ class Limiter:
         self.paused_until = -math.inf
         self.leases: dict[int, Lease] = {}
         self.stats = {"granted": 0, "refused": 0, "success": 0, "rate_limit": 0, "error": 0,
-                      "unused": 0, "decreases": 0, "expired": 0}
+                      "unused": 0, "recycled": 0, "decreases": 0, "expired": 0}
+        self._free: list[float] = []  # slots given back before their time (a heap)
         self._req_tat = -math.inf
         self._tok_tat = -math.inf
         self._next_id = 1
@@ -322,8 +333,10 @@ class Limiter:
             if count == 0:
                 return None
             slots = [self._schedule(now, estimates[i]) for i in range(count)]
+            per_request, per_tokens = self._intervals(min(estimates[:count]))
             lease = Lease(id=self._next_id, slots=slots, epoch=self.epoch,
-                          expires=slots[-1] + ttl, outstanding=count)
+                          expires=slots[-1] + ttl, outstanding=count,
+                          slack=max(per_request, per_tokens) or math.inf)
             self._next_id += 1
             self.leases[lease.id] = lease
             self.in_flight += count
@@ -333,10 +346,21 @@ class Limiter:
     def _schedule(self, now: float, tokens: int) -> float:
         per_request, per_tokens = self._intervals(tokens)
         start = max(now, self.paused_until)
+        while self._free and self._free[0] < start:
+            heapq.heappop(self._free)  # passed, or inside a pause
         if per_request:
             start = max(start, self._req_tat - (self.burst - 1) * per_request)
         if per_tokens:
             start = max(start, self._tok_tat)
+        if self._free and self._free[0] <= start and \
+                (not per_tokens or self._tok_tat <= self._free[0]):
+            # A slot someone gave back is earlier than a new one: its request is already
+            # in the schedule, only its tokens are charged again.
+            start = heapq.heappop(self._free)
+            if per_tokens:
+                self._tok_tat = max(self._tok_tat, start) + per_tokens
+            self.stats["recycled"] += 1
+            return start
         # Both schedules move from the actual start, whichever budget set it.
         if per_request:
             self._req_tat = max(self._req_tat, start) + per_request
@@ -346,7 +370,7 @@ class Limiter:
 
     def report(self, lease_id: int | None, outcome: str, *, tokens_used: int = 0,
                tokens_estimate: int = 0, epoch: int | None = None,
-               retry_after: float | None = None) -> None:
+               retry_after: float | None = None, slot_in: float | None = None) -> None:
         """Record how one slot's call went.
 
         Args:
@@ -357,6 +381,8 @@ class Limiter:
             tokens_estimate: what the slot was reserved with.
             epoch: the lease's epoch (default: the lease's own, if it is known).
             retry_after: the provider's ``Retry-After`` seconds on a 429.
+            slot_in: for an unused slot, seconds until its time; a future slot is
+                handed out again (spare slots a process no longer needs fill no hole).
         """
         with self._lock:
             now = self.clock()
@@ -369,6 +395,9 @@ class Limiter:
                 epoch = lease.epoch if epoch is None else epoch
             self.stats[outcome if outcome in self.stats else "error"] += 1
             self._correct_tokens(now, tokens_used - tokens_estimate)
+            if outcome == "unused" and slot_in is not None and slot_in >= MIN_RECYCLE_LEAD \
+                    and self.limits.rpm:
+                heapq.heappush(self._free, now + slot_in)
             if outcome == "rate_limit":
                 if retry_after:
                     self.paused_until = max(self.paused_until, now + min(retry_after, MAX_PAUSE))
@@ -423,6 +452,7 @@ class Ticket:
     epoch: int
     at: float
     estimate: int
+    slack: float = math.inf
     local: bool = False
 
 
@@ -438,32 +468,26 @@ class _LocalGate:
     def __init__(self, limiter: Limiter) -> None:
         self.limiter = limiter
 
-    async def acquire(self, estimate: int, ttl: float) -> Ticket:
+    async def slot(self, estimate: int, ttl: float) -> Ticket:
         delay = 0.002
         while True:
             lease = self.limiter.reserve([estimate], ttl)
             if lease is not None:
-                break
+                return Ticket(lease.id, lease.epoch, lease.slots[0], estimate, lease.slack,
+                              local=True)
             await asyncio.sleep(delay)  # the window is full: wait for a release
             delay = min(0.05, delay * 2)
-        ticket = Ticket(lease.id, lease.epoch, lease.slots[0], estimate, local=True)
-        await _until(ticket)
-        return ticket
 
     def release(self, ticket: Ticket, outcome: str, tokens_used: int,
                 retry_after: float | None = None) -> None:
         self.limiter.report(ticket.lease, outcome, tokens_used=tokens_used,
                             tokens_estimate=ticket.estimate, epoch=ticket.epoch,
-                            retry_after=retry_after)
+                            retry_after=retry_after,
+                            slot_in=ticket.at - time.monotonic() if outcome == "unused" else None)
 
 
-async def _until(ticket: Ticket) -> None:
-    delay = ticket.at - time.monotonic()
-    if delay > 0:
-        await asyncio.sleep(delay)
-
-
-_Report = tuple[int | None, int, str, int, int, float | None]
+# (lease, epoch, outcome, tokens_used, tokens_estimate, retry_after, slot_in)
+_Report = tuple[int | None, int, str, int, int, float | None, float | None]
 
 
 class _RemoteGate:
@@ -481,6 +505,7 @@ class _RemoteGate:
         self._reports: list[_Report] = []
         self._flush: asyncio.TimerHandle | None = None
         self._recent: deque[float] = deque()
+        self._idle_check: asyncio.TimerHandle | None = None
         self._failures = 0
         self._fallback: _LocalGate | None = None
 
@@ -491,33 +516,46 @@ class _RemoteGate:
             self._handle = get_rate_limiter(self.name)
         return self._handle
 
-    async def acquire(self, estimate: int, ttl: float) -> Ticket:
+    async def slot(self, estimate: int, ttl: float) -> Ticket:
         if self._fallback is not None:
-            return await self._fallback.acquire(estimate, ttl)
+            return await self._fallback.slot(estimate, ttl)
         self.ttl = max(self.ttl, ttl)
-        now = time.monotonic()
-        self._recent.append(now)
-        ticket = self._spare(now)
-        if ticket is None:
-            waiter = _Waiter(estimate, asyncio.get_running_loop().create_future())
-            self._waiting.append(waiter)
-            if self._fetcher is None or self._fetcher.done():
-                self._fetcher = asyncio.ensure_future(self._fetch())
-            ticket = await waiter.future  # cancelled: _fetch reports its slot unused
-        try:
-            await _until(ticket)
-        except asyncio.CancelledError:
-            self.release(ticket, "unused", 0)
-            raise
-        return ticket
+        self._recent.append(time.monotonic())
+        ticket = self._spare()
+        if ticket is not None:
+            return ticket
+        waiter = _Waiter(estimate, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiter)
+        if self._fetcher is None or self._fetcher.done():
+            self._fetcher = asyncio.ensure_future(self._fetch())
+        return await waiter.future  # cancelled: _fetch reports its slot unused
 
-    def _spare(self, now: float) -> Ticket | None:
+    def _spare(self) -> Ticket | None:
+        now = time.monotonic()
         while self._spares:
             ticket = self._spares.popleft()
-            if ticket.at >= now - GRACE_SECONDS:
+            if now <= ticket.at + ticket.slack:
                 return ticket
             self.release(ticket, "unused", 0)  # too late to use it without a burst
         return None
+
+    def _drop_stale_spares(self) -> None:
+        now = time.monotonic()
+        while self._spares and now > self._spares[0].at + self._spares[0].slack:
+            self.release(self._spares.popleft(), "unused", 0)
+
+    def _return_idle_spares(self) -> None:
+        """No call came for a while: give the spares back while others can use them."""
+        self._idle_check = None
+        if not self._spares:
+            return
+        idle_for = time.monotonic() - (self._recent[-1] if self._recent else -math.inf)
+        if idle_for < SPARE_IDLE_SECONDS:
+            self._idle_check = asyncio.get_running_loop().call_later(
+                SPARE_IDLE_SECONDS - idle_for, self._return_idle_spares)
+            return
+        while self._spares:
+            self.release(self._spares.popleft(), "unused", 0)
 
     def _demand(self) -> int:
         """Calls that arrived here in the last second: how many spares are worth it."""
@@ -529,6 +567,7 @@ class _RemoteGate:
     async def _fetch(self) -> None:
         from ray.exceptions import RayActorError
 
+        loop = asyncio.get_running_loop()
         while True:
             while self._waiting and self._waiting[0].future.done():
                 self._waiting.popleft()  # cancelled before it got a slot
@@ -540,6 +579,7 @@ class _RemoteGate:
                         MAX_LEASE - len(batch)) if not self._spares else 0
             estimates += [sum(estimates) // len(estimates)] * spare
             reports = self._take_reports()
+            sent = time.monotonic()
             try:
                 grant = await self._actor().acquire.remote(
                     estimates, self.limits.as_dict(), reports, self.ttl)
@@ -553,14 +593,24 @@ class _RemoteGate:
                 continue
             self._failures = 0
             self.round_trips += 1
-            received = time.monotonic()
-            lease, epoch = grant["lease"], grant["epoch"]
+            # The delays count from when the actor computed them. A reply that waited
+            # for this (busy) loop must not shift every slot later, into the next
+            # process's slots: the wall clock says how long ago that was (exact on one
+            # machine; across nodes, skew is clamped to the round trip).
+            now = time.monotonic()
+            transit = min(max(time.time() - grant["now"], 0.0), now - sent)
+            base = now - transit
+            lease, epoch, slack = grant["lease"], grant["epoch"], grant["slack"]
             # Only this loop takes waiters off the left, so ``batch`` is still the left
             # end of ``_waiting``; slots beyond the batch are spares.
             for i, delay in enumerate(grant["delays"]):
-                ticket = Ticket(lease, epoch, received + delay, estimates[i])
+                ticket = Ticket(lease, epoch, base + delay, estimates[i], slack)
                 if i >= len(batch):
                     self._spares.append(ticket)
+                    loop.call_at(loop.time() + ticket.at - now + slack, self._drop_stale_spares)
+                    if self._idle_check is None:
+                        self._idle_check = loop.call_later(SPARE_IDLE_SECONDS,
+                                                           self._return_idle_spares)
                     continue
                 waiter = self._waiting.popleft()
                 if waiter.future.done():
@@ -583,8 +633,9 @@ class _RemoteGate:
             if ticket.local:  # slots granted before the fallback are the dead actor's
                 self._fallback.release(ticket, outcome, tokens_used, retry_after)
             return
+        slot_in = ticket.at - time.monotonic() if outcome == "unused" else None
         self._reports.append((ticket.lease, ticket.epoch, outcome, tokens_used,
-                              ticket.estimate, retry_after))
+                              ticket.estimate, retry_after, slot_in))
         if outcome == "rate_limit":
             self._send_reports()  # slow everyone down now, not in 50 ms
         elif self._flush is None:
@@ -605,6 +656,25 @@ class _RemoteGate:
                 self._actor().report.remote(reports)
             except Exception as exc:  # the actor is gone; its leases expire with it
                 _log.debug("rate limiter %s: reports lost (%s)", self.name, exc)
+
+
+async def _take(gate: _LocalGate | _RemoteGate, estimate: int, ttl: float) -> Ticket:
+    """A slot, slept until: the call may start when this returns."""
+    for attempt in range(MAX_LATE_RETRIES + 1):
+        ticket = await gate.slot(estimate, ttl)
+        try:
+            delay = ticket.at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            gate.release(ticket, "unused", 0)
+            raise
+        if time.monotonic() - ticket.at <= ticket.slack or attempt == MAX_LATE_RETRIES:
+            return ticket
+        # Woke up too late (a busy event loop): calls fired now would burst with the
+        # slots after this one, so give the slot back and take a current one.
+        gate.release(ticket, "unused", 0)
+    raise AssertionError("unreachable")
 
 
 class _Retry(Exception):
@@ -670,10 +740,9 @@ async def limited(config: LLMConfig, call: Callable[[], Awaitable[T]], *,
     gate = _gate(config, limits)
     ttl = config.timeout + 60.0
     try:
-        ticket = await gate.acquire(tokens_estimate, ttl)
+        ticket = await _take(gate, tokens_estimate, ttl)
     except _Retry:
-        gate = _gate(config, limits)
-        ticket = await gate.acquire(tokens_estimate, ttl)
+        ticket = await _take(gate, tokens_estimate, ttl)  # now from the fallback limiter
     try:
         result = await call()
     except asyncio.CancelledError:

@@ -190,7 +190,7 @@ def _node_ids(order: list[str]) -> dict[str, str]:
     for name in order:
         ident = name
         if not _SAFE_ID.match(name) or name.lower() in _RESERVED:
-            ident = "t_" + re.sub(r"\W", "_", name)
+            ident = "t_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
         base, n = ident, 2
         while ident in used:
             ident, n = f"{base}_{n}", n + 1

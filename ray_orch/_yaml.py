@@ -37,6 +37,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from ._agent import Agent
 from ._errors import (
+    DuplicateTaskError,
     InvalidTaskFieldError,
     UnknownTaskError,
     WorkflowDefinitionError,
@@ -129,16 +130,30 @@ class WorkflowSpec(_Strict):
     budget_usd: float | None = Field(None, gt=0)
 
 
-_SECTIONS: dict[int, tuple[str | None, type[BaseModel]]] = {
-    0: (None, WorkflowSpec), 2: ("agents", AgentSpec), 4: ("tasks", TaskSpec)}
+# Where each model's keys live: (key depth, section, model).
+_SECTIONS: list[tuple[int, str | None, type[BaseModel]]] = [
+    (1, None, WorkflowSpec), (3, "agents", AgentSpec), (3, "tasks", TaskSpec)]
 
 
 # -- reading YAML with line numbers ------------------------------------------------------
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false are booleans, so decision keys
+    like ``yes:`` / ``no:`` / ``on:`` / ``off:`` stay strings."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
 def _read(text: str, source: str) -> tuple[Any, dict[Loc, int], list[tuple[Loc, int]]]:
     """Parse YAML; return the data, the line of every key / item, and duplicate keys."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -198,8 +213,9 @@ class _Problems:
 
     def add(self, loc: Loc, message: str, cls: type[WorkflowDefinitionError] | None = None,
             *, line: int | None = None) -> None:
-        task = str(loc[1]) if len(loc) >= 3 and loc[0] == "tasks" else None
-        field = str(loc[2]) if task is not None else (str(loc[-1]) if loc else None)
+        task = str(loc[1]) if len(loc) >= 2 and loc[0] == "tasks" else None
+        field = (str(loc[2]) if len(loc) >= 3 else "name") if task is not None else \
+            (str(loc[-1]) if loc else None)
         kind = cls or (InvalidTaskFieldError if task is not None else WorkflowDefinitionError)
         line = line or _line(self.lines, loc)
         text = f"{self.source}:{line}: {_dotted(loc)}: {message}"
@@ -238,8 +254,8 @@ def _data_loc(data: Any, loc: tuple[Any, ...], kind: str) -> Loc:
 
 
 def _allowed(loc: Loc) -> list[str]:
-    for depth, (section, model) in _SECTIONS.items():
-        if len(loc) == depth + 1 and (section is None or loc[0] == section):
+    for depth, section, model in _SECTIONS:
+        if len(loc) == depth and (section is None or loc[0] == section):
             return list(model.model_fields)
     return []
 
@@ -307,26 +323,41 @@ def _expand(value: Any, loc: Loc, problems: _Problems) -> Any:
 # -- building ----------------------------------------------------------------------------
 
 
-def _check_names(spec: WorkflowSpec, problems: _Problems) -> None:
-    agents, tasks = list(spec.agents), list(spec.tasks)
+def _check_names(data: dict[str, Any], problems: _Problems) -> None:
+    """Every agent and task reference resolves (read from the raw data, so these are
+    reported together with type errors elsewhere in the file)."""
+    agent_map, task_map = data.get("agents"), data.get("tasks")
+    agents = [str(k) for k in agent_map] if isinstance(agent_map, dict) else []
+    tasks = [str(k) for k in task_map] if isinstance(task_map, dict) else []
 
     def unknown(kind: str, name: str, known: list[str]) -> str:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"unknown {kind} '{name}'{hint} ({kind}s: {', '.join(known) or 'none defined'})"
 
-    for tname, task in spec.tasks.items():
+    def names(value: Any, loc: Loc) -> list[tuple[Loc, str]]:
+        if isinstance(value, str):
+            return [(loc, value)]
+        if isinstance(value, list):
+            return [((*loc, i), v) for i, v in enumerate(value) if isinstance(v, str)]
+        return []
+
+    for tname, task in (task_map or {}).items() if isinstance(task_map, dict) else ():
+        if not isinstance(task, dict):
+            continue
+        where: Loc = ("tasks", str(tname))
         for fieldname in ("agent", "fallback_agent"):
-            ref = getattr(task, fieldname)
-            if ref is not None and ref not in spec.agents:
-                problems.add(("tasks", tname, fieldname), unknown("agent", ref, agents))
-        refs: list[tuple[Loc, str]] = []
-        refs += [(("tasks", tname, "context", i), r) for i, r in enumerate(task.context or [])]
-        refs += [(("tasks", tname, "next_tasks", i), r) for i, r in enumerate(task.next_tasks)]
-        for key, targets in (task.condition or {}).items():
-            refs += [(("tasks", tname, "condition", key, i), r) for i, r in enumerate(targets)]
+            ref = task.get(fieldname)
+            if isinstance(ref, str) and ref not in agents:
+                problems.add((*where, fieldname), unknown("agent", ref, agents))
+        refs = names(task.get("context"), (*where, "context"))
+        refs += names(task.get("next_tasks"), (*where, "next_tasks"))
+        condition = task.get("condition")
+        if isinstance(condition, dict):
+            for key, targets in condition.items():
+                refs += names(targets, (*where, "condition", key))
         for loc, ref in refs:
-            if ref not in spec.tasks:
+            if ref not in tasks:
                 problems.add(loc, unknown("task", ref, tasks), UnknownTaskError)
 
 
@@ -444,19 +475,23 @@ def loads_workflow(text: str, *, source: str = "<string>", base_dir: str | Path 
     data, lines, duplicates = _read(text, source)
     problems = _Problems(source, lines)
     for where, line in duplicates:
-        problems.add(where, f"duplicate key '{where[-1]}' (the later one would silently win)",
-                     line=line)
+        if len(where) == 2 and where[0] == "tasks":
+            problems.add(where, f"two tasks are named '{where[1]}'", DuplicateTaskError,
+                         line=line)
+        else:
+            problems.add(where, f"duplicate key '{where[-1]}' (the later one would silently "
+                                "win)", line=line)
     if not isinstance(data, dict):
         problems.add((), f"a workflow is a mapping with 'agents:' and 'tasks:', not "
                          f"{type(data).__name__}")
         problems.raise_if_any()
+    _check_names(data, problems)
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as exc:
         _pydantic_problems(exc, data, problems)
         problems.raise_if_any()
         raise  # unreachable: a ValidationError always has errors
-    _check_names(spec, problems)
     problems.raise_if_any()
     process = _build(spec, Path(base_dir), source, problems)
     problems.raise_if_any()

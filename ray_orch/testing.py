@@ -60,7 +60,8 @@ _ERRORS = {
     503: ("server_error", None),
     504: ("server_error", "timeout"),
 }
-_MAX_DEPTH = 12
+_MAX_DEPTH = 32
+_SOFT_DEPTH = 8
 
 
 @dataclass(kw_only=True)
@@ -134,7 +135,8 @@ class StubRule:
         latency: seconds before answering (None: the server's latency and jitter).
         fault: a ``FAULT_KINDS`` name to inject instead of a normal answer, or None.
         times: apply only to the first ``times`` matches (None: always).
-        hits: how many requests this rule has answered so far.
+        hits: how many requests this rule has matched so far (faulted ones included).
+        served: how many replies it has sent (a list reply advances with this).
     """
 
     match: _Match = None
@@ -143,6 +145,7 @@ class StubRule:
     fault: str | None = None
     times: int | None = None
     hits: int = 0
+    served: int = 0
 
     def matches(self, request: StubRequest) -> bool:
         """Whether this rule applies to ``request`` (ignores ``times``)."""
@@ -186,15 +189,20 @@ class StubLLMServer:
     """An OpenAI-compatible chat server on 127.0.0.1 with scripted replies and faults.
 
     How a reply becomes the message content: a dict is sent as JSON text; a list gives
-    its i-th item to the i-th request it answers (the last item repeats); a callable
-    gets the ``StubRequest`` and returns a str or dict (it may be async). When the
-    request asks for JSON (``response_format`` ``json_schema`` or ``json_object``) the
-    content is always valid JSON: a string that parses as a JSON object or array is sent
-    as is; if the schema has exactly one required string property (the decision shape,
-    ``{"decision": {"enum": [...]}}``, or a plain ``{"answer": "string"}``; an optional
-    string counts too), the string fills it verbatim, even when it is not in the enum,
-    and the other required properties are synthesised; otherwise an instance is synthesised from the schema (strings ``"stub"``,
-    0, 0.0, true, first enum value, one array item, ``$ref`` and ``anyOf`` resolved).
+    its i-th item to the i-th reply it sends (the last item repeats; faulted requests do
+    not count); a callable gets the ``StubRequest`` and returns a str or dict (it may be
+    async).
+
+    When the request asks for JSON (``response_format`` ``json_schema`` or
+    ``json_object``) the content is always valid JSON. A string that parses as a JSON
+    object or array is sent as is. If the schema has exactly one required string
+    property (the decision shape ``{"decision": {"enum": [...]}}``, a plain
+    ``{"answer": "string"}``, an optional string, an enum behind ``$ref``), the string
+    fills it verbatim, even when it is not in the enum, and the other required
+    properties are synthesised. Otherwise an instance is synthesised from the schema:
+    required properties only, strings ``"stub"`` (or a value of their ``format``), 0 and
+    0.0 (within bounds), true, the first enum value, one array item, ``$ref`` and
+    ``anyOf`` resolved (first branch), recursion ended by empty arrays deep down.
     With ``json_object`` and no schema, a plain string is sent as ``{"text": ...}``.
 
     Args:
@@ -252,7 +260,7 @@ class StubLLMServer:
         self._rules: list[StubRule] = []
         self._log: list[StubRequest] = []
         self._next_index = 0
-        self._default_hits = 0
+        self._default_served = 0
         self._accepted: deque[float] = deque()
         self._plan_rate = 0.0
         self._plan_kinds: tuple[str, ...] = ()
@@ -336,6 +344,8 @@ class StubLLMServer:
             if runner is not None:
                 loop.run_forever()
                 loop.run_until_complete(self._shutdown(runner))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             loop.close()
 
@@ -569,7 +579,7 @@ class StubLLMServer:
             record.fault = "rpm_limit"
             return _error(429, f"Rate limit reached: {self.rpm_limit} requests per "
                           f"{self.rpm_window:g} s", retry_after=limited)
-        rule, reply, nth = self._pick(record)
+        rule = self._pick(record)
         fault = rule.fault if rule is not None and rule.fault else self._planned_fault()
         record.fault = fault
         if fault == "timeout":
@@ -585,6 +595,7 @@ class StubLLMServer:
                     else f"stub fault {fault}")
             return _error(int(fault), text,
                           retry_after=self.retry_after if fault == "429" else None)
+        reply, nth = self._reply_for(rule)
         try:
             value = await _resolve(reply, nth, record)
         except Exception as exc:
@@ -603,7 +614,7 @@ class StubLLMServer:
             return await _stream(request, record, content)
         return web.json_response(_completion(record, content))
 
-    def _pick(self, record: StubRequest) -> tuple[StubRule | None, Any, int]:
+    def _pick(self, record: StubRequest) -> StubRule | None:
         with self._lock:
             rules = list(self._rules)
         for rule in rules:
@@ -613,19 +624,19 @@ class StubLLMServer:
                 if rule.exhausted:
                     continue
                 rule.hits += 1
-                nth = rule.hits - 1
-            if rule.reply is not None:
-                return rule, rule.reply, nth
-            return rule, *self._default(record)
-        return None, *self._default(record)
+            return rule
+        return None
 
-    def _default(self, record: StubRequest) -> tuple[Any, int]:
+    def _reply_for(self, rule: StubRule | None) -> tuple[Any, int]:
+        # Counted only for answers actually sent, so a faulted request does not use up
+        # an item of a list reply: the retry gets the item the failed call would have.
         with self._lock:
-            nth = self._default_hits
-            self._default_hits += 1
-        if self.handler is not None:
-            return self.handler, nth
-        return self.reply, nth
+            if rule is not None and rule.reply is not None:
+                rule.served += 1
+                return rule.reply, rule.served - 1
+            self._default_served += 1
+            nth = self._default_served - 1
+        return (self.handler if self.handler is not None else self.reply), nth
 
     def _planned_fault(self) -> str | None:
         with self._lock:
@@ -735,7 +746,8 @@ def _synthesize(schema: dict[str, Any], root: dict[str, Any] | None = None,
     Args:
         schema: the (sub)schema.
         root: the document ``$ref`` points into (default: ``schema``).
-        depth: recursion depth; recursive schemas stop at a fixed depth.
+        depth: recursion depth; recursive schemas end through empty arrays or null
+            branches past a fixed depth.
 
     Returns:
         A JSON-compatible value.
@@ -754,7 +766,10 @@ def _synthesize(schema: dict[str, Any], root: dict[str, Any] | None = None,
         return node["enum"][0]
     for key in ("anyOf", "oneOf"):
         if node.get(key):
-            return _synthesize(node[key][0], root, depth + 1)
+            branches = node[key]
+            if depth >= _SOFT_DEPTH and {"type": "null"} in branches:
+                return None  # ends an Optional[Self] recursion
+            return _synthesize(branches[0], root, depth + 1)
     if node.get("allOf"):
         parts = [_synthesize(s, root, depth + 1) for s in node["allOf"]]
         if all(isinstance(p, dict) for p in parts):
@@ -773,10 +788,9 @@ def _synthesize(schema: dict[str, Any], root: dict[str, Any] | None = None,
                 for name in node.get("required", [])}
     if kind == "array":
         prefix = node.get("prefixItems") or []
-        if depth >= _MAX_DEPTH:
-            return []
         items = [_synthesize(s, root, depth + 1) for s in prefix]
-        want = max(node.get("minItems", 1), len(items))
+        # Deep down, arrays stay empty where allowed: that ends list[Self] recursion.
+        want = max(node.get("minItems", 1 if depth < _SOFT_DEPTH else 0), len(items))
         if "maxItems" in node:
             want = min(want, node["maxItems"])
         extra = node.get("items")

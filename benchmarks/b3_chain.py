@@ -1,0 +1,37 @@
+"""B3 (W3): a sequential chain of 20 calls of 50 ms, each given the previous output.
+Ideal 1.00 s; prints makespan and overhead per step (target <= 5 ms).
+Usage: b3_chain.py [repeat]"""
+
+from __future__ import annotations
+
+import sys
+
+from _common import fmt, start_ray, timed
+
+from ray_orch import Agent, Process, Task
+from ray_orch.testing import StubLLMServer
+
+STEPS = 20
+
+
+def workflow(stub: StubLLMServer) -> Process:
+    agent = Agent(role="Writer", goal="Write", llm=stub.llm)
+    tasks = {f"step{i}": Task(description=f"Step {i}: improve the text", agent=agent)
+             for i in range(STEPS)}
+    return Process(tasks=tasks, agents=[agent], name="b3", metrics=False)
+
+
+def main(repeat: int = 5) -> None:
+    print(f"ray start: {fmt(start_ray())}")
+    with StubLLMServer(latency=0.05) as stub:
+        workflow(stub).sequential()
+        ours, runs = timed(lambda: workflow(stub).sequential(), repeat)
+        http = [r.t_end - r.t_start for r in stub.requests[-STEPS:]]
+    ideal = STEPS * 0.05
+    print(f"B3: ray-orch {fmt(ours)} (runs {[round(r, 3) for r in runs]})  ideal {fmt(ideal)}"
+          f"  overhead/step {(ours - ideal) / STEPS * 1000:.1f} ms"
+          f"  (stub time/step {sum(http) / len(http) * 1000:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main(*[int(a) for a in sys.argv[1:]])

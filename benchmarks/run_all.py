@@ -1,0 +1,14 @@
+"""Run every benchmark, one process each (so each starts from a clean Ray)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for script, args in (("b3_chain.py", []), ("b2_mixed_latency.py", []),
+                     ("b1_fan_out.py", ["1000", "3"]), ("b4_scale.py", []),
+                     ("b5_b6_startup.py", []), ("_baseline.py", [])):
+    print(f"== {script} {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script), *args], check=False)
