@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ._agent import Agent
+from ._budget import apply_budget
 from ._errors import (
     DecisionError,
     GuardrailFailedError,
@@ -201,6 +202,7 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
             or an error that retrying cannot fix.
     """
     parts = parts or task_prompt(task, run.inputs, run.context, run.missing)
+    budget_note = await apply_budget(task, agent, parts) if isinstance(agent, Agent) else None
     deciding = task.task_type == "decision" and bool(task.condition)
     schema = decision_schema(task.condition or {}) if deciding else task.output_schema()
     calls: list[dict[str, Any]] = []
@@ -286,8 +288,10 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         "model": model_used[0],
         "llm_calls": calls,
     })
-    if run.missing:
-        output.metadata["missing_context"] = dict(run.missing)
+    if parts.missing:
+        output.metadata["missing_context"] = dict(parts.missing)
+    if budget_note:
+        output.metadata["context_budget"] = budget_note
     if run.iteration is not None:
         output.metadata["iteration"] = run.iteration
     return output

@@ -18,7 +18,8 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     └── RunError                       the run itself went wrong
         ├── TaskFailedError            a task exhausted its attempts
         │   ├── OutputValidationError  the reply never matched output_json / output_pydantic
-        │   └── GuardrailFailedError   the guardrails rejected every attempt
+        │   ├── GuardrailFailedError   the guardrails rejected every attempt
+        │   └── ContextBudgetError     the context exceeds the task's token budget (policy "fail")
         ├── LLMError                   a model call failed (``retryable`` says whether to retry)
         ├── TaskTimeoutError           a task exceeded its timeout
         ├── CircuitOpenError           a circuit breaker refused the call (raise mode)
@@ -39,6 +40,7 @@ __all__ = [
     "BudgetExceededError",
     "CheckpointCorruptError",
     "CircuitOpenError",
+    "ContextBudgetError",
     "DecisionError",
     "DuplicateTaskError",
     "GuardrailFailedError",
@@ -154,6 +156,10 @@ class OutputValidationError(TaskFailedError):
 
 class GuardrailFailedError(TaskFailedError):
     """The task's guardrails rejected every attempt."""
+
+
+class ContextBudgetError(TaskFailedError):
+    """A task's context exceeds its token budget and its overflow policy is ``"fail"``."""
 
 
 class LLMError(RunError):

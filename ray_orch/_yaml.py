@@ -212,10 +212,10 @@ class _Problems:
         self.items: list[tuple[int, WorkflowDefinitionError]] = []
 
     def add(self, loc: Loc, message: str, cls: type[WorkflowDefinitionError] | None = None,
-            *, line: int | None = None) -> None:
+            *, line: int | None = None, field: str | None = None) -> None:
         task = str(loc[1]) if len(loc) >= 2 and loc[0] == "tasks" else None
-        field = (str(loc[2]) if len(loc) >= 3 else "name") if task is not None else \
-            (str(loc[-1]) if loc else None)
+        if field is None and (task is None or len(loc) >= 3):
+            field = str(loc[2]) if task is not None else (str(loc[-1]) if loc else None)
         kind = cls or (InvalidTaskFieldError if task is not None else WorkflowDefinitionError)
         line = line or _line(self.lines, loc)
         text = f"{self.source}:{line}: {_dotted(loc)}: {message}"
@@ -269,6 +269,8 @@ def _message(error: Any, loc: Loc) -> str:
         return f"unknown key '{loc[-1]}'{hint}; allowed: {', '.join(allowed)}"
     if kind == "missing":
         return "required key is missing"
+    if kind in ("model_type", "dict_type"):
+        return f"should be a mapping of keys to values (got {_show(value)})"
     msg = str(error["msg"])
     msg = msg[0].lower() + msg[1:] if msg else msg
     return f"{msg} (got {_show(value)})"
@@ -477,7 +479,7 @@ def loads_workflow(text: str, *, source: str = "<string>", base_dir: str | Path 
     for where, line in duplicates:
         if len(where) == 2 and where[0] == "tasks":
             problems.add(where, f"two tasks are named '{where[1]}'", DuplicateTaskError,
-                         line=line)
+                         line=line, field="name")
         else:
             problems.add(where, f"duplicate key '{where[-1]}' (the later one would silently "
                                 "win)", line=line)

@@ -18,6 +18,7 @@ import json
 import os
 import runpy
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -27,7 +28,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from ._errors import RayOrchError, RunCancelledError, RunError, WorkflowDefinitionError
-from ._graph import Mode
+from ._graph import Mode, RayOrchWarning
 from ._output import TaskOutput
 from ._process import Process
 
@@ -156,7 +157,9 @@ def _intercept(script: _Script, action: str) -> Iterator[None]:
     def handle(process: Process, mode: Mode) -> dict[str, TaskOutput] | None:
         script.calls.append(_Call(process=process, mode=mode))
         if action == "validate":
-            process.validate(mode)
+            with warnings.catch_warnings():  # reported once, by _validated()
+                warnings.simplefilter("ignore", RayOrchWarning)
+                process.validate(mode)
         return None if action == "run" else _NotRun()
 
     for name, mode in _RUNS.items():
@@ -168,11 +171,11 @@ def _intercept(script: _Script, action: str) -> Iterator[None]:
                 return stub if stub is not None else await _original(self, *args, **kwargs)
             patch(Process, name, arun)
         else:
-            def run(self: Process, *args: Any, _mode: Mode = mode, _original: Any = original,
-                    **kwargs: Any) -> Any:
+            def srun(self: Process, *args: Any, _mode: Mode = mode, _original: Any = original,
+                     **kwargs: Any) -> Any:
                 stub = handle(self, _mode)
                 return stub if stub is not None else _original(self, *args, **kwargs)
-            patch(Process, name, run)
+            patch(Process, name, srun)
     if action != "run":
         def blocked(self: Any, *args: Any, **kwargs: Any) -> Any:
             raise _ModelCallBlocked(f"the script calls agent '{self.role}' directly")
@@ -257,10 +260,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
     width = max((len(name) for name in summary["tasks"]), default=4)
     for name, info in summary["tasks"].items():
         seconds = info["execution_time"]
-        took = f"{seconds:7.2f} s" if isinstance(seconds, (int, float)) else "      - "
+        took = f"{seconds:7.2f} s" if isinstance(seconds, (int, float)) else f"{'-':>7}  "
         if info["status"] == "completed":
-            route = f"-> {info['decision']}  " if info["decision"] else ""
-            detail = route + _one_line(info["output"])
+            # a decision's output is its route; anything else shows its text
+            detail = f"-> {info['decision']}" if info["decision"] else _one_line(info["output"])
         else:
             detail = _one_line(info["error"] or info["skip_reason"] or "")
         typer.echo(f"  {name:<{width}}  {info['status']:<9} {took}  {detail}".rstrip())
@@ -400,15 +403,16 @@ def _graph_source(file: Path, mode: Mode | None) -> tuple[Any, Mode]:
     _fail(f"{file}: found no Process run, Process object or `tasks` to draw", 2)
 
 
-@app.command()
-def demo() -> None:
-    """Run the guide's customer-service workflow on the embedded offline model."""
+@app.command(add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def demo(ctx: typer.Context) -> None:
+    """Run the guide's customer-service workflow offline (options: ray-orch demo --help)."""
     with _errors():
         try:
-            from . import demo as demo_module  # type: ignore[attr-defined]
+            from . import demo as demo_module
         except ImportError as exc:
             _fail(f"the demo is not available in this install ({exc})", 1)
-        code = demo_module.main()
+        code = demo_module.main(list(ctx.args))
         if isinstance(code, int) and code:
             raise typer.Exit(code)
 

@@ -235,17 +235,23 @@ def test_interrupt_exits_130_and_script_errors_exit_1(runner, tmp_path):
 # -- demo -----------------------------------------------------------------------------------
 
 
-def test_demo_calls_the_demo_module(runner, monkeypatch):
+def test_demo_calls_the_demo_module_with_its_options(runner, monkeypatch):
     called = []
+
+    def main(argv=None):
+        called.append(argv)
+        return 3 if "--fail" in argv else 0
+
     fake = types.ModuleType("ray_orch.demo")
-    fake.main = lambda: called.append(True)  # type: ignore[attr-defined]
+    fake.main = main  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ray_orch.demo", fake)
     import ray_orch
 
     monkeypatch.setattr(ray_orch, "demo", fake, raising=False)
-    result = runner.invoke(app, ["demo"])
+    result = runner.invoke(app, ["demo", "--inquiry", "2"])
     assert result.exit_code == 0, result.output
-    assert called == [True]
+    assert called == [["--inquiry", "2"]]
+    assert runner.invoke(app, ["demo", "--fail"]).exit_code == 3
 
 
 def test_help_lists_the_commands(runner):

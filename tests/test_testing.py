@@ -291,9 +291,19 @@ async def test_concurrent_latency_overlaps() -> None:
         started = time.perf_counter()
         replies = await asyncio.gather(*(ask(stub, f"q{i}") for i in range(200)))
         elapsed = time.perf_counter() - started
-    assert elapsed < 3.0  # sequentially it would take 20 s
     assert {text(r) for r in replies} == {"ok"}
-    assert all(r.duration is not None and r.duration >= 0.1 for r in stub.requests)
+    records = stub.requests
+    assert all(r.duration is not None and r.duration >= 0.1 for r in records)
+    # Sequentially this takes 20 s. litellm itself costs ~7 ms of CPU per call here, so
+    # the wall clock is ~1.5 s idle but 4-5 s on a loaded 2-CPU box: the bound is loose
+    # and the overlap seen by the server is the sharp check.
+    assert elapsed < 10.0
+    events = sorted([(r.t_start, 1) for r in records] + [(r.t_end or 0.0, -1) for r in records])
+    in_flight = peak = 0
+    for _, step in events:
+        in_flight += step
+        peak = max(peak, in_flight)
+    assert peak >= 50
 
 
 async def test_rule_latency_and_jitter() -> None:
