@@ -121,7 +121,7 @@ class ActorRegistry:
         warm.sort(key=lambda h: self.served.get(h._actor_id, set()).__contains__(agent_key))
         handles = [warm.pop() for _ in range(min(count, len(warm)))]
         while len(handles) < count:
-            handle = AgentActor.options(**options).remote()
+            handle = AgentActor.options(**options).remote()  # type: ignore[attr-defined]
             self.owned[handle._actor_id] = handle
             handles.append(handle)
         return handles
@@ -144,7 +144,7 @@ class ActorRegistry:
             return self.supervisors.pop()
         from actors.supervisor import Supervisor
 
-        handle = Supervisor.remote()
+        handle = Supervisor.remote()  # type: ignore[attr-defined]
         self.owned[handle._actor_id] = handle
         self.supervisor_ids.add(handle._actor_id)
         return handle
@@ -184,5 +184,6 @@ def get_registry() -> Any:
     """
     global _registry
     if _registry is None or not ray.is_initialized():
-        _registry = ActorRegistry.options(name=REGISTRY_NAME, get_if_exists=True).remote()
+        _registry = ActorRegistry.options(  # type: ignore[attr-defined]
+            name=REGISTRY_NAME, get_if_exists=True).remote()
     return _registry

@@ -47,6 +47,6 @@ def get_breaker_actor() -> Any:
     """The cluster's breaker actor, created on first use (named, detached)."""
     global _handle
     if _handle is None:
-        _handle = BreakerActor.options(name=NAME, namespace=NAMESPACE, get_if_exists=True,
-                                       lifetime="detached").remote()
+        _handle = BreakerActor.options(  # type: ignore[attr-defined]
+            name=NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached").remote()
     return _handle

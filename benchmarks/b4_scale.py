@@ -14,6 +14,11 @@ from b1_fan_out import workflow
 from ray_orch.testing import StubLLMServer
 
 
+def _sample(stop: threading.Event, peak: list[float]) -> None:
+    while not stop.wait(0.5):
+        peak[0] = max(peak[0], rss_mb_of_ray_and_self())
+
+
 def main(sizes: list[int]) -> None:
     print(f"ray start: {fmt(start_ray())}")
     with StubLLMServer(latency=0.1) as stub:
@@ -21,12 +26,7 @@ def main(sizes: list[int]) -> None:
         for n in sizes:
             peak = [rss_mb_of_ray_and_self()]
             stop = threading.Event()
-
-            def sample() -> None:
-                while not stop.wait(0.5):
-                    peak[0] = max(peak[0], rss_mb_of_ray_and_self())
-
-            sampler = threading.Thread(target=sample, daemon=True)
+            sampler = threading.Thread(target=_sample, args=(stop, peak), daemon=True)
             sampler.start()
             stub.clear()
             started = time.perf_counter()

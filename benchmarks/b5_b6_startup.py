@@ -53,7 +53,7 @@ def main() -> None:
                              env=env, capture_output=True, text=True, timeout=300,
                              cwd=Path(__file__).resolve().parent.parent)
         first = stub.requests[0].t_start if stub.requests else float("nan")
-    line = next((l for l in out.stdout.splitlines() if l.startswith("POOL")), "POOL nan nan")
+    line = next((s for s in out.stdout.splitlines() if s.startswith("POOL")), "POOL nan nan")
     _, ready, pss = line.split()
     print(f"B5 cold start to first dispatched task: {fmt(first - started)}")
     print(f"B6 pool of 32 agents ready: {float(ready):.3f} s, mean PSS per idle member "

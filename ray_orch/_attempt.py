@@ -255,7 +255,7 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
 
     retrying = AsyncRetrying(retry=retry_if_exception(should_retry), wait=wait, reraise=True)
     try:
-        output = await retrying(attempt)
+        output: TaskOutput = await retrying(attempt)
     except _Rejected as exc:
         if exc.kind == "decision":
             raise DecisionError(f"decision task '{task.id}': {exc} after {_attempts(counts)} "
@@ -334,8 +334,8 @@ async def run_with_fallback(task: Task, call: Runner) -> TaskOutput:
     try:
         return await call(task.agent)
     except TaskFailedError as primary_error:
-        if task.fallback_agent is None or not getattr(primary_error, "retryable", True) \
-                and not isinstance(primary_error, (OutputValidationError, GuardrailFailedError)):
+        if task.fallback_agent is None or (not getattr(primary_error, "retryable", True) \
+                and not isinstance(primary_error, (OutputValidationError, GuardrailFailedError))):
             raise
         output = await call(task.fallback_agent)
         output.metadata["fallback"] = True

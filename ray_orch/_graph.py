@@ -254,9 +254,9 @@ def _check_fields(name: str, task: Task, problems: list[WorkflowDefinitionError]
         bad("condition", "is required for a decision task: {'answer': ['task', ...]}")
     if task.condition and task.task_type != "decision":
         bad("condition", "only applies to task_type='decision'")
-    if task.condition is not None and task.task_type == "decision":
-        if not isinstance(task.condition, dict) or not route_keys(task.condition):
-            bad("condition", "must map at least one answer to a list of task names")
+    if task.condition is not None and task.task_type == "decision" and (
+            not isinstance(task.condition, dict) or not route_keys(task.condition)):
+        bad("condition", "must map at least one answer to a list of task names")
     for fieldname in ("max_retries", "validation_steps"):
         value = getattr(task, fieldname)
         if not isinstance(value, int) or value < 0:

@@ -52,8 +52,8 @@ def fallback_agent_for(description: str, agents: list[Any], loads: dict[str, int
 def assignment_schema(task_ids: list[str], roles: list[str]) -> type[BaseModel]:
     """``{"assignments": [{"task": <enum>, "agent": <enum>, "reason": str}, ...]}``."""
     item = create_model("TaskAssignment",
-                        task=(Literal[tuple(task_ids)], ...),  # type: ignore[valid-type]
-                        agent=(Literal[tuple(roles)], ...),  # type: ignore[valid-type]
+                        task=(Literal[tuple(task_ids)], ...),  # type: ignore[valid-type,arg-type]
+                        agent=(Literal[tuple(roles)], ...),  # type: ignore[valid-type,arg-type]
                         reason=(str, ...))
     return create_model("Assignments", assignments=(list[item], ...))  # type: ignore[valid-type]
 

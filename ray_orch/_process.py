@@ -170,7 +170,7 @@ class Process:
         if not self.agents:
             raise MissingAgentError("hierarchical() needs agents=[...] for the manager to "
                                     "assign tasks to", field="agents")
-        roles = [getattr(a, "role", None) for a in self.agents]
+        roles = [str(getattr(a, "role", "")) for a in self.agents]
         duplicates = sorted({r for r in roles if roles.count(r) > 1})
         if duplicates:
             raise InvalidTaskFieldError(f"hierarchical agents need unique roles; repeated: "

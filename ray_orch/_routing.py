@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, create_model
 
-__all__ = ["DEFAULT_KEYS", "decision_schema", "match_route", "route_targets", "route_keys"]
+__all__ = ["DEFAULT_KEYS", "decision_schema", "match_route", "route_keys", "route_targets"]
 
 DEFAULT_KEYS = ("default", "*")
 _SEPARATORS = re.compile(r"[\s_\-]+")

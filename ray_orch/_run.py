@@ -25,7 +25,7 @@ from ._prompt import task_prompt
 from ._scheduler import Dispatch, Scheduler
 from ._task import Task, _bridge
 
-__all__ = ["RunResult", "RunSpec", "Run"]
+__all__ = ["Run", "RunResult", "RunSpec"]
 
 
 @dataclass(kw_only=True)
@@ -178,7 +178,7 @@ class Run:
                     self.manager_job = None
                     self._kick_manager()
                 for finished in done:
-                    self._settle(finished)
+                    self._settle(finished)  # type: ignore[arg-type]
                 if self.scheduler.abort is not None:
                     break
         except asyncio.CancelledError:

@@ -185,11 +185,12 @@ class Scheduler:
         if any(self.state[u] not in settled for u in upstream):
             return
         task = node.task
-        if task.condition_on_previous_failure and node.previous:
-            if self.state[node.previous] != "failed":
-                self._skip(name, f"'{node.previous}' did not fail")
-                return
-        missing = {d: self.state[d] for d in node.deps if self.state[d] != "completed"}
+        if task.condition_on_previous_failure and node.previous and \
+                self.state[node.previous] != "failed":
+            self._skip(name, f"'{node.previous}' did not fail")
+            return
+        missing: dict[str, str] = {d: self.state[d] for d in node.deps
+                                   if self.state[d] != "completed"}
         if missing and not task.handle_missing_context:
             listed = ", ".join(f"{d} {s}" for d, s in missing.items())
             self._skip(name, f"context not available ({listed})")

@@ -44,7 +44,7 @@ def long_chain(stub, **summary_options):
 
 def test_budget_fail_is_a_clear_error_before_the_call(stub):
     tasks, agent = long_chain(stub)
-    with pytest.raises(ContextBudgetError, match="'summary'.*over its context_budget of 700"):
+    with pytest.raises(ContextBudgetError, match=r"'summary'.*over its context_budget of 700"):
         Process(tasks=tasks, agents=[agent]).workflow()
     assert stub.count("Summarize the book") == 0
 
@@ -62,6 +62,6 @@ def test_budget_summarize_asks_the_model(stub):
     stub.add_rule(match="Summarise the following material", reply="SHORT SUMMARY")
     tasks, agent = long_chain(stub, context_overflow="summarize")
     Process(tasks=tasks, agents=[agent]).workflow()
-    prompt = [r for r in stub.requests_matching("Summarize the book")
-              if "Summarise the following" not in r.prompt][0].prompt
+    prompt = next(r for r in stub.requests_matching("Summarize the book")
+                  if "Summarise the following" not in r.prompt).prompt
     assert "SHORT SUMMARY" in prompt and "--- ch0 ---" not in prompt

@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 import ray
-
 from durability_driver import build
-from ray_orch import Agent, CheckpointCorruptError, Process, ResumeError, Task
+
+from ray_orch import (
+    Agent,
+    CheckpointCorruptError,
+    Process,
+    ResumeError,
+    Task,
+    TaskFailedError,
+)
 from ray_orch._checkpoint import SQLiteCheckpointStore
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -48,7 +55,7 @@ def test_sigkill_the_driver_at_several_points_then_resume(stub, tmp_path):
     args = [sys.executable, str(HERE / "durability_driver.py"), stub.base_url, directory, run_id]
     rounds: list[tuple[float, set[str]]] = []  # (killed at, checkpointed tasks then)
     for kill_after in (5, 20, 35):
-        proc = subprocess.Popen(args + (["resume"] if rounds else []), env=env,
+        proc = subprocess.Popen([*args, "resume"] if rounds else args, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = time.monotonic()
         while proc.poll() is None and (not os.path.exists(directory) or
@@ -59,7 +66,7 @@ def test_sigkill_the_driver_at_several_points_then_resume(stub, tmp_path):
         proc.wait()
         rounds.append((time.time(), completed_in(directory, run_id)))
     assert 0 < len(rounds[0][1]) < len(rounds[-1][1]) < 50  # killed mid-run each time
-    final = subprocess.run(args + ["resume"], env=env, timeout=120, capture_output=True,
+    final = subprocess.run([*args, "resume"], env=env, timeout=120, capture_output=True,
                            text=True)
     assert final.returncode == 0, final.stderr[-2000:]
 
@@ -86,7 +93,7 @@ def test_resume_skips_completed_and_refuses_drift(stub, tmp_path):
     stub.add_rule(match="Polish the summary", fault="401")
     tasks, agents = small_workflow(stub)
     process = Process(tasks=tasks, agents=agents, checkpoint_dir=tmp_path, name="resumable")
-    with pytest.raises(Exception):
+    with pytest.raises(TaskFailedError):
         process.workflow(run_id="r1")
     assert stub.count("Summarise the notes") == 1
     stub.clear_rules()
@@ -113,7 +120,7 @@ def test_corrupt_checkpoint_is_reported_not_loaded(stub, tmp_path):
         column = next(c[1] for c in conn.execute(f"pragma table_info({table})")
                       if c[1] in ("payload", "data", "output", "value"))
         conn.execute(f"update {table} set {column} = replace({column}, 'ok', 'KO')")
-    with pytest.raises(CheckpointCorruptError, match="first|second"):
+    with pytest.raises(CheckpointCorruptError, match=r"first|second"):
         Process(tasks=tasks, agents=agents, checkpoint_dir=tmp_path,
                 name="c").workflow(resume="r2")
 

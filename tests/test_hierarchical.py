@@ -142,7 +142,7 @@ def test_bad_input(stub, monkeypatch):
         Process(tasks=tasks, agents=[], manager_llm=stub.llm).hierarchical()
     stranger = Agent(role="Stranger", goal="x", llm=stub.llm)
     tasks["report"].agent = stranger
-    with pytest.raises(InvalidTaskFieldError, match="'report'.*not in the process's agents"):
+    with pytest.raises(InvalidTaskFieldError, match=r"'report'.*not in the process's agents"):
         Process(tasks=tasks, agents=researchers, manager_llm=stub.llm).hierarchical()
     tasks["report"].agent = None
     monkeypatch.delenv("RAY_ORCH_MODEL", raising=False)
