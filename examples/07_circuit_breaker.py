@@ -45,7 +45,7 @@ class CircuitBreakerTask(Task):
 
     def execute(self):
         # Check if circuit is open
-        if self.failure_count >= self.failure_threshold:
+        if self.failure_count >= self.failure_threshold:  # noqa: SIM102 (the guide's shape)
             if time.time() - self.last_failure_time < self.timeout:
                 return TaskOutput(
                     raw="Circuit breaker open - service temporarily unavailable",
@@ -65,14 +65,14 @@ class CircuitBreakerTask(Task):
 def guide_breaker(payments: StubLLMServer) -> bool:
     payments_agent = Agent(role="Payments", goal="Charge cards", llm=payments.llm)
     charge = CircuitBreakerTask(description="Charge the customer's card", agent=payments_agent,
-                                max_retries=0, failure_threshold=3, timeout=60)
+                                name="charge", max_retries=0, failure_threshold=3, timeout=60)
     for call in range(1, 6):
         try:
             output = charge.execute()
             print(f"  call {call}: {output.raw} ({output.metadata.get('circuit_status')})")
         except TaskFailedError as exc:
             print(f"  call {call}: failed (failure_count={charge.failure_count}): "
-                  f"{str(exc)[:70]}")
+                  f"{str(exc)[:90]}")
     print(f"  the service was called {payments.count()} times for 5 calls")
     return payments.count() == 3
 

@@ -14,17 +14,21 @@ Model: ``RAY_ORCH_MODEL`` when set, else the embedded offline model.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from ray_orch import Agent, Process, RunError, Task
 
+Line = Annotated[str, Field(max_length=100)]
+
 
 class Findings(BaseModel):
-    key_findings: list[str] = Field(min_length=1, max_length=2)
-    recommendations: list[str] = Field(min_length=1, max_length=2)
+    # Bounded lists and strings keep a small local model from rambling.
+    key_findings: list[Line] = Field(min_length=1, max_length=2)
+    recommendations: list[Line] = Field(min_length=1, max_length=2)
     notes: str = Field(max_length=200)
-    sources: list[str] = Field(max_length=2)
+    sources: list[Line] = Field(max_length=2)
 
 
 AREAS = ["pricing", "onboarding", "support tickets", "churn", "feature requests"]

@@ -45,7 +45,7 @@ def main(pool_size: int = 3) -> int:
     finally:
         agent_pool.close()
 
-    for record, output in zip(RECORDS, outputs):
+    for record, output in zip(RECORDS, outputs, strict=True):
         print(f"{record:<34} -> {output.raw[:50]!r} (actor pid "
               f"{output.metadata['actor_pid']})")
     spread = Counter(output.metadata["actor_pid"] for output in outputs)

@@ -52,7 +52,7 @@ class CheckpointedProcess(Process):
         """Load task result from checkpoint"""
         checkpoint_file = self.checkpoint_dir / f"{task_id}.json"
         if checkpoint_file.exists():
-            with open(checkpoint_file, "r") as f:
+            with open(checkpoint_file) as f:
                 return json.load(f)
         return None
 

@@ -39,11 +39,11 @@ from ._errors import (
     UnknownTaskError,
     WorkflowDefinitionError,
 )
-from ._graph import RayOrchWarning
 from ._output import GuardrailResult, TaskOutput
 from ._pool import AgentPool
 from ._process import Process
 from ._task import Task
+from ._visualize import visualize_workflow
 
 __version__ = "0.1.0"
 
@@ -68,7 +68,6 @@ __all__ = [
     "OutputValidationError",
     "Process",
     "RayOrchError",
-    "RayOrchWarning",
     "ResumeError",
     "RunCancelledError",
     "RunError",
@@ -81,4 +80,5 @@ __all__ = [
     "UnboundedCycleError",
     "UnknownTaskError",
     "WorkflowDefinitionError",
+    "visualize_workflow",
 ]

@@ -237,12 +237,17 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
                             agent=_role(agent))
         if deciding:
-            _decide(task, text, output, parts)
+            try:
+                _decide(task, text, output, parts)
+            except _Rejected:
+                _mark_rejected(calls, "decision")
+                raise
         elif schema is not None:
             try:
                 parsed = parse_structured(text, schema)
             except ValueError as exc:
                 parts.feedback = f"the answer did not match the required JSON schema ({exc})"
+                _mark_rejected(calls, "invalid_output")
                 raise _Rejected(str(exc), kind="invalid_output") from None
             output.pydantic = parsed
             output.json_dict = parsed.model_dump(mode="json")
@@ -250,6 +255,7 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
             output = await _check_guardrails(task, agent, output, calls)
         except _Rejected as exc:
             parts.feedback = str(exc)
+            _mark_rejected(calls, exc.kind)
             raise
         return output
 
@@ -311,6 +317,15 @@ def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> No
     output.metadata["decision"] = route
 
 
+def _mark_rejected(calls: list[dict[str, Any]], kind: str) -> None:
+    # The call itself succeeded; its answer did not pass. Metrics count it as a failed
+    # attempt of that kind.
+    for call in reversed(calls):
+        if call["outcome"] == "success":
+            call["outcome"] = kind
+            return
+
+
 def _attempts(counts: dict[str, int]) -> int:
     return 1 + counts["exception"] + counts["validation"]
 
@@ -334,8 +349,9 @@ async def run_with_fallback(task: Task, call: Runner) -> TaskOutput:
     try:
         return await call(task.agent)
     except TaskFailedError as primary_error:
-        if task.fallback_agent is None or (not getattr(primary_error, "retryable", True) \
-                and not isinstance(primary_error, (OutputValidationError, GuardrailFailedError))):
+        # Any exhausted primary, whether by retries or by an error retrying cannot fix
+        # (a revoked key, a model that is gone), is what the fallback agent is for.
+        if task.fallback_agent is None:
             raise
         output = await call(task.fallback_agent)
         output.metadata["fallback"] = True

@@ -136,12 +136,16 @@ def breaker_for(task: Task) -> CircuitBreaker | None:
     return breaker if isinstance(breaker, CircuitBreaker) else None
 
 
-async def breaker_guard(task: Task, body: Callable[[], Awaitable[TaskOutput]]) -> TaskOutput:
-    """Run ``body`` behind the task's breaker (if any)."""
+async def breaker_guard(task: Task, body: Callable[[], Awaitable[TaskOutput]],
+                        on_state: Callable[[str, str], None] | None = None) -> TaskOutput:
+    """Run ``body`` behind the task's breaker (if any); ``on_state(name, state)`` hears
+    the breaker's state before the call and after it."""
     breaker = breaker_for(task)
     if breaker is None:
         return await body()
+    report = on_state or (lambda name, state: None)
     state = await breaker.acquire()
+    report(breaker.name, state)
     if state == "open":
         if breaker.raise_on_open:
             raise CircuitOpenError(f"task '{task.id}': circuit '{breaker.name}' is open",
@@ -153,9 +157,9 @@ async def breaker_guard(task: Task, body: Callable[[], Awaitable[TaskOutput]]) -
     try:
         output = await body()
     except Exception:
-        await breaker.record_failure()
+        report(breaker.name, await breaker.record_failure())
         raise
-    await breaker.record_success()
+    report(breaker.name, await breaker.record_success())
     output.metadata["circuit_status"] = "closed" if state == "closed" else "closed_after_probe"
     output.metadata["breaker"] = breaker.name
     return output

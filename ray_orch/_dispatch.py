@@ -145,9 +145,11 @@ class Pool:
             member.replacing.set_result(None)
 
     def event(self, workflow: str, run_id: str) -> Event:
+        # Keyed by the pool (the agent), not the run: pools outlive runs.
         return Event(kind="pool", workflow=workflow, run_id=run_id, agent_role=self.agent.role,
                      data={"in_flight": self.in_flight, "queued": self.waiters,
-                           "size": self.size, "members": len(self.members)})
+                           "size": self.size, "members": len(self.members),
+                           "pool": self.key})
 
 
 class PoolSet:

@@ -25,6 +25,7 @@ EventKind = Literal[
     "fallback",         # the fallback agent took over a task
     "llm_call",         # one model call: duration_s, tokens_*, cost_usd, outcome
     "decision",         # data: {"route": str}
+    "assignment",       # hierarchical: agent_role took task; data: {"by": manager|fallback}
     "cache",            # outcome: hit|miss
     "breaker",          # data: {"state": "closed"|"open"|"half_open", "breaker": name}
     "pool",             # data: {"in_flight": int, "queued": int, "size": int}

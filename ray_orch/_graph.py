@@ -2,8 +2,9 @@
 
 Edges:
 - ``context``: data dependencies (a task waits for them and sees their outputs);
-- ``next_tasks`` and decision routes: control flow (a task with incoming control edges
-  runs only when something routes to it);
+- ``next_tasks`` and decision routes: control flow (a task that an earlier-defined task
+  routes to runs only when something routes to it; routes back to an earlier task are
+  loops);
 - order edges added by the mode (sequential: each task waits for the ones before it,
   except ``async_execution`` tasks, which run beside their neighbours).
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import graphlib
 import hashlib
 import json
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,13 +37,9 @@ from ._prompt import placeholders
 from ._routing import route_keys, route_targets
 from ._task import Task
 
-__all__ = ["Graph", "Mode", "RayOrchWarning", "build_graph"]
+__all__ = ["Graph", "Mode", "build_graph"]
 
 Mode = Literal["sequential", "workflow", "hierarchical"]
-
-
-class RayOrchWarning(UserWarning):
-    """A workflow that runs but is probably not what was meant (e.g. unreachable tasks)."""
 
 
 @dataclass(kw_only=True)
@@ -69,7 +65,6 @@ class Graph:
     mode: Mode
     nodes: dict[str, Node]
     order: list[str]
-    warnings: list[str] = field(default_factory=list)
 
     def starts(self) -> list[str]:
         """Tasks that run without being routed to."""
@@ -217,13 +212,18 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
         if task.task_type == "loop":
             _check_loop(node, problems)
         previous = name
+    # A task runs without being routed to unless a task defined before it routes to it;
+    # a route back to an earlier task (revise -> draft) is a loop, not a gate.
+    position = {name: i for i, name in enumerate(order)}
     for node in nodes.values():
         for target in node.next + [t for ts in node.routes.values() for t in ts]:
-            nodes[target].controlled = True
+            if position[node.name] < position[target]:
+                nodes[target].controlled = True
     graph = Graph(mode=mode, nodes=nodes, order=order)
     if not problems:
         _check_cycles(graph, problems)
-        _check_reachable(graph)
+        # No reachability check is needed: the first task always starts, and a task is
+        # gated only by a route from a task defined before it, so every task is reachable.
     if problems:
         if len(problems) == 1:
             raise problems[0]
@@ -328,23 +328,3 @@ def _check_cycles(graph: Graph, problems: list[WorkflowDefinitionError]) -> None
             f"next_tasks form a cycle with no decision in it: {cycle}; it would never end "
             "(route the back-edge through a decision task)", task=exc.args[1][0],
             field="next_tasks"))
-
-
-def _check_reachable(graph: Graph) -> None:
-    if graph.mode != "workflow":
-        return
-    seen: set[str] = set()
-    stack = graph.starts()
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        node = graph.nodes[name]
-        stack.extend(node.next + [t for ts in node.routes.values() for t in ts])
-    unreachable = [n for n in graph.order if n not in seen]
-    if unreachable:
-        message = (f"tasks {unreachable} can never run: nothing routes to them from a start "
-                   "task; they will end 'skipped'")
-        graph.warnings.append(message)
-        warnings.warn(message, RayOrchWarning, stacklevel=4)

@@ -234,14 +234,7 @@ def classify_error(exc: BaseException, model: str = "") -> LLMError:
     lib = _lib()
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
-    retry_after: float | None = None
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    try:
-        value = headers.get("retry-after") or headers.get("Retry-After")
-        retry_after = float(value) if value is not None else None
-    except (TypeError, ValueError):
-        retry_after = None
+    retry_after = _retry_after(exc)
     not_retryable = (lib.AuthenticationError, lib.PermissionDeniedError, lib.NotFoundError,
                      lib.ContextWindowExceededError, lib.ContentPolicyViolationError,
                      lib.UnsupportedParamsError)
@@ -262,6 +255,22 @@ def classify_error(exc: BaseException, model: str = "") -> LLMError:
     return LLMError(f"{name} from model {model}: {message}", retryable=retryable,
                     status_code=status if isinstance(status, int) else None,
                     retry_after=retry_after)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    # litellm keeps the provider's real headers here; exc.response is a stand-in.
+    for headers in (getattr(exc, "litellm_response_headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        if not headers:
+            continue
+        try:
+            if headers.get("retry-after-ms") is not None:
+                return float(headers["retry-after-ms"]) / 1000
+            if headers.get("retry-after") is not None:
+                return float(headers["retry-after"])
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def _redact(text: str) -> str:

@@ -14,7 +14,8 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._agent import Agent
 from ._errors import (
@@ -293,6 +294,18 @@ class Process:
             status = result.statuses.get(task.id, "skipped")
             task.status = status  # type: ignore[assignment]
             task.result = result.outputs.get(task.id)
+
+    def graph(self, format: Literal["mermaid", "png"] = "mermaid",
+              path: str | os.PathLike[str] | None = None) -> str | Path:
+        """The workflow as Mermaid text, or a PNG's path (after a run: statuses, times,
+        the path taken).
+
+        Example:
+            >>> # print(process.graph()); process.graph("png", "workflow.png")
+        """
+        from ._visualize import process_graph
+
+        return process_graph(self, format, Path(path) if path is not None else None)
 
     @property
     def metrics(self) -> RunMetrics:

@@ -40,6 +40,7 @@ at once). Without Ray (``Task.execute()`` alone) the limiter lives in the proces
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import heapq
 import logging
@@ -89,8 +90,16 @@ MAX_PAUSE = 60.0
 MAX_LEASE = 64
 #: Most spare slots a process keeps for calls that have not arrived yet.
 MAX_SPARE = 8
+#: Spares may cover at most this much of the pacing schedule: an unused spare is a hole
+#: in it, so spares pay off at high rates (many round trips saved, holes of a few ms)
+#: and are not taken at low ones (a hole of a whole interval; a round trip is nothing
+#: next to the pacing wait).
+SPARE_SPAN = 0.1
 #: Outcomes wait at most this long before they are sent to the actor.
 FLUSH_SECONDS = 0.05
+#: The first call of a process warms its client up (litellm's first call imports the
+#: provider SDK before it sends anything); other calls wait for it up to this long.
+FIRST_CALL_WAIT = 2.0
 #: Spare slots go back to the limiter after this long without a call in the process.
 SPARE_IDLE_SECONDS = 0.25
 #: A slot given back at least this long before its time is handed out again.
@@ -462,10 +471,41 @@ class _Waiter:
     future: asyncio.Future[Ticket]
 
 
-class _LocalGate:
+class _Gate:
+    """What both gates share: the first-call warm-up.
+
+    A slot is only as good as the moment the request leaves. The first call in a process
+    spends up to ~1.5 s in the client library (imports, client set-up) after its slot,
+    and the calls slotted after it would leave together with it, as a burst. So the
+    other calls of the process take their slots once the first one has returned.
+    """
+
+    def __init__(self) -> None:
+        self.warm = False
+        self._warming: asyncio.Future[None] | None = None
+
+    async def first_call(self) -> bool:
+        """True for the process's first call; the others wait (bounded) until it returns."""
+        if self.warm:
+            return False
+        if self._warming is None:
+            self._warming = asyncio.get_running_loop().create_future()
+            return True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._warming), FIRST_CALL_WAIT)
+        return False
+
+    def warmed(self) -> None:
+        self.warm = True
+        if self._warming is not None and not self._warming.done():
+            self._warming.set_result(None)
+
+
+class _LocalGate(_Gate):
     """Slots from a ``Limiter`` in this process (no Ray, or its actor is unreachable)."""
 
     def __init__(self, limiter: Limiter) -> None:
+        super().__init__()
         self.limiter = limiter
 
     async def slot(self, estimate: int, ttl: float) -> Ticket:
@@ -490,10 +530,11 @@ class _LocalGate:
 _Report = tuple[int | None, int, str, int, int, float | None, float | None]
 
 
-class _RemoteGate:
+class _RemoteGate(_Gate):
     """This process's side of a ``RateLimiter`` actor: batched acquires and reports."""
 
     def __init__(self, name: str, limits: Limits) -> None:
+        super().__init__()
         self.name = name
         self.limits = limits
         self.ttl = 300.0
@@ -506,6 +547,7 @@ class _RemoteGate:
         self._flush: asyncio.TimerHandle | None = None
         self._recent: deque[float] = deque()
         self._idle_check: asyncio.TimerHandle | None = None
+        self._slack = math.inf  # the pacing interval, as the last grant said
         self._failures = 0
         self._fallback: _LocalGate | None = None
 
@@ -576,7 +618,8 @@ class _RemoteGate:
             batch = [self._waiting[i] for i in range(min(len(self._waiting), MAX_LEASE))]
             estimates = [w.estimate for w in batch]
             spare = min(MAX_SPARE, max(0, self._demand() - len(batch)),
-                        MAX_LEASE - len(batch)) if not self._spares else 0
+                        MAX_LEASE - len(batch), int(SPARE_SPAN / self._slack)) \
+                if not self._spares else 0
             estimates += [sum(estimates) // len(estimates)] * spare
             reports = self._take_reports()
             sent = time.monotonic()
@@ -601,6 +644,8 @@ class _RemoteGate:
             transit = min(max(time.time() - grant["now"], 0.0), now - sent)
             base = now - transit
             lease, epoch, slack = grant["lease"], grant["epoch"], grant["slack"]
+            if lease is not None:
+                self._slack = slack
             # Only this loop takes waiters off the left, so ``batch`` is still the left
             # end of ``_waiting``; slots beyond the batch are spares.
             for i, delay in enumerate(grant["delays"]):
@@ -739,21 +784,26 @@ async def limited(config: LLMConfig, call: Callable[[], Awaitable[T]], *,
         return await call()
     gate = _gate(config, limits)
     ttl = config.timeout + 60.0
+    first = await gate.first_call()
     try:
-        ticket = await _take(gate, tokens_estimate, ttl)
-    except _Retry:
-        ticket = await _take(gate, tokens_estimate, ttl)  # now from the fallback limiter
-    try:
-        result = await call()
-    except asyncio.CancelledError:
-        gate.release(ticket, "error", ticket.estimate)
-        raise
-    except BaseException as exc:
-        if getattr(exc, "status_code", None) == 429:
-            gate.release(ticket, "rate_limit", 0, getattr(exc, "retry_after", None))
-        else:
-            gate.release(ticket, "error", 0)
-        raise
+        try:
+            ticket = await _take(gate, tokens_estimate, ttl)
+        except _Retry:
+            ticket = await _take(gate, tokens_estimate, ttl)  # from the fallback limiter
+        try:
+            result = await call()
+        except asyncio.CancelledError:
+            gate.release(ticket, "error", ticket.estimate)
+            raise
+        except BaseException as exc:
+            if getattr(exc, "status_code", None) == 429:
+                gate.release(ticket, "rate_limit", 0, getattr(exc, "retry_after", None))
+            else:
+                gate.release(ticket, "error", 0)
+            raise
+    finally:
+        if first:
+            gate.warmed()
     used = getattr(result, "tokens", None)
     gate.release(ticket, "success", used if isinstance(used, int) else ticket.estimate)
     return result

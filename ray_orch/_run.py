@@ -113,8 +113,11 @@ class Run:
     # -- events ------------------------------------------------------------------------
 
     def emit(self, kind: str, **fields: Any) -> None:
-        event = Event(kind=kind, workflow=self.spec.workflow,  # type: ignore[arg-type]
-                      run_id=self.spec.run_id, **fields)
+        self.send(Event(kind=kind, workflow=self.spec.workflow,  # type: ignore[arg-type]
+                        run_id=self.spec.run_id, **fields))
+
+    def send(self, event: Event) -> None:
+        """To the driver, and (batched) to the metrics hub."""
         self.emit_fn(event)
         if self.batcher is not None:
             self.batcher.add(event)
@@ -152,6 +155,7 @@ class Run:
         from ._dispatch import PoolSet
 
         self.loop = asyncio.get_running_loop()
+        self.started = time.time()
         spec = self.spec
         await self._open_services()
         self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
@@ -201,7 +205,7 @@ class Run:
                             "pending" if s in ("running", "pending") else s)
                         for n, s in statuses.items()}
         status = "cancelled" if self.cancelled else "failed" if error else "completed"
-        self.emit("run_finished", status=status)
+        self.emit("run_finished", status=status, duration_s=time.time() - self.started)
         if self.batcher is not None:
             self.batcher.close()
         if self.journal is not None:
@@ -282,8 +286,8 @@ class Run:
             agent = self.manager.agents[chosen.agent]
             self.assigned[dispatch.key] = chosen
             self.loads[agent.role] = self.loads.get(agent.role, 0) + 1
-            self.emit("decision", task=dispatch.task, agent_role=agent.role,
-                      data={"route": f"assign:{agent.role}", "by": chosen.by})
+            self.emit("assignment", task=dispatch.task, agent_role=agent.role,
+                      data={"by": chosen.by, "reason": chosen.reason})
             self._start(dispatch, agent)
 
     def _settle(self, finished: asyncio.Task[TaskOutput]) -> None:
@@ -303,13 +307,7 @@ class Run:
             self.emit("task_finished", task=dispatch.task, agent_role=role, status="failed",
                       outcome=type(cause).__name__, duration_s=time.time() - started,
                       data={"error": str(cause)[:500]})
-            for call in getattr(cause, "attempt_log", []):
-                self.emit("llm_call", task=dispatch.task, agent_role=role,
-                          model=call.get("model"), outcome=call.get("outcome"),
-                          duration_s=call.get("duration_s"),
-                          tokens_prompt=call.get("prompt_tokens", 0),
-                          tokens_completion=call.get("completion_tokens", 0),
-                          cost_usd=call.get("cost_usd", 0.0))
+            self._calls(dispatch.task, role, getattr(cause, "attempt_log", []))
             self._launch(self.scheduler.failed(dispatch.task, cause))
             self._gauges()
             return
@@ -364,13 +362,19 @@ class Run:
         self.emit("scheduler", data={"running": len(self.pending) - queued, "ready": queued +
                                      len(self.manager_queue), "waiting": waiting})
 
-    def _account(self, dispatch: Dispatch, role: str | None, meta: dict[str, Any]) -> None:
-        for call in meta.get("llm_calls", []):
-            self.emit("llm_call", task=dispatch.task, agent_role=role, model=call.get("model"),
-                      outcome=call.get("outcome"), duration_s=call.get("duration_s"),
+    def _calls(self, task: str, role: str | None, calls: list[dict[str, Any]]) -> None:
+        for call in calls:
+            outcome = call.get("outcome")
+            self.emit("llm_call", task=task, agent_role=role, model=call.get("model"),
+                      outcome=outcome, duration_s=call.get("duration_s"),
                       tokens_prompt=call.get("prompt_tokens", 0),
                       tokens_completion=call.get("completion_tokens", 0),
                       cost_usd=call.get("cost_usd", 0.0))
+            if outcome != "success":
+                self.emit("attempt_failed", task=task, agent_role=role, outcome=outcome)
+
+    def _account(self, dispatch: Dispatch, role: str | None, meta: dict[str, Any]) -> None:
+        self._calls(dispatch.task, role, meta.get("llm_calls", []))
         if meta.get("retry_count"):
             self.emit("retry", task=dispatch.task, agent_role=role,
                       data={"count": meta["retry_count"]})
@@ -388,9 +392,10 @@ class Run:
         def started(pool: Any) -> None:
             now = time.time()
             meta.setdefault("started_at", now)
+            meta["pool"] = pool
             self.emit("task_started", task=dispatch.task, agent_role=pool.agent.role,
                       data={"queue_s": now - queued, "iteration": dispatch.iteration})
-            self.emit_fn(pool.event(self.spec.workflow, self.spec.run_id))
+            self.send(pool.event(self.spec.workflow, self.spec.run_id))
 
         async def call(agent: Any) -> TaskOutput:
             pool = self.pools.pool_for(agent)
@@ -427,12 +432,18 @@ class Run:
                     return await call(task.fallback_agent)
             return await run_with_fallback(task, call)
 
-        coro = breaker_guard(task, body)
+        def breaker_state(name: str, state: str) -> None:
+            self.emit("breaker", task=dispatch.task, data={"state": state, "breaker": name})
+
+        coro = breaker_guard(task, body, on_state=breaker_state)
         try:
             output = await (asyncio.wait_for(coro, task.timeout) if task.timeout else coro)
         except asyncio.TimeoutError:
             raise TaskTimeoutError(f"task '{dispatch.task}' exceeded its timeout of "
                                    f"{task.timeout} s", task=dispatch.task) from None
+        finally:
+            if "pool" in meta:  # the pool's load after this task left it
+                self.send(meta.pop("pool").event(self.spec.workflow, self.spec.run_id))
         output.metadata["queue_s"] = max(0.0, meta.get("started_at", queued) - queued)
         output.metadata["started_at"] = meta.get("started_at", queued)
         return output

@@ -45,6 +45,9 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
         kwargs["runtime_env"] = runtime_env
     address = kwargs.get("address") or os.environ.get("RAY_ADDRESS")
     if not address:
+        # "local": always a new Ray of our own, never a cluster some other program left
+        # running on this machine (which plain ray.init() would join).
+        kwargs["address"] = "local"
         kwargs.setdefault("include_dashboard", False)
     ray.init(**kwargs)
     if not address:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import itertools
 import re
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._graph import Graph, Mode, RayOrchWarning, build_graph, name_tasks
+from ._graph import Graph, Mode, build_graph, name_tasks
 from ._output import TaskOutput
 from ._process import Process
 from ._routing import DEFAULT_KEYS
@@ -108,10 +107,8 @@ def _view(source: Process | dict[str, Task] | Iterable[Task], mode: Mode | None)
         tasks = name_tasks(source)  # type: ignore[arg-type]  # not a Process here
         mode = mode or "workflow"
         name = "workflow"
-    # Drawing never needs agents or a model; unreachable tasks are drawn, not warned about.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RayOrchWarning)
-        graph = build_graph(tasks, mode, has_default_agent=True, needs_agents=False)
+    # Drawing never needs agents or a model.
+    graph = build_graph(tasks, mode, has_default_agent=True, needs_agents=False)
     view = _View(name=name, graph=graph, edges=_edges(graph))
     if process is not None and process.last_result is not None:
         result = process.last_result

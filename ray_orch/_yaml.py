@@ -28,7 +28,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -500,10 +499,7 @@ def loads_workflow(text: str, *, source: str = "<string>", base_dir: str | Path 
     chosen: Mode = mode or spec.process
     if validate:
         try:
-            with warnings.catch_warnings():
-                # Unreachable tasks etc. are reported by the caller from graph.warnings.
-                warnings.simplefilter("ignore")
-                process.validate(chosen)
+            process.validate(chosen)
         except WorkflowDefinitionError as exc:
             raise _relocate(exc, source, lines) from None
     return process, chosen

@@ -18,7 +18,6 @@ import json
 import os
 import runpy
 import sys
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,7 +27,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from ._errors import RayOrchError, RunCancelledError, RunError, WorkflowDefinitionError
-from ._graph import Mode, RayOrchWarning
+from ._graph import Mode
 from ._output import TaskOutput
 from ._process import Process
 
@@ -157,9 +156,7 @@ def _intercept(script: _Script, action: str) -> Iterator[None]:
     def handle(process: Process, mode: Mode) -> dict[str, TaskOutput] | None:
         script.calls.append(_Call(process=process, mode=mode))
         if action == "validate":
-            with warnings.catch_warnings():  # reported once, by _validated()
-                warnings.simplefilter("ignore", RayOrchWarning)
-                process.validate(mode)
+            process.validate(mode)
         return None if action == "run" else _NotRun()
 
     for name, mode in _RUNS.items():
@@ -354,8 +351,6 @@ def _validated(file: Path, process: Process, mode: Mode) -> None:
     agents = {id(t.agent) for t in process.task_list if t.agent is not None}
     typer.echo(f"ok: {file}: '{process.name}' ({mode}): {len(graph.order)} tasks, "
                f"{len(agents)} agents; starts: {', '.join(graph.starts())}")
-    for warning in graph.warnings:
-        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import yaml
 
-from ray_orch._events import Event, EventKind
 from ray_orch._metrics import dashboard_path, dashboard_queries
 
 PROMETHEUS = Path("/usr/bin/prometheus")
@@ -34,49 +33,35 @@ pytestmark = [
 WORKFLOW = "prom-test"  # the workflow that feed_run() runs
 
 
-def feed_run(hub: Any) -> None:
-    """Produce one run's worth of events at the hub.
+def feed_run(stub: Any) -> None:
+    """Two real runs of a workflow against the stub that exercise every panel: a retry
+    after a failed attempt, a fallback, a breaker, cache misses then hits, a decision,
+    pools and the scheduler."""
+    from ray_orch import Agent, CircuitBreaker, Process, Task
 
-    This is the one piece to replace with a real workflow run against the stub LLM
-    server (which reaches the same named hub through the Supervisor). Whatever replaces
-    it must exercise every panel: a retry after a failed attempt, a fallback, a breaker
-    state change, a cache lookup and a decision.
-    """
-    import ray
-
-    now = time.time()
-    workflow, run_id = WORKFLOW, "run-prom-1"
-
-    def ev(kind: EventKind, dt: float, **kw: Any) -> dict[str, Any]:
-        return Event(kind=kind, workflow=workflow, run_id=run_id, ts=now + dt,
-                     **kw).model_dump(mode="json")
-
-    events = [ev("run_started", 0.0, data={"tasks": 3})]
-    for i, (task, role) in enumerate([("research", "Researcher"), ("write", "Writer"),
-                                      ("review", "Editor")]):
-        t = float(i)
-        events += [
-            ev("scheduler", t, data={"running": 1, "ready": 1, "waiting": 2 - i}),
-            ev("task_ready", t, task=task),
-            ev("cache", t, task=task, outcome="miss" if i else "hit"),
-            ev("pool", t + 0.1, agent_role=role, data={"in_flight": 1, "queued": 1, "size": 2}),
-            ev("task_started", t + 0.2, task=task, agent_role=role),
-            ev("llm_call", t + 0.5, task=task, agent_role=role, model="openai/stub",
-               duration_s=0.3 + i, tokens_prompt=120, tokens_completion=30, cost_usd=0.001),
-            ev("task_finished", t + 0.9, task=task, agent_role=role, status="completed",
-               duration_s=0.7 + i),
-        ]
-    events += [
-        ev("attempt_failed", 3.0, task="write", agent_role="Writer", outcome="rate_limit"),
-        ev("retry", 3.0, task="write", agent_role="Writer"),
-        ev("breaker", 3.1, data={"state": "open", "breaker": "Writer"}),
-        ev("fallback", 3.2, task="write", agent_role="Editor"),
-        ev("decision", 3.3, task="review", data={"route": "approve"}),
-        ev("task_finished", 3.4, task="publish", agent_role="Editor", status="failed",
-           duration_s=0.2),
-        ev("run_finished", 3.5, status="completed", duration_s=3.5),
-    ]
-    assert ray.get(hub.push.remote(events)) == len(events)
+    stub.latency = 0.05
+    stub.add_rule(match="Fetch the numbers", fault="500", times=1)
+    stub.add_rule(match=lambda r: "You are Writer" in r.prompt, fault="401")
+    stub.add_rule(match="Route the report", reply="approve")
+    researcher = Agent(role="Researcher", goal="Research", llm=stub.llm, pool_size=2)
+    writer = Agent(role="Writer", goal="Write", llm=stub.llm,
+                   circuit_breaker=CircuitBreaker(name="prom-writer"))
+    editor = Agent(role="Editor", goal="Edit", llm=stub.llm)
+    tasks = {
+        "fetch": Task(description="Fetch the numbers", agent=researcher, retry_delay=0.01,
+                      cache_ttl=600),
+        "loop": Task(description="Study part {item}", agent=researcher, task_type="loop",
+                     loop_data=list(range(8)), context=["fetch"]),
+        "draft": Task(description="Flaky primary draft", agent=writer, fallback_agent=editor,
+                      context=["loop"]),
+        "review": Task(description="Route the report", agent=editor, task_type="decision",
+                       condition={"approve": ["publish"], "revise": ["draft"]},
+                       context=["draft"]),
+        "publish": Task(description="Publish it", agent=editor),
+    }
+    for _ in range(2):
+        Process(tasks=tasks, agents=[researcher, writer, editor], name=WORKFLOW).workflow()
+        time.sleep(1.5)  # spread the runs over scrapes so rate() panels see increases
 
 
 def _free_port() -> int:
@@ -104,7 +89,7 @@ def test_shipped_prometheus_config_is_valid():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_every_dashboard_panel_returns_data(ray_session, tmp_path):
+def test_every_dashboard_panel_returns_data(ray_session, stub, tmp_path):
     from actors.metrics_hub import get_metrics_hub
 
     hub, url = get_metrics_hub()
@@ -129,7 +114,7 @@ def test_every_dashboard_panel_returns_data(ray_session, tmp_path):
         stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_ready(base, proc, tmp_path / "prometheus.log")
-        feed_run(hub)
+        feed_run(stub)
         _wait_scraped(base, target, proc)
         missing = _wait_all_panels(base, deadline_s=60.0)
         assert not missing, "panels without data:\n" + "\n".join(

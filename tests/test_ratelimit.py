@@ -272,7 +272,27 @@ async def test_limited_paces_calls_in_process(no_ray):
     assert starts[-1] - starts[0] >= 4 * interval
 
 
+async def test_other_calls_take_slots_after_the_first_call_returns(no_ray):
+    # A process's first call spends a while in the client library before it sends:
+    # calls slotted behind it would leave together with it.
+    config = LLMConfig(model=f"local-first-{time.time_ns()}", options={"rpm": 6000})
+    events: list[str] = []
+
+    async def call():
+        first = not events
+        events.append("start")
+        if first:
+            await asyncio.sleep(0.2)
+        events.append("end")
+        return Reply(5)
+
+    await asyncio.gather(*(limited(config, call, tokens_estimate=10) for _ in range(3)))
+    assert events[:2] == ["start", "end"]
+
+
 async def test_a_stalled_event_loop_does_not_fire_a_burst(no_ray):
+    import ray_orch._ratelimit as rl
+
     # A call that wakes up long after its slot (the loop was busy) takes a fresh slot
     # instead of firing together with the calls scheduled after it.
     config = LLMConfig(model=f"local-stall-{time.time_ns()}", options={"rpm": 600})
@@ -281,13 +301,14 @@ async def test_a_stalled_event_loop_does_not_fire_a_burst(no_ray):
 
     async def call():
         starts.append(time.monotonic())
-        if len(starts) == 1:
+        if len(starts) == 2:  # (the first call warms up; the others are slotted after it)
             time.sleep(0.5)  # blocks the loop while the next slots pass
         return Reply(5)
 
     await asyncio.gather(*(limited(config, call, tokens_estimate=10) for _ in range(6)))
     starts.sort()
     assert all(b - a >= 0.9 * interval for a, b in zip(starts, starts[2:], strict=False))
+    assert rl._local[limiter_name(config)].snapshot()["unused"] >= 2  # late slots given back
 
 
 async def test_limited_reports_a_429_to_the_window(no_ray):
@@ -304,6 +325,7 @@ async def test_limited_reports_a_429_to_the_window(no_ray):
         await asyncio.sleep(0.01)
         raise LLMError("429 from model", status_code=429, retry_after=0.2)
 
+    await limited(config, slow, tokens_estimate=1)  # the first call warms the gate up
     tasks = [asyncio.ensure_future(limited(config, slow, tokens_estimate=1)) for _ in range(5)]
     await asyncio.sleep(0)
     with pytest.raises(LLMError):

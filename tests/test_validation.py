@@ -13,7 +13,6 @@ from ray_orch import (
     LoopDataError,
     MissingAgentError,
     Process,
-    RayOrchWarning,
     SerializationError,
     Task,
     UnboundedCycleError,
@@ -125,15 +124,15 @@ def test_unbounded_cycles():
                   "b": Task(description="b", agent=agent, context=["a"])})
 
 
-def test_unreachable_tasks_warn():
-    with pytest.warns(RayOrchWarning, match="can never run"):
-        graph = validate({
-            "a": Task(description="a", agent=agent),
-            "b": Task(description="b", agent=agent, task_type="decision",
-                      condition={"x": ["c"]}),
-            "c": Task(description="c", agent=agent, next_tasks=["b"]),
-        })
-        assert "['b', 'c']" in graph.warnings[0]
+def test_routes_back_to_an_earlier_task_are_loops_not_gates():
+    graph = validate({
+        "draft": Task(description="d", agent=agent),
+        "review": Task(description="r", agent=agent, task_type="decision",
+                       condition={"revise": ["draft"], "ok": ["publish"]}),
+        "publish": Task(description="p", agent=agent),
+    })
+    assert graph.starts() == ["draft", "review"]
+    assert graph.nodes["publish"].controlled and not graph.nodes["draft"].controlled
 
 
 def test_decision_needs_condition_and_condition_needs_decision():
