@@ -45,8 +45,13 @@ class Supervisor:
         yield ("result", self.job.result())
 
     async def cancel(self) -> bool:
-        """Cancel the run: in-flight attempts are cancelled, completed results kept."""
-        if self.job is not None and not self.job.done():
-            self.job.cancel()
-            return True
-        return False
+        """Cancel the run: in-flight attempts are cancelled, completed results kept.
+
+        Returns once the run has wound down (checkpoints closed), so a driver that exits
+        right after (Ctrl-C) leaves its state consistent.
+        """
+        if self.job is None or self.job.done():
+            return False
+        self.job.cancel()
+        await asyncio.wait([self.job], timeout=30)
+        return True

@@ -94,17 +94,19 @@ class Pool:
                      ) -> TaskOutput:
         """Run one task with this pool's agent on the least-loaded member.
 
-        ``on_start`` is called when a member takes the task (after any backpressure wait).
+        ``on_start`` is called when a member takes the task (after any backpressure wait);
+        it may raise to refuse the dispatch (a run whose budget is spent), and the slot is
+        given back.
         """
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
         for _ in range(_MAX_REPLACEMENTS + 1):
             member = await self._acquire()
-            if on_start is not None:
-                on_start()
-                on_start = None
             ref = None
             try:
+                if on_start is not None:
+                    on_start()
+                    on_start = None
                 ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
                                                missing, iteration)
                 return await ref  # type: ignore[no-any-return]

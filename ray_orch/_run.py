@@ -300,7 +300,7 @@ class Run:
         started = self.ready_at.pop(dispatch.key, time.time())
         try:
             output = finished.result()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, _NotDispatched):
             return
         except BaseException as exc:
             cause = getattr(exc, "cause", None) or exc
@@ -390,6 +390,8 @@ class Run:
         meta: dict[str, Any] = {}
 
         def started(pool: Any) -> None:
+            if self.budget_error is not None:
+                raise _NotDispatched(dispatch.task)
             now = time.time()
             meta.setdefault("started_at", now)
             meta["pool"] = pool
@@ -481,6 +483,10 @@ class Run:
             raise RunError(f"task '{dispatch.task}': execute() returned "
                            f"{type(result).__name__}, expected TaskOutput", task=dispatch.task)
         return result
+
+
+class _NotDispatched(Exception):
+    """A task that was ready but not started, because the run's budget was spent."""
 
 
 def _role(agent: Any) -> str | None:
