@@ -96,6 +96,8 @@ class Run:
         self.metrics_url: str | None = None
         self.cache: Any = None
         self.budget_error: BudgetExceededError | None = None
+        self.gauges: dict[tuple[str, Any], Event] = {}
+        self.gauges_sent = 0.0
         self.pending: dict[asyncio.Task[TaskOutput], Dispatch] = {}
         self.ready_at: dict[tuple[str, int, int | None], float] = {}
         self.pools: Any = None
@@ -118,6 +120,23 @@ class Run:
 
     def send(self, event: Event) -> None:
         """To the driver, and (batched) to the metrics hub."""
+        if event.kind in _GAUGES:
+            # Gauges only need their latest value: at most one per key every 0.1 s, so a
+            # 10,000-task fan-out does not ship 20,000 pool snapshots.
+            self.gauges[(event.kind, event.data.get("pool"))] = event
+            if event.ts - self.gauges_sent < _GAUGE_INTERVAL:
+                return
+            self.flush_gauges()
+            return
+        self._deliver(event)
+
+    def flush_gauges(self) -> None:
+        pending, self.gauges = self.gauges, {}
+        self.gauges_sent = time.time()
+        for event in pending.values():
+            self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
         self.emit_fn(event)
         if self.batcher is not None:
             self.batcher.add(event)
@@ -204,6 +223,7 @@ class Run:
             statuses = {n: ("failed" if s == "running" and n in self.scheduler.errors else
                             "pending" if s in ("running", "pending") else s)
                         for n, s in statuses.items()}
+        self.flush_gauges()
         status = "cancelled" if self.cancelled else "failed" if error else "completed"
         self.emit("run_finished", status=status, duration_s=time.time() - self.started)
         if self.batcher is not None:
@@ -483,6 +503,10 @@ class Run:
             raise RunError(f"task '{dispatch.task}': execute() returned "
                            f"{type(result).__name__}, expected TaskOutput", task=dispatch.task)
         return result
+
+
+_GAUGES = ("pool", "scheduler")
+_GAUGE_INTERVAL = 0.1
 
 
 class _NotDispatched(Exception):

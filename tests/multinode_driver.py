@@ -113,10 +113,11 @@ def main() -> dict[str, Any]:
         # 2. A worker node is lost while the loop is in flight.
         stub.latency = 0.2
         stub.clear()
-        # The worker that hosts the most: the Supervisor if it is (wrongly) on a worker,
-        # else one with pool members.
+        # The worker whose loss hurts most: one with the Supervisor or the registry if
+        # either is (wrongly) on a worker, else one with pool members.
         victim = next((w for w in workers if w.node_id == control.get("supervisor")),
-                      next(w for w in workers if w.node_id in set(nodes.values())))
+                      next((w for w in workers if w.node_id == control.get("registry")),
+                           next(w for w in workers if w.node_id in set(nodes.values()))))
         result["removed_node"] = victim.node_id
         items = [f"n{i}" for i in range(ITEMS)]
         tasks = {"handle": Task(description="Handle item {item}", agent=agent,
@@ -139,7 +140,7 @@ def main() -> dict[str, Any]:
         t_remove = time.monotonic()
         cluster.remove_node(victim)
         result["remove_node_s"] = round(time.monotonic() - t_remove, 2)
-        runner.join(timeout=90)
+        runner.join(timeout=60)
         result["node_loss_run_s"] = round(time.monotonic() - t2, 2)
         result["run_finished"] = not runner.is_alive()
         result["error"] = outcome.get("error")

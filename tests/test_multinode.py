@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +25,21 @@ def cluster_run() -> dict[str, Any]:
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_ORCH_PROGRESS": "0"}
     env.pop("RAY_ADDRESS", None)  # the driver makes its own cluster
-    done = subprocess.run([sys.executable, str(DRIVER)], env=env, capture_output=True,
-                          text=True, timeout=120)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, \
-        f"driver failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    # Its own process group: on a timeout the simulated nodes (raylets, GCS, workers)
+    # go down with the driver instead of outliving the test.
+    driver = subprocess.Popen([sys.executable, str(DRIVER)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    try:
+        stdout, stderr = driver.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(driver.pid, signal.SIGKILL)
+        stdout, stderr = driver.communicate()
+        pytest.fail(f"the multi-node driver took over 120 s:\n{stdout[-3000:]}\n"
+                    f"{stderr[-5000:]}")
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert driver.returncode == 0 and lines, \
+        f"driver failed ({driver.returncode}):\n{stdout[-3000:]}\n{stderr[-5000:]}"
     return json.loads(lines[-1][len("RESULT "):])
 
 
