@@ -318,6 +318,12 @@ class Process:
         from ._analysis import RunMetrics
 
         edges = self._graph.upstream() if self._graph else {}
+        if self.last_result is not None:
+            # A routed task waited for the task that routed to it: that is an edge of the
+            # critical path too.
+            for name, by in self.last_result.activated_by.items():
+                if by and by not in edges.get(name, []):
+                    edges.setdefault(name, []).append(by)
         return RunMetrics(self.events, self.results, edges)
 
     @property

@@ -66,6 +66,7 @@ class RunResult:
     error: BaseException | None = None
     resumed: list[str] = field(default_factory=list)
     metrics_url: str | None = None
+    activated_by: dict[str, str | None] = field(default_factory=dict)
 
 
 class Run:
@@ -235,7 +236,8 @@ class Run:
                          statuses=statuses,
                          errors={n: str(e) for n, e in self.scheduler.errors.items()},
                          skip_reasons=dict(self.scheduler.skip_reasons), error=error,
-                         resumed=list(self.scheduler.resumed))
+                         resumed=list(self.scheduler.resumed),
+                         activated_by=dict(self.scheduler.activator))
 
     def _all_agents(self) -> list[Any]:
         agents = list(self.spec.agents)

@@ -206,3 +206,14 @@ def test_bounded_cycle_through_decision(stub):
     stub.add_rule(match="Review the draft", reply="revise")
     with pytest.raises(StepLimitError, match="max_visits=3"):
         Process(tasks=tasks, agents=[agent], max_visits=3).workflow()
+
+
+def test_critical_path_follows_the_route_taken(stub):
+    stub.latency = 0.1
+    stub.add_rule(match="Categorize customer inquiry", reply="billing")
+    stub.add_rule(match="Handle billing inquiry", latency=0.4)
+    tasks, agents = customer_service(stub)
+    process = Process(tasks=tasks, agents=agents)
+    process.workflow()
+    path = [step.task for step in process.metrics.critical_path()]
+    assert path == ["categorize", "billing_support", "send_confirmation"]
