@@ -144,7 +144,7 @@ class ActorRegistry:
             return self.supervisors.pop()
         from actors.supervisor import Supervisor
 
-        handle = Supervisor.remote()  # type: ignore[attr-defined]
+        handle = Supervisor.options(**ON_HEAD).remote()  # type: ignore[attr-defined]
         self.owned[handle._actor_id] = handle
         self.supervisor_ids.add(handle._actor_id)
         return handle
@@ -174,6 +174,10 @@ class ActorRegistry:
 
 
 REGISTRY_NAME = "rayorch-agent-registry"
+# The run's control plane (the registry, which owns every agent actor, and the
+# Supervisors) lives on the head node: losing a worker loses only pool members.
+ON_HEAD: dict[str, Any] = {"resources": {"node:__internal_head__": 0.001},
+                           "scheduling_strategy": "DEFAULT"}
 _registry: Any = None
 
 
@@ -185,5 +189,5 @@ def get_registry() -> Any:
     global _registry
     if _registry is None or not ray.is_initialized():
         _registry = ActorRegistry.options(  # type: ignore[attr-defined]
-            name=REGISTRY_NAME, get_if_exists=True).remote()
+            name=REGISTRY_NAME, get_if_exists=True, **ON_HEAD).remote()
     return _registry

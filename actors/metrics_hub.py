@@ -110,10 +110,7 @@ def get_metrics_hub(host: str | None = None, port: int | None = None) -> tuple[A
         >>> url                                      # doctest: +SKIP
         'http://127.0.0.1:9464/metrics'
     """
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     bind_host, bind_port = _settings(host, port)
-    node_id = ray.get_runtime_context().get_node_id()
     handle = MetricsHub.options(  # type: ignore[attr-defined]
         name=NAME,
         namespace=NAMESPACE,
@@ -121,9 +118,10 @@ def get_metrics_hub(host: str | None = None, port: int | None = None) -> tuple[A
         lifetime="detached",
         num_cpus=0,
         max_restarts=3,
-        # The endpoint is on the driver's node: with the default 127.0.0.1 binding,
-        # Prometheus on this machine can reach it.
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
+        # One scrape target, on the head node (where the driver runs in laptop mode, so
+        # the default 127.0.0.1 binding is reachable by a Prometheus on this machine).
+        resources={"node:__internal_head__": 0.001},
+        scheduling_strategy="DEFAULT",
     ).remote(bind_host, bind_port)
     url: str = ray.get(handle.endpoint.remote())
     if bind_port and not url.endswith(f":{bind_port}/metrics"):

@@ -3,8 +3,9 @@
 ``visualize_workflow(tasks)`` is the guide's function: it writes
 ``workflow_visualization.png`` (decisions are diamonds, loops hexagons; context edges
 solid, ``next_tasks`` dashed, routes labelled with their answer). After a run the same
-picture shows each task's status and time and the path taken; ``mermaid(process)``
-gives the same graph as Mermaid text (GitHub renders it in a ```mermaid block).
+picture shows each task's status and time and the path taken; ``process.graph()``
+gives the same graph as Mermaid text (GitHub renders it in a ```mermaid block) and
+``process.graph("png", path)`` draws it.
 
 Run:
     python examples/16_visualisation.py [output_dir]
@@ -18,12 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ray_orch import Agent, Process, RunError, Task
-
-try:
-    from ray_orch import mermaid, render_png, visualize_workflow
-except ImportError:  # older releases keep them in the module only
-    from ray_orch._visualize import mermaid, render_png, visualize_workflow
+from ray_orch import Agent, Process, RunError, Task, visualize_workflow
 
 
 def build() -> tuple[dict[str, Task], list[Agent]]:
@@ -59,9 +55,8 @@ def main(out_dir: str = ".") -> int:
         print(f"run failed: {exc}")
         return 1
 
-    after = render_png(process, out / "workflow_after_run.png")
-    text = mermaid(process)
-    (out / "workflow.mmd").write_text(text, encoding="utf-8")
+    after = process.graph("png", out / "workflow_after_run.png")
+    text = process.graph("mermaid", out / "workflow.mmd")  # also returns the text
     print(f"after the run:  {after} and {out / 'workflow.mmd'}")
     print(text)
     return 0 if before.exists() and after.exists() else 1

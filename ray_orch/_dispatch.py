@@ -136,11 +136,21 @@ class Pool:
             return
         member.replacing = asyncio.get_running_loop().create_future()
         try:
+            from ray.exceptions import ActorDiedError, ActorUnavailableError
+
             self.replaced += 1
-            self.registry.forget.remote([member.handle])
-            [handle] = await self.registry.lease.remote(self.placement_key, 1, self.options,
-                                                        self.key)
-            await handle.bind.remote(*self.bind_args)
+            dead = [member.handle]
+            for _ in range(_MAX_REPLACEMENTS):
+                self.registry.forget.remote(dead)
+                [handle] = await self.registry.lease.remote(self.placement_key, 1,
+                                                            self.options, self.key)
+                try:
+                    await handle.bind.remote(*self.bind_args)
+                    break
+                except (ActorDiedError, ActorUnavailableError):
+                    dead = [handle]  # a warm actor that died with its node: try another
+            else:
+                raise RuntimeError(f"pool '{self.agent.role}': no live member could be leased")
             index = next(i for i, m in enumerate(self.members) if m is member)
             self.members[index] = Member(handle=handle)
         finally:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ._errors import LLMError, ModelNotConfiguredError
+from ._ratelimit import estimate_tokens, limited, strip_limit_keys
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -43,6 +44,13 @@ def _lib() -> ModuleType:
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         litellm.drop_params = True
+        try:  # litellm's first call imports ~470 openai modules; do it here, off its path
+            import openai
+
+            _ = openai.AsyncOpenAI(api_key="sk-warm-up",
+                                   base_url="http://127.0.0.1:9/v1").chat.completions
+        except Exception:
+            pass
         _litellm = litellm
     return _litellm
 
@@ -142,7 +150,7 @@ def _request(config: LLMConfig, messages: list[dict[str, Any]],
         kwargs["api_key"] = "sk-none"
     if schema is not None:
         kwargs["response_format"] = schema
-    kwargs.update(config.options)
+    kwargs.update(strip_limit_keys(config.options))
     return kwargs
 
 
@@ -196,14 +204,19 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
 
         config = _resolve(config, await aembedded_llm_options())
     lib = _lib()
-    started = time.perf_counter()
-    try:
-        response = await lib.acompletion(**_request(config, messages, schema, timeout))
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        raise classify_error(exc, config.model) from None
-    return _result(response, config, started)
+
+    async def call() -> LLMResult:
+        started = time.perf_counter()
+        try:
+            response = await lib.acompletion(**_request(config, messages, schema, timeout))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise classify_error(exc, config.model) from None
+        return _result(response, config, started)
+
+    # Paced under the model's rpm / tpm and adaptive window; a direct call without limits.
+    return await limited(config, call, tokens_estimate=estimate_tokens(messages, config.options))
 
 
 def complete(config: LLMConfig, messages: list[dict[str, Any]], *,

@@ -104,6 +104,8 @@ FIRST_CALL_WAIT = 2.0
 SPARE_IDLE_SECONDS = 0.25
 #: A slot given back at least this long before its time is handed out again.
 MIN_RECYCLE_LEAD = 0.02
+#: The least lateness tolerated (an event loop's own timer jitter is ~1 ms).
+MIN_SLACK = 0.02
 #: A call that woke up later than its slot's slack gives the slot back and asks again
 #: (a stalled event loop would otherwise fire a burst of overdue calls); this often.
 MAX_LATE_RETRIES = 3
@@ -237,9 +239,10 @@ class Lease:
         epoch: the window's epoch at grant time (see ``Limiter.report``).
         expires: when unreported slots are reclaimed.
         outstanding: slots not yet reported.
-        slack: how late a slot may still be used: one interval of the pacing (a late
-            call then shares its window with at most one extra call, which the headroom
-            absorbs); unbounded without rates.
+        slack: how late a slot may still be used: one interval of the pacing, at least
+            ``MIN_SLACK``; unbounded without rates. Calls up to this late put at most
+            one interval (or 20 ms) of calls more into any window, which the headroom
+            absorbs for windows of a second or more.
     """
 
     id: int
@@ -343,9 +346,10 @@ class Limiter:
                 return None
             slots = [self._schedule(now, estimates[i]) for i in range(count)]
             per_request, per_tokens = self._intervals(min(estimates[:count]))
+            interval = max(per_request, per_tokens)
             lease = Lease(id=self._next_id, slots=slots, epoch=self.epoch,
                           expires=slots[-1] + ttl, outstanding=count,
-                          slack=max(per_request, per_tokens) or math.inf)
+                          slack=max(interval, MIN_SLACK) if interval else math.inf)
             self._next_id += 1
             self.leases[lease.id] = lease
             self.in_flight += count
@@ -607,8 +611,6 @@ class _RemoteGate(_Gate):
         return len(self._recent)
 
     async def _fetch(self) -> None:
-        from ray.exceptions import RayActorError
-
         loop = asyncio.get_running_loop()
         while True:
             while self._waiting and self._waiting[0].future.done():
@@ -626,7 +628,7 @@ class _RemoteGate(_Gate):
             try:
                 grant = await self._actor().acquire.remote(
                     estimates, self.limits.as_dict(), reports, self.ttl)
-            except (RayActorError, ConnectionError) as exc:
+            except Exception as exc:  # the actor died, or cannot be reached or created
                 self._failures += 1
                 self._handle = None
                 if self._failures >= 3:

@@ -202,17 +202,12 @@ def _task_table(tasks: dict[str, Task]) -> Table:
 
 
 def _write_pictures(process: Process, out_dir: Path, console: Console) -> None:
-    try:
-        from ._visualize import mermaid, render_png
-    except ImportError as exc:  # another engineer's module; the demo runs without it
-        console.print(f"[yellow]workflow picture skipped: {exc}[/]")
-        return
     out_dir.mkdir(parents=True, exist_ok=True)
     mmd = out_dir / "customer_service.mmd"
-    mmd.write_text(mermaid(process), encoding="utf-8")
+    process.graph("mermaid", mmd)
     console.print(f"workflow picture (Mermaid): [cyan]{mmd}[/]")
     try:
-        png = render_png(process, out_dir / "customer_service.png")
+        png = process.graph("png", out_dir / "customer_service.png")
     except ImportError as exc:  # networkx / matplotlib are the optional [viz] extra
         console.print(f"[yellow]PNG skipped: {exc}[/]")
     else:
@@ -266,11 +261,12 @@ def main(argv: list[str] | None = None) -> int:
                       ray_init={"log_to_driver": False, "logging_level": "WARNING"})
     started = time.perf_counter()
     failed: RunError | None = None
-    with console.status("running the workflow (Ray starts first: a few seconds)…"):
-        try:
-            outputs = process.workflow()
-        except RunError as exc:
-            failed, outputs = exc, dict(exc.results or {})
+    console.print("[dim]running the workflow on a local Ray (Ray starts first: a few "
+                  "seconds)…[/]")
+    try:
+        outputs = process.workflow()  # live progress on a terminal
+    except RunError as exc:
+        failed, outputs = exc, dict(exc.results or {})
     elapsed = time.perf_counter() - started
 
     console.print(Text("Route: ").append_text(_route(process, outputs)))

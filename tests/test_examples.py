@@ -56,19 +56,19 @@ def _reply(request: StubRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def stub():
+def shared_stub():
     with StubLLMServer(reply=_reply) as server:
         yield server
 
 
 @pytest.fixture
-def stub_env(stub, monkeypatch, tmp_path):
+def stub_env(shared_stub, monkeypatch, tmp_path):
     """The stub as the environment's model; the working directory a fresh tmp dir."""
-    monkeypatch.setenv("RAY_ORCH_MODEL", stub.model)
-    monkeypatch.setenv("RAY_ORCH_BASE_URL", stub.base_url)
-    monkeypatch.setenv("RAY_ORCH_API_KEY", stub.api_key)
+    monkeypatch.setenv("RAY_ORCH_MODEL", shared_stub.model)
+    monkeypatch.setenv("RAY_ORCH_BASE_URL", shared_stub.base_url)
+    monkeypatch.setenv("RAY_ORCH_API_KEY", shared_stub.api_key)
     monkeypatch.chdir(tmp_path)
-    return stub
+    return shared_stub
 
 
 def test_every_example_is_tested():

@@ -92,7 +92,7 @@ def test_shipped_prometheus_config_is_valid():
 def test_every_dashboard_panel_returns_data(ray_session, stub, tmp_path):
     from actors.metrics_hub import get_metrics_hub
 
-    hub, url = get_metrics_hub()
+    _, url = get_metrics_hub()
     target = urllib.parse.urlsplit(url).netloc
 
     config = yaml.safe_load(dashboard_path("prometheus.yml").read_text())

@@ -337,19 +337,85 @@ async def test_limited_reports_a_429_to_the_window(no_ray):
     assert snapshot["in_flight"] == 0
 
 
+# -- the batching client against the actor's code, without Ray ---------------------------
+
+
+class FakeHandle:
+    """The ``RateLimiter`` actor's own class, called in-process like a handle."""
+
+    def __init__(self, broken: bool = False) -> None:
+        from actors.rate_limiter import RateLimiter
+
+        self.actor = RateLimiter.__ray_metadata__.modified_class()
+        self.broken = broken
+        self.calls = 0
+
+    def __getattr__(self, method: str):
+        outer = self
+
+        class Method:
+            def remote(self, *args, **kwargs):
+                outer.calls += 1
+                if outer.broken:
+                    raise ConnectionError("the limiter actor is gone")
+                return asyncio.ensure_future(getattr(outer.actor, method)(*args, **kwargs))
+
+        return Method()
+
+
+@pytest.fixture
+def fake_actor(monkeypatch):
+    import actors.rate_limiter
+    import ray_orch._runtime
+
+    handles: list[FakeHandle] = []
+    broken = [False]
+
+    def get(name: str) -> FakeHandle:
+        handles.append(FakeHandle(broken=broken[0]))
+        return handles[-1]
+
+    monkeypatch.setattr(ray_orch._runtime, "ray_is_running", lambda: True)
+    monkeypatch.setattr(actors.rate_limiter, "get_rate_limiter", get)
+    return handles, broken
+
+
+async def test_a_fan_out_costs_a_few_round_trips(fake_actor):
+    handles, _ = fake_actor
+    config = LLMConfig(model=f"remote-fan-{time.time_ns()}", options={"rpm": 600_000})
+
+    async def call():
+        await asyncio.sleep(0.01)
+        return Reply(5)
+
+    await asyncio.gather(*(limited(config, call, tokens_estimate=10) for _ in range(300)))
+    [handle] = handles
+    stats = await handle.actor.stats()
+    assert stats["acquires"] <= 12, stats  # one for the first call, then batches
+    await asyncio.sleep(0.3)  # outcomes flushed, spares given back
+    stats = await handle.actor.stats()
+    assert stats["in_flight"] == 0 and stats["success"] == 300, stats
+
+
+async def test_an_unreachable_limiter_falls_back_to_this_process(fake_actor):
+    handles, broken = fake_actor
+    broken[0] = True
+    config = LLMConfig(model=f"remote-gone-{time.time_ns()}", options={"rpm": 60_000})
+
+    async def call():
+        return Reply(5)
+
+    results = await asyncio.gather(*(limited(config, call, tokens_estimate=10)
+                                     for _ in range(5)))
+    assert len(results) == 5
+    assert len(handles) == 3  # three tries to reach it, then the local limiter
+
+
 # -- on Ray, against a stub that enforces a limit ----------------------------------------
-
-
-def _hook_wired() -> bool:
-    import ray_orch._llm
-
-    return hasattr(ray_orch._llm, "limited")
 
 
 @pytest.mark.slow
 def test_fan_out_stays_within_the_providers_rate_limit(ray_session):
-    if not _hook_wired():
-        pytest.skip("the rate-limit hook is not wired into ray_orch._llm.acomplete yet")
     from actors.rate_limiter import get_rate_limiter
     from ray_orch import Agent, Process, Task
     from ray_orch.testing import StubLLMServer
