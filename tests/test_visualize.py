@@ -8,40 +8,12 @@ import struct
 import sys
 
 import pytest
+from workflows import customer_service
 
 from ray_orch import Agent, Process, Task
 from ray_orch._visualize import mermaid, process_graph, render_png, visualize_workflow
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def customer_service(llm=None):
-    """The guide's customer-service workflow ("When to Use Workflow Process")."""
-    support_agent = Agent(role="Support", goal="Handle inquiries", llm=llm)
-    tech_agent = Agent(role="Technical", goal="Solve technical issues", llm=llm)
-    billing_agent = Agent(role="Billing", goal="Handle payments", llm=llm)
-    escalation_agent = Agent(role="Escalation", goal="Handle complex cases", llm=llm)
-    tasks = {
-        "categorize": Task(description="Categorize customer inquiry", agent=support_agent,
-                           task_type="decision",
-                           condition={"technical": ["tech_support"],
-                                      "billing": ["billing_support"],
-                                      "complex": ["escalate"],
-                                      "simple": ["quick_response"]}),
-        "tech_support": Task(description="Resolve technical issue", agent=tech_agent,
-                             task_type="decision",
-                             condition={"resolved": ["send_confirmation"],
-                                        "needs_escalation": ["escalate"]}),
-        "billing_support": Task(description="Handle billing inquiry", agent=billing_agent,
-                                next_tasks=["send_confirmation"]),
-        "escalate": Task(description="Handle complex case", agent=escalation_agent,
-                         next_tasks=["send_confirmation"]),
-        "quick_response": Task(description="Send automated response", agent=support_agent,
-                               next_tasks=["send_confirmation"]),
-        "send_confirmation": Task(description="Send resolution confirmation",
-                                  agent=support_agent),
-    }
-    return tasks, [support_agent, tech_agent, billing_agent, escalation_agent]
 
 
 def edge_lines(text):

@@ -7,6 +7,7 @@ import csv
 import re
 
 import pytest
+from workflows import customer_service as guide_customer_service
 
 from ray_orch import Agent, DecisionError, LoopLimitError, Process, StepLimitError, Task
 
@@ -14,32 +15,7 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def customer_service(stub):
-    support_agent = Agent(role="Support", goal="Handle inquiries", llm=stub.llm)
-    tech_agent = Agent(role="Technical", goal="Solve technical issues", llm=stub.llm)
-    billing_agent = Agent(role="Billing", goal="Handle payments", llm=stub.llm)
-    escalation_agent = Agent(role="Escalation", goal="Handle complex cases", llm=stub.llm)
-    tasks = {
-        "categorize": Task(description="Categorize customer inquiry", agent=support_agent,
-                           task_type="decision",
-                           condition={"technical": ["tech_support"],
-                                      "billing": ["billing_support"],
-                                      "complex": ["escalate"],
-                                      "simple": ["quick_response"]}),
-        "tech_support": Task(description="Resolve technical issue", agent=tech_agent,
-                             task_type="decision",
-                             condition={"resolved": ["send_confirmation"],
-                                        "needs_escalation": ["escalate"]}),
-        "billing_support": Task(description="Handle billing inquiry", agent=billing_agent,
-                                next_tasks=["send_confirmation"]),
-        "escalate": Task(description="Handle complex case", agent=escalation_agent,
-                         next_tasks=["send_confirmation"]),
-        "quick_response": Task(description="Send automated response", agent=support_agent,
-                               next_tasks=["send_confirmation"]),
-        "send_confirmation": Task(description="Send resolution confirmation",
-                                  agent=support_agent),
-    }
-    agents = [support_agent, tech_agent, billing_agent, escalation_agent]
-    return tasks, agents
+    return guide_customer_service(stub.llm)
 
 
 @pytest.mark.parametrize(("category", "tech", "expected"), [
