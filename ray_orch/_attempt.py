@@ -356,7 +356,10 @@ async def run_with_fallback(task: Task, call: Runner) -> TaskOutput:
         output = await call(task.fallback_agent)
         output.metadata["fallback"] = True
         output.metadata["fallback_from"] = _role(task.agent)
-        output.metadata["primary_error"] = str(primary_error)
+        # From a pool, the error is Ray's RayTaskError wrapper; its .cause is ours.
+        cause = getattr(primary_error, "cause", None)
+        output.metadata["primary_error"] = str(cause if isinstance(cause, BaseException)
+                                               else primary_error)
         return output
 
 
@@ -364,8 +367,16 @@ async def run_local(task: Task, inputs: dict[str, Any] | None) -> TaskOutput:
     """``Task.execute()``: everything in this process, no Ray."""
     from ._breaker import breaker_guard
 
-    run = RunInputs(inputs=inputs, context=dict(task._context_outputs),
-                    missing=dict(task._missing_context))
+    context = dict(task._context_outputs)
+    if not context and task.context:
+        # Outside a process, upstream tasks that already ran feed this one (the guide's
+        # CheckpointedProcess runs task.execute() in order and sets task.result on resume).
+        peers = task._peers or {}
+        for ref in task.context:
+            upstream = ref if isinstance(ref, Task) else peers.get(ref)
+            if upstream is not None and upstream.result is not None:
+                context[upstream.id] = upstream.result
+    run = RunInputs(inputs=inputs, context=context, missing=dict(task._missing_context))
     task.status = "running"
 
     async def body() -> TaskOutput:

@@ -13,6 +13,7 @@ task's declared policy applies, never a silent provider error:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ._errors import ContextBudgetError
@@ -40,13 +41,20 @@ def budget_for(task: Any, model: str | None) -> int | None:
         return int(task.context_budget)
     if not model:
         return None
+    window = _input_window(model)
+    return int(window * 0.75) if window else None
+
+
+@functools.lru_cache(maxsize=256)
+def _input_window(model: str) -> int | None:
+    # litellm's lookup costs ~1 ms, more for models it does not know: once per model.
     from ._llm import _lib
 
     try:
         window = _lib().get_model_info(model).get("max_input_tokens")
     except Exception:
         return None
-    return int(window * 0.75) if window else None
+    return int(window) if window else None
 
 
 async def apply_budget(task: Any, agent: Any, parts: PromptParts) -> dict[str, Any] | None:

@@ -20,6 +20,14 @@ __all__ = ["Pool", "PoolSet", "placement_options"]
 _MAX_REPLACEMENTS = 3
 
 
+def agent_key(agent: Any) -> str:
+    """An agent's pool key: ``Agent.key()``, or one per adapter object (any ``chat()``)."""
+    key = getattr(agent, "key", None)
+    if callable(key):
+        return str(key())
+    return f"adapter:{type(agent).__qualname__}:{id(agent):x}"
+
+
 def placement_options(agent: Any) -> tuple[str, dict[str, Any]]:
     """Ray actor options for an agent's pool members, and a key for reusing warm ones."""
     options: dict[str, Any] = {"num_cpus": getattr(agent, "num_cpus", 0.0) or 0.0,
@@ -158,10 +166,15 @@ class Pool:
 
     def event(self, workflow: str, run_id: str) -> Event:
         # Keyed by the pool (the agent), not the run: pools outlive runs.
-        return Event(kind="pool", workflow=workflow, run_id=run_id, agent_role=self.agent.role,
+        return Event(kind="pool", workflow=workflow, run_id=run_id, agent_role=_role(self.agent),
                      data={"in_flight": self.in_flight, "queued": self.waiters,
                            "size": self.size, "members": len(self.members),
                            "pool": self.key})
+
+
+def _role(agent: Any) -> str | None:
+    role = getattr(agent, "role", None)
+    return role if isinstance(role, str) else None
 
 
 class PoolSet:
@@ -176,26 +189,28 @@ class PoolSet:
         """Lease and bind the members of every agent's pool (all in parallel)."""
         unique: dict[str, Any] = {}
         for agent in agents:
-            unique.setdefault(agent.key(), agent)
+            unique.setdefault(agent_key(agent), agent)
         agent_map = dict(unique)
         leases = []
         for key, agent in unique.items():
             placement_key, options = placement_options(agent)
             leases.append((key, agent, placement_key, options,
-                           self.registry.lease.remote(placement_key, agent.pool_size, options,
+                           self.registry.lease.remote(placement_key, getattr(agent, "pool_size", 1),
+                                                      options,
                                                       key)))
         binds = []
         for key, agent, placement_key, options, lease in leases:
             handles = await lease
             bind_args = (self.run_id, agent_map, tasks)
             self.pools[key] = Pool(key=key, agent=agent, members=[Member(handle=h) for h in handles],
-                                   capacity=agent.max_concurrency, placement_key=placement_key,
+                                   capacity=getattr(agent, "max_concurrency", 64),
+                                   placement_key=placement_key,
                                    options=options, registry=self.registry, bind_args=bind_args)
             binds += [h.bind.remote(*bind_args) for h in handles]
         await asyncio.gather(*binds)
 
     def pool_for(self, agent: Any) -> Pool:
-        return self.pools[agent.key()]
+        return self.pools[agent_key(agent)]
 
     async def close(self) -> None:
         """Give every member back to the registry for the next run."""

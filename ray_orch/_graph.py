@@ -74,8 +74,14 @@ class Graph:
         return starts or self.order[:1]
 
     def upstream(self) -> dict[str, list[str]]:
-        """Data and order edges, for critical-path analysis."""
-        return {name: list(dict.fromkeys(n.deps + n.after)) for name, n in self.nodes.items()}
+        """What each task waited for (data, order and control edges: ``next_tasks`` and
+        decision routes), for critical-path analysis."""
+        ups = {name: list(dict.fromkeys(n.deps + n.after)) for name, n in self.nodes.items()}
+        for name, node in self.nodes.items():
+            for target in node.next + [t for ts in node.routes.values() for t in ts]:
+                if name not in ups[target]:
+                    ups[target].append(name)
+        return ups
 
     def definition(self) -> dict[str, Any]:
         """A plain description of the workflow (what a checkpoint's hash covers)."""

@@ -15,9 +15,9 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, create_model
 
 __all__ = ["Assignment", "Manager", "fallback_agent_for"]
 
@@ -54,8 +54,11 @@ def assignment_schema(task_ids: list[str], roles: list[str]) -> type[BaseModel]:
     item = create_model("TaskAssignment",
                         task=(Literal[tuple(task_ids)], ...),  # type: ignore[valid-type,arg-type]
                         agent=(Literal[tuple(roles)], ...),  # type: ignore[valid-type,arg-type]
-                        reason=(str, ...))
-    return create_model("Assignments", assignments=(list[item], ...))  # type: ignore[valid-type]
+                        reason=(Annotated[str, Field(max_length=200)], ...))
+    # At most one entry per ready task: a small model held to the schema cannot repeat
+    # entries until it runs out of tokens (SmolLM2 did, for 1024 tokens a call).
+    entries = Annotated[list[item], Field(min_length=1, max_length=len(task_ids))]  # type: ignore[valid-type]
+    return create_model("Assignments", assignments=(entries, ...))
 
 
 Ask = Callable[[str, type[BaseModel]], Awaitable[str]]

@@ -80,6 +80,9 @@ class Process:
             raise ValueError(f"on_failure must be 'fail' or 'continue', not {on_failure!r}")
         self.tasks = tasks
         self.task_list = name_tasks(tasks)
+        peers = {t.id: t for t in self.task_list if isinstance(t, Task)}
+        for task in peers.values():
+            task._peers = peers
         self.agents = list(agents or [])
         self.manager_llm = manager_llm
         self.name = name
@@ -219,9 +222,16 @@ class Process:
                 [t.fallback_agent for t in self.task_list]:
             if isinstance(agent, Agent):
                 _ = agent.llm_config  # resolve on the driver, where the env is set
+        manager = self.manager_llm
+        if mode == "hierarchical":
+            from ._models import resolve_llm
+
+            # Here, where RAY_ORCH_MODEL is set, like every agent's model: the
+            # Supervisor's environment is the cluster's, not this driver's.
+            manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
         spec = RunSpec(run_id=run_id or _new_run_id(), workflow=self.name, mode=mode,
                        tasks=self.task_list, agents=self.agents, default_agent=default_agent,
-                       manager=self.manager_llm, max_visits=self.max_visits,
+                       manager=manager, max_visits=self.max_visits,
                        max_steps=self.max_steps, on_failure=self.on_failure,
                        max_manager_calls=self.max_manager_calls,
                        checkpoint_dir=self.checkpoint_dir, resume=bool(resume),

@@ -8,6 +8,7 @@ record each result once, and events stream back to the driver and the metrics hu
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -247,7 +248,8 @@ class Run:
                     agents.append(agent)
         if self.spec.default_agent is not None and any(t.agent is None for t in self.spec.tasks):
             agents.append(self.spec.default_agent)
-        return [a for a in agents if hasattr(a, "key")]
+        # Agents, and any object with chat(prompt) (the Task docstring's adapters).
+        return [a for a in agents if hasattr(a, "key") or callable(getattr(a, "chat", None))]
 
     def _launch(self, dispatches: list[Dispatch]) -> None:
         if self.budget_error is not None:
@@ -496,6 +498,10 @@ class Run:
         def target() -> TaskOutput:
             _bridge.call = bridge
             try:
+                # The guide's subclasses define execute(self) without inputs; the bridge
+                # hands a loop row's inputs to the attempt either way.
+                if dispatch.inputs is None or not _takes_inputs(task.execute):
+                    return task.execute()  # type: ignore[no-any-return]
                 return task.execute(dispatch.inputs)  # type: ignore[no-any-return]
             finally:
                 _bridge.call = None
@@ -513,6 +519,16 @@ _GAUGE_INTERVAL = 0.1
 
 class _NotDispatched(Exception):
     """A task that was ready but not started, because the run's budget was spent."""
+
+
+def _takes_inputs(method: Any) -> bool:
+    """Whether a bound ``execute`` accepts a positional ``inputs`` argument."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+               for p in params)
 
 
 def _role(agent: Any) -> str | None:

@@ -131,6 +131,9 @@ class Task:
         # Set by the engine before a run: upstream outputs, and what is missing.
         self._context_outputs: dict[str, TaskOutput] = {}
         self._missing_context: dict[str, str] = {}
+        # Set by Process(tasks=...): the workflow's tasks by name, so execute() outside a
+        # process can resolve context names; never sent to the cluster.
+        self._peers: dict[str, Task] | None = None
 
     # -- identity ----------------------------------------------------------------------
 
@@ -196,6 +199,7 @@ class Task:
         # Run state and upstream outputs stay on the driver; the engine sends context apart.
         state["error"] = None
         state["_context_outputs"] = {}
+        state["_peers"] = None
         return state
 
 

@@ -75,15 +75,7 @@ def test_every_example_is_tested():
     scripts = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
     assert scripts == sorted(EXPECT)
 
-
-# The hierarchical manager's model is resolved inside the Supervisor actor, from the
-# environment Ray started with, not on the driver like every agent's: in this shared Ray
-# session it is the embedded model (minutes), not the stub. Reported to the lead; remove
-# the mark once Process resolves manager_llm on the driver.
-_MANAGER_ON_DRIVER = pytest.mark.xfail(
-    run=False, reason="engine: manager_llm=None is resolved in the Supervisor, not the driver")
-CASES = [pytest.param(name, marks=_MANAGER_ON_DRIVER) if name.startswith("03_") else name
-         for name in sorted(EXPECT)]
+CASES = sorted(EXPECT)
 
 
 @pytest.mark.timeout(90)
