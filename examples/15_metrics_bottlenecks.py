@@ -6,8 +6,7 @@ the slowest tasks, the critical path (the chain that set the makespan), how long
 tasks queued for each agent role, and plain-language suggestions. While Ray runs, the
 same numbers are on a Prometheus endpoint (``process.metrics_url``).
 
-The guide's ``MetricsCollector`` is in ``ray_orch._analysis``; it reads the same
-metadata keys (``execution_time``, ``retry_count``, ``tokens_used``).
+The guide's ``MetricsCollector`` works as written; it reads the same metadata keys (``execution_time``, ``retry_count``, ``tokens_used``).
 
 Run:
     python examples/15_metrics_bottlenecks.py
@@ -19,8 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from ray_orch import Agent, Process, RunError, Task
-from ray_orch._analysis import MetricsCollector
+from ray_orch import Agent, MetricsCollector, Process, RunError, Task
 
 
 def main() -> int:

@@ -11,6 +11,7 @@ Example:
 """
 
 from ._agent import Agent
+from ._analysis import MetricsCollector
 from ._breaker import CircuitBreaker
 from ._errors import (
     BudgetExceededError,
@@ -63,6 +64,7 @@ __all__ = [
     "LLMError",
     "LoopDataError",
     "LoopLimitError",
+    "MetricsCollector",
     "MissingAgentError",
     "ModelNotConfiguredError",
     "OutputValidationError",

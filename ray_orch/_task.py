@@ -203,12 +203,34 @@ class Task:
         return state
 
 
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    # One long-lived loop for sync callers: litellm keeps clients and a logging worker
+    # bound to the loop they were created on, so a fresh asyncio.run() per call would
+    # leave them behind (and warn) every time.
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="ray-orch-loop",
+                             daemon=True).start()
+        return _loop
+
+
 def _run_sync(coro: Any) -> Any:
     """Run a coroutine to completion from sync code, even under a running event loop."""
+    loop = _background_loop()
     try:
-        asyncio.get_running_loop()
+        running = asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        running = None
+    if running is not loop:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+    # Called from a coroutine on the background loop itself: it cannot wait on its own
+    # loop, so this one call gets a thread and a loop of its own.
     box: dict[str, Any] = {}
 
     def target() -> None:
