@@ -31,158 +31,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import json
-import math
 import random
-import re
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from ._stub_http import completion_body, error_response, prompt_text, stream_response
+from ._stub_rules import (
+    FAULT_KINDS,
+    Match,
+    Reply,
+    StubRequest,
+    StubRule,
+    check_fault,
+    check_match,
+    match_request,
+    resolve_reply,
+)
+from ._stub_schema import reply_content
+
 __all__ = ["FAULT_KINDS", "StubLLMServer", "StubRequest", "StubRule"]
 
-#: Fault names accepted by ``add_rule(fault=...)`` and ``set_faults(kinds=...)``.
-FAULT_KINDS = ("429", "500", "503", "401", "timeout", "malformed", "invalid_json")
-
 _HIDDEN_HEADERS = {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"}
-_ERRORS = {
-    400: ("invalid_request_error", None),
-    401: ("invalid_request_error", "invalid_api_key"),
-    429: ("requests", "rate_limit_exceeded"),
-    500: ("server_error", None),
-    503: ("server_error", None),
-    504: ("server_error", "timeout"),
-}
-_MAX_DEPTH = 32
-_SOFT_DEPTH = 8
-
-
-@dataclass(kw_only=True)
-class StubRequest:
-    """One chat-completion request as the stub saw and answered it.
-
-    Attributes:
-        index: arrival order, from 0 (``clear()`` does not reset it).
-        t_start: ``time.time()`` when the request arrived.
-        t_end: ``time.time()`` when the answer was ready (None while in flight).
-        model: the model name in the body (litellm strips the ``openai/`` prefix).
-        messages: the chat messages as sent.
-        prompt: the text of every message, joined with newlines (what rules match).
-        response_format: the ``response_format`` sent, or None.
-        stream: whether the client asked for ``stream: true``.
-        status: the HTTP status sent; None if no answer was sent (client gone, stopped).
-        fault: the fault injected (a ``FAULT_KINDS`` name or ``"rpm_limit"``), or None.
-        reply: the message content sent, or None when no completion was sent.
-        headers: the request headers, without Authorization or other credentials.
-        body: the whole JSON body (other options: temperature, tools, ...).
-        error: why a reply callable or handler failed (the stub then answers 500).
-    """
-
-    index: int
-    t_start: float
-    t_end: float | None = None
-    model: str = ""
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    prompt: str = ""
-    response_format: dict[str, Any] | None = None
-    stream: bool = False
-    status: int | None = None
-    fault: str | None = None
-    reply: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    body: dict[str, Any] = field(default_factory=dict, repr=False)
-    error: str | None = None
-
-    @property
-    def schema(self) -> dict[str, Any] | None:
-        """The JSON schema of a ``json_schema`` response format, else None."""
-        rf = self.response_format or {}
-        if rf.get("type") == "json_schema":
-            schema = (rf.get("json_schema") or {}).get("schema")
-            return schema if isinstance(schema, dict) else None
-        return None
-
-    @property
-    def wants_json(self) -> bool:
-        """True when the response format asks for JSON (``json_schema``/``json_object``)."""
-        return (self.response_format or {}).get("type") in ("json_schema", "json_object")
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds between arrival and answer, or None while in flight."""
-        return None if self.t_end is None else self.t_end - self.t_start
-
-
-_Match = str | re.Pattern[str] | Callable[[StubRequest], bool] | None
-_Reply = str | dict[str, Any] | list[Any] | Callable[[StubRequest], Any]
-
-
-@dataclass(kw_only=True)
-class StubRule:
-    """A scripted answer for the requests it matches (made by ``add_rule``).
-
-    Attributes:
-        match: substring or regex searched in the prompt, a predicate on the
-            ``StubRequest``, or None for every request.
-        reply: what to answer (None: the server's default reply).
-        latency: seconds before answering (None: the server's latency and jitter).
-        fault: a ``FAULT_KINDS`` name to inject instead of a normal answer, or None.
-        times: apply only to the first ``times`` matches (None: always).
-        hits: how many requests this rule has matched so far (faulted ones included).
-        served: how many replies it has sent (a list reply advances with this).
-    """
-
-    match: _Match = None
-    reply: _Reply | None = None
-    latency: float | None = None
-    fault: str | None = None
-    times: int | None = None
-    hits: int = 0
-    served: int = 0
-
-    def matches(self, request: StubRequest) -> bool:
-        """Whether this rule applies to ``request`` (ignores ``times``)."""
-        return _matches(self.match, request)
-
-    @property
-    def exhausted(self) -> bool:
-        """True once the rule has been used ``times`` times."""
-        return self.times is not None and self.hits >= self.times
-
-
-def _matches(match: _Match, request: StubRequest) -> bool:
-    if match is None:
-        return True
-    if isinstance(match, str):
-        return match in request.prompt
-    if isinstance(match, re.Pattern):
-        return match.search(request.prompt) is not None
-    if callable(match):
-        return bool(match(request))
-    _check_match(match)
-    return False
-
-
-def _check_match(match: Any) -> None:
-    if match is None or isinstance(match, (str, re.Pattern)) or callable(match):
-        return
-    raise TypeError(f"match must be a str, a compiled regex or a callable, not {type(match).__name__}")
-
-
-def _check_fault(fault: str | int | None) -> str | None:
-    if fault is None:
-        return None
-    name = str(fault)
-    if name not in FAULT_KINDS:
-        raise ValueError(f"fault {fault!r} is not one of {', '.join(FAULT_KINDS)}")
-    return name
 
 
 class StubLLMServer:
@@ -234,7 +109,7 @@ class StubLLMServer:
         'openai/stub'
     """
 
-    def __init__(self, reply: _Reply = "ok", *, latency: float = 0.0, jitter: float = 0.0,
+    def __init__(self, reply: Reply = "ok", *, latency: float = 0.0, jitter: float = 0.0,
                  handler: Callable[[StubRequest], Any] | None = None,
                  model_name: str = "stub", port: int = 0, host: str = "127.0.0.1",
                  retry_after: float = 1.0, hang_seconds: float = 30.0,
@@ -242,7 +117,7 @@ class StubLLMServer:
                  require_api_key: bool = False, api_key: str = "sk-stub-not-a-real-key") -> None:
         if latency < 0 or jitter < 0:
             raise ValueError(f"latency and jitter must be >= 0, got {latency} and {jitter}")
-        self.reply: _Reply = reply
+        self.reply: Reply = reply
         self.latency = latency
         self.jitter = jitter
         self.handler = handler
@@ -404,7 +279,7 @@ class StubLLMServer:
 
     # -- scripting -------------------------------------------------------------------
 
-    def add_rule(self, match: _Match = None, reply: _Reply | None = None, *,
+    def add_rule(self, match: Match = None, reply: Reply | None = None, *,
                  latency: float | None = None, fault: str | int | None = None,
                  times: int | None = None) -> StubRule:
         """Add a rule after the existing ones; the first matching rule answers.
@@ -435,8 +310,8 @@ class StubLLMServer:
             raise ValueError(f"times must be >= 0, got {times}")
         if latency is not None and latency < 0:
             raise ValueError(f"latency must be >= 0, got {latency}")
-        _check_match(match)
-        rule = StubRule(match=match, reply=reply, latency=latency, fault=_check_fault(fault),
+        check_match(match)
+        rule = StubRule(match=match, reply=reply, latency=latency, fault=check_fault(fault),
                         times=times)
         with self._lock:
             self._rules.append(rule)
@@ -471,7 +346,7 @@ class StubLLMServer:
         """
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"rate must be within [0, 1], got {rate}")
-        names = tuple(_check_fault(k) or "" for k in kinds)
+        names = tuple(check_fault(k) or "" for k in kinds)
         if rate > 0 and not names:
             raise ValueError("kinds is empty; give at least one of " + ", ".join(FAULT_KINDS))
         with self._lock:
@@ -496,7 +371,7 @@ class StubLLMServer:
             self._log.clear()
             self._accepted.clear()
 
-    def requests_matching(self, match: _Match) -> list[StubRequest]:
+    def requests_matching(self, match: Match) -> list[StubRequest]:
         """The logged requests ``match`` selects (same forms as ``add_rule``).
 
         Args:
@@ -512,10 +387,10 @@ class StubLLMServer:
             >>> StubLLMServer().requests_matching("billing")
             []
         """
-        _check_match(match)
-        return [r for r in self.requests if _matches(match, r)]
+        check_match(match)
+        return [r for r in self.requests if match_request(match, r)]
 
-    def count(self, match: _Match = None) -> int:
+    def count(self, match: Match = None) -> int:
         """How many logged requests ``match`` selects (all of them when None).
 
         Example:
@@ -539,9 +414,9 @@ class StubLLMServer:
         try:
             body = await request.json()
         except ValueError:
-            return _error(400, "the request body is not valid JSON")
+            return error_response(400, "the request body is not valid JSON")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return _error(400, "the body must be a JSON object with a 'messages' list")
+            return error_response(400, "the body must be a JSON object with a 'messages' list")
         record = self._record(body, request)
         task = asyncio.current_task()
         if task is not None:
@@ -562,7 +437,7 @@ class StubLLMServer:
         with self._lock:
             record = StubRequest(
                 index=self._next_index, t_start=time.time(), model=str(body.get("model", "")),
-                messages=messages, prompt=_prompt_text(messages),
+                messages=messages, prompt=prompt_text(messages),
                 response_format=rf if isinstance(rf, dict) else None,
                 stream=bool(body.get("stream")), headers=headers,
                 body={k: v for k, v in body.items() if k.lower() not in ("api_key", "apikey")})
@@ -573,18 +448,18 @@ class StubLLMServer:
     async def _answer(self, record: StubRequest, request: web.Request) -> web.StreamResponse:
         if self.require_api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             record.fault = "401"
-            return _error(401, "Incorrect API key provided to the stub")
+            return error_response(401, "Incorrect API key provided to the stub")
         limited = self._rpm_retry_after()
         if limited is not None:
             record.fault = "rpm_limit"
-            return _error(429, f"Rate limit reached: {self.rpm_limit} requests per "
+            return error_response(429, f"Rate limit reached: {self.rpm_limit} requests per "
                           f"{self.rpm_window:g} s", retry_after=limited)
         rule = self._pick(record)
         fault = rule.fault if rule is not None and rule.fault else self._planned_fault()
         record.fault = fault
         if fault == "timeout":
             await asyncio.sleep(self.hang_seconds)
-            return _error(504, f"the stub hung for {self.hang_seconds:g} s (fault 'timeout')")
+            return error_response(504, f"the stub hung for {self.hang_seconds:g} s (fault 'timeout')")
         latency = rule.latency if rule is not None and rule.latency is not None else (
             self.latency + (self._jitter_rng.uniform(0, self.jitter) if self.jitter else 0.0))
         if latency > 0:
@@ -593,26 +468,26 @@ class StubLLMServer:
             # litellm maps a 401 to AuthenticationError only with OpenAI's wording.
             text = ("Incorrect API key provided (stub fault 401)" if fault == "401"
                     else f"stub fault {fault}")
-            return _error(int(fault), text,
+            return error_response(int(fault), text,
                           retry_after=self.retry_after if fault == "429" else None)
         reply, nth = self._reply_for(rule)
         try:
-            value = await _resolve(reply, nth, record)
+            value = await resolve_reply(reply, nth, record)
         except Exception as exc:
             record.error = f"{type(exc).__name__}: {exc}"
-            return _error(500, f"the stub's reply callable raised {record.error}")
+            return error_response(500, f"the stub's reply callable raised {record.error}")
         if isinstance(value, web.StreamResponse):
             return value
         if fault == "malformed":
             return web.Response(status=200, text="<html>malformed: not an OpenAI answer",
                                 content_type="application/json")
-        content = _content(value, record)
+        content = reply_content(value, record)
         if fault == "invalid_json":
             content = "Sure! Here it is: {not valid json"
         record.reply = content
         if record.stream:
-            return await _stream(request, record, content)
-        return web.json_response(_completion(record, content))
+            return await stream_response(request, record, content)
+        return web.json_response(completion_body(record, content))
 
     def _pick(self, record: StubRequest) -> StubRule | None:
         with self._lock:
@@ -657,218 +532,3 @@ class StubLLMServer:
                 return max(0.001, self._accepted[0] + self.rpm_window - now)
             self._accepted.append(now)
         return None
-
-
-# -- helpers -----------------------------------------------------------------------
-
-
-def _prompt_text(messages: list[Any]) -> str:
-    parts: list[str] = []
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):  # multimodal parts
-            parts.extend(p.get("text", "") for p in content
-                         if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return "\n".join(parts)
-
-
-async def _resolve(reply: Any, nth: int, record: StubRequest) -> Any:
-    if isinstance(reply, list):
-        if not reply:
-            raise ValueError("a list reply must not be empty")
-        reply = reply[min(nth, len(reply) - 1)]
-    if callable(reply):
-        reply = reply(record)
-        if inspect.isawaitable(reply):
-            reply = await reply
-    return reply
-
-
-def _content(value: Any, record: StubRequest) -> str:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    text = "" if value is None else str(value)
-    if not record.wants_json:
-        return text
-    try:
-        if isinstance(json.loads(text), (dict, list)):
-            return text
-    except ValueError:
-        pass
-    schema = record.schema
-    if schema is None:
-        return json.dumps({"text": text})
-    instance = _synthesize(schema)
-    slot = _single_string_slot(schema)
-    if slot is not None and isinstance(instance, dict):
-        instance[slot] = text
-    return json.dumps(instance)
-
-
-def _deref(schema: Any, root: dict[str, Any]) -> Any:
-    seen = 0
-    while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and seen < _MAX_DEPTH:
-        node: Any = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            node = node.get(part.replace("~1", "/").replace("~0", "~"), {}) if part else node
-        schema, seen = node, seen + 1
-    return schema
-
-
-def _single_string_slot(schema: dict[str, Any]) -> str | None:
-    node = _deref(schema, schema)
-    props = node.get("properties") if isinstance(node, dict) else None
-    if not isinstance(props, dict):
-        return None
-    slots = [name for name in node.get("required", [])
-             if _is_string(_deref(props.get(name, {}), schema), schema)]
-    return slots[0] if len(slots) == 1 else None
-
-
-def _is_string(node: Any, root: dict[str, Any]) -> bool:
-    if not isinstance(node, dict):
-        return False
-    branches = node.get("anyOf") or node.get("oneOf")
-    if branches:  # Optional[str] is a string slot too
-        return any(_is_string(_deref(b, root), root) for b in branches)
-    if node.get("type") == "string":
-        return True
-    values = node.get("enum") or ([node["const"]] if "const" in node else [])
-    return bool(values) and all(isinstance(v, str) for v in values)
-
-
-def _synthesize(schema: dict[str, Any], root: dict[str, Any] | None = None,
-               depth: int = 0) -> Any:
-    """A valid instance of a JSON schema (first enum value, required properties only).
-
-    Args:
-        schema: the (sub)schema.
-        root: the document ``$ref`` points into (default: ``schema``).
-        depth: recursion depth; recursive schemas end through empty arrays or null
-            branches past a fixed depth.
-
-    Returns:
-        A JSON-compatible value.
-
-    Example:
-        >>> _synthesize({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}})
-        {'n': 0}
-    """
-    root = schema if root is None else root
-    node = _deref(schema, root)
-    if not isinstance(node, dict):
-        return "stub"
-    if "const" in node:
-        return node["const"]
-    if node.get("enum"):
-        return node["enum"][0]
-    for key in ("anyOf", "oneOf"):
-        if node.get(key):
-            branches = node[key]
-            if depth >= _SOFT_DEPTH and {"type": "null"} in branches:
-                return None  # ends an Optional[Self] recursion
-            return _synthesize(branches[0], root, depth + 1)
-    if node.get("allOf"):
-        parts = [_synthesize(s, root, depth + 1) for s in node["allOf"]]
-        if all(isinstance(p, dict) for p in parts):
-            return {k: v for p in parts for k, v in p.items()}
-        return parts[0]
-    kind = node.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind is None:
-        kind = "object" if "properties" in node else "array" if "items" in node else "string"
-    if kind == "object":
-        if depth >= _MAX_DEPTH:
-            return {}
-        props = node.get("properties") or {}
-        return {name: _synthesize(props.get(name, {}), root, depth + 1)
-                for name in node.get("required", [])}
-    if kind == "array":
-        prefix = node.get("prefixItems") or []
-        items = [_synthesize(s, root, depth + 1) for s in prefix]
-        # Deep down, arrays stay empty where allowed: that ends list[Self] recursion.
-        want = max(node.get("minItems", 1 if depth < _SOFT_DEPTH else 0), len(items))
-        if "maxItems" in node:
-            want = min(want, node["maxItems"])
-        extra = node.get("items")
-        while len(items) < want and isinstance(extra, dict):
-            items.append(_synthesize(extra, root, depth + 1))
-        return items[:want]
-    if kind in ("integer", "number"):
-        return _number(node, kind == "integer")
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    return _string(node)
-
-
-def _number(node: dict[str, Any], integer: bool) -> int | float:
-    value = 0.0
-    if "minimum" in node:
-        value = max(value, float(node["minimum"]))
-    if "exclusiveMinimum" in node:
-        value = max(value, float(node["exclusiveMinimum"]) + (1 if integer else 1e-6))
-    if "maximum" in node:
-        value = min(value, float(node["maximum"]))
-    if "exclusiveMaximum" in node:
-        value = min(value, float(node["exclusiveMaximum"]) - (1 if integer else 1e-6))
-    return math.ceil(value) if integer else value
-
-
-_FORMATS = {"date-time": "1970-01-01T00:00:00Z", "date": "1970-01-01", "time": "00:00:00",
-            "email": "stub@example.com", "uri": "https://example.com/stub",
-            "uuid": "00000000-0000-0000-0000-000000000000"}
-
-
-def _string(node: dict[str, Any]) -> str:
-    text = _FORMATS.get(node.get("format", ""), "stub")
-    text = text.ljust(int(node.get("minLength", 0)), "x")
-    return text[: node["maxLength"]] if "maxLength" in node else text
-
-
-def _error(status: int, message: str, *, retry_after: float | None = None) -> web.Response:
-    kind, code = _ERRORS.get(status, ("server_error", None))
-    headers = {}
-    if retry_after is not None:
-        headers["Retry-After"] = f"{retry_after:g}" if retry_after >= 1 else f"{retry_after:.3f}"
-        headers["retry-after-ms"] = str(int(retry_after * 1000))
-    return web.json_response({"error": {"message": message, "type": kind, "param": None,
-                                        "code": code}}, status=status, headers=headers)
-
-
-def _usage(record: StubRequest, content: str) -> dict[str, int]:
-    prompt, completion = len(record.prompt.split()), len(content.split())
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
-
-
-def _completion(record: StubRequest, content: str) -> dict[str, Any]:
-    return {"id": f"chatcmpl-stub-{record.index}", "object": "chat.completion",
-            "created": int(record.t_start), "model": record.model or "stub",
-            "system_fingerprint": "stub",
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": _usage(record, content)}
-
-
-async def _stream(request: web.Request, record: StubRequest, content: str) -> web.StreamResponse:
-    head = {"id": f"chatcmpl-stub-{record.index}", "object": "chat.completion.chunk",
-            "created": int(record.t_start), "model": record.model or "stub"}
-    chunks: list[dict[str, Any]] = [
-        {**head, "choices": [{"index": 0, "finish_reason": None,
-                              "delta": {"role": "assistant", "content": content}}]},
-        {**head, "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}]}]
-    if (record.body.get("stream_options") or {}).get("include_usage"):
-        chunks.append({**head, "choices": [], "usage": _usage(record, content)})
-    response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
-                                                       "Cache-Control": "no-cache"})
-    record.status = 200
-    await response.prepare(request)
-    payload = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-    await response.write(payload.encode())
-    await response.write_eof()
-    return response

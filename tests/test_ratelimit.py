@@ -243,7 +243,7 @@ def no_ray(monkeypatch):
 async def test_limited_without_limits_just_calls(no_ray, monkeypatch):
     monkeypatch.delenv("RAY_ORCH_RPM", raising=False)
     monkeypatch.delenv("RAY_ORCH_TPM", raising=False)
-    import ray_orch._ratelimit as rl
+    import ray_orch._ratelimit_client as rl
 
     calls = []
 
@@ -291,7 +291,7 @@ async def test_other_calls_take_slots_after_the_first_call_returns(no_ray):
 
 
 async def test_a_stalled_event_loop_does_not_fire_a_burst(no_ray):
-    import ray_orch._ratelimit as rl
+    import ray_orch._ratelimit_client as rl
 
     # A call that wakes up long after its slot (the loop was busy) takes a fresh slot
     # instead of firing together with the calls scheduled after it.
@@ -312,7 +312,7 @@ async def test_a_stalled_event_loop_does_not_fire_a_burst(no_ray):
 
 
 async def test_limited_reports_a_429_to_the_window(no_ray):
-    import ray_orch._ratelimit as rl
+    import ray_orch._ratelimit_client as rl
 
     config = LLMConfig(model=f"local-429-{time.time_ns()}",
                        options={"rpm": 60_000, "max_in_flight": 8})
