@@ -354,6 +354,16 @@ async def run_with_fallback(task: Task, call: Runner) -> TaskOutput:
         if task.fallback_agent is None:
             raise
         output = await call(task.fallback_agent)
+        primary_calls = getattr(getattr(primary_error, "cause", None) or primary_error,
+                                "attempt_log", [])
+        if primary_calls:
+            # The primary's calls were made and paid for: they count in the output too.
+            meta = output.metadata
+            meta["llm_calls"] = [*primary_calls, *meta.get("llm_calls", [])]
+            meta["tokens_used"] = meta.get("tokens_used", 0) + sum(
+                c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in primary_calls)
+            meta["cost_usd"] = meta.get("cost_usd", 0.0) + sum(
+                c.get("cost_usd", 0.0) for c in primary_calls)
         output.metadata["fallback"] = True
         output.metadata["fallback_from"] = _role(task.agent)
         # From a pool, the error is Ray's RayTaskError wrapper; its .cause is ours.

@@ -9,6 +9,7 @@ member, run and node shares it; without Ray it lives in this process.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -156,8 +157,10 @@ async def breaker_guard(task: Task, body: Callable[[], Awaitable[TaskOutput]],
                                     "tokens_used": 0, "cost_usd": 0.0, "model": None})
     try:
         output = await body()
-    except Exception:
-        report(breaker.name, await breaker.record_failure())
+    except BaseException:
+        # Every way out settles the breaker: a timeout or a cancelled run counts as a
+        # failure (a hanging service must open it; a probe must never stay in flight).
+        report(breaker.name, await asyncio.shield(breaker.record_failure()))
         raise
     report(breaker.name, await breaker.record_success())
     output.metadata["circuit_status"] = "closed" if state == "closed" else "closed_after_probe"

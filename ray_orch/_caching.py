@@ -42,7 +42,13 @@ def key_for(task: Task, agent: Any, parts: PromptParts) -> str:
 def from_cache(value: dict[str, Any]) -> TaskOutput:
     """A cached value as the output of this run (marked as a hit)."""
     output = TaskOutput(**value)
-    output.metadata["cache"] = "hit"
+    meta = output.metadata
+    meta["cache"] = "hit"
+    # Nothing was spent this time: keep what the cached answer cost apart, so budgets
+    # and cost metrics do not count it again.
+    meta["cached_tokens"] = meta.get("tokens_used", 0)
+    meta["cached_cost_usd"] = meta.get("cost_usd", 0.0)
+    meta.update(tokens_used=0, cost_usd=0.0, llm_calls=[], retry_count=0)
     return output
 
 

@@ -87,7 +87,13 @@ class Pool:
                     if member.in_flight < self.capacity:
                         member.in_flight += 1
                         return member
-                    await self._free.wait()
+                    try:
+                        await self._free.wait()
+                    except asyncio.CancelledError:
+                        # A cancelled waiter may have consumed a notify meant for the
+                        # queue: hand it on, or a free slot could sit unused forever.
+                        self._free.notify()
+                        raise
             finally:
                 self.waiters -= 1
 

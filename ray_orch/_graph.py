@@ -56,6 +56,7 @@ class Node:
     previous: str | None = None                          # the task defined before this one
     controlled: bool = False                             # has incoming control edges
     loop_items: list[Any] | None = None                  # static loop data
+    either: list[str] = field(default_factory=list)      # implicit deps of which one suffices
 
 
 @dataclass(kw_only=True)
@@ -204,6 +205,15 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
         else:  # hierarchical: no explicit context means "after the task before"
             if task.context is None and previous is not None and not task.async_execution:
                 node.deps = [previous]
+        if mode != "workflow" and task.context is None and previous is not None:
+            if task.condition_on_previous_failure:
+                # It runs because `previous` failed: there is no output of it to read.
+                node.deps = [d for d in node.deps if d != previous]
+            elif node.deps == [previous] and nodes[previous].task.condition_on_previous_failure \
+                    and (primary := nodes[previous].previous):
+                # After a primary/fallback pair: read whichever of the two produced output.
+                node.deps = [primary, previous]
+                node.either = list(node.deps)
         if task.condition_on_previous_failure and previous is None:
             problems.append(InvalidTaskFieldError(
                 f"task '{name}': condition_on_previous_failure needs a task before it",

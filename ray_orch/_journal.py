@@ -47,6 +47,9 @@ class Journal:
             run_id = record.run_id
         if resume and self.store.get_run(run_id) is None:
             raise ResumeError(f"run '{run_id}' has no checkpoint in {directory}")
+        if not resume and self.store.get_run(run_id) is not None:
+            raise ResumeError(f"run '{run_id}' already has checkpoints in {directory}; resume "
+                              f"it with workflow(resume='{run_id}'), or give a new run_id")
         self.run_id = run_id
         self.record = self.store.begin_run(run_id, workflow, definition_hash(definition),
                                            allow_drift=allow_drift)

@@ -43,7 +43,7 @@ def fallback_agent_for(description: str, agents: list[Any], loads: dict[str, int
     wanted = _words(description)
 
     def rank(agent: Any) -> tuple[int, int, str]:
-        overlap = len(wanted & _words(f"{agent.role} {agent.goal}"))
+        overlap = len(wanted & _words(f"{agent.role} {getattr(agent, 'goal', '')}"))
         return (loads.get(agent.role, 0), -overlap, agent.role)
 
     return min(agents, key=rank)
@@ -88,7 +88,7 @@ class Manager:
                  "Independent tasks can run at the same time on different agents.", "",
                  "Agents (role: goal; tasks in progress):"]
         for role, agent in self.agents.items():
-            lines.append(f"- {role}: {agent.goal}; in progress: {loads.get(role, 0)}")
+            lines.append(f"- {role}: {getattr(agent, 'goal', '')}; in progress: {loads.get(role, 0)}")
         lines += ["", "Ready tasks (id: description):"]
         lines += [f"- {tid}: {desc}" for tid, desc in ready.items()]
         lines += ["", "Answer with JSON: {\"assignments\": [{\"task\": <task id>, "

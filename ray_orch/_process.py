@@ -262,6 +262,9 @@ class Process:
             error = result.error
             if isinstance(error, RunError):
                 error.results = dict(result.outputs)
+                original = getattr(error, "original", None)
+                if isinstance(original, BaseException):
+                    raise error from original  # the user's own exception stays reachable
                 raise error
             raise RunError(str(error), results=dict(result.outputs)) from error
         return result.outputs

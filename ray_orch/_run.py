@@ -8,6 +8,7 @@ record each result once, and events stream back to the driver and the metrics hu
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import time
 from collections.abc import Callable
@@ -101,6 +102,7 @@ class Run:
         self.gauges: dict[tuple[str, Any], Event] = {}
         self.gauges_sent = 0.0
         self.gauges_counted = 0.0
+        self.override_threads: concurrent.futures.ThreadPoolExecutor | None = None
         self.pending: dict[asyncio.Task[TaskOutput], Dispatch] = {}
         self.finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
         self.ready_at: dict[tuple[str, int, int | None], float] = {}
@@ -180,19 +182,20 @@ class Run:
         self.loop = asyncio.get_running_loop()
         self.started = time.time()
         spec = self.spec
-        await self._open_services()
-        self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
-                                       "metrics_url": self.metrics_url,
-                                       "resumed": sorted({k[0] for k in self.scheduler.restored})})
-        agents = self._all_agents()
-        if spec.mode == "hierarchical":
-            self._setup_manager()
-            agents.append(self.manager_agent)
-        self.pools = PoolSet(get_registry(), spec.run_id)
-        tasks = {name: node.task for name, node in self.graph.nodes.items()}
-        await self.pools.open(agents, tasks)
         error: BaseException | None = None
+        internal: BaseException | None = None
         try:
+            await self._open_services()
+            self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
+                                           "metrics_url": self.metrics_url,
+                                           "resumed": sorted({k[0] for k in self.scheduler.restored})})
+            agents = self._all_agents()
+            if spec.mode == "hierarchical":
+                self._setup_manager()
+                agents.append(self.manager_agent)
+            self.pools = PoolSet(get_registry(), spec.run_id)
+            tasks = {name: node.task for name, node in self.graph.nodes.items()}
+            await self.pools.open(agents, tasks)
             self._launch(self.scheduler.start())
             while self.pending or self.manager_queue or self.manager_job:
                 # Jobs report themselves here when done: O(1) a completion, where
@@ -212,14 +215,22 @@ class Run:
                     break
         except asyncio.CancelledError:
             self.cancelled = True
+        except Exception as exc:  # an engine fault still ends the run cleanly, with a result
+            internal = exc
         finally:
-            if self.pending:
-                for pending in self.pending:
-                    pending.cancel()
-                await asyncio.gather(*self.pending, return_exceptions=True)
-            await self.pools.close()
+            jobs = [*self.pending, *([self.manager_job] if self.manager_job else [])]
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            self.manager_job = None
+            if self.pools is not None:
+                await self.pools.close()
+            if self.override_threads is not None:
+                self.override_threads.shutdown(wait=False, cancel_futures=True)
         if self.cancelled:
             error = RunCancelledError(f"run {spec.run_id} was cancelled")
+        elif internal is not None:
+            error = RunError(f"run {spec.run_id} failed: {type(internal).__name__}: {internal}")
         elif self.scheduler.abort is not None:
             error = self.scheduler.abort
         elif self.budget_error is not None:
@@ -287,7 +298,7 @@ class Run:
         config = resolve_llm(self.spec.manager, who="the hierarchical manager (manager_llm)")
         self.manager_agent = Agent(role="Manager", goal="Coordinate the project efficiently",
                                    llm=config, name="ray-orch-manager", timeout=60.0)
-        workers = [a for a in self.spec.agents if hasattr(a, "key")]
+        workers = [a for a in self.spec.agents if isinstance(getattr(a, "role", None), str)]
 
         async def ask(prompt: str, schema: Any) -> str:
             pool = self.pools.pool_for(self.manager_agent)
@@ -339,7 +350,9 @@ class Run:
                       outcome=type(cause).__name__, duration_s=time.time() - started,
                       data={"error": str(cause)[:500]})
             self._calls(dispatch.task, role, getattr(cause, "attempt_log", []))
-            self._launch(self.scheduler.failed(dispatch.task, cause))
+            self._spent(getattr(cause, "attempt_log", []))
+            self._check_budget()
+            self._launch(self.scheduler.failed(dispatch.task, cause, visit=dispatch.visit))
             self._gauges()
             return
         output.task_id = dispatch.task
@@ -360,7 +373,8 @@ class Run:
             if self.journal is not None:
                 self.journal.iteration_done(dispatch.task, dispatch.visit, dispatch.iteration,
                                             output)
-            new = self.scheduler.iteration_completed(dispatch.task, dispatch.iteration, output)
+            new = self.scheduler.iteration_completed(dispatch.task, dispatch.iteration, output,
+                                                     visit=dispatch.visit)
             if self.journal is not None and self.scheduler.state[dispatch.task] == "completed":
                 self.journal.task_done(dispatch.task, dispatch.visit,
                                        self.scheduler.outputs[dispatch.task])
@@ -416,8 +430,14 @@ class Run:
                       data={"count": meta["retry_count"]})
         if meta.get("fallback"):
             self.emit("fallback", task=dispatch.task, agent_role=role)
-        self.tokens += int(meta.get("tokens_used", 0) or 0)
-        self.cost += float(meta.get("cost_usd", 0.0) or 0.0)
+        self._spent(meta.get("llm_calls", []))
+
+    def _spent(self, calls: list[dict[str, Any]]) -> None:
+        """What the run's budget counts: every model call, failed or not."""
+        for call in calls:
+            self.tokens += int(call.get("prompt_tokens", 0) or 0) + \
+                int(call.get("completion_tokens", 0) or 0)
+            self.cost += float(call.get("cost_usd", 0.0) or 0.0)
 
     async def _run_one(self, dispatch: Dispatch, assigned: Any = None) -> TaskOutput:
         task = self.graph.nodes[dispatch.task].task
@@ -494,6 +514,7 @@ class Run:
         loop = asyncio.get_running_loop()
         task._context_outputs = context
         task._missing_context = dict(dispatch.missing)
+        inner_calls: list[concurrent.futures.Future[TaskOutput]] = []
 
         def bridge(inner: Task, inputs: dict[str, Any] | None) -> TaskOutput:
             async def go() -> TaskOutput:
@@ -505,7 +526,9 @@ class Run:
 
                 return await run_with_fallback(inner, call)
 
-            return asyncio.run_coroutine_threadsafe(go(), loop).result()
+            future = asyncio.run_coroutine_threadsafe(go(), loop)
+            inner_calls.append(future)
+            return future.result()
 
         def target() -> TaskOutput:
             _bridge.call = bridge
@@ -518,7 +541,17 @@ class Run:
             finally:
                 _bridge.call = None
 
-        result = await loop.run_in_executor(None, target)
+        if self.override_threads is None:
+            # Its own threads: the loop's default executor has min(32, cpus + 4), which
+            # would cap a loop of overrides at 6 attempts at once on this machine.
+            self.override_threads = concurrent.futures.ThreadPoolExecutor(
+                max_workers=256, thread_name_prefix="ray-orch-execute")
+        try:
+            result = await loop.run_in_executor(self.override_threads, target)
+        except asyncio.CancelledError:
+            for future in inner_calls:  # a timeout or cancel stops the attempts too
+                future.cancel()
+            raise
         if not isinstance(result, TaskOutput):
             raise RunError(f"task '{dispatch.task}': execute() returned "
                            f"{type(result).__name__}, expected TaskOutput", task=dispatch.task)

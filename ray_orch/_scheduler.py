@@ -15,7 +15,7 @@ checkpoint complete their task the moment it would have been dispatched.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -97,6 +97,9 @@ class Scheduler:
             for upstream in dict.fromkeys(node.deps + node.after):
                 self.dependants[upstream].append(name)
         self._out: list[Dispatch] = []
+        self._check: deque[str] = deque()   # tasks whose readiness may have changed
+        self._checking = False
+        self._reaches: dict[str, set[str]] = {}
 
     # -- inputs from the supervisor ----------------------------------------------------
 
@@ -112,15 +115,19 @@ class Scheduler:
         self._complete(name, output)
         return self._drain()
 
-    def iteration_completed(self, name: str, index: int, output: TaskOutput) -> list[Dispatch]:
+    def iteration_completed(self, name: str, index: int, output: TaskOutput,
+                            visit: int | None = None) -> list[Dispatch]:
         """One loop iteration finished; the loop completes with its last iteration."""
         self.running -= 1
-        self._iteration_done(name, index, output)
+        if visit is None or visit == self.visits[name]:  # else: a straggler of an old visit
+            self._iteration_done(name, index, output)
         return self._drain()
 
-    def failed(self, name: str, error: BaseException) -> list[Dispatch]:
+    def failed(self, name: str, error: BaseException, visit: int | None = None) -> list[Dispatch]:
         """A task visit (or one of its loop iterations) failed for good."""
         self.running -= 1
+        if visit is not None and visit != self.visits[name]:
+            return self._drain()  # a straggler of an earlier visit
         loop = self.loops.get(name)
         if loop is not None:
             if loop.failed:
@@ -164,6 +171,8 @@ class Scheduler:
         state = self.state[name]
         if state in ("waiting", "running"):
             return
+        if state == "completed" and by is not None and by not in self.reaches(name):
+            return  # a second branch joining through next_tasks, not a cycle: run once
         limit = self.graph.nodes[name].task.max_visits or self.max_visits
         if self.visits[name] >= limit:
             self._abort(StepLimitError(
@@ -174,7 +183,8 @@ class Scheduler:
         self.activator[name] = by
         self.state[name] = "waiting"
         self.loops.pop(name, None)
-        self._try_ready(name)
+        self._check.append(name)
+        self._pump()
 
     def _try_ready(self, name: str) -> None:
         if self.state[name] != "waiting" or self.abort is not None:
@@ -191,12 +201,14 @@ class Scheduler:
             return
         missing: dict[str, str] = {d: self.state[d] for d in node.deps
                                    if self.state[d] != "completed"}
+        if node.either and any(self.state[d] == "completed" for d in node.either):
+            missing = {d: s for d, s in missing.items() if d not in node.either}
         if missing and not task.handle_missing_context:
             listed = ", ".join(f"{d} {s}" for d, s in missing.items())
             self._skip(name, f"context not available ({listed})")
             return
         if node.explicit_context or self.graph.mode != "workflow":
-            context = [d for d in node.deps if d not in missing]
+            context = [d for d in node.deps if self.state[d] == "completed"]
         else:
             by = self.activator[name]
             context = [by] if by and self.state.get(by) == "completed" else []
@@ -249,7 +261,7 @@ class Scheduler:
 
     def _iteration_done(self, name: str, index: int, output: TaskOutput) -> None:
         loop = self.loops.get(name)
-        if loop is None or loop.failed:
+        if loop is None or loop.failed or len(loop.done) == loop.total:
             return
         loop.done[index] = output
         if len(loop.done) == loop.total:
@@ -287,8 +299,13 @@ class Scheduler:
         handled = any(n.task.condition_on_previous_failure and n.previous == name
                       for n in self.graph.nodes.values())
         if not handled and self.on_failure == "fail":
-            self._abort(error if isinstance(error, RunError) else TaskFailedError(
-                f"task '{name}' failed: {error}", task=name))
+            if isinstance(error, RunError):
+                self._abort(error)
+            else:
+                wrapped = TaskFailedError(f"task '{name}' failed: {type(error).__name__}: "
+                                          f"{error}", task=name)
+                wrapped.original = error  # type: ignore[attr-defined]
+                self._abort(wrapped)
             return
         self._wake(name)
 
@@ -298,8 +315,36 @@ class Scheduler:
         self._wake(name)
 
     def _wake(self, name: str) -> None:
-        for dependant in self.dependants.get(name, []):
-            self._try_ready(dependant)
+        self._check.extend(self.dependants.get(name, []))
+        self._pump()
+
+    def _pump(self) -> None:
+        # Iterative, not recursive: a skip cascade or a resume through a long chain would
+        # otherwise nest 3-4 frames a task and hit RecursionError at ~300 tasks.
+        if self._checking:
+            return
+        self._checking = True
+        try:
+            while self._check:
+                self._try_ready(self._check.popleft())
+        finally:
+            self._checking = False
+
+    def reaches(self, name: str) -> set[str]:
+        """Tasks reachable from ``name`` through next_tasks / routes (computed on demand):
+        re-entering a completed task is a cycle only if the task routing to it is
+        downstream of it."""
+        if name not in self._reaches:
+            seen: set[str] = set()
+            todo = [name]
+            while todo:
+                node = self.graph.nodes[todo.pop()]
+                for target in node.next + [t for ts in node.routes.values() for t in ts]:
+                    if target not in seen:
+                        seen.add(target)
+                        todo.append(target)
+            self._reaches[name] = seen
+        return self._reaches[name]
 
     def _abort(self, error: RunError) -> None:
         if self.abort is None:

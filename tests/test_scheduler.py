@@ -179,3 +179,87 @@ def test_statuses_end_in_known_states(mode):
     s.start()
     s.completed("only", out("only"))
     assert s.statuses() == {"only": "completed"}
+
+
+def test_degradation_in_sequential_mode_reads_whichever_ran():
+    a = A()
+    tasks = {
+        "primary_analysis": Task(description="p", agent=a),
+        "fallback_analysis": Task(description="f", agent=a, condition_on_previous_failure=True),
+        "report": Task(description="r", agent=a),
+    }
+    s = Scheduler(graph(tasks, mode="sequential"))
+    s.start()
+    fallback = s.failed("primary_analysis", TaskFailedError("x"))
+    assert names(fallback) == ["fallback_analysis"] and fallback[0].context == []
+    report = s.completed("fallback_analysis", out("f"))
+    assert names(report) == ["report"] and report[0].context == ["fallback_analysis"]
+
+    s = Scheduler(graph(tasks, mode="sequential"))
+    s.start()
+    report = s.completed("primary_analysis", out("p"))
+    assert names(report) == ["report"] and report[0].context == ["primary_analysis"]
+    assert s.statuses()["fallback_analysis"] == "skipped"
+
+
+def test_branches_joining_through_next_tasks_run_the_join_once():
+    a = A()
+    tasks = {
+        "split": Task(description="s", agent=a, next_tasks=["left", "right"]),
+        "left": Task(description="l", agent=a, next_tasks=["notify"]),
+        "right": Task(description="r", agent=a, next_tasks=["notify"]),
+        "notify": Task(description="n", agent=a),
+    }
+    s = Scheduler(graph(tasks))
+    s.start()
+    s.completed("split", out("s"))
+    assert names(s.completed("left", out("l"))) == ["notify"]
+    s.completed("notify", out("n"))
+    assert s.completed("right", out("r")) == []  # notify already ran: not again
+    assert s.visits["notify"] == 1 and s.finished
+
+
+def test_stragglers_of_an_earlier_loop_visit_are_ignored():
+    a = A()
+    tasks = {
+        "loop": Task(description="do {item}", agent=a, task_type="loop", loop_data=["x", "y"]),
+        "check": Task(description="c", agent=a, task_type="decision",
+                      condition={"again": ["loop"], "done": []},
+                      condition_on_previous_failure=True),
+    }
+    s = Scheduler(graph(tasks), on_failure="continue")
+    first = s.start()
+    assert [d.visit for d in first] == [1, 1]
+    s.failed("loop", TaskFailedError("x"), visit=1)  # iteration 0 fails
+    again = s.completed("check", out("c", decision="again"))
+    assert [d.visit for d in again] == [2, 2]
+    s.iteration_completed("loop", 1, out("STALE"), visit=1)  # visit 1's straggler
+    s.iteration_completed("loop", 0, out("x2"), visit=2)
+    s.iteration_completed("loop", 1, out("y2"), visit=2)
+    assert [o.raw for o in s.outputs["loop"].iterations] == ["x2", "y2"]
+
+
+def test_long_chains_do_not_recurse():
+    a = A()
+    tasks = {f"t{i}": Task(description=f"t{i}", agent=a, context=[f"t{i - 1}"] if i else [])
+             for i in range(2000)}
+    s = Scheduler(graph(tasks), on_failure="continue")
+    s.start()
+    s.failed("t0", TaskFailedError("x"))  # 1,999 skips cascade
+    assert s.statuses()["t1999"] == "skipped" and s.finished
+
+    restored = {(f"t{i}", 1): out(f"t{i}") for i in range(2000)}
+    s = Scheduler(graph(tasks), restored=restored)
+    assert s.start() == [] and len(s.resumed) == 2000
+
+
+def test_a_users_own_exception_stays_reachable():
+    class QuotaExceeded(Exception):
+        pass
+
+    a = A()
+    s = Scheduler(graph({"t": Task(description="t", agent=a)}))
+    s.start()
+    s.failed("t", QuotaExceeded("tenant 42 is over quota"))
+    assert "QuotaExceeded: tenant 42" in str(s.abort)
+    assert isinstance(s.abort.original, QuotaExceeded)
