@@ -33,7 +33,8 @@ class Agent:
             or None for the default model (``RAY_ORCH_MODEL``, else the embedded one).
         base_url: the provider's base URL (OpenAI-compatible servers, Ollama, ...).
         api_key: the provider key; never logged, checkpointed or exported.
-        tools: plain Python callables offered to the model as tools.
+        tools: not supported yet: a non-empty list is refused rather than ignored
+            (the guide uses no tools; function calling is planned).
         instructions: extra standing instructions appended to the system prompt.
         name: a unique name (defaults to the role).
         pool_size: how many actors serve this agent in a process (its resource pool).
@@ -66,6 +67,11 @@ class Agent:
             raise InvalidTaskFieldError(
                 f"Agent '{role}': pool_size and max_concurrency must be >= 1 "
                 f"(got {pool_size}, {max_concurrency})", field="pool_size")
+        if tools:
+            raise InvalidTaskFieldError(
+                f"Agent '{role}': tools are not supported yet (they would be silently "
+                "ignored); call your functions from a Task subclass's execute() instead",
+                field="tools")
         self.role = role
         self.goal = goal
         self.backstory = backstory

@@ -158,3 +158,9 @@ def test_non_serialisable_task_is_reported_before_running(tmp_path):
         assert "cannot be sent to the cluster" in str(info.value)
     finally:
         handle.close()
+
+
+def test_tools_are_refused_not_silently_ignored():
+    with pytest.raises(InvalidTaskFieldError, match="tools are not supported yet") as info:
+        Agent(role="Tooled", goal="x", tools=[print])
+    assert info.value.field == "tools"
