@@ -10,6 +10,8 @@ the agent's pool.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable
@@ -217,7 +219,23 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             _loop = asyncio.new_event_loop()
             threading.Thread(target=_loop.run_forever, name="ray-orch-loop",
                              daemon=True).start()
+            atexit.register(_stop_background_loop, _loop)
         return _loop
+
+
+def _stop_background_loop(loop: asyncio.AbstractEventLoop) -> None:
+    # Let what still runs there (litellm's logging worker) end cleanly at exit, instead of
+    # being destroyed while pending.
+    async def finish() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    if loop.is_running():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(finish(), loop).result(timeout=2)
+        loop.call_soon_threadsafe(loop.stop)
 
 
 def _run_sync(coro: Any) -> Any:
