@@ -97,6 +97,7 @@ class Run:
                                    restored=restored, restored_iterations=restored_iterations)
         self.batcher: Any = None
         self.metrics_url: str | None = None
+        self.metrics_error: str | None = None
         self.cache: Any = None
         self.budget_error: BudgetExceededError | None = None
         self.gauges: dict[tuple[str, Any], Event] = {}
@@ -159,8 +160,7 @@ class Run:
                 hub, self.metrics_url = await asyncio.get_running_loop().run_in_executor(
                     None, get_metrics_hub, self.spec.metrics_host, self.spec.metrics_port)
             except Exception as exc:  # metrics must never fail a run
-                self.emit("run_started", outcome="metrics_unavailable",
-                          data={"error": f"{type(exc).__name__}: {exc}"})
+                self.metrics_error = f"{type(exc).__name__}: {exc}"
             else:
                 self.batcher = EventBatcher(lambda batch: hub.push.remote(batch))
         if self.spec.cache or any(t.cache_ttl for t in self.spec.tasks):
@@ -188,6 +188,7 @@ class Run:
             await self._open_services()
             self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
                                            "metrics_url": self.metrics_url,
+                                           "metrics_error": self.metrics_error,
                                            "resumed": sorted({k[0] for k in self.scheduler.restored})})
             agents = self._all_agents()
             if spec.mode == "hierarchical":
