@@ -18,7 +18,14 @@ from ._errors import InvalidTaskFieldError
 from ._llm import LLMConfig, LLMResult, acomplete, complete
 from ._models import resolve_llm
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "role_of"]
+
+
+def role_of(agent: Any) -> str | None:
+    """The role of an agent, or of any object with a string ``role`` (None otherwise,
+    e.g. for a ``Mock``, whose attributes are all Mocks)."""
+    role = getattr(agent, "role", None)
+    return role if isinstance(role, str) else None
 
 
 class Agent:

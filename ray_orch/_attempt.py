@@ -15,7 +15,6 @@ both behave the same. Two retry budgets, as the guide uses them:
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import re
 import time
@@ -26,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from ._agent import Agent
+from ._agent import Agent, role_of
 from ._budget import apply_budget
 from ._errors import (
     DecisionError,
@@ -235,7 +234,7 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         text, model = await _ask(agent, parts.render(), schema, calls)
         model_used[0] = model
         output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
-                            agent=_role(agent))
+                            agent=role_of(agent))
         if deciding:
             try:
                 _decide(task, text, output, parts)
@@ -330,10 +329,6 @@ def _attempts(counts: dict[str, int]) -> int:
     return 1 + counts["exception"] + counts["validation"]
 
 
-def _role(agent: Any) -> str | None:
-    role = getattr(agent, "role", None)
-    return role if isinstance(role, str) else None
-
 
 # -- a whole task: breaker, cache, primary agent, fallback -----------------------------
 
@@ -365,7 +360,7 @@ async def run_with_fallback(task: Task, call: Runner) -> TaskOutput:
             meta["cost_usd"] = meta.get("cost_usd", 0.0) + sum(
                 c.get("cost_usd", 0.0) for c in primary_calls)
         output.metadata["fallback"] = True
-        output.metadata["fallback_from"] = _role(task.agent)
+        output.metadata["fallback_from"] = role_of(task.agent)
         # From a pool, the error is Ray's RayTaskError wrapper; its .cause is ours.
         cause = getattr(primary_error, "cause", None)
         output.metadata["primary_error"] = str(cause if isinstance(cause, BaseException)
@@ -420,7 +415,3 @@ async def run_local(task: Task, inputs: dict[str, Any] | None) -> TaskOutput:
     task.status = "completed"
     task.result = output
     return output
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)

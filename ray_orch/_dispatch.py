@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._agent import role_of
 from ._events import Event
 from ._output import TaskOutput
 
@@ -172,15 +173,11 @@ class Pool:
 
     def event(self, workflow: str, run_id: str) -> Event:
         # Keyed by the pool (the agent), not the run: pools outlive runs.
-        return Event(kind="pool", workflow=workflow, run_id=run_id, agent_role=_role(self.agent),
+        return Event(kind="pool", workflow=workflow, run_id=run_id, agent_role=role_of(self.agent),
                      data={"in_flight": self.in_flight, "queued": self.waiters,
                            "size": self.size, "members": len(self.members),
                            "pool": self.key})
 
-
-def _role(agent: Any) -> str | None:
-    role = getattr(agent, "role", None)
-    return role if isinstance(role, str) else None
 
 
 class PoolSet:

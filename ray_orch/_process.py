@@ -105,6 +105,7 @@ class Process:
         self.last_result: RunResult | None = None
         self._supervisor: Any = None
         self._graph: Graph | None = None
+        self._by_name: dict[str, Task] = {}
 
     # -- public runs -------------------------------------------------------------------
 
@@ -247,6 +248,7 @@ class Process:
         registry = get_registry()
         self._supervisor = await registry.lease_supervisor.remote()
         self.events = []
+        self._by_name = {t.id: t for t in self.task_list}  # once a run, not once an event
         for task in self.task_list:
             task.status = "pending"
             task.result = None
@@ -295,8 +297,7 @@ class Process:
         if event.kind == "run_started" and event.data.get("metrics_url") and not _announced:
             _announced = True
             print(f"[ray-orch] metrics: {event.data['metrics_url']}", file=sys.stderr)
-        by_name = {t.id: t for t in self.task_list}
-        task = by_name.get(event.task or "")
+        task = self._by_name.get(event.task or "")
         if task is None:
             return
         if event.kind == "task_ready" and task.status == "pending":

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._agent import role_of
 from ._attempt import run_with_fallback
 from ._breaker import breaker_guard
 from ._caching import from_cache, key_for, ttl_for
@@ -109,7 +110,6 @@ class Run:
         self.ready_at: dict[tuple[str, int, int | None], float] = {}
         self.pools: Any = None
         self.cancelled = False
-        self.loop: asyncio.AbstractEventLoop | None = None
         self.tokens = 0
         self.cost = 0.0
         self.manager: Any = None
@@ -179,7 +179,6 @@ class Run:
 
         from ._dispatch import PoolSet
 
-        self.loop = asyncio.get_running_loop()
         self.started = time.time()
         spec = self.spec
         error: BaseException | None = None
@@ -280,7 +279,7 @@ class Run:
                 self.emit("task_ready", task=dispatch.task)
                 self.manager_queue.append(dispatch)
                 continue
-            self.emit("task_ready", task=dispatch.task, agent_role=_role(self.agent_for(task)))
+            self.emit("task_ready", task=dispatch.task, agent_role=role_of(self.agent_for(task)))
             self._start(dispatch)
         self._kick_manager()
 
@@ -337,7 +336,7 @@ class Run:
         dispatch = self.pending.pop(finished)
         task = self.graph.nodes[dispatch.task].task
         chosen = self.assigned.pop(dispatch.key, None)
-        role = chosen.agent if chosen is not None else _role(self.agent_for(task))
+        role = chosen.agent if chosen is not None else role_of(self.agent_for(task))
         if chosen is not None:
             self.loads[chosen.agent] -= 1
         started = self.ready_at.pop(dispatch.key, time.time())
@@ -457,10 +456,7 @@ class Run:
             self.send(pool.event(self.spec.workflow, self.spec.run_id))
 
         async def call(agent: Any) -> TaskOutput:
-            pool = self.pools.pool_for(agent)
-            return await pool.submit(self.spec.run_id, dispatch.task, dispatch.inputs, context,  # type: ignore[no-any-return]
-                                     dispatch.missing, dispatch.iteration,
-                                     on_start=lambda: started(pool))
+            return await self._submit(agent, dispatch, context, dispatch.inputs, started)
 
         async def body() -> TaskOutput:
             if task.overrides_execute():
@@ -507,6 +503,15 @@ class Run:
         output.metadata["started_at"] = meta.get("started_at", queued)
         return output
 
+    async def _submit(self, agent: Any, dispatch: Dispatch, context: dict[str, TaskOutput],
+                      inputs: dict[str, Any] | None,
+                      started: Callable[[Any], None] | None = None) -> TaskOutput:
+        """One task's attempts with one agent, on that agent's pool."""
+        pool = self.pools.pool_for(agent)
+        return await pool.submit(  # type: ignore[no-any-return]
+            self.spec.run_id, dispatch.task, inputs, context, dispatch.missing,
+            dispatch.iteration, on_start=(lambda: started(pool)) if started else None)
+
     async def _run_override(self, task: Task, dispatch: Dispatch,
                             context: dict[str, TaskOutput]) -> TaskOutput:
         """A user's ``execute()`` override runs here, in a thread of the Supervisor, on the
@@ -520,10 +525,9 @@ class Run:
         def bridge(inner: Task, inputs: dict[str, Any] | None) -> TaskOutput:
             async def go() -> TaskOutput:
                 async def call(agent: Any) -> TaskOutput:
-                    pool = self.pools.pool_for(agent)
-                    return await pool.submit(self.spec.run_id, dispatch.task,  # type: ignore[no-any-return]
-                                             inputs if inputs is not None else dispatch.inputs,
-                                             context, dispatch.missing, dispatch.iteration)
+                    return await self._submit(
+                        agent, dispatch, context,
+                        inputs if inputs is not None else dispatch.inputs)
 
                 return await run_with_fallback(inner, call)
 
@@ -576,8 +580,4 @@ def _takes_inputs(method: Any) -> bool:
     return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
                for p in params)
 
-
-def _role(agent: Any) -> str | None:
-    role = getattr(agent, "role", None)
-    return role if isinstance(role, str) else None
 

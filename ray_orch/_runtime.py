@@ -68,10 +68,6 @@ def shutdown_if_owned() -> None:
             ray.shutdown()
 
 
-def started_here() -> bool:
-    """Whether ray-orch started the Ray this process is connected to."""
-    return _started_here
-
 
 def ray_is_running() -> bool:
     """Whether this process is connected to Ray (without importing Ray if it is not)."""

@@ -157,8 +157,9 @@ class Task:
 
     @property
     def agent_role(self) -> str | None:
-        role = getattr(self.agent, "role", None)
-        return role if isinstance(role, str) else None
+        from ._agent import role_of
+
+        return role_of(self.agent)
 
     # -- running -----------------------------------------------------------------------
 
