@@ -1,8 +1,9 @@
 """``AgentActor``: runs task attempts for agents, many at once (asyncio), and
 ``ActorRegistry``: keeps warm agent actors between runs.
 
-An AgentActor is a process with litellm loaded (imported on the first model call, so an
-idle actor stays small). A pool binds N of them to one Agent for a run; when the run
+An AgentActor is a process that calls models: over the lean HTTP client for
+OpenAI-compatible servers, through litellm otherwise (imported only then, so an idle
+actor stays small). A pool binds N of them to one Agent for a run; when the run
 ends they go back to the registry, so the next run (or the next test) does not pay
 ~0.6 s of process start and 3-5 s of litellm import again.
 """
@@ -17,6 +18,19 @@ import ray
 
 from ray_orch._attempt import RunInputs, run_attempts
 from ray_orch._output import TaskOutput
+
+
+def _needs_litellm(agents: dict[str, Any]) -> bool:
+    # Calls to OpenAI-compatible servers take the lean client and never import litellm.
+    from ray_orch._llm import uses_litellm
+
+    for agent in agents.values():
+        try:
+            if uses_litellm(agent.llm_config):
+                return True
+        except Exception:
+            return True  # no model configured yet: the call will say so, through litellm
+    return False
 
 
 @ray.remote(num_cpus=0)
@@ -39,7 +53,7 @@ class AgentActor:
         delaying the first call. Without it (a standing ``AgentPool``), an idle member
         stays small (~50 MB instead of ~220 MB) until its first task.
         """
-        if prewarm and not self.prewarmed:
+        if prewarm and not self.prewarmed and _needs_litellm(agents):
             self.prewarmed = True
             from ray_orch._llm import _lib
 

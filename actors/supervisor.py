@@ -13,8 +13,8 @@ import ray
 from ray_orch._events import Event
 from ray_orch._run import Run, RunSpec
 
-# Events are shipped in batches: at most this often, so a 10,000-task run does not
-# cost one driver round trip per event.
+# Events are shipped in batches, one per this many seconds at most, so neither a
+# 10,000-task run nor a chain of short steps pays a driver round trip per event.
 _BATCH_SECONDS = 0.1
 
 
@@ -31,11 +31,9 @@ class Supervisor:
         run = Run(spec, emit=queue.put_nowait)
         self.job = asyncio.ensure_future(run.execute())
         while True:
-            try:
-                first = await asyncio.wait_for(queue.get(), _BATCH_SECONDS)
-                batch = [first]
-            except asyncio.TimeoutError:
-                batch = []
+            # Events of this window go out together; the run's end wakes this at once.
+            await asyncio.wait([self.job], timeout=_BATCH_SECONDS)
+            batch = []
             while not queue.empty():
                 batch.append(queue.get_nowait())
             if batch:

@@ -7,6 +7,7 @@ each Agent becomes a pool of Ray actors (``pool_size`` members, each running up 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -116,9 +117,8 @@ class Agent:
             config = resolve_llm(self.llm, base_url=self.base_url, api_key=self.api_key,
                                  who=f"agent '{self.role}'")
             if self.llm_options or config.timeout != self.timeout:
-                config = LLMConfig(model=config.model, base_url=config.base_url,
-                                   api_key=config.api_key, timeout=self.timeout,
-                                   options={**config.options, **self.llm_options})
+                config = dataclasses.replace(config, timeout=self.timeout,
+                                             options={**config.options, **self.llm_options})
             self._config = config
         return self._config
 

@@ -18,18 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from . import _openai_http
 from ._errors import LLMError, ModelNotConfiguredError
 from ._ratelimit import estimate_tokens, limited, strip_limit_keys
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["EMBEDDED", "LLMConfig", "LLMResult", "acomplete", "classify_error", "complete"]
+__all__ = ["EMBEDDED", "LLMConfig", "LLMResult", "acomplete", "classify_error", "complete",
+           "uses_litellm"]
 
 # Marker model name: "use the embedded offline model"; resolved in the calling process,
 # because the model server is per node.
 EMBEDDED = "ray-orch/embedded"
 
+_CLIENTS = frozenset({"auto", "litellm"})
 _SECRET_KEYS = {"api_key", "apikey", "authorization", "token", "secret", "password"}
 _litellm: ModuleType | None = None
 
@@ -66,6 +69,10 @@ class LLMConfig:
         api_key: the key; never printed, checkpointed or put in metric labels.
         timeout: seconds per call.
         options: further litellm options (``temperature``, ``max_tokens``, ...).
+        client: ``"auto"`` (default: OpenAI-compatible servers named by ``base_url`` are
+            called over a lean HTTP client, everything else through litellm; see
+            ``_openai_http``) or ``"litellm"`` (every call through ``litellm.acompletion``).
+            The default comes from ``RAY_ORCH_LLM_CLIENT``.
 
     Example:
         >>> LLMConfig.from_spec({"model": "openai/stub", "base_url": "http://127.0.0.1:1/v1"}).model
@@ -77,6 +84,13 @@ class LLMConfig:
     api_key: str | None = field(default=None, repr=False)
     timeout: float = 120.0
     options: dict[str, Any] = field(default_factory=dict)
+    client: str = field(default_factory=lambda: os.environ.get("RAY_ORCH_LLM_CLIENT", "auto"))
+
+    def __post_init__(self) -> None:
+        if self.client not in _CLIENTS:
+            raise ModelNotConfiguredError(
+                f"llm client {self.client!r} is not one of {sorted(_CLIENTS)} "
+                "(RAY_ORCH_LLM_CLIENT or the 'client' llm option)", field="llm")
 
     @classmethod
     def from_spec(cls, spec: str | dict[str, Any] | LLMConfig, *, base_url: str | None = None,
@@ -100,7 +114,9 @@ class LLMConfig:
         url = opts.pop("base_url", None) or opts.pop("api_base", None) or base_url
         key = opts.pop("api_key", None) or api_key
         tmo = opts.pop("timeout", None) or timeout or 120.0
-        return cls(model=model, base_url=url, api_key=key, timeout=float(tmo), options=opts)
+        client = opts.pop("client", None) or os.environ.get("RAY_ORCH_LLM_CLIENT", "auto")
+        return cls(model=model, base_url=url, api_key=key, timeout=float(tmo), options=opts,
+                   client=client)
 
     def describe(self) -> dict[str, Any]:
         """The config without secrets (for hashes, checkpoints and logs)."""
@@ -133,7 +149,15 @@ def _resolve(config: LLMConfig, opts: dict[str, Any] | None = None) -> LLMConfig
         opts = embedded_llm_options()
     return LLMConfig(model=opts["model"], base_url=opts.get("api_base"),
                      api_key=opts.get("api_key"), timeout=config.timeout,
-                     options=dict(config.options))
+                     options=dict(config.options), client=config.client)
+
+
+def uses_litellm(config: LLMConfig) -> bool:
+    """Whether calls with this config go through litellm (else the lean HTTP client)."""
+    if config.model == EMBEDDED:
+        return config.client == "litellm"
+    return config.client == "litellm" or not _openai_http.eligible(
+        config.model, config.base_url, strip_limit_keys(config.options))
 
 
 def _request(config: LLMConfig, messages: list[dict[str, Any]],
@@ -203,6 +227,11 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
         from ._embedded import aembedded_llm_options
 
         config = _resolve(config, await aembedded_llm_options())
+    options = strip_limit_keys(config.options)
+    if not uses_litellm(config):
+        async def call() -> LLMResult:
+            return await _acomplete_http(config, options, messages, schema, timeout)
+        return await limited(config, call, tokens_estimate=estimate_tokens(messages, config.options))
     lib = _lib()
 
     async def call() -> LLMResult:
@@ -217,6 +246,34 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
 
     # Paced under the model's rpm / tpm and adaptive window; a direct call without limits.
     return await limited(config, call, tokens_estimate=estimate_tokens(messages, config.options))
+
+
+async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
+                          messages: list[dict[str, Any]],
+                          schema: type[BaseModel] | dict[str, Any] | None,
+                          timeout: float | None) -> LLMResult:
+    started = time.perf_counter()
+    body: dict[str, Any] = {"model": config.model.split("/", 1)[1], "messages": messages,
+                            **options}
+    if schema is not None:
+        body["response_format"] = _openai_http.response_format(schema)
+    # OpenAI-compatible local servers need some key, as through litellm.
+    reply = await _openai_http.achat(config.model, config.base_url or "",
+                                     config.api_key or "sk-none", body,
+                                     timeout or config.timeout)
+    try:
+        text = reply["choices"][0]["message"]["content"] or ""
+    except (KeyError, IndexError, TypeError) as exc:
+        raise LLMError(f"model {config.model} returned no message: {exc!r}",
+                       retryable=True) from None
+    usage = reply.get("usage") or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    price_in, price_out = _openai_http.prices(config.model)
+    return LLMResult(text=str(text), model=config.model, prompt_tokens=prompt,
+                     completion_tokens=completion,
+                     cost_usd=prompt * price_in + completion * price_out,
+                     duration_s=time.perf_counter() - started)
 
 
 def complete(config: LLMConfig, messages: list[dict[str, Any]], *,

@@ -10,6 +10,7 @@ Resolution order for an agent (or a manager) with ``llm=None``:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -50,8 +51,8 @@ def resolve_llm(llm: str | dict[str, Any] | LLMConfig | None, *, base_url: str |
     if llm is None:
         config = default_llm(who=who)
         if base_url or api_key:
-            return LLMConfig(model=config.model, base_url=base_url or config.base_url,
-                             api_key=api_key or config.api_key, options=config.options)
+            return dataclasses.replace(config, base_url=base_url or config.base_url,
+                                       api_key=api_key or config.api_key)
         return config
     return LLMConfig.from_spec(llm, base_url=base_url, api_key=api_key)
 
