@@ -227,14 +227,13 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
         from ._embedded import aembedded_llm_options
 
         config = _resolve(config, await aembedded_llm_options())
-    options = strip_limit_keys(config.options)
-    if not uses_litellm(config):
-        async def call() -> LLMResult:
-            return await _acomplete_http(config, options, messages, schema, timeout)
-        return await limited(config, call, tokens_estimate=estimate_tokens(messages, config.options))
-    lib = _lib()
+    lean = not uses_litellm(config)
 
     async def call() -> LLMResult:
+        if lean:
+            return await _acomplete_http(config, strip_limit_keys(config.options), messages,
+                                         schema, timeout)
+        lib = _lib()
         started = time.perf_counter()
         try:
             response = await lib.acompletion(**_request(config, messages, schema, timeout))
