@@ -39,9 +39,10 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
-def rss_mb_of_ray_and_self() -> float:
-    """Resident memory (MB) of this process plus every Ray process of this machine."""
-    total = 0
+def rss_by_process() -> dict[str, float]:
+    """Resident memory (MB) of this process and of every Ray process of this machine,
+    keyed by ``pid name`` (Ray's process title, e.g. ``ray::Supervisor``)."""
+    found = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -53,8 +54,15 @@ def rss_mb_of_ray_and_self() -> float:
         if int(pid) == os.getpid() or "ray" in cmd.lower() or "raylet" in cmd or "gcs_server" in cmd:
             for line in status.splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total / 1024
+                    name = "driver" if int(pid) == os.getpid() else cmd.split("\0")[0].strip()
+                    found[f"{pid} {Path(name.split()[0]).name if '/' in name else name}"] = (
+                        int(line.split()[1]) / 1024)
+    return found
+
+
+def rss_mb_of_ray_and_self() -> float:
+    """Resident memory (MB) of this process plus every Ray process of this machine."""
+    return sum(rss_by_process().values())
 
 
 def fmt(seconds: float) -> str:

@@ -7,16 +7,20 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import Any
 
-from _common import fmt, rss_mb_of_ray_and_self, start_ray
+from _common import fmt, rss_by_process, rss_mb_of_ray_and_self, start_ray
 from b1_fan_out import workflow
 
 from ray_orch.testing import StubLLMServer
 
 
-def _sample(stop: threading.Event, peak: list[float]) -> None:
+def _sample(stop: threading.Event, peak: list[Any]) -> None:
     while not stop.wait(0.5):
-        peak[0] = max(peak[0], rss_mb_of_ray_and_self())
+        by_process = rss_by_process()
+        total = sum(by_process.values())
+        if total > peak[0]:
+            peak[:] = [total, by_process]
 
 
 def main(sizes: list[int]) -> None:
@@ -24,7 +28,7 @@ def main(sizes: list[int]) -> None:
     with StubLLMServer(latency=0.1) as stub:
         workflow(stub, 10, 2).workflow()
         for n in sizes:
-            peak = [rss_mb_of_ray_and_self()]
+            peak: list[Any] = [rss_mb_of_ray_and_self(), {}]
             stop = threading.Event()
             sampler = threading.Thread(target=_sample, args=(stop, peak), daemon=True)
             sampler.start()
@@ -37,6 +41,8 @@ def main(sizes: list[int]) -> None:
             assert stub.count() == n + 2
             print(f"B4 N={n}: makespan {fmt(took)}  per task {took / n * 1000:.2f} ms"
                   f"  peak RSS (driver + Ray) {peak[0]:.0f} MB")
+            top = sorted(peak[1].items(), key=lambda kv: -kv[1])[:8]
+            print("    at the peak: " + ", ".join(f"{name} {mb:.0f}" for name, mb in top))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Context budgets: what happens when upstream outputs do not fit in a task's prompt.
 
 Each task has a context token budget: ``Task(context_budget=N)``, or by default 75% of
-the model's input window when litellm knows it (no check for models it does not know).
+the model's input window when litellm's model table knows it (no check for models it does
+not know).
 Tokens are counted with litellm's counter for the task's model. Past the budget the
 task's declared policy applies, never a silent provider error:
 
@@ -47,14 +48,14 @@ def budget_for(task: Any, model: str | None) -> int | None:
 
 @functools.lru_cache(maxsize=256)
 def _input_window(model: str) -> int | None:
-    # litellm's lookup costs ~1 ms, more for models it does not know: once per model.
-    from ._llm import _lib
+    # litellm's own table, read without importing litellm (3-5 s, ~170 MB a process).
+    from ._openai_http import model_info
 
+    window = model_info(model).get("max_input_tokens")
     try:
-        window = _lib().get_model_info(model).get("max_input_tokens")
-    except Exception:
+        return int(window) if window else None
+    except (TypeError, ValueError):
         return None
-    return int(window) if window else None
 
 
 async def apply_budget(task: Any, agent: Any, parts: PromptParts) -> dict[str, Any] | None:
@@ -64,6 +65,9 @@ async def apply_budget(task: Any, agent: Any, parts: PromptParts) -> dict[str, A
     model = getattr(getattr(agent, "llm_config", None), "model", None)
     budget = budget_for(task, model)
     if budget is None:
+        return None
+    # A token is at least one byte: context within the budget in bytes needs no count.
+    if sum(len(item.text.encode()) for item in parts.context) <= budget:
         return None
     count = _counter(model or "")
     sizes = [count(item.text) for item in parts.context]

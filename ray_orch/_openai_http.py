@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from ._errors import LLMError
 
-__all__ = ["PREFIXES", "achat", "eligible", "prices", "response_format"]
+__all__ = ["PREFIXES", "achat", "eligible", "model_info", "prices", "response_format"]
 
 #: Model prefixes that mean "an OpenAI-compatible server at base_url" in litellm.
 PREFIXES = ("openai/", "hosted_vllm/", "custom_openai/")
@@ -115,11 +115,17 @@ def _price_table() -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=256)
+def model_info(model: str) -> dict[str, Any]:
+    """litellm's price-table entry for a model (``{}`` if it has none), without litellm."""
+    table = _price_table()
+    name = model.split("/", 1)[1] if "/" in model else model
+    entry = table.get(model) or table.get(name)
+    return entry if isinstance(entry, dict) else {}
+
+
 def prices(model: str) -> tuple[float, float]:
     """(input, output) US dollars per token from litellm's price table; 0 if unknown."""
-    table = _price_table()
-    name = model.split("/", 1)[1] if model.startswith(PREFIXES) else model
-    entry = table.get(model) or table.get(name) or {}
+    entry = model_info(model)
     try:
         return (float(entry.get("input_cost_per_token") or 0.0),
                 float(entry.get("output_cost_per_token") or 0.0))
