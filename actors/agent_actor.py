@@ -10,6 +10,7 @@ ends they go back to the registry, so the next run (or the next test) does not p
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from typing import Any
@@ -43,6 +44,7 @@ class AgentActor:
         self.in_flight = 0
         self.completed = 0
         self.prewarmed = False
+        self.handoffs: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
     def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
              prewarm: bool = True) -> int:
@@ -67,6 +69,10 @@ class AgentActor:
         """Forget a finished run's tasks."""
         for key in [k for k in self.tasks if k[0] == run_id]:
             del self.tasks[key]
+        for key in [k for k in self.handoffs if k[0] == run_id]:
+            future = self.handoffs.pop(key)
+            if not future.done():
+                future.set_result(None)
 
     async def run_task(self, agent_key: str, task: Any, inputs: dict[str, Any] | None,
                        context: dict[str, TaskOutput]) -> TaskOutput:
@@ -83,19 +89,56 @@ class AgentActor:
 
     async def run(self, run_id: str, agent_key: str, task_name: str,
                   inputs: dict[str, Any] | None, context: dict[str, TaskOutput],
-                  missing: dict[str, str], iteration: int | None) -> TaskOutput:
-        """Run one task (all its attempts) with one agent and return its output."""
+                  missing: dict[str, str], iteration: int | None,
+                  token: str | None = None) -> TaskOutput:
+        """Run one task (all its attempts) with one agent and return its output.
+
+        With a ``token``, the output is also handed to a ``run_after`` of that token here
+        (a hand-off: the next task of a chain starts without a Supervisor round trip).
+        """
         task = self.tasks[(run_id, task_name)]
         agent = self.agents[agent_key]
+        handoff = self._handoff(run_id, token) if token is not None else None
         self.in_flight += 1
         try:
             output = await run_attempts(task, agent, RunInputs(
                 inputs=inputs, context=context, missing=missing, iteration=iteration))
+        except BaseException:
+            if handoff is not None and not handoff.done():
+                handoff.set_result(None)  # the follower declines; the Supervisor decides
+            raise
         finally:
             self.in_flight -= 1
         self.completed += 1
         output.metadata["actor_pid"] = os.getpid()
+        if handoff is not None and not handoff.done():
+            handoff.set_result((task_name, output))
         return output
+
+    async def run_after(self, after: str, run_id: str, agent_key: str, task_name: str,
+                        context: dict[str, TaskOutput], token: str | None = None
+                        ) -> TaskOutput | None:
+        """Run a task as soon as the ``run`` of token ``after`` here has succeeded, with its
+        output added to ``context``; None (nothing run) if that run failed or was
+        cancelled. The Supervisor checks, when ``after`` completes, that this is the
+        dispatch it would have made, and cancels it otherwise."""
+        handed = await self._handoff(run_id, after)
+        self.handoffs.pop((run_id, after), None)
+        if handed is None:
+            return None
+        name, previous = handed
+        output = await self.run(run_id, agent_key, task_name, None, {**context, name: previous},
+                                {}, None, token)
+        output.metadata["handed_off"] = True
+        return output
+
+    def _handoff(self, run_id: str, token: str) -> asyncio.Future[Any]:
+        # Whichever of run / run_after arrives first creates it.
+        key = (run_id, token)
+        future = self.handoffs.get(key)
+        if future is None:
+            future = self.handoffs[key] = asyncio.get_running_loop().create_future()
+        return future
 
     async def ask(self, agent_key: str, prompt: str, schema: dict[str, Any] | None) -> str:
         """One plain model call as this agent (the hierarchical manager uses it)."""

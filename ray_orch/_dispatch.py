@@ -105,13 +105,16 @@ class Pool:
 
     async def submit(self, run_id: str, task_name: str, inputs: dict[str, Any] | None,
                      context: dict[str, TaskOutput], missing: dict[str, str],
-                     iteration: int | None, on_start: Callable[[], None] | None = None
+                     iteration: int | None, on_start: Callable[[], None] | None = None,
+                     token: str | None = None,
+                     on_sent: Callable[[Pool, Member, str], None] | None = None
                      ) -> TaskOutput:
         """Run one task with this pool's agent on the least-loaded member.
 
         ``on_start`` is called when a member takes the task (after any backpressure wait);
         it may raise to refuse the dispatch (a run whose budget is spent), and the slot is
-        given back.
+        given back. With a ``token``, ``on_sent(pool, member, token)`` is called once the
+        task is on its way, so that a follower can be handed off to that member.
         """
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
@@ -123,7 +126,9 @@ class Pool:
                     on_start()
                     on_start = None
                 ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
-                                               missing, iteration)
+                                               missing, iteration, token)
+                if on_sent is not None and token is not None:
+                    on_sent(self, member, token)
                 return await ref  # type: ignore[no-any-return]
             except asyncio.CancelledError:
                 # The run was cancelled (or the task timed out): stop the remote attempt
@@ -140,6 +145,46 @@ class Pool:
             finally:
                 await self._release(member)
         raise RuntimeError(f"pool '{self.agent.role}': members kept dying")
+
+    def hand_off(self, member: Member, run_id: str, after: str, agent_key: str,
+                 task_name: str, context: dict[str, TaskOutput], token: str) -> Any:
+        """Queue ``task_name`` (as agent ``agent_key``: every member serves every agent of
+        its run) on ``member`` behind the run of token ``after`` (see
+        ``AgentActor.run_after``); returns the call's ref."""
+        return member.handle.run_after.remote(after, run_id, agent_key, task_name, context,
+                                              token)
+
+    async def adopt(self, member: Member, ref: Any, on_start: Callable[[], None] | None,
+                    token: str, on_sent: Callable[[Pool, Member, str], None] | None
+                    ) -> TaskOutput | None:
+        """Take over a handed-off task as this pool's dispatch: its output, or None when
+        it did not run (its predecessor failed there, or the member died)."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        async with self._free:
+            member.in_flight += 1  # the predecessor's slot, just given back
+        try:
+            try:
+                if on_start is not None:
+                    on_start()
+            except BaseException:
+                import ray
+
+                ray.cancel(ref)
+                raise
+            if on_sent is not None and any(m is member for m in self.members):
+                on_sent(self, member, token)
+            return await ref  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            import ray
+
+            ray.cancel(ref)
+            raise
+        except (ActorDiedError, ActorUnavailableError):
+            await self._replace(member)
+            return None
+        finally:
+            await self._release(member)
 
     async def _replace(self, member: Member) -> None:
         # Every attempt that was on the dead member lands here; one replaces it, the

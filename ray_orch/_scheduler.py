@@ -136,6 +136,37 @@ class Scheduler:
         self._fail(name, error)
         return self._drain()
 
+    def follower(self, name: str, after: str) -> Dispatch | None:
+        """The dispatch ``name`` will get the moment ``after`` (running now) completes,
+        if that is certain now; else None. The Supervisor uses it to start ``name`` in
+        the member that runs ``after`` without a round trip (a hand-off), and checks the
+        real dispatch against it when ``after`` completes.
+
+        Certain means: ``name`` is activated and waits on nothing but ``after``, it is a
+        plain task (no loop, no run-on-failure), ``after`` is a running plain task (no
+        loop, no decision), and the step limit leaves room.
+        """
+        if self.abort is not None or self.state.get(name) != "waiting" or \
+                self.state.get(after) != "running" or after in self.loops:
+            return None
+        node = self.graph.nodes[name]
+        upstream = node.deps + node.after
+        if after not in upstream or any(self.state[u] != "completed"
+                                         for u in upstream if u != after):
+            return None
+        task, previous = node.task, self.graph.nodes[after].task
+        if task.task_type == "loop" or task.condition_on_previous_failure or \
+                previous.task_type in ("loop", "decision"):
+            return None
+        if self.steps + 1 > self.max_steps or (name, self.visits[name]) in self.restored:
+            return None
+        if node.explicit_context or self.graph.mode != "workflow":
+            context = [d for d in node.deps if d == after or self.state[d] == "completed"]
+        else:
+            by = self.activator[name]
+            context = [by] if by and (by == after or self.state.get(by) == "completed") else []
+        return Dispatch(task=name, visit=self.visits[name], context=context)
+
     @property
     def finished(self) -> bool:
         """Nothing runs and nothing more can start."""

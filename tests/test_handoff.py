@@ -1,0 +1,106 @@
+"""Hand-offs: a task waiting on nothing but a running task is queued in that task's member
+and starts there when it succeeds, without a Supervisor round trip. The Supervisor still
+decides: what it records, skips and retries must be exactly what it does without them."""
+
+from __future__ import annotations
+
+import pytest
+
+from ray_orch import Agent, Process, Task, TaskFailedError, TaskTimeoutError
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def chain(stub, n=4, agents=1, **task_options):
+    crew = [Agent(role=f"Writer {i}", goal="Write", llm=stub.llm) for i in range(agents)]
+    tasks = {f"step{i}": Task(description=f"Step {i}: improve the text",
+                              agent=crew[i % agents], **task_options) for i in range(n)}
+    return tasks, crew
+
+
+def handed(results):
+    return [name for name, out in results.items() if out.metadata.get("handed_off")]
+
+
+@pytest.mark.parametrize("agents", [1, 3])
+def test_a_chain_is_handed_off_and_keeps_its_context(stub, agents):
+    for i in range(4):
+        stub.add_rule(match=f"Step {i}:", reply=f"text v{i}")
+    tasks, crew = chain(stub, agents=agents)
+    results = Process(tasks=tasks, agents=crew).sequential()
+
+    # The first step is dispatched; every later one followed its predecessor in place,
+    # also across agents of the same placement (every member serves the run's agents).
+    assert handed(results) == ["step1", "step2", "step3"]
+    assert [r.prompt.count("text v") for r in stub.requests] == [0, 1, 1, 1]
+    for i in range(1, 4):
+        assert f"text v{i - 1}" in stub.requests_matching(f"Step {i}:")[0].prompt
+    assert [results[f"step{i}"].agent for i in range(4)] == [
+        crew[i % agents].role for i in range(4)]
+    assert stub.count() == 4
+
+
+def test_a_follower_of_a_failed_task_never_calls_the_model(stub):
+    stub.add_rule(match="Step 1:", fault="401")  # not retryable: step1 fails at once
+    tasks, crew = chain(stub)
+    process = Process(tasks=tasks, agents=crew)
+    with pytest.raises(TaskFailedError):
+        process.sequential()
+    assert stub.count(lambda r: "Step 2:" in r.prompt) == 0
+    assert stub.count(lambda r: "Step 3:" in r.prompt) == 0
+    assert tasks["step2"].status != "completed"
+
+
+def test_failure_routes_are_not_handed_off(stub):
+    # step2 runs only if step1 fails: the Supervisor must see step1 first.
+    stub.add_rule(match="Step 1:", fault="401")
+    agent = Agent(role="Writer", goal="Write", llm=stub.llm)
+    tasks = {
+        "step0": Task(description="Step 0: draft", agent=agent),
+        "step1": Task(description="Step 1: polish", agent=agent),
+        "step2": Task(description="Step 2: repair", agent=agent,
+                      condition_on_previous_failure=True),
+    }
+    results = Process(tasks=tasks, agents=[agent], on_failure="continue").sequential()
+    assert tasks["step1"].status == "failed"
+    assert results["step2"].raw == "ok" and not handed(results)
+
+
+def test_retries_inside_a_handed_off_task_are_counted(stub):
+    stub.add_rule(match="Step 2:", fault="500", times=2)
+    tasks, crew = chain(stub, max_retries=3)
+    results = Process(tasks=tasks, agents=crew).sequential()
+    assert "step2" in handed(results)
+    assert results["step2"].metadata["retry_count"] == 2
+    assert stub.count(lambda r: "Step 2:" in r.prompt) == 3
+
+
+def test_a_timed_out_predecessor_stops_its_follower(stub):
+    stub.add_rule(match="Step 1:", latency=5)
+    tasks, crew = chain(stub)
+    tasks["step1"].timeout = 0.5
+    with pytest.raises(TaskTimeoutError):
+        Process(tasks=tasks, agents=crew).sequential()
+    assert stub.count(lambda r: "Step 2:" in r.prompt) == 0
+
+
+def test_checkpointed_runs_dispatch_after_each_checkpoint(stub, tmp_path):
+    tasks, crew = chain(stub)
+    results = Process(tasks=tasks, agents=crew, checkpoint_dir=tmp_path).sequential()
+    assert handed(results) == []
+    assert stub.count() == 4
+
+
+def test_a_join_follows_the_last_branch_to_finish(stub):
+    # join waits on fast and slow; once slow is done it waits on fast alone.
+    stub.add_rule(match="Fast", latency=0.4)
+    agent = Agent(role="Worker", goal="Work", llm=stub.llm, pool_size=2)
+    tasks = {
+        "fast": Task(description="Fast branch", agent=agent),
+        "slow": Task(description="Quick branch", agent=agent),
+        "join": Task(description="Join both", agent=agent, context=["fast", "slow"]),
+    }
+    results = Process(tasks=tasks, agents=[agent]).workflow()
+    assert handed(results) == ["join"]
+    prompt = stub.requests_matching("Join both")[0].prompt
+    assert prompt.count("ok") >= 2  # both branches' outputs in its context
