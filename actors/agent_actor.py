@@ -19,6 +19,7 @@ import ray
 
 from ray_orch._attempt import RunInputs, run_attempts
 from ray_orch._output import TaskOutput
+from ray_orch._runtime import settle_heap
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -45,6 +46,7 @@ class AgentActor:
         self.completed = 0
         self.prewarmed = False
         self.handoffs: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        settle_heap()
 
     def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
              prewarm: bool = True) -> int:
@@ -122,8 +124,9 @@ class AgentActor:
         output added to ``context``; None (nothing run) if that run failed or was
         cancelled. The Supervisor checks, when ``after`` completes, that this is the
         dispatch it would have made, and cancels it otherwise."""
+        # The hand-off stays until the run is unbound: another follower of the same task
+        # may still arrive (calls to an async actor start in any order).
         handed = await self._handoff(run_id, after)
-        self.handoffs.pop((run_id, after), None)
         if handed is None:
             return None
         name, previous = handed

@@ -12,6 +12,7 @@ import ray
 
 from ray_orch._events import Event
 from ray_orch._run import Run, RunSpec
+from ray_orch._runtime import settle_heap
 
 # Events are shipped in batches, one per this many seconds at most, so neither a
 # 10,000-task run nor a chain of short steps pays a driver round trip per event.
@@ -24,9 +25,12 @@ class Supervisor:
 
     def __init__(self) -> None:
         self.job: asyncio.Task[Any] | None = None
+        settle_heap()
 
     async def run(self, spec: RunSpec) -> AsyncIterator[tuple[str, Any]]:
-        """Execute the run; yields ``("events", [dict, ...])`` batches, then ``("result", RunResult)``."""
+        """Execute the run; yields ``("events", [dict, ...])`` batches, then
+        ``("result", (RunResult, [dict, ...]))``: the result with the last events, in one
+        item (each item is a round trip to the driver)."""
         queue: asyncio.Queue[Event] = asyncio.Queue()
         run = Run(spec, emit=queue.put_nowait)
         self.job = asyncio.ensure_future(run.execute())
@@ -36,11 +40,11 @@ class Supervisor:
             batch = []
             while not queue.empty():
                 batch.append(queue.get_nowait())
+            if self.job.done():
+                yield ("result", (self.job.result(), [e.model_dump() for e in batch]))
+                return
             if batch:
                 yield ("events", [e.model_dump() for e in batch])
-            if self.job.done() and queue.empty():
-                break
-        yield ("result", self.job.result())
 
     async def cancel(self) -> bool:
         """Cancel the run: in-flight attempts are cancelled, completed results kept.

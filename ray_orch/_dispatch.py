@@ -70,6 +70,7 @@ class Pool:
     waiters: int = 0
     replaced: int = 0
     _free: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _releasing: set[asyncio.Future[None]] = field(default_factory=set)
 
     @property
     def in_flight(self) -> int:
@@ -154,6 +155,19 @@ class Pool:
         return member.handle.run_after.remote(after, run_id, agent_key, task_name, context,
                                               token)
 
+    def reserve(self, member: Member) -> bool:
+        """Take a slot on ``member`` for a task handed off to it, if it has one free."""
+        if member.in_flight >= self.capacity or not any(m is member for m in self.members):
+            return False
+        member.in_flight += 1
+        return True
+
+    def unreserve(self, member: Member) -> None:
+        """Give back the slot of a hand-off that will not be adopted."""
+        release = asyncio.ensure_future(self._release(member))
+        self._releasing.add(release)
+        release.add_done_callback(self._releasing.discard)
+
     async def adopt(self, member: Member, ref: Any, on_start: Callable[[], None] | None,
                     token: str, on_sent: Callable[[Pool, Member, str], None] | None
                     ) -> TaskOutput | None:
@@ -161,9 +175,7 @@ class Pool:
         it did not run (its predecessor failed there, or the member died)."""
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-        async with self._free:
-            member.in_flight += 1  # the predecessor's slot, just given back
-        try:
+        try:  # its slot was reserved when it was handed off (``reserve``)
             try:
                 if on_start is not None:
                     on_start()
@@ -234,36 +246,63 @@ class PoolSet:
         self.pools: dict[str, Pool] = {}
 
     async def open(self, agents: list[Any], tasks: dict[str, Any]) -> None:
-        """Lease and bind the members of every agent's pool (all in parallel)."""
+        """Lease and bind the members of every agent's pool (all in parallel): members this
+        Supervisor kept from its last run first (no registry round trip), then the
+        registry's."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
         unique: dict[str, Any] = {}
         for agent in agents:
             unique.setdefault(agent_key(agent), agent)
         agent_map = dict(unique)
-        leases = []
+        bind_args = (self.run_id, agent_map, tasks)
+        wanted = []
         for key, agent in unique.items():
             placement_key, options = placement_options(agent)
-            leases.append((key, agent, placement_key, options,
-                           self.registry.lease.remote(placement_key, getattr(agent, "pool_size", 1),
-                                                      options,
-                                                      key)))
-        binds = []
-        for key, agent, placement_key, options, lease in leases:
-            handles = await lease
-            bind_args = (self.run_id, agent_map, tasks)
-            self.pools[key] = Pool(key=key, agent=agent, members=[Member(handle=h) for h in handles],
-                                   capacity=getattr(agent, "max_concurrency", 64),
-                                   placement_key=placement_key,
-                                   options=options, registry=self.registry, bind_args=bind_args)
-            binds += [h.bind.remote(*bind_args) for h in handles]
-        await asyncio.gather(*binds)
+            size = getattr(agent, "pool_size", 1)
+            kept = _kept.pop((placement_key, key), [])
+            handles, spare = kept[:size], kept[size:]
+            if spare:
+                self.registry.give_back.remote(placement_key, spare, key)
+            lease = (self.registry.lease.remote(placement_key, size - len(handles), options, key)
+                     if len(handles) < size else None)
+            wanted.append((key, agent, placement_key, options, handles, lease))
+        binds: list[tuple[Pool, Member, Any]] = []
+        for key, agent, placement_key, options, handles, lease in wanted:
+            if lease is not None:
+                handles = handles + await lease
+            pool = self.pools[key] = Pool(
+                key=key, agent=agent, members=[Member(handle=h) for h in handles],
+                capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
+                options=options, registry=self.registry, bind_args=bind_args)
+            binds += [(pool, m, m.handle.bind.remote(*bind_args)) for m in pool.members]
+        outcomes = await asyncio.gather(*(ref for _, _, ref in binds), return_exceptions=True)
+        for (pool, member, _), outcome in zip(binds, outcomes, strict=True):
+            if isinstance(outcome, (ActorDiedError, ActorUnavailableError)):
+                await pool._replace(member)  # a kept member that died while idle
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     def pool_for(self, agent: Any) -> Pool:
         return self.pools[agent_key(agent)]
 
     async def close(self) -> None:
-        """Give every member back to the registry for the next run."""
+        """Keep this run's members for this Supervisor's next run (up to a bound); give
+        the rest back to the registry."""
         for pool in self.pools.values():
             handles = [m.handle for m in pool.members]
             for handle in handles:
                 handle.unbind.remote(self.run_id)
-            self.registry.give_back.remote(pool.placement_key, handles, pool.key)
+            slot = (pool.placement_key, pool.key)
+            room = _MAX_KEPT - sum(len(v) for k, v in _kept.items() if k != slot)
+            keep, back = handles[:max(0, room)], handles[max(0, room):]
+            if keep:
+                _kept[slot] = keep
+            if back:
+                self.registry.give_back.remote(pool.placement_key, back, pool.key)
+
+
+# Members a Supervisor keeps between its runs, by (placement key, agent key): a run of the
+# same agents then starts without leasing from the registry (~3-5 ms here).
+_kept: dict[tuple[str, str], list[Any]] = {}
+_MAX_KEPT = 16

@@ -534,13 +534,13 @@ class Run:
             def on_sent(where: Any, member: Any, sent_token: str) -> None:
                 self._sent(dispatch, where, member, sent_token)
 
-        handed = self.handed.get(dispatch.task)
-        if handed is not None and handed.claimed and handed.agent_key == pool.key and \
-                handed.dispatch == dispatch and inputs is None:
-            del self.handed[dispatch.task]
-            # Accounted in the pool of the member it runs in.
-            output = await handed.pool.adopt(handed.member, handed.ref, on_start,
-                                             handed.token, on_sent)
+        handed = self.handed.pop(dispatch.task, None)
+        if handed is not None and not (handed.claimed and handed.pool is pool and
+                                       handed.dispatch == dispatch and inputs is None):
+            self._cancel_handed(handed)
+        elif handed is not None:
+            output = await pool.adopt(handed.member, handed.ref, on_start, handed.token,
+                                      on_sent)
             if output is not None:
                 return output  # type: ignore[no-any-return]
             # It did not run there after all: whatever was queued behind it cannot run.
@@ -598,18 +598,17 @@ class Run:
         agent = self.agent_for(task)
         if agent is None or task.overrides_execute() or breaker_for(task) is not None:
             return
-        # Another agent's task may follow in this member only where that agent's own
-        # members could run too: same resources and placement.
-        own = self.pools.pool_for(agent)
-        if own.placement_key != pool.placement_key or not any(m is member for m in pool.members):
+        # Only the same agent's task follows in a member, in a slot of its own there: the
+        # agent's max_concurrency holds, and other agents keep their own pools.
+        if self.pools.pool_for(agent) is not pool or not pool.reserve(member):
             return
         self.tokens_issued += 1
         token = f"{name}#{predicted.visit}#{self.tokens_issued}"
         context = {d: self.scheduler.outputs[d] for d in predicted.context if d != after}
-        ref = pool.hand_off(member, self.spec.run_id, after_token, own.key, name, context, token)
+        ref = pool.hand_off(member, self.spec.run_id, after_token, pool.key, name, context,
+                            token)
         self.handed[name] = _Handed(dispatch=predicted, after=after, after_token=after_token,
-                                    agent_key=own.key, pool=pool, member=member, ref=ref,
-                                    token=token)
+                                    pool=pool, member=member, ref=ref, token=token)
 
     def _claim(self, settled: str, dispatches: list[Dispatch]) -> list[Dispatch]:
         """Mark the hand-offs behind ``settled`` that match what the scheduler dispatches
@@ -625,10 +624,14 @@ class Run:
         return dispatches
 
     def _drop_handed(self, name: str) -> None:
+        self._cancel_handed(self.handed.pop(name))
+
+    @staticmethod
+    def _cancel_handed(handed: _Handed) -> None:
         import ray
 
-        handed = self.handed.pop(name)
         ray.cancel(handed.ref)
+        handed.pool.unreserve(handed.member)
 
     async def _run_override(self, task: Task, dispatch: Dispatch,
                             context: dict[str, TaskOutput]) -> TaskOutput:
@@ -692,7 +695,6 @@ class _Handed:
     dispatch: Dispatch
     after: str
     after_token: str
-    agent_key: str
     pool: Any
     member: Any
     ref: Any

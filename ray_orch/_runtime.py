@@ -50,11 +50,26 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
         kwargs["address"] = "local"
         kwargs.setdefault("include_dashboard", False)
     ray.init(**kwargs)
+    settle_heap()
     if not address:
         _started_here = True
         atexit.register(shutdown_if_owned)
         return True
     return False
+
+
+def settle_heap() -> None:
+    """Move what exists now (modules, Ray's state) out of the garbage collector's reach.
+
+    A full collection walks every tracked object; with Ray and pydantic loaded that is
+    tens of milliseconds, taken at random moments of a run (seen as 60-80 ms stalls at
+    the end of one run in six here). What exists at start-up lives for the process
+    anyway, so it is frozen once (``gc.freeze``): later collections walk only what runs
+    create. Called in the driver after ``ray.init`` and in each actor after its imports.
+    """
+    import gc
+
+    gc.freeze()  # O(1): moves the generations' lists; no collection first (that costs)
 
 
 def shutdown_if_owned() -> None:

@@ -4,6 +4,8 @@ decides: what it records, skips and retries must be exactly what it does without
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ray_orch import Agent, Process, Task, TaskFailedError, TaskTimeoutError
@@ -22,22 +24,41 @@ def handed(results):
     return [name for name, out in results.items() if out.metadata.get("handed_off")]
 
 
-@pytest.mark.parametrize("agents", [1, 3])
-def test_a_chain_is_handed_off_and_keeps_its_context(stub, agents):
+def test_a_chain_is_handed_off_and_keeps_its_context(stub):
     for i in range(4):
         stub.add_rule(match=f"Step {i}:", reply=f"text v{i}")
-    tasks, crew = chain(stub, agents=agents)
+    tasks, crew = chain(stub)
     results = Process(tasks=tasks, agents=crew).sequential()
 
-    # The first step is dispatched; every later one followed its predecessor in place,
-    # also across agents of the same placement (every member serves the run's agents).
+    # The first step is dispatched; every later one followed its predecessor in place.
     assert handed(results) == ["step1", "step2", "step3"]
     assert [r.prompt.count("text v") for r in stub.requests] == [0, 1, 1, 1]
     for i in range(1, 4):
         assert f"text v{i - 1}" in stub.requests_matching(f"Step {i}:")[0].prompt
-    assert [results[f"step{i}"].agent for i in range(4)] == [
-        crew[i % agents].role for i in range(4)]
     assert stub.count() == 4
+
+
+def test_only_the_same_agent_follows_in_place(stub):
+    # Another agent's task runs in that agent's own pool, under its own limits.
+    tasks, crew = chain(stub, agents=2)
+    results = Process(tasks=tasks, agents=crew).sequential()
+    assert handed(results) == []
+    assert [results[f"step{i}"].agent for i in range(4)] == [
+        crew[i % 2].role for i in range(4)]
+
+
+def test_hand_offs_respect_max_concurrency(stub):
+    # Three followers of one task, for an agent that runs one attempt at a time.
+    stub.add_rule(match="Draft", latency=0.2)
+    agent = Agent(role="Writer", goal="Write", llm=stub.llm, max_concurrency=1)
+    tasks = {"facts": Task(description="Facts", agent=agent)}
+    for part in ("intro", "body", "outro"):
+        tasks[part] = Task(description=f"Draft {part}", agent=agent, context=["facts"])
+    Process(tasks=tasks, agents=[agent]).workflow()
+    drafts = sorted(stub.requests_matching("Draft"), key=lambda r: r.t_start)
+    assert len(drafts) == 3
+    for earlier, later in itertools.pairwise(drafts):
+        assert later.t_start >= earlier.t_end  # one at a time
 
 
 def test_a_follower_of_a_failed_task_never_calls_the_model(stub):
