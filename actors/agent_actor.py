@@ -46,11 +46,15 @@ class AgentActor:
         self.completed = 0
         self.prewarmed = False
         self.handoffs: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self.bound: dict[str, asyncio.Event] = {}
         settle_heap()
 
-    def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
-             prewarm: bool = True) -> int:
+    async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
+                   prewarm: bool = True) -> int:
         """Register a run's agents (by key) and tasks (by name). Returns this pid.
+
+        The Supervisor does not wait for it: a call of the run that arrives first (calls
+        to an async actor start in any order) waits here for it instead.
 
         With ``prewarm``, the first bind starts importing litellm in a thread (3-5 s
         here), so the import overlaps pool start-up and upstream tasks instead of
@@ -65,12 +69,20 @@ class AgentActor:
         self.agents.update(agents)
         for name, task in tasks.items():
             self.tasks[(run_id, name)] = task
+        self._bound(run_id).set()
         return os.getpid()
+
+    def _bound(self, run_id: str) -> asyncio.Event:
+        event = self.bound.get(run_id)
+        if event is None:
+            event = self.bound[run_id] = asyncio.Event()
+        return event
 
     def unbind(self, run_id: str) -> None:
         """Forget a finished run's tasks."""
         for key in [k for k in self.tasks if k[0] == run_id]:
             del self.tasks[key]
+        self.bound.pop(run_id, None)
         for key in [k for k in self.handoffs if k[0] == run_id]:
             future = self.handoffs.pop(key)
             if not future.done():
@@ -98,7 +110,10 @@ class AgentActor:
         With a ``token``, the output is also handed to a ``run_after`` of that token here
         (a hand-off: the next task of a chain starts without a Supervisor round trip).
         """
-        task = self.tasks[(run_id, task_name)]
+        task = self.tasks.get((run_id, task_name))
+        if task is None:
+            await self._bound(run_id).wait()
+            task = self.tasks[(run_id, task_name)]
         agent = self.agents[agent_key]
         handoff = self._handoff(run_id, token) if token is not None else None
         self.in_flight += 1

@@ -244,13 +244,12 @@ class PoolSet:
         self.registry = registry
         self.run_id = run_id
         self.pools: dict[str, Pool] = {}
+        self.binds: list[tuple[Pool, Member, Any]] = []
 
     async def open(self, agents: list[Any], tasks: dict[str, Any]) -> None:
-        """Lease and bind the members of every agent's pool (all in parallel): members this
-        Supervisor kept from its last run first (no registry round trip), then the
-        registry's."""
-        from ray.exceptions import ActorDiedError, ActorUnavailableError
-
+        """Lease the members of every agent's pool and send their binds (see ``bound``):
+        members this Supervisor kept from its last run first (no registry round trip),
+        then the registry's."""
         unique: dict[str, Any] = {}
         for agent in agents:
             unique.setdefault(agent_key(agent), agent)
@@ -267,7 +266,6 @@ class PoolSet:
             lease = (self.registry.lease.remote(placement_key, size - len(handles), options, key)
                      if len(handles) < size else None)
             wanted.append((key, agent, placement_key, options, handles, lease))
-        binds: list[tuple[Pool, Member, Any]] = []
         for key, agent, placement_key, options, handles, lease in wanted:
             if lease is not None:
                 handles = handles + await lease
@@ -275,11 +273,19 @@ class PoolSet:
                 key=key, agent=agent, members=[Member(handle=h) for h in handles],
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
                 options=options, registry=self.registry, bind_args=bind_args)
-            binds += [(pool, m, m.handle.bind.remote(*bind_args)) for m in pool.members]
+            self.binds += [(pool, m, m.handle.bind.remote(*bind_args)) for m in pool.members]
+
+    async def bound(self) -> None:
+        """Wait for the binds ``open`` sent (dispatch does not: a member's first call
+        waits there for its bind); a member that died meanwhile is replaced, any other
+        failure is the run's."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        binds, self.binds = self.binds, []
         outcomes = await asyncio.gather(*(ref for _, _, ref in binds), return_exceptions=True)
         for (pool, member, _), outcome in zip(binds, outcomes, strict=True):
             if isinstance(outcome, (ActorDiedError, ActorUnavailableError)):
-                await pool._replace(member)  # a kept member that died while idle
+                await pool._replace(member)  # e.g. a kept member that died while idle
             elif isinstance(outcome, BaseException):
                 raise outcome
 

@@ -21,6 +21,7 @@ from ._agent import Agent
 from ._errors import (
     InvalidTaskFieldError,
     MissingAgentError,
+    RayOrchError,
     RunCancelledError,
     RunError,
     SerializationError,
@@ -261,7 +262,7 @@ class Process:
                        budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
                        metrics=self.metrics_enabled, metrics_host=self.metrics_host,
                        metrics_port=self.metrics_port)
-        _check_picklable(spec)
+        packed = _pack(spec)
         from ._runtime import ensure_ray
 
         ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
@@ -279,13 +280,13 @@ class Process:
             task.result = None
         try:
             try:
-                result = await self._follow(spec)
+                result = await self._follow(spec, packed)
             except (ActorDiedError, ActorUnavailableError):
                 if kept is None or self.events:
                     raise
                 # The kept Supervisor died while idle (its node went away): nothing ran.
                 self._supervisor = await registry.lease_supervisor.remote()
-                result = await self._follow(spec)
+                result = await self._follow(spec, packed)
         except asyncio.CancelledError:
             await self._supervisor.cancel.remote()
             raise
@@ -303,15 +304,23 @@ class Process:
             raise RunError(str(error), results=dict(result.outputs)) from error
         return result.outputs
 
-    async def _follow(self, spec: RunSpec) -> RunResult:
+    async def _follow(self, spec: RunSpec, packed: bytes) -> RunResult:
+        from ray.exceptions import RayTaskError
+
         from ._progress import Progress
 
-        stream = self._supervisor.run.options(num_returns="streaming").remote(spec)
+        stream = self._supervisor.run.options(num_returns="streaming").remote(packed)
         result: RunResult | None = None
         with Progress(total=len(self.task_list), enabled=self.progress, verbose=self.verbose,
                       description=self.name) as progress:
             async for ref in stream:
-                kind, payload = await ref
+                try:
+                    kind, payload = await ref
+                except RayTaskError as exc:
+                    cause = exc.cause if isinstance(exc.cause, RayOrchError) else None
+                    if cause is None:
+                        raise
+                    raise cause from None
                 if kind == "result":
                     result, payload = payload
                 for raw in payload:
@@ -401,12 +410,13 @@ def _detach_schemas(tasks: list[Task]) -> None:
             schema.__pydantic_parent_namespace__ = None
 
 
-def _check_picklable(spec: RunSpec) -> None:
+def _pack(spec: RunSpec) -> bytes:
+    """The spec, pickled once: here, to name what cannot be sent, and as what is sent."""
     import ray.cloudpickle as pickle
 
     _detach_schemas(spec.tasks)
     try:
-        pickle.dumps(spec)
+        return pickle.dumps(spec)  # type: ignore[no-any-return]
     except Exception:
         for task in spec.tasks:
             for label, value in (("agent", task.agent), ("fallback_agent", task.fallback_agent),

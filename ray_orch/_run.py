@@ -189,6 +189,7 @@ class Run:
         spec = self.spec
         error: BaseException | None = None
         internal: BaseException | None = None
+        binding: asyncio.Future[None] | None = None
         try:
             await self._open_services()
             self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
@@ -202,9 +203,11 @@ class Run:
             self.pools = PoolSet(get_registry(), spec.run_id)
             tasks = {name: node.task for name, node in self.graph.nodes.items()}
             await self.pools.open(agents, tasks)
+            binding = asyncio.ensure_future(self.pools.bound())
+            binding.add_done_callback(self.finished.put_nowait)
             self.chaining = self._chaining_allowed()
             self._launch(self.scheduler.start())
-            while self.pending or self.manager_queue or self.manager_job:
+            while self.pending or self.manager_queue or self.manager_job or not binding.done():
                 # Jobs report themselves here when done: O(1) a completion, where
                 # asyncio.wait over every pending job would be O(pending) (quadratic
                 # for a 10,000-item fan-out).
@@ -212,7 +215,9 @@ class Run:
                 while not self.finished.empty():
                     done.append(self.finished.get_nowait())
                 for job in done:
-                    if job is self.manager_job:
+                    if job is binding:
+                        job.result()  # a bind that failed fails the run
+                    elif job is self.manager_job:
                         self.manager_job = None
                         job.result()
                         self._kick_manager()
@@ -225,7 +230,8 @@ class Run:
         except Exception as exc:  # an engine fault still ends the run cleanly, with a result
             internal = exc
         finally:
-            jobs = [*self.pending, *([self.manager_job] if self.manager_job else [])]
+            jobs: list[asyncio.Future[Any]] = [*self.pending]
+            jobs += [j for j in (self.manager_job, binding) if j is not None]
             for job in jobs:
                 job.cancel()
             for name in list(self.handed):

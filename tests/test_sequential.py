@@ -9,6 +9,7 @@ from ray_orch import (
     Agent,
     OutputValidationError,
     Process,
+    SerializationError,
     Task,
     TaskOutput,
 )
@@ -105,3 +106,17 @@ def test_task_output_round_trips():
     assert TaskOutput(**out.model_dump()) == out
     assert TaskOutput(**out.dict()) == out
     assert TaskOutput.model_validate_json(out.to_json()) == out
+
+
+def test_a_task_the_cluster_cannot_load_is_a_typed_error(stub, tmp_path, monkeypatch):
+    # A guardrail from a module only this driver can import: pickled by reference here,
+    # not loadable in the Supervisor.
+    (tmp_path / "only_on_the_driver.py").write_text("def check(output):\n    return True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_on_the_driver
+
+    agent = Agent(role="Writer", goal="Write", llm=stub.llm)
+    tasks = {"a": Task(description="A", agent=agent, guardrail=only_on_the_driver.check)}
+    with pytest.raises(SerializationError, match=r"only_on_the_driver.*py_modules"):
+        Process(tasks=tasks, agents=[agent]).sequential()
+    assert stub.count() == 0
