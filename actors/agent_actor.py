@@ -13,13 +13,26 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
 
 from ray_orch._attempt import RunInputs, run_attempts
+from ray_orch._errors import RunCancelledError, RunError
 from ray_orch._output import TaskOutput
 from ray_orch._runtime import settle_heap
+
+
+def _portable(exc: BaseException) -> BaseException:
+    # Errors travel back as values in a batch: one that cannot be pickled is described.
+    import ray.cloudpickle as pickle
+
+    try:
+        pickle.dumps(exc)
+    except Exception:
+        return RunError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -47,6 +60,7 @@ class AgentActor:
         self.prewarmed = False
         self.handoffs: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self.bound: dict[str, asyncio.Event] = {}
+        self.batched: dict[tuple[int, int], asyncio.Future[None]] = {}
         settle_heap()
 
     async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
@@ -131,6 +145,55 @@ class AgentActor:
         if handoff is not None and not handoff.done():
             handoff.set_result((task_name, output))
         return output
+
+    async def run_many(self, run_id: str, agent_key: str, batch: int,
+                       items: list[tuple[str, dict[str, Any] | None, dict[str, TaskOutput],
+                                         dict[str, str], int | None]]
+                       ) -> AsyncIterator[list[tuple[int, TaskOutput | None,
+                                                     BaseException | None]]]:
+        """Run many tasks at once (loop iterations, sent together: one call instead of one
+        each); yields ``(index, output, error)`` lists as they finish, what finished
+        together in one item."""
+        done: asyncio.Queue[tuple[int, TaskOutput | None, BaseException | None]] = \
+            asyncio.Queue()
+
+        async def one(index: int, name: str, inputs: dict[str, Any] | None,
+                      context: dict[str, TaskOutput], missing: dict[str, str],
+                      iteration: int | None) -> None:
+            try:
+                output = await self.run(run_id, agent_key, name, inputs, context, missing,
+                                        iteration)
+            except asyncio.CancelledError:
+                done.put_nowait((index, None, _portable(RunCancelledError(
+                    f"task '{name}' was cancelled"))))
+                raise
+            except Exception as exc:
+                done.put_nowait((index, None, _portable(exc)))
+            else:
+                done.put_nowait((index, output, None))
+
+        jobs = {index: asyncio.ensure_future(one(index, *item))
+                for index, item in enumerate(items)}
+        for index, job in jobs.items():
+            self.batched[(batch, index)] = job
+        try:
+            left = len(jobs)
+            while left:
+                finished = [await done.get()]
+                while not done.empty():
+                    finished.append(done.get_nowait())
+                left -= len(finished)
+                yield finished
+        finally:
+            for index, job in jobs.items():
+                job.cancel()
+                self.batched.pop((batch, index), None)
+
+    def cancel_one(self, batch: int, index: int) -> None:
+        """Cancel one task of a ``run_many`` batch (its caller gave up on it)."""
+        job = self.batched.get((batch, index))
+        if job is not None:
+            job.cancel()
 
     async def run_after(self, after: str, run_id: str, agent_key: str, task_name: str,
                         context: dict[str, TaskOutput], token: str | None = None

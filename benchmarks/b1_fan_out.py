@@ -7,6 +7,7 @@ calls to the same stub, and the ratio (target: <= 1.5x). Usage: b1_fan_out.py [N
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from _baseline import run_baseline
@@ -18,9 +19,10 @@ from ray_orch.testing import StubLLMServer
 
 def workflow(stub: StubLLMServer, n: int, pool_size: int) -> Process:
     splitter = Agent(role="Splitter", goal="Split", llm=stub.llm)
-    # Agent defaults otherwise: 64 attempts in flight per member is enough to keep both
-    # cores busy; more only adds memory (10,000 coroutines waiting in the members).
-    analyzer = Agent(role="Analyzer", goal="Analyze", llm=stub.llm, pool_size=pool_size)
+    # The most parallel form, as the baseline: every item in flight at once (a member
+    # runs up to max_concurrency attempts concurrently; B1_MC lowers it).
+    analyzer = Agent(role="Analyzer", goal="Analyze", llm=stub.llm, pool_size=pool_size,
+                     max_concurrency=int(os.environ.get("B1_MC", 0)) or max(1, n))
     aggregator = Agent(role="Aggregator", goal="Aggregate", llm=stub.llm)
     tasks = {
         "split": Task(description="Split dataset into chunks", agent=splitter),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,30 @@ def placement_options(agent: Any) -> tuple[str, dict[str, Any]]:
 
 
 @dataclass(kw_only=True, eq=False)
+class _Item:
+    """One loop iteration waiting for (or in) a batch."""
+
+    run_id: str
+    task_name: str
+    inputs: dict[str, Any] | None
+    context: dict[str, TaskOutput]
+    missing: dict[str, str]
+    iteration: int | None
+    future: asyncio.Future[TaskOutput] = field(init=False)
+    batch: int | None = None
+    index: int = 0
+
+
+class _MemberLost(Exception):
+    """The member running a batch died: its unfinished items go elsewhere."""
+
+
+# Loop iterations are sent in batches (RAY_ORCH_BATCH=0 sends one call each).
+_BATCHING = os.environ.get("RAY_ORCH_BATCH", "1") != "0"
+_batch_ids = [0]
+
+
+@dataclass(kw_only=True, eq=False)
 class Member:
     handle: Any
     in_flight: int = 0
@@ -71,6 +96,9 @@ class Pool:
     replaced: int = 0
     _free: asyncio.Condition = field(default_factory=asyncio.Condition)
     _releasing: set[asyncio.Future[None]] = field(default_factory=set)
+    _queued: dict[int, tuple[Member, list[_Item]]] = field(default_factory=dict)
+    _flushing: bool = False
+    _readers: set[asyncio.Future[None]] = field(default_factory=set)
 
     @property
     def in_flight(self) -> int:
@@ -126,6 +154,14 @@ class Pool:
                 if on_start is not None:
                     on_start()
                     on_start = None
+                if iteration is not None and token is None and _BATCHING:
+                    try:
+                        return await self._batched(member, _Item(
+                            run_id=run_id, task_name=task_name, inputs=inputs,
+                            context=context, missing=missing, iteration=iteration))
+                    except _MemberLost:
+                        await self._replace(member)
+                        continue
                 ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
                                                missing, iteration, token)
                 if on_sent is not None and token is not None:
@@ -146,6 +182,64 @@ class Pool:
             finally:
                 await self._release(member)
         raise RuntimeError(f"pool '{self.agent.role}': members kept dying")
+
+    # -- batches: loop iterations go to a member together, one call per batch ----------
+
+    async def _batched(self, member: Member, item: _Item) -> TaskOutput:
+        loop = asyncio.get_running_loop()
+        item.future = loop.create_future()
+        queued = self._queued.setdefault(id(member), (member, []))[1]
+        queued.append(item)
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(self._flush)
+        try:
+            return await item.future  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            if item.batch is not None:  # sent: stop its attempt in the member too
+                member.handle.cancel_one.remote(item.batch, item.index)
+            raise
+
+    def _flush(self) -> None:
+        """Send what was queued in this turn of the event loop: one call per member."""
+        self._flushing = False
+        queued, self._queued = self._queued, {}
+        for member, items in queued.values():
+            items = [i for i in items if not i.future.done()]
+            if not items:
+                continue
+            _batch_ids[0] += 1
+            batch = _batch_ids[0]
+            for index, item in enumerate(items):
+                item.batch, item.index = batch, index
+            stream = member.handle.run_many.options(num_returns="streaming").remote(
+                items[0].run_id, self.key, batch,
+                [(i.task_name, i.inputs, i.context, i.missing, i.iteration) for i in items])
+            reader = asyncio.ensure_future(self._read(stream, items))
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+
+    async def _read(self, stream: Any, items: list[_Item]) -> None:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        failure: BaseException | None = None
+        try:
+            async for ref in stream:
+                for index, output, error in await ref:
+                    future = items[index].future
+                    if future.done():
+                        continue
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(output)
+        except (ActorDiedError, ActorUnavailableError):
+            failure = _MemberLost()
+        except Exception as exc:  # the batch call itself failed
+            failure = exc
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(failure or _MemberLost())
 
     def hand_off(self, member: Member, run_id: str, after: str, agent_key: str,
                  task_name: str, context: dict[str, TaskOutput], token: str) -> Any:
