@@ -40,6 +40,7 @@ def main(sizes: list[int]) -> None:
             sampler.join()
             assert stub.count() == n + 2
             print(f"B4 N={n}: makespan {fmt(took)}  per task {took / n * 1000:.2f} ms"
+                  f"  overhead per task (beyond the 0.3 s ideal) {(took - 0.3) / n * 1000:.2f} ms"
                   f"  peak RSS (driver + Ray) {peak[0]:.0f} MB")
             top = sorted(peak[1].items(), key=lambda kv: -kv[1])[:8]
             print("    at the peak: " + ", ".join(f"{name} {mb:.0f}" for name, mb in top))

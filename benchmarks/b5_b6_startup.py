@@ -39,8 +39,8 @@ print(f"POOL {t2 - t1:.3f} {pss / 1024 / len(pids):.1f}")
 
 
 def pss_of_bound_idle_note() -> str:
-    return ("(pool members bound to an agent start importing litellm in the background; "
-            "members that never ran a task stay at the bare-actor size)")
+    return ("(members of a standing pool import nothing model-related until their first "
+            "task; the lean client never imports litellm)")
 
 
 def main() -> None:

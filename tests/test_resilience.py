@@ -28,11 +28,14 @@ def item_of(prompt: str) -> str:
     return re.search(r"Handle item (\d+)", prompt).group(1)
 
 
-def test_mixed_faults_every_task_completes_and_retry_counts_match_the_log(stub):
+@pytest.mark.parametrize("client", ["auto", "litellm"])
+def test_mixed_faults_every_task_completes_and_retry_counts_match_the_log(stub, client):
     stub.hang_seconds = 5
     stub.retry_after = 0.05
     stub.set_faults(rate=0.2, kinds=["429", "500", "timeout", "malformed"], seed=7)
-    agent = Agent(role="Worker", goal="Work", llm=stub.llm, timeout=1.0, pool_size=2)
+    # Both model clients: the lean one for OpenAI-compatible servers, and litellm.
+    agent = Agent(role="Worker", goal="Work", llm={**stub.llm, "client": client}, timeout=1.0,
+                  pool_size=2)
     tasks = {f"t{i}": Task(description=f"Handle item {i}", agent=agent, max_retries=8,
                            retry_delay=0.01) for i in range(100)}
     results = Process(tasks=tasks, agents=[agent], name="faults").workflow()

@@ -1,4 +1,4 @@
-"""The guide's sequential ETL example on Ray, through litellm, against the stub."""
+"""The guide's sequential ETL example on Ray, against the stub (through both model clients)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from ray_orch import (
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def etl(stub):
-    extractor = Agent(role="Data Extractor", goal="Extract data from sources", llm=stub.llm)
-    transformer = Agent(role="Data Transformer", goal="Clean and transform data", llm=stub.llm)
-    loader = Agent(role="Data Loader", goal="Load data into destination", llm=stub.llm)
+def etl(stub, client="auto"):
+    llm = {**stub.llm, "client": client}
+    extractor = Agent(role="Data Extractor", goal="Extract data from sources", llm=llm)
+    transformer = Agent(role="Data Transformer", goal="Clean and transform data", llm=llm)
+    loader = Agent(role="Data Loader", goal="Load data into destination", llm=llm)
     tasks = {
         "extract": Task(description="Extract data from API", agent=extractor,
                         expected_output="Raw JSON data"),
@@ -32,11 +33,12 @@ def etl(stub):
     return tasks, [extractor, transformer, loader]
 
 
-def test_guide_sequential_etl_runs_on_ray_and_passes_context(stub):
+@pytest.mark.parametrize("client", ["auto", "litellm"])
+def test_guide_sequential_etl_runs_on_ray_and_passes_context(stub, client):
     stub.add_rule(match="Extract data from API", reply='{"rows": [1, 2, 3]}')
     stub.add_rule(match="Clean and normalize", reply="cleaned: 3 rows")
     stub.add_rule(match="Load into database", reply="loaded 3 rows")
-    tasks, agents = etl(stub)
+    tasks, agents = etl(stub, client)
     process = Process(tasks=tasks, agents=agents)
 
     results = process.sequential()
