@@ -67,8 +67,8 @@ class AgentActor:
                    prewarm: bool = True) -> int:
         """Register a run's agents (by key) and tasks (by name). Returns this pid.
 
-        The Supervisor does not wait for it: a call of the run that arrives first (calls
-        to an async actor start in any order) waits here for it instead.
+        The Supervisor sends it with a member's first call of the run; a call that
+        arrives before that one (calls to an async actor start in any order) waits here.
 
         With ``prewarm``, the first bind starts importing litellm in a thread (3-5 s
         here), so the import overlaps pool start-up and upstream tasks instead of
@@ -118,12 +118,16 @@ class AgentActor:
     async def run(self, run_id: str, agent_key: str, task_name: str,
                   inputs: dict[str, Any] | None, context: dict[str, TaskOutput],
                   missing: dict[str, str], iteration: int | None,
-                  token: str | None = None) -> TaskOutput:
+                  token: str | None = None, bind: tuple[Any, ...] | None = None
+                  ) -> TaskOutput:
         """Run one task (all its attempts) with one agent and return its output.
 
         With a ``token``, the output is also handed to a ``run_after`` of that token here
         (a hand-off: the next task of a chain starts without a Supervisor round trip).
+        The first call of a run to this member carries the run's ``bind`` arguments.
         """
+        if bind is not None:
+            await self.bind(*bind)
         task = self.tasks.get((run_id, task_name))
         if task is None:
             await self._bound(run_id).wait()
@@ -148,12 +152,14 @@ class AgentActor:
 
     async def run_many(self, run_id: str, agent_key: str, batch: int,
                        items: list[tuple[str, dict[str, Any] | None, dict[str, TaskOutput],
-                                         dict[str, str], int | None]]
-                       ) -> AsyncIterator[list[tuple[int, TaskOutput | None,
+                                         dict[str, str], int | None]],
+                       bind: tuple[Any, ...] | None = None) -> AsyncIterator[list[tuple[int, TaskOutput | None,
                                                      BaseException | None]]]:
         """Run many tasks at once (loop iterations, sent together: one call instead of one
         each); yields ``(index, output, error)`` lists as they finish, what finished
         together in one item."""
+        if bind is not None:
+            await self.bind(*bind)
         done: asyncio.Queue[tuple[int, TaskOutput | None, BaseException | None]] = \
             asyncio.Queue()
 
@@ -196,20 +202,26 @@ class AgentActor:
             job.cancel()
 
     async def run_after(self, after: str, run_id: str, agent_key: str, task_name: str,
-                        context: dict[str, TaskOutput], token: str | None = None
-                        ) -> TaskOutput | None:
+                        context: dict[str, TaskOutput], token: str | None = None,
+                        bind: tuple[Any, ...] | None = None,
+                        order: list[str] | None = None) -> TaskOutput | None:
         """Run a task as soon as the ``run`` of token ``after`` here has succeeded, with its
         output added to ``context``; None (nothing run) if that run failed or was
         cancelled. The Supervisor checks, when ``after`` completes, that this is the
         dispatch it would have made, and cancels it otherwise."""
+        if bind is not None:
+            await self.bind(*bind)
         # The hand-off stays until the run is unbound: another follower of the same task
         # may still arrive (calls to an async actor start in any order).
         handed = await self._handoff(run_id, after)
         if handed is None:
             return None
         name, previous = handed
-        output = await self.run(run_id, agent_key, task_name, None, {**context, name: previous},
-                                {}, None, token)
+        # The context in the order the task lists it, as when the Supervisor sends it.
+        full = {**context, name: previous}
+        if order is not None:
+            full = {key: full[key] for key in order if key in full}
+        output = await self.run(run_id, agent_key, task_name, None, full, {}, None, token)
         output.metadata["handed_off"] = True
         return output
 
@@ -221,8 +233,13 @@ class AgentActor:
             future = self.handoffs[key] = asyncio.get_running_loop().create_future()
         return future
 
-    async def ask(self, agent_key: str, prompt: str, schema: dict[str, Any] | None) -> str:
+    async def ask(self, agent_key: str, prompt: str, schema: dict[str, Any] | None,
+                  run_id: str | None = None, bind: tuple[Any, ...] | None = None) -> str:
         """One plain model call as this agent (the hierarchical manager uses it)."""
+        if bind is not None:
+            await self.bind(*bind)
+        if agent_key not in self.agents and run_id is not None:
+            await self._bound(run_id).wait()
         agent = self.agents[agent_key]
         response_format = None
         if schema is not None:

@@ -73,6 +73,7 @@ _batch_ids = [0]
 class Member:
     handle: Any
     in_flight: int = 0
+    bound: bool = False  # the run's tasks and agents were sent to it
     replacing: asyncio.Future[None] | None = None
 
 
@@ -132,6 +133,16 @@ class Pool:
             member.in_flight -= 1
             self._free.notify()
 
+    def bind_for(self, member: Member) -> tuple[Any, ...] | None:
+        """The bind a call to ``member`` must carry: the run's agents and tasks with its
+        first call (one message instead of two), nothing after. Calls that reach the
+        member before that one wait there for it (an async actor starts calls in any
+        order)."""
+        if member.bound:
+            return None
+        member.bound = True
+        return self.bind_args
+
     async def submit(self, run_id: str, task_name: str, inputs: dict[str, Any] | None,
                      context: dict[str, TaskOutput], missing: dict[str, str],
                      iteration: int | None, on_start: Callable[[], None] | None = None,
@@ -150,6 +161,7 @@ class Pool:
         for _ in range(_MAX_REPLACEMENTS + 1):
             member = await self._acquire()
             ref = None
+            carried = False
             try:
                 if on_start is not None:
                     on_start()
@@ -162,20 +174,24 @@ class Pool:
                     except _MemberLost:
                         await self._replace(member)
                         continue
+                bind = self.bind_for(member)
+                carried = bind is not None
                 ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
-                                               missing, iteration, token)
+                                               missing, iteration, token, bind)
                 if on_sent is not None and token is not None:
                     on_sent(self, member, token)
                 return await ref  # type: ignore[no-any-return]
-            except asyncio.CancelledError:
-                # The run was cancelled (or the task timed out): stop the remote attempt
-                # too, so its model call is aborted rather than left running.
-                if ref is not None:
+            except BaseException as exc:
+                if carried:
+                    member.bound = False  # it may never have run: the next call binds
+                if isinstance(exc, asyncio.CancelledError) and ref is not None:
+                    # The run was cancelled (or the task timed out): stop the remote
+                    # attempt too, so its model call is aborted rather than left running.
                     import ray
 
                     ray.cancel(ref)
-                raise
-            except (ActorDiedError, ActorUnavailableError):
+                if not isinstance(exc, (ActorDiedError, ActorUnavailableError)):
+                    raise
                 # The attempt may have run partly; running it again elsewhere is safe
                 # because results are recorded once, by the Supervisor, on return.
                 await self._replace(member)
@@ -212,14 +228,17 @@ class Pool:
             batch = _batch_ids[0]
             for index, item in enumerate(items):
                 item.batch, item.index = batch, index
+            bind = self.bind_for(member)
             stream = member.handle.run_many.options(num_returns="streaming").remote(
                 items[0].run_id, self.key, batch,
-                [(i.task_name, i.inputs, i.context, i.missing, i.iteration) for i in items])
-            reader = asyncio.ensure_future(self._read(stream, items))
+                [(i.task_name, i.inputs, i.context, i.missing, i.iteration) for i in items],
+                bind)
+            reader = asyncio.ensure_future(self._read(stream, items, member, bind is not None))
             self._readers.add(reader)
             reader.add_done_callback(self._readers.discard)
 
-    async def _read(self, stream: Any, items: list[_Item]) -> None:
+    async def _read(self, stream: Any, items: list[_Item], member: Member,
+                    carried: bool) -> None:
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
         failure: BaseException | None = None
@@ -237,17 +256,21 @@ class Pool:
             failure = _MemberLost()
         except Exception as exc:  # the batch call itself failed
             failure = exc
+        if failure is not None and carried:
+            member.bound = False  # the bind it carried may not have run: the next call binds
         for item in items:
             if not item.future.done():
                 item.future.set_exception(failure or _MemberLost())
 
     def hand_off(self, member: Member, run_id: str, after: str, agent_key: str,
-                 task_name: str, context: dict[str, TaskOutput], token: str) -> Any:
+                 task_name: str, context: dict[str, TaskOutput], token: str,
+                 order: list[str]) -> Any:
         """Queue ``task_name`` (as agent ``agent_key``: every member serves every agent of
         its run) on ``member`` behind the run of token ``after`` (see
         ``AgentActor.run_after``); returns the call's ref."""
+        # No bind: it runs only after its predecessor, which was sent to this member first.
         return member.handle.run_after.remote(after, run_id, agent_key, task_name, context,
-                                              token)
+                                              token, None, order)
 
     def reserve(self, member: Member) -> bool:
         """Take a slot on ``member`` for a task handed off to it, if it has one free."""
@@ -318,7 +341,7 @@ class Pool:
             else:
                 raise RuntimeError(f"pool '{self.agent.role}': no live member could be leased")
             index = next(i for i, m in enumerate(self.members) if m is member)
-            self.members[index] = Member(handle=handle)
+            self.members[index] = Member(handle=handle, bound=True)
         finally:
             member.replacing.set_result(None)
 
@@ -338,12 +361,11 @@ class PoolSet:
         self.registry = registry
         self.run_id = run_id
         self.pools: dict[str, Pool] = {}
-        self.binds: list[tuple[Pool, Member, Any]] = []
 
     async def open(self, agents: list[Any], tasks: dict[str, Any]) -> None:
-        """Lease the members of every agent's pool and send their binds (see ``bound``):
-        members this Supervisor kept from its last run first (no registry round trip),
-        then the registry's."""
+        """Lease the members of every agent's pool: members this Supervisor kept from its
+        last run first (no registry round trip), then the registry's. Nothing is sent to
+        them yet: a member's first call of the run carries its bind (``Pool.bind_for``)."""
         unique: dict[str, Any] = {}
         for agent in agents:
             unique.setdefault(agent_key(agent), agent)
@@ -363,25 +385,10 @@ class PoolSet:
         for key, agent, placement_key, options, handles, lease in wanted:
             if lease is not None:
                 handles = handles + await lease
-            pool = self.pools[key] = Pool(
+            self.pools[key] = Pool(
                 key=key, agent=agent, members=[Member(handle=h) for h in handles],
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
                 options=options, registry=self.registry, bind_args=bind_args)
-            self.binds += [(pool, m, m.handle.bind.remote(*bind_args)) for m in pool.members]
-
-    async def bound(self) -> None:
-        """Wait for the binds ``open`` sent (dispatch does not: a member's first call
-        waits there for its bind); a member that died meanwhile is replaced, any other
-        failure is the run's."""
-        from ray.exceptions import ActorDiedError, ActorUnavailableError
-
-        binds, self.binds = self.binds, []
-        outcomes = await asyncio.gather(*(ref for _, _, ref in binds), return_exceptions=True)
-        for (pool, member, _), outcome in zip(binds, outcomes, strict=True):
-            if isinstance(outcome, (ActorDiedError, ActorUnavailableError)):
-                await pool._replace(member)  # e.g. a kept member that died while idle
-            elif isinstance(outcome, BaseException):
-                raise outcome
 
     def pool_for(self, agent: Any) -> Pool:
         return self.pools[agent_key(agent)]

@@ -189,7 +189,6 @@ class Run:
         spec = self.spec
         error: BaseException | None = None
         internal: BaseException | None = None
-        binding: asyncio.Future[None] | None = None
         try:
             await self._open_services()
             self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
@@ -203,11 +202,9 @@ class Run:
             self.pools = PoolSet(get_registry(), spec.run_id)
             tasks = {name: node.task for name, node in self.graph.nodes.items()}
             await self.pools.open(agents, tasks)
-            binding = asyncio.ensure_future(self.pools.bound())
-            binding.add_done_callback(self.finished.put_nowait)
             self.chaining = self._chaining_allowed()
             self._launch(self.scheduler.start())
-            while self.pending or self.manager_queue or self.manager_job or not binding.done():
+            while self.pending or self.manager_queue or self.manager_job:
                 # Jobs report themselves here when done: O(1) a completion, where
                 # asyncio.wait over every pending job would be O(pending) (quadratic
                 # for a 10,000-item fan-out).
@@ -215,9 +212,7 @@ class Run:
                 while not self.finished.empty():
                     done.append(self.finished.get_nowait())
                 for job in done:
-                    if job is binding:
-                        job.result()  # a bind that failed fails the run
-                    elif job is self.manager_job:
+                    if job is self.manager_job:
                         self.manager_job = None
                         job.result()
                         self._kick_manager()
@@ -231,7 +226,7 @@ class Run:
             internal = exc
         finally:
             jobs: list[asyncio.Future[Any]] = [*self.pending]
-            jobs += [j for j in (self.manager_job, binding) if j is not None]
+            jobs += [self.manager_job] if self.manager_job is not None else []
             for job in jobs:
                 job.cancel()
             for name in list(self.handed):
@@ -319,7 +314,8 @@ class Run:
             pool = self.pools.pool_for(self.manager_agent)
             member = min(pool.members, key=lambda m: m.in_flight)
             return await member.handle.ask.remote(  # type: ignore[no-any-return]
-                self.manager_agent.key(), prompt, schema.model_json_schema())
+                self.manager_agent.key(), prompt, schema.model_json_schema(),
+                self.spec.run_id, pool.bind_for(member))
 
         limit = self.spec.max_manager_calls or max(10, 4 * len(self.graph.order))
         self.manager = Manager(workers, ask, max_calls=limit)
@@ -612,7 +608,7 @@ class Run:
         token = f"{name}#{predicted.visit}#{self.tokens_issued}"
         context = {d: self.scheduler.outputs[d] for d in predicted.context if d != after}
         ref = pool.hand_off(member, self.spec.run_id, after_token, pool.key, name, context,
-                            token)
+                            token, predicted.context)
         self.handed[name] = _Handed(dispatch=predicted, after=after, after_token=after_token,
                                     pool=pool, member=member, ref=ref, token=token)
 
