@@ -11,6 +11,9 @@ ends they go back to the registry, so the next run (or the next test) does not p
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import functools
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -60,7 +63,11 @@ class AgentActor:
         self.prewarmed = False
         self.handoffs: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self.bound: dict[str, asyncio.Event] = {}
-        self.batched: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self.batched: dict[tuple[str, int, int], asyncio.Future[Any]] = {}
+        # Cancels that arrived before their batch (calls start in any order), and runs
+        # already unbound (a late call of one must not run, nor wait for a bind).
+        self.tombstones: set[tuple[str, int, int]] = set()
+        self.unbound: collections.deque[str] = collections.deque(maxlen=256)
         settle_heap()
 
     async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
@@ -75,6 +82,8 @@ class AgentActor:
         delaying the first call. Without it (a standing ``AgentPool``), an idle member
         stays small (~50 MB instead of ~220 MB) until its first task.
         """
+        if run_id in self.unbound:  # the bind of a call that arrived after its run ended
+            return os.getpid()
         if prewarm and not self.prewarmed and _needs_litellm(agents):
             self.prewarmed = True
             from ray_orch._llm import _lib
@@ -86,6 +95,15 @@ class AgentActor:
         self._bound(run_id).set()
         return os.getpid()
 
+    async def _task_of(self, run_id: str, task_name: str) -> Any:
+        task = self.tasks.get((run_id, task_name))
+        if task is None and run_id not in self.unbound:
+            await self._bound(run_id).wait()
+            task = self.tasks.get((run_id, task_name))
+        if task is None:  # a late call of a run that has ended here
+            raise RunCancelledError(f"run {run_id} has ended; task '{task_name}' not run")
+        return task
+
     def _bound(self, run_id: str) -> asyncio.Event:
         event = self.bound.get(run_id)
         if event is None:
@@ -96,7 +114,11 @@ class AgentActor:
         """Forget a finished run's tasks."""
         for key in [k for k in self.tasks if k[0] == run_id]:
             del self.tasks[key]
-        self.bound.pop(run_id, None)
+        self.unbound.append(run_id)
+        self.tombstones = {t for t in self.tombstones if t[0] != run_id}
+        event = self.bound.pop(run_id, None)
+        if event is not None:
+            event.set()  # calls still waiting for a bind of this run end (see _task_of)
         for key in [k for k in self.handoffs if k[0] == run_id]:
             future = self.handoffs.pop(key)
             if not future.done():
@@ -128,10 +150,7 @@ class AgentActor:
         """
         if bind is not None:
             await self.bind(*bind)
-        task = self.tasks.get((run_id, task_name))
-        if task is None:
-            await self._bound(run_id).wait()
-            task = self.tasks[(run_id, task_name)]
+        task = await self._task_of(run_id, task_name)
         agent = self.agents[agent_key]
         handoff = self._handoff(run_id, token) if token is not None else None
         self.in_flight += 1
@@ -163,25 +182,29 @@ class AgentActor:
         done: asyncio.Queue[tuple[int, TaskOutput | None, BaseException | None]] = \
             asyncio.Queue()
 
-        async def one(index: int, name: str, inputs: dict[str, Any] | None,
+        async def one(name: str, inputs: dict[str, Any] | None,
                       context: dict[str, TaskOutput], missing: dict[str, str],
-                      iteration: int | None) -> None:
-            try:
-                output = await self.run(run_id, agent_key, name, inputs, context, missing,
-                                        iteration)
-            except asyncio.CancelledError:
-                done.put_nowait((index, None, _portable(RunCancelledError(
-                    f"task '{name}' was cancelled"))))
-                raise
-            except Exception as exc:
-                done.put_nowait((index, None, _portable(exc)))
-            else:
-                done.put_nowait((index, output, None))
+                      iteration: int | None) -> TaskOutput:
+            return await self.run(run_id, agent_key, name, inputs, context, missing,
+                                  iteration)
 
-        jobs = {index: asyncio.ensure_future(one(index, *item))
-                for index, item in enumerate(items)}
+        def report(index: int, name: str, job: asyncio.Future[TaskOutput]) -> None:
+            # Every job reports once, even one cancelled before it started.
+            if job.cancelled():
+                done.put_nowait((index, None, RunCancelledError(f"task '{name}' was cancelled")))
+            elif job.exception() is not None:
+                done.put_nowait((index, None, _portable(job.exception())))  # type: ignore[arg-type]
+            else:
+                done.put_nowait((index, job.result(), None))
+
+        jobs = {index: asyncio.ensure_future(one(*item)) for index, item in enumerate(items)}
         for index, job in jobs.items():
-            self.batched[(batch, index)] = job
+            job.add_done_callback(functools.partial(report, index, items[index][0]))
+        for index, job in jobs.items():
+            self.batched[(run_id, batch, index)] = job
+            if (run_id, batch, index) in self.tombstones:
+                self.tombstones.discard((run_id, batch, index))
+                job.cancel()
         try:
             left = len(jobs)
             while left:
@@ -193,13 +216,15 @@ class AgentActor:
         finally:
             for index, job in jobs.items():
                 job.cancel()
-                self.batched.pop((batch, index), None)
+                self.batched.pop((run_id, batch, index), None)
 
-    def cancel_one(self, batch: int, index: int) -> None:
+    def cancel_one(self, run_id: str, batch: int, index: int) -> None:
         """Cancel one task of a ``run_many`` batch (its caller gave up on it)."""
-        job = self.batched.get((batch, index))
+        job = self.batched.get((run_id, batch, index))
         if job is not None:
             job.cancel()
+        elif run_id not in self.unbound:
+            self.tombstones.add((run_id, batch, index))  # the batch has not started yet
 
     async def run_after(self, after: str, run_id: str, agent_key: str, task_name: str,
                         context: dict[str, TaskOutput], token: str | None = None,
@@ -213,7 +238,8 @@ class AgentActor:
             await self.bind(*bind)
         # The hand-off stays until the run is unbound: another follower of the same task
         # may still arrive (calls to an async actor start in any order).
-        handed = await self._handoff(run_id, after)
+        # Shielded: cancelling one follower must not cancel what its siblings wait for.
+        handed = await asyncio.shield(self._handoff(run_id, after))
         if handed is None:
             return None
         name, previous = handed
@@ -309,6 +335,9 @@ class ActorRegistry:
         if len(self.supervisors) < 4:
             self.supervisors.append(handle)
         else:
+            # Its kept members come back here first, or they would idle forever.
+            with contextlib.suppress(Exception):
+                ray.get(handle.release.remote(), timeout=10)
             self.owned.pop(handle._actor_id, None)
             ray.kill(handle)
 

@@ -61,6 +61,13 @@ class Supervisor:
             if batch:
                 yield ("events", [e.model_dump() for e in batch])
 
+    def release(self) -> int:
+        """Give the members this Supervisor keeps between runs back to the registry
+        (before it is stopped); returns how many."""
+        from ray_orch._dispatch import release_kept
+
+        return release_kept()
+
     async def cancel(self) -> bool:
         """Cancel the run: in-flight attempts are cancelled, completed results kept.
 

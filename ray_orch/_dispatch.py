@@ -182,8 +182,10 @@ class Pool:
                     on_sent(self, member, token)
                 return await ref  # type: ignore[no-any-return]
             except BaseException as exc:
-                if carried:
-                    member.bound = False  # it may never have run: the next call binds
+                if carried and not isinstance(exc, (ActorDiedError, ActorUnavailableError)):
+                    # It may never have run (cancelled while queued): bind now, or the
+                    # member's other calls of this run would wait for it.
+                    member.handle.bind.remote(*self.bind_args)
                 if isinstance(exc, asyncio.CancelledError) and ref is not None:
                     # The run was cancelled (or the task timed out): stop the remote
                     # attempt too, so its model call is aborted rather than left running.
@@ -213,7 +215,7 @@ class Pool:
             return await item.future  # type: ignore[no-any-return]
         except asyncio.CancelledError:
             if item.batch is not None:  # sent: stop its attempt in the member too
-                member.handle.cancel_one.remote(item.batch, item.index)
+                member.handle.cancel_one.remote(item.run_id, item.batch, item.index)
             raise
 
     def _flush(self) -> None:
@@ -229,10 +231,17 @@ class Pool:
             for index, item in enumerate(items):
                 item.batch, item.index = batch, index
             bind = self.bind_for(member)
-            stream = member.handle.run_many.options(num_returns="streaming").remote(
-                items[0].run_id, self.key, batch,
-                [(i.task_name, i.inputs, i.context, i.missing, i.iteration) for i in items],
-                bind)
+            try:
+                stream = member.handle.run_many.options(num_returns="streaming").remote(
+                    items[0].run_id, self.key, batch,
+                    [(i.task_name, i.inputs, i.context, i.missing, i.iteration) for i in items],
+                    bind)
+            except Exception as exc:  # e.g. an item that cannot be pickled
+                if bind is not None:
+                    member.bound = False
+                for item in items:
+                    item.future.set_exception(exc)
+                continue
             reader = asyncio.ensure_future(self._read(stream, items, member, bind is not None))
             self._readers.add(reader)
             reader.add_done_callback(self._readers.discard)
@@ -256,8 +265,8 @@ class Pool:
             failure = _MemberLost()
         except Exception as exc:  # the batch call itself failed
             failure = exc
-        if failure is not None and carried:
-            member.bound = False  # the bind it carried may not have run: the next call binds
+        if failure is not None and carried and not isinstance(failure, _MemberLost):
+            member.handle.bind.remote(*self.bind_args)  # it may not have run: bind now
         for item in items:
             if not item.future.done():
                 item.future.set_exception(failure or _MemberLost())
@@ -413,3 +422,16 @@ class PoolSet:
 # same agents then starts without leasing from the registry (~3-5 ms here).
 _kept: dict[tuple[str, str], list[Any]] = {}
 _MAX_KEPT = 16
+
+
+def release_kept() -> int:
+    """Give every kept member back to the registry (the Supervisor is being stopped)."""
+    from actors.agent_actor import get_registry
+
+    registry = get_registry()
+    count = 0
+    for (placement_key, key), handles in list(_kept.items()):
+        registry.give_back.remote(placement_key, handles, key)
+        count += len(handles)
+    _kept.clear()
+    return count

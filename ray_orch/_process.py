@@ -290,7 +290,13 @@ class Process:
                 self._supervisor = await registry.lease_supervisor.remote()
                 result = await self._follow(spec, packed)
         except asyncio.CancelledError:
-            await self._supervisor.cancel.remote()
+            await self._supervisor.cancel.remote()  # returns once the run has wound down
+            _keep_supervisor(registry, self._supervisor)
+            raise
+        except (ActorDiedError, ActorUnavailableError):
+            raise  # a dead Supervisor is not kept
+        except BaseException:
+            _keep_supervisor(registry, self._supervisor)  # it reported an error and is idle
             raise
         _keep_supervisor(registry, self._supervisor)
         self.last_result = result

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,9 @@ class Run:
             spec.run_id = self.journal.run_id
             loops = [n for n, node in self.graph.nodes.items() if node.task.task_type == "loop"]
             restored, restored_iterations = self.journal.restored(loops, spec.max_visits)
+        # What members know this run by: unique to this execution, since a resumed run
+        # keeps its run id and a member must tell a late call of the old one apart.
+        self.members_key = f"{spec.run_id}/{uuid.uuid4().hex[:8]}"
         self.scheduler = Scheduler(self.graph, max_visits=spec.max_visits,
                                    max_steps=spec.max_steps,
                                    on_failure=spec.on_failure,  # type: ignore[arg-type]
@@ -199,7 +203,7 @@ class Run:
             if spec.mode == "hierarchical":
                 self._setup_manager()
                 agents.append(self.manager_agent)
-            self.pools = PoolSet(get_registry(), spec.run_id)
+            self.pools = PoolSet(get_registry(), self.members_key)
             tasks = {name: node.task for name, node in self.graph.nodes.items()}
             await self.pools.open(agents, tasks)
             self.chaining = self._chaining_allowed()
@@ -315,7 +319,7 @@ class Run:
             member = min(pool.members, key=lambda m: m.in_flight)
             return await member.handle.ask.remote(  # type: ignore[no-any-return]
                 self.manager_agent.key(), prompt, schema.model_json_schema(),
-                self.spec.run_id, pool.bind_for(member))
+                self.members_key, pool.bind_for(member))
 
         limit = self.spec.max_manager_calls or max(10, 4 * len(self.graph.order))
         self.manager = Manager(workers, ask, max_calls=limit)
@@ -551,7 +555,7 @@ class Run:
             self.running_on.pop(dispatch.task, None)
             on_start = None  # the task has started already, as far as events go
         return await pool.submit(  # type: ignore[no-any-return]
-            self.spec.run_id, dispatch.task, inputs, context, dispatch.missing,
+            self.members_key, dispatch.task, inputs, context, dispatch.missing,
             dispatch.iteration, on_start=on_start, token=token, on_sent=on_sent)
 
     # -- hand-offs ---------------------------------------------------------------------
@@ -572,6 +576,10 @@ class Run:
                 and spec.budget_tokens is None and spec.budget_usd is None)
 
     def _sent(self, dispatch: Dispatch, pool: Any, member: Any, token: str) -> None:
+        # Sent again (its member died): followers queued in the old member cannot follow.
+        for name in [n for n, h in self.handed.items()
+                     if h.after == dispatch.task and h.member is not member]:
+            self._drop_handed(name)
         self.running_on[dispatch.task] = (dispatch.visit, pool, member, token)
         for name in self.scheduler.dependants.get(dispatch.task, []):
             self._hand_off(name, dispatch.task)
@@ -607,7 +615,7 @@ class Run:
         self.tokens_issued += 1
         token = f"{name}#{predicted.visit}#{self.tokens_issued}"
         context = {d: self.scheduler.outputs[d] for d in predicted.context if d != after}
-        ref = pool.hand_off(member, self.spec.run_id, after_token, pool.key, name, context,
+        ref = pool.hand_off(member, self.members_key, after_token, pool.key, name, context,
                             token, predicted.context)
         self.handed[name] = _Handed(dispatch=predicted, after=after, after_token=after_token,
                                     pool=pool, member=member, ref=ref, token=token)
