@@ -143,6 +143,12 @@ class Pool:
         member.bound = True
         return self.bind_args
 
+    def _bind_again(self, member: Member) -> None:
+        """A call that carried ``member``'s bind may never have run there (cancelled
+        while queued, or never sent): bind now, or its other calls of this run would
+        wait for it."""
+        member.handle.bind.remote(*self.bind_args)
+
     async def submit(self, run_id: str, task_name: str, inputs: dict[str, Any] | None,
                      context: dict[str, TaskOutput], missing: dict[str, str],
                      iteration: int | None, on_start: Callable[[], None] | None = None,
@@ -183,9 +189,7 @@ class Pool:
                 return await ref  # type: ignore[no-any-return]
             except BaseException as exc:
                 if carried and not isinstance(exc, (ActorDiedError, ActorUnavailableError)):
-                    # It may never have run (cancelled while queued): bind now, or the
-                    # member's other calls of this run would wait for it.
-                    member.handle.bind.remote(*self.bind_args)
+                    self._bind_again(member)
                 if isinstance(exc, asyncio.CancelledError) and ref is not None:
                     # The run was cancelled (or the task timed out): stop the remote
                     # attempt too, so its model call is aborted rather than left running.
@@ -238,7 +242,7 @@ class Pool:
                     bind)
             except Exception as exc:  # e.g. an item that cannot be pickled
                 if bind is not None:
-                    member.bound = False
+                    self._bind_again(member)
                 for item in items:
                     item.future.set_exception(exc)
                 continue
@@ -266,7 +270,7 @@ class Pool:
         except Exception as exc:  # the batch call itself failed
             failure = exc
         if failure is not None and carried and not isinstance(failure, _MemberLost):
-            member.handle.bind.remote(*self.bind_args)  # it may not have run: bind now
+            self._bind_again(member)
         for item in items:
             if not item.future.done():
                 item.future.set_exception(failure or _MemberLost())

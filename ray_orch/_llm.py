@@ -330,15 +330,9 @@ def _retry_after(exc: BaseException) -> float | None:
     # litellm keeps the provider's real headers here; exc.response is a stand-in.
     for headers in (getattr(exc, "litellm_response_headers", None),
                     getattr(getattr(exc, "response", None), "headers", None)):
-        if not headers:
-            continue
-        try:
-            if headers.get("retry-after-ms") is not None:
-                return float(headers["retry-after-ms"]) / 1000
-            if headers.get("retry-after") is not None:
-                return float(headers["retry-after"])
-        except (TypeError, ValueError):
-            continue
+        seconds = _openai_http.retry_after_of(headers) if headers else None
+        if seconds is not None:
+            return seconds
     return None
 
 

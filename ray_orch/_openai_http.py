@@ -31,7 +31,8 @@ from pydantic import BaseModel
 
 from ._errors import LLMError
 
-__all__ = ["PREFIXES", "achat", "eligible", "model_info", "prices", "response_format"]
+__all__ = ["PREFIXES", "achat", "eligible", "model_info", "prices", "response_format",
+           "retry_after_of"]
 
 #: Model prefixes that mean "an OpenAI-compatible server at base_url" in litellm.
 PREFIXES = ("openai/", "hosted_vllm/", "custom_openai/")
@@ -169,7 +170,8 @@ def _error(name: str, model: str, message: str, *, status: int | None, retryable
                     status_code=status, retry_after=retry_after)
 
 
-def _retry_after(headers: Any) -> float | None:
+def retry_after_of(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` headers, or None."""
     try:
         if headers.get("retry-after-ms") is not None:
             return float(headers["retry-after-ms"]) / 1000
@@ -219,7 +221,7 @@ async def achat(model: str, base_url: str, api_key: str | None, body: dict[str, 
             if status >= 400:
                 name, retryable = _STATUS.get(status, ("APIError", status >= 500))
                 raise _error(name, model, f"{status} {_message_of(raw)}", status=status,
-                             retryable=retryable, retry_after=_retry_after(response.headers))
+                             retryable=retryable, retry_after=retry_after_of(response.headers))
     except asyncio.TimeoutError:
         raise _error("Timeout", model, f"request timed out after {timeout:g} s",
                      status=408, retryable=True) from None

@@ -280,6 +280,7 @@ class Process:
         for task in self.task_list:
             task.status = "pending"
             task.result = None
+        alive = True
         try:
             try:
                 result = await self._follow(spec, packed)
@@ -291,14 +292,13 @@ class Process:
                 result = await self._follow(spec, packed)
         except asyncio.CancelledError:
             await self._supervisor.cancel.remote()  # returns once the run has wound down
-            _keep_supervisor(registry, self._supervisor)
             raise
         except (ActorDiedError, ActorUnavailableError):
-            raise  # a dead Supervisor is not kept
-        except BaseException:
-            _keep_supervisor(registry, self._supervisor)  # it reported an error and is idle
+            alive = False  # a dead Supervisor is not kept
             raise
-        _keep_supervisor(registry, self._supervisor)
+        finally:
+            if alive:  # idle again, whether its run ended well or not
+                _keep_supervisor(registry, self._supervisor)
         self.last_result = result
         self._apply(result, graph)
         if result.error is not None:

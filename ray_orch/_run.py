@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -406,7 +407,9 @@ class Run:
             self.running_on.pop(dispatch.task, None)
             new = self._claim(dispatch.task, new)
         self._launch(new)
-        if self.chaining:
+        # Not after each loop iteration: only a finished task changes what others wait on.
+        if self.chaining and (dispatch.iteration is None or
+                              self.scheduler.state[dispatch.task] == "completed"):
             self._hand_off_waiting_on(dispatch.task)
         self._gauges()
 
@@ -568,8 +571,6 @@ class Run:
     # before B starts), budgets, caching, breakers, the hierarchical manager, overrides.
 
     def _chaining_allowed(self) -> bool:
-        import os
-
         spec = self.spec
         return (os.environ.get("RAY_ORCH_HANDOFF", "1") != "0" and self.journal is None
                 and self.cache is None and self.manager is None
