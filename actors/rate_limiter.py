@@ -2,7 +2,7 @@
 adaptive (AIMD) window for calls to that model.
 
 A thin shell over ``ray_orch._ratelimit.Limiter``: it holds the state, hands out slots in
-leases and takes outcomes back. Callers reach it through ``ray_orch._ratelimit.limited``,
+leases and takes outcomes back. Callers reach it through ``ray_orch._ratelimit_client.limited``,
 which batches (one ``acquire`` for all the calls waiting in a process at one moment;
 outcomes in batches through ``report``), so a fan-out of hundreds of calls costs a few
 round trips, not one per call.

@@ -10,9 +10,9 @@ Example:
     >>> # Process(tasks=tasks, agents=[writer]).sequential()["draft"].raw
 """
 
-from ._agent import Agent
-from ._analysis import MetricsCollector
-from ._breaker import CircuitBreaker
+import importlib
+import typing
+
 from ._errors import (
     BudgetExceededError,
     CheckpointCorruptError,
@@ -40,11 +40,44 @@ from ._errors import (
     UnknownTaskError,
     WorkflowDefinitionError,
 )
-from ._output import GuardrailResult, TaskOutput
-from ._pool import AgentPool
-from ._process import Process
-from ._task import Task
-from ._visualize import visualize_workflow
+
+if typing.TYPE_CHECKING:
+    from ._agent import Agent
+    from ._analysis import MetricsCollector
+    from ._breaker import CircuitBreaker
+    from ._output import GuardrailResult, TaskOutput
+    from ._pool import AgentPool
+    from ._process import Process
+    from ._task import Task
+    from ._visualize import visualize_workflow
+
+# Names from the heavier modules load on first use: an agent actor unpickles an Agent and
+# a Task and needs nothing of the driver's side (Process, the run engine, analysis).
+_LAZY = {
+    "Agent": "_agent",
+    "AgentPool": "_pool",
+    "CircuitBreaker": "_breaker",
+    "GuardrailResult": "_output",
+    "MetricsCollector": "_analysis",
+    "Process": "_process",
+    "Task": "_task",
+    "TaskOutput": "_output",
+    "visualize_workflow": "_visualize",
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ray_orch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -27,7 +27,7 @@ import json
 import os
 import secrets
 import time
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -297,8 +297,23 @@ def check_drift(existing: RunRecord, new_hash: str, allow_drift: bool) -> None:
             f"start a new run.")
 
 
-# The stores build on the helpers above, so they are imported last; every store remains
-# importable from this module.
-from ._checkpoint_json import JsonDirCheckpointStore  # noqa: E402
-from ._checkpoint_sqlite import SQLITE_FILENAME as SQLITE_FILENAME  # noqa: E402
-from ._checkpoint_sqlite import SQLiteCheckpointStore  # noqa: E402
+# The stores build on the helpers above and are importable from this module too. They
+# load on first use: a process may import a store's own module first (unpickling one
+# does), and that module imports this one.
+if TYPE_CHECKING:
+    from ._checkpoint_json import JsonDirCheckpointStore
+    from ._checkpoint_sqlite import SQLITE_FILENAME as SQLITE_FILENAME
+    from ._checkpoint_sqlite import SQLiteCheckpointStore
+
+_STORES = {"JsonDirCheckpointStore": "_checkpoint_json",
+           "SQLiteCheckpointStore": "_checkpoint_sqlite",
+           "SQLITE_FILENAME": "_checkpoint_sqlite"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _STORES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __package__), name)

@@ -115,14 +115,31 @@ class SQLiteCheckpointStore:
                                timeout=self._busy_timeout_ms / 1000)
         try:
             conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            self._set_up(conn)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
         return conn
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL beside another process doing the same fails at once
+        # with "database is locked": SQLite does not wait there as it does for writes.
+        # Every step is idempotent, so it is tried again until the busy timeout.
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        pause = 0.005
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     @contextlib.contextmanager
     def _db(self, *, write: bool = False, run_id: str | None = None,

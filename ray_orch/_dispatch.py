@@ -75,6 +75,9 @@ class Member:
     in_flight: int = 0
     bound: bool = False  # the run's tasks and agents were sent to it
     replacing: asyncio.Future[None] | None = None
+    # When the run's bind was sent up front: done once the member is up and bound (a
+    # task's timeout counts from then, not from the process start).
+    ready: asyncio.Future[Any] | None = None
 
 
 @dataclass(kw_only=True)
@@ -151,14 +154,14 @@ class Pool:
 
     async def submit(self, run_id: str, task_name: str, inputs: dict[str, Any] | None,
                      context: dict[str, TaskOutput], missing: dict[str, str],
-                     iteration: int | None, on_start: Callable[[], None] | None = None,
+                     iteration: int | None, on_start: Callable[[Member], None] | None = None,
                      token: str | None = None,
                      on_sent: Callable[[Pool, Member, str], None] | None = None
                      ) -> TaskOutput:
         """Run one task with this pool's agent on the least-loaded member.
 
-        ``on_start`` is called when a member takes the task (after any backpressure wait);
-        it may raise to refuse the dispatch (a run whose budget is spent), and the slot is
+        ``on_start(member)`` is called when a member takes the task (after any
+        backpressure wait); it may raise to refuse the dispatch (a run whose budget is spent), and the slot is
         given back. With a ``token``, ``on_sent(pool, member, token)`` is called once the
         task is on its way, so that a follower can be handed off to that member.
         """
@@ -170,7 +173,7 @@ class Pool:
             carried = False
             try:
                 if on_start is not None:
-                    on_start()
+                    on_start(member)
                     on_start = None
                 if iteration is not None and token is None and _BATCHING:
                     try:
@@ -298,7 +301,7 @@ class Pool:
         self._releasing.add(release)
         release.add_done_callback(self._releasing.discard)
 
-    async def adopt(self, member: Member, ref: Any, on_start: Callable[[], None] | None,
+    async def adopt(self, member: Member, ref: Any, on_start: Callable[[Member], None] | None,
                     token: str, on_sent: Callable[[Pool, Member, str], None] | None
                     ) -> TaskOutput | None:
         """Take over a handed-off task as this pool's dispatch: its output, or None when
@@ -308,7 +311,7 @@ class Pool:
         try:  # its slot was reserved when it was handed off (``reserve``)
             try:
                 if on_start is not None:
-                    on_start()
+                    on_start(member)
             except BaseException:
                 import ray
 
@@ -375,10 +378,15 @@ class PoolSet:
         self.run_id = run_id
         self.pools: dict[str, Pool] = {}
 
-    async def open(self, agents: list[Any], tasks: dict[str, Any]) -> None:
+    async def open(self, agents: list[Any], tasks: dict[str, Any],
+                   bind_now: bool = False) -> None:
         """Lease the members of every agent's pool: members this Supervisor kept from its
         last run first (no registry round trip), then the registry's. Nothing is sent to
-        them yet: a member's first call of the run carries its bind (``Pool.bind_for``)."""
+        them yet: a member's first call of the run carries its bind (``Pool.bind_for``).
+
+        With ``bind_now`` (a task of the run has a timeout) every member is bound at once
+        instead, and ``Member.ready`` tells when it is up: a timeout does not count a
+        member's process start nor its litellm import."""
         unique: dict[str, Any] = {}
         for agent in agents:
             unique.setdefault(agent_key(agent), agent)
@@ -398,8 +406,16 @@ class PoolSet:
         for key, agent, placement_key, options, handles, lease in wanted:
             if lease is not None:
                 handles = handles + await lease
+            members = [Member(handle=h) for h in handles]
+            if bind_now:
+                for member in members:
+                    member.bound = True
+                    member.ready = asyncio.ensure_future(
+                        member.handle.bind.remote(*bind_args, "wait"))
+                    # A failed bind shows as the member's death on its first call.
+                    member.ready.add_done_callback(_retrieved)
             self.pools[key] = Pool(
-                key=key, agent=agent, members=[Member(handle=h) for h in handles],
+                key=key, agent=agent, members=members,
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
                 options=options, registry=self.registry, bind_args=bind_args)
 
@@ -420,6 +436,11 @@ class PoolSet:
                 _kept[slot] = keep
             if back:
                 self.registry.give_back.remote(pool.placement_key, back, pool.key)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 # Members a Supervisor keeps between its runs, by (placement key, agent key): a run of the

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from . import _openai_http
 from ._errors import LLMError, ModelNotConfiguredError
-from ._ratelimit import estimate_tokens, limited, strip_limit_keys
+from ._ratelimit_client import estimate_tokens, limited, strip_limit_keys
 
 if TYPE_CHECKING:
     from types import ModuleType

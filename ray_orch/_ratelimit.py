@@ -29,9 +29,9 @@ How the budget is kept (``Limiter``, plain Python, clock injectable):
 - **Leases.** Slots are handed out in leases; a lease whose holder vanished (a dead
   process) is reclaimed after its time to live.
 
-Where the budget lives is the client side's business (``_ratelimit_client.py``; its
-``limited`` and ``Ticket`` and the request helpers ``estimate_tokens`` and
-``strip_limit_keys`` are re-exported here): on Ray, one ``RateLimiter`` actor per model
+Where the budget lives is the client side's business (``_ratelimit_client.py``, with
+``limited``, ``Ticket`` and the request helpers ``estimate_tokens`` and
+``strip_limit_keys``): on Ray, one ``RateLimiter`` actor per model
 and provider (``actors/rate_limiter.py``), so the budget is cluster-wide; without Ray
 (``Task.execute()`` alone) the limiter lives in the process.
 """
@@ -59,12 +59,8 @@ __all__ = [
     "Lease",
     "Limiter",
     "Limits",
-    "Ticket",
-    "estimate_tokens",
-    "limited",
     "limiter_name",
     "limits_of",
-    "strip_limit_keys",
 ]
 
 #: ``LLMConfig.options`` keys that configure limiting (never sent to litellm).
@@ -392,8 +388,3 @@ class Limiter:
             return {"window": self.window, "in_flight": self.in_flight, "epoch": self.epoch,
                     "paused_for": max(0.0, self.paused_until - self.clock()),
                     "limits": self.limits.as_dict(), **self.stats}
-
-
-# The client side builds on the limiter above, so it is imported last; ``limited`` and
-# the request helpers remain importable from this module.
-from ._ratelimit_client import Ticket, estimate_tokens, limited, strip_limit_keys  # noqa: E402

@@ -13,7 +13,7 @@ import inspect
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,14 +162,15 @@ class Run:
     async def _open_services(self) -> None:
         """The cluster-wide services this run uses: metrics hub and result cache."""
         if self.spec.metrics:
-            from actors.metrics_hub import get_metrics_hub
+            from actors.metrics_hub import checked_endpoint, start_metrics_hub
 
             from ._metrics import EventBatcher
 
             try:
-                # get_metrics_hub waits for the hub's endpoint; keep the event loop free.
-                hub, self.metrics_url = await asyncio.get_running_loop().run_in_executor(
-                    None, get_metrics_hub, self.spec.metrics_host, self.spec.metrics_port)
+                # Looking the named hub up is a blocking call: keep the event loop free.
+                hub, wanted = await asyncio.get_running_loop().run_in_executor(
+                    None, start_metrics_hub, self.spec.metrics_host, self.spec.metrics_port)
+                self.metrics_url = checked_endpoint(await hub.endpoint.remote(), wanted)
             except Exception as exc:  # metrics must never fail a run
                 self.metrics_error = f"{type(exc).__name__}: {exc}"
             else:
@@ -206,7 +207,8 @@ class Run:
                 agents.append(self.manager_agent)
             self.pools = PoolSet(get_registry(), self.members_key)
             tasks = {name: node.task for name, node in self.graph.nodes.items()}
-            await self.pools.open(agents, tasks)
+            await self.pools.open(agents, tasks,
+                                  bind_now=any(t.timeout for t in tasks.values()))
             self.chaining = self._chaining_allowed()
             self._launch(self.scheduler.start())
             while self.pending or self.manager_queue or self.manager_job:
@@ -469,10 +471,12 @@ class Run:
         context = {name: self.scheduler.outputs[name] for name in dispatch.context}
         queued = time.time()
         meta: dict[str, Any] = {}
+        clock = _TimeoutClock(task.timeout)
 
-        def started(pool: Any) -> None:
+        def started(pool: Any, member: Any = None) -> None:
             if self.budget_error is not None:
                 raise _NotDispatched(dispatch.task)
+            clock.start(getattr(member, "ready", None))
             now = time.time()
             meta.setdefault("started_at", now)
             meta["pool"] = pool
@@ -485,6 +489,7 @@ class Run:
 
         async def body() -> TaskOutput:
             if task.overrides_execute():
+                clock.start()
                 return await self._run_override(task, dispatch, context)
             primary = assigned or self.agent_for(task)
             ttl = ttl_for(task, self.spec.cache) if self.cache is not None else None
@@ -515,9 +520,8 @@ class Run:
         def breaker_state(name: str, state: str) -> None:
             self.emit("breaker", task=dispatch.task, data={"state": state, "breaker": name})
 
-        coro = breaker_guard(task, body, on_state=breaker_state)
         try:
-            output = await (asyncio.wait_for(coro, task.timeout) if task.timeout else coro)
+            output = await clock.run(breaker_guard(task, body, on_state=breaker_state))
         except asyncio.TimeoutError:
             raise TaskTimeoutError(f"task '{dispatch.task}' exceeded its timeout of "
                                    f"{task.timeout} s", task=dispatch.task) from None
@@ -530,11 +534,11 @@ class Run:
 
     async def _submit(self, agent: Any, dispatch: Dispatch, context: dict[str, TaskOutput],
                       inputs: dict[str, Any] | None,
-                      started: Callable[[Any], None] | None = None) -> TaskOutput:
+                      started: Callable[[Any, Any], None] | None = None) -> TaskOutput:
         """One task's attempts with one agent, on that agent's pool (or the hand-off of
         this very dispatch, already running behind its predecessor)."""
         pool = self.pools.pool_for(agent)
-        on_start = (lambda: started(pool)) if started else None
+        on_start = (lambda member: started(pool, member)) if started else None
         token = on_sent = None
         if self.chaining and dispatch.iteration is None:
             self.tokens_issued += 1
@@ -715,6 +719,55 @@ class _Handed:
 
 class _NotDispatched(Exception):
     """A task that was ready but not started, because the run's budget was spent."""
+
+
+class _TimeoutClock:
+    """A task's timeout, counted from when a member takes the task and is up (time
+    spent waiting for a free slot, a member's process start and its litellm import do
+    not count); ``start`` again (a fallback agent, a retry elsewhere) changes nothing."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.started = False
+        self.expired = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.job: asyncio.Future[Any] | None = None
+
+    def start(self, ready: asyncio.Future[Any] | None = None) -> None:
+        if not self.seconds or self.started:
+            return
+        self.started = True
+        if ready is None or ready.done():
+            self._arm()
+        else:
+            ready.add_done_callback(lambda _: self._arm())
+
+    def _arm(self) -> None:
+        if self.seconds and (self.job is None or not self.job.done()):
+            self.timer = asyncio.get_running_loop().call_later(self.seconds, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        if self.job is not None:
+            self.job.cancel()
+
+    async def run(self, coro: Awaitable[TaskOutput]) -> TaskOutput:
+        """Await ``coro``; raises ``asyncio.TimeoutError`` when the clock ran out."""
+        if not self.seconds:
+            return await coro
+        self.job = asyncio.ensure_future(coro)
+        if self.expired:
+            self.job.cancel()
+        try:
+            return await self.job
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self.expired and not (current is not None and current.cancelling()):
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
 
 
 def _takes_inputs(method: Any) -> bool:

@@ -67,7 +67,9 @@ class Task:
             past it (``"fail"``, ``"keep_recent"``, ``"summarize"``).
         handle_missing_context: run even if some context tasks failed or were skipped.
         condition_on_previous_failure: run only if the task before this one failed.
-        timeout: seconds for the whole task (all attempts).
+        timeout: seconds for the whole task (all attempts, and a fallback agent's),
+            counted from when a pool member takes it and is up: waiting for a free slot
+            and a new member's process start do not count.
         cache_ttl: cache this task's result for that many seconds.
         circuit_breaker: a ``CircuitBreaker`` shared by every run and node.
         max_visits: how often a cycle may re-enter this task.

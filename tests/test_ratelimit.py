@@ -16,12 +16,10 @@ from ray_orch._ratelimit import (
     LIMIT_KEYS,
     Limiter,
     Limits,
-    estimate_tokens,
-    limited,
     limiter_name,
     limits_of,
-    strip_limit_keys,
 )
+from ray_orch._ratelimit_client import estimate_tokens, limited, strip_limit_keys
 
 
 class Clock:
