@@ -237,10 +237,11 @@ class AgentActor:
                         context: dict[str, TaskOutput], token: str | None = None,
                         bind: tuple[Any, ...] | None = None,
                         order: list[str] | None = None) -> TaskOutput | None:
-        """Run a task as soon as the ``run`` of token ``after`` here has succeeded, with its
-        output added to ``context``; None (nothing run) if that run failed or was
-        cancelled. The Supervisor checks, when ``after`` completes, that this is the
-        dispatch it would have made, and cancels it otherwise."""
+        """Run a task as soon as the ``run`` of token ``after`` has succeeded, here or in a
+        member that ``deliver``s its outcome, with its output added to ``context``; None
+        (nothing run) if that run failed or was cancelled. The Supervisor checks, when
+        ``after`` completes, that this is the dispatch it would have made, and cancels
+        it otherwise."""
         if bind is not None:
             await self.bind(*bind)
         # The hand-off stays until the run is unbound: another follower of the same task
@@ -257,6 +258,28 @@ class AgentActor:
         output = await self.run(run_id, agent_key, task_name, None, full, {}, None, token)
         output.metadata["handed_off"] = True
         return output
+
+    async def forward(self, run_id: str, token: str, target: Any) -> None:
+        """Send the outcome of the ``run`` of ``token`` here, once known, to ``target``:
+        a member of another agent's pool, where a ``run_after`` of that token waits."""
+        if run_id in self.unbound:
+            return
+
+        def send(handed: asyncio.Future[Any]) -> None:
+            if not handed.cancelled():
+                target.deliver.remote(run_id, token, handed.result())
+
+        self._handoff(run_id, token).add_done_callback(send)
+
+    async def deliver(self, run_id: str, token: str, handed: tuple[str, Any] | None) -> None:
+        """The outcome of another member's run of ``token``: ``(task name, output)``, or
+        None if it failed. The first of the two senders (that member, the Supervisor)
+        wins."""
+        if run_id in self.unbound:
+            return
+        future = self._handoff(run_id, token)
+        if not future.done():
+            future.set_result(handed)
 
     def _handoff(self, run_id: str, token: str) -> asyncio.Future[Any]:
         # Whichever of run / run_after arrives first creates it.

@@ -1,12 +1,15 @@
 """B5: cold start to first dispatched task (target <= 8 s here): a fresh process imports
 ray_orch, starts Ray, and runs one task; the stub records when the first request came.
 B6: a pool of 32 agents ready (target <= 8 s, <= 100 MB PSS per idle agent), beside the
-floor of the same machine at that moment: 32 bare Ray actors started in the same session.
-Usage: b5_b6_startup.py"""
+floor of this machine at that moment: 32 bare Ray actors, started the same way (a fresh
+Ray, after the same first run; the two kinds alternate, so drift in the machine's load
+hits both). Idle Ray processes cost CPU, so each kind gets its own session.
+Usage: b5_b6_startup.py [rounds]   (default 2: 2 pools and 2 bare sets)"""
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -18,7 +21,6 @@ from ray_orch.testing import StubLLMServer
 
 CHILD = """
 import os, sys, time
-t0 = float(sys.argv[2])
 from ray_orch import Agent, Task, Process, AgentPool
 llm = {"model": "openai/stub", "base_url": sys.argv[1], "api_key": "sk-stub"}
 agent = Agent(role="First", goal="Go", llm=llm)
@@ -35,17 +37,13 @@ def cpu_seconds(pids):
     return total / len(pids)
 
 
-t1 = time.time()
-pool = AgentPool({"role": "Pooled", "goal": "Idle", "llm": llm}, pool_size=32)
-ray.get([m.info.remote() for m in pool.members])
-t2 = time.time()
-pids = [ray.get(m.info.remote())["pid"] for m in pool.members]
-pss = 0
-for pid in pids:
-    for line in open(f"/proc/{pid}/smaps_rollup"):
-        if line.startswith("Pss:"):
-            pss += int(line.split()[1])
-print(f"POOL {t2 - t1:.3f} {pss / 1024 / len(pids):.1f} {cpu_seconds(pids):.3f}")
+def pss_mb(pids):
+    total = 0
+    for pid in pids:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+    return total / 1024 / len(pids)
 
 
 @ray.remote(num_cpus=0)
@@ -54,40 +52,57 @@ class Bare:
         return os.getpid()
 
 
-t3 = time.time()
-bare = [Bare.remote() for _ in range(32)]
-bare_pids = ray.get([b.pid.remote() for b in bare])
-print(f"BARE {time.time() - t3:.3f} {cpu_seconds(bare_pids):.3f}")
+started = time.time()
+if sys.argv[2] == "pool":
+    pool = AgentPool({"role": "Pooled", "goal": "Idle", "llm": llm}, pool_size=32)
+    pids = ray.get([m.info.remote() for m in pool.members])
+    ready = time.time() - started
+    pids = [p["pid"] for p in pids]
+else:
+    actors = [Bare.remote() for _ in range(32)]
+    pids = ray.get([a.pid.remote() for a in actors])
+    ready = time.time() - started
+print(f"READY {ready:.3f} {pss_mb(pids):.1f} {cpu_seconds(pids):.3f}")
 """
 
 
-def pss_of_bound_idle_note() -> str:
-    return ("(members of a standing pool import nothing model-related until their first "
-            "task; the lean client never imports litellm)")
+def child(stub: StubLLMServer, kind: str) -> tuple[float, float, float, float]:
+    """One fresh session: (first request after start, ready s, PSS MB, CPU s a process)."""
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_ORCH_PROGRESS": "0"}
+    env.pop("RAY_ADDRESS", None)
+    seen = len(stub.requests)
+    started = time.time()
+    out = subprocess.run([sys.executable, "-c", CHILD, stub.base_url, kind], env=env,
+                         capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    if out.returncode:
+        print(out.stderr[-3000:])
+    first = stub.requests[seen].t_start - started if len(stub.requests) > seen else float("nan")
+    line = next((s for s in out.stdout.splitlines() if s.startswith("READY")), "READY nan nan nan")
+    ready, pss, cpu = (float(v) for v in line.split()[1:])
+    return first, ready, pss, cpu
 
 
 def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    runs: dict[str, list[tuple[float, float, float, float]]] = {"pool": [], "bare": []}
     with StubLLMServer() as stub:
-        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-               "RAY_USAGE_STATS_ENABLED": "0", "RAY_ORCH_PROGRESS": "0"}
-        env.pop("RAY_ADDRESS", None)
-        started = time.time()
-        out = subprocess.run([sys.executable, "-c", CHILD, stub.base_url, str(started)],
-                             env=env, capture_output=True, text=True, timeout=300,
-                             cwd=Path(__file__).resolve().parent.parent)
-        first = stub.requests[0].t_start if stub.requests else float("nan")
-    lines = {s.split()[0]: s.split()[1:] for s in out.stdout.splitlines()
-             if s.startswith(("POOL", "BARE"))}
-    ready, pss, cpu = lines.get("POOL", ["nan"] * 3)
-    bare, bare_cpu = lines.get("BARE", ["nan"] * 2)
-    print(f"B5 cold start to first dispatched task: {fmt(first - started)}")
-    print(f"B6 pool of 32 agents ready: {float(ready):.3f} s, mean PSS per idle member "
-          f"{float(pss):.0f} MB {pss_of_bound_idle_note()}")
-    print(f"   32 bare Ray actors started right after, in the same session: {float(bare):.3f} s "
-          f"({float(ready) / float(bare):.2f}x); CPU per process to ready: member "
-          f"{float(cpu):.2f} s, bare actor {float(bare_cpu):.2f} s")
-    if out.returncode:
-        print(out.stderr[-3000:])
+        for _ in range(rounds):
+            for kind in ("pool", "bare"):
+                runs[kind].append(child(stub, kind))
+    pool, bare = runs["pool"], runs["bare"]
+    median = statistics.median
+    print(f"B5 cold start to first dispatched task: {fmt(median(r[0] for r in pool + bare))} "
+          f"(median of {len(pool + bare)})")
+    print(f"B6 pool of 32 agents ready: {median(r[1] for r in pool):.2f} s "
+          f"({', '.join(f'{r[1]:.2f}' for r in pool)}), mean PSS per idle member "
+          f"{median(r[2] for r in pool):.0f} MB, CPU per member to ready "
+          f"{median(r[3] for r in pool):.2f} s")
+    print(f"   32 bare Ray actors, same way: {median(r[1] for r in bare):.2f} s "
+          f"({', '.join(f'{r[1]:.2f}' for r in bare)}), PSS {median(r[2] for r in bare):.0f} MB, "
+          f"CPU per actor {median(r[3] for r in bare):.2f} s; pool / bare "
+          f"{median(r[1] for r in pool) / median(r[1] for r in bare):.2f}x")
 
 
 if __name__ == "__main__":

@@ -284,7 +284,8 @@ class Pool:
         """Queue ``task_name`` (as agent ``agent_key``: every member serves every agent of
         its run) on ``member`` behind the run of token ``after`` (see
         ``AgentActor.run_after``); returns the call's ref."""
-        # No bind: it runs only after its predecessor, which was sent to this member first.
+        # No bind: the member holds the run already (its predecessor was sent there first,
+        # or, behind another agent's task, ``reserve_any`` chose a bound member).
         return member.handle.run_after.remote(after, run_id, agent_key, task_name, context,
                                               token, None, order)
 
@@ -294,6 +295,17 @@ class Pool:
             return False
         member.in_flight += 1
         return True
+
+    def reserve_any(self) -> Member | None:
+        """Take a slot for a task handed off from another agent's member: on the least
+        loaded member that has one free and already holds the run (a hand-off carries
+        no bind)."""
+        bound = [m for m in self.members if m.bound and m.in_flight < self.capacity]
+        if not bound or self.waiters:
+            return None  # nothing free, or dispatches already wait for a slot here
+        member = min(bound, key=lambda m: m.in_flight)
+        member.in_flight += 1
+        return member
 
     def unreserve(self, member: Member) -> None:
         """Give back the slot of a hand-off that will not be adopted."""

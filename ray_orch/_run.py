@@ -407,7 +407,7 @@ class Run:
         self._check_budget()
         if dispatch.iteration is None:
             self.running_on.pop(dispatch.task, None)
-            new = self._claim(dispatch.task, new)
+            new = self._claim(dispatch.task, new, output)
         self._launch(new)
         # Not after each loop iteration: only a finished task changes what others wait on.
         if self.chaining and (dispatch.iteration is None or
@@ -581,9 +581,9 @@ class Run:
                 and spec.budget_tokens is None and spec.budget_usd is None)
 
     def _sent(self, dispatch: Dispatch, pool: Any, member: Any, token: str) -> None:
-        # Sent again (its member died): followers queued in the old member cannot follow.
+        # Sent again (its member died): followers of the old member's run cannot follow.
         for name in [n for n, h in self.handed.items()
-                     if h.after == dispatch.task and h.member is not member]:
+                     if h.after == dispatch.task and h.after_member is not member]:
             self._drop_handed(name)
         self.running_on[dispatch.task] = (dispatch.visit, pool, member, token)
         for name in self.scheduler.dependants.get(dispatch.task, []):
@@ -609,31 +609,47 @@ class Run:
         from ._breaker import breaker_for
 
         task = self.graph.nodes[name].task
-        _, pool, member, after_token = self.running_on[after]
+        _, after_pool, after_member, after_token = self.running_on[after]
         agent = self.agent_for(task)
         if agent is None or task.overrides_execute() or breaker_for(task) is not None:
             return
-        # Only the same agent's task follows in a member, in a slot of its own there: the
-        # agent's max_concurrency holds, and other agents keep their own pools.
-        if self.pools.pool_for(agent) is not pool or not pool.reserve(member):
+        # A follower waits in a slot of its own agent's pool (its max_concurrency holds):
+        # the same agent's, in the member running its predecessor; another agent's, in a
+        # member of that agent's pool, to which the predecessor's member sends the output.
+        pool = self.pools.pool_for(agent)
+        if pool is after_pool:
+            member = after_member if pool.reserve(after_member) else None
+        else:
+            member = pool.reserve_any()
+        if member is None:
             return
         self.tokens_issued += 1
         token = f"{name}#{predicted.visit}#{self.tokens_issued}"
         context = {d: self.scheduler.outputs[d] for d in predicted.context if d != after}
         ref = pool.hand_off(member, self.members_key, after_token, pool.key, name, context,
                             token, predicted.context)
+        if member is not after_member:
+            after_member.handle.forward.remote(self.members_key, after_token, member.handle)
         self.handed[name] = _Handed(dispatch=predicted, after=after, after_token=after_token,
-                                    pool=pool, member=member, ref=ref, token=token)
+                                    after_member=after_member, pool=pool, member=member,
+                                    ref=ref, token=token)
 
-    def _claim(self, settled: str, dispatches: list[Dispatch]) -> list[Dispatch]:
+    def _claim(self, settled: str, dispatches: list[Dispatch],
+               output: TaskOutput | None = None) -> list[Dispatch]:
         """Mark the hand-offs behind ``settled`` that match what the scheduler dispatches
-        now; cancel the others (their predecessor failed, or the run took another way)."""
+        now; cancel the others (their predecessor failed, or the run took another way).
+        ``output``: what ``settled`` returned, when it succeeded."""
         if not self.handed:
             return dispatches
         for dispatch in dispatches:
             handed = self.handed.get(dispatch.task)
             if handed is not None and handed.after == settled and handed.dispatch == dispatch:
                 handed.claimed = True
+                if handed.member is not handed.after_member:
+                    # Also from here: the predecessor's member may die before it forwards.
+                    handed.member.handle.deliver.remote(
+                        self.members_key, handed.after_token,
+                        None if output is None else (settled, output))
         for name in [n for n, h in self.handed.items() if h.after == settled and not h.claimed]:
             self._drop_handed(name)
         return dispatches
@@ -705,11 +721,12 @@ _GAUGE_INTERVAL = 0.1
 
 @dataclass(kw_only=True, eq=False)
 class _Handed:
-    """A follower queued behind its predecessor in one member (see ``Run._hand_off``)."""
+    """A follower queued behind its predecessor (see ``Run._hand_off``)."""
 
     dispatch: Dispatch
     after: str
     after_token: str
+    after_member: Any  # the member running the predecessor
     pool: Any
     member: Any
     ref: Any

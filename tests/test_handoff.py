@@ -38,13 +38,47 @@ def test_a_chain_is_handed_off_and_keeps_its_context(stub):
     assert stub.count() == 4
 
 
-def test_only_the_same_agent_follows_in_place(stub):
-    # Another agent's task runs in that agent's own pool, under its own limits.
+def test_another_agents_task_follows_in_its_own_pool(stub):
+    # Researcher -> writer -> researcher -> writer: each step waits in a member of its own
+    # agent's pool, and the member that ran the step before sends it the output.
+    for i in range(4):
+        stub.add_rule(match=f"Step {i}:", reply=f"text v{i}")
     tasks, crew = chain(stub, agents=2)
     results = Process(tasks=tasks, agents=crew).sequential()
-    assert handed(results) == []
     assert [results[f"step{i}"].agent for i in range(4)] == [
         crew[i % 2].role for i in range(4)]
+    # A member takes a hand-off once it holds the run: from the third step on.
+    assert handed(results) == ["step2", "step3"]
+    pids = [results[f"step{i}"].metadata["actor_pid"] for i in range(4)]
+    assert pids[0] == pids[2] != pids[1] == pids[3]
+    for i in range(1, 4):
+        assert f"text v{i - 1}" in stub.requests_matching(f"Step {i}:")[0].prompt
+    assert stub.count() == 4
+
+
+def test_a_follower_in_another_pool_respects_its_max_concurrency(stub):
+    stub.add_rule(match="Draft", latency=0.2)
+    lead = Agent(role="Lead", goal="Plan", llm=stub.llm)
+    writer = Agent(role="Writer", goal="Write", llm=stub.llm, max_concurrency=1)
+    tasks = {"warm": Task(description="Warm up", agent=writer),
+             "facts": Task(description="Facts", agent=lead, context=["warm"])}
+    for part in ("intro", "body", "outro"):
+        tasks[part] = Task(description=f"Draft {part}", agent=writer, context=["facts"])
+    results = Process(tasks=tasks, agents=[lead, writer]).workflow()
+    drafts = sorted(stub.requests_matching("Draft"), key=lambda r: r.t_start)
+    assert len(drafts) == 3
+    for earlier, later in itertools.pairwise(drafts):
+        assert later.t_start >= earlier.t_end  # one at a time
+    # The writer's one slot took one follower; the other two waited for it.
+    assert len(handed({part: results[part] for part in ("intro", "body", "outro")})) == 1
+
+
+def test_a_follower_in_another_pool_of_a_failed_task_never_calls_the_model(stub):
+    stub.add_rule(match="Step 2:", fault="401")  # not retryable
+    tasks, crew = chain(stub, agents=2, max_retries=0)
+    with pytest.raises(TaskFailedError, match="step2"):
+        Process(tasks=tasks, agents=crew).sequential()
+    assert stub.count("Step 3:") == 0
 
 
 def test_hand_offs_respect_max_concurrency(stub):
