@@ -86,20 +86,23 @@ class AgentActor:
         """
         if run_id in self.unbound:  # the bind of a call that arrived after its run ended
             return os.getpid()
+        self.agents.update(agents)
+        for name, task in tasks.items():
+            self.tasks[(run_id, name)] = task
+        self._bound(run_id).set()
         if prewarm == "wait" and _needs_litellm(agents):
             from ray_orch._llm import _lib
 
             self.prewarmed = True
-            await asyncio.to_thread(_lib)  # at once if imported; else waits for the import
+            # At once if imported, else when the import is done. If it fails, the first
+            # call imports it again and reports why.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(_lib)
         elif prewarm and not self.prewarmed and _needs_litellm(agents):
             self.prewarmed = True
             from ray_orch._llm import _lib
 
             threading.Thread(target=_lib, name="litellm-import", daemon=True).start()
-        self.agents.update(agents)
-        for name, task in tasks.items():
-            self.tasks[(run_id, name)] = task
-        self._bound(run_id).set()
         return os.getpid()
 
     async def _task_of(self, run_id: str, task_name: str) -> Any:

@@ -6,6 +6,7 @@ it runs inside the Supervisor (and behind the public ``AgentPool``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -161,13 +162,16 @@ class Pool:
         """Run one task with this pool's agent on the least-loaded member.
 
         ``on_start(member)`` is called when a member takes the task (after any
-        backpressure wait); it may raise to refuse the dispatch (a run whose budget is spent), and the slot is
-        given back. With a ``token``, ``on_sent(pool, member, token)`` is called once the
-        task is on its way, so that a follower can be handed off to that member.
+        backpressure wait); it may raise to refuse the dispatch (a run whose budget is
+        spent), and the slot is given back. With a ``token``, ``on_sent(pool, member,
+        token)`` is called once the task is on its way, so that a follower can be handed
+        off behind it; a task sent again gets a token of its own (an earlier member,
+        still alive, must not feed the new followers).
         """
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-        for _ in range(_MAX_REPLACEMENTS + 1):
+        for sends in range(_MAX_REPLACEMENTS + 1):
+            sent_token = token if not sends or token is None else f"{token}~{sends}"
             member = await self._acquire()
             ref = None
             carried = False
@@ -186,9 +190,9 @@ class Pool:
                 bind = self.bind_for(member)
                 carried = bind is not None
                 ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
-                                               missing, iteration, token, bind)
-                if on_sent is not None and token is not None:
-                    on_sent(self, member, token)
+                                               missing, iteration, sent_token, bind)
+                if on_sent is not None and sent_token is not None:
+                    on_sent(self, member, sent_token)
                 return await ref  # type: ignore[no-any-return]
             except BaseException as exc:
                 if carried and not isinstance(exc, (ActorDiedError, ActorUnavailableError)):
@@ -280,14 +284,15 @@ class Pool:
 
     def hand_off(self, member: Member, run_id: str, after: str, agent_key: str,
                  task_name: str, context: dict[str, TaskOutput], token: str,
-                 order: list[str]) -> Any:
+                 order: list[str]) -> tuple[Any, bool]:
         """Queue ``task_name`` (as agent ``agent_key``: every member serves every agent of
         its run) on ``member`` behind the run of token ``after`` (see
-        ``AgentActor.run_after``); returns the call's ref."""
-        # No bind: the member holds the run already (its predecessor was sent there first,
-        # or, behind another agent's task, ``reserve_any`` chose a bound member).
-        return member.handle.run_after.remote(after, run_id, agent_key, task_name, context,
-                                              token, None, order)
+        ``AgentActor.run_after``); returns the call's ref, and whether it carries the
+        member's bind (then ``_bind_again`` if it is cancelled)."""
+        bind = self.bind_for(member)
+        ref = member.handle.run_after.remote(after, run_id, agent_key, task_name, context,
+                                             token, bind, order)
+        return ref, bind is not None
 
     def reserve(self, member: Member) -> bool:
         """Take a slot on ``member`` for a task handed off to it, if it has one free."""
@@ -297,13 +302,11 @@ class Pool:
         return True
 
     def reserve_any(self) -> Member | None:
-        """Take a slot for a task handed off from another agent's member: on the least
-        loaded member that has one free and already holds the run (a hand-off carries
-        no bind)."""
-        bound = [m for m in self.members if m.bound and m.in_flight < self.capacity]
-        if not bound or self.waiters:
-            return None  # nothing free, or dispatches already wait for a slot here
-        member = min(bound, key=lambda m: m.in_flight)
+        """Take a slot for a task handed off from another agent's member, on the least
+        loaded member, if one is free and no dispatch already waits for one here."""
+        member = min(self.members, key=lambda m: m.in_flight)
+        if member.in_flight >= self.capacity or self.waiters:
+            return None
         member.in_flight += 1
         return member
 
@@ -424,8 +427,7 @@ class PoolSet:
                     member.bound = True
                     member.ready = asyncio.ensure_future(
                         member.handle.bind.remote(*bind_args, "wait"))
-                    # A failed bind shows as the member's death on its first call.
-                    member.ready.add_done_callback(_retrieved)
+                    member.ready.add_done_callback(functools.partial(_bind_done, member))
             self.pools[key] = Pool(
                 key=key, agent=agent, members=members,
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
@@ -450,9 +452,15 @@ class PoolSet:
                 self.registry.give_back.remote(pool.placement_key, back, pool.key)
 
 
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+def _bind_done(member: Member, future: asyncio.Future[Any]) -> None:
+    from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+    error = None if future.cancelled() else future.exception()
+    # A dead member shows on its next call; any other failure must show there too, so
+    # that call carries the bind again (and fails with the real error).
+    if future.cancelled() or (error is not None and
+                              not isinstance(error, (ActorDiedError, ActorUnavailableError))):
+        member.bound = False
 
 
 # Members a Supervisor keeps between its runs, by (placement key, agent key): a run of the

@@ -539,6 +539,11 @@ class Run:
         this very dispatch, already running behind its predecessor)."""
         pool = self.pools.pool_for(agent)
         on_start = (lambda member: started(pool, member)) if started else None
+        if self.handed and dispatch.task in self.running_on:
+            # Sent before (this is a fallback agent's turn, or an override's second call):
+            # followers of the first send hold slots this one may need; they cannot follow.
+            for name in [n for n, h in self.handed.items() if h.after == dispatch.task]:
+                self._drop_handed(name)
         token = on_sent = None
         if self.chaining and dispatch.iteration is None:
             self.tokens_issued += 1
@@ -626,13 +631,13 @@ class Run:
         self.tokens_issued += 1
         token = f"{name}#{predicted.visit}#{self.tokens_issued}"
         context = {d: self.scheduler.outputs[d] for d in predicted.context if d != after}
-        ref = pool.hand_off(member, self.members_key, after_token, pool.key, name, context,
-                            token, predicted.context)
+        ref, carried = pool.hand_off(member, self.members_key, after_token, pool.key, name,
+                                     context, token, predicted.context)
         if member is not after_member:
             after_member.handle.forward.remote(self.members_key, after_token, member.handle)
         self.handed[name] = _Handed(dispatch=predicted, after=after, after_token=after_token,
                                     after_member=after_member, pool=pool, member=member,
-                                    ref=ref, token=token)
+                                    ref=ref, token=token, carried=carried)
 
     def _claim(self, settled: str, dispatches: list[Dispatch],
                output: TaskOutput | None = None) -> list[Dispatch]:
@@ -662,6 +667,8 @@ class Run:
         import ray
 
         ray.cancel(handed.ref)
+        if handed.carried:  # it may not have run: the member's other calls need the bind
+            handed.pool._bind_again(handed.member)
         handed.pool.unreserve(handed.member)
 
     async def _run_override(self, task: Task, dispatch: Dispatch,
@@ -731,11 +738,16 @@ class _Handed:
     member: Any
     ref: Any
     token: str
+    carried: bool = False  # the call carries the member's bind
     claimed: bool = False
 
 
 class _NotDispatched(Exception):
     """A task that was ready but not started, because the run's budget was spent."""
+
+
+# How long a task's timeout waits for a new member to come up before it starts anyway.
+_STARTUP_ALLOWANCE = 60.0
 
 
 class _TimeoutClock:
@@ -757,10 +769,18 @@ class _TimeoutClock:
         if ready is None or ready.done():
             self._arm()
         else:
-            ready.add_done_callback(lambda _: self._arm())
+            # A member that never comes up (resources no node has) must not hold the
+            # task forever: its start-up may take this long at most.
+            cap = asyncio.get_running_loop().call_later(_STARTUP_ALLOWANCE, self._arm)
+
+            def up(_: asyncio.Future[Any]) -> None:
+                cap.cancel()
+                self._arm()
+
+            ready.add_done_callback(up)
 
     def _arm(self) -> None:
-        if self.seconds and (self.job is None or not self.job.done()):
+        if self.timer is None and self.seconds and (self.job is None or not self.job.done()):
             self.timer = asyncio.get_running_loop().call_later(self.seconds, self._expire)
 
     def _expire(self) -> None:
@@ -776,15 +796,17 @@ class _TimeoutClock:
         if self.expired:
             self.job.cancel()
         try:
-            return await self.job
+            await asyncio.wait({self.job})  # a cancel of this task lands here, not in job
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if self.expired and not (current is not None and current.cancelling()):
-                raise asyncio.TimeoutError from None
+            self.job.cancel()
+            await asyncio.wait({self.job})  # let it wind down (it cancels remote work)
             raise
         finally:
             if self.timer is not None:
                 self.timer.cancel()
+        if self.job.cancelled() and self.expired:
+            raise asyncio.TimeoutError
+        return self.job.result()
 
 
 def _takes_inputs(method: Any) -> bool:

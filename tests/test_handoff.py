@@ -47,8 +47,8 @@ def test_another_agents_task_follows_in_its_own_pool(stub):
     results = Process(tasks=tasks, agents=crew).sequential()
     assert [results[f"step{i}"].agent for i in range(4)] == [
         crew[i % 2].role for i in range(4)]
-    # A member takes a hand-off once it holds the run: from the third step on.
-    assert handed(results) == ["step2", "step3"]
+    # Every step but the first; the writer's member gets the run's bind with its first.
+    assert handed(results) == ["step1", "step2", "step3"]
     pids = [results[f"step{i}"].metadata["actor_pid"] for i in range(4)]
     assert pids[0] == pids[2] != pids[1] == pids[3]
     for i in range(1, 4):
@@ -60,8 +60,7 @@ def test_a_follower_in_another_pool_respects_its_max_concurrency(stub):
     stub.add_rule(match="Draft", latency=0.2)
     lead = Agent(role="Lead", goal="Plan", llm=stub.llm)
     writer = Agent(role="Writer", goal="Write", llm=stub.llm, max_concurrency=1)
-    tasks = {"warm": Task(description="Warm up", agent=writer),
-             "facts": Task(description="Facts", agent=lead, context=["warm"])}
+    tasks = {"facts": Task(description="Facts", agent=lead)}
     for part in ("intro", "body", "outro"):
         tasks[part] = Task(description=f"Draft {part}", agent=writer, context=["facts"])
     results = Process(tasks=tasks, agents=[lead, writer]).workflow()
@@ -160,3 +159,17 @@ def test_a_join_follows_the_last_branch_to_finish(stub):
     prompt = stub.requests_matching("Join both")[0].prompt
     # Both branches' outputs, in the order its context lists them (not finishing order).
     assert prompt.index("--- fast ---") < prompt.index("--- slow ---")
+
+
+def test_a_fallback_to_the_followers_agent_is_not_blocked_by_its_slot(stub):
+    # The follower of "draft" waits in the editor's only slot; "draft" fails over to
+    # the editor, and must get that slot (the follower gives it up).
+    stub.add_rule(match=lambda r: r.model == "primary", fault="401")  # not retryable
+    primary = Agent(role="Primary", goal="Draft", llm={**stub.llm, "model": "openai/primary"})
+    editor = Agent(role="Editor", goal="Edit", llm=stub.llm, max_concurrency=1)
+    tasks = {"draft": Task(description="Primary draft", agent=primary, fallback_agent=editor,
+                           max_retries=0, timeout=20),
+             "edit": Task(description="Edit the draft", agent=editor, context=["draft"])}
+    results = Process(tasks=tasks, agents=[primary, editor]).workflow()
+    assert results["draft"].agent == "Editor" and results["edit"].agent == "Editor"
+    assert stub.count("Edit the draft") == 1
