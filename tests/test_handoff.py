@@ -5,8 +5,12 @@ decides: what it records, skips and retries must be exactly what it does without
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import threading
 
 import pytest
+import ray
 
 from ray_orch import Agent, Process, Task, TaskFailedError, TaskTimeoutError
 
@@ -173,3 +177,45 @@ def test_a_fallback_to_the_followers_agent_is_not_blocked_by_its_slot(stub):
     results = Process(tasks=tasks, agents=[primary, editor]).workflow()
     assert results["draft"].agent == "Editor" and results["edit"].agent == "Editor"
     assert stub.count("Edit the draft") == 1
+
+
+def test_a_predecessor_whose_member_dies_is_sent_again_and_its_follower_follows_that(stub):
+    # The drafter's member is killed during the draft: the draft is sent again elsewhere,
+    # and the editor (another agent's pool) edits the draft of that second send, once.
+    stub.add_rule(match="Write the draft", latency=1.0,
+                  reply=lambda r: f"draft of request {r.index}")
+    drafter = Agent(role="Drafter", goal="Draft", llm=stub.llm)
+    editor = Agent(role="Editor", goal="Edit", llm=stub.llm)
+    tasks = {"draft": Task(description="Write the draft", agent=drafter),
+             "edit": Task(description="Edit the text", agent=editor, context=["draft"])}
+    killed: list[int] = []
+
+    def kill_the_drafters_member():
+        from actors.agent_actor import get_registry
+
+        while stub.count("Write the draft") < 1:
+            threading.Event().wait(0.01)
+        for handle in ray.get(get_registry().members.remote()):
+            try:
+                info = ray.get(handle.info.remote(), timeout=5)
+            except Exception:  # a member an earlier test killed
+                continue
+            if info["in_flight"] > 0:
+                os.kill(info["pid"], signal.SIGKILL)
+                killed.append(info["pid"])
+                return
+
+    thread = threading.Thread(target=kill_the_drafters_member)
+    thread.start()
+    results = Process(tasks=tasks, agents=[drafter, editor]).sequential()
+    thread.join()
+
+    assert killed, "no busy member was found to kill"
+    assert stub.count("Write the draft") == 2 and stub.count("Edit the text") == 1
+    first, second = stub.requests_matching("Write the draft")
+    assert first.status is None  # its member died before the answer
+    assert results["draft"].raw == f"draft of request {second.index}"
+    [edit] = stub.requests_matching("Edit the text")
+    assert results["draft"].raw in edit.prompt and edit.t_start > second.t_end
+    assert results["draft"].metadata["actor_pid"] != killed[0]
+    assert handed(results) == ["edit"]  # handed off again, behind the second send
