@@ -34,3 +34,32 @@ def stub():
 
     with StubLLMServer() as server:
         yield server
+
+
+@pytest.fixture
+def kill_a_busy_member():
+    """A function that SIGKILLs one agent actor with a task in flight and returns its
+    pid (None if none was busy). Every member is asked at once and the first busy one to
+    answer is killed: members that earlier tests killed may take seconds to answer."""
+    import signal
+
+    import ray
+
+    from actors.agent_actor import get_registry
+
+    def kill() -> int | None:
+        pending = [h.info.remote() for h in ray.get(get_registry().members.remote())]
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=5)
+            if not ready:
+                return None
+            try:
+                info = ray.get(ready[0])
+            except Exception:  # a dead member
+                continue
+            if info["in_flight"] > 0:
+                os.kill(info["pid"], signal.SIGKILL)
+                return int(info["pid"])
+        return None
+
+    return kill

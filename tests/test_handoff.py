@@ -5,12 +5,9 @@ decides: what it records, skips and retries must be exactly what it does without
 from __future__ import annotations
 
 import itertools
-import os
-import signal
 import threading
 
 import pytest
-import ray
 
 from ray_orch import Agent, Process, Task, TaskFailedError, TaskTimeoutError
 
@@ -179,7 +176,8 @@ def test_a_fallback_to_the_followers_agent_is_not_blocked_by_its_slot(stub):
     assert stub.count("Edit the draft") == 1
 
 
-def test_a_predecessor_whose_member_dies_is_sent_again_and_its_follower_follows_that(stub):
+def test_a_predecessor_whose_member_dies_is_sent_again_and_its_follower_follows_that(
+        stub, kill_a_busy_member):
     # The drafter's member is killed during the draft: the draft is sent again elsewhere,
     # and the editor (another agent's pool) edits the draft of that second send, once.
     stub.add_rule(match="Write the draft", latency=1.0,
@@ -191,19 +189,11 @@ def test_a_predecessor_whose_member_dies_is_sent_again_and_its_follower_follows_
     killed: list[int] = []
 
     def kill_the_drafters_member():
-        from actors.agent_actor import get_registry
-
         while stub.count("Write the draft") < 1:
             threading.Event().wait(0.01)
-        for handle in ray.get(get_registry().members.remote()):
-            try:
-                info = ray.get(handle.info.remote(), timeout=5)
-            except Exception:  # a member an earlier test killed
-                continue
-            if info["in_flight"] > 0:
-                os.kill(info["pid"], signal.SIGKILL)
-                killed.append(info["pid"])
-                return
+        pid = kill_a_busy_member()  # the drafter's: the only member with work in flight
+        if pid is not None:
+            killed.append(pid)
 
     thread = threading.Thread(target=kill_the_drafters_member)
     thread.start()

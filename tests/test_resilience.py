@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import threading
 
 import pytest
@@ -103,7 +101,7 @@ def test_breaker_opens_short_circuits_half_opens_and_closes(stub):
     assert deadline_state == "closed"
 
 
-def test_kill_an_agent_actor_mid_fan_out_every_output_once(stub):
+def test_kill_an_agent_actor_mid_fan_out_every_output_once(stub, kill_a_busy_member):
     stub.latency = 0.05
     agent = Agent(role="Chunker", goal="Chunk", llm=stub.llm, pool_size=2, max_concurrency=8)
     stub.add_rule(match="Handle item", reply=lambda r: f"done {item_of(r.prompt)}")
@@ -112,19 +110,11 @@ def test_kill_an_agent_actor_mid_fan_out_every_output_once(stub):
     killed: list[int] = []
 
     def killer():
-        from actors.agent_actor import get_registry
-
         while stub.count("Handle item") < 40:
             threading.Event().wait(0.01)
-        for handle in ray.get(get_registry().members.remote()):
-            try:
-                info = ray.get(handle.info.remote(), timeout=2)
-            except Exception:
-                continue
-            if info["in_flight"] > 0:
-                os.kill(info["pid"], signal.SIGKILL)
-                killed.append(info["pid"])
-                return
+        pid = kill_a_busy_member()
+        if pid is not None:
+            killed.append(pid)
 
     thread = threading.Thread(target=killer)
     thread.start()
