@@ -90,19 +90,18 @@ class AgentActor:
         for name, task in tasks.items():
             self.tasks[(run_id, name)] = task
         self._bound(run_id).set()
-        if prewarm == "wait" and _needs_litellm(agents):
+        waits = prewarm == "wait"
+        if (waits or (prewarm and not self.prewarmed)) and _needs_litellm(agents):
             from ray_orch._llm import _lib
 
+            if waits:
+                # At once if imported, else when the import is done. If it fails, the
+                # first call imports it again and reports why.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(_lib)
+            elif not self.prewarmed:
+                threading.Thread(target=_lib, name="litellm-import", daemon=True).start()
             self.prewarmed = True
-            # At once if imported, else when the import is done. If it fails, the first
-            # call imports it again and reports why.
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(_lib)
-        elif prewarm and not self.prewarmed and _needs_litellm(agents):
-            self.prewarmed = True
-            from ray_orch._llm import _lib
-
-            threading.Thread(target=_lib, name="litellm-import", daemon=True).start()
         return os.getpid()
 
     async def _task_of(self, run_id: str, task_name: str) -> Any:
@@ -182,7 +181,8 @@ class AgentActor:
     async def run_many(self, run_id: str, agent_key: str, batch: int,
                        items: list[tuple[str, dict[str, Any] | None, dict[str, TaskOutput],
                                          dict[str, str], int | None]],
-                       bind: tuple[Any, ...] | None = None) -> AsyncIterator[list[tuple[int, TaskOutput | None,
+                       bind: tuple[Any, ...] | None = None
+                       ) -> AsyncIterator[list[tuple[int, TaskOutput | None,
                                                      BaseException | None]]]:
         """Run many tasks at once (loop iterations, sent together: one call instead of one
         each); yields ``(index, output, error)`` lists as they finish, what finished

@@ -28,24 +28,22 @@ class Supervisor:
         self.job: asyncio.Task[Any] | None = None
         settle_heap()
 
-    async def run(self, spec: RunSpec | bytes) -> AsyncIterator[tuple[str, Any]]:
+    async def run(self, packed: bytes) -> AsyncIterator[tuple[str, Any]]:
         """Execute the run; yields ``("events", [dict, ...])`` batches, then
         ``("result", (RunResult, [dict, ...]))``: the result with the last events, in one
         item (each item is a round trip to the driver)."""
-        if isinstance(spec, bytes):  # pickled once by the driver, which checked it
-            import ray.cloudpickle as pickle
+        import ray.cloudpickle as pickle
 
-            try:
-                spec = pickle.loads(spec)
-            except Exception as exc:
-                raise SerializationError(
-                    f"the run's tasks and agents cannot be loaded on the cluster "
-                    f"({type(exc).__name__}: {exc}); what they reference must be importable "
-                    "there: ship a module that only this driver has with runtime_env="
-                    "{'py_modules': [...]} or a working_dir (Process(runtime_env=...) or "
-                    "ray.init)",
-                    field="tasks") from None
-        assert isinstance(spec, RunSpec)
+        try:  # pickled once by the driver, which checked it
+            spec: RunSpec = pickle.loads(packed)
+        except Exception as exc:
+            raise SerializationError(
+                f"the run's tasks and agents cannot be loaded on the cluster "
+                f"({type(exc).__name__}: {exc}); what they reference must be importable "
+                "there: ship a module that only this driver has with runtime_env="
+                "{'py_modules': [...]} or a working_dir (Process(runtime_env=...) or "
+                "ray.init)",
+                field="tasks") from None
         queue: asyncio.Queue[Event] = asyncio.Queue()
         run = Run(spec, emit=queue.put_nowait)
         self.job = asyncio.ensure_future(run.execute())

@@ -29,7 +29,9 @@ def main(repeat: int = 5, agents: int = 1) -> None:
         ours, runs = timed(lambda: workflow(stub, agents).sequential(), repeat)
         http = [r.t_end - r.t_start for r in stub.requests[-STEPS:]]
     ideal = STEPS * 0.05
-    print(f"B3 ({agents} agent{'s' if agents > 1 else ''}): ray-orch {fmt(ours)} (runs {[round(r, 3) for r in runs]})  ideal {fmt(ideal)}"
+    crew = f"{agents} agent{'s' if agents > 1 else ''}"
+    print(f"B3 ({crew}): ray-orch {fmt(ours)} (runs {[round(r, 3) for r in runs]})"
+          f"  ideal {fmt(ideal)}"
           f"  overhead/step {(ours - ideal) / STEPS * 1000:.1f} ms"
           f"  (stub time/step {sum(http) / len(http) * 1000:.1f} ms)")
 

@@ -329,7 +329,6 @@ def _attempts(counts: dict[str, int]) -> int:
     return 1 + counts["exception"] + counts["validation"]
 
 
-
 # -- a whole task: breaker, cache, primary agent, fallback -----------------------------
 
 Runner = Callable[[Any], Awaitable[TaskOutput]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -67,7 +68,7 @@ class _MemberLost(Exception):
 
 # Loop iterations are sent in batches (RAY_ORCH_BATCH=0 sends one call each).
 _BATCHING = os.environ.get("RAY_ORCH_BATCH", "1") != "0"
-_batch_ids = [0]
+_batch_ids = itertools.count(1)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -237,8 +238,7 @@ class Pool:
             items = [i for i in items if not i.future.done()]
             if not items:
                 continue
-            _batch_ids[0] += 1
-            batch = _batch_ids[0]
+            batch = next(_batch_ids)
             for index, item in enumerate(items):
                 item.batch, item.index = batch, index
             bind = self.bind_for(member)
@@ -382,7 +382,6 @@ class Pool:
                      data={"in_flight": self.in_flight, "queued": self.waiters,
                            "size": self.size, "members": len(self.members),
                            "pool": self.key})
-
 
 
 class PoolSet:

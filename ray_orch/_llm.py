@@ -33,6 +33,8 @@ __all__ = ["EMBEDDED", "LLMConfig", "LLMResult", "acomplete", "classify_error", 
 EMBEDDED = "ray-orch/embedded"
 
 _CLIENTS = frozenset({"auto", "litellm"})
+# The key sent to an OpenAI-compatible server given without one (local servers need some).
+_NO_KEY = "sk-none"
 _SECRET_KEYS = {"api_key", "apikey", "authorization", "token", "secret", "password"}
 _litellm: ModuleType | None = None
 
@@ -171,7 +173,7 @@ def _request(config: LLMConfig, messages: list[dict[str, Any]],
         kwargs["api_key"] = config.api_key
     elif config.base_url:
         # OpenAI-compatible local servers need some key; litellm refuses an empty one.
-        kwargs["api_key"] = "sk-none"
+        kwargs["api_key"] = _NO_KEY
     if schema is not None:
         kwargs["response_format"] = schema
     kwargs.update(strip_limit_keys(config.options))
@@ -256,9 +258,8 @@ async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
                             **options}
     if schema is not None:
         body["response_format"] = _openai_http.response_format(schema)
-    # OpenAI-compatible local servers need some key, as through litellm.
     reply = await _openai_http.achat(config.model, config.base_url or "",
-                                     config.api_key or "sk-none", body,
+                                     config.api_key or _NO_KEY, body,
                                      timeout or config.timeout)
     try:
         text = reply["choices"][0]["message"]["content"] or ""

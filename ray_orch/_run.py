@@ -126,7 +126,7 @@ class Run:
         # Hand-offs (see _hand_off): where each running task's visit runs, by task name,
         # and the followers queued behind one, by the follower's name.
         self.chaining = False
-        self.running_on: dict[str, tuple[int, Any, Any, str]] = {}
+        self.running_on: dict[str, tuple[Any, Any, str]] = {}  # pool, member, token
         self.handed: dict[str, _Handed] = {}
         self.tokens_issued = 0
 
@@ -197,10 +197,11 @@ class Run:
         internal: BaseException | None = None
         try:
             await self._open_services()
+            resumed = sorted({k[0] for k in self.scheduler.restored})
             self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
                                            "metrics_url": self.metrics_url,
                                            "metrics_error": self.metrics_error,
-                                           "resumed": sorted({k[0] for k in self.scheduler.restored})})
+                                           "resumed": resumed})
             agents = self._all_agents()
             if spec.mode == "hierarchical":
                 self._setup_manager()
@@ -546,8 +547,7 @@ class Run:
                 self._drop_handed(name)
         token = on_sent = None
         if self.chaining and dispatch.iteration is None:
-            self.tokens_issued += 1
-            token = f"{dispatch.task}#{dispatch.visit}#{self.tokens_issued}"
+            token = self._token(dispatch.task, dispatch.visit)
 
             def on_sent(where: Any, member: Any, sent_token: str) -> None:
                 self._sent(dispatch, where, member, sent_token)
@@ -579,6 +579,11 @@ class Run:
     # Not used where the Supervisor must act between A and B: checkpoints (A is durable
     # before B starts), budgets, caching, breakers, the hierarchical manager, overrides.
 
+    def _token(self, name: str, visit: int) -> str:
+        # What a member knows one send of a task by (unique in the run).
+        self.tokens_issued += 1
+        return f"{name}#{visit}#{self.tokens_issued}"
+
     def _chaining_allowed(self) -> bool:
         spec = self.spec
         return (os.environ.get("RAY_ORCH_HANDOFF", "1") != "0" and self.journal is None
@@ -590,7 +595,7 @@ class Run:
         for name in [n for n, h in self.handed.items()
                      if h.after == dispatch.task and h.after_member is not member]:
             self._drop_handed(name)
-        self.running_on[dispatch.task] = (dispatch.visit, pool, member, token)
+        self.running_on[dispatch.task] = (pool, member, token)
         for name in self.scheduler.dependants.get(dispatch.task, []):
             self._hand_off(name, dispatch.task)
 
@@ -614,7 +619,7 @@ class Run:
         from ._breaker import breaker_for
 
         task = self.graph.nodes[name].task
-        _, after_pool, after_member, after_token = self.running_on[after]
+        after_pool, after_member, after_token = self.running_on[after]
         agent = self.agent_for(task)
         if agent is None or task.overrides_execute() or breaker_for(task) is not None:
             return
@@ -628,8 +633,7 @@ class Run:
             member = pool.reserve_any()
         if member is None:
             return
-        self.tokens_issued += 1
-        token = f"{name}#{predicted.visit}#{self.tokens_issued}"
+        token = self._token(name, predicted.visit)
         context = {d: self.scheduler.outputs[d] for d in predicted.context if d != after}
         ref, carried = pool.hand_off(member, self.members_key, after_token, pool.key, name,
                                      context, token, predicted.context)
@@ -817,5 +821,3 @@ def _takes_inputs(method: Any) -> bool:
         return True
     return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
                for p in params)
-
-

@@ -83,7 +83,6 @@ def shutdown_if_owned() -> None:
             ray.shutdown()
 
 
-
 def ray_is_running() -> bool:
     """Whether this process is connected to Ray (without importing Ray if it is not)."""
     import sys

@@ -227,8 +227,8 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 
 
 def _stop_background_loop(loop: asyncio.AbstractEventLoop) -> None:
-    # Let what still runs there (litellm's logging worker, HTTP sessions) end cleanly at exit, instead of
-    # being destroyed while pending.
+    # Let what still runs there (litellm's logging worker, HTTP sessions) end cleanly at
+    # exit, instead of being destroyed while pending.
     async def finish() -> None:
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in tasks:
