@@ -37,29 +37,64 @@ def stub():
 
 
 @pytest.fixture
-def kill_a_busy_member():
-    """A function that SIGKILLs one agent actor with a task in flight and returns its
-    pid (None if none was busy). Every member is asked at once and the first busy one to
-    answer is killed: members that earlier tests killed may take seconds to answer."""
-    import signal
+def once_seen():
+    """``with once_seen(stub, match, count, action):`` runs ``action`` in a thread as soon
+    as the stub has seen ``count`` requests matching ``match`` while the block runs (a
+    run to cancel, a member to kill mid-run); not at all if the block ends first."""
+    import contextlib
+    import threading
 
-    import ray
+    @contextlib.contextmanager
+    def watching(stub, match, count, action):
+        ended = threading.Event()
 
-    from actors.agent_actor import get_registry
+        def wait_then_act():
+            while stub.count(match) < count:
+                if ended.wait(0.01):
+                    return
+            action()
 
-    def kill() -> int | None:
+        thread = threading.Thread(target=wait_then_act)
+        thread.start()
+        try:
+            yield
+        finally:
+            ended.set()
+            thread.join()
+
+    return watching
+
+
+class BusyMemberKiller:
+    """Called, SIGKILLs one agent actor with a task in flight; ``killed`` lists the pids.
+    Every member is asked at once and the first busy one to answer is killed: members
+    that earlier tests killed may take seconds to answer."""
+
+    def __init__(self) -> None:
+        self.killed: list[int] = []
+
+    def __call__(self) -> None:
+        import signal
+
+        import ray
+
+        from actors.agent_actor import get_registry
+
         pending = [h.info.remote() for h in ray.get(get_registry().members.remote())]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=5)
             if not ready:
-                return None
+                return
             try:
                 info = ray.get(ready[0])
             except Exception:  # a dead member
                 continue
             if info["in_flight"] > 0:
                 os.kill(info["pid"], signal.SIGKILL)
-                return int(info["pid"])
-        return None
+                self.killed.append(int(info["pid"]))
+                return
 
-    return kill
+
+@pytest.fixture
+def kill_a_busy_member():
+    return BusyMemberKiller()

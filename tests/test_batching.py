@@ -58,22 +58,14 @@ def test_a_timed_out_iteration_is_stopped_in_its_member():
         assert left_by_client(hung)
 
 
-def test_cancel_stops_every_iteration_of_a_batch():
+def test_cancel_stops_every_iteration_of_a_batch(once_seen):
     with StubLLMServer(hang_seconds=60) as stub:
         stub.add_rule(match="Handle item", fault="timeout")
         agent = Agent(role="Chunker", goal="Chunk", llm=stub.llm, pool_size=2)
         tasks = {"fan": Task(description="Handle item {item} now", agent=agent,
                              task_type="loop", loop_data=list(range(50)))}
         process = Process(tasks=tasks, agents=[agent])
-
-        def cancel_when_all_started():
-            while stub.count("Handle item") < 50:
-                threading.Event().wait(0.01)
-            process.cancel()
-
-        thread = threading.Thread(target=cancel_when_all_started)
-        thread.start()
-        with pytest.raises(RunCancelledError):
+        with once_seen(stub, "Handle item", 50, process.cancel), \
+                pytest.raises(RunCancelledError):
             process.workflow()
-        thread.join()
         assert left_by_client(stub.requests_matching("Handle item"))

@@ -5,7 +5,6 @@ decides: what it records, skips and retries must be exactly what it does without
 from __future__ import annotations
 
 import itertools
-import threading
 
 import pytest
 
@@ -177,7 +176,7 @@ def test_a_fallback_to_the_followers_agent_is_not_blocked_by_its_slot(stub):
 
 
 def test_a_predecessor_whose_member_dies_is_sent_again_and_its_follower_follows_that(
-        stub, kill_a_busy_member):
+        stub, once_seen, kill_a_busy_member):
     # The drafter's member is killed during the draft: the draft is sent again elsewhere,
     # and the editor (another agent's pool) edits the draft of that second send, once.
     stub.add_rule(match="Write the draft", latency=1.0,
@@ -186,20 +185,11 @@ def test_a_predecessor_whose_member_dies_is_sent_again_and_its_follower_follows_
     editor = Agent(role="Editor", goal="Edit", llm=stub.llm)
     tasks = {"draft": Task(description="Write the draft", agent=drafter),
              "edit": Task(description="Edit the text", agent=editor, context=["draft"])}
-    killed: list[int] = []
+    # The drafter's member: the only one with work in flight.
+    with once_seen(stub, "Write the draft", 1, kill_a_busy_member):
+        results = Process(tasks=tasks, agents=[drafter, editor]).sequential()
 
-    def kill_the_drafters_member():
-        while stub.count("Write the draft") < 1:
-            threading.Event().wait(0.01)
-        pid = kill_a_busy_member()  # the drafter's: the only member with work in flight
-        if pid is not None:
-            killed.append(pid)
-
-    thread = threading.Thread(target=kill_the_drafters_member)
-    thread.start()
-    results = Process(tasks=tasks, agents=[drafter, editor]).sequential()
-    thread.join()
-
+    killed = kill_a_busy_member.killed
     assert killed, "no busy member was found to kill"
     assert stub.count("Write the draft") == 2 and stub.count("Edit the text") == 1
     first, second = stub.requests_matching("Write the draft")

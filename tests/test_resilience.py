@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 import ray
@@ -101,33 +100,24 @@ def test_breaker_opens_short_circuits_half_opens_and_closes(stub):
     assert deadline_state == "closed"
 
 
-def test_kill_an_agent_actor_mid_fan_out_every_output_once(stub, kill_a_busy_member):
+def test_kill_an_agent_actor_mid_fan_out_every_output_once(stub, once_seen,
+                                                           kill_a_busy_member):
     stub.latency = 0.05
     agent = Agent(role="Chunker", goal="Chunk", llm=stub.llm, pool_size=2, max_concurrency=8)
     stub.add_rule(match="Handle item", reply=lambda r: f"done {item_of(r.prompt)}")
     tasks = {"fan": Task(description="Handle item {item}", agent=agent, task_type="loop",
                          loop_data=list(range(200)))}
-    killed: list[int] = []
+    with once_seen(stub, "Handle item", 40, kill_a_busy_member):
+        results = Process(tasks=tasks, agents=[agent]).workflow()
 
-    def killer():
-        while stub.count("Handle item") < 40:
-            threading.Event().wait(0.01)
-        pid = kill_a_busy_member()
-        if pid is not None:
-            killed.append(pid)
-
-    thread = threading.Thread(target=killer)
-    thread.start()
-    results = Process(tasks=tasks, agents=[agent]).workflow()
-    thread.join()
-
+    killed = kill_a_busy_member.killed
     assert killed, "no busy actor was found to kill"
     outputs = results["fan"].iterations
     assert [o.raw for o in outputs] == [f"done {i}" for i in range(200)]
     assert all(o.metadata["actor_pid"] != killed[0] for o in outputs[-20:])
 
 
-def test_cancel_stops_in_flight_work_and_keeps_completed_results(stub):
+def test_cancel_stops_in_flight_work_and_keeps_completed_results(stub, once_seen):
     stub.add_rule(match="Quick step", reply="quick")
     stub.add_rule(match="Slow step", latency=30)
     agent = Agent(role="Worker", goal="Work", llm=stub.llm)
@@ -135,17 +125,9 @@ def test_cancel_stops_in_flight_work_and_keeps_completed_results(stub):
              "slow": Task(description="Slow step", agent=agent, context=["quick"]),
              "after": Task(description="After step", agent=agent, context=["slow"])}
     process = Process(tasks=tasks, agents=[agent])
-
-    def cancel_when_slow_starts():
-        while stub.count("Slow step") < 1:
-            threading.Event().wait(0.01)
-        process.cancel()
-
-    thread = threading.Thread(target=cancel_when_slow_starts)
-    thread.start()
-    with pytest.raises(RunCancelledError) as info:
+    with once_seen(stub, "Slow step", 1, process.cancel), \
+            pytest.raises(RunCancelledError) as info:
         process.workflow()
-    thread.join()
     assert info.value.results["quick"].raw == "quick"
     assert tasks["quick"].status == "completed"
     assert tasks["slow"].status == "pending" and tasks["after"].status == "pending"
