@@ -1,1 +1,25 @@
-"""Ray actor classes of ray-orch: thin shells that hold state and call into the engine."""
+"""Ray actor classes, one per module, each a thin shell over a plain class below it.
+
+Importing this package installs the cluster-wide services as the ports of the layers
+below, for this process: circuit-breaker state (``BreakerActor``), rate limits
+(``RateLimiter``) and the embedded model's per-node server (``ModelServer``). Those
+layers never import ``actors``; without these ports (no Ray) they work in-process.
+Every actor of ours imports this package; ``ensure_ray`` also names ``install_ports``
+as Ray's ``worker_process_setup_hook``, so plain Ray tasks (remote tools) share them too.
+"""
+
+from actors.breaker import get_breaker_actor
+from actors.model_server import node_model_server
+from actors.rate_limiter import get_rate_limiter
+from ray_orch.model import embedded, ratelimit_client
+from ray_orch.policy import breaker
+
+
+def install_ports() -> None:
+    """Install the cluster services as ports in this process (idempotent)."""
+    breaker.share_breakers(get_breaker_actor)
+    ratelimit_client.limit_through(get_rate_limiter)
+    embedded.serve_per_node(node_model_server)
+
+
+install_ports()

@@ -6,7 +6,7 @@ from typing import Any
 
 import ray
 
-from ray_orch._breaker import BreakerState
+from ray_orch.policy.breaker import BreakerState
 
 NAME = "rayorch-breakers"
 NAMESPACE = "ray_orch"

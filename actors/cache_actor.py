@@ -1,6 +1,6 @@
 """``CacheActor``: the cluster-wide result cache, one named detached actor per cluster.
 
-A thin shell over :class:`ray_orch._cache.ResultCache`; when given a checkpoint
+A thin shell over :class:`ray_orch.store.cache.ResultCache`; when given a checkpoint
 directory it persists entries in that directory's SQLite store, so cached results
 outlive the actor and the cluster.
 """
@@ -12,15 +12,15 @@ from typing import Any
 
 import ray
 
-from ray_orch._cache import ResultCache
-from ray_orch._checkpoint import SQLiteCheckpointStore
+from ray_orch.store.cache import ResultCache
+from ray_orch.store.sqlite import SQLiteCheckpointStore
 
 NAME = "rayorch-cache"
 NAMESPACE = "ray_orch"
 
 
 class CacheActor:
-    """Holds one :class:`~ray_orch._cache.ResultCache`; every method is a short, sync body.
+    """Holds one :class:`~ray_orch.store.cache.ResultCache`; every method is a short, sync body.
 
     Methods never await, so calls from one caller run in the order they were sent.
 

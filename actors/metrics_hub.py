@@ -14,7 +14,7 @@ from typing import Any
 import ray
 from prometheus_client import disable_created_metrics, start_http_server
 
-from ray_orch._metrics import MetricsRegistry
+from ray_orch.observe.metrics import MetricsRegistry
 
 NAME = "rayorch-metrics"
 NAMESPACE = "ray_orch"
@@ -93,7 +93,7 @@ def get_metrics_hub(host: str | None = None, port: int | None = None) -> tuple[A
     The hub is a named detached actor (``rayorch-metrics`` in namespace ``ray_orch``),
     so it outlives the run that created it and every later run reuses it; ``host`` and
     ``port`` only matter when it is created. Needs a connected Ray
-    (``ray_orch._runtime.ensure_ray()``).
+    (``ray_orch.api.runtime.ensure_ray()``).
 
     Args:
         host: bind address; default ``RAY_ORCH_METRICS_HOST`` or 127.0.0.1.

@@ -6,10 +6,11 @@ its node holds one ``EmbeddedServer``: llama.cpp's OpenAI-compatible server boun
 ``base_url()``, so the model is loaded once per node, not once per agent. It takes no CPU
 reservation (``num_cpus=0``): inference threads are set by ``RAY_ORCH_EMBEDDED_THREADS``
 or default to half the node's cores
-(1-4; see ``ray_orch._embedded.default_threads``).
+(1-4; see ``ray_orch.model.embedded.default_threads``).
 
-Create it through ``ray_orch._embedded.embedded_llm_options()``, which gets or creates the
-actor for the caller's node.
+``node_model_server()`` gets or creates the actor of the caller's node; importing
+``actors`` installs it as the embedded model's port (``serve_per_node``), so
+``ray_orch.model.embedded.embedded_llm_options()`` reaches it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import Any
 
 import ray
 
-from ray_orch._embedded import EmbeddedServer
+from ray_orch.model.embedded import (
+    ACTOR_PREFIX,
+    NAMESPACE,
+    EmbeddedServer,
+    check_installed,
+    embedded_settings,
+)
 
 
 @ray.remote(num_cpus=0)
@@ -81,3 +88,19 @@ class ModelServer:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+def node_model_server() -> tuple[str, Any]:
+    """This node's id and its ``ModelServer`` (created, detached and pinned, if needed)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node_id = ray.get_runtime_context().get_node_id()
+    # Checked here, on the node that will host the actor, for an error that says how to
+    # install rather than a dead actor.
+    check_installed()
+    handle = ModelServer.options(  # type: ignore[attr-defined]
+        name=f"{ACTOR_PREFIX}{node_id}", namespace=NAMESPACE, lifetime="detached",
+        get_if_exists=True, num_cpus=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+    ).remote(**embedded_settings())
+    return node_id, handle

@@ -22,7 +22,7 @@ os.environ.setdefault("RAY_ORCH_PROGRESS", "0")
 
 def start_ray() -> float:
     """Start (or connect to) Ray; returns the seconds it took."""
-    from ray_orch._runtime import ensure_ray
+    from ray_orch.api.runtime import ensure_ray
 
     started = time.perf_counter()
     ensure_ray()

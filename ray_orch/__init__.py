@@ -5,15 +5,18 @@ laptop (a local Ray, an embedded offline model) or on a Ray cluster (``RAY_ADDRE
 
 Example:
     >>> from ray_orch import Agent, Task, Process
-    >>> writer = Agent(role="Writer", goal="Write clearly")
-    >>> tasks = {"draft": Task(description="Draft a haiku about Ray", agent=writer)}
-    >>> # Process(tasks=tasks, agents=[writer]).sequential()["draft"].raw
+    >>> from ray_orch.testing import StubLLMServer
+    >>> with StubLLMServer(reply="Actors hum in pools") as model:
+    ...     writer = Agent(role="Writer", goal="Write clearly", llm=model.llm)
+    ...     tasks = {"draft": Task(description="Draft a haiku about Ray", agent=writer)}
+    ...     Process(tasks=tasks, agents=[writer]).sequential()["draft"].raw
+    'Actors hum in pools'
 """
 
 import importlib
 import typing
 
-from ._errors import (
+from ray_orch.core.errors import (
     BudgetExceededError,
     CheckpointCorruptError,
     CircuitOpenError,
@@ -42,27 +45,27 @@ from ._errors import (
 )
 
 if typing.TYPE_CHECKING:
-    from ._agent import Agent
-    from ._analysis import MetricsCollector
-    from ._breaker import CircuitBreaker
-    from ._output import GuardrailResult, TaskOutput
-    from ._pool import AgentPool
-    from ._process import Process
-    from ._task import Task
-    from ._visualize import visualize_workflow
+    from ray_orch.api.pool import AgentPool
+    from ray_orch.api.process import Process
+    from ray_orch.core.output import GuardrailResult, TaskOutput
+    from ray_orch.model.agent import Agent
+    from ray_orch.observe.analysis import MetricsCollector
+    from ray_orch.observe.visualize import visualize_workflow
+    from ray_orch.policy.breaker import CircuitBreaker
+    from ray_orch.policy.task import Task
 
 # Names from the heavier modules load on first use: an agent actor unpickles an Agent and
 # a Task and needs nothing of the driver's side (Process, the run engine, analysis).
 _LAZY = {
-    "Agent": "_agent",
-    "AgentPool": "_pool",
-    "CircuitBreaker": "_breaker",
-    "GuardrailResult": "_output",
-    "MetricsCollector": "_analysis",
-    "Process": "_process",
-    "Task": "_task",
-    "TaskOutput": "_output",
-    "visualize_workflow": "_visualize",
+    "Agent": "model.agent",
+    "AgentPool": "api.pool",
+    "CircuitBreaker": "policy.breaker",
+    "GuardrailResult": "core.output",
+    "MetricsCollector": "observe.analysis",
+    "Process": "api.process",
+    "Task": "policy.task",
+    "TaskOutput": "core.output",
+    "visualize_workflow": "observe.visualize",
 }
 
 

@@ -1,6 +1,6 @@
 """The ``ray-orch`` command: run, validate and draw workflows, and the offline demo.
 
-FILE is a YAML workflow (``.yaml`` / ``.yml``, see ``ray_orch._yaml``) or a Python driver
+FILE is a YAML workflow (``.yaml`` / ``.yml``, see ``ray_orch.api.yaml_workflow``) or a Python driver
 script (``.py``, run as ``__main__``). Exit codes, for scripts:
 
     0    success
@@ -26,10 +26,10 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from ._errors import RayOrchError, RunCancelledError, RunError, WorkflowDefinitionError
-from ._graph import Mode
-from ._output import TaskOutput
-from ._process import Process
+from ray_orch.api.process import Process
+from ray_orch.core.errors import RayOrchError, RunCancelledError, RunError, WorkflowDefinitionError
+from ray_orch.core.output import TaskOutput
+from ray_orch.engine.graph import Mode
 
 __all__ = ["app"]
 
@@ -145,7 +145,7 @@ def _intercept(script: _Script, action: str) -> Iterator[None]:
     ``action``: ``"run"`` records each run and runs it; ``"validate"`` validates instead
     of running (no Ray, no model); ``"plan"`` only records (for drawing).
     """
-    from ._agent import Agent
+    from ray_orch.model.agent import Agent
 
     saved: dict[tuple[type, str], Any] = {}
 
@@ -294,7 +294,7 @@ def run(file: FileArg, mode: ModeOpt = None,
         if no_progress:
             os.environ["RAY_ORCH_PROGRESS"] = "0"
         if kind == "yaml":
-            from ._yaml import load_workflow
+            from ray_orch.api.yaml_workflow import load_workflow
 
             process, chosen = load_workflow(file, mode=mode.value if mode else None)
             if no_progress:
@@ -326,7 +326,7 @@ def validate(file: FileArg, mode: ModeOpt = None) -> None:
     """
     with _errors():
         if _kind(file) == "yaml":
-            from ._yaml import load_workflow
+            from ray_orch.api.yaml_workflow import load_workflow
 
             process, chosen = load_workflow(file, mode=mode.value if mode else None)
             _validated(file, process, chosen)
@@ -363,7 +363,7 @@ def graph(file: FileArg, format: Annotated[FormatChoice, typer.Option(
               "--mode", "-m", help="Draw the edges of this mode (default: the file's)."
           )] = None) -> None:
     """Draw a workflow as Mermaid text or a PNG (no run, no model calls)."""
-    from ._visualize import mermaid, render_png
+    from ray_orch.observe.visualize import mermaid, render_png
 
     with _errors():
         target, chosen = _graph_source(file, mode.value if mode else None)
@@ -381,7 +381,7 @@ def graph(file: FileArg, format: Annotated[FormatChoice, typer.Option(
 
 def _graph_source(file: Path, mode: Mode | None) -> tuple[Any, Mode]:
     if _kind(file) == "yaml":
-        from ._yaml import load_workflow
+        from ray_orch.api.yaml_workflow import load_workflow
 
         process, chosen = load_workflow(file, mode=mode, validate=False)
         return process, chosen
@@ -404,7 +404,7 @@ def demo(ctx: typer.Context) -> None:
     """Run the guide's customer-service workflow offline (options: ray-orch demo --help)."""
     with _errors():
         try:
-            from . import demo as demo_module
+            from ray_orch import demo as demo_module
         except ImportError as exc:
             _fail(f"the demo is not available in this install ({exc})", 1)
         code = demo_module.main(list(ctx.args))
@@ -414,7 +414,7 @@ def demo(ctx: typer.Context) -> None:
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from ray_orch import __version__
 
         typer.echo(f"ray-orch {__version__}")
         raise typer.Exit()

@@ -32,11 +32,11 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from ._agent import Agent
-from ._errors import RayOrchError, RunError
-from ._output import TaskOutput
-from ._process import Process
-from ._task import Task
+from ray_orch.api.process import Process
+from ray_orch.core.errors import RayOrchError, RunError
+from ray_orch.core.output import TaskOutput
+from ray_orch.model.agent import Agent
+from ray_orch.policy.task import Task
 
 __all__ = ["INQUIRIES", "build_workflow", "main"]
 
@@ -136,8 +136,8 @@ def build_workflow(inquiry: str, *, max_tokens: int = 120
 
 
 def _model_line() -> str:
-    from ._llm import EMBEDDED
-    from ._models import default_llm
+    from ray_orch.model.client import EMBEDDED
+    from ray_orch.model.resolve import default_llm
 
     config = default_llm(who="the demo")
     if config.model == EMBEDDED:

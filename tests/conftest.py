@@ -17,7 +17,7 @@ def ray_session():
     """A local Ray for the whole session, started by ray-orch's own lifecycle code."""
     import ray
 
-    from ray_orch._runtime import ensure_ray, shutdown_if_owned
+    from ray_orch.api.runtime import ensure_ray, shutdown_if_owned
 
     # Workers import test modules by name when a test's classes are pickled by reference.
     here = os.path.dirname(os.path.abspath(__file__))
@@ -78,7 +78,7 @@ class BusyMemberKiller:
 
         import ray
 
-        from actors.agent_actor import get_registry
+        from actors.registry import get_registry
 
         pending = [h.info.remote() for h in ray.get(get_registry().members.remote())]
         while pending:

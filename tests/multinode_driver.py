@@ -49,7 +49,7 @@ def _node_of(handle: Any) -> str:
 
 def _members_by_node() -> dict[str, str]:
     """pid -> node id of every agent actor, asked from the actors themselves."""
-    from actors.agent_actor import get_registry
+    from actors.registry import get_registry
 
     handles = ray.get(get_registry().members.remote())
     infos = ray.get([h.info.remote() for h in handles], timeout=30)
@@ -58,7 +58,7 @@ def _members_by_node() -> dict[str, str]:
 
 def _control_plane_nodes() -> dict[str, str]:
     """Where the registry, a (warm) Supervisor and the MetricsHub run."""
-    from actors.agent_actor import get_registry
+    from actors.registry import get_registry
 
     registry = get_registry()
     supervisor = ray.get(registry.lease_supervisor.remote())

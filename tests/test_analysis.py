@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from ray_orch._analysis import MetricsCollector, PathStep, QueueStats, RunMetrics
-from ray_orch._events import Event
-from ray_orch._output import TaskOutput
+from ray_orch.core.events import Event
+from ray_orch.core.output import TaskOutput
+from ray_orch.observe.analysis import MetricsCollector, PathStep, QueueStats, RunMetrics
 
 
 def span(task: str, role: str, ready: float, start: float, finish: float,

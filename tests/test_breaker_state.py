@@ -1,6 +1,6 @@
 """The breaker state machine, with a fake clock."""
 
-from ray_orch._breaker import BreakerState
+from ray_orch.policy.breaker import BreakerState
 
 
 def test_closed_open_half_open_closed():

@@ -89,7 +89,7 @@ def test_ctrl_c_cancels_the_run_and_keeps_completed_results(stub, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in err or "RunCancelledError" in err
-    from ray_orch._checkpoint import SQLiteCheckpointStore
+    from ray_orch.store.sqlite import SQLiteCheckpointStore
 
     store = SQLiteCheckpointStore(directory)
     assert set(store.load_tasks("ctrl-c-run")) == {"c0s0"}

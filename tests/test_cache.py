@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ray_orch._cache import ResultCache, cache_key
-from ray_orch._checkpoint import SQLITE_FILENAME, JsonDirCheckpointStore, SQLiteCheckpointStore
+from ray_orch.store.cache import ResultCache, cache_key
+from ray_orch.store.jsondir import JsonDirCheckpointStore
+from ray_orch.store.sqlite import SQLITE_FILENAME, SQLiteCheckpointStore
 
 KEY_FIELDS = {"model": "openai/gpt-4o-mini", "role": "Analyst", "goal": "Find trends",
               "description": "Analyse Q3", "context": "sales up 4%",

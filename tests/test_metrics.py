@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
-from ray_orch._events import Event, EventKind
-from ray_orch._metrics import (
+from ray_orch.core.events import Event, EventKind
+from ray_orch.observe.metrics import (
     METRICS_DOC,
     EventBatcher,
     MetricsRegistry,
@@ -24,7 +24,7 @@ from ray_orch._metrics import (
     dashboard_queries,
     metrics_markdown,
 )
-from ray_orch._progress import Progress
+from ray_orch.observe.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = "run-7f3a9c2e"

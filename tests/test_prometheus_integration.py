@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ray_orch._metrics import dashboard_path, dashboard_queries
+from ray_orch.observe.metrics import dashboard_path, dashboard_queries
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"

@@ -132,7 +132,7 @@ def test_cancel_stops_in_flight_work_and_keeps_completed_results(stub, once_seen
     assert tasks["quick"].status == "completed"
     assert tasks["slow"].status == "pending" and tasks["after"].status == "pending"
     # the remote attempt was cancelled too, not left waiting 30 s for the stub
-    from actors.agent_actor import get_registry
+    from actors.registry import get_registry
 
     busy = [ray.get(h.info.remote())["in_flight"] for h in ray.get(get_registry().members.remote())]
     assert sum(busy) == 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ray_orch import Task, TaskOutput
-from ray_orch._errors import StepLimitError, TaskFailedError
-from ray_orch._graph import build_graph, name_tasks
-from ray_orch._scheduler import Scheduler
+from ray_orch.core.errors import StepLimitError, TaskFailedError
+from ray_orch.engine.graph import build_graph, name_tasks
+from ray_orch.engine.scheduler import Scheduler
 
 
 class A:

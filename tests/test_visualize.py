@@ -11,7 +11,7 @@ import pytest
 from workflows import customer_service
 
 from ray_orch import Agent, Process, Task
-from ray_orch._visualize import mermaid, process_graph, render_png, visualize_workflow
+from ray_orch.observe.visualize import mermaid, process_graph, render_png, visualize_workflow
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

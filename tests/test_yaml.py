@@ -18,7 +18,7 @@ from ray_orch import (
     UnknownTaskError,
     WorkflowDefinitionError,
 )
-from ray_orch._yaml import load_workflow, loads_workflow
+from ray_orch.api.yaml_workflow import load_workflow, loads_workflow
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "customer_service.yaml"
 

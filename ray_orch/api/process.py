@@ -1,0 +1,461 @@
+"""``Process``: runs a set of tasks sequentially, as a workflow, or under a manager, on Ray.
+
+The driver validates the whole workflow before any LLM call, connects to (or starts)
+Ray, starts one Supervisor actor for the run and follows its event stream; the final
+``dict[str, TaskOutput]`` comes back and each driver-side Task gets its ``status`` and
+``result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ray_orch.core.errors import (
+    InvalidTaskFieldError,
+    MissingAgentError,
+    RayOrchError,
+    RunCancelledError,
+    RunError,
+    SerializationError,
+)
+from ray_orch.core.events import Event
+from ray_orch.core.output import TaskOutput
+from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
+from ray_orch.engine.run import RunResult, RunSpec
+from ray_orch.model.agent import Agent
+from ray_orch.model.resolve import has_default_model
+from ray_orch.policy.task import Task, _run_sync
+
+if TYPE_CHECKING:
+    from ray_orch.observe.analysis import RunMetrics
+
+__all__ = ["Process"]
+
+_announced = False  # the metrics endpoint is printed once per driver process
+
+# Supervisors this driver ran with and may run with again, by registry: a run then starts
+# without a registry round trip (~3 ms here). The registry still owns them.
+_idle_supervisors: dict[Any, list[Any]] = {}
+_idle_lock = threading.Lock()
+_IDLE_SUPERVISORS = 4
+
+
+def _take_supervisor(registry: Any) -> Any | None:
+    with _idle_lock:
+        idle = _idle_supervisors.get(registry._actor_id)
+        return idle.pop() if idle else None
+
+
+def _keep_supervisor(registry: Any, handle: Any) -> None:
+    with _idle_lock:
+        idle = _idle_supervisors.setdefault(registry._actor_id, [])
+        if len(idle) < _IDLE_SUPERVISORS:
+            idle.append(handle)
+            return
+    registry.give_back_supervisor.remote(handle)
+
+
+class Process:
+    """A set of tasks and the agents that do them.
+
+    Args:
+        tasks: ``{"name": Task, ...}`` (the guide's form) or a list of Tasks.
+        agents: the agents (in hierarchical mode: the ones the manager assigns).
+        manager_llm: the manager's model for ``hierarchical()`` (a litellm model string
+            or a dict of litellm options); default: ``RAY_ORCH_MODEL`` / embedded model.
+        name: the workflow's name in metrics and checkpoints.
+        on_failure: ``"fail"`` (stop the run at the first unhandled failure) or
+            ``"continue"`` (mark its dependants skipped and go on).
+        max_visits: how often a cycle may re-enter one task.
+        max_steps: task visits in the whole run (default: max(1000, 10 x tasks)).
+        max_manager_calls: hierarchical mode: manager model calls in the whole run
+            (default: max(10, 4 x tasks)); past it, the deterministic fallback assigns.
+        checkpoint_dir: where completed results are persisted (resume with ``resume=``).
+        cache: cache every task's result (``Task(cache_ttl=...)`` per task).
+        budget_tokens / budget_usd: stop dispatching once the run has used this much.
+        progress: live progress on a terminal (default: on when stdout is a TTY).
+        runtime_env / ray_init: passed to ``ray.init`` when the process starts Ray.
+
+    Example:
+        >>> from ray_orch import Agent, Task
+        >>> from ray_orch.testing import StubLLMServer
+        >>> with StubLLMServer(reply="42 rows") as model:
+        ...     extractor = Agent(role="Data Extractor", goal="Extract", llm=model.llm)
+        ...     loader = Agent(role="Data Loader", goal="Load", llm=model.llm)
+        ...     tasks = {"extract": Task(description="Extract the rows", agent=extractor),
+        ...              "load": Task(description="Load them", agent=loader,
+        ...                           context=["extract"])}
+        ...     process = Process(tasks=tasks, agents=[extractor, loader])
+        ...     results = process.sequential()
+        >>> results["load"].raw
+        '42 rows'
+    """
+
+    def __init__(self, tasks: dict[str, Task] | Iterable[Task], agents: list[Any] | None = None,
+                 manager_llm: Any = None, *, name: str = "workflow", on_failure: str = "fail",
+                 max_visits: int = 10, max_steps: int | None = None,
+                 checkpoint_dir: str | os.PathLike[str] | None = None, cache: bool = False,
+                 budget_tokens: int | None = None, budget_usd: float | None = None,
+                 progress: bool | None = None, verbose: bool = False,
+                 runtime_env: dict[str, Any] | None = None,
+                 ray_init: dict[str, Any] | None = None, metrics: bool = True,
+                 metrics_host: str | None = None, metrics_port: int | None = None,
+                 max_manager_calls: int | None = None) -> None:
+        if on_failure not in ("fail", "continue"):
+            raise ValueError(f"on_failure must be 'fail' or 'continue', not {on_failure!r}")
+        self.tasks = tasks
+        self.task_list = name_tasks(tasks)
+        peers = {t.id: t for t in self.task_list if isinstance(t, Task)}
+        for task in peers.values():
+            task._peers = peers
+        self.agents = list(agents or [])
+        self.manager_llm = manager_llm
+        self.name = name
+        self.on_failure = on_failure
+        self.max_visits = max_visits
+        self.max_steps = max_steps
+        self.checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir else None
+        self.cache = cache
+        self.budget_tokens = budget_tokens
+        self.budget_usd = budget_usd
+        self.progress = progress
+        self.verbose = verbose
+        self.runtime_env = runtime_env
+        self.ray_init = dict(ray_init or {})
+        self.metrics_enabled = metrics
+        self.metrics_host = metrics_host
+        self.metrics_port = metrics_port
+        self.max_manager_calls = max_manager_calls
+        self.events: list[Event] = []
+        self.last_result: RunResult | None = None
+        self._supervisor: Any = None
+        self._graph: Graph | None = None
+        self._by_name: dict[str, Task] = {}
+
+    # -- public runs -------------------------------------------------------------------
+
+    def sequential(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Run the tasks one after another (``async_execution`` tasks beside their neighbours).
+
+        Returns:
+            Every completed task's output by name.
+
+        Raises:
+            WorkflowDefinitionError: the workflow is invalid (before any LLM call).
+            RunError: the run failed; ``.results`` holds what completed.
+        """
+        return self._sync("sequential", **kwargs)
+
+    async def asequential(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Async form of ``sequential()``."""
+        return await self._arun("sequential", **kwargs)
+
+    def workflow(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Run the tasks as a graph: dependencies, decisions, loops, parallel branches.
+
+        Args:
+            resume: a run id (or ``True`` for the latest run) to resume from checkpoints.
+
+        Returns:
+            Every completed task's output by name; tasks never reached are ``skipped``.
+        """
+        return self._sync("workflow", **kwargs)
+
+    async def aworkflow(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Async form of ``workflow()``; works from a running event loop."""
+        return await self._arun("workflow", **kwargs)
+
+    def hierarchical(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Let a manager model assign ready tasks to agents (several at once)."""
+        return self._sync("hierarchical", **kwargs)
+
+    async def ahierarchical(self, **kwargs: Any) -> dict[str, TaskOutput]:
+        """Async form of ``hierarchical()``."""
+        return await self._arun("hierarchical", **kwargs)
+
+    def cancel(self) -> None:
+        """Cancel the running run: in-flight work is cancelled, completed results kept."""
+        if self._supervisor is not None:
+            import ray
+
+            ray.get(self._supervisor.cancel.remote())
+
+    def validate(self, mode: Mode = "workflow") -> Graph:
+        """Check the workflow statically (no Ray, no LLM call).
+
+        Raises:
+            WorkflowDefinitionError: listing every problem found.
+        """
+        default = self._default_agent(mode)
+        if mode == "hierarchical":
+            self._check_hierarchical()
+        graph = build_graph(self.task_list, mode, has_default_agent=default is not None,
+                            needs_agents=mode != "hierarchical")
+        self._graph = graph
+        return graph
+
+    def _check_hierarchical(self) -> None:
+        from ray_orch.model.resolve import resolve_llm
+
+        if not self.agents:
+            raise MissingAgentError("hierarchical() needs agents=[...] for the manager to "
+                                    "assign tasks to", field="agents")
+        roles = [str(getattr(a, "role", "")) for a in self.agents]
+        duplicates = sorted({r for r in roles if roles.count(r) > 1})
+        if duplicates:
+            raise InvalidTaskFieldError(f"hierarchical agents need unique roles; repeated: "
+                                        f"{duplicates}", field="agents")
+        for task in self.task_list:
+            if task.agent is not None and not any(task.agent is a for a in self.agents):
+                raise InvalidTaskFieldError(
+                    f"task '{task.id}': its agent '{getattr(task.agent, 'role', task.agent)}' "
+                    "is not in the process's agents", task=task.id, field="agent")
+        # Raises ModelNotConfiguredError (with how to fix it) when there is no model.
+        resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _default_agent(self, mode: Mode) -> Agent | None:
+        # Only tasks without an agent need one (and looking for a model costs ~0.6 ms).
+        if mode == "hierarchical" or all(t.agent is not None for t in self.task_list) or \
+                not has_default_model():
+            return None
+        return Agent(role="Assistant", goal="Complete the task accurately and concisely")
+
+    def _sync(self, mode: Mode, **kwargs: Any) -> dict[str, TaskOutput]:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            try:
+                return _run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
+            except KeyboardInterrupt:
+                self.cancel()
+                raise
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        return _run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
+
+    async def _arun(self, mode: Mode, *, resume: str | bool | None = None,
+                    allow_drift: bool = False, run_id: str | None = None
+                    ) -> dict[str, TaskOutput]:
+        if resume and not self.checkpoint_dir:
+            raise ValueError("resume= needs Process(checkpoint_dir=...)")
+        if isinstance(resume, str):
+            run_id = resume
+        elif resume:
+            run_id = "latest"
+        graph = self.validate(mode)
+        default_agent = self._default_agent(mode)
+        agents = self.agents + [a for a in (default_agent,) if a is not None]
+        for agent in agents + [t.agent for t in self.task_list] + \
+                [t.fallback_agent for t in self.task_list]:
+            if isinstance(agent, Agent):
+                _ = agent.llm_config  # resolve on the driver, where the env is set
+        manager = self.manager_llm
+        if mode == "hierarchical":
+            from ray_orch.model.resolve import resolve_llm
+
+            # Here, where RAY_ORCH_MODEL is set, like every agent's model: the
+            # Supervisor's environment is the cluster's, not this driver's.
+            manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
+        spec = RunSpec(run_id=run_id or _new_run_id(), workflow=self.name, mode=mode,
+                       tasks=self.task_list, agents=self.agents, default_agent=default_agent,
+                       manager=manager, max_visits=self.max_visits,
+                       max_steps=self.max_steps, on_failure=self.on_failure,
+                       max_manager_calls=self.max_manager_calls,
+                       checkpoint_dir=self.checkpoint_dir, resume=bool(resume),
+                       allow_drift=allow_drift, cache=self.cache,
+                       budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
+                       metrics=self.metrics_enabled, metrics_host=self.metrics_host,
+                       metrics_port=self.metrics_port)
+        packed = _pack(spec)
+        from ray_orch.api.runtime import ensure_ray
+
+        ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        from actors.registry import get_registry
+
+        registry = get_registry()
+        kept = _take_supervisor(registry)
+        self._supervisor = kept or await registry.lease_supervisor.remote()
+        self.events = []
+        self._by_name = {t.id: t for t in self.task_list}  # once a run, not once an event
+        for task in self.task_list:
+            task.status = "pending"
+            task.result = None
+        alive = True
+        try:
+            try:
+                result = await self._follow(spec, packed)
+            except (ActorDiedError, ActorUnavailableError):
+                if kept is None or self.events:
+                    raise
+                # The kept Supervisor died while idle (its node went away): nothing ran.
+                self._supervisor = await registry.lease_supervisor.remote()
+                result = await self._follow(spec, packed)
+        except asyncio.CancelledError:
+            await self._supervisor.cancel.remote()  # returns once the run has wound down
+            raise
+        except (ActorDiedError, ActorUnavailableError):
+            alive = False  # a dead Supervisor is not kept
+            raise
+        finally:
+            if alive:  # idle again, whether its run ended well or not
+                _keep_supervisor(registry, self._supervisor)
+        self.last_result = result
+        self._apply(result, graph)
+        if result.error is not None:
+            error = result.error
+            if isinstance(error, RunError):
+                error.results = dict(result.outputs)
+                original = getattr(error, "original", None)
+                if isinstance(original, BaseException):
+                    raise error from original  # the user's own exception stays reachable
+                raise error
+            raise RunError(str(error), results=dict(result.outputs)) from error
+        return result.outputs
+
+    async def _follow(self, spec: RunSpec, packed: bytes) -> RunResult:
+        from ray.exceptions import RayTaskError
+
+        from ray_orch.observe.progress import Progress
+
+        stream = self._supervisor.run.options(num_returns="streaming").remote(packed)
+        result: RunResult | None = None
+        with Progress(total=len(self.task_list), enabled=self.progress, verbose=self.verbose,
+                      description=self.name) as progress:
+            async for ref in stream:
+                try:
+                    kind, payload = await ref
+                except RayTaskError as exc:
+                    cause = exc.cause if isinstance(exc.cause, RayOrchError) else None
+                    if cause is None:
+                        raise
+                    raise cause from None
+                if kind == "result":
+                    result, payload = payload
+                for raw in payload:
+                    event = Event.model_validate(raw)
+                    self.events.append(event)
+                    self._on_event(event)
+                    progress(event)
+                if result is not None:
+                    break  # the last item: no need to wait for the stream's end too
+        if result is None:
+            raise RunCancelledError(f"run {spec.run_id} ended without a result")
+        return result
+
+    def _on_event(self, event: Event) -> None:
+        global _announced
+        if event.kind == "run_started" and event.data.get("metrics_url") and not _announced:
+            _announced = True
+            print(f"[ray-orch] metrics: {event.data['metrics_url']}", file=sys.stderr)
+        task = self._by_name.get(event.task or "")
+        if task is None:
+            return
+        if event.kind == "task_ready" and task.status == "pending":
+            task.status = "running"
+
+    def _apply(self, result: RunResult, graph: Graph) -> None:
+        for task in self.task_list:
+            status = result.statuses.get(task.id, "skipped")
+            task.status = status  # type: ignore[assignment]
+            task.result = result.outputs.get(task.id)
+
+    def graph(self, format: Literal["mermaid", "png"] = "mermaid",
+              path: str | os.PathLike[str] | None = None) -> str | Path:
+        """The workflow as Mermaid text, or a PNG's path (after a run: statuses, times,
+        the path taken).
+
+        Example:
+            >>> from ray_orch import Task
+            >>> from unittest.mock import Mock
+            >>> process = Process(tasks={"a": Task(description="A", agent=Mock())})
+            >>> print(process.graph().splitlines()[0])
+            flowchart LR
+        """
+        from ray_orch.observe.visualize import process_graph
+
+        return process_graph(self, format, Path(path) if path is not None else None)
+
+    @property
+    def metrics(self) -> RunMetrics:
+        """Bottleneck analysis of the last run: per-task times, success rates, retries,
+        tokens, the slowest tasks, the critical path and queueing per agent role.
+
+        Example:
+            >>> from ray_orch import Agent, Task
+            >>> from ray_orch.testing import StubLLMServer
+            >>> with StubLLMServer(reply="ok") as model:
+            ...     agent = Agent(role="Worker", goal="Work", llm=model.llm)
+            ...     process = Process(tasks={"a": Task(description="A", agent=agent)})
+            ...     _ = process.workflow()
+            >>> process.metrics.statuses["a"]
+            'completed'
+        """
+        from ray_orch.observe.analysis import RunMetrics
+
+        edges = self._graph.upstream() if self._graph else {}
+        if self.last_result is not None:
+            # A routed task waited for the task that routed to it: that is an edge of the
+            # critical path too.
+            for name, by in self.last_result.activated_by.items():
+                if by and by not in edges.get(name, []):
+                    edges.setdefault(name, []).append(by)
+        return RunMetrics(self.events, self.results, edges)
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The Prometheus scrape endpoint of the MetricsHub (after a run)."""
+        return self.last_result.metrics_url if self.last_result else None
+
+    @property
+    def results(self) -> dict[str, TaskOutput]:
+        """The outputs of the last run."""
+        return dict(self.last_result.outputs) if self.last_result else {}
+
+
+def _new_run_id() -> str:
+    import time
+    import uuid
+
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def _detach_schemas(tasks: list[Task]) -> None:
+    # A pydantic model defined inside a function keeps that function's locals (open
+    # servers, locks, ...) for resolving forward references later; a complete model no
+    # longer needs them, and they would make it impossible to send to the cluster.
+    for task in tasks:
+        schema = task.output_schema()
+        if schema is not None and getattr(schema, "__pydantic_complete__", False):
+            schema.__pydantic_parent_namespace__ = None
+
+
+def _pack(spec: RunSpec) -> bytes:
+    """The spec, pickled once: here, to name what cannot be sent, and as what is sent."""
+    import ray.cloudpickle as pickle
+
+    _detach_schemas(spec.tasks)
+    try:
+        return pickle.dumps(spec)  # type: ignore[no-any-return]
+    except Exception:
+        for task in spec.tasks:
+            for label, value in (("agent", task.agent), ("fallback_agent", task.fallback_agent),
+                                 ("task", task)):
+                try:
+                    pickle.dumps(value)
+                except Exception as exc:
+                    raise SerializationError(
+                        f"task '{task.id}': its {label} cannot be sent to the cluster "
+                        f"({type(exc).__name__}: {exc}); keep tasks and agents free of open "
+                        "files, locks, sockets and Mock objects", task=task.id,
+                        field=label) from None
+        raise

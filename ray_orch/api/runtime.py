@@ -1,0 +1,76 @@
+"""Ray lifecycle: connect to a cluster, or start a local Ray bound to 127.0.0.1.
+
+Connect when ``RAY_ADDRESS`` is set or Ray is already initialised; otherwise start a
+local Ray whose every port binds to loopback. A Ray that ray-orch did not start is never
+shut down by ray-orch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from typing import Any
+
+from ray_orch.core.proc import settle_heap
+
+_started_here = False
+
+# Set before Ray starts so that every Ray port binds to 127.0.0.1 and no usage report
+# leaves the machine. setdefault: an operator's explicit choice wins.
+_LOCAL_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) -> bool:
+    """Make sure this process is connected to Ray.
+
+    Args:
+        runtime_env: passed to ``ray.init`` when this call starts or connects.
+        **init_kwargs: further ``ray.init`` options (``num_cpus``, ``address``, ...).
+
+    Returns:
+        True when this call started a new local Ray (which ray-orch then owns).
+    """
+    global _started_here
+    for key, value in _LOCAL_ENV.items():
+        # Ray reads these when it is imported, so they are set before the import.
+        os.environ.setdefault(key, value)
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True}
+    kwargs.update(init_kwargs)
+    # Every worker process of the job joins the cluster services (breakers, rate limits,
+    # the per-node model server) as it starts, plain Ray tasks included.
+    kwargs["runtime_env"] = {"worker_process_setup_hook": "actors.install_ports",
+                             **(runtime_env or {})}
+    address = kwargs.get("address") or os.environ.get("RAY_ADDRESS")
+    if not address:
+        # "local": always a new Ray of our own, never a cluster some other program left
+        # running on this machine (which plain ray.init() would join).
+        kwargs["address"] = "local"
+        kwargs.setdefault("include_dashboard", False)
+    ray.init(**kwargs)
+    from actors import install_ports
+
+    install_ports()  # this driver too (the workers do it as they start)
+    settle_heap()
+    if not address:
+        _started_here = True
+        atexit.register(shutdown_if_owned)
+        return True
+    return False
+
+
+def shutdown_if_owned() -> None:
+    """Shut Ray down only if ray-orch started it in this process."""
+    global _started_here
+    if _started_here:
+        import ray
+
+        _started_here = False
+        if ray.is_initialized():
+            ray.shutdown()

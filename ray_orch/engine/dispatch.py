@@ -1,0 +1,451 @@
+"""The dispatch seam: pools of agent members, least-loaded dispatch, backpressure, and
+replacement of dead members. It runs inside the Supervisor (and behind the public
+``AgentPool``) and reaches members only through the ports of ``engine/ports.py``: Ray
+actor handles on the cluster, in-process fakes in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray_orch.core.events import Event
+from ray_orch.core.output import TaskOutput
+from ray_orch.engine.ports import KeptMembers, Remote
+from ray_orch.model.agent import role_of
+
+__all__ = ["Pool", "PoolSet", "placement_options"]
+
+# How often one attempt is moved to another member after its actor died.
+_MAX_REPLACEMENTS = 3
+
+
+def agent_key(agent: Any) -> str:
+    """An agent's pool key: ``Agent.key()``, or one per adapter object (any ``chat()``)."""
+    key = getattr(agent, "key", None)
+    if callable(key):
+        return str(key())
+    return f"adapter:{type(agent).__qualname__}:{id(agent):x}"
+
+
+def placement_options(agent: Any) -> tuple[str, dict[str, Any]]:
+    """Ray actor options for an agent's pool members, and a key for reusing warm ones."""
+    options: dict[str, Any] = {"num_cpus": getattr(agent, "num_cpus", 0.0) or 0.0,
+                               "max_concurrency": 1000}
+    resources = getattr(agent, "resources", None)
+    if resources:
+        options["resources"] = dict(resources)
+    strategy = getattr(agent, "scheduling_strategy", None)
+    if strategy is not None:
+        options["scheduling_strategy"] = strategy
+    key = json.dumps({k: v if isinstance(v, (int, float, str, dict)) else repr(v)
+                      for k, v in options.items()}, sort_keys=True)
+    return key, options
+
+
+@dataclass(kw_only=True, eq=False)
+class _Item:
+    """One loop iteration waiting for (or in) a batch."""
+
+    run_id: str
+    task_name: str
+    inputs: dict[str, Any] | None
+    context: dict[str, TaskOutput]
+    missing: dict[str, str]
+    iteration: int | None
+    future: asyncio.Future[TaskOutput] = field(init=False)
+    batch: int | None = None
+    index: int = 0
+
+
+class _MemberLost(Exception):
+    """The member running a batch died: its unfinished items go elsewhere."""
+
+
+# Loop iterations are sent in batches (RAY_ORCH_BATCH=0 sends one call each).
+_BATCHING = os.environ.get("RAY_ORCH_BATCH", "1") != "0"
+_batch_ids = itertools.count(1)
+
+
+@dataclass(kw_only=True, eq=False)
+class Member:
+    handle: Any
+    in_flight: int = 0
+    bound: bool = False  # the run's tasks and agents were sent to it
+    replacing: asyncio.Future[None] | None = None
+    # When the run's bind was sent up front: done once the member is up and bound (a
+    # task's timeout counts from then, not from the process start).
+    ready: asyncio.Future[Any] | None = None
+
+
+@dataclass(kw_only=True)
+class Pool:
+    """The actors serving one agent in one run.
+
+    Dispatch goes to the least-loaded member; when every member runs
+    ``agent.max_concurrency`` attempts, callers wait (backpressure) in arrival order.
+    """
+
+    key: str
+    agent: Any
+    members: list[Member]
+    capacity: int
+    placement_key: str
+    options: dict[str, Any]
+    registry: Any
+    remote: Remote
+    bind_args: tuple[Any, ...] = ()
+    waiters: int = 0
+    replaced: int = 0
+    _free: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _releasing: set[asyncio.Future[None]] = field(default_factory=set)
+    _queued: dict[int, tuple[Member, list[_Item]]] = field(default_factory=dict)
+    _flushing: bool = False
+    _readers: set[asyncio.Future[None]] = field(default_factory=set)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(m.in_flight for m in self.members)
+
+    @property
+    def size(self) -> int:
+        return self.capacity * len(self.members)
+
+    async def _acquire(self) -> Member:
+        async with self._free:
+            self.waiters += 1
+            try:
+                while True:
+                    member = min(self.members, key=lambda m: m.in_flight)
+                    if member.in_flight < self.capacity:
+                        member.in_flight += 1
+                        return member
+                    try:
+                        await self._free.wait()
+                    except asyncio.CancelledError:
+                        # A cancelled waiter may have consumed a notify meant for the
+                        # queue: hand it on, or a free slot could sit unused forever.
+                        self._free.notify()
+                        raise
+            finally:
+                self.waiters -= 1
+
+    async def _release(self, member: Member) -> None:
+        async with self._free:
+            member.in_flight -= 1
+            self._free.notify()
+
+    def bind_for(self, member: Member) -> tuple[Any, ...] | None:
+        """The bind a call to ``member`` must carry: the run's agents and tasks with its
+        first call (one message instead of two), nothing after. Calls that reach the
+        member before that one wait there for it (an async actor starts calls in any
+        order)."""
+        if member.bound:
+            return None
+        member.bound = True
+        return self.bind_args
+
+    def _bind_again(self, member: Member) -> None:
+        """A call that carried ``member``'s bind may never have run there (cancelled
+        while queued, or never sent): bind now, or its other calls of this run would
+        wait for it."""
+        member.handle.bind.remote(*self.bind_args)
+
+    async def submit(self, run_id: str, task_name: str, inputs: dict[str, Any] | None,
+                     context: dict[str, TaskOutput], missing: dict[str, str],
+                     iteration: int | None, on_start: Callable[[Member], None] | None = None,
+                     token: str | None = None,
+                     on_sent: Callable[[Pool, Member, str], None] | None = None
+                     ) -> TaskOutput:
+        """Run one task with this pool's agent on the least-loaded member.
+
+        ``on_start(member)`` is called when a member takes the task (after any
+        backpressure wait); it may raise to refuse the dispatch (a run whose budget is
+        spent), and the slot is given back. With a ``token``, ``on_sent(pool, member,
+        token)`` is called once the task is on its way, so that a follower can be handed
+        off behind it; a task sent again gets a token of its own (an earlier member,
+        still alive, must not feed the new followers).
+        """
+        lost = self.remote.lost
+        for sends in range(_MAX_REPLACEMENTS + 1):
+            sent_token = token if not sends or token is None else f"{token}~{sends}"
+            member = await self._acquire()
+            ref = None
+            carried = False
+            try:
+                if on_start is not None:
+                    on_start(member)
+                    on_start = None
+                if iteration is not None and token is None and _BATCHING:
+                    try:
+                        return await self._batched(member, _Item(
+                            run_id=run_id, task_name=task_name, inputs=inputs,
+                            context=context, missing=missing, iteration=iteration))
+                    except _MemberLost:
+                        await self._replace(member)
+                        continue
+                bind = self.bind_for(member)
+                carried = bind is not None
+                ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
+                                               missing, iteration, sent_token, bind)
+                if on_sent is not None and sent_token is not None:
+                    on_sent(self, member, sent_token)
+                return await ref  # type: ignore[no-any-return]
+            except BaseException as exc:
+                if carried and not isinstance(exc, lost):
+                    self._bind_again(member)
+                if isinstance(exc, asyncio.CancelledError) and ref is not None:
+                    # The run was cancelled (or the task timed out): stop the remote
+                    # attempt too, so its model call is aborted rather than left running.
+                    self.remote.cancel(ref)
+                if not isinstance(exc, lost):
+                    raise
+                # The attempt may have run partly; running it again elsewhere is safe
+                # because results are recorded once, by the Supervisor, on return.
+                await self._replace(member)
+            finally:
+                await self._release(member)
+        raise RuntimeError(f"pool '{self.agent.role}': members kept dying")
+
+    # -- batches: loop iterations go to a member together, one call per batch ----------
+
+    async def _batched(self, member: Member, item: _Item) -> TaskOutput:
+        loop = asyncio.get_running_loop()
+        item.future = loop.create_future()
+        queued = self._queued.setdefault(id(member), (member, []))[1]
+        queued.append(item)
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(self._flush)
+        try:
+            return await item.future  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            if item.batch is not None:  # sent: stop its attempt in the member too
+                member.handle.cancel_one.remote(item.run_id, item.batch, item.index)
+            raise
+
+    def _flush(self) -> None:
+        """Send what was queued in this turn of the event loop: one call per member."""
+        self._flushing = False
+        queued, self._queued = self._queued, {}
+        for member, items in queued.values():
+            items = [i for i in items if not i.future.done()]
+            if not items:
+                continue
+            batch = next(_batch_ids)
+            for index, item in enumerate(items):
+                item.batch, item.index = batch, index
+            bind = self.bind_for(member)
+            try:
+                stream = member.handle.run_many.options(num_returns="streaming").remote(
+                    items[0].run_id, self.key, batch,
+                    [(i.task_name, i.inputs, i.context, i.missing, i.iteration) for i in items],
+                    bind)
+            except Exception as exc:  # e.g. an item that cannot be pickled
+                if bind is not None:
+                    self._bind_again(member)
+                for item in items:
+                    item.future.set_exception(exc)
+                continue
+            reader = asyncio.ensure_future(self._read(stream, items, member, bind is not None))
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+
+    async def _read(self, stream: Any, items: list[_Item], member: Member,
+                    carried: bool) -> None:
+        failure: BaseException | None = None
+        try:
+            async for ref in stream:
+                for index, output, error in await ref:
+                    future = items[index].future
+                    if future.done():
+                        continue
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(output)
+        except self.remote.lost:
+            failure = _MemberLost()
+        except Exception as exc:  # the batch call itself failed
+            failure = exc
+        if failure is not None and carried and not isinstance(failure, _MemberLost):
+            self._bind_again(member)
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(failure or _MemberLost())
+
+    def hand_off(self, member: Member, run_id: str, after: str, agent_key: str,
+                 task_name: str, context: dict[str, TaskOutput], token: str,
+                 order: list[str]) -> tuple[Any, bool]:
+        """Queue ``task_name`` (as agent ``agent_key``: every member serves every agent of
+        its run) on ``member`` behind the run of token ``after`` (see
+        ``AgentActor.run_after``); returns the call's ref, and whether it carries the
+        member's bind (then ``_bind_again`` if it is cancelled)."""
+        bind = self.bind_for(member)
+        ref = member.handle.run_after.remote(after, run_id, agent_key, task_name, context,
+                                             token, bind, order)
+        return ref, bind is not None
+
+    def reserve(self, member: Member) -> bool:
+        """Take a slot on ``member`` for a task handed off to it, if it has one free."""
+        if member.in_flight >= self.capacity or not any(m is member for m in self.members):
+            return False
+        member.in_flight += 1
+        return True
+
+    def reserve_any(self) -> Member | None:
+        """Take a slot for a task handed off from another agent's member, on the least
+        loaded member, if one is free and no dispatch already waits for one here."""
+        member = min(self.members, key=lambda m: m.in_flight)
+        if member.in_flight >= self.capacity or self.waiters:
+            return None
+        member.in_flight += 1
+        return member
+
+    def unreserve(self, member: Member) -> None:
+        """Give back the slot of a hand-off that will not be adopted."""
+        release = asyncio.ensure_future(self._release(member))
+        self._releasing.add(release)
+        release.add_done_callback(self._releasing.discard)
+
+    async def adopt(self, member: Member, ref: Any, on_start: Callable[[Member], None] | None,
+                    token: str, on_sent: Callable[[Pool, Member, str], None] | None
+                    ) -> TaskOutput | None:
+        """Take over a handed-off task as this pool's dispatch: its output, or None when
+        it did not run (its predecessor failed there, or the member died)."""
+        try:  # its slot was reserved when it was handed off (``reserve``)
+            try:
+                if on_start is not None:
+                    on_start(member)
+            except BaseException:
+                self.remote.cancel(ref)
+                raise
+            if on_sent is not None and any(m is member for m in self.members):
+                on_sent(self, member, token)
+            return await ref  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            self.remote.cancel(ref)
+            raise
+        except self.remote.lost:
+            await self._replace(member)
+            return None
+        finally:
+            await self._release(member)
+
+    async def _replace(self, member: Member) -> None:
+        # Every attempt that was on the dead member lands here; one replaces it, the
+        # others wait for that replacement and then retry on the pool.
+        if member.replacing is not None:
+            await member.replacing
+            return
+        if not any(m is member for m in self.members):
+            return
+        member.replacing = asyncio.get_running_loop().create_future()
+        try:
+            self.replaced += 1
+            dead = [member.handle]
+            for _ in range(_MAX_REPLACEMENTS):
+                self.registry.forget.remote(dead)
+                [handle] = await self.registry.lease.remote(self.placement_key, 1,
+                                                            self.options, self.key)
+                try:
+                    await handle.bind.remote(*self.bind_args)
+                    break
+                except self.remote.lost:
+                    dead = [handle]  # a warm actor that died with its node: try another
+            else:
+                raise RuntimeError(f"pool '{self.agent.role}': no live member could be leased")
+            index = next(i for i, m in enumerate(self.members) if m is member)
+            self.members[index] = Member(handle=handle, bound=True)
+        finally:
+            member.replacing.set_result(None)
+
+    def event(self, workflow: str, run_id: str) -> Event:
+        # Keyed by the pool (the agent), not the run: pools outlive runs.
+        return Event(kind="pool", workflow=workflow, run_id=run_id, agent_role=role_of(self.agent),
+                     data={"in_flight": self.in_flight, "queued": self.waiters,
+                           "size": self.size, "members": len(self.members),
+                           "pool": self.key})
+
+
+class PoolSet:
+    """Every pool of one run, keyed by agent key."""
+
+    def __init__(self, registry: Any, run_id: str, *, remote: Remote,
+                 kept: KeptMembers | None = None) -> None:
+        self.registry = registry
+        self.run_id = run_id
+        self.remote = remote
+        self.kept = kept if kept is not None else KeptMembers()
+        self.pools: dict[str, Pool] = {}
+
+    async def open(self, agents: list[Any], tasks: dict[str, Any],
+                   bind_now: bool = False) -> None:
+        """Lease the members of every agent's pool: members this Supervisor kept from its
+        last run first (no registry round trip), then the registry's. Nothing is sent to
+        them yet: a member's first call of the run carries its bind (``Pool.bind_for``).
+
+        With ``bind_now`` (a task of the run has a timeout) every member is bound at once
+        instead, and ``Member.ready`` tells when it is up: a timeout does not count a
+        member's process start nor its litellm import."""
+        unique: dict[str, Any] = {}
+        for agent in agents:
+            unique.setdefault(agent_key(agent), agent)
+        agent_map = dict(unique)
+        bind_args = (self.run_id, agent_map, tasks)
+        wanted = []
+        for key, agent in unique.items():
+            placement_key, options = placement_options(agent)
+            size = getattr(agent, "pool_size", 1)
+            kept = self.kept.take((placement_key, key))
+            handles, spare = kept[:size], kept[size:]
+            if spare:
+                self.registry.give_back.remote(placement_key, spare, key)
+            lease = (self.registry.lease.remote(placement_key, size - len(handles), options, key)
+                     if len(handles) < size else None)
+            wanted.append((key, agent, placement_key, options, handles, lease))
+        for key, agent, placement_key, options, handles, lease in wanted:
+            if lease is not None:
+                handles = handles + await lease
+            members = [Member(handle=h) for h in handles]
+            if bind_now:
+                for member in members:
+                    member.bound = True
+                    member.ready = asyncio.ensure_future(
+                        member.handle.bind.remote(*bind_args, "wait"))
+                    member.ready.add_done_callback(
+                        functools.partial(_bind_done, member, self.remote.lost))
+            self.pools[key] = Pool(
+                key=key, agent=agent, members=members,
+                capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
+                options=options, registry=self.registry, remote=self.remote,
+                bind_args=bind_args)
+
+    def pool_for(self, agent: Any) -> Pool:
+        return self.pools[agent_key(agent)]
+
+    async def close(self) -> None:
+        """Keep this run's members for this Supervisor's next run (up to a bound); give
+        the rest back to the registry."""
+        for pool in self.pools.values():
+            handles = [m.handle for m in pool.members]
+            for handle in handles:
+                handle.unbind.remote(self.run_id)
+            back = self.kept.keep((pool.placement_key, pool.key), handles)
+            if back:
+                self.registry.give_back.remote(pool.placement_key, back, pool.key)
+
+
+def _bind_done(member: Member, lost: tuple[type[BaseException], ...],
+               future: asyncio.Future[Any]) -> None:
+    error = None if future.cancelled() else future.exception()
+    # A dead member shows on its next call; any other failure must show there too, so
+    # that call carries the bind again (and fails with the real error).
+    if future.cancelled() or (error is not None and not isinstance(error, lost)):
+        member.bound = False

@@ -1,0 +1,346 @@
+"""The workflow graph and its static validation (before any LLM call).
+
+Edges:
+- ``context``: data dependencies (a task waits for them and sees their outputs);
+- ``next_tasks`` and decision routes: control flow (a task that an earlier-defined task
+  routes to runs only when something routes to it; routes back to an earlier task are
+  loops);
+- order edges added by the mode (sequential: each task waits for the ones before it,
+  except ``async_execution`` tasks, which run beside their neighbours).
+
+``validate`` finds every problem and raises one ``WorkflowDefinitionError`` that lists
+them all; each problem is itself a typed error naming the task and the field.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ray_orch.core.errors import (
+    DuplicateTaskError,
+    InvalidTaskFieldError,
+    LoopDataError,
+    MissingAgentError,
+    UnboundedCycleError,
+    UnknownTaskError,
+    WorkflowDefinitionError,
+)
+from ray_orch.core.loops import fields_of, load_items
+from ray_orch.core.prompt import placeholders
+from ray_orch.core.routing import route_keys, route_targets
+from ray_orch.policy.task import Task
+
+__all__ = ["Graph", "Mode", "build_graph"]
+
+Mode = Literal["sequential", "workflow", "hierarchical"]
+
+
+@dataclass(kw_only=True)
+class Node:
+    """One task in the graph, with its edges resolved to names."""
+
+    name: str
+    task: Task
+    deps: list[str] = field(default_factory=list)        # data (context)
+    explicit_context: bool = False
+    after: list[str] = field(default_factory=list)       # order only
+    next: list[str] = field(default_factory=list)        # control
+    routes: dict[str, list[str]] = field(default_factory=dict)
+    previous: str | None = None                          # the task defined before this one
+    controlled: bool = False                             # has incoming control edges
+    loop_items: list[Any] | None = None                  # static loop data
+    either: list[str] = field(default_factory=list)      # implicit deps of which one suffices
+
+
+@dataclass(kw_only=True)
+class Graph:
+    """A validated workflow."""
+
+    mode: Mode
+    nodes: dict[str, Node]
+    order: list[str]
+
+    def starts(self) -> list[str]:
+        """Tasks that run without being routed to."""
+        if self.mode != "workflow":
+            return list(self.order)
+        starts = [name for name in self.order if not self.nodes[name].controlled]
+        return starts or self.order[:1]
+
+    def upstream(self) -> dict[str, list[str]]:
+        """What each task waited for (data, order and control edges: ``next_tasks`` and
+        decision routes), for critical-path analysis."""
+        ups = {name: list(dict.fromkeys(n.deps + n.after)) for name, n in self.nodes.items()}
+        for name, node in self.nodes.items():
+            for target in node.next + [t for ts in node.routes.values() for t in ts]:
+                if name not in ups[target]:
+                    ups[target].append(name)
+        return ups
+
+    def definition(self) -> dict[str, Any]:
+        """A plain description of the workflow (what a checkpoint's hash covers)."""
+        out: dict[str, Any] = {"mode": self.mode, "tasks": {}}
+        for name in self.order:
+            node, task = self.nodes[name], self.nodes[name].task
+            schema = task.output_schema()
+            out["tasks"][name] = {
+                "class": type(task).__qualname__, "description": task.description,
+                "expected_output": task.expected_output, "type": task.task_type,
+                "deps": node.deps, "after": node.after, "next": node.next,
+                "routes": node.routes, "agent": _agent_ident(task.agent),
+                "fallback": _agent_ident(task.fallback_agent),
+                "schema": schema.model_json_schema() if schema else None,
+                "loop_items": node.loop_items if node.loop_items is None
+                else hashlib.sha256(json.dumps(node.loop_items, sort_keys=True,
+                                               default=str).encode()).hexdigest(),
+                "context_fields": task.context_fields,
+            }
+        return out
+
+
+def _agent_ident(agent: Any) -> Any:
+    if agent is None:
+        return None
+    role = getattr(agent, "role", None)
+    return {"role": role if isinstance(role, str) else type(agent).__name__,
+            "goal": getattr(agent, "goal", None) if isinstance(getattr(agent, "goal", None), str)
+            else None}
+
+
+def name_tasks(tasks: dict[str, Task] | Iterable[Task]) -> list[Task]:
+    """Give every task its name (dict keys win) and return them in definition order."""
+    if isinstance(tasks, dict):
+        named = []
+        for key, task in tasks.items():
+            if isinstance(task, Task):
+                task.name = key
+            named.append(task)
+        return named
+    return list(tasks)
+
+
+def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
+                needs_agents: bool = True) -> Graph:
+    """Resolve every edge and validate the workflow.
+
+    Args:
+        tasks: named tasks in definition order.
+        mode: how the process runs them.
+        has_default_agent: a task without an agent can still run (a default model exists).
+        needs_agents: False in hierarchical mode (the manager assigns agents).
+
+    Raises:
+        WorkflowDefinitionError: listing every problem found (each in ``.problems``).
+    """
+    problems: list[WorkflowDefinitionError] = []
+    nodes: dict[str, Node] = {}
+    order: list[str] = []
+    for task in tasks:
+        if not isinstance(task, Task):
+            problems.append(InvalidTaskFieldError(
+                f"tasks must be Task objects; got {type(task).__name__}", field="tasks"))
+            continue
+        if task.id in nodes:
+            problems.append(DuplicateTaskError(f"two tasks are named '{task.id}'", task=task.id,
+                                               field="name"))
+            continue
+        nodes[task.id] = Node(name=task.id, task=task)
+        order.append(task.id)
+    by_object = {id(node.task): name for name, node in nodes.items()}
+
+    def resolve(owner: str, fieldname: str, ref: Any) -> str | None:
+        if isinstance(ref, Task):
+            name = by_object.get(id(ref))
+            if name is None:
+                problems.append(UnknownTaskError(
+                    f"task '{owner}': {fieldname} names Task '{ref.id}', which is not part of "
+                    "this process", task=owner, field=fieldname))
+            return name
+        if isinstance(ref, str):
+            if ref not in nodes:
+                close = [n for n in nodes if n.lower() == ref.lower()]
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                problems.append(UnknownTaskError(
+                    f"task '{owner}': {fieldname} names unknown task '{ref}'{hint}; known: "
+                    f"{', '.join(order)}", task=owner, field=fieldname))
+                return None
+            return ref
+        problems.append(InvalidTaskFieldError(
+            f"task '{owner}': {fieldname} entries must be task names or Task objects, not "
+            f"{type(ref).__name__} ({ref!r})", task=owner, field=fieldname))
+        return None
+
+    previous: str | None = None
+    last_barrier: str | None = None
+    for name in order:
+        node, task = nodes[name], nodes[name].task
+        node.previous = previous
+        _check_fields(name, task, problems)
+        if task.context is not None:
+            node.explicit_context = True
+            node.deps = [r for r in (resolve(name, "context", ref) for ref in task.context) if r]
+        if mode == "workflow":
+            node.next = [r for r in (resolve(name, "next_tasks", ref) for ref in task.next_tasks) if r]
+            if task.condition:
+                for key in task.condition:
+                    targets = [resolve(name, f"condition['{key}']", ref)
+                               for ref in route_targets(task.condition, key)]
+                    node.routes[key] = [t for t in targets if t]
+        elif mode == "sequential":
+            if task.context is None and previous is not None:
+                implicit = last_barrier if task.async_execution else previous
+                node.deps = [implicit] if implicit else []
+            if task.async_execution:
+                node.after = [last_barrier] if last_barrier else []
+            else:
+                node.after = [n for n in order[:order.index(name)] if n not in node.deps]
+                last_barrier = name
+        else:  # hierarchical: no explicit context means "after the task before"
+            if task.context is None and previous is not None and not task.async_execution:
+                node.deps = [previous]
+        if mode != "workflow" and task.context is None and previous is not None:
+            if task.condition_on_previous_failure:
+                # It runs because `previous` failed: there is no output of it to read.
+                node.deps = [d for d in node.deps if d != previous]
+            elif node.deps == [previous] and nodes[previous].task.condition_on_previous_failure \
+                    and (primary := nodes[previous].previous):
+                # After a primary/fallback pair: read whichever of the two produced output.
+                node.deps = [primary, previous]
+                node.either = list(node.deps)
+        if task.condition_on_previous_failure and previous is None:
+            problems.append(InvalidTaskFieldError(
+                f"task '{name}': condition_on_previous_failure needs a task before it",
+                task=name, field="condition_on_previous_failure"))
+        if task.condition_on_previous_failure and previous and previous not in node.after \
+                and previous not in node.deps:
+            node.after.append(previous)
+        if needs_agents and task.agent is None and not has_default_agent:
+            problems.append(MissingAgentError(
+                f"task '{name}' has no agent and no default model is configured; give it "
+                "agent=..., or set RAY_ORCH_MODEL", task=name, field="agent"))
+        if task.task_type == "loop":
+            _check_loop(node, problems)
+        previous = name
+    # A task runs without being routed to unless a task defined before it routes to it;
+    # a route back to an earlier task (revise -> draft) is a loop, not a gate.
+    position = {name: i for i, name in enumerate(order)}
+    for node in nodes.values():
+        for target in node.next + [t for ts in node.routes.values() for t in ts]:
+            if position[node.name] < position[target]:
+                nodes[target].controlled = True
+    graph = Graph(mode=mode, nodes=nodes, order=order)
+    if not problems:
+        _check_cycles(graph, problems)
+        # No reachability check is needed: the first task always starts, and a task is
+        # gated only by a route from a task defined before it, so every task is reachable.
+    if problems:
+        if len(problems) == 1:
+            raise problems[0]
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise WorkflowDefinitionError(f"{len(problems)} problems in the workflow:\n{listing}",
+                                      problems=problems)
+    return graph
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _check_fields(name: str, task: Task, problems: list[WorkflowDefinitionError]) -> None:
+    def bad(fieldname: str, message: str) -> None:
+        problems.append(InvalidTaskFieldError(f"task '{name}': {fieldname} {message}",
+                                              task=name, field=fieldname))
+
+    if not isinstance(task.description, str) or not task.description.strip():
+        bad("description", "must be a non-empty string")
+    if task.task_type not in ("task", "decision", "loop"):
+        bad("task_type", f"must be 'task', 'decision' or 'loop', not {task.task_type!r}")
+    for fieldname in ("output_json", "output_pydantic"):
+        value = getattr(task, fieldname)
+        if value is not None and not _is_model(value):
+            bad(fieldname, f"must be a pydantic BaseModel subclass, not {value!r}")
+    if task.task_type == "decision" and not task.condition:
+        bad("condition", "is required for a decision task: {'answer': ['task', ...]}")
+    if task.condition and task.task_type != "decision":
+        bad("condition", "only applies to task_type='decision'")
+    if task.condition is not None and task.task_type == "decision" and (
+            not isinstance(task.condition, dict) or not route_keys(task.condition)):
+        bad("condition", "must map at least one answer to a list of task names")
+    for fieldname in ("max_retries", "validation_steps"):
+        value = getattr(task, fieldname)
+        if not isinstance(value, int) or value < 0:
+            bad(fieldname, f"must be an integer >= 0, not {value!r}")
+    if not isinstance(task.retry_delay, (int, float)) or task.retry_delay < 0:
+        bad("retry_delay", f"must be a number >= 0, not {task.retry_delay!r}")
+    if task.timeout is not None and (not isinstance(task.timeout, (int, float)) or task.timeout <= 0):
+        bad("timeout", f"must be a positive number of seconds, not {task.timeout!r}")
+    for i, guard in enumerate(task.guardrails):
+        if not (callable(guard) or isinstance(guard, str)):
+            bad(f"guardrails[{i}]", f"must be a callable or a string rule, not {guard!r}")
+    for fieldname in ("agent", "fallback_agent"):
+        agent = getattr(task, fieldname)
+        if agent is not None and not callable(getattr(agent, "chat", None)):
+            bad(fieldname, f"must be an Agent (or have chat(prompt)), not {type(agent).__name__}")
+    if task.context_overflow not in ("fail", "keep_recent", "summarize"):
+        bad("context_overflow", f"must be 'fail', 'keep_recent' or 'summarize', not "
+            f"{task.context_overflow!r}")
+
+
+def _check_loop(node: Node, problems: list[WorkflowDefinitionError]) -> None:
+    task = node.task
+    if task.loop_data is None:
+        if not node.deps:
+            problems.append(LoopDataError(
+                f"task '{node.name}': a loop needs loop_data (a CSV/JSON/JSONL path or a list) "
+                "or a context task whose output lists the items", task=node.name,
+                field="loop_data"))
+        return
+    try:
+        items = load_items(task.loop_data, task=node.name)
+    except LoopDataError as exc:
+        problems.append(exc)
+        return
+    node.loop_items = items
+    if task.max_iterations is not None and len(items) > task.max_iterations:
+        problems.append(LoopDataError(
+            f"task '{node.name}': loop_data has {len(items)} items, more than max_iterations="
+            f"{task.max_iterations}", task=node.name, field="max_iterations"))
+    unknown = placeholders(task.description) - fields_of(items)
+    if unknown:
+        problems.append(LoopDataError(
+            f"task '{node.name}': description placeholders {sorted(unknown)} have no matching "
+            f"column in loop_data (columns: {sorted(fields_of(items) - {'index', 'item'})})",
+            task=node.name, field="description"))
+
+
+def _check_cycles(graph: Graph, problems: list[WorkflowDefinitionError]) -> None:
+    data = graphlib.TopologicalSorter({n: set(node.deps + node.after)
+                                       for n, node in graph.nodes.items()})
+    try:
+        data.prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        problems.append(UnboundedCycleError(
+            f"context dependencies form a cycle: {cycle}; a task cannot wait for its own "
+            "output", task=exc.args[1][0], field="context"))
+        return
+    # A control cycle must pass through a decision, or nothing can ever leave it.
+    plain = {n: set(node.next) for n, node in graph.nodes.items()
+             if node.task.task_type != "decision"}
+    sorter = graphlib.TopologicalSorter({n: {m for m in succ if m in plain}
+                                         for n, succ in plain.items()})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        problems.append(UnboundedCycleError(
+            f"next_tasks form a cycle with no decision in it: {cycle}; it would never end "
+            "(route the back-edge through a decision task)", task=exc.args[1][0],
+            field="next_tasks"))

@@ -1,0 +1,309 @@
+"""``AgentMember``: one member of agent pools. It runs task attempts for the agents of
+the runs it serves, many at once (asyncio), and takes its side of hand-offs and batches.
+
+A member calls models: over the lean HTTP client for OpenAI-compatible servers, through
+litellm otherwise (imported only then, so an idle member stays small). A pool binds N of
+them to one Agent for a run; when the run ends they go back to the registry, so the next
+run (or the next test) does not pay ~0.6 s of process start and 3-5 s of litellm import
+again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray_orch.core.errors import RunCancelledError
+from ray_orch.core.output import TaskOutput
+from ray_orch.policy.attempt import RunInputs, run_attempts
+
+__all__ = ["AgentMember"]
+
+
+def _needs_litellm(agents: dict[str, Any]) -> bool:
+    # Calls to OpenAI-compatible servers take the lean client and never import litellm.
+    from ray_orch.model.client import uses_litellm
+
+    for agent in agents.values():
+        try:
+            if uses_litellm(agent.llm_config):
+                return True
+        except Exception:
+            return True  # no model configured yet: the call will say so, through litellm
+    return False
+
+
+class AgentMember:
+    """Executes task attempts; holds the agents and tasks of the runs it serves.
+
+    The member side of a pool, in plain asyncio: ``actors.agent_actor.AgentActor`` is
+    this class as a Ray actor, and ``ray_orch.testing.fakes`` serves it in-process.
+    Remote objects it is handed (``forward``'s target) are called as
+    ``target.deliver.remote(...)``, Ray's convention.
+    """
+
+    def __init__(self) -> None:
+        self.agents: dict[str, Any] = {}
+        self.tasks: dict[tuple[str, str], Any] = {}
+        self.in_flight = 0
+        self.completed = 0
+        self.prewarmed = False
+        self.handoffs: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self.bound: dict[str, asyncio.Event] = {}
+        self.batched: dict[tuple[str, int, int], asyncio.Future[Any]] = {}
+        # Cancels that arrived before their batch (calls start in any order), and runs
+        # already unbound (a late call of one must not run, nor wait for a bind).
+        self.tombstones: set[tuple[str, int, int]] = set()
+        self.unbound: collections.deque[str] = collections.deque(maxlen=256)
+
+    async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
+                   prewarm: bool | str = True) -> int:
+        """Register a run's agents (by key) and tasks (by name). Returns this pid.
+
+        The Supervisor sends it with a member's first call of the run; a call that
+        arrives before that one (calls to an async actor start in any order) waits here.
+
+        With ``prewarm``, the first bind starts importing litellm in a thread (3-5 s
+        here), so the import overlaps pool start-up and upstream tasks instead of
+        delaying the first call. Without it (a standing ``AgentPool``), an idle member
+        stays small (~50 MB instead of ~220 MB) until its first task. With
+        ``prewarm="wait"`` the bind returns once that import is done (the member is then
+        ready to call a model at once: a task's timeout starts from there).
+        """
+        if run_id in self.unbound:  # the bind of a call that arrived after its run ended
+            return os.getpid()
+        self.agents.update(agents)
+        for name, task in tasks.items():
+            self.tasks[(run_id, name)] = task
+        self._bound(run_id).set()
+        waits = prewarm == "wait"
+        if (waits or (prewarm and not self.prewarmed)) and _needs_litellm(agents):
+            from ray_orch.model.client import _lib
+
+            if waits:
+                # At once if imported, else when the import is done. If it fails, the
+                # first call imports it again and reports why.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(_lib)
+            elif not self.prewarmed:
+                threading.Thread(target=_lib, name="litellm-import", daemon=True).start()
+            self.prewarmed = True
+        return os.getpid()
+
+    async def _task_of(self, run_id: str, task_name: str) -> Any:
+        task = self.tasks.get((run_id, task_name))
+        if task is None and run_id not in self.unbound:
+            await self._bound(run_id).wait()
+            task = self.tasks.get((run_id, task_name))
+        if task is None:  # a late call of a run that has ended here
+            raise RunCancelledError(f"run {run_id} has ended; task '{task_name}' not run")
+        return task
+
+    def _bound(self, run_id: str) -> asyncio.Event:
+        event = self.bound.get(run_id)
+        if event is None:
+            event = self.bound[run_id] = asyncio.Event()
+        return event
+
+    def unbind(self, run_id: str) -> None:
+        """Forget a finished run's tasks."""
+        for key in [k for k in self.tasks if k[0] == run_id]:
+            del self.tasks[key]
+        self.unbound.append(run_id)
+        self.tombstones = {t for t in self.tombstones if t[0] != run_id}
+        event = self.bound.pop(run_id, None)
+        if event is not None:
+            event.set()  # calls still waiting for a bind of this run end (see _task_of)
+        for key in [k for k in self.handoffs if k[0] == run_id]:
+            future = self.handoffs.pop(key)
+            if not future.done():
+                future.set_result(None)
+
+    async def run_task(self, agent_key: str, task: Any, inputs: dict[str, Any] | None,
+                       context: dict[str, TaskOutput]) -> TaskOutput:
+        """Run a task that travels with the call (the public ``AgentPool`` path)."""
+        agent = self.agents[agent_key]
+        self.in_flight += 1
+        try:
+            output = await run_attempts(task, agent, RunInputs(inputs=inputs, context=context))
+        finally:
+            self.in_flight -= 1
+        self.completed += 1
+        output.metadata["actor_pid"] = os.getpid()
+        return output
+
+    async def run(self, run_id: str, agent_key: str, task_name: str,
+                  inputs: dict[str, Any] | None, context: dict[str, TaskOutput],
+                  missing: dict[str, str], iteration: int | None,
+                  token: str | None = None, bind: tuple[Any, ...] | None = None
+                  ) -> TaskOutput:
+        """Run one task (all its attempts) with one agent and return its output.
+
+        With a ``token``, the output is also handed to a ``run_after`` of that token here
+        (a hand-off: the next task of a chain starts without a Supervisor round trip).
+        The first call of a run to this member carries the run's ``bind`` arguments.
+        """
+        if bind is not None:
+            await self.bind(*bind)
+        task = await self._task_of(run_id, task_name)
+        agent = self.agents[agent_key]
+        handoff = self._handoff(run_id, token) if token is not None else None
+        self.in_flight += 1
+        try:
+            output = await run_attempts(task, agent, RunInputs(
+                inputs=inputs, context=context, missing=missing, iteration=iteration))
+        except BaseException:
+            if handoff is not None and not handoff.done():
+                handoff.set_result(None)  # the follower declines; the Supervisor decides
+            raise
+        finally:
+            self.in_flight -= 1
+        self.completed += 1
+        output.metadata["actor_pid"] = os.getpid()
+        if handoff is not None and not handoff.done():
+            handoff.set_result((task_name, output))
+        return output
+
+    async def run_many(self, run_id: str, agent_key: str, batch: int,
+                       items: list[tuple[str, dict[str, Any] | None, dict[str, TaskOutput],
+                                         dict[str, str], int | None]],
+                       bind: tuple[Any, ...] | None = None
+                       ) -> AsyncIterator[list[tuple[int, TaskOutput | None,
+                                                     BaseException | None]]]:
+        """Run many tasks at once (loop iterations, sent together: one call instead of one
+        each); yields ``(index, output, error)`` lists as they finish, what finished
+        together in one item."""
+        if bind is not None:
+            await self.bind(*bind)
+        done: asyncio.Queue[tuple[int, TaskOutput | None, BaseException | None]] = \
+            asyncio.Queue()
+
+        async def one(name: str, inputs: dict[str, Any] | None,
+                      context: dict[str, TaskOutput], missing: dict[str, str],
+                      iteration: int | None) -> TaskOutput:
+            return await self.run(run_id, agent_key, name, inputs, context, missing,
+                                  iteration)
+
+        def report(index: int, name: str, job: asyncio.Future[TaskOutput]) -> None:
+            # Every job reports once, even one cancelled before it started.
+            if job.cancelled():
+                done.put_nowait((index, None, RunCancelledError(f"task '{name}' was cancelled")))
+            elif job.exception() is not None:
+                done.put_nowait((index, None, self.portable(job.exception())))  # type: ignore[arg-type]
+            else:
+                done.put_nowait((index, job.result(), None))
+
+        jobs = {index: asyncio.ensure_future(one(*item)) for index, item in enumerate(items)}
+        for index, job in jobs.items():
+            job.add_done_callback(functools.partial(report, index, items[index][0]))
+        for index, job in jobs.items():
+            self.batched[(run_id, batch, index)] = job
+            if (run_id, batch, index) in self.tombstones:
+                self.tombstones.discard((run_id, batch, index))
+                job.cancel()
+        try:
+            left = len(jobs)
+            while left:
+                finished = [await done.get()]
+                while not done.empty():
+                    finished.append(done.get_nowait())
+                left -= len(finished)
+                yield finished
+        finally:
+            for index, job in jobs.items():
+                job.cancel()
+                self.batched.pop((run_id, batch, index), None)
+
+    def cancel_one(self, run_id: str, batch: int, index: int) -> None:
+        """Cancel one task of a ``run_many`` batch (its caller gave up on it)."""
+        job = self.batched.get((run_id, batch, index))
+        if job is not None:
+            job.cancel()
+        elif run_id not in self.unbound:
+            self.tombstones.add((run_id, batch, index))  # the batch has not started yet
+
+    async def run_after(self, after: str, run_id: str, agent_key: str, task_name: str,
+                        context: dict[str, TaskOutput], token: str | None = None,
+                        bind: tuple[Any, ...] | None = None,
+                        order: list[str] | None = None) -> TaskOutput | None:
+        """Run a task as soon as the ``run`` of token ``after`` has succeeded, here or in a
+        member that ``deliver``s its outcome, with its output added to ``context``; None
+        (nothing run) if that run failed or was cancelled. The Supervisor checks, when
+        ``after`` completes, that this is the dispatch it would have made, and cancels
+        it otherwise."""
+        if bind is not None:
+            await self.bind(*bind)
+        # The hand-off stays until the run is unbound: another follower of the same task
+        # may still arrive (calls to an async actor start in any order).
+        # Shielded: cancelling one follower must not cancel what its siblings wait for.
+        handed = await asyncio.shield(self._handoff(run_id, after))
+        if handed is None:
+            return None
+        name, previous = handed
+        # The context in the order the task lists it, as when the Supervisor sends it.
+        full = {**context, name: previous}
+        if order is not None:
+            full = {key: full[key] for key in order if key in full}
+        output = await self.run(run_id, agent_key, task_name, None, full, {}, None, token)
+        output.metadata["handed_off"] = True
+        return output
+
+    async def forward(self, run_id: str, token: str, target: Any) -> None:
+        """Send the outcome of the ``run`` of ``token`` here, once known, to ``target``:
+        a member of another agent's pool, where a ``run_after`` of that token waits."""
+        if run_id in self.unbound:
+            return
+
+        def send(handed: asyncio.Future[Any]) -> None:
+            if not handed.cancelled():
+                target.deliver.remote(run_id, token, handed.result())
+
+        self._handoff(run_id, token).add_done_callback(send)
+
+    async def deliver(self, run_id: str, token: str, handed: tuple[str, Any] | None) -> None:
+        """The outcome of another member's run of ``token``: ``(task name, output)``, or
+        None if it failed. The first of the two senders (that member, the Supervisor)
+        wins."""
+        if run_id in self.unbound:
+            return
+        future = self._handoff(run_id, token)
+        if not future.done():
+            future.set_result(handed)
+
+    def _handoff(self, run_id: str, token: str) -> asyncio.Future[Any]:
+        # Whichever of run / run_after arrives first creates it.
+        key = (run_id, token)
+        future = self.handoffs.get(key)
+        if future is None:
+            future = self.handoffs[key] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def ask(self, agent_key: str, prompt: str, schema: dict[str, Any] | None,
+                  run_id: str | None = None, bind: tuple[Any, ...] | None = None) -> str:
+        """One plain model call as this agent (the hierarchical manager uses it)."""
+        if bind is not None:
+            await self.bind(*bind)
+        if agent_key not in self.agents and run_id is not None:
+            await self._bound(run_id).wait()
+        agent = self.agents[agent_key]
+        response_format = None
+        if schema is not None:
+            response_format = {"type": "json_schema",
+                               "json_schema": {"name": schema.get("title", "answer"),
+                                               "schema": schema, "strict": True}}
+        result = await agent.acomplete(prompt, output_schema=response_format)
+        return result.text
+
+    def portable(self, exc: BaseException) -> BaseException:
+        """``exc`` as it may travel back to the caller (a shell that pickles replaces
+        what cannot be pickled)."""
+        return exc
+
+    def info(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "in_flight": self.in_flight, "completed": self.completed}

@@ -1,0 +1,475 @@
+"""One run of a process, as the Supervisor actor executes it.
+
+``Run`` is the loop: the scheduler decides what is ready, the pools execute it, the
+retry/fallback/breaker policy wraps each task, and what ends is settled. Everything else
+is a part of its own, which ``Run`` only calls:
+
+- ``hooks.py``: listeners of finished dispatches (journal, budget, cache, events);
+- ``reporting.py``: events to the driver and the metrics sink;
+- ``handoff.py``: a chain's next task waiting in a member;
+- ``hierarchy.py``: the manager's assignments;
+- ``overrides.py``: users' ``execute()`` overrides; ``timeouts.py``: task timeouts.
+
+It reaches the cluster only through ``Services`` (``ports.py``), passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray_orch.core.errors import RunCancelledError, RunError, TaskTimeoutError
+from ray_orch.core.events import Event
+from ray_orch.core.output import TaskOutput
+from ray_orch.core.prompt import task_prompt
+from ray_orch.engine.dispatch import PoolSet
+from ray_orch.engine.graph import Graph, Mode, build_graph
+from ray_orch.engine.handoff import HandOffs, chaining_allowed
+from ray_orch.engine.hierarchy import Hierarchy
+from ray_orch.engine.hooks import (
+    BudgetHook,
+    CacheHook,
+    EventsHook,
+    Finished,
+    JournalHook,
+    RunHook,
+)
+from ray_orch.engine.overrides import Overrides
+from ray_orch.engine.ports import Services
+from ray_orch.engine.reporting import Reporter
+from ray_orch.engine.scheduler import Dispatch, Scheduler
+from ray_orch.engine.timeouts import TimeoutClock
+from ray_orch.model.agent import role_of
+from ray_orch.policy.attempt import run_with_fallback
+from ray_orch.policy.breaker import breaker_for, breaker_guard
+from ray_orch.policy.caching import from_cache, key_for, ttl_for
+from ray_orch.policy.task import Task
+from ray_orch.store.journal import Journal
+
+__all__ = ["Run", "RunResult", "RunSpec"]
+
+
+@dataclass(kw_only=True)
+class RunSpec:
+    """Everything a Supervisor needs to run a process (pickled once, as one object)."""
+
+    run_id: str
+    workflow: str
+    mode: Mode
+    tasks: list[Task]
+    agents: list[Any]
+    default_agent: Any = None
+    manager: Any = None
+    max_visits: int = 10
+    max_steps: int | None = None
+    max_manager_calls: int | None = None
+    on_failure: str = "fail"
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    allow_drift: bool = False
+    cache: bool = False
+    budget_tokens: int | None = None
+    budget_usd: float | None = None
+    metrics: bool = True
+    metrics_host: str | None = None
+    metrics_port: int | None = None
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    """What the driver gets back."""
+
+    run_id: str
+    outputs: dict[str, TaskOutput]
+    statuses: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+    skip_reasons: dict[str, str] = field(default_factory=dict)
+    error: BaseException | None = None
+    resumed: list[str] = field(default_factory=list)
+    metrics_url: str | None = None
+    activated_by: dict[str, str | None] = field(default_factory=dict)
+
+
+class Run:
+    """Executes one ``RunSpec`` with the given ``Services``; ``emit`` receives every
+    event as it happens."""
+
+    def __init__(self, spec: RunSpec, emit: Callable[[Event], None], services: Services,
+                 hooks: list[RunHook] | None = None) -> None:
+        self.spec = spec
+        self.services = services
+        self.graph: Graph = build_graph(spec.tasks, spec.mode,
+                                        has_default_agent=spec.default_agent is not None,
+                                        needs_agents=spec.mode != "hierarchical")
+        journal = self._open_journal()
+        # What members know this run by: unique to this execution, since a resumed run
+        # keeps its run id and a member must tell a late call of the old one apart.
+        self.members_key = f"{spec.run_id}/{uuid.uuid4().hex[:8]}"
+        self.reporter = Reporter(workflow=spec.workflow, run_id=spec.run_id, deliver=emit,
+                                 sink=services.metrics)
+        self.emit = self.reporter.emit
+        self.budget = BudgetHook(run_id=spec.run_id, tokens=spec.budget_tokens,
+                                 usd=spec.budget_usd)
+        caches = spec.cache or any(t.cache_ttl for t in spec.tasks)
+        self.cache = CacheHook(services.cache) if caches and services.cache else None
+        self.hooks: list[RunHook] = [EventsHook(self.reporter), self.budget]
+        self.hooks += [JournalHook(journal)] if journal is not None else []
+        self.hooks += [self.cache] if self.cache is not None else []
+        self.hooks += hooks or []
+        self.pending: dict[asyncio.Task[TaskOutput], Dispatch] = {}
+        self.finished: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+        self.ready_at: dict[tuple[str, int, int | None], float] = {}
+        self.pools: PoolSet | None = None
+        self.overrides = Overrides()
+        self.hierarchy: Hierarchy | None = None
+        self.cancelled = False
+        self.handoffs = HandOffs(
+            enabled=False, graph=self.graph, scheduler=self.scheduler,
+            remote=services.remote, members_key=self.members_key, pools=lambda: self.pools,
+            agent_for=self.agent_for,
+            can_follow=lambda t: not t.overrides_execute() and breaker_for(t) is None)
+
+    def _open_journal(self) -> Journal | None:
+        spec = self.spec
+        restored: dict[tuple[str, int], TaskOutput] = {}
+        restored_iterations: dict[tuple[str, int], dict[int, TaskOutput]] = {}
+        journal = None
+        if spec.checkpoint_dir:
+            journal = Journal(spec.checkpoint_dir, run_id=spec.run_id,
+                              workflow=spec.workflow, definition=self.graph.definition(),
+                              resume=spec.resume, allow_drift=spec.allow_drift)
+            spec.run_id = journal.run_id
+            loops = [n for n, node in self.graph.nodes.items() if node.task.task_type == "loop"]
+            restored, restored_iterations = journal.restored(loops, spec.max_visits)
+        self.scheduler = Scheduler(self.graph, max_visits=spec.max_visits,
+                                   max_steps=spec.max_steps,
+                                   on_failure=spec.on_failure,  # type: ignore[arg-type]
+                                   restored=restored, restored_iterations=restored_iterations)
+        return journal
+
+    def agent_for(self, task: Task) -> Any:
+        return task.agent if task.agent is not None else self.spec.default_agent
+
+    # -- the run -----------------------------------------------------------------------
+
+    async def execute(self) -> RunResult:
+        """Run to the end (or the first unhandled failure) and return the result."""
+        self.started = time.time()
+        internal: BaseException | None = None
+        try:
+            await self._open()
+            self._launch(self.scheduler.start())
+            while self.pending or (self.hierarchy is not None and self.hierarchy.busy):
+                # Jobs report themselves here when done: O(1) a completion, where
+                # asyncio.wait over every pending job would be O(pending) (quadratic
+                # for a 10,000-item fan-out).
+                done = [await self.finished.get()]
+                while not self.finished.empty():
+                    done.append(self.finished.get_nowait())
+                for job in done:
+                    if self.hierarchy is not None and job is self.hierarchy.job:
+                        self.hierarchy.done(job)
+                    elif job in self.pending:
+                        self._settle(job)  # type: ignore[arg-type]
+                if self.scheduler.abort is not None:
+                    break
+        except asyncio.CancelledError:
+            self.cancelled = True
+        except Exception as exc:  # an engine fault still ends the run cleanly, with a result
+            internal = exc
+        finally:
+            await self._wind_down()
+        return await self._result(internal)
+
+    async def _open(self) -> None:
+        spec = self.spec
+        resumed = sorted({k[0] for k in self.scheduler.restored})
+        self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
+                                       "metrics_url": self.services.metrics_url,
+                                       "metrics_error": self.services.metrics_error,
+                                       "resumed": resumed})
+        agents = self._all_agents()
+        if spec.mode == "hierarchical":
+            self.hierarchy = self._hierarchy()
+            agents.append(self.hierarchy.agent)
+        self.pools = PoolSet(self.services.registry, self.members_key,
+                             remote=self.services.remote, kept=self.services.kept)
+        tasks = {name: node.task for name, node in self.graph.nodes.items()}
+        await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()))
+        self.handoffs.enabled = chaining_allowed(
+            journal=any(isinstance(h, JournalHook) for h in self.hooks),
+            cache=self.cache is not None, manager=self.hierarchy is not None,
+            budget=spec.budget_tokens is not None or spec.budget_usd is not None)
+
+    async def _wind_down(self) -> None:
+        jobs: list[asyncio.Future[Any]] = [*self.pending]
+        if self.hierarchy is not None and self.hierarchy.job is not None:
+            jobs.append(self.hierarchy.job)
+        for job in jobs:
+            job.cancel()
+        self.handoffs.drop_all()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        if self.hierarchy is not None:
+            self.hierarchy.job = None
+        if self.pools is not None:
+            await self.pools.close()
+        self.overrides.close()
+
+    async def _result(self, internal: BaseException | None) -> RunResult:
+        spec = self.spec
+        error: BaseException | None = None
+        if self.cancelled:
+            error = RunCancelledError(f"run {spec.run_id} was cancelled")
+        elif internal is not None:
+            error = RunError(f"run {spec.run_id} failed: {type(internal).__name__}: {internal}")
+        elif self.scheduler.abort is not None:
+            error = self.scheduler.abort
+        elif self.budget.error is not None:
+            error = self.budget.error
+        statuses = self.scheduler.statuses()
+        if self.cancelled or error is not None:
+            statuses = {n: ("failed" if s == "running" and n in self.scheduler.errors else
+                            "pending" if s in ("running", "pending") else s)
+                        for n, s in statuses.items()}
+        self._gauges(force=True)
+        self.reporter.flush_gauges()
+        status = "cancelled" if self.cancelled else "failed" if error else "completed"
+        for hook in self.hooks:
+            await hook.settle()
+        self.emit("run_finished", status=status, duration_s=time.time() - self.started)
+        self.reporter.close()
+        for hook in self.hooks:
+            hook.run_finished(status)
+        return RunResult(run_id=spec.run_id, metrics_url=self.services.metrics_url,
+                         outputs=dict(self.scheduler.outputs), statuses=statuses,
+                         errors={n: str(e) for n, e in self.scheduler.errors.items()},
+                         skip_reasons=dict(self.scheduler.skip_reasons), error=error,
+                         resumed=list(self.scheduler.resumed),
+                         activated_by=dict(self.scheduler.activator))
+
+    def _all_agents(self) -> list[Any]:
+        agents = list(self.spec.agents)
+        for task in self.spec.tasks:
+            for agent in (task.agent, task.fallback_agent):
+                if agent is not None:
+                    agents.append(agent)
+        if self.spec.default_agent is not None and any(t.agent is None for t in self.spec.tasks):
+            agents.append(self.spec.default_agent)
+        # Agents, and any object with chat(prompt) (the Task docstring's adapters).
+        return [a for a in agents if hasattr(a, "key") or callable(getattr(a, "chat", None))]
+
+    def _hierarchy(self) -> Hierarchy:
+        async def ask(agent: Any, prompt: str, schema: Any) -> str:
+            assert self.pools is not None
+            pool = self.pools.pool_for(agent)
+            member = min(pool.members, key=lambda m: m.in_flight)
+            return await member.handle.ask.remote(  # type: ignore[no-any-return]
+                agent.key(), prompt, schema.model_json_schema(), self.members_key,
+                pool.bind_for(member))
+
+        hierarchy = Hierarchy(
+            manager_llm=self.spec.manager,
+            workers=[a for a in self.spec.agents if isinstance(getattr(a, "role", None), str)],
+            max_calls=self.spec.max_manager_calls or max(10, 4 * len(self.graph.order)),
+            ask=ask, start=self._start, emit=self.emit,
+            describe=lambda name: self.graph.nodes[name].task.description)
+        hierarchy.on_done = self.finished.put_nowait
+        return hierarchy
+
+    def _launch(self, dispatches: list[Dispatch]) -> None:
+        if self.budget.error is not None:
+            # Budget reached: nothing new starts; in-flight work finishes on its own.
+            return
+        now = time.time()
+        for dispatch in dispatches:
+            self.ready_at[dispatch.key] = now
+            task = self.graph.nodes[dispatch.task].task
+            if self.hierarchy is not None and task.agent is None:
+                self.emit("task_ready", task=dispatch.task)
+                self.hierarchy.wait(dispatch)
+                continue
+            self.emit("task_ready", task=dispatch.task, agent_role=role_of(self.agent_for(task)))
+            self._start(dispatch)
+        if self.hierarchy is not None:
+            self.hierarchy.kick()
+
+    def _start(self, dispatch: Dispatch, agent: Any = None) -> None:
+        job = asyncio.ensure_future(self._run_one(dispatch, agent))
+        self.pending[job] = dispatch
+        job.add_done_callback(self.finished.put_nowait)
+
+    # -- what ended --------------------------------------------------------------------
+
+    def _settle(self, job: asyncio.Task[TaskOutput]) -> None:
+        dispatch = self.pending.pop(job)
+        task = self.graph.nodes[dispatch.task].task
+        chosen = self.hierarchy.settled(dispatch) if self.hierarchy is not None else None
+        role = chosen.agent if chosen is not None else role_of(self.agent_for(task))
+        started = self.ready_at.pop(dispatch.key, time.time())
+        try:
+            output = job.result()
+        except (asyncio.CancelledError, _NotDispatched):
+            return
+        except BaseException as exc:
+            cause = getattr(exc, "cause", None) or exc
+            for hook in self.hooks:
+                hook.dispatch_finished(Finished(dispatch=dispatch, role=role, error=cause,
+                                                started=started))
+            self._launch(self.handoffs.claim(dispatch.task, self.scheduler.failed(
+                dispatch.task, cause, visit=dispatch.visit)))
+            self._gauges()
+            return
+        output.task_id = dispatch.task
+        if chosen is not None and self.hierarchy is not None:
+            output.metadata.update({"assigned_by": chosen.by, "assigned_agent": chosen.agent,
+                                    "assignment_reason": chosen.reason,
+                                    "manager_calls": self.hierarchy.manager.calls})
+        for hook in self.hooks:
+            hook.dispatch_finished(Finished(dispatch=dispatch, role=role, output=output))
+        # Recorded once, durably, before anything downstream of it is dispatched.
+        if dispatch.iteration is not None:
+            for hook in self.hooks:
+                hook.iteration_completed(dispatch.task, dispatch.visit, dispatch.iteration,
+                                         output)
+            new = self.scheduler.iteration_completed(dispatch.task, dispatch.iteration, output,
+                                                     visit=dispatch.visit)
+            if self.scheduler.state[dispatch.task] == "completed":
+                for hook in self.hooks:
+                    hook.task_completed(dispatch.task, dispatch.visit,
+                                        self.scheduler.outputs[dispatch.task])
+        else:
+            for hook in self.hooks:
+                hook.task_completed(dispatch.task, dispatch.visit, output)
+            new = self.handoffs.claim(dispatch.task,
+                                      self.scheduler.completed(dispatch.task, output), output)
+        self._launch(new)
+        # Not after each loop iteration: only a finished task changes what others wait on.
+        if dispatch.iteration is None or self.scheduler.state[dispatch.task] == "completed":
+            self.handoffs.waiting_on(dispatch.task)
+        self._gauges()
+
+    def _gauges(self, force: bool = False) -> None:
+        # Counting is O(tasks); gauges are shipped at most every 0.1 s anyway.
+        if not self.reporter.gauge_due(force):
+            return
+        states = self.scheduler.state
+        waiting = sum(1 for s in states.values() if s == "waiting")
+        queued = sum(p.waiters for p in self.pools.pools.values()) if self.pools else 0
+        manager_queue = len(self.hierarchy.queue) if self.hierarchy is not None else 0
+        self.emit("scheduler", data={"running": len(self.pending) - queued,
+                                     "ready": queued + manager_queue, "waiting": waiting})
+
+    # -- one dispatch ------------------------------------------------------------------
+
+    async def _run_one(self, dispatch: Dispatch, assigned: Any = None) -> TaskOutput:
+        task = self.graph.nodes[dispatch.task].task
+        context = {name: self.scheduler.outputs[name] for name in dispatch.context}
+        queued = time.time()
+        meta: dict[str, Any] = {}
+        clock = TimeoutClock(task.timeout)
+
+        def started(pool: Any, member: Any = None) -> None:
+            if self.budget.error is not None:
+                raise _NotDispatched(dispatch.task)
+            clock.start(getattr(member, "ready", None))
+            now = time.time()
+            meta.setdefault("started_at", now)
+            meta["pool"] = pool
+            self.emit("task_started", task=dispatch.task, agent_role=pool.agent.role,
+                      data={"queue_s": now - queued, "iteration": dispatch.iteration})
+            self.reporter.send(pool.event(self.spec.workflow, self.spec.run_id))
+
+        async def call(agent: Any) -> TaskOutput:
+            return await self._submit(agent, dispatch, context, dispatch.inputs, started)
+
+        async def body() -> TaskOutput:
+            if task.overrides_execute():
+                clock.start()
+                return await self.overrides.run(
+                    task, dispatch, context,
+                    lambda agent, inputs: self._submit(
+                        agent, dispatch, context,
+                        inputs if inputs is not None else dispatch.inputs))
+            primary = assigned or self.agent_for(task)
+            hit = await self._cached(task, dispatch, primary, context)
+            return hit if hit is not None else await run_agents(primary)
+
+        async def run_agents(primary: Any) -> TaskOutput:
+            if task.agent is None and primary is not None:
+                # Tasks without an agent run on the default agent; fallback still applies.
+                try:
+                    return await call(primary)
+                except Exception:
+                    if task.fallback_agent is None:
+                        raise
+                    return await call(task.fallback_agent)
+            return await run_with_fallback(task, call)
+
+        def breaker_state(name: str, state: str) -> None:
+            self.emit("breaker", task=dispatch.task, data={"state": state, "breaker": name})
+
+        try:
+            output = await clock.run(breaker_guard(task, body, on_state=breaker_state))
+        except asyncio.TimeoutError:
+            raise TaskTimeoutError(f"task '{dispatch.task}' exceeded its timeout of "
+                                   f"{task.timeout} s", task=dispatch.task) from None
+        finally:
+            if "pool" in meta:  # the pool's load after this task left it
+                self.reporter.send(meta.pop("pool").event(self.spec.workflow,
+                                                          self.spec.run_id))
+        output.metadata["queue_s"] = max(0.0, meta.get("started_at", queued) - queued)
+        output.metadata["started_at"] = meta.get("started_at", queued)
+        return output
+
+    async def _cached(self, task: Task, dispatch: Dispatch, agent: Any,
+                      context: dict[str, TaskOutput]) -> TaskOutput | None:
+        """The cached output of this dispatch, if the run caches it and has it; a miss
+        is noted so that the output is stored when it completes (``CacheHook``)."""
+        ttl = ttl_for(task, self.spec.cache) if self.cache is not None else None
+        if ttl is None or self.cache is None:
+            return None
+        key = key_for(task, agent, task_prompt(task, dispatch.inputs, context,
+                                               dispatch.missing))
+        hit = await self.cache.cache.get.remote(key)
+        self.emit("cache", task=dispatch.task, outcome="hit" if hit else "miss")
+        if hit is not None:
+            return from_cache(hit)
+        self.cache.missed[dispatch.key] = (key, ttl)
+        return None
+
+    async def _submit(self, agent: Any, dispatch: Dispatch, context: dict[str, TaskOutput],
+                      inputs: dict[str, Any] | None,
+                      started: Callable[[Any, Any], None] | None = None) -> TaskOutput:
+        """One task's attempts with one agent, on that agent's pool (or the hand-off of
+        this very dispatch, already running behind its predecessor)."""
+        assert self.pools is not None
+        pool = self.pools.pool_for(agent)
+        on_start = (lambda member: started(pool, member)) if started else None
+        handoffs = self.handoffs
+        handoffs.sending_again(dispatch.task)
+        token = on_sent = None
+        if handoffs.enabled and dispatch.iteration is None:
+            token = handoffs.token(dispatch.task, dispatch.visit)
+
+            def on_sent(where: Any, member: Any, sent_token: str) -> None:
+                handoffs.sent(dispatch, where, member, sent_token)
+
+        handed = handoffs.take(dispatch, pool, inputs)
+        if handed is not None:
+            output = await pool.adopt(handed.member, handed.ref, on_start, handed.token,
+                                      on_sent)
+            if output is not None:
+                return output
+            handoffs.not_adopted(dispatch, handed)
+            on_start = None  # the task has started already, as far as events go
+        return await pool.submit(
+            self.members_key, dispatch.task, inputs, context, dispatch.missing,
+            dispatch.iteration, on_start=on_start, token=token, on_sent=on_sent)
+
+
+class _NotDispatched(Exception):
+    """A task that was ready but not started, because the run's budget was spent."""

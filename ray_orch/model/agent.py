@@ -1,0 +1,196 @@
+"""``Agent``: a persona (role, goal, backstory) bound to a model.
+
+An Agent is plain data plus two ways to talk to it (``chat``, ``achat``). In a process
+each Agent becomes a pool of Ray actors (``pool_size`` members, each running up to
+``max_concurrency`` attempts at once); ``Task.execute()`` calls it in-process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from ray_orch.core.errors import InvalidTaskFieldError
+from ray_orch.model.client import LLMConfig, LLMResult, acomplete, complete
+from ray_orch.model.resolve import resolve_llm
+
+__all__ = ["Agent", "role_of"]
+
+
+def role_of(agent: Any) -> str | None:
+    """The role of an agent, or of any object with a string ``role`` (None otherwise,
+    e.g. for a ``Mock``, whose attributes are all Mocks)."""
+    role = getattr(agent, "role", None)
+    return role if isinstance(role, str) else None
+
+
+class Agent:
+    """An LLM agent.
+
+    Args:
+        role: who the agent is ("Data Extractor"); also its name in metrics.
+        goal: what it tries to achieve.
+        backstory: extra persona text for the system prompt.
+        llm: a litellm model string, a dict of litellm options
+            (``{"model": ..., "base_url": ..., "api_key": ..., "temperature": ...}``),
+            or None for the default model (``RAY_ORCH_MODEL``, else the embedded one).
+        base_url: the provider's base URL (OpenAI-compatible servers, Ollama, ...).
+        api_key: the provider key; never logged, checkpointed or exported.
+        tools: not supported yet: a non-empty list is refused rather than ignored
+            (the guide uses no tools; function calling is planned).
+        instructions: extra standing instructions appended to the system prompt.
+        name: a unique name (defaults to the role).
+        pool_size: how many actors serve this agent in a process (its resource pool).
+        max_concurrency: attempts one actor runs at once; past pool_size x this,
+            dispatch waits (backpressure).
+        timeout: seconds per model call.
+        num_cpus, resources, scheduling_strategy: Ray placement of the pool members
+            (``scheduling_strategy="SPREAD"`` spreads a pool across nodes).
+        circuit_breaker: a ``CircuitBreaker`` guarding every task this agent runs.
+
+    Example:
+        >>> agent = Agent(role="Data Extractor", goal="Extract data from sources")
+        >>> agent.role
+        'Data Extractor'
+    """
+
+    def __init__(self, role: str = "Assistant", goal: str = "Complete the task well",
+                 backstory: str = "", llm: str | dict[str, Any] | LLMConfig | None = None,
+                 base_url: str | None = None, api_key: str | None = None,
+                 tools: list[Callable[..., Any]] | None = None, instructions: str = "",
+                 name: str | None = None, pool_size: int = 1, max_concurrency: int = 64,
+                 timeout: float = 120.0, num_cpus: float = 0.0,
+                 resources: dict[str, float] | None = None,
+                 scheduling_strategy: Any = None, circuit_breaker: Any = None,
+                 verbose: bool = False, **llm_options: Any) -> None:
+        if not isinstance(role, str) or not role.strip():
+            raise InvalidTaskFieldError("Agent role must be a non-empty string",
+                                        field="role")
+        if pool_size < 1 or max_concurrency < 1:
+            raise InvalidTaskFieldError(
+                f"Agent '{role}': pool_size and max_concurrency must be >= 1 "
+                f"(got {pool_size}, {max_concurrency})", field="pool_size")
+        if tools:
+            raise InvalidTaskFieldError(
+                f"Agent '{role}': tools are not supported yet (they would be silently "
+                "ignored); call your functions from a Task subclass's execute() instead",
+                field="tools")
+        self.role = role
+        self.goal = goal
+        self.backstory = backstory
+        self.llm = llm
+        self.base_url = base_url
+        self.api_key = api_key
+        self.tools = list(tools or [])
+        self.instructions = instructions
+        self.name = name or role
+        self.pool_size = pool_size
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.num_cpus = num_cpus
+        self.resources = dict(resources or {})
+        self.scheduling_strategy = scheduling_strategy
+        self.circuit_breaker = circuit_breaker
+        self.verbose = verbose
+        self.llm_options = llm_options
+        self._config: LLMConfig | None = None
+        self.last_result: LLMResult | None = None
+
+    def __repr__(self) -> str:
+        return f"Agent(role={self.role!r}, goal={self.goal!r})"
+
+    # -- model -------------------------------------------------------------------------
+
+    @property
+    def llm_config(self) -> LLMConfig:
+        """The resolved model configuration (resolved once, on the driver).
+
+        Raises:
+            ModelNotConfiguredError: ``llm`` is None and no default model exists.
+        """
+        if self._config is None:
+            config = resolve_llm(self.llm, base_url=self.base_url, api_key=self.api_key,
+                                 who=f"agent '{self.role}'")
+            if self.llm_options or config.timeout != self.timeout:
+                config = dataclasses.replace(config, timeout=self.timeout,
+                                             options={**config.options, **self.llm_options})
+            self._config = config
+        return self._config
+
+    @property
+    def model(self) -> str:
+        """The model string this agent calls (no secrets)."""
+        return self.llm_config.model
+
+    def key(self) -> str:
+        """A stable identity for pooling and caching: persona + model, no secrets."""
+        ident = {"name": self.name, "role": self.role, "goal": self.goal,
+                 "backstory": self.backstory, "instructions": self.instructions,
+                 "llm": self.llm_config.describe(),
+                 "tools": [getattr(t, "__name__", repr(t)) for t in self.tools]}
+        blob = json.dumps(ident, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def system_prompt(self) -> str:
+        """The system message that sets the persona."""
+        parts = [f"You are {self.role}."]
+        if self.backstory:
+            parts.append(self.backstory)
+        parts.append(f"Your goal: {self.goal}")
+        if self.instructions:
+            parts.append(self.instructions)
+        return "\n".join(parts)
+
+    def messages(self, prompt: str) -> list[dict[str, Any]]:
+        """The chat messages for one prompt."""
+        return [{"role": "system", "content": self.system_prompt()},
+                {"role": "user", "content": prompt}]
+
+    # -- talking -----------------------------------------------------------------------
+
+    def chat(self, prompt: str, *, output_schema: type[BaseModel] | None = None) -> str:
+        """Ask the agent once, synchronously.
+
+        Args:
+            prompt: the user message.
+            output_schema: a pydantic model the reply must follow (JSON text comes back).
+
+        Returns:
+            The reply text.
+
+        Raises:
+            LLMError: the model call failed.
+
+        Example:
+            >>> from ray_orch.testing import StubLLMServer
+            >>> with StubLLMServer(reply="Hi!") as stub:
+            ...     Agent(role="Writer", goal="Write", llm=stub.llm).chat("Say hi")
+            'Hi!'
+        """
+        result = complete(self.llm_config, self.messages(prompt), schema=output_schema)
+        self.last_result = result
+        return result.text
+
+    async def achat(self, prompt: str, *, output_schema: type[BaseModel] | None = None) -> str:
+        """Ask the agent once, asynchronously. Same contract as ``chat``."""
+        result = await self.acomplete(prompt, output_schema=output_schema)
+        return result.text
+
+    async def acomplete(self, prompt: str, *,
+                        output_schema: type[BaseModel] | dict[str, Any] | None = None,
+                        timeout: float | None = None) -> LLMResult:
+        """Ask once and return the reply with its accounting (tokens, cost, duration)."""
+        result = await acomplete(self.llm_config, self.messages(prompt), schema=output_schema,
+                                 timeout=timeout)
+        self.last_result = result
+        return result
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["last_result"] = None
+        return state

@@ -1,0 +1,364 @@
+"""The LLM seam: every model call in ray-orch goes through this module, over litellm.
+
+It owns: the model configuration (``LLMConfig``), structured output (a JSON schema from
+a pydantic model through ``response_format``), token and cost accounting, per-call
+timeouts, and the classification of failures into retryable or not (``LLMError``).
+
+litellm costs 3-5 s and ~170 MB to import, so it is imported on first use, only in the
+processes that call models (agent actors, or the driver for ``Task.execute()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ray_orch.core.errors import LLMError, ModelNotConfiguredError
+from ray_orch.model import openai_http as _openai_http
+from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+__all__ = ["EMBEDDED", "LLMConfig", "LLMResult", "acomplete", "classify_error", "complete",
+           "uses_litellm"]
+
+# Marker model name: "use the embedded offline model"; resolved in the calling process,
+# because the model server is per node.
+EMBEDDED = "ray-orch/embedded"
+
+_CLIENTS = frozenset({"auto", "litellm"})
+# The key sent to an OpenAI-compatible server given without one (local servers need some).
+_NO_KEY = "sk-none"
+_SECRET_KEYS = {"api_key", "apikey", "authorization", "token", "secret", "password"}
+_litellm: ModuleType | None = None
+
+
+def _lib() -> ModuleType:
+    global _litellm
+    if _litellm is None:
+        # Without this, importing litellm fetches a cost map from the internet.
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        litellm.drop_params = True
+        try:  # litellm's first call imports ~470 openai modules; do it here, off its path
+            import openai
+
+            _ = openai.AsyncOpenAI(api_key="sk-warm-up",
+                                   base_url="http://127.0.0.1:9/v1").chat.completions
+        except Exception:
+            pass
+        _litellm = litellm
+    return _litellm
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMConfig:
+    """Which model to call and how.
+
+    Args:
+        model: a litellm model string (``"gpt-4o-mini"``, ``"openai/<name>"``,
+            ``"anthropic/..."``, ``"ollama/..."``), or ``EMBEDDED``.
+        base_url: the provider's base URL (``api_base`` in litellm).
+        api_key: the key; never printed, checkpointed or put in metric labels.
+        timeout: seconds per call.
+        options: further litellm options (``temperature``, ``max_tokens``, ...).
+        client: ``"auto"`` (default: OpenAI-compatible servers named by ``base_url`` are
+            called over a lean HTTP client, everything else through litellm; see
+            ``_openai_http``) or ``"litellm"`` (every call through ``litellm.acompletion``).
+            The default comes from ``RAY_ORCH_LLM_CLIENT``.
+
+    Example:
+        >>> LLMConfig.from_spec({"model": "openai/stub", "base_url": "http://127.0.0.1:1/v1"}).model
+        'openai/stub'
+    """
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 120.0
+    options: dict[str, Any] = field(default_factory=dict)
+    client: str = field(default_factory=lambda: os.environ.get("RAY_ORCH_LLM_CLIENT", "auto"))
+
+    def __post_init__(self) -> None:
+        if self.client not in _CLIENTS:
+            raise ModelNotConfiguredError(
+                f"llm client {self.client!r} is not one of {sorted(_CLIENTS)} "
+                "(RAY_ORCH_LLM_CLIENT or the 'client' llm option)", field="llm")
+
+    @classmethod
+    def from_spec(cls, spec: str | dict[str, Any] | LLMConfig, *, base_url: str | None = None,
+                  api_key: str | None = None, timeout: float | None = None) -> LLMConfig:
+        """Build a config from a model string or a dict of litellm options.
+
+        Raises:
+            ModelNotConfiguredError: the dict has no ``model``.
+        """
+        if isinstance(spec, LLMConfig):
+            return spec
+        if isinstance(spec, str):
+            return cls(model=spec, base_url=base_url, api_key=api_key,
+                       timeout=timeout or 120.0)
+        opts = dict(spec)
+        model = opts.pop("model", None)
+        if not model:
+            raise ModelNotConfiguredError(
+                f"llm options {sorted(opts)} have no 'model'; give a litellm model string, "
+                "e.g. {'model': 'gpt-4o-mini'}", field="llm")
+        url = opts.pop("base_url", None) or opts.pop("api_base", None) or base_url
+        key = opts.pop("api_key", None) or api_key
+        tmo = opts.pop("timeout", None) or timeout or 120.0
+        client = opts.pop("client", None) or os.environ.get("RAY_ORCH_LLM_CLIENT", "auto")
+        return cls(model=model, base_url=url, api_key=key, timeout=float(tmo), options=opts,
+                   client=client)
+
+    def describe(self) -> dict[str, Any]:
+        """The config without secrets (for hashes, checkpoints and logs)."""
+        opts = {k: v for k, v in self.options.items() if k.lower() not in _SECRET_KEYS}
+        return {"model": self.model, "base_url": self.base_url, "options": opts}
+
+
+@dataclass(kw_only=True)
+class LLMResult:
+    """One model reply with its accounting."""
+
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    duration_s: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _resolve(config: LLMConfig, opts: dict[str, Any] | None = None) -> LLMConfig:
+    if config.model != EMBEDDED:
+        return config
+    if opts is None:
+        from ray_orch.model.embedded import embedded_llm_options
+
+        opts = embedded_llm_options()
+    return LLMConfig(model=opts["model"], base_url=opts.get("api_base"),
+                     api_key=opts.get("api_key"), timeout=config.timeout,
+                     options=dict(config.options), client=config.client)
+
+
+def uses_litellm(config: LLMConfig) -> bool:
+    """Whether calls with this config go through litellm (else the lean HTTP client)."""
+    if config.model == EMBEDDED:
+        return config.client == "litellm"
+    return config.client == "litellm" or not _openai_http.eligible(
+        config.model, config.base_url, strip_limit_keys(config.options))
+
+
+def _request(config: LLMConfig, messages: list[dict[str, Any]],
+             schema: type[BaseModel] | dict[str, Any] | None,
+             timeout: float | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"model": config.model, "messages": messages,
+                              "timeout": timeout or config.timeout, "num_retries": 0}
+    if config.base_url:
+        kwargs["api_base"] = config.base_url
+    if config.api_key:
+        kwargs["api_key"] = config.api_key
+    elif config.base_url:
+        # OpenAI-compatible local servers need some key; litellm refuses an empty one.
+        kwargs["api_key"] = _NO_KEY
+    if schema is not None:
+        kwargs["response_format"] = schema
+    kwargs.update(strip_limit_keys(config.options))
+    return kwargs
+
+
+def _result(response: Any, config: LLMConfig, started: float) -> LLMResult:
+    lib = _lib()
+    try:
+        text = response.choices[0].message.content or ""
+    except (AttributeError, IndexError) as exc:
+        raise LLMError(f"model {config.model} returned no message: {exc}",
+                       retryable=True) from None
+    usage = getattr(response, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    # litellm already priced the call while logging it; pricing it again costs ~1 ms.
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost")
+    if cost is None:
+        try:
+            cost = lib.completion_cost(completion_response=response)
+        except Exception:
+            cost = 0.0  # unknown models (local, stub) have no price
+    cost = float(cost or 0.0)
+    return LLMResult(text=text, model=config.model, prompt_tokens=prompt,
+                     completion_tokens=completion, cost_usd=cost,
+                     duration_s=time.perf_counter() - started)
+
+
+async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
+                    schema: type[BaseModel] | dict[str, Any] | None = None,
+                    timeout: float | None = None) -> LLMResult:
+    """Call the model once, asynchronously.
+
+    Args:
+        config: the model to call.
+        messages: OpenAI-style chat messages.
+        schema: a pydantic model (or JSON-schema ``response_format`` dict) the reply
+            must follow; the provider constrains the output where it can.
+        timeout: seconds for this call (default: ``config.timeout``).
+
+    Returns:
+        The reply text with tokens, cost and duration.
+
+    Raises:
+        LLMError: the call failed; ``retryable`` says whether to try again.
+
+    Example:
+        >>> import asyncio
+        >>> from ray_orch.testing import StubLLMServer
+        >>> with StubLLMServer(reply="hello") as stub:
+        ...     config = LLMConfig(model=stub.model, base_url=stub.base_url)
+        ...     result = asyncio.run(acomplete(config, [{"role": "user", "content": "hi"}]))
+        >>> result.text
+        'hello'
+    """
+    if config.model == EMBEDDED:
+        from ray_orch.model.embedded import aembedded_llm_options
+
+        config = _resolve(config, await aembedded_llm_options())
+    lean = not uses_litellm(config)
+
+    async def call() -> LLMResult:
+        if lean:
+            return await _acomplete_http(config, strip_limit_keys(config.options), messages,
+                                         schema, timeout)
+        lib = _lib()
+        started = time.perf_counter()
+        try:
+            response = await lib.acompletion(**_request(config, messages, schema, timeout))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise classify_error(exc, config.model) from None
+        return _result(response, config, started)
+
+    # Paced under the model's rpm / tpm and adaptive window; a direct call without limits.
+    return await limited(config, call, tokens_estimate=estimate_tokens(messages, config.options))
+
+
+async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
+                          messages: list[dict[str, Any]],
+                          schema: type[BaseModel] | dict[str, Any] | None,
+                          timeout: float | None) -> LLMResult:
+    started = time.perf_counter()
+    body: dict[str, Any] = {"model": config.model.split("/", 1)[1], "messages": messages,
+                            **options}
+    if schema is not None:
+        body["response_format"] = _openai_http.response_format(schema)
+    reply = await _openai_http.achat(config.model, config.base_url or "",
+                                     config.api_key or _NO_KEY, body,
+                                     timeout or config.timeout)
+    try:
+        text = reply["choices"][0]["message"]["content"] or ""
+    except (KeyError, IndexError, TypeError) as exc:
+        raise LLMError(f"model {config.model} returned no message: {exc!r}",
+                       retryable=True) from None
+    usage = reply.get("usage") or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    price_in, price_out = _openai_http.prices(config.model)
+    return LLMResult(text=str(text), model=config.model, prompt_tokens=prompt,
+                     completion_tokens=completion,
+                     cost_usd=prompt * price_in + completion * price_out,
+                     duration_s=time.perf_counter() - started)
+
+
+def complete(config: LLMConfig, messages: list[dict[str, Any]], *,
+             schema: type[BaseModel] | dict[str, Any] | None = None,
+             timeout: float | None = None) -> LLMResult:
+    """Call the model once, synchronously. Same contract as ``acomplete``."""
+    config = _resolve(config)
+    lib = _lib()
+    started = time.perf_counter()
+    try:
+        response = lib.completion(**_request(config, messages, schema, timeout))
+    except Exception as exc:
+        raise classify_error(exc, config.model) from None
+    return _result(response, config, started)
+
+
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+
+
+def classify_error(exc: BaseException, model: str = "") -> LLMError:
+    """Turn any provider failure into an ``LLMError`` that says whether to retry.
+
+    Rate limits, timeouts, connection errors and 5xx are retryable; authentication,
+    permission, bad requests and context-window overflows are not.
+    """
+    if isinstance(exc, LLMError):
+        return exc
+    lib = _lib()
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    retry_after = _retry_after(exc)
+    not_retryable = (lib.AuthenticationError, lib.PermissionDeniedError, lib.NotFoundError,
+                     lib.ContextWindowExceededError, lib.ContentPolicyViolationError,
+                     lib.UnsupportedParamsError)
+    if isinstance(exc, not_retryable):
+        retryable = False
+    elif isinstance(exc, (lib.RateLimitError, lib.Timeout, lib.APIConnectionError,
+                          lib.InternalServerError, lib.ServiceUnavailableError,
+                          lib.BadGatewayError)):
+        retryable = True
+    elif isinstance(exc, lib.BadRequestError):
+        retryable = False
+    elif isinstance(status, int):
+        retryable = status in _RETRYABLE_STATUS or status >= 500
+    else:
+        # Unknown failures (a malformed body, a dropped connection) may pass on retry.
+        retryable = True
+    message = _redact(str(exc))
+    return LLMError(f"{name} from model {model}: {message}", retryable=retryable,
+                    status_code=status if isinstance(status, int) else None,
+                    retry_after=retry_after)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    # litellm keeps the provider's real headers here; exc.response is a stand-in.
+    for headers in (getattr(exc, "litellm_response_headers", None),
+                    getattr(getattr(exc, "response", None), "headers", None)):
+        seconds = _openai_http.retry_after_of(headers) if headers else None
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def _redact(text: str) -> str:
+    for name, value in os.environ.items():
+        if value and len(value) >= 8 and name.upper().endswith(("_API_KEY", "_TOKEN", "_SECRET")):
+            text = text.replace(value, "***")
+    return text
+
+
+def error_kind(exc: BaseException) -> str:
+    """A bounded label for an attempt failure (used in metrics and events)."""
+    if isinstance(exc, LLMError):
+        if exc.status_code == 429:
+            return "rate_limit"
+        if exc.status_code is not None and exc.status_code >= 500:
+            return "server"
+        text = str(exc).lower()
+        if "timeout" in text or "timed out" in text:
+            return "timeout"
+        return "llm"
+    return "error"

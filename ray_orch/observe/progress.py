@@ -1,0 +1,198 @@
+"""A live progress display on the driver, fed with the run's ``Event``s.
+
+On a terminal it shows tasks done/total, running and failed counts and the tasks in
+progress (rich). When stdout is not a terminal, or ``RAY_ORCH_PROGRESS=0``, or
+``progress=False``, it shows nothing (or, with ``verbose``, one line per finished task).
+A display problem never reaches the run: the sink turns itself off instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress import Progress as _RichProgress
+from rich.text import Text
+
+from ray_orch.core.events import Event
+
+__all__ = ["Progress", "progress_enabled"]
+
+ENV = "RAY_ORCH_PROGRESS"
+_OFF = {"0", "false", "no", "off"}
+_log = logging.getLogger(__name__)
+
+
+def progress_enabled(progress: bool | None = None, console: Console | None = None) -> bool:
+    """Whether a live display should run.
+
+    Args:
+        progress: the caller's choice; None defers to ``RAY_ORCH_PROGRESS`` (default on).
+        console: where it would draw (default: stdout).
+
+    Returns:
+        True only when asked for (or not refused) and the console is a terminal.
+    """
+    if progress is False:
+        return False
+    if progress is None and os.environ.get(ENV, "").strip().lower() in _OFF:
+        return False
+    return (console or Console()).is_terminal
+
+
+class _Display(_RichProgress):
+    """rich's Progress with a line naming the tasks in progress under the bar."""
+
+    current: str = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.current:
+            yield Text(self.current, style="dim", overflow="ellipsis", no_wrap=True)
+
+
+class Progress:
+    """Event sink that draws the run's progress.
+
+    Args:
+        total: number of tasks, if known (a ``run_started`` event's ``data["tasks"]``
+            sets it too; loops may raise it).
+        enabled: True/False, or None to follow ``RAY_ORCH_PROGRESS`` (default on);
+            either way the live display only runs on a terminal.
+        verbose: print one line per finished task (on a terminal: above the bar).
+        console: a rich Console (default: stdout).
+        description: the label in front of the bar (default: the workflow name).
+
+    Example:
+        >>> with Progress(total=2, enabled=False) as progress:
+        ...     progress(Event(kind="task_finished", task="a", status="completed"))
+        >>> progress.done
+        1
+    """
+
+    def __init__(self, total: int | None = None, *, enabled: bool | None = None,
+                 verbose: bool = False, console: Console | None = None,
+                 description: str | None = None) -> None:
+        self.console = console or Console()
+        self.total = total
+        self.verbose = verbose
+        self.description = description
+        self.done = 0
+        self.failed = 0
+        self.running: dict[str, None] = {}  # ordered set: oldest first
+        self.live = progress_enabled(enabled, self.console)
+        self._display: _Display | None = None
+        self._bar: Any = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the live display (no-op when disabled or started)."""
+        with self._lock:
+            if not self.live or self._display is not None:
+                return
+            try:
+                display = _Display(
+                    TextColumn("[bold]{task.description}"), BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("running {task.fields[running]}  failed {task.fields[failed]}"),
+                    TimeElapsedColumn(),
+                    console=self.console, transient=False, refresh_per_second=8)
+                self._bar = display.add_task(self.description or "tasks", total=self.total,
+                                             running=0, failed=0)
+                display.start()
+                self._display = display
+            except Exception as exc:  # the display must never break a run
+                _log.debug("progress display off: %s", exc)
+                self.live = False
+
+    def stop(self) -> None:
+        """Stop the live display, leaving its last state on screen."""
+        with self._lock:
+            display, self._display = self._display, None
+        if display is not None:
+            try:
+                display.stop()
+            except Exception as exc:
+                _log.debug("progress display stop failed: %s", exc)
+
+    def __enter__(self) -> Progress:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- events --------------------------------------------------------------------------
+
+    def __call__(self, event: Event | Mapping[str, Any]) -> None:
+        """Feed one event (same as ``update``)."""
+        self.update(event)
+
+    def update(self, event: Event | Mapping[str, Any]) -> None:
+        """Take one event into account and redraw.
+
+        Args:
+            event: an ``Event`` or its dict form; kinds other than run/task ones are
+                ignored.
+        """
+        try:
+            self._update(event if isinstance(event, Event) else Event.model_validate(event))
+        except Exception as exc:  # never let the display fail the run
+            _log.debug("progress: event ignored: %s", exc)
+            self.live = False
+            self.stop()
+
+    def _update(self, ev: Event) -> None:
+        line: str | None = None
+        with self._lock:
+            if ev.kind == "run_started":
+                self.total = int(ev.data.get("tasks", self.total or 0)) or self.total
+                self.description = self.description or ev.workflow
+            elif ev.kind == "task_started" and ev.task:
+                self.running[ev.task] = None
+            elif ev.kind == "task_finished" and ev.task:
+                self.running.pop(ev.task, None)
+                self.done += 1
+                status = ev.status or "completed"
+                if status == "failed":
+                    self.failed += 1
+                if self.total is not None and self.done > self.total:
+                    self.total = self.done
+                if self.verbose:
+                    took = f" in {ev.duration_s:.2f} s" if ev.duration_s is not None else ""
+                    of = f"/{self.total}" if self.total else ""
+                    line = f"[{self.done}{of}] {ev.task} {status}{took}"
+            elif ev.kind != "run_finished":
+                return
+        if line is not None:
+            self.console.print(line, markup=False, highlight=False)
+        if ev.kind == "run_finished":
+            self._redraw()
+            self.stop()
+            return
+        if self.live:
+            self.start()
+            self._redraw()
+
+    def _redraw(self) -> None:
+        display = self._display
+        if display is None:
+            return
+        names = list(self.running)
+        shown = ", ".join(names[:4]) + (f" +{len(names) - 4}" if len(names) > 4 else "")
+        display.current = f"now: {shown}" if shown else ""
+        display.update(self._bar, completed=self.done, total=self.total,
+                       description=self.description or "tasks",
+                       running=len(names), failed=self.failed)

@@ -1,0 +1,90 @@
+"""The run journal: what a Supervisor writes to the checkpoint store, and reads back on
+resume. Results are keyed by run id, task name and visit (never by position), each
+written once, durably, before anything downstream of it is dispatched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray_orch.core.errors import ResumeError
+from ray_orch.core.output import TaskOutput
+from ray_orch.store.checkpoint import definition_hash
+from ray_orch.store.sqlite import SQLiteCheckpointStore
+
+__all__ = ["Journal"]
+
+
+def _key(task: str, visit: int) -> str:
+    # The first visit keeps the plain task name, so the guide's file-per-task layout and
+    # readers of the store see the names they expect.
+    return task if visit == 1 else f"{task}#{visit}"
+
+
+def _unkey(key: str) -> tuple[str, int]:
+    name, _, visit = key.partition("#")
+    return name, int(visit) if visit else 1
+
+
+class Journal:
+    """Checkpoint reads and writes of one run.
+
+    Args:
+        directory: the checkpoint directory (an SQLite file in WAL mode inside it).
+        run_id: this run's id; with ``resume`` it may be ``"latest"``.
+        workflow: the workflow's name.
+        definition: ``Graph.definition()``; its hash detects drift on resume.
+        resume: continue an earlier run instead of starting a new one.
+        allow_drift: resume even if the workflow's definition changed.
+    """
+
+    def __init__(self, directory: str, *, run_id: str, workflow: str,
+                 definition: dict[str, Any], resume: bool, allow_drift: bool) -> None:
+        self.store = SQLiteCheckpointStore(directory)
+        if resume and run_id == "latest":
+            record = self.store.latest_run(workflow)
+            if record is None:
+                raise ResumeError(f"no run of workflow '{workflow}' to resume in {directory}")
+            run_id = record.run_id
+        if resume and self.store.get_run(run_id) is None:
+            raise ResumeError(f"run '{run_id}' has no checkpoint in {directory}")
+        if not resume and self.store.get_run(run_id) is not None:
+            raise ResumeError(f"run '{run_id}' already has checkpoints in {directory}; resume "
+                              f"it with workflow(resume='{run_id}'), or give a new run_id")
+        self.run_id = run_id
+        self.record = self.store.begin_run(run_id, workflow, definition_hash(definition),
+                                           allow_drift=allow_drift)
+
+    def restored(self, loops: list[str], max_visits: int
+                 ) -> tuple[dict[tuple[str, int], TaskOutput],
+                            dict[tuple[str, int], dict[int, TaskOutput]]]:
+        """Completed task visits, and iterations of the given loop tasks, so far.
+
+        Raises:
+            CheckpointCorruptError: a record failed its integrity check.
+        """
+        tasks = {_unkey(k): TaskOutput(**v) for k, v in self.store.load_tasks(self.run_id).items()}
+        iterations: dict[tuple[str, int], dict[int, TaskOutput]] = {}
+        for name in loops:
+            for visit in range(1, max_visits + 1):
+                if (name, visit) in tasks:
+                    continue
+                done = self.store.load_iterations(self.run_id, _key(name, visit))
+                if not done:
+                    break
+                iterations[(name, visit)] = {i: TaskOutput(**v) for i, v in done.items()}
+        return tasks, iterations
+
+    def task_done(self, task: str, visit: int, output: TaskOutput) -> None:
+        self.store.save_task(self.run_id, _key(task, visit), output.model_dump(mode="json"))
+        route = output.metadata.get("decision")
+        if route is not None:
+            self.store.save_decision(self.run_id, task, visit, str(route))
+
+    def iteration_done(self, task: str, visit: int, index: int, output: TaskOutput) -> None:
+        self.store.save_iteration(self.run_id, _key(task, visit), index,
+                                  output.model_dump(mode="json"))
+
+    def finish(self, status: str) -> None:
+        self.store.finish_run(self.run_id, status)
+        self.store.close()

@@ -1,0 +1,88 @@
+"""The OpenAI chat-completions wire format, as the stub server speaks it.
+
+Reading a request's prompt, and building the answers: a completion, a streamed
+completion (server-sent events) and an error envelope with OpenAI's ``type`` and
+``code`` (litellm maps errors by them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from ray_orch.testing.stub_rules import StubRequest
+
+__all__ = ["completion_body", "error_response", "prompt_text", "stream_response"]
+
+_ERRORS = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", None),
+    503: ("server_error", None),
+    504: ("server_error", "timeout"),
+}
+
+
+def prompt_text(messages: list[Any]) -> str:
+    """The text of every message (multimodal text parts included), one per line."""
+    parts: list[str] = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):  # multimodal parts
+            parts.extend(p.get("text", "") for p in content
+                         if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return "\n".join(parts)
+
+
+def error_response(status: int, message: str, *, retry_after: float | None = None) -> web.Response:
+    """An OpenAI error envelope; ``retry_after`` sets ``Retry-After`` and ``retry-after-ms``."""
+    kind, code = _ERRORS.get(status, ("server_error", None))
+    headers = {}
+    if retry_after is not None:
+        headers["Retry-After"] = f"{retry_after:g}" if retry_after >= 1 else f"{retry_after:.3f}"
+        headers["retry-after-ms"] = str(int(retry_after * 1000))
+    return web.json_response({"error": {"message": message, "type": kind, "param": None,
+                                        "code": code}}, status=status, headers=headers)
+
+
+def _usage(record: StubRequest, content: str) -> dict[str, int]:
+    prompt, completion = len(record.prompt.split()), len(content.split())
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+def completion_body(record: StubRequest, content: str) -> dict[str, Any]:
+    """A ``chat.completion`` body answering ``record`` with ``content`` (and usage)."""
+    return {"id": f"chatcmpl-stub-{record.index}", "object": "chat.completion",
+            "created": int(record.t_start), "model": record.model or "stub",
+            "system_fingerprint": "stub",
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": _usage(record, content)}
+
+
+async def stream_response(request: web.Request, record: StubRequest, content: str) -> web.StreamResponse:
+    """Send ``content`` as a streamed completion: one content chunk, a stop chunk, usage
+    if asked for (``stream_options.include_usage``), then ``[DONE]``."""
+    head = {"id": f"chatcmpl-stub-{record.index}", "object": "chat.completion.chunk",
+            "created": int(record.t_start), "model": record.model or "stub"}
+    chunks: list[dict[str, Any]] = [
+        {**head, "choices": [{"index": 0, "finish_reason": None,
+                              "delta": {"role": "assistant", "content": content}}]},
+        {**head, "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}]}]
+    if (record.body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**head, "choices": [], "usage": _usage(record, content)})
+    response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
+                                                       "Cache-Control": "no-cache"})
+    record.status = 200
+    await response.prepare(request)
+    payload = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    await response.write(payload.encode())
+    await response.write_eof()
+    return response

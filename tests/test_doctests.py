@@ -1,0 +1,32 @@
+"""Every docstring example in ``ray_orch`` and ``actors`` runs (doctest), against the
+stub model and the session's Ray where an example needs them."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+from test_layers import all_modules
+
+MODULES = sorted(all_modules())
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name, ray_session, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    tests = finder.find(module, name)
+    for test in tests:
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
+
+
+def test_examples_are_found():
+    import ray_orch.store.checkpoint as checkpoint
+
+    found = doctest.DocTestFinder(exclude_empty=True).find(checkpoint)
+    assert sum(len(t.examples) for t in found) >= 5
