@@ -12,7 +12,8 @@ import ray
 
 from ray_orch.core.errors import RunError
 from ray_orch.core.proc import settle_heap
-from ray_orch.engine.member import AgentMember
+from ray_orch.engine.member import AgentMember, RunOptions
+from ray_orch.observe.tracing import configure as configure_tracing
 
 
 @ray.remote(num_cpus=0)
@@ -32,6 +33,10 @@ class AgentActor(AgentMember):
         except Exception:
             return RunError(f"{type(exc).__name__}: {exc}")
         return exc
+
+    def configure(self, options: RunOptions) -> None:
+        # Spans go where the driver's OTEL_* settings say (tracing off without them).
+        configure_tracing(options.telemetry)
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "node_id": ray.get_runtime_context().get_node_id()}

@@ -19,6 +19,8 @@ from ray_orch.core.proc import settle_heap
 from ray_orch.engine.ports import KeptMembers, Services
 from ray_orch.engine.run import Run, RunSpec
 from ray_orch.observe.metrics import EventBatcher
+from ray_orch.observe.tracing import configure as configure_tracing
+from ray_orch.observe.tracing import flush as flush_tracing
 
 # Events are shipped in batches, one per this many seconds at most, so neither a
 # 10,000-task run nor a chain of short steps pays a driver round trip per event.
@@ -33,11 +35,15 @@ class Supervisor:
         self.job: asyncio.Task[Any] | None = None
         self.registry = registry
         self.kept = KeptMembers()  # members kept between this Supervisor's runs
+        # The run in progress: what its members know it by, and where its events wait.
+        self.current: tuple[str, asyncio.Queue[Event], asyncio.Event, RunSpec] | None = None
         settle_heap()
 
     async def _services(self, spec: RunSpec) -> Services:
         """The cluster services ``spec`` uses: metrics hub and result cache."""
-        services = Services(registry=self.registry, remote=_RayRemote(), kept=self.kept)
+        services = Services(registry=self.registry, remote=_RayRemote(), kept=self.kept,
+                            listener=ray.get_runtime_context().current_actor
+                            if spec.tokens else None)
         if spec.metrics:
             try:
                 # Looking the named hub up is a blocking call: keep the event loop free.
@@ -68,20 +74,58 @@ class Supervisor:
                 "{'py_modules': [...]} or a working_dir (Process(runtime_env=...) or "
                 "ray.init)",
                 field="tasks") from None
+        configure_tracing(spec.telemetry)
         queue: asyncio.Queue[Event] = asyncio.Queue()
-        run = Run(spec, emit=queue.put_nowait, services=await self._services(spec))
+        arrived = asyncio.Event()
+
+        def emit(event: Event) -> None:
+            queue.put_nowait(event)
+            arrived.set()
+
+        run = Run(spec, emit=emit, services=await self._services(spec))
+        self.current = (run.members_key, queue, arrived, spec)
         self.job = asyncio.ensure_future(run.execute())
-        while True:
-            # Events of this window go out together; the run's end wakes this at once.
+        try:
+            while True:
+                await self._wait(arrived, spec.stream)
+                batch = []
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                if self.job.done():
+                    if spec.telemetry:  # this run's spans leave before its result
+                        await asyncio.to_thread(flush_tracing)
+                    yield ("result", (self.job.result(), [e.model_dump() for e in batch]))
+                    return
+                if batch:
+                    yield ("events", [e.model_dump() for e in batch])
+        finally:
+            self.current = None
+
+    async def _wait(self, arrived: asyncio.Event, streaming: bool) -> None:
+        # Events of a window go out together (a 10,000-task run does not pay a driver
+        # round trip per event); a streamed run's go out as they come. The run's end
+        # wakes this at once either way.
+        assert self.job is not None
+        if not streaming:
             await asyncio.wait([self.job], timeout=_BATCH_SECONDS)
-            batch = []
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            if self.job.done():
-                yield ("result", (self.job.result(), [e.model_dump() for e in batch]))
-                return
-            if batch:
-                yield ("events", [e.model_dump() for e in batch])
+            return
+        waiter = asyncio.ensure_future(arrived.wait())
+        try:
+            await asyncio.wait([self.job, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        arrived.clear()
+
+    def push(self, members_key: str, events: list[dict[str, Any]]) -> None:
+        """Live events from the run's members (token deltas), streamed to the driver with
+        the run's own; those of a run that has ended are dropped."""
+        if self.current is None or self.current[0] != members_key:
+            return
+        _, queue, arrived, spec = self.current
+        for event in events:
+            queue.put_nowait(Event(kind="token", workflow=spec.workflow, run_id=spec.run_id,
+                                   **event))
+        arrived.set()
 
     def release(self) -> int:
         """Give the members this Supervisor keeps between runs back to the registry

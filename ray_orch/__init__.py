@@ -48,6 +48,7 @@ if typing.TYPE_CHECKING:
     from ray_orch.api.pool import AgentPool
     from ray_orch.api.process import Process
     from ray_orch.core.output import GuardrailResult, TaskOutput
+    from ray_orch.core.stream import StreamEvent
     from ray_orch.model.agent import Agent
     from ray_orch.observe.analysis import MetricsCollector
     from ray_orch.observe.visualize import visualize_workflow
@@ -65,6 +66,7 @@ _LAZY = {
     "Process": "api.process",
     "Task": "policy.task",
     "TaskOutput": "core.output",
+    "StreamEvent": "core.stream",
     "visualize_workflow": "observe.visualize",
 }
 
@@ -111,6 +113,7 @@ __all__ = [
     "RunError",
     "SerializationError",
     "StepLimitError",
+    "StreamEvent",
     "Task",
     "TaskFailedError",
     "TaskOutput",

@@ -13,10 +13,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ray_orch.core import trace
 from ray_orch.core.errors import (
     InvalidTaskFieldError,
     MissingAgentError,
@@ -27,10 +28,14 @@ from ray_orch.core.errors import (
 )
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
+from ray_orch.core.stream import StreamEvent
 from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
 from ray_orch.engine.run import RunResult, RunSpec
 from ray_orch.model.agent import Agent
 from ray_orch.model.resolve import has_default_model
+from ray_orch.observe.tracing import configure as configure_tracing
+from ray_orch.observe.tracing import flush as flush_tracing
+from ray_orch.observe.tracing import settings_from
 from ray_orch.policy.task import Task, _run_sync
 
 if TYPE_CHECKING:
@@ -180,6 +185,44 @@ class Process:
         """Async form of ``hierarchical()``."""
         return await self._arun("hierarchical", **kwargs)
 
+    def stream(self, mode: Mode = "workflow", *, tokens: bool = False,
+               **kwargs: Any) -> Iterator[StreamEvent]:
+        """Run the process and yield its events as they happen (``StreamEvent``).
+
+        Args:
+            mode: ``"workflow"``, ``"sequential"`` or ``"hierarchical"``.
+            tokens: stream every model answer: ``token`` events carry its pieces.
+            **kwargs: what ``workflow()`` takes (``resume=``, ...).
+
+        Yields:
+            ``run_started`` ... ``run_completed`` (``.results``, as ``workflow()`` returns)
+            or ``run_failed`` (``.error``); see ``ray_orch.core.stream`` for every kind.
+            Breaking out of the loop cancels the run (completed results are kept).
+
+        Raises:
+            WorkflowDefinitionError: the workflow is invalid (before anything runs).
+
+        Example:
+            >>> from ray_orch import Agent, Task
+            >>> from ray_orch.testing import StubLLMServer
+            >>> with StubLLMServer(reply="done") as model:
+            ...     agent = Agent(role="Worker", goal="Work", llm=model.llm)
+            ...     process = Process(tasks={"a": Task(description="A", agent=agent)})
+            ...     kinds = [ev.kind for ev in process.stream(tokens=True)]
+            >>> kinds
+            ['run_started', 'task_started', 'token', 'task_completed', 'run_completed']
+        """
+        from ray_orch.api.streaming import stream
+
+        return stream(self, mode, tokens=tokens, **kwargs)
+
+    def astream(self, mode: Mode = "workflow", *, tokens: bool = False,
+                **kwargs: Any) -> AsyncIterator[StreamEvent]:
+        """Async form of ``stream()``: ``async for ev in process.astream(): ...``."""
+        from ray_orch.api.streaming import astream
+
+        return astream(self, mode, tokens=tokens, **kwargs)
+
     def cancel(self) -> None:
         """Cancel the running run: in-flight work is cancelled, completed results kept."""
         if self._supervisor is not None:
@@ -241,9 +284,26 @@ class Process:
                 signal.signal(signal.SIGINT, previous)
         return _run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
 
-    async def _arun(self, mode: Mode, *, resume: str | bool | None = None,
-                    allow_drift: bool = False, run_id: str | None = None
-                    ) -> dict[str, TaskOutput]:
+    async def _arun(self, mode: Mode, *, live: Callable[[Event], None] | None = None,
+                    tokens: bool = False, **kwargs: Any) -> dict[str, TaskOutput]:
+        # Traced when the driver's environment names an OTLP endpoint: the run's spans
+        # (Supervisor, members, tools) hang under this one.
+        telemetry = settings_from(os.environ)
+        if not telemetry or not configure_tracing(telemetry):
+            return await self._execute(mode, live=live, tokens=tokens, telemetry={}, **kwargs)
+        with trace.span(f"invoke_workflow {self.name}",
+                        {"gen_ai.operation.name": "invoke_workflow",
+                         "gen_ai.workflow.name": self.name, "ray_orch.mode": mode}):
+            try:
+                return await self._execute(mode, live=live, tokens=tokens,
+                                           telemetry=telemetry, **kwargs)
+            finally:
+                await asyncio.to_thread(flush_tracing)
+
+    async def _execute(self, mode: Mode, *, live: Callable[[Event], None] | None,
+                       tokens: bool, telemetry: dict[str, str],
+                       resume: str | bool | None = None, allow_drift: bool = False,
+                       run_id: str | None = None) -> dict[str, TaskOutput]:
         if resume and not self.checkpoint_dir:
             raise ValueError("resume= needs Process(checkpoint_dir=...)")
         if isinstance(resume, str):
@@ -273,7 +333,8 @@ class Process:
                        allow_drift=allow_drift, cache=self.cache,
                        budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
                        metrics=self.metrics_enabled, metrics_host=self.metrics_host,
-                       metrics_port=self.metrics_port)
+                       metrics_port=self.metrics_port, stream=live is not None,
+                       tokens=tokens, telemetry=telemetry, trace_context=trace.carrier())
         packed = _pack(spec)
         from ray_orch.api.runtime import ensure_ray
 
@@ -293,13 +354,13 @@ class Process:
         alive = True
         try:
             try:
-                result = await self._follow(spec, packed)
+                result = await self._follow(spec, packed, live)
             except (ActorDiedError, ActorUnavailableError):
                 if kept is None or self.events:
                     raise
                 # The kept Supervisor died while idle (its node went away): nothing ran.
                 self._supervisor = await registry.lease_supervisor.remote()
-                result = await self._follow(spec, packed)
+                result = await self._follow(spec, packed, live)
         except asyncio.CancelledError:
             await self._supervisor.cancel.remote()  # returns once the run has wound down
             raise
@@ -322,7 +383,8 @@ class Process:
             raise RunError(str(error), results=dict(result.outputs)) from error
         return result.outputs
 
-    async def _follow(self, spec: RunSpec, packed: bytes) -> RunResult:
+    async def _follow(self, spec: RunSpec, packed: bytes,
+                      live: Callable[[Event], None] | None = None) -> RunResult:
         from ray.exceptions import RayTaskError
 
         from ray_orch.observe.progress import Progress
@@ -343,6 +405,10 @@ class Process:
                     result, payload = payload
                 for raw in payload:
                     event = Event.model_validate(raw)
+                    if live is not None:
+                        live(event)
+                        if event.kind in ("token", "task_completed"):
+                            continue  # the stream's alone: not kept with the run's events
                     self.events.append(event)
                     self._on_event(event)
                     progress(event)

@@ -378,9 +378,10 @@ class PoolSet:
     """Every pool of one run, keyed by agent key."""
 
     def __init__(self, registry: Any, run_id: str, *, remote: Remote,
-                 kept: KeptMembers | None = None) -> None:
+                 kept: KeptMembers | None = None, options: Any = None) -> None:
         self.registry = registry
         self.run_id = run_id
+        self.options = options  # the run's ``RunOptions`` for every member it binds
         self.remote = remote
         self.kept = kept if kept is not None else KeptMembers()
         self.pools: dict[str, Pool] = {}
@@ -398,7 +399,7 @@ class PoolSet:
         for agent in agents:
             unique.setdefault(agent_key(agent), agent)
         agent_map = dict(unique)
-        bind_args = (self.run_id, agent_map, tasks)
+        bind_args = (self.run_id, agent_map, tasks, True, self.options)
         wanted = []
         for key, agent in unique.items():
             placement_key, options = placement_options(agent)
@@ -418,7 +419,7 @@ class PoolSet:
                 for member in members:
                     member.bound = True
                     member.ready = asyncio.ensure_future(
-                        member.handle.bind.remote(*bind_args, "wait"))
+                        member.handle.bind.remote(*bind_args[:3], "wait", self.options))
                     member.ready.add_done_callback(
                         functools.partial(_bind_done, member, self.remote.lost))
             self.pools[key] = Pool(

@@ -92,15 +92,21 @@ class EventsHook(RunHook):
             emit("retry", task=name, agent_role=done.role, data={"count": meta["retry_count"]})
         if meta.get("fallback"):
             emit("fallback", task=name, agent_role=done.role)
+        data = {"queue_s": meta.get("queue_s", 0.0), "iteration": done.dispatch.iteration,
+                "started": meta.get("started_at"), "finished": time.time(),
+                "retries": meta.get("retry_count", 0)}
+        if self.reporter.streaming and done.dispatch.iteration is not None:
+            data["output"] = done.output.model_dump(mode="json")
         emit("task_finished", task=name, agent_role=done.output.agent or done.role,
              model=meta.get("model"), status="completed", duration_s=meta.get("execution_time"),
-             data={"queue_s": meta.get("queue_s", 0.0), "iteration": done.dispatch.iteration,
-                   "started": meta.get("started_at"), "finished": time.time(),
-                   "retries": meta.get("retry_count", 0)})
+             data=data)
 
     def task_completed(self, task: str, visit: int, output: TaskOutput) -> None:
         if "decision" in output.metadata:
             self.reporter.emit("decision", task=task, data={"route": output.metadata["decision"]})
+        if self.reporter.streaming:
+            self.reporter.emit("task_completed", task=task, agent_role=output.agent,
+                               data={"output": output.model_dump(mode="json"), "visit": visit})
 
     def _calls(self, task: str, role: str | None, calls: list[dict[str, Any]]) -> None:
         for call in calls:

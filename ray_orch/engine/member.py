@@ -16,14 +16,31 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from ray_orch.core import trace
 from ray_orch.core.errors import RunCancelledError
 from ray_orch.core.output import TaskOutput
 from ray_orch.policy.attempt import RunInputs, run_attempts
 
-__all__ = ["AgentMember"]
+__all__ = ["AgentMember", "RunOptions"]
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """What a run asks of every member it binds, beside its agents and tasks."""
+
+    listener: Any = None
+    """Where live events go (the run's Supervisor: ``listener.push.remote(key, events)``)."""
+    tokens: bool = False
+    """Stream model answers and send each piece as a ``token`` event."""
+    telemetry: dict[str, str] = field(default_factory=dict)
+    """The driver's ``OTEL_*`` settings (tracing is on when they name an endpoint)."""
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """The run's trace context, the parent of this member's spans."""
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -61,9 +78,14 @@ class AgentMember:
         # already unbound (a late call of one must not run, nor wait for a bind).
         self.tombstones: set[tuple[str, int, int]] = set()
         self.unbound: collections.deque[str] = collections.deque(maxlen=256)
+        self.run_options: dict[str, RunOptions] = {}
+        # Token events not yet sent, by run: sent together at the end of this turn of the
+        # event loop (one call for what arrived at once, none left waiting).
+        self.tokens_out: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
+        self.tokens_due = False
 
     async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
-                   prewarm: bool | str = True) -> int:
+                   prewarm: bool | str = True, options: RunOptions | None = None) -> int:
         """Register a run's agents (by key) and tasks (by name). Returns this pid.
 
         The Supervisor sends it with a member's first call of the run; a call that
@@ -78,6 +100,9 @@ class AgentMember:
         """
         if run_id in self.unbound:  # the bind of a call that arrived after its run ended
             return os.getpid()
+        if options is not None:
+            self.run_options[run_id] = options
+            self.configure(options)
         self.agents.update(agents)
         for name, task in tasks.items():
             self.tasks[(run_id, name)] = task
@@ -111,8 +136,35 @@ class AgentMember:
             event = self.bound[run_id] = asyncio.Event()
         return event
 
+    def _tokens_to(self, run_id: str, options: RunOptions | None, task_name: str,
+                   iteration: int | None) -> Callable[[str, int], None] | None:
+        """Where a task's streamed pieces go, when its run streams tokens."""
+        if options is None or not options.tokens or options.listener is None:
+            return None
+        listener = options.listener
+
+        def on_token(text: str, attempt: int) -> None:
+            self.tokens_out.setdefault(run_id, (listener, []))[1].append(
+                {"task": task_name, "ts": time.time(),
+                 "data": {"text": text, "attempt": attempt, "iteration": iteration}})
+            if not self.tokens_due:
+                self.tokens_due = True
+                asyncio.get_running_loop().call_soon(self._flush_tokens)
+
+        return on_token
+
+    def _flush_tokens(self, wait: bool = False) -> Any:
+        self.tokens_due = False
+        out, self.tokens_out = self.tokens_out, {}
+        sent = [listener.push.remote(run_id, events) for run_id, (listener, events) in out.items()]
+        return asyncio.gather(*sent) if wait else None
+
+    def configure(self, options: RunOptions) -> None:
+        """Take a run's process-wide settings (a shell sets up tracing here)."""
+
     def unbind(self, run_id: str) -> None:
         """Forget a finished run's tasks."""
+        self.run_options.pop(run_id, None)
         for key in [k for k in self.tasks if k[0] == run_id]:
             del self.tasks[key]
         self.unbound.append(run_id)
@@ -155,9 +207,14 @@ class AgentMember:
         agent = self.agents[agent_key]
         handoff = self._handoff(run_id, token) if token is not None else None
         self.in_flight += 1
+        options = self.run_options.get(run_id)
         try:
-            output = await run_attempts(task, agent, RunInputs(
-                inputs=inputs, context=context, missing=missing, iteration=iteration))
+            with trace.attached(options.trace_context if options else None):
+                output = await run_attempts(task, agent, RunInputs(
+                    inputs=inputs, context=context, missing=missing, iteration=iteration,
+                    on_token=self._tokens_to(run_id, options, task_name, iteration)))
+            if options is not None and options.tokens:
+                await self._flush_tokens(wait=True)  # every piece is there before the output
         except BaseException:
             if handoff is not None and not handoff.done():
                 handoff.set_result(None)  # the follower declines; the Supervisor decides

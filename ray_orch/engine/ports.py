@@ -115,3 +115,5 @@ class Services:
     """The Prometheus endpoint the metrics hub serves, for the driver."""
     metrics_error: str | None = None
     """Why metrics are off for this run, if they failed to start."""
+    listener: Any = None
+    """Where members send live events (tokens): ``listener.push.remote(key, events)``."""

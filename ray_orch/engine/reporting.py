@@ -13,6 +13,8 @@ from ray_orch.engine.ports import MetricsSink
 __all__ = ["Reporter"]
 
 _GAUGES = ("pool", "scheduler")
+# For the driver's live stream only: the metrics hub has no use for outputs or tokens.
+_DRIVER_ONLY = ("task_completed", "token", "approval_requested")
 _GAUGE_INTERVAL = 0.1
 
 
@@ -31,8 +33,9 @@ class Reporter:
     """
 
     def __init__(self, *, workflow: str, run_id: str, deliver: Callable[[Event], None],
-                 sink: MetricsSink | None = None) -> None:
+                 sink: MetricsSink | None = None, streaming: bool = False) -> None:
         self.workflow = workflow
+        self.streaming = streaming  # the driver streams the run: send what it shows
         self.run_id = run_id
         self.deliver = deliver
         self.sink = sink
@@ -78,5 +81,5 @@ class Reporter:
 
     def _out(self, event: Event) -> None:
         self.deliver(event)
-        if self.sink is not None:
+        if self.sink is not None and event.kind not in _DRIVER_ONLY:
             self.sink.add(event)

@@ -38,6 +38,7 @@ from ray_orch.engine.hooks import (
     JournalHook,
     RunHook,
 )
+from ray_orch.engine.member import RunOptions
 from ray_orch.engine.overrides import Overrides
 from ray_orch.engine.ports import Services
 from ray_orch.engine.reporting import Reporter
@@ -77,6 +78,14 @@ class RunSpec:
     metrics: bool = True
     metrics_host: str | None = None
     metrics_port: int | None = None
+    stream: bool = False
+    """The driver streams the run: events go out at once, with outputs."""
+    tokens: bool = False
+    """Model calls stream their answers; members send the deltas as ``token`` events."""
+    telemetry: dict[str, str] = field(default_factory=dict)
+    """The driver's ``OTEL_*`` settings (tracing is on when they name an endpoint)."""
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """The driver's trace context (W3C ``traceparent``), the parent of the run's spans."""
 
 
 @dataclass(kw_only=True)
@@ -110,7 +119,7 @@ class Run:
         # keeps its run id and a member must tell a late call of the old one apart.
         self.members_key = f"{spec.run_id}/{uuid.uuid4().hex[:8]}"
         self.reporter = Reporter(workflow=spec.workflow, run_id=spec.run_id, deliver=emit,
-                                 sink=services.metrics)
+                                 sink=services.metrics, streaming=spec.stream)
         self.emit = self.reporter.emit
         self.budget = BudgetHook(run_id=spec.run_id, tokens=spec.budget_tokens,
                                  usd=spec.budget_usd)
@@ -197,7 +206,10 @@ class Run:
             self.hierarchy = self._hierarchy()
             agents.append(self.hierarchy.agent)
         self.pools = PoolSet(self.services.registry, self.members_key,
-                             remote=self.services.remote, kept=self.services.kept)
+                             remote=self.services.remote, kept=self.services.kept,
+                             options=RunOptions(listener=self.services.listener,
+                                                tokens=spec.tokens, telemetry=spec.telemetry,
+                                                trace_context=spec.trace_context))
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
         await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()))
         self.handoffs.enabled = chaining_allowed(

@@ -183,10 +183,12 @@ class Agent:
 
     async def acomplete(self, prompt: str, *,
                         output_schema: type[BaseModel] | dict[str, Any] | None = None,
-                        timeout: float | None = None) -> LLMResult:
-        """Ask once and return the reply with its accounting (tokens, cost, duration)."""
+                        timeout: float | None = None,
+                        on_token: Callable[[str], None] | None = None) -> LLMResult:
+        """Ask once and return the reply with its accounting (tokens, cost, duration);
+        with ``on_token``, the answer streams to it piece by piece."""
         result = await acomplete(self.llm_config, self.messages(prompt), schema=output_schema,
-                                 timeout=timeout)
+                                 timeout=timeout, on_token=on_token)
         self.last_result = result
         return result
 

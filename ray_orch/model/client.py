@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from ray_orch.core.errors import LLMError, ModelNotConfiguredError
 from ray_orch.model import openai_http as _openai_http
 from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
+from ray_orch.model.streaming import achat_stream, litellm_stream
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -206,7 +208,8 @@ def _result(response: Any, config: LLMConfig, started: float) -> LLMResult:
 
 async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
                     schema: type[BaseModel] | dict[str, Any] | None = None,
-                    timeout: float | None = None) -> LLMResult:
+                    timeout: float | None = None,
+                    on_token: Callable[[str], None] | None = None) -> LLMResult:
     """Call the model once, asynchronously.
 
     Args:
@@ -215,6 +218,8 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
         schema: a pydantic model (or JSON-schema ``response_format`` dict) the reply
             must follow; the provider constrains the output where it can.
         timeout: seconds for this call (default: ``config.timeout``).
+        on_token: when given, the answer is streamed (server-sent events) and each piece
+            is handed to it as it arrives; the result is the same.
 
     Returns:
         The reply text with tokens, cost and duration.
@@ -240,11 +245,13 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
     async def call() -> LLMResult:
         if lean:
             return await _acomplete_http(config, strip_limit_keys(config.options), messages,
-                                         schema, timeout)
+                                         schema, timeout, on_token)
         lib = _lib()
         started = time.perf_counter()
         try:
-            response = await lib.acompletion(**_request(config, messages, schema, timeout))
+            request = _request(config, messages, schema, timeout)
+            response = await (lib.acompletion(**request) if on_token is None else
+                              litellm_stream(lib, request, on_token))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -258,15 +265,21 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
 async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
                           messages: list[dict[str, Any]],
                           schema: type[BaseModel] | dict[str, Any] | None,
-                          timeout: float | None) -> LLMResult:
+                          timeout: float | None,
+                          on_token: Callable[[str], None] | None = None) -> LLMResult:
     started = time.perf_counter()
     body: dict[str, Any] = {"model": config.model.split("/", 1)[1], "messages": messages,
                             **options}
     if schema is not None:
         body["response_format"] = _openai_http.response_format(schema)
-    reply = await _openai_http.achat(config.model, config.base_url or "",
-                                     config.api_key or _NO_KEY, body,
-                                     timeout or config.timeout)
+    if on_token is None:
+        reply = await _openai_http.achat(config.model, config.base_url or "",
+                                         config.api_key or _NO_KEY, body,
+                                         timeout or config.timeout)
+    else:
+        reply = await achat_stream(config.model, config.base_url or "",
+                                   config.api_key or _NO_KEY, body, timeout or config.timeout,
+                                   on_token)
     try:
         text = reply["choices"][0]["message"]["content"] or ""
     except (KeyError, IndexError, TypeError) as exc:

@@ -65,6 +65,8 @@ class RunInputs:
     context: dict[str, TaskOutput] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     iteration: int | None = None
+    on_token: Callable[[str, int], None] | None = None
+    """Streams the answers: ``on_token(text, attempt)`` for each piece as it arrives."""
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -156,12 +158,13 @@ def _call_record(result: Any, outcome: str) -> dict[str, Any]:
 
 
 async def _ask(agent: Any, prompt: str, schema: type[BaseModel] | None,
-               calls: list[dict[str, Any]]) -> tuple[str, str | None]:
-    """One model call; returns (text, model)."""
+               calls: list[dict[str, Any]],
+               on_token: Callable[[str], None] | None = None) -> tuple[str, str | None]:
+    """One model call; returns (text, model). With ``on_token`` the answer streams."""
     if isinstance(agent, Agent):
         started = time.perf_counter()
         try:
-            result = await agent.acomplete(prompt, output_schema=schema)
+            result = await agent.acomplete(prompt, output_schema=schema, on_token=on_token)
         except LLMError as exc:
             calls.append({"model": agent.model, "duration_s": time.perf_counter() - started,
                           "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
@@ -173,6 +176,8 @@ async def _ask(agent: Any, prompt: str, schema: type[BaseModel] | None,
     reply = agent.chat(prompt)
     if asyncio.iscoroutine(reply):
         reply = await reply
+    if on_token is not None:
+        on_token(str(reply))  # an adapter answers at once: one piece
     return str(reply), None
 
 
@@ -233,7 +238,11 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         return delay
 
     async def attempt() -> TaskOutput:
-        text, model = await _ask(agent, parts.render(), schema, calls)
+        on_token = None
+        if run.on_token is not None:
+            number, stream = counts["exception"] + counts["validation"] + 1, run.on_token
+            on_token = lambda text: stream(text, number)  # noqa: E731
+        text, model = await _ask(agent, parts.render(), schema, calls, on_token)
         model_used[0] = model
         output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
                             agent=role_of(agent))

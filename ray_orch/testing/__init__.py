@@ -119,6 +119,8 @@ class StubLLMServer:
             raise ValueError(f"latency and jitter must be >= 0, got {latency} and {jitter}")
         self.reply: Reply = reply
         self.latency = latency
+        # A streamed answer goes out a word a piece, this many seconds apart.
+        self.stream_interval = 0.0
         self.jitter = jitter
         self.handler = handler
         self.model_name = model_name
@@ -486,7 +488,7 @@ class StubLLMServer:
             content = "Sure! Here it is: {not valid json"
         record.reply = content
         if record.stream:
-            return await stream_response(request, record, content)
+            return await stream_response(request, record, content, self.stream_interval)
         return web.json_response(completion_body(record, content))
 
     def _pick(self, record: StubRequest) -> StubRule | None:

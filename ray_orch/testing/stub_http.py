@@ -7,7 +7,10 @@ completion (server-sent events) and an error envelope with OpenAI's ``type`` and
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -67,22 +70,30 @@ def completion_body(record: StubRequest, content: str) -> dict[str, Any]:
             "usage": _usage(record, content)}
 
 
-async def stream_response(request: web.Request, record: StubRequest, content: str) -> web.StreamResponse:
-    """Send ``content`` as a streamed completion: one content chunk, a stop chunk, usage
-    if asked for (``stream_options.include_usage``), then ``[DONE]``."""
+async def stream_response(request: web.Request, record: StubRequest, content: str,
+                          interval: float = 0.0) -> web.StreamResponse:
+    """Send ``content`` as a streamed completion: a content chunk a word (``interval``
+    seconds apart, each write's time in ``record.chunk_times``), a stop chunk, usage if
+    asked for (``stream_options.include_usage``), then ``[DONE]``."""
     head = {"id": f"chatcmpl-stub-{record.index}", "object": "chat.completion.chunk",
             "created": int(record.t_start), "model": record.model or "stub"}
-    chunks: list[dict[str, Any]] = [
-        {**head, "choices": [{"index": 0, "finish_reason": None,
-                              "delta": {"role": "assistant", "content": content}}]},
-        {**head, "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}]}]
-    if (record.body.get("stream_options") or {}).get("include_usage"):
-        chunks.append({**head, "choices": [], "usage": _usage(record, content)})
+    pieces = re.findall(r"\S+\s*|\s+", content) or [""]
     response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
                                                        "Cache-Control": "no-cache"})
     record.status = 200
     await response.prepare(request)
-    payload = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    for index, piece in enumerate(pieces):
+        if index and interval:
+            await asyncio.sleep(interval)
+        delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
+        chunk = {**head, "choices": [{"index": 0, "finish_reason": None, "delta": delta}]}
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        record.chunk_times.append(time.time())
+    tail: list[dict[str, Any]] = [
+        {**head, "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}]}]
+    if (record.body.get("stream_options") or {}).get("include_usage"):
+        tail.append({**head, "choices": [], "usage": _usage(record, content)})
+    payload = "".join(f"data: {json.dumps(c)}\n\n" for c in tail) + "data: [DONE]\n\n"
     await response.write(payload.encode())
     await response.write_eof()
     return response

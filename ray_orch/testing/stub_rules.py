@@ -38,6 +38,8 @@ class StubRequest:
         headers: the request headers, without Authorization or other credentials.
         body: the whole JSON body (other options: temperature, tools, ...).
         error: why a reply callable or handler failed (the stub then answers 500).
+        chunk_times: for a streamed answer, ``time.time()`` as each content piece was
+            written (the latency of a live stream is measured from these).
     """
 
     index: int
@@ -54,6 +56,7 @@ class StubRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict, repr=False)
     error: str | None = None
+    chunk_times: list[float] = field(default_factory=list, repr=False)
 
     @property
     def schema(self) -> dict[str, Any] | None:
