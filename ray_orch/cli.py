@@ -287,12 +287,21 @@ def run(file: FileArg, mode: ModeOpt = None,
         no_progress: Annotated[bool, typer.Option(
             "--no-progress", help="No live progress display.")] = False,
         as_json: Annotated[bool, typer.Option(
-            "--json", help="Print the results as JSON on stdout.")] = False) -> None:
+            "--json", help="Print the results as JSON on stdout.")] = False,
+        stream: Annotated[bool, typer.Option(
+            "--stream", help="Print the run's events live, model answers as they come.")
+        ] = False) -> None:
     """Run a workflow: each task's status, time and output (or JSON with --json)."""
     with _errors():
         kind = _kind(file)
-        if no_progress:
+        if no_progress or stream:
             os.environ["RAY_ORCH_PROGRESS"] = "0"
+        if stream:
+            from ray_orch.api.live import streamed_runs
+
+            with streamed_runs():
+                run(file, mode=mode, no_progress=True, as_json=as_json, stream=False)
+            return
         if kind == "yaml":
             from ray_orch.api.yaml_workflow import load_workflow
 

@@ -289,7 +289,7 @@ class Process:
         # Traced when the driver's environment names an OTLP endpoint: the run's spans
         # (Supervisor, members, tools) hang under this one.
         telemetry = settings_from(os.environ)
-        if not telemetry or not configure_tracing(telemetry):
+        if not configure_tracing(telemetry):
             return await self._execute(mode, live=live, tokens=tokens, telemetry={}, **kwargs)
         with trace.span(f"invoke_workflow {self.name}",
                         {"gen_ai.operation.name": "invoke_workflow",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from ray_orch.core import trace
 from ray_orch.core.errors import LLMError, ModelNotConfiguredError
 from ray_orch.model import openai_http as _openai_http
 from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
@@ -259,7 +260,26 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
         return _result(response, config, started)
 
     # Paced under the model's rpm / tpm and adaptive window; a direct call without limits.
-    return await limited(config, call, tokens_estimate=estimate_tokens(messages, config.options))
+    with trace.span(f"chat {config.model}", {"gen_ai.operation.name": "chat",
+                                            "gen_ai.request.model": config.model}) as span:
+        result = await limited(config, call,
+                               tokens_estimate=estimate_tokens(messages, config.options))
+        if span is not None:
+            _describe(span, result, messages)
+    return result
+
+
+def _describe(span: Any, result: LLMResult, messages: list[dict[str, Any]]) -> None:
+    """The GenAI attributes of a finished model call (content only when opted in)."""
+    span.set_attribute("gen_ai.response.model", result.model)
+    span.set_attribute("gen_ai.usage.input_tokens", result.prompt_tokens)
+    span.set_attribute("gen_ai.usage.output_tokens", result.completion_tokens)
+    if trace.content_recorded():
+        import json
+
+        span.set_attribute("gen_ai.input.messages", json.dumps(messages)[:16_000])
+        span.set_attribute("gen_ai.output.messages", json.dumps(
+            [{"role": "assistant", "content": result.text}])[:16_000])
 
 
 async def _acomplete_http(config: LLMConfig, options: dict[str, Any],

@@ -51,6 +51,8 @@ def configure(settings: Mapping[str, str]) -> bool:
     with _lock:
         if settings == _installed:
             return trace.enabled()
+        for stale in set(_installed or {}) - set(settings):
+            os.environ.pop(stale, None)  # settings of an earlier run's driver
         if not settings:
             trace.set_enabled(False)
             _installed = settings
@@ -91,35 +93,39 @@ def _switch_to(processor: Any) -> None:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
 
-        _switch = _Switch()
-        provider = TracerProvider(resource=Resource.create())
+        _switch = _switch_processor()
+        provider = TracerProvider(resource=Resource.create({"process.pid": os.getpid()}))
         provider.add_span_processor(_switch)
         otel_trace.set_tracer_provider(provider)
     _switch.replace(processor)
 
 
-class _Switch:
+def _switch_processor() -> Any:
     """A span processor that forwards to one replaceable processor."""
+    from opentelemetry.sdk.trace import SpanProcessor
 
-    def __init__(self) -> None:
-        self.current: Any = None
+    class Switch(SpanProcessor):
+        def __init__(self) -> None:
+            self.current: Any = None
 
-    def replace(self, processor: Any) -> None:
-        old, self.current = self.current, processor
-        if old is not None:
-            old.shutdown()
+        def replace(self, processor: Any) -> None:
+            old, self.current = self.current, processor
+            if old is not None:
+                old.shutdown()
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        if self.current is not None:
-            self.current.on_start(span, parent_context)
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            if self.current is not None:
+                self.current.on_start(span, parent_context=parent_context)
 
-    def on_end(self, span: Any) -> None:
-        if self.current is not None:
-            self.current.on_end(span)
+        def on_end(self, span: Any) -> None:
+            if self.current is not None:
+                self.current.on_end(span)
 
-    def shutdown(self) -> None:
-        if self.current is not None:
-            self.current.shutdown()
+        def shutdown(self) -> None:
+            if self.current is not None:
+                self.current.shutdown()
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return bool(self.current.force_flush(timeout_millis)) if self.current else True
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return bool(self.current.force_flush(timeout_millis)) if self.current else True
+
+    return Switch()

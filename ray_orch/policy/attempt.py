@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
+from ray_orch.core import trace
 from ray_orch.core.errors import (
     DecisionError,
     GuardrailFailedError,
@@ -242,7 +243,15 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         if run.on_token is not None:
             number, stream = counts["exception"] + counts["validation"] + 1, run.on_token
             on_token = lambda text: stream(text, number)  # noqa: E731
-        text, model = await _ask(agent, parts.render(), schema, calls, on_token)
+        with trace.span(f"invoke_agent {role_of(agent) or 'agent'}",
+                        {"gen_ai.operation.name": "invoke_agent",
+                         "gen_ai.agent.name": role_of(agent), "ray_orch.task": task.id,
+                         "ray_orch.iteration": run.iteration,
+                         "ray_orch.attempt": counts["exception"] + counts["validation"] + 1}):
+            return await checked(await _ask(agent, parts.render(), schema, calls, on_token))
+
+    async def checked(answer: tuple[str, str | None]) -> TaskOutput:
+        text, model = answer
         model_used[0] = model
         output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
                             agent=role_of(agent))
