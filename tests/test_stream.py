@@ -81,7 +81,8 @@ def test_tokens_reach_the_driver_while_the_model_is_still_answering(stub):
     assert len(seen) == 20 and len(request.chunk_times) == 20
     # The first piece arrived long before the model's last one was sent.
     assert seen[0][0] < request.chunk_times[-1] - 0.5
-    delays = sorted(arrived - sent for (arrived, _), sent in zip(seen, request.chunk_times))
+    delays = sorted(arrived - sent
+                    for (arrived, _), sent in zip(seen, request.chunk_times, strict=True))
     assert delays[len(delays) // 2] < 0.25
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 from otlp_receiver import OTLPReceiver
 
-from ray_orch import Agent, Process, Task
+from ray_orch import Agent, Process, Task, TaskFailedError
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -63,7 +63,7 @@ def test_a_failed_call_carries_its_error_type(stub, receiver):
     stub.add_rule(match="Break", fault="500", times=100)
     agent = Agent(role="Worker", goal="Work", llm=stub.llm)
     process = Process(tasks={"bad": Task(description="Break", agent=agent, max_retries=0)})
-    with pytest.raises(Exception):
+    with pytest.raises(TaskFailedError):
         process.workflow()
     spans = receiver.wait_for(lambda s: by_name(s, "chat") and by_name(s, "invoke_agent"))
     [chat] = by_name(spans, "chat")
