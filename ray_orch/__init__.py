@@ -36,6 +36,9 @@ from ._errors import (
     StepLimitError,
     TaskFailedError,
     TaskTimeoutError,
+    ToolCallError,
+    ToolDefinitionError,
+    ToolLoopError,
     UnboundedCycleError,
     UnknownTaskError,
     WorkflowDefinitionError,
@@ -50,6 +53,7 @@ if typing.TYPE_CHECKING:
     from ._process import Process
     from ._task import Task
     from ._visualize import visualize_workflow
+    from .tools import MCP, tool
 
 # Names from the heavier modules load on first use: an agent actor unpickles an Agent and
 # a Task and needs nothing of the driver's side (Process, the run engine, analysis).
@@ -58,10 +62,12 @@ _LAZY = {
     "AgentPool": "_pool",
     "CircuitBreaker": "_breaker",
     "GuardrailResult": "_output",
+    "MCP": "tools",
     "MetricsCollector": "_analysis",
     "Process": "_process",
     "Task": "_task",
     "TaskOutput": "_output",
+    "tool": "tools",
     "visualize_workflow": "_visualize",
 }
 
@@ -97,6 +103,7 @@ __all__ = [
     "LLMError",
     "LoopDataError",
     "LoopLimitError",
+    "MCP",
     "MetricsCollector",
     "MissingAgentError",
     "ModelNotConfiguredError",
@@ -112,8 +119,12 @@ __all__ = [
     "TaskFailedError",
     "TaskOutput",
     "TaskTimeoutError",
+    "ToolCallError",
+    "ToolDefinitionError",
+    "ToolLoopError",
     "UnboundedCycleError",
     "UnknownTaskError",
     "WorkflowDefinitionError",
+    "tool",
     "visualize_workflow",
 ]

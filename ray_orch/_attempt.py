@@ -35,12 +35,15 @@ from ._errors import (
     RayOrchError,
     TaskFailedError,
     TaskTimeoutError,
+    ToolCallError,
+    ToolLoopError,
 )
 from ._llm import error_kind
 from ._output import GuardrailResult, TaskOutput
 from ._prompt import PromptParts, task_prompt
 from ._routing import decision_schema, default_key, match_route, route_keys
 from ._task import Task
+from .tools.loop import answer_with_tools, tool_run_for
 
 __all__ = ["RunInputs", "parse_structured", "run_attempts", "run_local"]
 
@@ -177,6 +180,8 @@ async def _ask(agent: Any, prompt: str, schema: type[BaseModel] | None,
 def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, _Rejected):
         return True
+    if isinstance(exc, ToolCallError):  # tool_errors="raise": another attempt may do better
+        return True
     if isinstance(exc, LLMError):
         return exc.retryable
     # Our own typed errors are decisions, not accidents; anything else may pass on retry.
@@ -208,6 +213,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     counts = {"exception": 0, "validation": 0}
     started = time.perf_counter()
     model_used: list[str | None] = [None]
+    tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,
+                          iteration=run.iteration) if isinstance(agent, Agent) else None)
 
     def should_retry(exc: BaseException) -> bool:
         if not _is_retryable(exc):
@@ -231,7 +238,10 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         return delay
 
     async def attempt() -> TaskOutput:
-        text, model = await _ask(agent, parts.render(), schema, calls)
+        if tools is not None:
+            text, model = await answer_with_tools(agent, parts.render(), schema, calls, tools)
+        else:
+            text, model = await _ask(agent, parts.render(), schema, calls)
         model_used[0] = model
         output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
                             agent=role_of(agent))
@@ -274,12 +284,17 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         raise err from None
     except Exception as exc:
         if isinstance(exc, TaskFailedError):
+            if isinstance(exc, (ToolCallError, ToolLoopError)):
+                exc.attempt_log = calls  # type: ignore[attr-defined]
+                exc.tool_calls = tools.log if tools is not None else []  # type: ignore[attr-defined]
             raise
         err = TaskFailedError(
             f"task '{task.id}' failed after {_attempts(counts)} attempts "
             f"(max_retries={task.max_retries}): {type(exc).__name__}: {exc}", task=task.id)
         err.attempt_log = calls  # type: ignore[attr-defined]
         err.retryable = _is_retryable(exc)  # type: ignore[attr-defined]
+        if tools is not None:
+            err.tool_calls = tools.log  # type: ignore[attr-defined]
         raise err from exc
     tokens_in = sum(c["prompt_tokens"] for c in calls)
     tokens_out = sum(c["completion_tokens"] for c in calls)
@@ -293,6 +308,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         "model": model_used[0],
         "llm_calls": calls,
     })
+    if tools is not None:
+        output.metadata["tool_calls"] = tools.log
     if parts.missing:
         output.metadata["missing_context"] = dict(parts.missing)
     if budget_note:

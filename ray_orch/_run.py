@@ -29,6 +29,7 @@ from ._output import TaskOutput
 from ._prompt import task_prompt
 from ._scheduler import Dispatch, Scheduler
 from ._task import Task, _bridge
+from .tools.journal import ToolJournalRef
 
 __all__ = ["Run", "RunResult", "RunSpec"]
 
@@ -94,6 +95,9 @@ class Run:
             spec.run_id = self.journal.run_id
             loops = [n for n, node in self.graph.nodes.items() if node.task.task_type == "loop"]
             restored, restored_iterations = self.journal.restored(loops, spec.max_visits)
+            tool_journal = ToolJournalRef(directory=spec.checkpoint_dir, run_id=spec.run_id)
+            for node in self.graph.nodes.values():
+                node.task._tool_journal = tool_journal  # type: ignore[attr-defined]
         # What members know this run by: unique to this execution, since a resumed run
         # keeps its run id and a member must tell a late call of the old one apart.
         self.members_key = f"{spec.run_id}/{uuid.uuid4().hex[:8]}"
@@ -453,6 +457,13 @@ class Run:
 
     def _account(self, dispatch: Dispatch, role: str | None, meta: dict[str, Any]) -> None:
         self._calls(dispatch.task, role, meta.get("llm_calls", []))
+        for call in meta.get("tool_calls", []):
+            self.emit("tool_call", task=dispatch.task, agent_role=role,
+                      outcome="ok" if call.get("ok") else "error",
+                      duration_s=call.get("duration_s"),
+                      data={"tool": call.get("name"), "where": call.get("where"),
+                            "replayed": call.get("replayed", False),
+                            "started": call.get("started")})
         if meta.get("retry_count"):
             self.emit("retry", task=dispatch.task, agent_role=role,
                       data={"count": meta["retry_count"]})

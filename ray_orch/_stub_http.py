@@ -86,3 +86,25 @@ async def stream_response(request: web.Request, record: StubRequest, content: st
     await response.write(payload.encode())
     await response.write_eof()
     return response
+
+
+def tool_calls_body(record: StubRequest, reply: dict[str, Any]) -> dict[str, Any]:
+    """A ``chat.completion`` whose message asks for tool calls.
+
+    ``reply["tool_calls"]`` items are ``{"name": ..., "arguments": {...} | "json"}`` (an
+    ``"id"`` is optional) or already in OpenAI's ``{"id", "type", "function"}`` shape.
+    """
+    calls = []
+    for i, item in enumerate(reply.get("tool_calls") or []):
+        function = item.get("function", item)
+        arguments = function.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        calls.append({"id": item.get("id") or f"call_{record.index}_{i}", "type": "function",
+                      "function": {"name": function.get("name", ""), "arguments": arguments}})
+    content = reply.get("content")
+    body = completion_body(record, content or "")
+    choice = body["choices"][0]
+    choice["finish_reason"] = "tool_calls"
+    choice["message"] = {"role": "assistant", "content": content, "tool_calls": calls}
+    return body
