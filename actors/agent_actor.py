@@ -68,6 +68,9 @@ class AgentActor:
         # already unbound (a late call of one must not run, nor wait for a bind).
         self.tombstones: set[tuple[str, int, int]] = set()
         self.unbound: collections.deque[str] = collections.deque(maxlen=256)
+        from actors.mcp_session import install_router
+
+        install_router()  # MCP tool calls go to this node's shared session actor
         settle_heap()
 
     async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
