@@ -461,7 +461,8 @@ class Run:
             self.emit("tool_call", task=dispatch.task, agent_role=role,
                       outcome="ok" if call.get("ok") else "error",
                       duration_s=call.get("duration_s"),
-                      data={"tool": call.get("name"), "where": call.get("where"),
+                      data={"tool": (call.get("name") if call.get("where") != "unknown"
+                                     else "unknown_tool"), "where": call.get("where"),
                             "replayed": call.get("replayed", False),
                             "started": call.get("started")})
         if meta.get("retry_count"):

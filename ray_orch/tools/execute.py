@@ -47,7 +47,8 @@ class ToolCall:
     duration_s: float = 0.0
     """Seconds the call took (0 when replayed from the journal)."""
     where: str = "local"
-    """``"local"`` (the agent's actor), ``"remote"`` (a Ray task) or ``"mcp"``."""
+    """``"local"`` (the agent's actor), ``"remote"`` (a Ray task), ``"mcp"``, or
+    ``"unknown"`` (the model named no tool it was offered)."""
     node: str | None = None
     """The Ray node id it ran on, when known."""
     pid: int | None = None
@@ -203,6 +204,7 @@ async def execute_call(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
     started = time.perf_counter()
     try:
         if spec is None:
+            call.where = "unknown"  # metrics label it so: a model's invented names are unbounded
             return _fail(call, f"unknown tool '{name}'; the tools are: "
                                f"{', '.join(available or []) or 'none'}")
         call.where = spec.where

@@ -13,6 +13,7 @@ contexts must be entered and left by the same task).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import json
@@ -41,7 +42,8 @@ class MCP:
         target: ``"command args"`` to start a server over stdio, or the URL of a
             streamable HTTP endpoint (``"http://127.0.0.1:8000/mcp"``).
         env: extra environment variables of a stdio server.
-        cwd: working directory of a stdio server.
+        cwd: working directory of a stdio server (default: this process's, where it
+            exists on the node that starts the server).
         name: a label for messages (default: the target).
         startup_timeout: seconds to start the server and list its tools.
         timeout: seconds per tool call (None: no limit).
@@ -64,7 +66,7 @@ class MCP:
         self.transport = "http" if self.target.startswith(("http://", "https://")) else "stdio"
         self.argv = [] if self.transport == "http" else shlex.split(self.target)
         self.env = dict(env or {})
-        self.cwd = cwd
+        self.cwd = cwd if cwd is not None else os.getcwd()
         self.name = name or self.target
         self.startup_timeout = startup_timeout
         self.timeout = timeout
@@ -197,7 +199,8 @@ class MCPConnection:
             command = sys.executable  # the same interpreter (and venv) as ray-orch's
         params = StdioServerParameters(command=command, args=self.server.argv[1:],
                                        env={**os.environ, **self.server.env} or None,
-                                       cwd=self.server.cwd)
+                                       cwd=self.server.cwd if self.server.cwd and
+                                       os.path.isdir(self.server.cwd) else None)
         return stdio_client(params, errlog=self._stderr)
 
     def _failure(self, exc: BaseException) -> ToolDefinitionError:
@@ -274,8 +277,9 @@ def _tool_entry(listed: Any) -> dict[str, Any]:
 
 def _reason(exc: BaseException) -> str:
     # anyio task groups wrap the cause in exception groups.
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    group = getattr(builtins, "BaseExceptionGroup", ())
+    while isinstance(exc, group) and exc.exceptions:  # type: ignore[attr-defined]
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
