@@ -27,7 +27,8 @@ __all__ = ["ToolCall", "execute_call", "result_text"]
 
 _THREADS = int(os.environ.get("RAY_ORCH_TOOL_THREADS", "64"))
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
-_remote_fn: Any = None
+_remote_fns: dict[int, Any] = {}
+_keep: list[Any] = []
 
 
 @dataclass(kw_only=True)
@@ -106,13 +107,25 @@ def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
     return value, _node_id(), os.getpid()
 
 
+def _bound(fn: Any) -> Any:
+    def call(kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
+        return _invoke(fn, kwargs)
+
+    call.__name__ = call.__qualname__ = f"tool:{getattr(fn, '__name__', 'tool')}"
+    return call
+
+
 async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    global _remote_fn
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():  # Task.execute() without Ray: run it here
         return await _run_local(spec, kwargs)
-    if _remote_fn is None:
-        _remote_fn = ray.remote(_invoke)
+    remote_fn = _remote_fns.get(id(spec.fn))
+    if remote_fn is None:
+        # One remote function per tool: Ray exports its definition once, and each call
+        # sends only the arguments (not the function, pickled again).
+        remote_fn = ray.remote(_bound(spec.fn))
+        _remote_fns[id(spec.fn)] = remote_fn
+        _keep.append(spec.fn)  # ids stay unique while cached
     o = spec.options
     options: dict[str, Any] = {"num_cpus": o.num_cpus if o.num_cpus is not None else 1,
                                "max_retries": 0}
@@ -122,7 +135,7 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
         options["resources"] = dict(o.resources)
     if o.runtime_env:
         options["runtime_env"] = dict(o.runtime_env)
-    ref = _remote_fn.options(**options).remote(spec.fn, kwargs)
+    ref = remote_fn.options(**options).remote(kwargs)
     try:
         value, node, pid = await ref
     except asyncio.CancelledError:
