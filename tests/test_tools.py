@@ -142,7 +142,7 @@ def test_parallel_calls_overlap_and_results_go_back_as_tool_messages(stub):
     stub.reply = then_answer(StubLLMServer.tool_calls(
         ("sleepy", {"label": "a"}), ("sleepy", {"label": "b"}), ("sleepy", {"label": "c"})))
     agent = Agent(role="Worker", goal="work", llm=stub.llm, tools=[sleepy])
-    _, results = run_one(Task(description="Do three things", agent=agent), agent)
+    process, results = run_one(Task(description="Do three things", agent=agent), agent)
     calls = results["job"].metadata["tool_calls"]
     assert [c["name"] for c in calls] == ["sleepy"] * 3 and all(c["ok"] for c in calls)
     import json
@@ -156,6 +156,11 @@ def test_parallel_calls_overlap_and_results_go_back_as_tool_messages(stub):
     assert [m["role"] for m in last.messages][-4:] == ["assistant", "tool", "tool", "tool"]
     assert last.tools == ["sleepy"]
     assert results["job"].raw.startswith("done: ")
+    # the bottleneck report counts the tool round once (0.4 s), not per call (1.2 s)
+    assert 0.39 < process.metrics.tool_times["job"] < 1.0
+    [step] = process.metrics.critical_path()
+    assert step.tool_seconds == pytest.approx(process.metrics.tool_times["job"])
+    assert "tools s" in process.metrics.summary()
 
 
 def test_a_sync_tool_does_not_block_other_attempts_on_the_member(stub):
