@@ -31,8 +31,6 @@ class PathStep(NamedTuple):
     task: str
     seconds: float
     share: float
-    tool_seconds: float = 0.0
-    """Of ``seconds``, the wall time spent in tool calls."""
 
 
 class QueueStats(NamedTuple):
@@ -125,7 +123,7 @@ class RunMetrics:
         >>> ev = [Event(kind="task_started", task="a", ts=0.0),
         ...       Event(kind="task_finished", task="a", ts=2.0, status="completed")]
         >>> RunMetrics(ev).critical_path()
-        [PathStep(task='a', seconds=2.0, share=1.0, tool_seconds=0.0)]
+        [PathStep(task='a', seconds=2.0, share=1.0)]
     """
 
     events: Sequence[Event | Mapping[str, Any]] = ()
@@ -300,6 +298,20 @@ class RunMetrics:
         return [self._step(t, (spans[t].finish or 0.0) - (spans[t].start or 0.0))
                 for t in chain]
 
+    def critical_path_tools(self) -> dict[str, float]:
+        """Seconds of each critical-path task's run time spent in tool calls.
+
+        Example:
+            >>> ev = [Event(kind="task_started", task="a", ts=0.0),
+            ...       Event(kind="tool_call", task="a", ts=1.5, duration_s=1.0,
+            ...             data={"tool": "t", "started": 0.5}),
+            ...       Event(kind="task_finished", task="a", ts=2.0)]
+            >>> RunMetrics(ev).critical_path_tools()
+            {'a': 1.0}
+        """
+        return {step.task: min(step.seconds, self.tool_times.get(step.task, 0.0))
+                for step in self.critical_path()}
+
     def critical_path_overhead(self) -> float:
         """Seconds of the makespan on the critical path not spent running its tasks."""
         return max(0.0, self.makespan - sum(step.seconds for step in self.critical_path()))
@@ -344,8 +356,9 @@ class RunMetrics:
                 f"{self.cost_usd.get(task, 0.0):>9.4f} "
                 f"{f'{step.share:.0%}' if step else '':>8}")
         if path:
+            tools = self.critical_path_tools()
             chain = " -> ".join(f"{s.task} ({s.seconds:.2f} s, {s.share:.0%}"
-                                + (f", tools {s.tool_seconds:.2f} s" if s.tool_seconds else "")
+                                + (f", tools {tools[s.task]:.2f} s" if tools[s.task] else "")
                                 + ")" for s in path.values())
             lines += ["", f"critical path: {chain}",
                       f"  scheduling/queueing on the path: {self.critical_path_overhead():.2f} s"]
@@ -378,9 +391,10 @@ class RunMetrics:
                 hints.append(f"task {step.task}: {step.share:.0%} of the makespan on the "
                              "critical path; speed it up (faster model, shorter prompt, "
                              "smaller context) or split it")
+        tools = self.critical_path_tools()
         for step in self.critical_path():
-            if step.seconds > 0 and step.tool_seconds / step.seconds >= 0.5:
-                hints.append(f"task {step.task}: {step.tool_seconds / step.seconds:.0%} of its "
+            if step.seconds > 0 and tools[step.task] / step.seconds >= 0.5:
+                hints.append(f"task {step.task}: {tools[step.task] / step.seconds:.0%} of its "
                              "time on the critical path is spent in tool calls; make those "
                              "tools faster, or let the model call them in parallel")
         for task, retries in sorted(self.retry_counts.items(), key=lambda kv: -kv[1]):
@@ -410,6 +424,7 @@ class RunMetrics:
             "tool_times": dict(self.tool_times),
             "makespan": self.makespan,
             "critical_path": [step._asdict() for step in self.critical_path()],
+            "critical_path_tools": self.critical_path_tools(),
             "queueing_by_role": {r: q._asdict() for r, q in self.queueing_by_role().items()},
         }
 
@@ -417,7 +432,7 @@ class RunMetrics:
 
     def _step(self, task: str, seconds: float) -> PathStep:
         share = seconds / self.makespan if self.makespan > 0 else 0.0
-        return PathStep(task, seconds, share, min(seconds, self.tool_times.get(task, 0.0)))
+        return PathStep(task, seconds, share)
 
     def _longest_chain(self) -> tuple[list[str], float]:
         """Longest chain by execution time through the edges (no timestamps needed)."""

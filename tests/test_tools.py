@@ -158,8 +158,8 @@ def test_parallel_calls_overlap_and_results_go_back_as_tool_messages(stub):
     assert results["job"].raw.startswith("done: ")
     # the bottleneck report counts the tool round once (0.4 s), not per call (1.2 s)
     assert 0.39 < process.metrics.tool_times["job"] < 1.0
-    [step] = process.metrics.critical_path()
-    assert step.tool_seconds == pytest.approx(process.metrics.tool_times["job"])
+    assert process.metrics.critical_path_tools() == {"job": pytest.approx(
+        process.metrics.tool_times["job"])}
     assert "tools s" in process.metrics.summary()
 
 
@@ -366,3 +366,11 @@ def test_the_embedded_model_looks_up_an_order(monkeypatch):
     calls = output.metadata["tool_calls"]
     assert calls and calls[0]["name"] == "lookup_order" and calls[0]["ok"]
     assert "A-1001" in calls[0]["result"]
+
+
+def test_the_workflow_picture_shows_each_agents_tools(stub):
+    from ray_orch._visualize import mermaid
+
+    agent = Agent(role="Clerk", goal="help", llm=stub.llm, tools=[instant, where_am_i])
+    text = mermaid({"count": Task(description="Count", agent=agent, tools=[ping])})
+    assert "Clerk<br/>tools: instant, where_am_i (remote), ping" in text
