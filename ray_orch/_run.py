@@ -373,6 +373,7 @@ class Run:
                       outcome=type(cause).__name__, duration_s=time.time() - started,
                       data={"error": str(cause)[:500]})
             self._calls(dispatch.task, role, getattr(cause, "attempt_log", []))
+            self._tool_calls(dispatch.task, role, getattr(cause, "tool_calls", []))
             self._spent(getattr(cause, "attempt_log", []))
             self._check_budget()
             self.running_on.pop(dispatch.task, None)
@@ -457,20 +458,23 @@ class Run:
 
     def _account(self, dispatch: Dispatch, role: str | None, meta: dict[str, Any]) -> None:
         self._calls(dispatch.task, role, meta.get("llm_calls", []))
-        for call in meta.get("tool_calls", []):
-            self.emit("tool_call", task=dispatch.task, agent_role=role,
-                      outcome="ok" if call.get("ok") else "error",
-                      duration_s=call.get("duration_s"),
-                      data={"tool": (call.get("name") if call.get("where") != "unknown"
-                                     else "unknown_tool"), "where": call.get("where"),
-                            "replayed": call.get("replayed", False),
-                            "started": call.get("started")})
+        self._tool_calls(dispatch.task, role, meta.get("tool_calls", []))
         if meta.get("retry_count"):
             self.emit("retry", task=dispatch.task, agent_role=role,
                       data={"count": meta["retry_count"]})
         if meta.get("fallback"):
             self.emit("fallback", task=dispatch.task, agent_role=role)
         self._spent(meta.get("llm_calls", []))
+
+    def _tool_calls(self, task: str, role: str | None, calls: list[dict[str, Any]]) -> None:
+        for call in calls:
+            unknown = call.get("where") == "unknown"  # a name the model made up: one label
+            self.emit("tool_call", task=task, agent_role=role,
+                      outcome="ok" if call.get("ok") else "error",
+                      duration_s=call.get("duration_s"),
+                      data={"tool": "unknown_tool" if unknown else call.get("name"),
+                            "where": call.get("where"), "replayed": call.get("replayed", False),
+                            "started": call.get("started")})
 
     def _spent(self, calls: list[dict[str, Any]]) -> None:
         """What the run's budget counts: every model call, failed or not."""

@@ -374,3 +374,18 @@ def test_the_workflow_picture_shows_each_agents_tools(stub):
     agent = Agent(role="Clerk", goal="help", llm=stub.llm, tools=[instant, where_am_i])
     text = mermaid({"count": Task(description="Count", agent=agent, tools=[ping])})
     assert "Clerk<br/>tools: instant, where_am_i (remote), ping" in text
+
+
+def test_tool_calls_through_litellm_too(stub):
+    stub.reply = then_answer(StubLLMServer.tool_calls(("instant", {"x": 1}), ("ping", {})))
+    agent = Agent(role="Via litellm", goal="help", llm={**stub.llm, "client": "litellm"},
+                  tools=[instant, ping])
+    output = Task(description="Two tools via litellm", agent=agent).execute()
+    assert output.raw == "done: 2 | pong"
+    first, second = stub.requests
+    assert first.tools == ["instant", "ping"]
+    agent_header = {k.lower(): v for k, v in first.headers.items()}.get("user-agent", "")
+    assert "OpenAI" in agent_header and "aiohttp" not in agent_header  # litellm's client
+    assert [m["role"] for m in second.messages][-3:] == ["assistant", "tool", "tool"]
+    assert [c["function"]["name"] for c in second.messages[-3]["tool_calls"]] == \
+        ["instant", "ping"]
