@@ -87,7 +87,7 @@ def __dir__() -> list[str]:
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "Agent",
     "AgentPool",
     "BudgetExceededError",

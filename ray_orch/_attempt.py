@@ -285,8 +285,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     except Exception as exc:
         if isinstance(exc, TaskFailedError):
             if isinstance(exc, (ToolCallError, ToolLoopError)):
-                exc.attempt_log = calls  # type: ignore[attr-defined]
-                exc.tool_calls = tools.log if tools is not None else []  # type: ignore[attr-defined]
+                exc.attempt_log = calls
+                exc.tool_calls = tools.log if tools is not None else []
             raise
         err = TaskFailedError(
             f"task '{task.id}' failed after {_attempts(counts)} attempts "

@@ -198,7 +198,7 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
         nth = identical[key]
         identical[key] += 1  # counted before any await: the order is the model's
         found = await run.journal.lookup(name, arguments, nth)
-        if found is not None:
+        if found is not None and spec is not None:
             return ToolCall(name=name, arguments=arguments, ok=True, result=found["result"],
                             where=found.get("where", spec.where), node=found.get("node"),
                             pid=found.get("pid"), replayed=True, started=time.time(),
@@ -244,6 +244,6 @@ def _append_results(messages: list[dict[str, Any]], result: Any,
         return
     messages.append({"role": "assistant", "content": result.text or None,
                      "tool_calls": requested})
-    for request, call in zip(requested, done):
+    for request, call in zip(requested, done, strict=True):
         messages.append({"role": "tool", "tool_call_id": request.get("id", ""),
                          "name": call.name, "content": call.result})

@@ -188,12 +188,16 @@ class MCPConnection:
             try:
                 from mcp.client.streamable_http import streamable_http_client as client
             except ImportError:  # mcp 1.x
-                from mcp.client.streamable_http import streamablehttp_client as client
+                from mcp.client.streamable_http import (  # type: ignore[attr-defined,no-redef]
+                    streamablehttp_client as client,
+                )
 
             return _pair(client(self.server.target))
         from mcp import StdioServerParameters, stdio_client
 
-        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        # Kept open for the session's life (closed in close()): the server's stderr tail.
+        self._stderr = tempfile.TemporaryFile(  # noqa: SIM115
+            mode="w+", encoding="utf-8", errors="replace")
         command = self.server.argv[0]
         if command in ("python", "python3"):
             command = sys.executable  # the same interpreter (and venv) as ray-orch's
