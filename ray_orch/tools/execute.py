@@ -89,11 +89,17 @@ def result_text(value: Any) -> str:
         return str(value)
 
 
+_node: list[str] = []
+
+
 def _node_id() -> str | None:
+    if _node:
+        return _node[0]
     ray = sys.modules.get("ray")  # never imported for this: ~0.6 s in a process without it
     try:
         if ray is not None and ray.is_initialized():
-            return str(ray.get_runtime_context().get_node_id())
+            _node.append(str(ray.get_runtime_context().get_node_id()))
+            return _node[0]
     except Exception:
         return None
     return None

@@ -72,7 +72,7 @@ def tool_run_for(task: Any, agent: Any, *, inputs: Any, context: dict[str, Any],
     if not tools:
         return None
     who = f"task '{task.id}'"
-    specs = tool_specs(tools, who=who, probe=True)
+    specs = _specs_of(tools, who)
     errors = _setting(task, agent, "tool_errors", "return")
     if errors not in _TOOL_ERRORS:
         raise ToolDefinitionError(f"{who}: tool_errors must be 'return' or 'raise', not "
@@ -84,6 +84,22 @@ def tool_run_for(task: Any, agent: Any, *, inputs: Any, context: dict[str, Any],
                    max_tool_calls=int(_setting(task, agent, "max_tool_calls",
                                                DEFAULT_MAX_TOOL_CALLS)),
                    raise_errors=errors == "raise")
+
+
+_specs: dict[tuple[int, ...], tuple[tuple[Any, ...], list[ToolSpec]]] = {}
+
+
+def _specs_of(tools: list[Any], who: str) -> list[ToolSpec]:
+    """The specs of a tools list, built once per process (schemas cost ~1 ms a tool)."""
+    key = tuple(id(t) for t in tools)
+    hit = _specs.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], tools, strict=True)):
+        return hit[1]
+    specs = tool_specs(tools, who=who, probe=True)
+    if len(_specs) >= 256:
+        _specs.clear()
+    _specs[key] = (tuple(tools), specs)  # holds the tools: their ids stay theirs
+    return specs
 
 
 def _json_mode(config: Any) -> bool:
