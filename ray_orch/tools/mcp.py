@@ -259,6 +259,7 @@ class MCPConnection:
         if self._stop is not None:
             self._stop.set()
         if self._runner is not None:
+            # wait_for cancels it past the bound (a server stuck in its handshake).
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._runner, 10)
         if self._stderr is not None:
