@@ -121,17 +121,7 @@ def _bound(fn: Any) -> Any:
     return call
 
 
-async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():  # Task.execute() without Ray: run it here
-        return await _run_local(spec, kwargs)
-    remote_fn = _remote_fns.get(id(spec.fn))
-    if remote_fn is None:
-        # One remote function per tool: Ray exports its definition once, and each call
-        # sends only the arguments (not the function, pickled again).
-        remote_fn = ray.remote(_bound(spec.fn))
-        _remote_fns[id(spec.fn)] = remote_fn
-        _keep.append(spec.fn)  # ids stay unique while cached
+def _ray_options(spec: ToolSpec) -> dict[str, Any]:
     o = spec.options
     options: dict[str, Any] = {"num_cpus": o.num_cpus if o.num_cpus is not None else 1,
                                "max_retries": 0}
@@ -141,7 +131,21 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
         options["resources"] = dict(o.resources)
     if o.runtime_env:
         options["runtime_env"] = dict(o.runtime_env)
-    ref = remote_fn.options(**options).remote(kwargs)
+    return options
+
+
+async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():  # Task.execute() without Ray: run it here
+        return await _run_local(spec, kwargs)
+    remote_fn = _remote_fns.get(id(spec.fn))
+    if remote_fn is None:
+        # One remote function per tool, with its options: Ray exports its definition
+        # once, and each call sends only the arguments.
+        remote_fn = ray.remote(_bound(spec.fn)).options(**_ray_options(spec))
+        _remote_fns[id(spec.fn)] = remote_fn
+        _keep.append(spec.fn)  # ids stay unique while cached
+    ref = remote_fn.remote(kwargs)
     try:
         value, node, pid = await ref
     except asyncio.CancelledError:
