@@ -2,17 +2,20 @@
 
 Importing this package installs the cluster-wide services as the ports of the layers
 below, for this process: circuit-breaker state (``BreakerActor``), rate limits
-(``RateLimiter``) and the embedded model's per-node server (``ModelServer``). Those
+(``RateLimiter``), the embedded model's per-node server (``ModelServer``) and MCP
+sessions, one per server per node (``MCPSessionActor``). Those
 layers never import ``actors``; without these ports (no Ray) they work in-process.
 Every actor of ours imports this package; ``ensure_ray`` also names ``install_ports``
 as Ray's ``worker_process_setup_hook``, so plain Ray tasks (remote tools) share them too.
 """
 
 from actors.breaker import get_breaker_actor
+from actors.mcp_session import route_to_node_session
 from actors.model_server import node_model_server
 from actors.rate_limiter import get_rate_limiter
 from ray_orch.model import embedded, ratelimit_client
 from ray_orch.policy import breaker
+from ray_orch.tools import mcp
 
 
 def install_ports() -> None:
@@ -20,6 +23,7 @@ def install_ports() -> None:
     breaker.share_breakers(get_breaker_actor)
     ratelimit_client.limit_through(get_rate_limiter)
     embedded.serve_per_node(node_model_server)
+    mcp.set_mcp_router(route_to_node_session)
 
 
 install_ports()

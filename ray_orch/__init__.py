@@ -39,6 +39,9 @@ from ray_orch.core.errors import (
     StepLimitError,
     TaskFailedError,
     TaskTimeoutError,
+    ToolCallError,
+    ToolDefinitionError,
+    ToolLoopError,
     UnboundedCycleError,
     UnknownTaskError,
     WorkflowDefinitionError,
@@ -49,24 +52,27 @@ if typing.TYPE_CHECKING:
     from ray_orch.api.process import Process
     from ray_orch.core.output import GuardrailResult, TaskOutput
     from ray_orch.core.stream import StreamEvent
-    from ray_orch.model.agent import Agent
     from ray_orch.observe.analysis import MetricsCollector
     from ray_orch.observe.visualize import visualize_workflow
+    from ray_orch.policy.agent import Agent
     from ray_orch.policy.breaker import CircuitBreaker
     from ray_orch.policy.task import Task
+    from ray_orch.tools import MCP, tool
 
 # Names from the heavier modules load on first use: an agent actor unpickles an Agent and
 # a Task and needs nothing of the driver's side (Process, the run engine, analysis).
 _LAZY = {
-    "Agent": "model.agent",
+    "Agent": "policy.agent",
     "AgentPool": "api.pool",
     "CircuitBreaker": "policy.breaker",
     "GuardrailResult": "core.output",
+    "MCP": "tools",
     "MetricsCollector": "observe.analysis",
     "Process": "api.process",
+    "StreamEvent": "core.stream",
     "Task": "policy.task",
     "TaskOutput": "core.output",
-    "StreamEvent": "core.stream",
+    "tool": "tools",
     "visualize_workflow": "observe.visualize",
 }
 
@@ -86,7 +92,7 @@ def __dir__() -> list[str]:
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "Agent",
     "AgentPool",
     "BudgetExceededError",
@@ -102,6 +108,7 @@ __all__ = [
     "LLMError",
     "LoopDataError",
     "LoopLimitError",
+    "MCP",
     "MetricsCollector",
     "MissingAgentError",
     "ModelNotConfiguredError",
@@ -118,8 +125,12 @@ __all__ = [
     "TaskFailedError",
     "TaskOutput",
     "TaskTimeoutError",
+    "ToolCallError",
+    "ToolDefinitionError",
+    "ToolLoopError",
     "UnboundedCycleError",
     "UnknownTaskError",
     "WorkflowDefinitionError",
+    "tool",
     "visualize_workflow",
 ]

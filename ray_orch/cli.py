@@ -145,7 +145,7 @@ def _intercept(script: _Script, action: str) -> Iterator[None]:
     ``action``: ``"run"`` records each run and runs it; ``"validate"`` validates instead
     of running (no Ray, no model); ``"plan"`` only records (for drawing).
     """
-    from ray_orch.model.agent import Agent
+    from ray_orch.policy.agent import Agent
 
     saved: dict[tuple[type, str], Any] = {}
 

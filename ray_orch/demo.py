@@ -35,7 +35,7 @@ from rich.text import Text
 from ray_orch.api.process import Process
 from ray_orch.core.errors import RayOrchError, RunError
 from ray_orch.core.output import TaskOutput
-from ray_orch.model.agent import Agent
+from ray_orch.policy.agent import Agent
 from ray_orch.policy.task import Task
 
 __all__ = ["INQUIRIES", "build_workflow", "main"]

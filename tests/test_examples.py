@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # What each example must print, and whether its agents call the environment's model
-# (07 and 17 only talk to stubs of their own).
+# (07, 17 and the tool examples 18-20 only talk to stubs of their own).
 EXPECT: dict[str, tuple[str, bool]] = {
     "01_sequential_etl.py": ("ETL pipeline: completed", True),
     "02_customer_service_workflow.py": ("send_confirmation  completed", True),
@@ -42,6 +42,9 @@ EXPECT: dict[str, tuple[str, bool]] = {
     "15_metrics_bottlenecks.py": ("Bottlenecks: [", True),
     "16_visualisation.py": ("flowchart", True),
     "17_testing.py": ("test_workflow_integration ... ok", False),
+    "18_tools_api_agent.py": ('Stock report: {"item": "keyboard", "in_stock": 12}', False),
+    "19_remote_tool.py": ("every call ran as a Ray task in another process: True", False),
+    "20_mcp_tools.py": ("bob: Latest order: B-2002: processing (monitor, cable)", False),
 }
 
 

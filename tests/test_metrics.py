@@ -29,7 +29,7 @@ from ray_orch.observe.progress import Progress
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = "run-7f3a9c2e"
 ALLOWED_LABELS = {"workflow", "task", "agent_role", "model", "status", "outcome", "type",
-                  "state", "route", "breaker", "kind", "le"}
+                  "state", "route", "breaker", "kind", "le", "tool"}
 
 
 def run_events(workflow: str = "wf", run_id: str = RUN_ID) -> list[Event]:

@@ -15,6 +15,7 @@ from ray_orch import (
     Process,
     SerializationError,
     Task,
+    ToolDefinitionError,
     UnboundedCycleError,
     UnknownTaskError,
     WorkflowDefinitionError,
@@ -160,7 +161,7 @@ def test_non_serialisable_task_is_reported_before_running(tmp_path):
         handle.close()
 
 
-def test_tools_are_refused_not_silently_ignored():
-    with pytest.raises(InvalidTaskFieldError, match="tools are not supported yet") as info:
-        Agent(role="Tooled", goal="x", tools=[print])
+def test_tools_that_cannot_be_offered_are_refused():
+    with pytest.raises(ToolDefinitionError, match="not a tool") as info:
+        Agent(role="Tooled", goal="x", tools=[42])
     assert info.value.field == "tools"

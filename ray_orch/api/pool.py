@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from ray_orch.core.output import TaskOutput
-from ray_orch.model.agent import Agent
+from ray_orch.policy.agent import Agent
 from ray_orch.policy.task import Task
 
 __all__ = ["AgentPool"]

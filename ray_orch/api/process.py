@@ -31,11 +31,11 @@ from ray_orch.core.output import TaskOutput
 from ray_orch.core.stream import StreamEvent
 from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
 from ray_orch.engine.run import RunResult, RunSpec
-from ray_orch.model.agent import Agent
 from ray_orch.model.resolve import has_default_model
 from ray_orch.observe.tracing import configure as configure_tracing
 from ray_orch.observe.tracing import flush as flush_tracing
 from ray_orch.observe.tracing import settings_from
+from ray_orch.policy.agent import Agent
 from ray_orch.policy.task import Task, _run_sync
 
 if TYPE_CHECKING:

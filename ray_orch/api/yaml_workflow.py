@@ -42,7 +42,7 @@ from ray_orch.core.errors import (
     WorkflowDefinitionError,
 )
 from ray_orch.engine.graph import Mode
-from ray_orch.model.agent import Agent
+from ray_orch.policy.agent import Agent
 from ray_orch.policy.task import Task
 
 __all__ = ["AgentSpec", "TaskSpec", "WorkflowSpec", "load_workflow", "loads_workflow"]

@@ -12,6 +12,8 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     │   ├── UnboundedCycleError        a cycle that no bound can end
     │   ├── MissingAgentError          a task has no agent and no default exists
     │   ├── ModelNotConfiguredError    no model given and no default model available
+    │   ├── ToolDefinitionError        a tool cannot be offered (not callable, no schema, duplicate
+    │   │                              name, an MCP server that fails to start)
     │   └── SerializationError         a task or agent cannot be pickled for the cluster
     ├── ResumeError                    a checkpoint cannot be resumed (drift, corruption)
     │   └── CheckpointCorruptError     a checkpoint record failed its integrity check
@@ -19,7 +21,9 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
         ├── TaskFailedError            a task exhausted its attempts
         │   ├── OutputValidationError  the reply never matched output_json / output_pydantic
         │   ├── GuardrailFailedError   the guardrails rejected every attempt
-        │   └── ContextBudgetError     the context exceeds the task's token budget (policy "fail")
+        │   ├── ContextBudgetError     the context exceeds the task's token budget (policy "fail")
+    │   ├── ToolCallError          a tool call failed and the task has tool_errors="raise"
+    │   └── ToolLoopError          the model kept calling tools past max_tool_calls
         ├── LLMError                   a model call failed (``retryable`` says whether to retry)
         ├── TaskTimeoutError           a task exceeded its timeout
         ├── CircuitOpenError           a circuit breaker refused the call (raise mode)
@@ -59,6 +63,9 @@ __all__ = [
     "StepLimitError",
     "TaskFailedError",
     "TaskTimeoutError",
+    "ToolCallError",
+    "ToolDefinitionError",
+    "ToolLoopError",
     "UnboundedCycleError",
     "UnknownTaskError",
     "WorkflowDefinitionError",
@@ -121,6 +128,12 @@ class SerializationError(WorkflowDefinitionError):
     """A task or agent cannot be pickled to be sent to the cluster."""
 
 
+class ToolDefinitionError(WorkflowDefinitionError):
+    """A tool cannot be offered to the model: not callable, parameters that cannot become
+    a JSON schema, two tools with one name on an agent, or an MCP server that fails to
+    start (the message names its command and ends with the tail of its stderr)."""
+
+
 class ResumeError(RayOrchError):
     """A run cannot be resumed from its checkpoint."""
 
@@ -160,6 +173,52 @@ class GuardrailFailedError(TaskFailedError):
 
 class ContextBudgetError(TaskFailedError):
     """A task's context exceeds its token budget and its overflow policy is ``"fail"``."""
+
+
+class ToolCallError(TaskFailedError):
+    """A tool call failed (it raised, timed out, was unknown or got bad arguments) and
+    the task runs with ``tool_errors="raise"``; retries and the fallback agent apply."""
+
+    tool: str | None
+    """The tool's name as the model called it."""
+    arguments: dict[str, Any]
+    """The arguments the model gave."""
+    retryable: bool
+    """Always True: another attempt may call the tool differently."""
+    attempt_log: list[dict[str, Any]]
+    """The model calls of the task's attempts."""
+    tool_calls: list[dict[str, Any]]
+    """Every tool call of the task's attempts (as ``TaskOutput.metadata["tool_calls"]``)."""
+
+    def __init__(self, message: str, *, task: str | None = None, tool: str | None = None,
+                 arguments: dict[str, Any] | None = None) -> None:
+        super().__init__(message, task=task)
+        self.tool = tool
+        self.arguments = dict(arguments or {})
+        self.retryable = True
+        self.attempt_log = []
+        self.tool_calls = []
+
+
+class ToolLoopError(TaskFailedError):
+    """An attempt's model kept calling tools past ``max_tool_calls``."""
+
+    tool: str | None
+    """The tool called most in the attempt."""
+    calls: int
+    """How many tool calls the attempt had made or asked for."""
+    attempt_log: list[dict[str, Any]]
+    """The model calls of the task's attempts."""
+    tool_calls: list[dict[str, Any]]
+    """Every tool call of the task's attempts."""
+
+    def __init__(self, message: str, *, task: str | None = None, tool: str | None = None,
+                 calls: int = 0) -> None:
+        super().__init__(message, task=task)
+        self.tool = tool
+        self.calls = calls
+        self.attempt_log = []
+        self.tool_calls = []
 
 
 class LLMError(RunError):

@@ -24,6 +24,8 @@ EventKind = Literal[
     "retry",            # a new attempt was scheduled after a failure
     "fallback",         # the fallback agent took over a task
     "llm_call",         # one model call: duration_s, tokens_*, cost_usd, outcome
+    "tool_call",        # one tool call: outcome ok|error, duration_s; data: {"tool", "where",
+                        #   "replayed", "started"}
     "decision",         # data: {"route": str}
     "assignment",       # hierarchical: agent_role took task; data: {"by": manager|fallback}
     "cache",            # outcome: hit|miss

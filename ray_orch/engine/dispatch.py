@@ -18,7 +18,7 @@ from typing import Any
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.engine.ports import KeptMembers, Remote
-from ray_orch.model.agent import role_of
+from ray_orch.policy.agent import role_of
 
 __all__ = ["Pool", "PoolSet", "placement_options"]
 

@@ -291,6 +291,9 @@ def _check_fields(name: str, task: Task, problems: list[WorkflowDefinitionError]
     if task.context_overflow not in ("fail", "keep_recent", "summarize"):
         bad("context_overflow", f"must be 'fail', 'keep_recent' or 'summarize', not "
             f"{task.context_overflow!r}")
+    from ray_orch.tools.spec import task_tool_problems
+
+    problems.extend(task_tool_problems(name, task))
 
 
 def _check_loop(node: Node, problems: list[WorkflowDefinitionError]) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 from ray_orch.engine.manager import Assignment, Manager
 from ray_orch.engine.scheduler import Dispatch
-from ray_orch.model.agent import Agent
 from ray_orch.model.resolve import resolve_llm
+from ray_orch.policy.agent import Agent
 
 __all__ = ["Hierarchy"]
 

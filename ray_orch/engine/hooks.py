@@ -81,6 +81,7 @@ class EventsHook(RunHook):
         emit = self.reporter.emit
         name = done.dispatch.task
         self._calls(name, done.role, done.calls)
+        self._tool_calls(name, done)
         if done.output is None:
             cause = done.error
             emit("task_finished", task=name, agent_role=done.role, status="failed",
@@ -107,6 +108,19 @@ class EventsHook(RunHook):
         if self.reporter.streaming:
             self.reporter.emit("task_completed", task=task, agent_role=output.agent,
                                data={"output": output.model_dump(mode="json"), "visit": visit})
+
+    def _tool_calls(self, task: str, done: Finished) -> None:
+        calls = (done.output.metadata.get("tool_calls", []) if done.output is not None
+                 else getattr(done.error, "tool_calls", None) or [])
+        for call in calls:
+            unknown = call.get("where") == "unknown"  # a name the model made up: one label
+            self.reporter.emit(
+                "tool_call", task=task, agent_role=done.role,
+                outcome="ok" if call.get("ok") else "error", duration_s=call.get("duration_s"),
+                data={"tool": "unknown_tool" if unknown else call.get("name"),
+                      "arguments": call.get("arguments"), "where": call.get("where"),
+                      "replayed": call.get("replayed", False), "started": call.get("started"),
+                      "iteration": done.dispatch.iteration, "error": call.get("error")})
 
     def _calls(self, task: str, role: str | None, calls: list[dict[str, Any]]) -> None:
         for call in calls:

@@ -44,12 +44,13 @@ from ray_orch.engine.ports import Services
 from ray_orch.engine.reporting import Reporter
 from ray_orch.engine.scheduler import Dispatch, Scheduler
 from ray_orch.engine.timeouts import TimeoutClock
-from ray_orch.model.agent import role_of
+from ray_orch.policy.agent import role_of
 from ray_orch.policy.attempt import run_with_fallback
 from ray_orch.policy.breaker import breaker_for, breaker_guard
 from ray_orch.policy.caching import from_cache, key_for, ttl_for
 from ray_orch.policy.task import Task
 from ray_orch.store.journal import Journal
+from ray_orch.tools.journal import ToolJournalRef
 
 __all__ = ["Run", "RunResult", "RunSpec"]
 
@@ -154,6 +155,10 @@ class Run:
             spec.run_id = journal.run_id
             loops = [n for n, node in self.graph.nodes.items() if node.task.task_type == "loop"]
             restored, restored_iterations = journal.restored(loops, spec.max_visits)
+            # Tool calls are journaled where they run (the members), in the same store.
+            tools = ToolJournalRef(directory=spec.checkpoint_dir, run_id=spec.run_id)
+            for node in self.graph.nodes.values():
+                node.task._tool_journal = tools
         self.scheduler = Scheduler(self.graph, max_visits=spec.max_visits,
                                    max_steps=spec.max_steps,
                                    on_failure=spec.on_failure,  # type: ignore[arg-type]

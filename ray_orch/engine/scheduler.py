@@ -321,6 +321,9 @@ class Scheduler:
             meta[key] = sum(o.metadata.get(key, 0) or 0 for o in ordered)
         meta["model"] = next((o.metadata.get("model") for o in ordered
                               if o.metadata.get("model")), None)
+        tool_calls = [c for o in ordered for c in o.metadata.get("tool_calls", [])]
+        if tool_calls:  # every call of every iteration, as a task's own output lists them
+            meta["tool_calls"] = tool_calls
         output = TaskOutput(raw="\n".join(o.raw for o in ordered), task_id=name,
                             agent=ordered[0].agent if ordered else None,
                             iterations=ordered, metadata=meta)

@@ -139,6 +139,8 @@ class LLMResult:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     duration_s: float = 0.0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """Tool calls the model asked for (OpenAI format: id, type, function name/arguments)."""
 
     @property
     def tokens(self) -> int:
@@ -167,7 +169,7 @@ def uses_litellm(config: LLMConfig) -> bool:
 
 def _request(config: LLMConfig, messages: list[dict[str, Any]],
              schema: type[BaseModel] | dict[str, Any] | None,
-             timeout: float | None) -> dict[str, Any]:
+             timeout: float | None, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"model": config.model, "messages": messages,
                               "timeout": timeout or config.timeout, "num_retries": 0}
     if config.base_url:
@@ -179,6 +181,8 @@ def _request(config: LLMConfig, messages: list[dict[str, Any]],
         kwargs["api_key"] = _NO_KEY
     if schema is not None:
         kwargs["response_format"] = schema
+    if tools:
+        kwargs["tools"] = tools
     kwargs.update(strip_limit_keys(config.options))
     return kwargs
 
@@ -187,6 +191,7 @@ def _result(response: Any, config: LLMConfig, started: float) -> LLMResult:
     lib = _lib()
     try:
         text = response.choices[0].message.content or ""
+        calls = _tool_calls_of(getattr(response.choices[0].message, "tool_calls", None))
     except (AttributeError, IndexError) as exc:
         raise LLMError(f"model {config.model} returned no message: {exc}",
                        retryable=True) from None
@@ -204,13 +209,28 @@ def _result(response: Any, config: LLMConfig, started: float) -> LLMResult:
     cost = float(cost or 0.0)
     return LLMResult(text=text, model=config.model, prompt_tokens=prompt,
                      completion_tokens=completion, cost_usd=cost,
-                     duration_s=time.perf_counter() - started)
+                     duration_s=time.perf_counter() - started, tool_calls=calls)
+
+
+def _tool_calls_of(calls: Any) -> list[dict[str, Any]]:
+    """Tool calls of a reply message (dicts or litellm objects) as OpenAI-format dicts."""
+    out: list[dict[str, Any]] = []
+    for call in calls or []:
+        get = call.get if isinstance(call, dict) else lambda k, c=call: getattr(c, k, None)
+        function = get("function") or {}
+        fget = function.get if isinstance(function, dict) else (
+            lambda k, f=function: getattr(f, k, None))
+        out.append({"id": str(get("id") or f"call_{len(out)}"), "type": "function",
+                    "function": {"name": str(fget("name") or ""),
+                                 "arguments": fget("arguments") or "{}"}})
+    return out
 
 
 async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
                     schema: type[BaseModel] | dict[str, Any] | None = None,
                     timeout: float | None = None,
-                    on_token: Callable[[str], None] | None = None) -> LLMResult:
+                    on_token: Callable[[str], None] | None = None,
+                    tools: list[dict[str, Any]] | None = None) -> LLMResult:
     """Call the model once, asynchronously.
 
     Args:
@@ -221,6 +241,8 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
         timeout: seconds for this call (default: ``config.timeout``).
         on_token: when given, the answer is streamed (server-sent events) and each piece
             is handed to it as it arrives; the result is the same.
+        tools: tools offered to the model (OpenAI ``tools`` format); the tool calls it
+            asks for come back in ``LLMResult.tool_calls``.
 
     Returns:
         The reply text with tokens, cost and duration.
@@ -246,11 +268,11 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
     async def call() -> LLMResult:
         if lean:
             return await _acomplete_http(config, strip_limit_keys(config.options), messages,
-                                         schema, timeout, on_token)
+                                         schema, timeout, on_token, tools)
         lib = _lib()
         started = time.perf_counter()
         try:
-            request = _request(config, messages, schema, timeout)
+            request = _request(config, messages, schema, timeout, tools)
             response = await (lib.acompletion(**request) if on_token is None else
                               litellm_stream(lib, request, on_token))
         except asyncio.CancelledError:
@@ -286,12 +308,15 @@ async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
                           messages: list[dict[str, Any]],
                           schema: type[BaseModel] | dict[str, Any] | None,
                           timeout: float | None,
-                          on_token: Callable[[str], None] | None = None) -> LLMResult:
+                          on_token: Callable[[str], None] | None = None,
+                          tools: list[dict[str, Any]] | None = None) -> LLMResult:
     started = time.perf_counter()
     body: dict[str, Any] = {"model": config.model.split("/", 1)[1], "messages": messages,
                             **options}
     if schema is not None:
         body["response_format"] = _openai_http.response_format(schema)
+    if tools:
+        body["tools"] = tools
     if on_token is None:
         reply = await _openai_http.achat(config.model, config.base_url or "",
                                          config.api_key or _NO_KEY, body,
@@ -301,8 +326,10 @@ async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
                                    config.api_key or _NO_KEY, body, timeout or config.timeout,
                                    on_token)
     try:
-        text = reply["choices"][0]["message"]["content"] or ""
-    except (KeyError, IndexError, TypeError) as exc:
+        message = reply["choices"][0]["message"]
+        text = message.get("content") or ""
+        calls = _tool_calls_of(message.get("tool_calls"))
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise LLMError(f"model {config.model} returned no message: {exc!r}",
                        retryable=True) from None
     usage = reply.get("usage") or {}
@@ -312,7 +339,7 @@ async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
     return LLMResult(text=str(text), model=config.model, prompt_tokens=prompt,
                      completion_tokens=completion,
                      cost_usd=prompt * price_in + completion * price_out,
-                     duration_s=time.perf_counter() - started)
+                     duration_s=time.perf_counter() - started, tool_calls=calls)
 
 
 def complete(config: LLMConfig, messages: list[dict[str, Any]], *,

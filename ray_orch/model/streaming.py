@@ -42,6 +42,7 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
     body["stream"] = True
     body["stream_options"] = {"include_usage": True}
     parts: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}  # tool calls, their arguments arriving in pieces
     usage: dict[str, Any] = {}
     finish = None
     try:
@@ -61,10 +62,13 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
                     continue
                 usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or []:
-                    text = (choice.get("delta") or {}).get("content")
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
                     if text:
                         parts.append(text)
                         on_token(text)
+                    for piece in delta.get("tool_calls") or []:
+                        _add_call_piece(calls, piece)
                     finish = choice.get("finish_reason") or finish
     except asyncio.TimeoutError:
         raise _error("Timeout", model, f"request timed out after {timeout:g} s",
@@ -72,8 +76,22 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
     except aiohttp.ClientError as exc:
         raise _error("APIConnectionError", model, f"Connection error: {exc}", status=None,
                      retryable=True) from None
-    return {"choices": [{"message": {"role": "assistant", "content": "".join(parts)},
-                         "finish_reason": finish}], "usage": usage}
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(parts)}
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage}
+
+
+def _add_call_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:
+    """Merge one streamed piece of a tool call (OpenAI sends the name once and the
+    arguments as a string in pieces, keyed by ``index``)."""
+    call = calls.setdefault(int(piece.get("index", len(calls))),
+                            {"id": "", "type": "function",
+                             "function": {"name": "", "arguments": ""}})
+    call["id"] = piece.get("id") or call["id"]
+    function = piece.get("function") or {}
+    call["function"]["name"] += function.get("name") or ""
+    call["function"]["arguments"] += function.get("arguments") or ""
 
 
 def _chunk_of(line: bytes, model: str) -> dict[str, Any] | None:

@@ -55,6 +55,16 @@ class _Span:
     queue_s: float | None = None
 
 
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of ``(start, end)`` spans (parallel calls once)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile (the method numpy uses by default)."""
     ordered = sorted(values)
@@ -105,6 +115,8 @@ class RunMetrics:
         token_usage: tokens per task.
         cost_usd: cost per task.
         statuses: final status per task (completed, failed, skipped).
+        tool_times: wall seconds per task spent in tool calls (parallel calls counted
+            once), from ``tool_call`` events.
         makespan: seconds from the run's start to its last task's finish.
 
     Example:
@@ -124,6 +136,7 @@ class RunMetrics:
     token_usage: dict[str, int] = field(init=False, default_factory=dict)
     cost_usd: dict[str, float] = field(init=False, default_factory=dict)
     statuses: dict[str, str] = field(init=False, default_factory=dict)
+    tool_times: dict[str, float] = field(init=False, default_factory=dict)
     makespan: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
@@ -144,6 +157,7 @@ class RunMetrics:
         cost: dict[str, float] = {}
         attempts: dict[str, int] = {}
         successes: dict[str, int] = {}
+        tool_spans: dict[str, list[tuple[float, float]]] = {}
         for ev in self._events:
             if ev.kind == "run_started":
                 self._run_start = ev.ts if self._run_start is None else self._run_start
@@ -191,6 +205,10 @@ class RunMetrics:
             elif ev.kind == "llm_call":
                 tokens[task] = tokens.get(task, 0) + ev.tokens_prompt + ev.tokens_completion
                 cost[task] = cost.get(task, 0.0) + ev.cost_usd
+            elif ev.kind == "tool_call" and ev.duration_s and not ev.data.get("replayed"):
+                began = _number(ev.data.get("started") or ev.ts)
+                tool_spans.setdefault(task, []).append((began, began + float(ev.duration_s)))
+        self.tool_times.update({t: _covered(v) for t, v in tool_spans.items()})
         self.retry_counts.update(retries)
         self.token_usage.update(tokens)
         self.cost_usd.update(cost)
@@ -280,6 +298,20 @@ class RunMetrics:
         return [self._step(t, (spans[t].finish or 0.0) - (spans[t].start or 0.0))
                 for t in chain]
 
+    def critical_path_tools(self) -> dict[str, float]:
+        """Seconds of each critical-path task's run time spent in tool calls.
+
+        Example:
+            >>> ev = [Event(kind="task_started", task="a", ts=0.0),
+            ...       Event(kind="tool_call", task="a", ts=1.5, duration_s=1.0,
+            ...             data={"tool": "t", "started": 0.5}),
+            ...       Event(kind="task_finished", task="a", ts=2.0)]
+            >>> RunMetrics(ev).critical_path_tools()
+            {'a': 1.0}
+        """
+        return {step.task: min(step.seconds, self.tool_times.get(step.task, 0.0))
+                for step in self.critical_path()}
+
     def critical_path_overhead(self) -> float:
         """Seconds of the makespan on the critical path not spent running its tasks."""
         return max(0.0, self.makespan - sum(step.seconds for step in self.critical_path()))
@@ -314,18 +346,20 @@ class RunMetrics:
         """
         lines = [f"makespan: {self.makespan:.2f} s, tasks: {len(self.statuses)}"]
         path = {step.task: step for step in self.critical_path()}
-        lines += ["", f"{'task':<32} {'status':<10} {'time s':>8} {'retries':>7} "
-                      f"{'tokens':>8} {'cost $':>9} {'critical':>8}"]
+        lines += ["", f"{'task':<32} {'status':<10} {'time s':>8} {'tools s':>7} "
+                      f"{'retries':>7} {'tokens':>8} {'cost $':>9} {'critical':>8}"]
         for task, seconds in self.slowest(n):
             step = path.get(task)
             lines.append(
                 f"{task[:32]:<32} {self.statuses.get(task, '-'):<10} {seconds:>8.2f} "
-                f"{self.retry_counts.get(task, 0):>7} {self.token_usage.get(task, 0):>8} "
+                f"{self.tool_times.get(task, 0.0):>7.2f} {self.retry_counts.get(task, 0):>7} {self.token_usage.get(task, 0):>8} "
                 f"{self.cost_usd.get(task, 0.0):>9.4f} "
                 f"{f'{step.share:.0%}' if step else '':>8}")
         if path:
-            chain = " -> ".join(f"{s.task} ({s.seconds:.2f} s, {s.share:.0%})"
-                                for s in path.values())
+            tools = self.critical_path_tools()
+            chain = " -> ".join(f"{s.task} ({s.seconds:.2f} s, {s.share:.0%}"
+                                + (f", tools {tools[s.task]:.2f} s" if tools[s.task] else "")
+                                + ")" for s in path.values())
             lines += ["", f"critical path: {chain}",
                       f"  scheduling/queueing on the path: {self.critical_path_overhead():.2f} s"]
         queues = self.queueing_by_role()
@@ -357,6 +391,12 @@ class RunMetrics:
                 hints.append(f"task {step.task}: {step.share:.0%} of the makespan on the "
                              "critical path; speed it up (faster model, shorter prompt, "
                              "smaller context) or split it")
+        tools = self.critical_path_tools()
+        for step in self.critical_path():
+            if step.seconds > 0 and tools[step.task] / step.seconds >= 0.5:
+                hints.append(f"task {step.task}: {tools[step.task] / step.seconds:.0%} of its "
+                             "time on the critical path is spent in tool calls; make those "
+                             "tools faster, or let the model call them in parallel")
         for task, retries in sorted(self.retry_counts.items(), key=lambda kv: -kv[1]):
             if retries >= 2:
                 hints.append(f"task {task}: {retries} retries; check its errors (rate limits "
@@ -381,8 +421,10 @@ class RunMetrics:
             "retry_counts": dict(self.retry_counts),
             "token_usage": dict(self.token_usage),
             "cost_usd": dict(self.cost_usd),
+            "tool_times": dict(self.tool_times),
             "makespan": self.makespan,
             "critical_path": [step._asdict() for step in self.critical_path()],
+            "critical_path_tools": self.critical_path_tools(),
             "queueing_by_role": {r: q._asdict() for r, q in self.queueing_by_role().items()},
         }
 

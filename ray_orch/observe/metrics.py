@@ -98,6 +98,12 @@ _SPECS: tuple[_Spec, ...] = (
                     "Tokens used by model calls; type is prompt or completion.")),
     _Spec(MetricDoc("rayorch_cost_usd_total", "counter", ("model", "agent_role"),
                     "Cost of model calls in US dollars (litellm's price table).")),
+    # tools
+    _Spec(MetricDoc("rayorch_tool_calls_total", "counter", ("tool", "outcome"),
+                    "Tool calls made by agents, by tool and outcome (ok or error).")),
+    _Spec(MetricDoc("rayorch_tool_call_duration_seconds", "histogram", ("tool", "outcome"),
+                    "Duration of one tool call (local, remote Ray task or MCP)."),
+          _LLM_BUCKETS),
     # resilience and cache
     _Spec(MetricDoc("rayorch_breaker_state", "gauge", ("breaker",),
                     "Circuit breaker state: 0 closed, 1 half-open, 2 open.")),
@@ -275,6 +281,11 @@ class MetricsRegistry:
             m["rayorch_fallbacks_total"].labels(*task_labels).inc()
         elif kind == "llm_call":
             self._apply_llm_call(ev)
+        elif kind == "tool_call":
+            labels = (_label(ev.data.get("tool")), _label(ev.outcome or "ok"))
+            m["rayorch_tool_calls_total"].labels(*labels).inc()
+            if ev.duration_s is not None and ev.duration_s >= 0 and not ev.data.get("replayed"):
+                m["rayorch_tool_call_duration_seconds"].labels(*labels).observe(ev.duration_s)
         elif kind == "decision":
             route = ev.data.get("route", ev.outcome)
             m["rayorch_decisions_total"].labels(

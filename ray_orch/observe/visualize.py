@@ -172,6 +172,23 @@ def _role(task: Task) -> str | None:
     return role if role and role != task.id else None
 
 
+def _tools_note(task: Task) -> str | None:
+    """The tools the task's agent can call (its own and the task's), by name."""
+    from ray_orch.tools.mcp import MCP
+
+    names: list[str] = []
+    for item in [*(getattr(task.agent, "tools", None) or []), *(task.tools or [])]:
+        if isinstance(item, MCP):
+            listed = [t["name"] for t in item.listed or []]
+            names.append(f"MCP {item.name}" if not listed else ", ".join(listed))
+        else:
+            options = getattr(item, "__ray_orch_tool__", None)
+            name = getattr(options, "name", None) or getattr(item, "__name__", repr(item))
+            remote = " (remote)" if getattr(options, "remote", False) else ""
+            names.append(f"{name}{remote}")
+    return f"tools: {', '.join(names)}" if names else None
+
+
 # -- Mermaid ------------------------------------------------------------------------------
 
 
@@ -241,7 +258,8 @@ def mermaid(process_or_tasks: Process | dict[str, Task] | Iterable[Task],
     lines = ["flowchart LR", f"    %% {_comment(view.name)} (mode: {graph.mode})"]
     for name in graph.order:
         task = graph.nodes[name].task
-        parts = [name] + [p for p in (_role(task), _loop_note(graph, name)) if p]
+        parts = [name] + [p for p in (_role(task), _tools_note(task), _loop_note(graph, name))
+                          if p]
         if view.ran:
             status = view.statuses.get(name, "pending")
             seconds = view.seconds(name)
@@ -500,6 +518,9 @@ def render_png(process_or_tasks: Process | dict[str, Task] | Iterable[Task],
         note = _loop_note(graph, name)
         if note:
             text += f"\n({note})"
+        tools = _tools_note(graph.nodes[name].task)
+        if tools:
+            text += f"\n[{tools}]"
         seconds = view.seconds(name)
         if view.ran and seconds is not None:
             text += f"\n{seconds:.2f} s"

@@ -34,13 +34,16 @@ from ray_orch.core.errors import (
     RayOrchError,
     TaskFailedError,
     TaskTimeoutError,
+    ToolCallError,
+    ToolLoopError,
 )
 from ray_orch.core.output import GuardrailResult, TaskOutput
 from ray_orch.core.prompt import PromptParts, task_prompt
 from ray_orch.core.routing import decision_schema, default_key, match_route, route_keys
-from ray_orch.model.agent import Agent, role_of
 from ray_orch.model.client import error_kind
+from ray_orch.policy.agent import Agent, role_of
 from ray_orch.policy.budget import apply_budget
+from ray_orch.tools.loop import answer_with_tools, tool_run_for
 
 if TYPE_CHECKING:
     from ray_orch.policy.task import Task
@@ -185,6 +188,8 @@ async def _ask(agent: Any, prompt: str, schema: type[BaseModel] | None,
 def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, _Rejected):
         return True
+    if isinstance(exc, ToolCallError):  # tool_errors="raise": another attempt may do better
+        return True
     if isinstance(exc, LLMError):
         return exc.retryable
     # Our own typed errors are decisions, not accidents; anything else may pass on retry.
@@ -216,6 +221,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     counts = {"exception": 0, "validation": 0}
     started = time.perf_counter()
     model_used: list[str | None] = [None]
+    tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,
+                          iteration=run.iteration) if isinstance(agent, Agent) else None)
 
     def should_retry(exc: BaseException) -> bool:
         if not _is_retryable(exc):
@@ -248,7 +255,12 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
                          "gen_ai.agent.name": role_of(agent), "ray_orch.task": task.id,
                          "ray_orch.iteration": run.iteration,
                          "ray_orch.attempt": counts["exception"] + counts["validation"] + 1}):
-            return await checked(await _ask(agent, parts.render(), schema, calls, on_token))
+            if tools is not None:
+                answer = await answer_with_tools(agent, parts.render(), schema, calls, tools,
+                                                 on_token=on_token)
+            else:
+                answer = await _ask(agent, parts.render(), schema, calls, on_token)
+            return await checked(answer)
 
     async def checked(answer: tuple[str, str | None]) -> TaskOutput:
         text, model = answer
@@ -294,12 +306,17 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         raise err from None
     except Exception as exc:
         if isinstance(exc, TaskFailedError):
+            if isinstance(exc, (ToolCallError, ToolLoopError)):
+                exc.attempt_log = calls
+                exc.tool_calls = tools.log if tools is not None else []
             raise
         err = TaskFailedError(
             f"task '{task.id}' failed after {_attempts(counts)} attempts "
             f"(max_retries={task.max_retries}): {type(exc).__name__}: {exc}", task=task.id)
         err.attempt_log = calls  # type: ignore[attr-defined]
         err.retryable = _is_retryable(exc)  # type: ignore[attr-defined]
+        if tools is not None:
+            err.tool_calls = tools.log  # type: ignore[attr-defined]
         raise err from exc
     tokens_in = sum(c["prompt_tokens"] for c in calls)
     tokens_out = sum(c["completion_tokens"] for c in calls)
@@ -313,6 +330,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         "model": model_used[0],
         "llm_calls": calls,
     })
+    if tools is not None:
+        output.metadata["tool_calls"] = tools.log
     if parts.missing:
         output.metadata["missing_context"] = dict(parts.missing)
     if budget_note:

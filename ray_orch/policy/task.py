@@ -73,6 +73,9 @@ class Task:
         cache_ttl: cache this task's result for that many seconds.
         circuit_breaker: a ``CircuitBreaker`` shared by every run and node.
         max_visits: how often a cycle may re-enter this task.
+        tools: tools for this task only, added to its agent's (see ``Agent``).
+        max_tool_calls: tool calls one attempt may make (default: the agent's, else 20).
+        tool_errors: ``"return"`` or ``"raise"`` (default: the agent's, else "return").
 
     Example:
         >>> t = Task(description="Extract data from API", expected_output="Raw JSON data")
@@ -97,7 +100,8 @@ class Task:
                  condition_on_previous_failure: bool = False, timeout: float | None = None,
                  cache_ttl: float | None = None, circuit_breaker: CircuitBreaker | None = None,
                  max_visits: int | None = None, id: str | None = None,
-                 **extra: Any) -> None:
+                 tools: list[Any] | None = None, max_tool_calls: int | None = None,
+                 tool_errors: str | None = None, **extra: Any) -> None:
         self.description = description
         self.agent = agent
         self.expected_output = expected_output
@@ -127,6 +131,9 @@ class Task:
         self.cache_ttl = cache_ttl
         self.circuit_breaker = circuit_breaker
         self.max_visits = max_visits
+        self.tools = list(tools or [])
+        self.max_tool_calls = max_tool_calls
+        self.tool_errors = tool_errors
         self.extra = extra
         self._auto_id = f"task_{next(_ids)}"
         self.status: TaskStatus = "pending"
@@ -138,6 +145,8 @@ class Task:
         # Set by Process(tasks=...): the workflow's tasks by name, so execute() outside a
         # process can resolve context names; never sent to the cluster.
         self._peers: dict[str, Task] | None = None
+        # Set by a run with checkpoints: where its members journal this task's tool calls.
+        self._tool_journal: Any = None
 
     # -- identity ----------------------------------------------------------------------
 
@@ -159,7 +168,7 @@ class Task:
 
     @property
     def agent_role(self) -> str | None:
-        from ray_orch.model.agent import role_of
+        from ray_orch.policy.agent import role_of
 
         return role_of(self.agent)
 

@@ -14,7 +14,22 @@ What it can script:
   content is always valid JSON (see ``StubLLMServer`` for how a string reply is fitted);
 * latency (global, per rule, jitter), faults per rule or as a seeded random plan
   (``set_faults``), and a requests-per-minute limit (``rpm_limit``);
-* a request log (``requests``) without the Authorization header.
+* tool calls: a reply ``{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}`` (or
+  ``StubLLMServer.tool_call(name, args)``, ``StubLLMServer.tool_calls(...)`` for several
+  parallel calls in one turn) is sent as an assistant message with ``tool_calls``;
+  a callable reply can look at ``StubRequest.tool_results`` (the ``tool`` messages sent
+  back) to answer once the results are in, or keep calling for an endless loop;
+* a request log (``requests``) without the Authorization header; tool messages are in
+  each record's ``messages`` (and ``tool_results``), the tools offered in ``tools``.
+
+Tool-calling example (the model calls ``lookup_order``, then answers with its result)::
+
+    def script(request):
+        if not request.tool_results:
+            return StubLLMServer.tool_call("lookup_order", {"customer": "alice"})
+        return f"Your order: {request.tool_results[-1]['content']}"
+
+    stub = StubLLMServer(reply=script)
 
 Example:
     >>> import re
@@ -31,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import threading
@@ -41,7 +57,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ray_orch.testing.stub_http import completion_body, error_response, prompt_text, stream_response
+from ray_orch.testing.stub_http import (
+    completion_body,
+    error_response,
+    prompt_text,
+    stream_response,
+    stream_tool_calls,
+    tool_calls_body,
+)
 from ray_orch.testing.stub_rules import (
     FAULT_KINDS,
     Match,
@@ -355,6 +378,34 @@ class StubLLMServer:
             self._plan_rate, self._plan_kinds = rate, names
             self._plan_rng = random.Random(seed)
 
+    # -- tool calls ------------------------------------------------------------------
+
+    @staticmethod
+    def tool_call(name: str, arguments: dict[str, Any] | None = None, *,
+                  id: str | None = None) -> dict[str, Any]:
+        """A reply that asks for one tool call.
+
+        Example:
+            >>> StubLLMServer.tool_call("lookup_order", {"customer": "alice"})["tool_calls"][0]["name"]
+            'lookup_order'
+        """
+        call: dict[str, Any] = {"name": name, "arguments": dict(arguments or {})}
+        if id is not None:
+            call["id"] = id
+        return {"tool_calls": [call]}
+
+    @staticmethod
+    def tool_calls(*calls: tuple[str, dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+        """A reply that asks for several tool calls at once (run in parallel).
+
+        Example:
+            >>> len(StubLLMServer.tool_calls(("a", {}), ("b", {"x": 1}))["tool_calls"])
+            2
+        """
+        items = [c if isinstance(c, dict) else {"name": c[0], "arguments": dict(c[1])}
+                 for c in calls]
+        return {"tool_calls": items}
+
     # -- the log ---------------------------------------------------------------------
 
     @property
@@ -480,6 +531,12 @@ class StubLLMServer:
             return error_response(500, f"the stub's reply callable raised {record.error}")
         if isinstance(value, web.StreamResponse):
             return value
+        if isinstance(value, dict) and isinstance(value.get("tool_calls"), list):
+            body = tool_calls_body(record, value)
+            record.reply = json.dumps(body["choices"][0]["message"])
+            if record.stream:
+                return await stream_tool_calls(request, record, body)
+            return web.json_response(body)
         if fault == "malformed":
             return web.Response(status=200, text="<html>malformed: not an OpenAI answer",
                                 content_type="application/json")

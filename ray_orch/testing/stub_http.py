@@ -97,3 +97,49 @@ async def stream_response(request: web.Request, record: StubRequest, content: st
     await response.write(payload.encode())
     await response.write_eof()
     return response
+
+
+async def stream_tool_calls(request: web.Request, record: StubRequest,
+                            body: dict[str, Any]) -> web.StreamResponse:
+    """Send a ``tool_calls_body`` as a streamed completion: the calls in one delta (with
+    their ``index``), a ``tool_calls`` stop chunk, usage if asked for, then ``[DONE]``."""
+    message = body["choices"][0]["message"]
+    head = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"],
+            "model": body["model"]}
+    delta = {"role": "assistant", "content": message.get("content"),
+             "tool_calls": [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]}
+    chunks: list[dict[str, Any]] = [
+        {**head, "choices": [{"index": 0, "finish_reason": None, "delta": delta}]},
+        {**head, "choices": [{"index": 0, "finish_reason": "tool_calls", "delta": {}}]}]
+    if (record.body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**head, "choices": [], "usage": body.get("usage")})
+    response = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream",
+                                                       "Cache-Control": "no-cache"})
+    record.status = 200
+    await response.prepare(request)
+    payload = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    await response.write(payload.encode())
+    await response.write_eof()
+    return response
+
+
+def tool_calls_body(record: StubRequest, reply: dict[str, Any]) -> dict[str, Any]:
+    """A ``chat.completion`` whose message asks for tool calls.
+
+    ``reply["tool_calls"]`` items are ``{"name": ..., "arguments": {...} | "json"}`` (an
+    ``"id"`` is optional) or already in OpenAI's ``{"id", "type", "function"}`` shape.
+    """
+    calls = []
+    for i, item in enumerate(reply.get("tool_calls") or []):
+        function = item.get("function", item)
+        arguments = function.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        calls.append({"id": item.get("id") or f"call_{record.index}_{i}", "type": "function",
+                      "function": {"name": function.get("name", ""), "arguments": arguments}})
+    content = reply.get("content")
+    body = completion_body(record, content or "")
+    choice = body["choices"][0]
+    choice["finish_reason"] = "tool_calls"
+    choice["message"] = {"role": "assistant", "content": content, "tool_calls": calls}
+    return body

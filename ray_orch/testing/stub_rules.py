@@ -73,6 +73,17 @@ class StubRequest:
         return (self.response_format or {}).get("type") in ("json_schema", "json_object")
 
     @property
+    def tool_results(self) -> list[dict[str, Any]]:
+        """The ``tool`` messages of the request (results of earlier tool calls)."""
+        return [m for m in self.messages if isinstance(m, dict) and m.get("role") == "tool"]
+
+    @property
+    def tools(self) -> list[str]:
+        """The names of the tools offered (the body's ``tools``)."""
+        return [str((t.get("function") or {}).get("name")) for t in self.body.get("tools") or []
+                if isinstance(t, dict)]
+
+    @property
     def duration(self) -> float | None:
         """Seconds between arrival and answer, or None while in flight."""
         return None if self.t_end is None else self.t_end - self.t_start

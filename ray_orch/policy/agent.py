@@ -41,8 +41,13 @@ class Agent:
             or None for the default model (``RAY_ORCH_MODEL``, else the embedded one).
         base_url: the provider's base URL (OpenAI-compatible servers, Ollama, ...).
         api_key: the provider key; never logged, checkpointed or exported.
-        tools: not supported yet: a non-empty list is refused rather than ignored
-            (the guide uses no tools; function calling is planned).
+        tools: what the model may call: functions (sync or async; schema from type
+            hints, description from the docstring), ``@tool`` functions, and
+            ``ray_orch.MCP(...)`` servers. A task's own tools are added to these.
+        max_tool_calls: tool calls one attempt may make (default 20; a task's own
+            setting wins); past it the attempt fails with ``ToolLoopError``.
+        tool_errors: ``"return"`` (default): a failed tool call goes back to the model
+            as the tool's result; ``"raise"``: it fails the attempt (``ToolCallError``).
         instructions: extra standing instructions appended to the system prompt.
         name: a unique name (defaults to the role).
         pool_size: how many actors serve this agent in a process (its resource pool).
@@ -62,12 +67,13 @@ class Agent:
     def __init__(self, role: str = "Assistant", goal: str = "Complete the task well",
                  backstory: str = "", llm: str | dict[str, Any] | LLMConfig | None = None,
                  base_url: str | None = None, api_key: str | None = None,
-                 tools: list[Callable[..., Any]] | None = None, instructions: str = "",
+                 tools: list[Callable[..., Any] | Any] | None = None, instructions: str = "",
                  name: str | None = None, pool_size: int = 1, max_concurrency: int = 64,
                  timeout: float = 120.0, num_cpus: float = 0.0,
                  resources: dict[str, float] | None = None,
                  scheduling_strategy: Any = None, circuit_breaker: Any = None,
-                 verbose: bool = False, **llm_options: Any) -> None:
+                 verbose: bool = False, max_tool_calls: int | None = None,
+                 tool_errors: str | None = None, **llm_options: Any) -> None:
         if not isinstance(role, str) or not role.strip():
             raise InvalidTaskFieldError("Agent role must be a non-empty string",
                                         field="role")
@@ -75,11 +81,10 @@ class Agent:
             raise InvalidTaskFieldError(
                 f"Agent '{role}': pool_size and max_concurrency must be >= 1 "
                 f"(got {pool_size}, {max_concurrency})", field="pool_size")
-        if tools:
-            raise InvalidTaskFieldError(
-                f"Agent '{role}': tools are not supported yet (they would be silently "
-                "ignored); call your functions from a Task subclass's execute() instead",
-                field="tools")
+        from ray_orch.tools.spec import check_tool_settings, tool_specs
+
+        tool_specs(tools, who=f"agent '{role}'")  # raises ToolDefinitionError
+        check_tool_settings(f"agent '{role}'", max_tool_calls, tool_errors)
         self.role = role
         self.goal = goal
         self.backstory = backstory
@@ -87,6 +92,8 @@ class Agent:
         self.base_url = base_url
         self.api_key = api_key
         self.tools = list(tools or [])
+        self.max_tool_calls = max_tool_calls
+        self.tool_errors = tool_errors
         self.instructions = instructions
         self.name = name or role
         self.pool_size = pool_size
@@ -132,7 +139,8 @@ class Agent:
         ident = {"name": self.name, "role": self.role, "goal": self.goal,
                  "backstory": self.backstory, "instructions": self.instructions,
                  "llm": self.llm_config.describe(),
-                 "tools": [getattr(t, "__name__", repr(t)) for t in self.tools]}
+                 "tools": [getattr(t, "__name__", repr(t)) for t in self.tools],
+                 "max_tool_calls": self.max_tool_calls, "tool_errors": self.tool_errors}
         blob = json.dumps(ident, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -1,0 +1,260 @@
+"""Running one tool call: in the agent's process, as a Ray task, or on an MCP server.
+
+``execute_call`` never raises for the tool's own failures: an exception in the tool, an
+unknown name, arguments that fail the schema, or the tool's ``timeout`` running out
+come back as a ``ToolCall`` with ``ok=False`` and an error the model can read.
+Sync functions run in a thread pool of their own, off the event loop, so the other
+attempts of the actor keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .mcp import route_call
+from .spec import ToolSpec, is_coroutine_result
+
+__all__ = ["ToolCall", "execute_call", "result_text"]
+
+_THREADS = int(os.environ.get("RAY_ORCH_TOOL_THREADS", "64"))
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_remote_fns: dict[int, Any] = {}
+_keep: list[Any] = []
+
+
+@dataclass(kw_only=True)
+class ToolCall:
+    """One tool call as it happened (``TaskOutput.metadata["tool_calls"]`` lists these)."""
+
+    name: str
+    """The tool's name as the model called it."""
+    arguments: dict[str, Any]
+    """The arguments the model gave (parsed JSON; ``{"_raw": text}`` if unparsable)."""
+    ok: bool = True
+    """Whether the call succeeded."""
+    result: str = ""
+    """What went back to the model (the result, or the error as JSON)."""
+    error: str | None = None
+    """The error text, when not ok."""
+    duration_s: float = 0.0
+    """Seconds the call took (0 when replayed from the journal)."""
+    where: str = "local"
+    """``"local"`` (the agent's actor), ``"remote"`` (a Ray task), ``"mcp"``, or
+    ``"unknown"`` (the model named no tool it was offered)."""
+    node: str | None = None
+    """The Ray node id it ran on, when known."""
+    pid: int | None = None
+    """The process it ran in."""
+    replayed: bool = False
+    """True when the journaled result of an identical earlier call was reused."""
+    started: float = 0.0
+    """``time.time()`` at the start."""
+    call_id: str = ""
+    """The model's id for the call."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (what metadata holds)."""
+        data = asdict(self)
+        data.pop("extra")
+        return data
+
+
+def _threads() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(max_workers=_THREADS,
+                                                      thread_name_prefix="ray-orch-tool")
+    return _pool
+
+
+def result_text(value: Any) -> str:
+    """A tool's return value as the text of a tool message."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_node: list[str] = []
+
+
+def _node_id() -> str | None:
+    if _node:
+        return _node[0]
+    ray = sys.modules.get("ray")  # never imported for this: ~0.6 s in a process without it
+    try:
+        if ray is not None and ray.is_initialized():
+            _node.append(str(ray.get_runtime_context().get_node_id()))
+            return _node[0]
+    except Exception:
+        return None
+    return None
+
+
+def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
+    """A remote call's body: run the function where Ray placed it."""
+    value = fn(**kwargs)
+    if is_coroutine_result(value):
+        value = asyncio.run(value)
+    return value, _node_id(), os.getpid()
+
+
+def _bound(fn: Any) -> Any:
+    def call(kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
+        return _invoke(fn, kwargs)
+
+    call.__name__ = call.__qualname__ = f"tool:{getattr(fn, '__name__', 'tool')}"
+    return call
+
+
+def _ray_options(spec: ToolSpec) -> dict[str, Any]:
+    o = spec.options
+    options: dict[str, Any] = {"num_cpus": o.num_cpus if o.num_cpus is not None else 1,
+                               "max_retries": 0}
+    if o.num_gpus:
+        options["num_gpus"] = o.num_gpus
+    if o.resources:
+        options["resources"] = dict(o.resources)
+    if o.runtime_env:
+        options["runtime_env"] = dict(o.runtime_env)
+    return options
+
+
+async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():  # Task.execute() without Ray: run it here
+        return await _run_local(spec, kwargs)
+    remote_fn = _remote_fns.get(id(spec.fn))
+    if remote_fn is None:
+        # One remote function per tool, with its options: Ray exports its definition
+        # once, and each call sends only the arguments.
+        remote_fn = ray.remote(_bound(spec.fn)).options(**_ray_options(spec))
+        _remote_fns[id(spec.fn)] = remote_fn
+        _keep.append(spec.fn)  # ids stay unique while cached
+    ref = remote_fn.remote(kwargs)
+    try:
+        value, node, pid = await ref
+    except asyncio.CancelledError:
+        ray.cancel(ref)
+        raise
+    except ray.exceptions.RayTaskError as exc:  # type: ignore[union-attr]
+        cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+        raise cause from None
+    return value, {"node": node, "pid": pid}
+
+
+async def _run_local(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    assert spec.fn is not None
+    if spec.is_async:
+        value = await spec.fn(**kwargs)
+    else:
+        loop = asyncio.get_running_loop()
+        value = await loop.run_in_executor(_threads(), lambda: spec.fn(**kwargs))  # type: ignore[misc]
+        if is_coroutine_result(value):
+            value = await value
+    return value, {"node": _node_id(), "pid": os.getpid()}
+
+
+async def _run(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    if spec.server is not None:
+        ok, text, where = await route_call(spec.server, spec.name, kwargs)
+        if not ok:
+            raise _MCPToolError(text or "the MCP tool reported an error")
+        return text, where
+    if spec.options.remote:
+        return await _run_remote(spec, kwargs)
+    return await _run_local(spec, kwargs)
+
+
+class _MCPToolError(Exception):
+    """An MCP tool answered with ``isError``."""
+
+
+def _parse(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
+    if isinstance(raw, dict):
+        return raw, None
+    if raw is None or raw == "":
+        return {}, None
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        return None, f"the arguments are not valid JSON ({exc}): {str(raw)[:200]}"
+    if not isinstance(value, dict):
+        return None, f"the arguments must be a JSON object, not {type(value).__name__}"
+    return value, None
+
+
+def _fail(call: ToolCall, error: str) -> ToolCall:
+    call.ok = False
+    call.error = error
+    call.result = json.dumps({"error": error, "tool": call.name, "arguments": call.arguments},
+                             default=str)
+    return call
+
+
+async def execute_call(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
+                       call_id: str = "", available: list[str] | None = None) -> ToolCall:
+    """Run one call of a tool the model asked for.
+
+    Args:
+        spec: the tool (None: the model named a tool that does not exist).
+        name: the name the model used.
+        raw_arguments: the arguments as the model sent them (JSON text or a dict).
+        call_id: the model's id for the call.
+        available: the tools offered (for the unknown-tool message).
+
+    Returns:
+        The call; ``ok=False`` with an error for the tool's failures.
+    """
+    arguments, problem = _parse(raw_arguments)
+    call = ToolCall(name=name, arguments=arguments if arguments is not None
+                    else {"_raw": str(raw_arguments)[:1000]}, call_id=call_id,
+                    started=time.time())
+    started = time.perf_counter()
+    try:
+        if spec is None:
+            call.where = "unknown"  # metrics label it so: a model's invented names are unbounded
+            return _fail(call, f"unknown tool '{name}'; the tools are: "
+                               f"{', '.join(available or []) or 'none'}")
+        call.where = spec.where
+        if problem is not None:
+            return _fail(call, problem)
+        assert arguments is not None
+        kwargs = arguments
+        model = spec.arguments_model()
+        if model is not None:
+            try:
+                checked = model.model_validate(arguments)
+            except ValidationError as exc:
+                return _fail(call, f"the arguments do not match the tool's schema: {exc}")
+            kwargs = {key: getattr(checked, key) for key in type(checked).model_fields}
+        try:
+            coro = _run(spec, kwargs)
+            timeout = spec.options.timeout
+            value, place = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+        except asyncio.TimeoutError:
+            return _fail(call, f"TimeoutError: tool '{name}' did not finish within its "
+                               f"timeout of {spec.options.timeout:g} s")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return _fail(call, f"{type(exc).__name__}: {exc}")
+        call.node, call.pid = place.get("node"), place.get("pid")
+        call.result = result_text(value)
+        return call
+    finally:
+        call.duration_s = time.perf_counter() - started

@@ -1,0 +1,271 @@
+"""The tool loop of one attempt: model turn, tool calls (concurrently), results back to
+the model, until it gives a final answer.
+
+Bounded by ``max_tool_calls`` (Task, else Agent; default 20): past it the attempt fails
+with ``ToolLoopError`` naming the task and the tool called most. Tool failures go back
+to the model as the tool's result, unless ``tool_errors="raise"`` (Task, else Agent),
+when the attempt fails with ``ToolCallError`` and retries and fallbacks apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from ray_orch.core.errors import LLMError, ToolCallError, ToolDefinitionError, ToolLoopError
+
+from .constrained import choice_schema, parse_choice, protocol_prompt, results_message
+from .execute import ToolCall, execute_call
+from .journal import ToolJournal, ToolJournalRef, args_digest, visit_digest
+from .spec import ToolSpec, tool_specs
+
+__all__ = ["DEFAULT_MAX_TOOL_CALLS", "ToolRun", "answer_with_tools", "tool_run_for"]
+
+DEFAULT_MAX_TOOL_CALLS = 20
+_TOOL_ERRORS = ("return", "raise")
+
+
+@dataclass(kw_only=True)
+class ToolRun:
+    """The tools of one task run with one agent (shared by its attempts)."""
+
+    task_id: str
+    """The task's name (for errors and the journal)."""
+    specs: list[ToolSpec]
+    """The tools offered: the agent's, then the task's."""
+    journal: ToolJournal
+    """Completed calls, reused by later attempts and resumed runs."""
+    max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS
+    """Tool calls one attempt may make."""
+    raise_errors: bool = False
+    """``tool_errors="raise"``: a failed call fails the attempt."""
+    log: list[dict[str, Any]] = field(default_factory=list)
+    """Every call made, all attempts (``TaskOutput.metadata["tool_calls"]``)."""
+
+    @property
+    def by_name(self) -> dict[str, ToolSpec]:
+        """The tools by name."""
+        return {spec.name: spec for spec in self.specs}
+
+
+def _setting(task: Any, agent: Any, name: str, default: Any) -> Any:
+    value = getattr(task, name, None)
+    if value is None:
+        value = getattr(agent, name, None)
+    return default if value is None else value
+
+
+def tool_run_for(task: Any, agent: Any, *, inputs: Any, context: dict[str, Any],
+                 iteration: int | None) -> ToolRun | None:
+    """The tool run of ``task`` with ``agent``, or None when neither has tools.
+
+    Raises:
+        ToolDefinitionError: the tools are not valid (normally found at validation).
+    """
+    tools = [*(getattr(agent, "tools", None) or []), *(getattr(task, "tools", None) or [])]
+    if not tools:
+        return None
+    who = f"task '{task.id}'"
+    specs = _specs_of(tools, who)
+    errors = _setting(task, agent, "tool_errors", "return")
+    if errors not in _TOOL_ERRORS:
+        raise ToolDefinitionError(f"{who}: tool_errors must be 'return' or 'raise', not "
+                                  f"{errors!r}", task=task.id, field="tool_errors")
+    ref = getattr(task, "_tool_journal", None)
+    journal = ToolJournal(task=task.id, visit=visit_digest(inputs, context, iteration),
+                          ref=ref if isinstance(ref, ToolJournalRef) else None)
+    return ToolRun(task_id=task.id, specs=specs, journal=journal,
+                   max_tool_calls=int(_setting(task, agent, "max_tool_calls",
+                                               DEFAULT_MAX_TOOL_CALLS)),
+                   raise_errors=errors == "raise")
+
+
+_specs: dict[tuple[int, ...], tuple[tuple[Any, ...], list[ToolSpec]]] = {}
+
+
+def _specs_of(tools: list[Any], who: str) -> list[ToolSpec]:
+    """The specs of a tools list, built once per process (schemas cost ~1 ms a tool)."""
+    key = tuple(id(t) for t in tools)
+    hit = _specs.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], tools, strict=True)):
+        return hit[1]
+    specs = tool_specs(tools, who=who, probe=True)
+    if len(_specs) >= 256:
+        _specs.clear()
+    _specs[key] = (tuple(tools), specs)  # holds the tools: their ids stay theirs
+    return specs
+
+
+def _json_mode(config: Any) -> bool:
+    from ray_orch.model.client import EMBEDDED
+
+    return config.model == EMBEDDED or os.environ.get("RAY_ORCH_TOOL_MODE") == "json"
+
+
+async def answer_with_tools(agent: Any, prompt: str,
+                            schema: type[BaseModel] | dict[str, Any] | None,
+                            calls: list[dict[str, Any]], run: ToolRun, *,
+                            on_token: Callable[[str], None] | None = None
+                            ) -> tuple[str, str | None]:
+    """One attempt's answer, calling tools as the model asks.
+
+    Args:
+        agent: the ``Agent`` (its model and persona).
+        prompt: the task's prompt.
+        schema: the answer's schema, if any.
+        calls: the attempt log of model calls (each turn is appended).
+        run: the task run's tools, journal and limits.
+        on_token: streams each model turn's answer, piece by piece.
+
+    Returns:
+        ``(final text, model)``.
+
+    Raises:
+        ToolLoopError: more than ``max_tool_calls`` calls.
+        ToolCallError: a call failed and ``tool_errors="raise"``.
+        LLMError: a model call failed.
+    """
+    from ray_orch.model.client import acomplete
+
+    config = agent.llm_config
+    json_mode = _json_mode(config)
+    messages = agent.messages(prompt)
+    offered: list[dict[str, Any]] | None = [spec.openai() for spec in run.specs]
+    response_format: Any = schema
+    if json_mode:
+        messages[0] = {**messages[0],
+                       "content": f"{messages[0]['content']}\n\n{protocol_prompt(run.specs)}"}
+        offered, response_format = None, choice_schema(run.specs, schema)
+    made: Counter[str] = Counter()
+    identical: Counter[tuple[str, str]] = Counter()
+    turn = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            result = await acomplete(config, messages, schema=response_format, tools=offered,
+                                     on_token=on_token)
+        except LLMError as exc:
+            from ray_orch.model.client import error_kind
+
+            calls.append({"model": config.model, "duration_s": time.perf_counter() - started,
+                          "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+                          "outcome": error_kind(exc)})
+            raise
+        agent.last_result = result
+        calls.append({"model": result.model, "duration_s": result.duration_s,
+                      "prompt_tokens": result.prompt_tokens,
+                      "completion_tokens": result.completion_tokens,
+                      "cost_usd": result.cost_usd, "outcome": "success"})
+        requested, text = (parse_choice(result.text, turn) if json_mode
+                           else (result.tool_calls, result.text))
+        if not requested:
+            return text, result.model
+        if json_mode and _repeats(requested, identical):
+            # A small model asking again for a result it has: the next turn must answer.
+            messages.append({"role": "assistant", "content": result.text})
+            messages.append({"role": "user", "content": "You already have that tool result "
+                             "above. Give the final_answer now."})
+            response_format = choice_schema([], schema)
+            continue
+        turn += 1
+        made.update(c["function"]["name"] for c in requested)
+        total = sum(made.values())
+        if total > run.max_tool_calls:
+            tool, count = made.most_common(1)[0]
+            raise ToolLoopError(
+                f"task '{run.task_id}': the model asked for {total} tool calls, past "
+                f"max_tool_calls={run.max_tool_calls}; it called '{tool}' most ({count} "
+                "times). Raise max_tool_calls, or make the tool's answer conclusive.",
+                task=run.task_id, tool=tool, calls=total)
+        done = await _turn(run, requested, identical)
+        _append_results(messages, result, requested, done, json_mode)
+        failed = next((c for c in done if not c.ok), None)
+        if failed is not None and run.raise_errors:
+            raise ToolCallError(f"task '{run.task_id}': tool '{failed.name}' failed with "
+                                f"arguments {json.dumps(failed.arguments, default=str)}: "
+                                f"{failed.error}", task=run.task_id, tool=failed.name,
+                                arguments=failed.arguments)
+
+
+async def _turn(run: ToolRun, requested: list[dict[str, Any]],
+                identical: Counter[tuple[str, str]]) -> list[ToolCall]:
+    """Run one turn's calls concurrently (journaled results are reused)."""
+    specs = run.by_name
+    jobs = []
+    for request in requested:
+        function = request["function"]
+        name, raw = function["name"], function.get("arguments")
+        jobs.append(_one(run, specs.get(name), name, raw, request.get("id", ""), identical))
+    done = list(await asyncio.gather(*jobs))
+    run.log.extend(call.as_dict() for call in done)
+    return done
+
+
+async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id: str,
+               identical: Counter[tuple[str, str]]) -> ToolCall:
+    arguments = _arguments_of(raw)
+    replay = spec is not None and spec.options.replay and arguments is not None
+    nth = 0
+    if replay:
+        assert arguments is not None
+        key = (name, args_digest(arguments))
+        nth = identical[key]
+        identical[key] += 1  # counted before any await: the order is the model's
+        found = await run.journal.lookup(name, arguments, nth)
+        if found is not None and spec is not None:
+            return ToolCall(name=name, arguments=arguments, ok=True, result=found["result"],
+                            where=found.get("where", spec.where), node=found.get("node"),
+                            pid=found.get("pid"), replayed=True, started=time.time(),
+                            call_id=call_id)
+    call = await execute_call(spec, name, raw, call_id=call_id,
+                              available=[s.name for s in run.specs])
+    if replay and call.ok:
+        assert arguments is not None
+        await run.journal.record(name, arguments, nth, {
+            "tool": name, "arguments": arguments, "result": call.result,
+            "where": call.where, "node": call.node, "pid": call.pid,
+            "duration_s": call.duration_s})
+    return call
+
+
+def _repeats(requested: list[dict[str, Any]], identical: Counter[tuple[str, str]]) -> bool:
+    """Whether every requested call was made before, with the same arguments."""
+    for request in requested:
+        arguments = _arguments_of(request["function"].get("arguments"))
+        if arguments is None or not identical[(request["function"]["name"],
+                                               args_digest(arguments))]:
+            return False
+    return True
+
+
+def _arguments_of(raw: Any) -> dict[str, Any] | None:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw) if raw else {}
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _append_results(messages: list[dict[str, Any]], result: Any,
+                    requested: list[dict[str, Any]], done: list[ToolCall],
+                    json_mode: bool) -> None:
+    if json_mode:
+        messages.append({"role": "assistant", "content": result.text})
+        messages.append(results_message([(c.name, json.dumps(c.arguments, default=str),
+                                          c.result) for c in done]))
+        return
+    messages.append({"role": "assistant", "content": result.text or None,
+                     "tool_calls": requested})
+    for request, call in zip(requested, done, strict=True):
+        messages.append({"role": "tool", "tool_call_id": request.get("id", ""),
+                         "name": call.name, "content": call.result})

@@ -1,0 +1,304 @@
+"""What a tool is: ``ToolSpec``, the ``@tool`` decorator, and turning a ``tools=[...]`` list
+into specs (``tool_specs``), with the static checks that come before any model call.
+
+A spec is plain, picklable data: the function itself (cloudpickle carries it to the
+agent actors), its name, description and JSON schema, and where it runs. MCP servers
+(``ray_orch.MCP``, see ``mcp.py``) contribute one spec per tool they list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from ray_orch.core.errors import ToolDefinitionError
+
+from .schema import arguments_model, describe, function_schema
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .mcp import MCP
+
+__all__ = ["ToolOptions", "ToolSpec", "tool", "tool_specs"]
+
+Where = Literal["local", "remote", "mcp"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolOptions:
+    """What ``@tool(...)`` recorded on a function."""
+
+    name: str | None = None
+    """The tool's name for the model (default: the function's name)."""
+    description: str | None = None
+    """What the tool does (default: the docstring's summary)."""
+    remote: bool = False
+    """Run each call as a Ray task (with the resources below)."""
+    num_cpus: float | None = None
+    """CPUs of each remote call."""
+    num_gpus: float | None = None
+    """GPUs of each remote call."""
+    resources: dict[str, float] | None = None
+    """Custom Ray resources of each remote call."""
+    runtime_env: dict[str, Any] | None = None
+    """Ray runtime environment of each remote call."""
+    timeout: float | None = None
+    """Seconds a call may take; past it the model gets a timeout error as the result."""
+    requires_approval: bool = False
+    """A human must approve each call (acted on by the approvals feature)."""
+    replay: bool = True
+    """A retried attempt or resumed run reuses the journaled result of an identical call;
+    False: the tool always runs again."""
+
+
+@dataclass(kw_only=True)
+class ToolSpec:
+    """One tool offered to the model."""
+
+    name: str
+    """The name the model calls it by."""
+    description: str
+    """What it does (sent to the model)."""
+    parameters: dict[str, Any]
+    """The JSON schema of its arguments."""
+    fn: Callable[..., Any] | None = None
+    """The function (None for an MCP tool)."""
+    server: MCP | None = None
+    """The MCP server that serves it (None for a function)."""
+    options: ToolOptions = field(default_factory=ToolOptions)
+    """Placement, timeout, approval and replay options."""
+    _model: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def where(self) -> Where:
+        """``"mcp"``, ``"remote"`` (a Ray task) or ``"local"`` (in the agent's actor)."""
+        if self.server is not None:
+            return "mcp"
+        return "remote" if self.options.remote else "local"
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the function is a coroutine function."""
+        return self.fn is not None and inspect.iscoroutinefunction(_unwrap(self.fn))
+
+    def openai(self) -> dict[str, Any]:
+        """The entry of the OpenAI ``tools`` request field."""
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description,
+                             "parameters": self.parameters}}
+
+    def arguments_model(self) -> type[BaseModel] | None:
+        """The pydantic model that checks arguments (None for MCP tools: the server does)."""
+        if self.fn is None:
+            return None
+        if self._model is None:
+            self._model = arguments_model(_unwrap(self.fn), self.name)
+        return self._model  # type: ignore[no-any-return]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_model"] = None  # rebuilt where it is used
+        return state
+
+
+def _unwrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return fn.func if isinstance(fn, functools.partial) else fn
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Callable[..., Any]: ...
+
+
+@overload
+def tool(fn: None = None, /, *, name: str | None = None, description: str | None = None,
+         remote: bool = False, num_cpus: float | None = None, num_gpus: float | None = None,
+         resources: dict[str, float] | None = None, runtime_env: dict[str, Any] | None = None,
+         timeout: float | None = None, requires_approval: bool = False,
+         replay: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+
+
+def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+         description: str | None = None, remote: bool = False, num_cpus: float | None = None,
+         num_gpus: float | None = None, resources: dict[str, float] | None = None,
+         runtime_env: dict[str, Any] | None = None, timeout: float | None = None,
+         requires_approval: bool = False, replay: bool = True) -> Any:
+    """Mark a function as a tool, bare (``@tool``) or with options (``@tool(...)``).
+
+    The function is returned unchanged (still callable as before), with its options
+    recorded on it. Plain functions work as tools too; ``@tool`` is for the options.
+
+    Args:
+        fn: the function (when used bare).
+        name: the tool's name for the model (default: the function's name).
+        description: what it does (default: the docstring's summary).
+        remote: run each call as a Ray task, possibly on another node.
+        num_cpus, num_gpus, resources, runtime_env: that task's Ray options.
+        timeout: seconds per call; past it the model gets a timeout error as the result.
+        requires_approval: a human must approve each call (stored for approvals).
+        replay: reuse the journaled result of an identical call on a retried attempt or
+            a resumed run (False: always run again).
+
+    Returns:
+        The function, or a decorator.
+
+    Raises:
+        ToolDefinitionError: an option has the wrong type or value.
+
+    Example:
+        >>> @tool(timeout=5, remote=True, num_cpus=1)
+        ... def lookup_order(customer: str) -> str:
+        ...     '''Look up a customer's latest order.'''
+        ...     return "A-1001: shipped"
+        >>> lookup_order("alice")
+        'A-1001: shipped'
+        >>> lookup_order.__ray_orch_tool__.remote
+        True
+    """
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ToolDefinitionError(f"tool timeout must be a positive number, not {timeout!r}",
+                                  field="timeout")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ToolDefinitionError(f"tool name must be a non-empty string, not {name!r}",
+                                  field="name")
+    options = ToolOptions(name=name, description=description, remote=remote,
+                          num_cpus=num_cpus, num_gpus=num_gpus, resources=resources,
+                          runtime_env=runtime_env, timeout=timeout,
+                          requires_approval=requires_approval, replay=replay)
+
+    def mark(target: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(target):
+            raise ToolDefinitionError(f"@tool needs a function, not {target!r}", field="tools")
+        target.__ray_orch_tool__ = options  # type: ignore[attr-defined]
+        return target
+
+    return mark(fn) if fn is not None else mark
+
+
+def _function_spec(fn: Callable[..., Any], who: str, index: int) -> ToolSpec:
+    options = getattr(fn, "__ray_orch_tool__", None)
+    if not isinstance(options, ToolOptions):
+        options = ToolOptions()
+    target = _unwrap(fn)
+    name = options.name or getattr(target, "__name__", None)
+    if not name or name == "<lambda>":
+        raise ToolDefinitionError(f"{who}: tools[{index}] ({fn!r}) has no name; give it one "
+                                  "with @tool(name=...)", field="tools")
+    try:
+        parameters = function_schema(target, name)
+    except Exception as exc:
+        raise ToolDefinitionError(
+            f"{who}: tool '{name}' cannot be offered to a model: its parameters cannot "
+            f"become a JSON schema ({type(exc).__name__}: {exc})", field="tools") from None
+    summary, _ = describe(target)
+    return ToolSpec(name=name, description=options.description or summary or name,
+                    parameters=parameters, fn=fn, options=options)
+
+
+def tool_specs(tools: list[Any] | tuple[Any, ...] | None, *, who: str,
+               probe: bool = False) -> list[ToolSpec]:
+    """The specs of a ``tools=[...]`` list, checked.
+
+    Args:
+        tools: functions (plain or ``@tool``), ``MCP`` servers, or ``ToolSpec``s.
+        who: what owns the list, for messages (``"agent 'Support'"``).
+        probe: start MCP servers not listed yet and list their tools (else they
+            contribute nothing until listed).
+
+    Returns:
+        One spec per tool, in order.
+
+    Raises:
+        ToolDefinitionError: something is not a tool, a schema cannot be built, two tools
+            share a name, or an MCP server failed to start.
+    """
+    from .mcp import MCP
+
+    if tools is None:
+        return []
+    if not isinstance(tools, (list, tuple)):
+        raise ToolDefinitionError(f"{who}: tools must be a list, not {type(tools).__name__}",
+                                  field="tools")
+    specs: list[ToolSpec] = []
+    for index, item in enumerate(tools):
+        if isinstance(item, ToolSpec):
+            specs.append(item)
+        elif isinstance(item, MCP):
+            if probe:
+                item.list_tools()
+            specs.extend(server_specs(item))
+        elif callable(item) and not isinstance(item, type):
+            specs.append(_function_spec(item, who, index))
+        else:
+            raise ToolDefinitionError(
+                f"{who}: tools[{index}] is not a tool: {item!r} ({type(item).__name__}); give "
+                "a function, a @tool function or ray_orch.MCP(...)", field="tools")
+    seen: dict[str, int] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise ToolDefinitionError(
+                f"{who}: two tools are named '{spec.name}'; rename one with "
+                "@tool(name=...)", field="tools")
+        seen[spec.name] = 1
+    return specs
+
+
+def is_coroutine_result(value: Any) -> bool:
+    """Whether a sync-looking callable returned an awaitable (e.g. a partial of a coroutine)."""
+    return asyncio.iscoroutine(value) or inspect.isawaitable(value)
+
+
+def check_tool_settings(who: str, max_tool_calls: Any, tool_errors: Any,
+                        task: str | None = None) -> None:
+    """Check ``max_tool_calls`` and ``tool_errors`` of an Agent or a Task.
+
+    Raises:
+        ToolDefinitionError: a value of the wrong type or out of range.
+    """
+    if max_tool_calls is not None and (isinstance(max_tool_calls, bool) or
+                                       not isinstance(max_tool_calls, int) or
+                                       max_tool_calls < 0):
+        raise ToolDefinitionError(f"{who}: max_tool_calls must be an integer >= 0, not "
+                                  f"{max_tool_calls!r}", task=task, field="max_tool_calls")
+    if tool_errors is not None and tool_errors not in ("return", "raise"):
+        raise ToolDefinitionError(f"{who}: tool_errors must be 'return' or 'raise', not "
+                                  f"{tool_errors!r}", task=task, field="tool_errors")
+
+
+def task_tool_problems(name: str, task: Any) -> list[ToolDefinitionError]:
+    """The tool problems of one task with its agents (the workflow's static check).
+
+    MCP servers not listed yet are started and listed here, once: a server that fails
+    to start is an error before Ray starts or any model is called.
+    """
+    problems: list[ToolDefinitionError] = []
+    try:
+        check_tool_settings(f"task '{name}'", getattr(task, "max_tool_calls", None),
+                            getattr(task, "tool_errors", None), task=name)
+    except ToolDefinitionError as exc:
+        problems.append(exc)
+    own = list(getattr(task, "tools", None) or [])
+    for fieldname in ("agent", "fallback_agent"):
+        agent = getattr(task, fieldname, None)
+        tools = [*(getattr(agent, "tools", None) or []), *own] if agent is not None else own
+        if not tools or (agent is None and fieldname == "fallback_agent"):
+            continue
+        try:
+            tool_specs(tools, who=f"task '{name}' ({fieldname} '"
+                                  f"{getattr(agent, 'role', None)}')", probe=True)
+        except ToolDefinitionError as exc:
+            exc.task = name
+            problems.append(exc)
+    return problems
+
+
+def server_specs(server: MCP) -> list[ToolSpec]:
+    """One ``ToolSpec`` per tool ``server`` listed (empty until listed)."""
+    options = ToolOptions(timeout=server.timeout)
+    return [ToolSpec(name=t["name"], description=t.get("description") or t["name"],
+                     parameters=t.get("parameters") or {"type": "object", "properties": {}},
+                     server=server, options=options) for t in server.listed or []]
