@@ -43,6 +43,8 @@ from ._errors import (
 
 if typing.TYPE_CHECKING:
     from ._agent import Agent
+    from ._praison_compat import PraisonCompatWarning
+    from ._team import AgentTeam, Agents, PraisonAIAgents
     from ._analysis import MetricsCollector
     from ._breaker import CircuitBreaker
     from ._output import GuardrailResult, TaskOutput
@@ -55,6 +57,10 @@ if typing.TYPE_CHECKING:
 # a Task and needs nothing of the driver's side (Process, the run engine, analysis).
 _LAZY = {
     "Agent": "_agent",
+    "AgentTeam": "_team",
+    "Agents": "_team",
+    "PraisonAIAgents": "_team",
+    "PraisonCompatWarning": "_praison_compat",
     "AgentPool": "_pool",
     "CircuitBreaker": "_breaker",
     "GuardrailResult": "_output",
@@ -83,6 +89,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "AgentTeam",
+    "Agents",
     "AgentPool",
     "BudgetExceededError",
     "CheckpointCorruptError",
@@ -101,6 +109,8 @@ __all__ = [
     "MissingAgentError",
     "ModelNotConfiguredError",
     "OutputValidationError",
+    "PraisonAIAgents",
+    "PraisonCompatWarning",
     "Process",
     "RayOrchError",
     "ResumeError",

@@ -52,6 +52,14 @@ class Agent:
         num_cpus, resources, scheduling_strategy: Ray placement of the pool members
             (``scheduling_strategy="SPREAD"`` spreads a pool across nodes).
         circuit_breaker: a ``CircuitBreaker`` guarding every task this agent runs.
+        model: PraisonAI's name for ``llm`` (give one of them).
+        reflection: PraisonAI's self-reflection: ``True`` (1 to 3 rounds) or
+            ``{"min_iterations": m, "max_iterations": n}``; the agent judges each plain
+            answer and answers again until satisfied.
+
+    Without a ``role``, the agent's ``name`` is its role (PraisonAI's agents are often
+    named only). PraisonAI's other Agent keywords are accepted with a warning that they
+    have no effect (``docs/PRAISONAI.md``).
 
     Example:
         >>> agent = Agent(role="Data Extractor", goal="Extract data from sources")
@@ -59,7 +67,7 @@ class Agent:
         'Data Extractor'
     """
 
-    def __init__(self, role: str = "Assistant", goal: str = "Complete the task well",
+    def __init__(self, role: str | None = None, goal: str = "Complete the task well",
                  backstory: str = "", llm: str | dict[str, Any] | LLMConfig | None = None,
                  base_url: str | None = None, api_key: str | None = None,
                  tools: list[Callable[..., Any]] | None = None, instructions: str = "",
@@ -67,7 +75,10 @@ class Agent:
                  timeout: float = 120.0, num_cpus: float = 0.0,
                  resources: dict[str, float] | None = None,
                  scheduling_strategy: Any = None, circuit_breaker: Any = None,
-                 verbose: bool = False, **llm_options: Any) -> None:
+                 verbose: bool = False, model: str | dict[str, Any] | None = None,
+                 reflection: Any = None, **llm_options: Any) -> None:
+        if role is None:
+            role = name or "Assistant"
         if not isinstance(role, str) or not role.strip():
             raise InvalidTaskFieldError("Agent role must be a non-empty string",
                                         field="role")
@@ -97,7 +108,10 @@ class Agent:
         self.scheduling_strategy = scheduling_strategy
         self.circuit_breaker = circuit_breaker
         self.verbose = verbose
-        self.llm_options = llm_options
+        from ._praison_compat import agent_extras
+
+        self.llm_options = agent_extras(self, model=model, reflection=reflection,
+                                        options=llm_options)
         self._config: LLMConfig | None = None
         self.last_result: LLMResult | None = None
 
@@ -184,6 +198,11 @@ class Agent:
         """Ask once and return the reply with its accounting (tokens, cost, duration)."""
         result = await acomplete(self.llm_config, self.messages(prompt), schema=output_schema,
                                  timeout=timeout)
+        rounds = getattr(self, "reflection_rounds", None)
+        if rounds is not None and output_schema is None:
+            from ._praison_compat import reflect
+
+            result = await reflect(self, prompt, result, rounds)
         self.last_result = result
         return result
 

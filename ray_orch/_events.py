@@ -30,6 +30,7 @@ EventKind = Literal[
     "breaker",          # data: {"state": "closed"|"open"|"half_open", "breaker": name}
     "pool",             # data: {"in_flight": int, "queued": int, "size": int}
     "scheduler",        # data: {"running": int, "ready": int, "waiting": int}
+    "task_output",      # driver only: data: {"output": pickled TaskOutput} for callbacks
 ]
 
 

@@ -406,6 +406,8 @@ class Run:
                 self.emit("decision", task=dispatch.task, data={"route": meta["decision"]})
             new = self.scheduler.completed(dispatch.task, output)
         self._check_budget()
+        if getattr(task, "_send_output", False):
+            self._send_output(dispatch, output)
         if dispatch.iteration is None:
             self.running_on.pop(dispatch.task, None)
             new = self._claim(dispatch.task, new, output)
@@ -415,6 +417,19 @@ class Run:
                               self.scheduler.state[dispatch.task] == "completed"):
             self._hand_off_waiting_on(dispatch.task)
         self._gauges()
+
+    def _send_output(self, dispatch: Dispatch, output: TaskOutput) -> None:
+        # A task with a callback or an output_file: its output goes to the driver, which
+        # runs them as it arrives (a loop's once, when its last iteration completes).
+        if dispatch.iteration is not None:
+            if self.scheduler.state[dispatch.task] != "completed":
+                return
+            output = self.scheduler.outputs[dispatch.task]
+        import ray.cloudpickle as pickle
+
+        self.emit_fn(Event(kind="task_output", workflow=self.spec.workflow,
+                           run_id=self.spec.run_id, task=dispatch.task,
+                           data={"output": pickle.dumps(output)}))
 
     def _check_budget(self) -> None:
         spec = self.spec

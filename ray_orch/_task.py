@@ -73,6 +73,17 @@ class Task:
         cache_ttl: cache this task's result for that many seconds.
         circuit_breaker: a ``CircuitBreaker`` shared by every run and node.
         max_visits: how often a cycle may re-enter this task.
+        is_start: in a workflow, the task the run starts from (PraisonAI's keyword;
+            ``AgentTeam`` puts it first).
+        callback / on_task_complete: ``fn(output)`` (or ``async``), called once on the
+            driver with the TaskOutput when the task completes (``AgentTeam`` runs).
+        fail_on_callback_error: a callback's exception fails the run (else it is logged
+            and kept in ``output.callback_error``).
+        output_file: write ``str(output)`` to this path on the driver when the task
+            completes (``create_directory=True`` makes missing parent directories).
+        input_file: a loop's items, read the way PraisonAI reads them (a CSV row or a
+            text line per item); sets ``loop_data``.
+        depends_on: PraisonAI's alias of ``context``.
 
     Example:
         >>> t = Task(description="Extract data from API", expected_output="Raw JSON data")
@@ -97,6 +108,11 @@ class Task:
                  condition_on_previous_failure: bool = False, timeout: float | None = None,
                  cache_ttl: float | None = None, circuit_breaker: CircuitBreaker | None = None,
                  max_visits: int | None = None, id: str | None = None,
+                 is_start: bool = False, callback: Callable[..., Any] | None = None,
+                 on_task_complete: Callable[..., Any] | None = None,
+                 fail_on_callback_error: bool = False, output_file: str | None = None,
+                 create_directory: bool = False, input_file: str | None = None,
+                 depends_on: list[Any] | None = None,
                  **extra: Any) -> None:
         self.description = description
         self.agent = agent
@@ -127,7 +143,14 @@ class Task:
         self.cache_ttl = cache_ttl
         self.circuit_breaker = circuit_breaker
         self.max_visits = max_visits
-        self.extra = extra
+        from ._praison_compat import TASK_NO_EFFECT, no_effect, task_extras
+
+        self.extra = no_effect("Task", TASK_NO_EFFECT, extra)
+        task_extras(self, is_start=is_start, callback=callback,
+                    on_task_complete=on_task_complete,
+                    fail_on_callback_error=fail_on_callback_error, output_file=output_file,
+                    create_directory=create_directory, input_file=input_file,
+                    depends_on=depends_on)
         self._auto_id = f"task_{next(_ids)}"
         self.status: TaskStatus = "pending"
         self.result: TaskOutput | None = None
@@ -205,6 +228,9 @@ class Task:
         state["error"] = None
         state["_context_outputs"] = {}
         state["_peers"] = None
+        # Callbacks run on the driver: the cluster only needs to know to send the output.
+        state["_send_output"] = state.get("callback") is not None or bool(state.get("output_file"))
+        state["callback"] = None
         return state
 
 

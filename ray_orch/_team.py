@@ -1,0 +1,407 @@
+"""``AgentTeam`` (also ``Agents``, ``PraisonAIAgents``): PraisonAI's team, run on ``Process``.
+
+A PraisonAI script moves here by changing its import line. The team turns PraisonAI's
+conventions into a ray-orch workflow and runs it with ``Process``:
+
+- ``process="sequential"``: one task after another, each seeing the previous answer;
+- ``process="workflow"``: tasks with ``next_tasks`` or decisions (``task_type="decision"``,
+  ``condition={answer: [task, ...]}``) run as a graph from the ``is_start`` task; without
+  any of them, PraisonAI chains the tasks in order, and so does this;
+- ``process="hierarchical"``: a manager model (``manager_llm``) assigns the tasks;
+- no tasks: one task per agent, from its ``instructions`` (or role and goal), in order.
+
+``start()`` / ``astart()`` return the final task's answer (``raw``), or with
+``return_dict=True`` PraisonAI's ``{"task_status": {i: status}, "task_results": {i:
+TaskOutput}}`` keyed by each task's position (PraisonAI's task ids). Callbacks and
+``output_file`` run on the driver as each task's output arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any
+
+from ._errors import InvalidTaskFieldError, TaskFailedError
+from ._events import Event
+from ._output import TaskOutput
+from ._praison_compat import TEAM_NO_EFFECT, no_effect, use_input_file
+from ._process import Process
+from ._task import Task
+from ._team_state import TeamState, load_state, save_state
+
+__all__ = ["AgentTeam", "Agents", "PraisonAIAgents"]
+
+log = logging.getLogger("ray_orch.team")
+
+_PROCESSES = ("sequential", "workflow", "hierarchical")
+# Process keywords a team passes on (checkpoint_dir, budgets, on_failure, ...).
+_PROCESS_KEYWORDS = {name for name in inspect.signature(Process.__init__).parameters
+                     if name not in ("self", "tasks", "agents", "manager_llm", "name",
+                                     "verbose", "cache")}
+_EXIT = ("exit", "end", "stop", "")
+# PraisonAI's statuses for ray-orch's.
+_STATUS = {"completed": "completed", "failed": "failed"}
+
+
+class AgentTeam(TeamState):
+    """A team of agents and their tasks, run PraisonAI's way on Ray.
+
+    Args:
+        agents: the agents.
+        tasks: a list of Tasks (PraisonAI's form) or ``{"name": Task}``; None: one task
+            per agent, built from its instructions (or role and goal).
+        process: ``"sequential"``, ``"workflow"`` or ``"hierarchical"``.
+        manager_llm: the hierarchical manager's model (default: the default model).
+        name: the team's name (the workflow's name in metrics and checkpoints).
+        variables: ``{name: value}`` put into ``{name}`` placeholders of every task's
+            description and expected output.
+        llm / model: the model of every agent that names none.
+        caching: cache every task's result (``Process(cache=True)``).
+        verbose: print each task's progress.
+        **options: ``Process`` keywords (``checkpoint_dir``, ``on_failure``,
+            ``budget_usd``, ...), or PraisonAI team keywords without effect here (warned
+            once each).
+
+    Raises:
+        InvalidTaskFieldError: an unknown process or keyword, a task that is not a Task.
+
+    Example:
+        >>> from ray_orch import Agent, AgentTeam
+        >>> team = AgentTeam(agents=[Agent(name="Writer", instructions="Write a haiku")])
+        >>> [t.description for t in team.tasks.values()]
+        ['Write a haiku']
+    """
+
+    def __init__(self, agents: list[Any] | None = None, *, tasks: Any = None,
+                 process: str = "sequential", manager_llm: Any = None,
+                 name: str | None = None, variables: dict[str, Any] | None = None,
+                 llm: Any = None, model: Any = None, caching: Any = None,
+                 verbose: Any = False, **options: Any) -> None:
+        if process not in _PROCESSES:
+            raise InvalidTaskFieldError(f"AgentTeam process must be one of {_PROCESSES}, "
+                                        f"not {process!r}", field="process")
+        if llm is not None and model is not None:
+            raise InvalidTaskFieldError("AgentTeam: give llm or model (its alias), not both",
+                                        field="model")
+        self.process_options = no_effect("AgentTeam", TEAM_NO_EFFECT, options,
+                                         known=dict.fromkeys(_PROCESS_KEYWORDS))
+        self.agents = list(agents or [])
+        self.process = process
+        self.manager_llm = manager_llm
+        self.name = name or "team"
+        self.variables = dict(variables or {})
+        self.llm = model if model is not None else llm
+        self.caching = bool(caching)
+        self.verbose = bool(verbose)
+        self.tasks = self._number(tasks)
+        self.last_process: Process | None = None
+        self._state_init()
+
+    # -- building ----------------------------------------------------------------------
+
+    def _number(self, tasks: Any) -> dict[Any, Task]:
+        """PraisonAI's task ids: positions (or the dict's keys)."""
+        if tasks is None:
+            if not self.agents:
+                raise InvalidTaskFieldError("AgentTeam needs agents, tasks, or both",
+                                            field="agents")
+            return dict(enumerate(_task_for(agent) for agent in self.agents))
+        if isinstance(tasks, dict):
+            numbered = {key: task for key, task in tasks.items()}
+            for key, task in numbered.items():
+                if isinstance(task, Task) and task.name is None:
+                    task.name = str(key)
+        elif isinstance(tasks, (list, tuple)):
+            numbered = dict(enumerate(tasks))
+        else:
+            raise InvalidTaskFieldError(f"AgentTeam tasks must be a list of Tasks, not "
+                                        f"{type(tasks).__name__}", field="tasks")
+        if not numbered:
+            raise InvalidTaskFieldError("AgentTeam tasks is empty", field="tasks")
+        for key, task in numbered.items():
+            if not isinstance(task, Task):
+                raise InvalidTaskFieldError(f"AgentTeam tasks[{key!r}] must be a Task, not "
+                                            f"{type(task).__name__}", field="tasks")
+        return numbered
+
+    def _mode(self) -> str:
+        if self.process != "workflow":
+            return self.process
+        routed = any(t.next_tasks or t.condition for t in self.tasks.values())
+        return "workflow" if routed else "sequential"
+
+    def _prepare(self) -> list[Task]:
+        """The tasks in the order ``Process`` runs them, PraisonAI's conventions applied."""
+        tasks = list(self.tasks.values())
+        if self.llm is not None:
+            for agent in self.agents + [t.agent for t in tasks]:
+                if agent is not None and getattr(agent, "llm", 0) is None:
+                    agent.llm = self.llm
+                    agent._config = None
+        for task in tasks:
+            _fill_variables(task, self.variables)
+            _adapt_routes(task)
+            _adapt_loop(task)
+        if self._mode() == "workflow":
+            starts = [t for t in tasks if getattr(t, "is_start", False)]
+            if len(starts) > 1:
+                raise InvalidTaskFieldError(
+                    f"workflow has {len(starts)} is_start tasks "
+                    f"({', '.join(t.id for t in starts)}); give it one", task=starts[1].id,
+                    field="is_start")
+            if starts:
+                tasks.remove(starts[0])
+                tasks.insert(0, starts[0])
+        return tasks
+
+    def _new_process(self) -> _TeamProcess:
+        agents = list(self.agents)
+        for task in self.tasks.values():
+            if task.agent is not None and not any(task.agent is a for a in agents):
+                agents.append(task.agent)
+        tasks = self._prepare()
+        options = dict(self.process_options)
+        options.setdefault("progress", self.verbose or None)
+        process = _TeamProcess(tasks, agents=agents, manager_llm=self.manager_llm,
+                               name=self.name, verbose=self.verbose, cache=self.caching,
+                               **options)
+        process.team = self
+        return process
+
+    # -- running -----------------------------------------------------------------------
+
+    def start(self, content: Any = None, return_dict: bool = False, **kwargs: Any) -> Any:
+        """Run the team and return the final task's answer.
+
+        Args:
+            content: text added to every task's prompt (PraisonAI's ``content``).
+            return_dict: return ``{"task_status": ..., "task_results": ...}`` instead.
+            **kwargs: ``resume=`` / ``run_id=`` of ``Process`` runs; PraisonAI's
+                ``output=`` (display mode) is accepted and has no effect.
+
+        Returns:
+            The final task's ``raw`` answer, or the dict.
+
+        Raises:
+            WorkflowDefinitionError: the team cannot run (before any model call).
+            RunError: the run failed (``.results`` holds what completed).
+        """
+        from ._task import _run_sync
+
+        process, restore = self._begin(content, kwargs)
+        return _run_sync(self._finish(process, restore, return_dict, kwargs))
+
+    async def astart(self, content: Any = None, return_dict: bool = False,
+                     **kwargs: Any) -> Any:
+        """Async form of ``start()``."""
+        process, restore = self._begin(content, kwargs)
+        return await self._finish(process, restore, return_dict, kwargs)
+
+    def _begin(self, content: Any, kwargs: dict[str, Any]) -> tuple[_TeamProcess, Any]:
+        kwargs.pop("output", None)
+        process = self._new_process()
+        self.last_process = process
+        process._ready_state(resume=kwargs.get("resume"))  # connects Ray, here
+        return process, _add_content(process.task_list, content)
+
+    async def _finish(self, process: _TeamProcess, restore: Any, return_dict: bool,
+                      kwargs: dict[str, Any]) -> Any:
+        try:
+            await process._arun(self._mode(), **kwargs)  # type: ignore[arg-type]
+        finally:
+            restore()
+        return self._answer(return_dict)
+
+    def run(self, content: Any = None, return_dict: bool = False, **kwargs: Any) -> Any:
+        """PraisonAI's silent ``start()``: the same here."""
+        return self.start(content, return_dict, **kwargs)
+
+    def _answer(self, return_dict: bool) -> Any:
+        results = {key: task.result for key, task in self.tasks.items()}
+        if not return_dict:
+            last = results[list(results)[-1]]
+            if last is not None:
+                return last.raw
+        return {"task_status": {key: _STATUS.get(task.status, "not started")
+                                for key, task in self.tasks.items()},
+                "task_results": results}
+
+    # -- PraisonAI's inspection methods ------------------------------------------------
+
+    def get_task_status(self, task_id: Any) -> str | None:
+        """A task's PraisonAI status (``"not started"``, ``"completed"``, ``"failed"``)."""
+        task = self.tasks.get(task_id)
+        return None if task is None else _STATUS.get(task.status, "not started")
+
+    def get_all_tasks_status(self) -> dict[Any, str]:
+        """Every task's PraisonAI status by id."""
+        return {key: _STATUS.get(t.status, "not started") for key, t in self.tasks.items()}
+
+    def get_task_result(self, task_id: Any) -> TaskOutput | None:
+        """A task's output by id."""
+        task = self.tasks.get(task_id)
+        return None if task is None else task.result
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A tool or callback that closes over the team sends only the state's name.
+        return self._state_getstate()
+
+    def __repr__(self) -> str:
+        return f"AgentTeam(name={self.name!r}, process={self.process!r}, tasks={len(self.tasks)})"
+
+
+Agents = AgentTeam
+PraisonAIAgents = AgentTeam
+
+
+class _TeamProcess(Process):
+    """A Process that runs the team's callbacks, output files and state snapshots on the
+    driver as events arrive."""
+
+    team: AgentTeam
+
+    def _ready_state(self, *, resume: Any) -> None:
+        from ._runtime import ensure_ray
+
+        ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+        restored = load_state(self.checkpoint_dir) if resume and self.checkpoint_dir else None
+        self.team._start_state(restored)
+        self._pending: list[asyncio.Future[Any]] = []
+        self._callback_errors: list[tuple[str, BaseException]] = []
+
+    async def _arun(self, mode: Any, **kwargs: Any) -> dict[str, TaskOutput]:
+        try:
+            outputs = await super()._arun(mode, **kwargs)
+        finally:
+            await self._drain()
+        for name, exc in self._callback_errors:
+            if getattr(self._by_name.get(name), "fail_on_callback_error", False):
+                raise TaskFailedError(f"task '{name}': its callback raised "
+                                      f"{type(exc).__name__}: {exc}", task=name,
+                                      results=dict(outputs)) from exc
+        for name, exc in self._callback_errors:
+            if name in outputs:
+                outputs[name].callback_error = f"{type(exc).__name__}: {exc}"
+        return outputs
+
+    async def _drain(self) -> None:
+        while self._pending:
+            pending, self._pending = self._pending, []
+            await asyncio.gather(*pending)
+
+    def _on_event(self, event: Event) -> None:
+        super()._on_event(event)
+        if event.kind == "task_output":
+            import ray.cloudpickle as pickle
+
+            output = pickle.loads(event.data.pop("output"))
+            self._deliver(event.task or "", output)
+        elif event.kind == "task_finished" and self.checkpoint_dir:
+            self._pending.append(asyncio.ensure_future(self._snapshot()))
+
+    async def _snapshot(self) -> None:
+        store = self.team._store()
+        if store is not None and self.checkpoint_dir:
+            save_state(await store.all.remote(), self.checkpoint_dir)
+
+    def _deliver(self, name: str, output: TaskOutput) -> None:
+        task = self._by_name.get(name)
+        if task is None:
+            return
+        if task.output_file:
+            _write_output(task, output)
+        callback = task.callback
+        if callback is None:
+            return
+        try:
+            result = callback(output)
+        except Exception as exc:  # kept, and raised after the run if asked to
+            self._callback_failed(name, exc)
+            return
+        if inspect.isawaitable(result):
+            self._pending.append(asyncio.ensure_future(self._await_callback(name, result)))
+
+    async def _await_callback(self, name: str, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception as exc:
+            self._callback_failed(name, exc)
+
+    def _callback_failed(self, name: str, exc: BaseException) -> None:
+        log.error("task '%s': callback raised %s: %s", name, type(exc).__name__, exc)
+        self._callback_errors.append((name, exc))
+
+
+# -- PraisonAI's conventions -------------------------------------------------------------
+
+def _task_for(agent: Any) -> Task:
+    """PraisonAI's ``Agent.generate_task()``: a task from an agent's instructions."""
+    instructions = getattr(agent, "instructions", "") or ""
+    description = instructions or (f"Execute task as {getattr(agent, 'role', 'Assistant')} "
+                                   f"with goal: {getattr(agent, 'goal', '')}")
+    return Task(name=getattr(agent, "name", None), description=description,
+                expected_output="Complete the assigned task successfully", agent=agent)
+
+
+def _fill_variables(task: Task, variables: dict[str, Any]) -> None:
+    for key, value in variables.items():
+        task.description = task.description.replace(f"{{{key}}}", str(value))
+        task.expected_output = task.expected_output.replace(f"{{{key}}}", str(value))
+
+
+def _adapt_routes(task: Task) -> None:
+    """PraisonAI ends a workflow on a route to ``"exit"`` (or to no task): here a route
+    with no targets ends that branch."""
+    if task.condition:
+        task.condition = {key: [t for t in _targets(value) if t not in _EXIT]
+                          for key, value in task.condition.items()}
+    task.next_tasks = [t for t in task.next_tasks if not (isinstance(t, str) and t in _EXIT)]
+
+
+def _targets(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [] if value is None else [value]
+
+
+def _adapt_loop(task: Task) -> None:
+    """A PraisonAI loop reads ``input_file`` (``tasks.csv`` by default) at run time; its
+    ``condition`` routes out once every item is done: here its ``next_tasks``."""
+    if task.task_type != "loop":
+        return
+    if task.loop_data is None and not task.context:
+        use_input_file(task, getattr(task, "input_file", None) or "tasks.csv")
+    if task.condition:
+        for targets in task.condition.values():
+            task.next_tasks += [t for t in targets if t not in task.next_tasks]
+        task.condition = None
+
+
+def _add_content(tasks: list[Task], content: Any) -> Any:
+    """PraisonAI's ``start(content)``: text every task sees; returns the undo."""
+    if not content:
+        return lambda: None
+    text = content if isinstance(content, str) else "\n".join(map(str, content))
+    before = {id(task): task.description for task in tasks}
+    for task in tasks:
+        task.description = f"{task.description}\n\nContext:\n{text}"
+
+    def restore() -> None:
+        for task in tasks:
+            task.description = before[id(task)]
+    return restore
+
+
+def _write_output(task: Task, output: TaskOutput) -> None:
+    """PraisonAI's ``output_file``: ``str(output)`` to the path (errors are logged)."""
+    from pathlib import Path
+
+    path = Path(task.output_file or "")
+    try:
+        if task.create_directory:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(output), encoding="utf-8")
+    except OSError as exc:
+        log.error("task '%s': cannot write output_file '%s': %s", task.id, path, exc)
