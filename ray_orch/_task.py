@@ -146,12 +146,12 @@ class Task:
         from ._praison_compat import TASK_NO_EFFECT, no_effect, task_extras
 
         self.extra = no_effect("Task", TASK_NO_EFFECT, extra)
+        self._auto_id = f"task_{next(_ids)}"
         task_extras(self, is_start=is_start, callback=callback,
                     on_task_complete=on_task_complete,
                     fail_on_callback_error=fail_on_callback_error, output_file=output_file,
                     create_directory=create_directory, input_file=input_file,
                     depends_on=depends_on)
-        self._auto_id = f"task_{next(_ids)}"
         self.status: TaskStatus = "pending"
         self.result: TaskOutput | None = None
         self.error: BaseException | None = None

@@ -203,13 +203,13 @@ class AgentTeam(TeamState):
         kwargs.pop("output", None)
         process = self._new_process()
         self.last_process = process
-        process._ready_state(resume=kwargs.get("resume"))  # connects Ray, here
         return process, _add_content(process.task_list, content)
 
     async def _finish(self, process: _TeamProcess, restore: Any, return_dict: bool,
                       kwargs: dict[str, Any]) -> Any:
         try:
-            await process._arun(self._mode(), **kwargs)  # type: ignore[arg-type]
+            # The public method (not _arun): `ray-orch run/validate` intercepts it.
+            await getattr(process, "a" + self._mode())(**kwargs)
         finally:
             restore()
         return self._answer(return_dict)
@@ -272,6 +272,7 @@ class _TeamProcess(Process):
         self._callback_errors: list[tuple[str, BaseException]] = []
 
     async def _arun(self, mode: Any, **kwargs: Any) -> dict[str, TaskOutput]:
+        self._ready_state(resume=kwargs.get("resume"))
         try:
             outputs = await super()._arun(mode, **kwargs)
         finally:
