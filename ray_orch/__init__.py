@@ -89,9 +89,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "AgentPool",
     "AgentTeam",
     "Agents",
-    "AgentPool",
     "BudgetExceededError",
     "CheckpointCorruptError",
     "CircuitBreaker",

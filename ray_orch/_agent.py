@@ -183,9 +183,21 @@ class Agent:
         Example:
             >>> # Agent(role="Writer", goal="Write", llm="gpt-4o-mini").chat("Say hi")
         """
+        if getattr(self, "reflection_rounds", None) is not None and output_schema is None:
+            from ._task import _run_sync
+
+            return _run_sync(self.acomplete(prompt)).text  # type: ignore[no-any-return]
         result = complete(self.llm_config, self.messages(prompt), schema=output_schema)
         self.last_result = result
         return result.text
+
+    def start(self, prompt: str) -> str:
+        """PraisonAI's name for ``chat``: ask once and return the reply text."""
+        return self.chat(prompt)
+
+    async def astart(self, prompt: str) -> str:
+        """PraisonAI's name for ``achat``."""
+        return await self.achat(prompt)
 
     async def achat(self, prompt: str, *, output_schema: type[BaseModel] | None = None) -> str:
         """Ask the agent once, asynchronously. Same contract as ``chat``."""

@@ -358,3 +358,37 @@ def test_praison_yaml_errors_carry_file_and_line(tmp_path):
     process, mode = load_workflow(path)
     assert mode == "sequential" and process.tasks["brew"].description == "Brew tea"
     assert process.tasks["brew"].agent.goal == "Brew tea"
+
+
+def test_callback_errors_are_kept_or_fail_the_run(praison_env, caplog):
+    from ray_orch import TaskFailedError
+
+    def broken(output):
+        raise ValueError("bad callback")
+
+    a = Agent(name="A", instructions="x")
+    team = AgentTeam(agents=[a], tasks=[Task(description="t", agent=a, callback=broken)])
+    assert team.start() == "ok"  # PraisonAI logs a callback's error and goes on
+    assert team.tasks[0].result.callback_error == "ValueError: bad callback"
+    assert "bad callback" in caplog.text
+    strict = AgentTeam(agents=[a], tasks=[Task(description="t", agent=a, callback=broken,
+                                               fail_on_callback_error=True)])
+    with pytest.raises(TaskFailedError, match="callback raised ValueError"):
+        strict.start()
+
+
+def test_state_comes_back_on_resume(praison_env, tmp_path):
+    a = Agent(name="A", instructions="x")
+    first = AgentTeam(agents=[a], checkpoint_dir=tmp_path)
+    first.tasks[0].callback = lambda output: first.set_state("answer", output.raw)
+    first.start()
+    again = AgentTeam(agents=[Agent(name="A", instructions="x")], checkpoint_dir=tmp_path)
+    assert again.get_state("answer") is None
+    again.start(resume=True)
+    assert again.get_state("answer") == "ok"
+
+
+def test_single_agent_start(praison_env):
+    praison_env.add_rule(match="Why is the sky blue?", reply="Rayleigh scattering")
+    assert Agent(instructions="Answer briefly").start("Why is the sky blue?") == \
+        "Rayleigh scattering"
