@@ -43,14 +43,14 @@ from ._errors import (
 
 if typing.TYPE_CHECKING:
     from ._agent import Agent
-    from ._praison_compat import PraisonCompatWarning
-    from ._team import AgentTeam, Agents, PraisonAIAgents
     from ._analysis import MetricsCollector
     from ._breaker import CircuitBreaker
     from ._output import GuardrailResult, TaskOutput
     from ._pool import AgentPool
+    from ._praison_compat import PraisonCompatWarning
     from ._process import Process
     from ._task import Task
+    from ._team import Agents, AgentTeam, PraisonAIAgents
     from ._visualize import visualize_workflow
 
 # Names from the heavier modules load on first use: an agent actor unpickles an Agent and

@@ -193,10 +193,9 @@ def praison_model_name(name: str, base_url: str | None) -> str:
     return name
 
 
-def task_extras(task: Any, *, is_start: bool, callback: Any, on_task_complete: Any,
-                fail_on_callback_error: bool, output_file: str | None,
-                create_directory: bool, input_file: str | None, depends_on: Any) -> None:
-    """Store and check a Task's PraisonAI keywords (called by ``Task.__init__``).
+def task_extras(task: Any, *, callback: Any, on_task_complete: Any, depends_on: Any) -> None:
+    """Check a Task's PraisonAI keywords and apply its aliases (called by ``Task.__init__``,
+    after it stored them).
 
     Raises:
         InvalidTaskFieldError: both ``callback`` and ``on_task_complete``; a callback that
@@ -206,24 +205,19 @@ def task_extras(task: Any, *, is_start: bool, callback: Any, on_task_complete: A
         raise InvalidTaskFieldError(
             f"task '{task.id}': give callback or on_task_complete, not both",
             task=task.id, field="callback")
-    chosen = callback if callback is not None else on_task_complete
-    if chosen is not None and not callable(chosen):
+    if task.callback is not None and not callable(task.callback):
         raise InvalidTaskFieldError(f"task '{task.id}': callback must be callable, not "
-                                    f"{type(chosen).__name__}", task=task.id, field="callback")
+                                    f"{type(task.callback).__name__}", task=task.id,
+                                    field="callback")
     if depends_on is not None:
         if task.context is not None:
             raise InvalidTaskFieldError(
                 f"task '{task.id}': depends_on is an alias of context; give one of them",
                 task=task.id, field="depends_on")
         task.context = list(depends_on)
-    task.is_start = bool(is_start)
-    task.callback = chosen
-    task.fail_on_callback_error = bool(fail_on_callback_error)
-    task.output_file = output_file
-    task.create_directory = bool(create_directory)
-    task.input_file = input_file
-    if input_file is not None and task.loop_data is None and os.path.exists(input_file):
-        use_input_file(task, input_file)
+    if task.input_file is not None and task.loop_data is None and \
+            os.path.exists(task.input_file):
+        use_input_file(task, task.input_file)
 
 
 def use_input_file(task: Any, path: str) -> None:
@@ -302,9 +296,9 @@ async def reflect(agent: Any, prompt: str, first: Any, rounds: tuple[int, int]) 
     low, high = rounds
     answer, calls = first, [first]
     for done in range(1, high + 1):
-        messages = agent.messages(prompt) + [
-            {"role": "assistant", "content": answer.text},
-            {"role": "user", "content": REFLECT_PROMPT}]
+        messages = [*agent.messages(prompt),
+                    {"role": "assistant", "content": answer.text},
+                    {"role": "user", "content": REFLECT_PROMPT}]
         judged = await acomplete(agent.llm_config, messages, schema=Reflection)
         calls.append(judged)
         verdict = _satisfied(judged.text)

@@ -147,10 +147,13 @@ class Task:
 
         self.extra = no_effect("Task", TASK_NO_EFFECT, extra)
         self._auto_id = f"task_{next(_ids)}"
-        task_extras(self, is_start=is_start, callback=callback,
-                    on_task_complete=on_task_complete,
-                    fail_on_callback_error=fail_on_callback_error, output_file=output_file,
-                    create_directory=create_directory, input_file=input_file,
+        self.is_start = bool(is_start)
+        self.callback = callback if callback is not None else on_task_complete
+        self.fail_on_callback_error = bool(fail_on_callback_error)
+        self.output_file = output_file
+        self.create_directory = bool(create_directory)
+        self.input_file = input_file
+        task_extras(self, callback=callback, on_task_complete=on_task_complete,
                     depends_on=depends_on)
         self.status: TaskStatus = "pending"
         self.result: TaskOutput | None = None

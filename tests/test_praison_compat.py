@@ -16,8 +16,17 @@ from pathlib import Path
 import pytest
 
 import ray_orch
-from ray_orch import Agent, AgentTeam, Agents, PraisonAIAgents, PraisonCompatWarning, Task
-from ray_orch import InvalidTaskFieldError, TaskOutput, WorkflowDefinitionError
+from ray_orch import (
+    Agent,
+    Agents,
+    AgentTeam,
+    InvalidTaskFieldError,
+    PraisonAIAgents,
+    PraisonCompatWarning,
+    Task,
+    TaskOutput,
+    WorkflowDefinitionError,
+)
 
 COMPAT = Path(__file__).resolve().parent / "compat"
 
