@@ -25,8 +25,8 @@ class TaskOutput(BaseModel):
         metadata: ``execution_time`` (s), ``retry_count``, ``tokens_used``, ``cost_usd``,
             ``model`` and more (``circuit_status``, ``cache``, ``decision``, ...).
         iterations: for a loop task, every iteration's output in input order.
-        summary: a short summary (PraisonAI's field; the first line of ``raw``, at most
-            100 characters, unless set).
+        summary: PraisonAI's short label: the first 10 characters of the description
+            (of ``raw`` without one), unless set.
         callback_error: the error of the task's ``callback``, if it raised.
         output_format: ``"Pydantic"``, ``"JSON"`` or ``"RAW"`` (what ``str()`` shows).
 
@@ -53,8 +53,8 @@ class TaskOutput(BaseModel):
     callback_error: str | None = None
 
     def model_post_init(self, context: Any, /) -> None:
-        if self.summary is None and self.raw:
-            self.summary = self.raw.strip().splitlines()[0][:100] if self.raw.strip() else ""
+        if self.summary is None:
+            self.summary = (self.description or self.raw)[:10]
 
     @property
     def output_format(self) -> str:

@@ -212,6 +212,8 @@ class AgentTeam(TeamState):
             await getattr(process, "a" + self._mode())(**kwargs)
         finally:
             restore()
+            for task in self.tasks.values():  # PraisonAI's statuses, for scripts that read them
+                task.status = _STATUS.get(task.status, "not started")  # type: ignore[assignment]
         return self._answer(return_dict)
 
     def run(self, content: Any = None, return_dict: bool = False, **kwargs: Any) -> Any:
@@ -285,7 +287,19 @@ class _TeamProcess(Process):
         for name, exc in self._callback_errors:
             if name in outputs:
                 outputs[name].callback_error = f"{type(exc).__name__}: {exc}"
+        for output in outputs.values():
+            self._as_praison(output)
         return outputs
+
+    def _as_praison(self, output: TaskOutput) -> TaskOutput:
+        """PraisonAI names the agent of an output by its name, not its role."""
+        if not hasattr(self, "_names"):
+            agents = self.agents + [t.agent for t in self.task_list]
+            self._names = {getattr(a, "role", None): getattr(a, "name", None) for a in agents}
+        name = self._names.get(output.agent)
+        if isinstance(name, str):
+            output.agent = name
+        return output
 
     async def _drain(self) -> None:
         while self._pending:
@@ -316,6 +330,7 @@ class _TeamProcess(Process):
         callback = task.callback
         if callback is None:
             return
+        self._as_praison(output)
         try:
             result = callback(output)
         except Exception as exc:  # kept, and raised after the run if asked to

@@ -127,6 +127,7 @@ def test_callbacks_and_output_file(praison_env, capsys):
     stub.add_rule(match="Analyse the quarterly sales", reply="Sales rose 5%")
     stub.add_rule(match="Write the sales report", reply="REPORT: sales rose")
     out = run_script("callbacks.py", capsys)
+    # output.agent is the agent's name (role: "Sales Analyst"), as PraisonAI's
     assert "Callback: agent=Analyst description='Analyse the quarterl' raw=Sales rose 5%" in out
     assert "CALLED: 2" in out
     assert "FILE: REPORT: sales rose" in out  # create_directory made reports/
@@ -268,6 +269,7 @@ def test_is_start_runs_first_and_exit_routes_end(praison_env):
     result = AgentTeam(agents=[a], tasks=tasks, process="workflow").start(return_dict=True)
     assert result["task_status"] == {0: "not started", 1: "completed"}
     assert stub.count("Later step") == 0
+    assert [t.status for t in tasks] == ["not started", "completed"]  # PraisonAI's, on the tasks
 
 
 def test_team_model_and_variables(praison_env):
@@ -322,7 +324,8 @@ def test_task_output_reads_like_praisonai():
 
     raw = TaskOutput(raw="line one\nline two", description="d", agent="A")
     assert str(raw) == "line one\nline two" and raw.output_format == "RAW"
-    assert raw.summary == "line one"
+    assert raw.summary == "d"  # PraisonAI's: the description's first 10 characters
+    assert TaskOutput(raw="a long answer").summary == "a long ans"
     as_json = TaskOutput(raw="{}", json_dict={"x": 1})
     assert str(as_json) == '{\n  "x": 1\n}' and as_json.output_format == "JSON"
     typed = TaskOutput(raw="{}", pydantic=Point(x=1), json_dict={"x": 1})

@@ -14,7 +14,7 @@ def task_callback(output):
 out_dir = tempfile.mkdtemp()
 report_path = os.path.join(out_dir, "reports", "report.md")
 
-analyst = Agent(name="Analyst", role="Analyst", goal="Analyse", backstory="An analyst")
+analyst = Agent(name="Analyst", role="Sales Analyst", goal="Analyse", backstory="An analyst")
 reporter = Agent(name="Reporter", role="Reporter", goal="Report", backstory="A reporter")
 
 analysis = Task(name="analysis", description="Analyse the quarterly sales",
