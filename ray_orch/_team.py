@@ -28,6 +28,7 @@ from ._events import Event
 from ._output import TaskOutput
 from ._praison_compat import TEAM_NO_EFFECT, no_effect, use_input_file
 from ._process import Process
+from ._routing import DEFAULT_KEYS
 from ._task import Task
 from ._team_state import TeamState, load_state, save_state
 
@@ -97,6 +98,7 @@ class AgentTeam(TeamState):
         self.verbose = bool(verbose)
         self.tasks = self._number(tasks)
         self.last_process: Process | None = None
+        self._ends_unmatched: set[str] = set()  # decisions given PraisonAI's end-on-no-match
         self._state_init()
 
     # -- building ----------------------------------------------------------------------
@@ -142,7 +144,8 @@ class AgentTeam(TeamState):
                     agent._config = None
         for task in tasks:
             _fill_variables(task, self.variables)
-            _adapt_routes(task)
+            if _adapt_routes(task):
+                self._ends_unmatched.add(task.id)
             _adapt_loop(task)
         if self._mode() == "workflow":
             starts = [t for t in tasks if getattr(t, "is_start", False)]
@@ -313,6 +316,10 @@ class _TeamProcess(Process):
 
             output = pickle.loads(event.data.pop("output"))
             self._deliver(event.task or "", output)
+        elif event.kind == "decision" and event.data.get("route") == "default" and \
+                event.task in self.team._ends_unmatched:
+            log.warning("decision task '%s': its answer matched none of its routes; the "
+                        "workflow ends there (as PraisonAI's does)", event.task)
         elif event.kind == "task_finished" and self.checkpoint_dir:
             self._pending.append(asyncio.ensure_future(self._snapshot()))
 
@@ -367,13 +374,20 @@ def _fill_variables(task: Task, variables: dict[str, Any]) -> None:
         task.expected_output = task.expected_output.replace(f"{{{key}}}", str(value))
 
 
-def _adapt_routes(task: Task) -> None:
+def _adapt_routes(task: Task) -> bool:
     """PraisonAI ends a workflow on a route to ``"exit"`` (or to no task): here a route
-    with no targets ends that branch."""
+    with no targets ends that branch. A decision whose answer matches no route ends the
+    workflow there too (PraisonAI finds no next task): it gets a ``default`` route to no
+    task. Returns whether it got one."""
+    added = False
     if task.condition:
         task.condition = {key: [t for t in _targets(value) if t not in _EXIT]
                           for key, value in task.condition.items()}
+        if task.task_type == "decision" and not any(k in task.condition for k in DEFAULT_KEYS):
+            task.condition["default"] = []
+            added = True
     task.next_tasks = [t for t in task.next_tasks if not (isinstance(t, str) and t in _EXIT)]
+    return added
 
 
 def _targets(value: Any) -> list[Any]:

@@ -404,3 +404,16 @@ def test_single_agent_start(praison_env):
     praison_env.add_rule(match="Why is the sky blue?", reply="Rayleigh scattering")
     assert Agent(instructions="Answer briefly").start("Why is the sky blue?") == \
         "Rayleigh scattering"
+
+
+def test_a_decision_matching_no_route_ends_the_workflow(praison_env, caplog):
+    stub = praison_env
+    stub.add_rule(match="Decide", reply="maybe")
+    a = Agent(name="A", instructions="x")
+    tasks = [Task(name="decide", description="Decide", agent=a, task_type="decision",
+                  condition={"yes": ["act"], "no": "exit"}),
+             Task(name="act", description="Act now", agent=a)]
+    result = AgentTeam(agents=[a], tasks=tasks, process="workflow").start(return_dict=True)
+    assert result["task_status"] == {0: "completed", 1: "not started"}
+    assert "matched none of its routes" in caplog.text
+    assert stub.count("Act now") == 0
