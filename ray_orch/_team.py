@@ -290,12 +290,15 @@ class _TeamProcess(Process):
         for name, exc in self._callback_errors:
             if name in outputs:
                 outputs[name].callback_error = f"{type(exc).__name__}: {exc}"
-        for output in outputs.values():
-            self._as_praison(output)
+        for name, output in outputs.items():
+            self._as_praison(output, self._by_name.get(name))
         return outputs
 
-    def _as_praison(self, output: TaskOutput) -> TaskOutput:
-        """PraisonAI names the agent of an output by its name, not its role."""
+    def _as_praison(self, output: TaskOutput, task: Task | None) -> TaskOutput:
+        """PraisonAI's view of an output: its agent by name (not role); an ``output_json``
+        task's output is JSON only (``json_dict``, no ``pydantic``)."""
+        if task is not None and task.output_json is not None and task.output_pydantic is None:
+            output.pydantic = None
         if not hasattr(self, "_names"):
             agents = self.agents + [t.agent for t in self.task_list]
             self._names = {getattr(a, "role", None): getattr(a, "name", None) for a in agents}
@@ -337,7 +340,7 @@ class _TeamProcess(Process):
         callback = task.callback
         if callback is None:
             return
-        self._as_praison(output)
+        self._as_praison(output, task)
         try:
             result = callback(output)
         except Exception as exc:  # kept, and raised after the run if asked to

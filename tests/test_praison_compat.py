@@ -118,8 +118,9 @@ def test_structured_outputs(praison_env, capsys):
     stub.add_rule(match="Review the recipe", reply={"verdict": "tasty", "score": 9})
     out = run_script("structured_output.py", capsys)
     assert "RECIPE: Carbonara 15 Pydantic" in out
-    assert "REVIEW: tasty 9" in out
-    assert "STR: verdict='tasty' score=9" in out  # PraisonAI's str(): the pydantic object
+    # output_json: PraisonAI's JSON output (json_dict, no pydantic); str() is the JSON
+    assert "REVIEW: tasty 9 JSON" in out
+    assert 'STR: {   "verdict": "tasty",   "score": 9 }' in out
 
 
 def test_callbacks_and_output_file(praison_env, capsys):
