@@ -45,6 +45,8 @@ TASK_NO_EFFECT: dict[str, Any] = {
     "output": None, "when": None, "then_task": None, "else_task": None, "autonomy": None,
     "knowledge": None, "web": None, "reflection": None, "planning": None, "hooks": None,
     "caching": None, "output_variable": None, "fail_on_memory_error": False,
+    # Until Task(tools=...) lands (issue #15), where it becomes a parameter of Task.
+    "tools": None,
 }
 
 AGENT_NO_EFFECT: dict[str, Any] = {
