@@ -176,8 +176,11 @@ def test_agents_only_team_with_reflection(praison_env, capsys):
 @pytest.mark.skipif(not hasattr(ray_orch, "tool"),
                     reason="tools= lands with issue #15 (ray_orch.tool); enable after merging")
 def test_tools(praison_env, capsys):
+    stub = praison_env
     out = run_script("tools_example.py", capsys)
     assert "RESULT:" in out
+    offered = [t["function"]["name"] for r in stub.requests for t in r.body.get("tools") or []]
+    assert "get_weather" in offered  # the plain function was offered to the model as a tool
 
 
 def test_agents_yaml_with_the_cli(praison_env):
