@@ -277,6 +277,9 @@ class Process:
         self._supervisor = kept or await registry.lease_supervisor.remote()
         self.events = []
         self._by_name = {t.id: t for t in self.task_list}  # once a run, not once an event
+        from ._callbacks import Deliveries
+
+        self._deliveries = Deliveries(self._by_name, view=self._output_view())
         for task in self.task_list:
             task.status = "pending"
             task.result = None
@@ -299,8 +302,10 @@ class Process:
         finally:
             if alive:  # idle again, whether its run ended well or not
                 _keep_supervisor(registry, self._supervisor)
+            await self._deliveries.drain()  # async callbacks end before the run returns
         self.last_result = result
         self._apply(result, graph)
+        self._deliveries.finish(result.outputs)
         if result.error is not None:
             error = result.error
             if isinstance(error, RunError):
@@ -342,8 +347,15 @@ class Process:
             raise RunCancelledError(f"run {spec.run_id} ended without a result")
         return result
 
+    def _output_view(self) -> Any:
+        """What changes an output before its callback sees it (None: nothing)."""
+        return None
+
     def _on_event(self, event: Event) -> None:
         global _announced
+        if event.kind == "task_output":  # a callback's or output_file's output
+            self._deliveries.on_event(event)
+            return
         if event.kind == "run_started" and event.data.get("metrics_url") and not _announced:
             _announced = True
             print(f"[ray-orch] metrics: {event.data['metrics_url']}", file=sys.stderr)

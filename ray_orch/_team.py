@@ -18,12 +18,11 @@ TaskOutput}}`` keyed by each task's position (PraisonAI's task ids). Callbacks a
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from typing import Any
 
-from ._errors import InvalidTaskFieldError, TaskFailedError
+from ._errors import InvalidTaskFieldError
 from ._events import Event
 from ._output import TaskOutput
 from ._praison_compat import TEAM_NO_EFFECT, no_effect, use_input_file
@@ -262,8 +261,8 @@ PraisonAIAgents = AgentTeam
 
 
 class _TeamProcess(Process):
-    """A Process that runs the team's callbacks, output files and state snapshots on the
-    driver as events arrive."""
+    """A Process that shows callbacks PraisonAI's view of outputs, keeps the team's state
+    in its actor and snapshots it into the checkpoint directory."""
 
     team: AgentTeam
 
@@ -273,26 +272,19 @@ class _TeamProcess(Process):
         ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
         restored = load_state(self.checkpoint_dir) if resume and self.checkpoint_dir else None
         self.team._start_state(restored)
-        self._pending: list[asyncio.Future[Any]] = []
-        self._callback_errors: list[tuple[str, BaseException]] = []
 
     async def _arun(self, mode: Any, **kwargs: Any) -> dict[str, TaskOutput]:
         self._ready_state(resume=kwargs.get("resume"))
         try:
             outputs = await super()._arun(mode, **kwargs)
         finally:
-            await self._drain()
-        for name, exc in self._callback_errors:
-            if getattr(self._by_name.get(name), "fail_on_callback_error", False):
-                raise TaskFailedError(f"task '{name}': its callback raised "
-                                      f"{type(exc).__name__}: {exc}", task=name,
-                                      results=dict(outputs)) from exc
-        for name, exc in self._callback_errors:
-            if name in outputs:
-                outputs[name].callback_error = f"{type(exc).__name__}: {exc}"
+            await self._snapshot()  # after the callbacks, which may have changed it
         for name, output in outputs.items():
             self._as_praison(output, self._by_name.get(name))
         return outputs
+
+    def _output_view(self) -> Any:
+        return self._as_praison
 
     def _as_praison(self, output: TaskOutput, task: Task | None) -> TaskOutput:
         """PraisonAI's view of an output: its agent by name (not role); an ``output_json``
@@ -307,57 +299,19 @@ class _TeamProcess(Process):
             output.agent = name
         return output
 
-    async def _drain(self) -> None:
-        while self._pending:
-            pending, self._pending = self._pending, []
-            await asyncio.gather(*pending)
-
     def _on_event(self, event: Event) -> None:
         super()._on_event(event)
-        if event.kind == "task_output":
-            import ray.cloudpickle as pickle
-
-            output = pickle.loads(event.data.pop("output"))
-            self._deliver(event.task or "", output)
-        elif event.kind == "decision" and event.data.get("route") == "default" and \
+        if event.kind == "decision" and event.data.get("route") == "default" and \
                 event.task in self.team._ends_unmatched:
             log.warning("decision task '%s': its answer matched none of its routes; the "
                         "workflow ends there (as PraisonAI's does)", event.task)
         elif event.kind == "task_finished" and self.checkpoint_dir:
-            self._pending.append(asyncio.ensure_future(self._snapshot()))
+            self._deliveries.later(self._snapshot())
 
     async def _snapshot(self) -> None:
         store = self.team._store()
         if store is not None and self.checkpoint_dir:
             save_state(await store.all.remote(), self.checkpoint_dir)
-
-    def _deliver(self, name: str, output: TaskOutput) -> None:
-        task = self._by_name.get(name)
-        if task is None:
-            return
-        if task.output_file:
-            _write_output(task, output)
-        callback = task.callback
-        if callback is None:
-            return
-        self._as_praison(output, task)
-        try:
-            result = callback(output)
-        except Exception as exc:  # kept, and raised after the run if asked to
-            self._callback_failed(name, exc)
-            return
-        if inspect.isawaitable(result):
-            self._pending.append(asyncio.ensure_future(self._await_callback(name, result)))
-
-    async def _await_callback(self, name: str, awaitable: Any) -> None:
-        try:
-            await awaitable
-        except Exception as exc:
-            self._callback_failed(name, exc)
-
-    def _callback_failed(self, name: str, exc: BaseException) -> None:
-        log.error("task '%s': callback raised %s: %s", name, type(exc).__name__, exc)
-        self._callback_errors.append((name, exc))
 
 
 # -- PraisonAI's conventions -------------------------------------------------------------
@@ -425,16 +379,3 @@ def _add_content(tasks: list[Task], content: Any) -> Any:
         for task in tasks:
             task.description = before[id(task)]
     return restore
-
-
-def _write_output(task: Task, output: TaskOutput) -> None:
-    """PraisonAI's ``output_file``: ``str(output)`` to the path (errors are logged)."""
-    from pathlib import Path
-
-    path = Path(task.output_file or "")
-    try:
-        if task.create_directory:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(str(output), encoding="utf-8")
-    except OSError as exc:
-        log.error("task '%s': cannot write output_file '%s': %s", task.id, path, exc)

@@ -421,3 +421,18 @@ def test_a_decision_matching_no_route_ends_the_workflow(praison_env, caplog):
     assert result["task_status"] == {0: "completed", 1: "not started"}
     assert "matched none of its routes" in caplog.text
     assert stub.count("Act now") == 0
+
+
+def test_callbacks_and_output_files_under_a_plain_process(praison_env, tmp_path):
+    from ray_orch import Process
+
+    praison_env.add_rule(match="Loop over", reply="one")
+    seen = []
+    agent = Agent(name="A", instructions="x")
+    tasks = {"each": Task(description="Loop over {item}", agent=agent, task_type="loop",
+                          loop_data=["a", "b"], callback=seen.append,
+                          output_file=str(tmp_path / "loop.txt"))}
+    results = Process(tasks=tasks, agents=[agent]).sequential()
+    assert [o.raw for o in seen] == [results["each"].raw]  # once, for the whole loop
+    assert len(seen[0].iterations) == 2
+    assert (tmp_path / "loop.txt").read_text() == results["each"].raw
