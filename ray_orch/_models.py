@@ -18,7 +18,7 @@ from typing import Any
 
 from ._errors import ModelNotConfiguredError
 from ._llm import EMBEDDED, LLMConfig
-from ._praison_compat import praison_base_url, praison_default_llm, praison_model_name
+from ._praison_compat import praison_default_llm, praison_server_spec
 
 __all__ = ["default_llm", "has_default_model", "resolve_llm"]
 
@@ -61,13 +61,11 @@ def resolve_llm(llm: str | dict[str, Any] | LLMConfig | None, *, base_url: str |
             return dataclasses.replace(config, base_url=base_url or config.base_url,
                                        api_key=api_key or config.api_key)
         return config
-    if isinstance(llm, str) and base_url is None and praison_base_url() and \
-            ("/" not in llm or llm.startswith("openai/")):
+    if base_url is None:
         # A PraisonAI script names a model and points OPENAI_BASE_URL at its server.
-        praison = praison_default_llm() or {}
-        return LLMConfig.from_spec(praison_model_name(llm, praison.get("base_url")),
-                                   base_url=praison.get("base_url"),
-                                   api_key=api_key or praison.get("api_key"))
+        redirected = praison_server_spec(llm, api_key=api_key)
+        if redirected is not None:
+            return LLMConfig.from_spec(redirected)
     return LLMConfig.from_spec(llm, base_url=base_url, api_key=api_key)
 
 

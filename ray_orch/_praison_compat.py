@@ -187,6 +187,32 @@ def praison_base_url() -> str | None:
     return os.environ.get("OPENAI_API_BASE") or os.environ.get("OPENAI_BASE_URL") or None
 
 
+def praison_server_spec(llm: Any, *, api_key: str | None = None) -> dict[str, Any] | None:
+    """An explicit OpenAI model (``"gpt-4o-mini"``, ``"openai/..."`` or such a dict without
+    a base URL) sent where PraisonAI would send it: to ``OPENAI_API_BASE`` /
+    ``OPENAI_BASE_URL`` when one is set. None when that does not apply.
+
+    Example:
+        >>> praison_server_spec("anthropic/claude-3") is None
+        True
+    """
+    url = praison_base_url()
+    if url is None:
+        return None
+    if isinstance(llm, str):
+        spec: dict[str, Any] = {"model": llm}
+    elif isinstance(llm, dict) and not (llm.get("base_url") or llm.get("api_base")):
+        spec = dict(llm)
+    else:
+        return None
+    model = spec.get("model")
+    if not isinstance(model, str) or ("/" in model and not model.startswith("openai/")):
+        return None
+    spec.update(model=praison_model_name(model, url), base_url=url,
+                api_key=spec.get("api_key") or api_key or os.environ.get("OPENAI_API_KEY") or None)
+    return spec
+
+
 def praison_model_name(name: str, base_url: str | None) -> str:
     """A PraisonAI model name as a litellm model string: a bare name sent to an
     OpenAI-compatible base URL is ``openai/<name>``."""

@@ -353,6 +353,9 @@ def test_models_from_praisonai_environment(monkeypatch):
     named = resolve_llm("gpt-4o-mini")  # a named model goes to PraisonAI's server too
     assert (named.model, named.base_url) == ("openai/gpt-4o-mini", "http://127.0.0.1:8/v1")
     assert resolve_llm("anthropic/claude-3").base_url is None
+    as_dict = resolve_llm({"model": "gpt-4o-mini", "temperature": 0.1})
+    assert (as_dict.model, as_dict.base_url, as_dict.options) == \
+        ("openai/gpt-4o-mini", "http://127.0.0.1:8/v1", {"temperature": 0.1})
     monkeypatch.setenv("RAY_ORCH_MODEL", "openai/mine")
     assert default_llm().model == "openai/mine"  # RAY_ORCH_MODEL still wins
     for name in ("RAY_ORCH_MODEL", "OPENAI_MODEL_NAME", "OPENAI_API_BASE", "OPENAI_BASE_URL"):
