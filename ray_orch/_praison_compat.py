@@ -257,12 +257,12 @@ def use_input_file(task: Any, path: str) -> None:
     """
     from ._prompt import placeholders
 
-    task.loop_data = loop_items(path)
+    task.loop_data = loop_items(path, task=task.id)
     if task.task_type == "loop" and not placeholders(task.description):
         task.description = f"{task.description}\n{{item}}" if task.description else "{item}"
 
 
-def loop_items(path: str) -> list[str]:
+def loop_items(path: str, *, task: str | None = None) -> list[str]:
     """A loop's items from ``input_file``, as PraisonAI reads them: for a ``.csv`` one item
     a non-empty row (``"Question: q\\nAnswer: a"`` for a row of several columns), for
     any other file one item a non-empty line.
@@ -287,8 +287,8 @@ def loop_items(path: str) -> list[str]:
                     items.append(row[0].strip())
             return items
     except OSError as exc:
-        raise LoopDataError(f"cannot read input_file '{path}': {exc.strerror}",
-                            field="input_file") from None
+        raise LoopDataError(f"task '{task}': cannot read input_file '{path}': {exc.strerror}",
+                            task=task, field="input_file") from None
 
 
 REFLECT_PROMPT = ("Reflect on your answer below to the request above. Is it correct, "

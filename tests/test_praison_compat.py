@@ -439,3 +439,24 @@ def test_callbacks_and_output_files_under_a_plain_process(praison_env, tmp_path)
     assert [o.raw for o in seen] == [results["each"].raw]  # once, for the whole loop
     assert len(seen[0].iterations) == 2
     assert (tmp_path / "loop.txt").read_text() == results["each"].raw
+
+
+def test_start_content_reaches_every_task_once(praison_env):
+    stub = praison_env
+    a = Agent(name="A", instructions="x")
+    tasks = [Task(description="Step one", agent=a), Task(description="Step two", agent=a)]
+    AgentTeam(agents=[a], tasks=tasks).start("Budget is 100 EUR")
+    assert all("Budget is 100 EUR" in r.prompt for r in stub.requests)
+    assert [t.description for t in tasks] == ["Step one", "Step two"]  # restored
+
+
+def test_a_loop_without_its_input_file_is_a_typed_error(praison_env, tmp_path, monkeypatch):
+    from ray_orch import LoopDataError
+
+    monkeypatch.chdir(tmp_path)  # PraisonAI's default input_file is tasks.csv, here absent
+    a = Agent(name="A", instructions="x")
+    team = AgentTeam(agents=[a], tasks=[Task(name="rows", description="Each row", agent=a,
+                                             task_type="loop")], process="workflow")
+    with pytest.raises(LoopDataError, match="task 'rows': cannot read input_file 'tasks.csv'"):
+        team.start()
+    assert praison_env.count() == 0
