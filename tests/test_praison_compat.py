@@ -457,6 +457,6 @@ def test_a_loop_without_its_input_file_is_a_typed_error(praison_env, tmp_path, m
     a = Agent(name="A", instructions="x")
     team = AgentTeam(agents=[a], tasks=[Task(name="rows", description="Each row", agent=a,
                                              task_type="loop")], process="workflow")
-    with pytest.raises(LoopDataError, match="task 'rows': cannot read input_file 'tasks.csv'"):
+    with pytest.raises(LoopDataError, match=r"task 'rows': cannot read input_file 'tasks\.csv'"):
         team.start()
     assert praison_env.count() == 0
