@@ -50,12 +50,14 @@ from ray_orch.core.errors import (
 if typing.TYPE_CHECKING:
     from ray_orch.api.pool import AgentPool
     from ray_orch.api.process import Process
+    from ray_orch.api.team import Agents, AgentTeam, PraisonAIAgents
     from ray_orch.core.output import GuardrailResult, TaskOutput
     from ray_orch.core.stream import StreamEvent
     from ray_orch.observe.analysis import MetricsCollector
     from ray_orch.observe.visualize import visualize_workflow
     from ray_orch.policy.agent import Agent
     from ray_orch.policy.breaker import CircuitBreaker
+    from ray_orch.policy.praison import PraisonCompatWarning
     from ray_orch.policy.task import Task
     from ray_orch.tools import MCP, tool
 
@@ -64,10 +66,14 @@ if typing.TYPE_CHECKING:
 _LAZY = {
     "Agent": "policy.agent",
     "AgentPool": "api.pool",
+    "AgentTeam": "api.team",
+    "Agents": "api.team",
     "CircuitBreaker": "policy.breaker",
     "GuardrailResult": "core.output",
     "MCP": "tools",
     "MetricsCollector": "observe.analysis",
+    "PraisonAIAgents": "api.team",
+    "PraisonCompatWarning": "policy.praison",
     "Process": "api.process",
     "StreamEvent": "core.stream",
     "Task": "policy.task",
@@ -95,6 +101,8 @@ __version__ = "0.1.0"
 __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "Agent",
     "AgentPool",
+    "AgentTeam",
+    "Agents",
     "BudgetExceededError",
     "CheckpointCorruptError",
     "CircuitBreaker",
@@ -113,6 +121,8 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "MissingAgentError",
     "ModelNotConfiguredError",
     "OutputValidationError",
+    "PraisonAIAgents",
+    "PraisonCompatWarning",
     "Process",
     "RayOrchError",
     "ResumeError",

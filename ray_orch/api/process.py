@@ -29,6 +29,7 @@ from ray_orch.core.errors import (
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.stream import StreamEvent
+from ray_orch.core.sync import run_sync
 from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
 from ray_orch.engine.run import RunResult, RunSpec
 from ray_orch.model.resolve import has_default_model
@@ -36,7 +37,7 @@ from ray_orch.observe.tracing import configure as configure_tracing
 from ray_orch.observe.tracing import flush as flush_tracing
 from ray_orch.observe.tracing import settings_from
 from ray_orch.policy.agent import Agent
-from ray_orch.policy.task import Task, _run_sync
+from ray_orch.policy.task import Task
 
 if TYPE_CHECKING:
     from ray_orch.observe.analysis import RunMetrics
@@ -276,13 +277,13 @@ class Process:
         if threading.current_thread() is threading.main_thread():
             previous = signal.getsignal(signal.SIGINT)
             try:
-                return _run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
+                return run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
             except KeyboardInterrupt:
                 self.cancel()
                 raise
             finally:
                 signal.signal(signal.SIGINT, previous)
-        return _run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
+        return run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
 
     async def _arun(self, mode: Mode, *, live: Callable[[Event], None] | None = None,
                     tokens: bool = False, **kwargs: Any) -> dict[str, TaskOutput]:
@@ -348,6 +349,9 @@ class Process:
         self._supervisor = kept or await registry.lease_supervisor.remote()
         self.events = []
         self._by_name = {t.id: t for t in self.task_list}  # once a run, not once an event
+        from ray_orch.api.callbacks import Deliveries
+
+        self._deliveries = Deliveries(self._by_name, view=self._output_view())
         for task in self.task_list:
             task.status = "pending"
             task.result = None
@@ -370,8 +374,10 @@ class Process:
         finally:
             if alive:  # idle again, whether its run ended well or not
                 _keep_supervisor(registry, self._supervisor)
+            await self._deliveries.drain()  # async callbacks end before the run returns
         self.last_result = result
         self._apply(result, graph)
+        self._deliveries.finish(result.outputs)
         if result.error is not None:
             error = result.error
             if isinstance(error, RunError):
@@ -407,8 +413,11 @@ class Process:
                     event = Event.model_validate(raw)
                     if live is not None:
                         live(event)
-                        if event.kind in ("token", "task_completed"):
-                            continue  # the stream's alone: not kept with the run's events
+                    if event.kind == "task_completed":
+                        self._deliveries.on_event(event)  # callbacks, output files
+                        continue
+                    if event.kind == "token":
+                        continue  # the stream's alone: not kept with the run's events
                     self.events.append(event)
                     self._on_event(event)
                     progress(event)
@@ -417,6 +426,10 @@ class Process:
         if result is None:
             raise RunCancelledError(f"run {spec.run_id} ended without a result")
         return result
+
+    def _output_view(self) -> Any:
+        """What changes an output before its callback sees it (None: nothing)."""
+        return None
 
     def _on_event(self, event: Event) -> None:
         global _announced

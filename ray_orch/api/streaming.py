@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ray_orch.core.errors import RayOrchError, RunError
 from ray_orch.core.events import Event
 from ray_orch.core.stream import StreamEvent, to_stream
-from ray_orch.policy.task import _background_loop
+from ray_orch.core.sync import background_loop
 
 if TYPE_CHECKING:
     from ray_orch.api.process import Process
@@ -89,7 +89,7 @@ def _stream(process: Process, mode: Mode, tokens: bool,
             events.put(_END)
             ended.set()
 
-    job = asyncio.run_coroutine_threadsafe(main(), _background_loop())
+    job = asyncio.run_coroutine_threadsafe(main(), background_loop())
     try:
         while True:
             item = events.get()

@@ -482,6 +482,11 @@ def loads_workflow(text: str, *, source: str = "<string>", base_dir: str | Path 
         else:
             problems.add(where, f"duplicate key '{where[-1]}' (the later one would silently "
                                 "win)", line=line)
+    from ray_orch.api.praison_yaml import convert, is_praison
+
+    if is_praison(data):  # PraisonAI's agents.yaml (roles: ...)
+        data, lines = convert(data, lines, problems)
+        problems.lines = lines
     if not isinstance(data, dict):
         problems.add((), f"a workflow is a mapping with 'agents:' and 'tasks:', not "
                          f"{type(data).__name__}")

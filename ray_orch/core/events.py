@@ -33,7 +33,7 @@ EventKind = Literal[
     "pool",             # data: {"in_flight": int, "queued": int, "size": int}
     "scheduler",        # data: {"running": int, "ready": int, "waiting": int}
     # Only while the driver streams the run (Process.stream): see core/stream.py.
-    "task_completed",   # a task's output is final; data: {"output": TaskOutput as a dict}
+    "task_completed",   # a final output, when streamed or for a callback; data: {"output"}
     "token",            # data: {"text": str, "attempt": int, "iteration": int | None}
     "tool_call",        # data: {"tool", "arguments", "ok", "duration_s", "where", ...}
     "approval_requested",  # data: {"tool", "arguments", "request": {...}}

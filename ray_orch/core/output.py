@@ -25,6 +25,13 @@ class TaskOutput(BaseModel):
         metadata: ``execution_time`` (s), ``retry_count``, ``tokens_used``, ``cost_usd``,
             ``model`` and more (``circuit_status``, ``cache``, ``decision``, ...).
         iterations: for a loop task, every iteration's output in input order.
+        summary: PraisonAI's short label: the first 10 characters of the description
+            (of ``raw`` without one), unless set.
+        callback_error: the error of the task's ``callback``, if it raised.
+        output_format: ``"Pydantic"``, ``"JSON"`` or ``"RAW"`` (what ``str()`` shows).
+
+    ``str(output)`` is PraisonAI's: the pydantic object's ``str()``, else the JSON dict
+    (indented), else ``raw``.
 
     Example:
         >>> out = TaskOutput(raw="done", task_id="extract")
@@ -42,6 +49,27 @@ class TaskOutput(BaseModel):
     agent: str | None = None
     metadata: _Dict[str, Any] = Field(default_factory=_Dict)
     iterations: list[TaskOutput] | None = None
+    summary: str | None = None
+    callback_error: str | None = None
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.summary is None:
+            self.summary = (self.description or self.raw)[:10]
+
+    @property
+    def output_format(self) -> str:
+        """``"Pydantic"``, ``"JSON"`` or ``"RAW"``: which form the output has."""
+        if self.pydantic is not None:
+            return "Pydantic"
+        return "JSON" if self.json_dict is not None else "RAW"
+
+    def to_dict(self) -> _Dict[str, Any]:
+        """The structured output as one dict (PraisonAI's ``to_dict``): ``json_dict``
+        updated with the pydantic object's fields."""
+        out: _Dict[str, Any] = dict(self.json_dict or {})
+        if self.pydantic is not None and hasattr(self.pydantic, "model_dump"):
+            out.update(self.pydantic.model_dump())
+        return out
 
     def dict(self, **kwargs: Any) -> _Dict[str, Any]:  # type: ignore[override]
         """Return ``model_dump()``; kept because the guide calls ``result.dict()``."""
@@ -52,6 +80,12 @@ class TaskOutput(BaseModel):
         return self.model_dump_json()
 
     def __str__(self) -> str:
+        if self.pydantic is not None:
+            return str(self.pydantic)
+        if self.json_dict:
+            import json
+
+            return json.dumps(self.json_dict, indent=2)
         return self.raw
 
 

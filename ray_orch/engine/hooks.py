@@ -74,8 +74,11 @@ class EventsHook(RunHook):
     """Turns finished dispatches into events: model calls, retries, fallbacks, the task's
     end and a decision's route (the driver's stream, progress and Prometheus)."""
 
-    def __init__(self, reporter: Reporter) -> None:
+    def __init__(self, reporter: Reporter, *, outputs_for: set[str] | None = None) -> None:
         self.reporter = reporter
+        # Tasks whose final output the driver needs even when it does not stream the run
+        # (a callback or an output_file runs there).
+        self.outputs_for = outputs_for or set()
 
     def dispatch_finished(self, done: Finished) -> None:
         emit = self.reporter.emit
@@ -105,7 +108,7 @@ class EventsHook(RunHook):
     def task_completed(self, task: str, visit: int, output: TaskOutput) -> None:
         if "decision" in output.metadata:
             self.reporter.emit("decision", task=task, data={"route": output.metadata["decision"]})
-        if self.reporter.streaming:
+        if self.reporter.streaming or task in self.outputs_for:
             self.reporter.emit("task_completed", task=task, agent_role=output.agent,
                                data={"output": output.model_dump(mode="json"), "visit": visit})
 

@@ -126,7 +126,9 @@ class Run:
                                  usd=spec.budget_usd)
         caches = spec.cache or any(t.cache_ttl for t in spec.tasks)
         self.cache = CacheHook(services.cache) if caches and services.cache else None
-        self.hooks: list[RunHook] = [EventsHook(self.reporter), self.budget]
+        wanted = {n for n, node in self.graph.nodes.items()
+                  if getattr(node.task, "_send_output", False)}
+        self.hooks: list[RunHook] = [EventsHook(self.reporter, outputs_for=wanted), self.budget]
         self.hooks += [JournalHook(journal)] if journal is not None else []
         self.hooks += [self.cache] if self.cache is not None else []
         self.hooks += hooks or []

@@ -57,6 +57,14 @@ class Agent:
         num_cpus, resources, scheduling_strategy: Ray placement of the pool members
             (``scheduling_strategy="SPREAD"`` spreads a pool across nodes).
         circuit_breaker: a ``CircuitBreaker`` guarding every task this agent runs.
+        model: PraisonAI's name for ``llm`` (give one of them).
+        reflection: PraisonAI's self-reflection: ``True`` (1 to 3 rounds) or
+            ``{"min_iterations": m, "max_iterations": n}``; the agent judges each plain
+            answer and answers again until satisfied.
+
+    Without a ``role``, the agent's ``name`` is its role (PraisonAI's agents are often
+    named only). PraisonAI's other Agent keywords are accepted with a warning that they
+    have no effect (``docs/PRAISONAI.md``).
 
     Example:
         >>> agent = Agent(role="Data Extractor", goal="Extract data from sources")
@@ -64,7 +72,7 @@ class Agent:
         'Data Extractor'
     """
 
-    def __init__(self, role: str = "Assistant", goal: str = "Complete the task well",
+    def __init__(self, role: str | None = None, goal: str = "Complete the task well",
                  backstory: str = "", llm: str | dict[str, Any] | LLMConfig | None = None,
                  base_url: str | None = None, api_key: str | None = None,
                  tools: list[Callable[..., Any] | Any] | None = None, instructions: str = "",
@@ -73,7 +81,10 @@ class Agent:
                  resources: dict[str, float] | None = None,
                  scheduling_strategy: Any = None, circuit_breaker: Any = None,
                  verbose: bool = False, max_tool_calls: int | None = None,
-                 tool_errors: str | None = None, **llm_options: Any) -> None:
+                 tool_errors: str | None = None, model: str | dict[str, Any] | None = None,
+                 reflection: Any = None, **llm_options: Any) -> None:
+        if role is None:
+            role = name or "Assistant"
         if not isinstance(role, str) or not role.strip():
             raise InvalidTaskFieldError("Agent role must be a non-empty string",
                                         field="role")
@@ -104,7 +115,10 @@ class Agent:
         self.scheduling_strategy = scheduling_strategy
         self.circuit_breaker = circuit_breaker
         self.verbose = verbose
-        self.llm_options = llm_options
+        from ray_orch.policy.praison import agent_extras
+
+        self.llm_options = agent_extras(self, model=model, reflection=reflection,
+                                        options=llm_options)
         self._config: LLMConfig | None = None
         self.last_result: LLMResult | None = None
 
@@ -180,9 +194,21 @@ class Agent:
             ...     Agent(role="Writer", goal="Write", llm=stub.llm).chat("Say hi")
             'Hi!'
         """
+        if getattr(self, "reflection_rounds", None) is not None and output_schema is None:
+            from ray_orch.core.sync import run_sync
+
+            return run_sync(self.acomplete(prompt)).text  # type: ignore[no-any-return]
         result = complete(self.llm_config, self.messages(prompt), schema=output_schema)
         self.last_result = result
         return result.text
+
+    def start(self, prompt: str) -> str:
+        """PraisonAI's name for ``chat``: ask once and return the reply text."""
+        return self.chat(prompt)
+
+    async def astart(self, prompt: str) -> str:
+        """PraisonAI's name for ``achat``."""
+        return await self.achat(prompt)
 
     async def achat(self, prompt: str, *, output_schema: type[BaseModel] | None = None) -> str:
         """Ask the agent once, asynchronously. Same contract as ``chat``."""
@@ -197,6 +223,11 @@ class Agent:
         with ``on_token``, the answer streams to it piece by piece."""
         result = await acomplete(self.llm_config, self.messages(prompt), schema=output_schema,
                                  timeout=timeout, on_token=on_token)
+        rounds = getattr(self, "reflection_rounds", None)
+        if rounds is not None and output_schema is None:
+            from ray_orch.policy.praison import reflect
+
+            result = await reflect(self, prompt, result, rounds)
         self.last_result = result
         return result
 

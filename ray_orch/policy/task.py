@@ -9,9 +9,6 @@ the agent's pool.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import contextlib
 import itertools
 import threading
 from collections.abc import Callable
@@ -20,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from ray_orch.core.output import TaskOutput
+from ray_orch.core.sync import run_sync
 
 if TYPE_CHECKING:
     from ray_orch.policy.breaker import CircuitBreaker
@@ -76,6 +74,17 @@ class Task:
         tools: tools for this task only, added to its agent's (see ``Agent``).
         max_tool_calls: tool calls one attempt may make (default: the agent's, else 20).
         tool_errors: ``"return"`` or ``"raise"`` (default: the agent's, else "return").
+        is_start: in a workflow, the task the run starts from (PraisonAI's keyword;
+            ``AgentTeam`` puts it first).
+        callback / on_task_complete: ``fn(output)`` (or ``async``), called once on the
+            driver with the TaskOutput when the task completes (``AgentTeam`` runs).
+        fail_on_callback_error: a callback's exception fails the run (else it is logged
+            and kept in ``output.callback_error``).
+        output_file: write ``str(output)`` to this path on the driver when the task
+            completes (``create_directory=True`` makes missing parent directories).
+        input_file: a loop's items, read the way PraisonAI reads them (a CSV row or a
+            text line per item); sets ``loop_data``.
+        depends_on: PraisonAI's alias of ``context``.
 
     Example:
         >>> t = Task(description="Extract data from API", expected_output="Raw JSON data")
@@ -101,7 +110,13 @@ class Task:
                  cache_ttl: float | None = None, circuit_breaker: CircuitBreaker | None = None,
                  max_visits: int | None = None, id: str | None = None,
                  tools: list[Any] | None = None, max_tool_calls: int | None = None,
-                 tool_errors: str | None = None, **extra: Any) -> None:
+                 tool_errors: str | None = None,
+                 is_start: bool = False, callback: Callable[..., Any] | None = None,
+                 on_task_complete: Callable[..., Any] | None = None,
+                 fail_on_callback_error: bool = False, output_file: str | None = None,
+                 create_directory: bool = False, input_file: str | None = None,
+                 depends_on: list[Any] | None = None,
+                 **extra: Any) -> None:
         self.description = description
         self.agent = agent
         self.expected_output = expected_output
@@ -134,8 +149,18 @@ class Task:
         self.tools = list(tools or [])
         self.max_tool_calls = max_tool_calls
         self.tool_errors = tool_errors
-        self.extra = extra
+        from ray_orch.policy.praison import TASK_NO_EFFECT, no_effect, task_extras
+
+        self.extra = no_effect("Task", TASK_NO_EFFECT, extra)
         self._auto_id = f"task_{next(_ids)}"
+        self.is_start = bool(is_start)
+        self.callback = callback if callback is not None else on_task_complete
+        self.fail_on_callback_error = bool(fail_on_callback_error)
+        self.output_file = output_file
+        self.create_directory = bool(create_directory)
+        self.input_file = input_file
+        task_extras(self, callback=callback, on_task_complete=on_task_complete,
+                    depends_on=depends_on)
         self.status: TaskStatus = "pending"
         self.result: TaskOutput | None = None
         self.error: BaseException | None = None
@@ -200,7 +225,7 @@ class Task:
             return bridge(self, inputs)
         from ray_orch.policy.attempt import run_local
 
-        return _run_sync(run_local(self, inputs))
+        return run_sync(run_local(self, inputs))
 
     async def aexecute(self, inputs: dict[str, Any] | None = None) -> TaskOutput:
         """Async form of ``execute()`` (in-process, no Ray)."""
@@ -214,65 +239,7 @@ class Task:
         state["error"] = None
         state["_context_outputs"] = {}
         state["_peers"] = None
+        # Callbacks run on the driver: the cluster only needs to know to send the output.
+        state["_send_output"] = state.get("callback") is not None or bool(state.get("output_file"))
+        state["callback"] = None
         return state
-
-
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    # One long-lived loop for sync callers: litellm keeps clients and a logging worker
-    # bound to the loop they were created on, so a fresh asyncio.run() per call would
-    # leave them behind (and warn) every time.
-    global _loop
-    with _loop_lock:
-        if _loop is None or _loop.is_closed():
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="ray-orch-loop",
-                             daemon=True).start()
-            atexit.register(_stop_background_loop, _loop)
-        return _loop
-
-
-def _stop_background_loop(loop: asyncio.AbstractEventLoop) -> None:
-    # Let what still runs there (litellm's logging worker, HTTP sessions) end cleanly at
-    # exit, instead of being destroyed while pending.
-    async def finish() -> None:
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.get_running_loop().shutdown_asyncgens()  # closes HTTP sessions
-
-    if loop.is_running():
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(finish(), loop).result(timeout=2)
-        loop.call_soon_threadsafe(loop.stop)
-
-
-def _run_sync(coro: Any) -> Any:
-    """Run a coroutine to completion from sync code, even under a running event loop."""
-    loop = _background_loop()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is not loop:
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
-    # Called from a coroutine on the background loop itself: it cannot wait on its own
-    # loop, so this one call gets a thread and a loop of its own.
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="ray-orch-execute")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]

@@ -284,7 +284,10 @@ def task_tool_problems(name: str, task: Any) -> list[ToolDefinitionError]:
     own = list(getattr(task, "tools", None) or [])
     for fieldname in ("agent", "fallback_agent"):
         agent = getattr(task, fieldname, None)
-        tools = [*(getattr(agent, "tools", None) or []), *own] if agent is not None else own
+        # Only an agent's list of tools counts (a Mock agent has a Mock for every name).
+        theirs = getattr(agent, "tools", None)
+        theirs = list(theirs) if isinstance(theirs, (list, tuple)) else []
+        tools = [*theirs, *own] if agent is not None else own
         if not tools or (agent is None and fieldname == "fallback_agent"):
             continue
         try:

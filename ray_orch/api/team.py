@@ -1,0 +1,381 @@
+"""``AgentTeam`` (also ``Agents``, ``PraisonAIAgents``): PraisonAI's team, run on ``Process``.
+
+A PraisonAI script moves here by changing its import line. The team turns PraisonAI's
+conventions into a ray-orch workflow and runs it with ``Process``:
+
+- ``process="sequential"``: one task after another, each seeing the previous answer;
+- ``process="workflow"``: tasks with ``next_tasks`` or decisions (``task_type="decision"``,
+  ``condition={answer: [task, ...]}``) run as a graph from the ``is_start`` task; without
+  any of them, PraisonAI chains the tasks in order, and so does this;
+- ``process="hierarchical"``: a manager model (``manager_llm``) assigns the tasks;
+- no tasks: one task per agent, from its ``instructions`` (or role and goal), in order.
+
+``start()`` / ``astart()`` return the final task's answer (``raw``), or with
+``return_dict=True`` PraisonAI's ``{"task_status": {i: status}, "task_results": {i:
+TaskOutput}}`` keyed by each task's position (PraisonAI's task ids). Callbacks and
+``output_file`` run on the driver as each task's output arrives.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+from ray_orch.api.process import Process
+from ray_orch.api.team_state import TeamState, load_state, save_state
+from ray_orch.core.errors import InvalidTaskFieldError
+from ray_orch.core.events import Event
+from ray_orch.core.output import TaskOutput
+from ray_orch.core.routing import DEFAULT_KEYS
+from ray_orch.policy.praison import TEAM_NO_EFFECT, no_effect, use_input_file
+from ray_orch.policy.task import Task
+
+__all__ = ["AgentTeam", "Agents", "PraisonAIAgents"]
+
+log = logging.getLogger("ray_orch.team")
+
+_PROCESSES = ("sequential", "workflow", "hierarchical")
+# Process keywords a team passes on (checkpoint_dir, budgets, on_failure, ...).
+_PROCESS_KEYWORDS = {name for name in inspect.signature(Process.__init__).parameters
+                     if name not in ("self", "tasks", "agents", "manager_llm", "name",
+                                     "verbose", "cache")}
+_EXIT = ("exit", "end", "stop", "")
+# PraisonAI's statuses for ray-orch's.
+_STATUS = {"completed": "completed", "failed": "failed"}
+
+
+class AgentTeam(TeamState):
+    """A team of agents and their tasks, run PraisonAI's way on Ray.
+
+    Args:
+        agents: the agents.
+        tasks: a list of Tasks (PraisonAI's form) or ``{"name": Task}``; None: one task
+            per agent, built from its instructions (or role and goal).
+        process: ``"sequential"``, ``"workflow"`` or ``"hierarchical"``.
+        manager_llm: the hierarchical manager's model (default: the default model).
+        name: the team's name (the workflow's name in metrics and checkpoints).
+        variables: ``{name: value}`` put into ``{name}`` placeholders of every task's
+            description and expected output.
+        llm / model: the model of every agent that names none.
+        caching: cache every task's result (``Process(cache=True)``).
+        verbose: print each task's progress.
+        **options: ``Process`` keywords (``checkpoint_dir``, ``on_failure``,
+            ``budget_usd``, ...), or PraisonAI team keywords without effect here (warned
+            once each).
+
+    Raises:
+        InvalidTaskFieldError: an unknown process or keyword, a task that is not a Task.
+
+    Example:
+        >>> from ray_orch import Agent, AgentTeam
+        >>> team = AgentTeam(agents=[Agent(name="Writer", instructions="Write a haiku")])
+        >>> [t.description for t in team.tasks.values()]
+        ['Write a haiku']
+    """
+
+    def __init__(self, agents: list[Any] | None = None, *, tasks: Any = None,
+                 process: str = "sequential", manager_llm: Any = None,
+                 name: str | None = None, variables: dict[str, Any] | None = None,
+                 llm: Any = None, model: Any = None, caching: Any = None,
+                 verbose: Any = False, **options: Any) -> None:
+        if process not in _PROCESSES:
+            raise InvalidTaskFieldError(f"AgentTeam process must be one of {_PROCESSES}, "
+                                        f"not {process!r}", field="process")
+        if llm is not None and model is not None:
+            raise InvalidTaskFieldError("AgentTeam: give llm or model (its alias), not both",
+                                        field="model")
+        self.process_options = no_effect("AgentTeam", TEAM_NO_EFFECT, options,
+                                         known=dict.fromkeys(_PROCESS_KEYWORDS))
+        self.agents = list(agents or [])
+        self.process = process
+        self.manager_llm = manager_llm
+        self.name = name or "team"
+        self.variables = dict(variables or {})
+        self.llm = model if model is not None else llm
+        self.caching = bool(caching)
+        self.verbose = bool(verbose)
+        self.tasks = self._number(tasks)
+        self.last_process: Process | None = None
+        self._ends_unmatched: set[str] = set()  # decisions given PraisonAI's end-on-no-match
+        self._state_init()
+
+    # -- building ----------------------------------------------------------------------
+
+    def _number(self, tasks: Any) -> dict[Any, Task]:
+        """PraisonAI's task ids: positions (or the dict's keys)."""
+        if tasks is None:
+            if not self.agents:
+                raise InvalidTaskFieldError("AgentTeam needs agents, tasks, or both",
+                                            field="agents")
+            return dict(enumerate(_task_for(agent) for agent in self.agents))
+        if isinstance(tasks, dict):
+            numbered = {key: task for key, task in tasks.items()}
+            for key, task in numbered.items():
+                if isinstance(task, Task) and task.name is None:
+                    task.name = str(key)
+        elif isinstance(tasks, (list, tuple)):
+            numbered = dict(enumerate(tasks))
+        else:
+            raise InvalidTaskFieldError(f"AgentTeam tasks must be a list of Tasks, not "
+                                        f"{type(tasks).__name__}", field="tasks")
+        if not numbered:
+            raise InvalidTaskFieldError("AgentTeam tasks is empty", field="tasks")
+        for key, task in numbered.items():
+            if not isinstance(task, Task):
+                raise InvalidTaskFieldError(f"AgentTeam tasks[{key!r}] must be a Task, not "
+                                            f"{type(task).__name__}", field="tasks")
+        return numbered
+
+    def _mode(self) -> str:
+        if self.process != "workflow":
+            return self.process
+        routed = any(t.next_tasks or t.condition for t in self.tasks.values())
+        return "workflow" if routed else "sequential"
+
+    def _prepare(self) -> list[Task]:
+        """The tasks in the order ``Process`` runs them, PraisonAI's conventions applied."""
+        tasks = list(self.tasks.values())
+        if self.llm is not None:
+            for agent in self.agents + [t.agent for t in tasks]:
+                if agent is not None and getattr(agent, "llm", 0) is None:
+                    agent.llm = self.llm
+                    agent._config = None
+        for task in tasks:
+            _fill_variables(task, self.variables)
+            if _adapt_routes(task):
+                self._ends_unmatched.add(task.id)
+            _adapt_loop(task)
+        if self._mode() == "workflow":
+            starts = [t for t in tasks if getattr(t, "is_start", False)]
+            if len(starts) > 1:
+                raise InvalidTaskFieldError(
+                    f"workflow has {len(starts)} is_start tasks "
+                    f"({', '.join(t.id for t in starts)}); give it one", task=starts[1].id,
+                    field="is_start")
+            if starts:
+                tasks.remove(starts[0])
+                tasks.insert(0, starts[0])
+        return tasks
+
+    def _new_process(self) -> _TeamProcess:
+        agents = list(self.agents)
+        for task in self.tasks.values():
+            if task.agent is not None and not any(task.agent is a for a in agents):
+                agents.append(task.agent)
+        tasks = self._prepare()
+        options = dict(self.process_options)
+        options.setdefault("progress", self.verbose or None)
+        process = _TeamProcess(tasks, agents=agents, manager_llm=self.manager_llm,
+                               name=self.name, verbose=self.verbose, cache=self.caching,
+                               **options)
+        process.team = self
+        return process
+
+    # -- running -----------------------------------------------------------------------
+
+    def start(self, content: Any = None, return_dict: bool = False, **kwargs: Any) -> Any:
+        """Run the team and return the final task's answer.
+
+        Args:
+            content: text added to every task's prompt (PraisonAI's ``content``).
+            return_dict: return ``{"task_status": ..., "task_results": ...}`` instead.
+            **kwargs: ``resume=`` / ``run_id=`` of ``Process`` runs; PraisonAI's
+                ``output=`` (display mode) is accepted and has no effect.
+
+        Returns:
+            The final task's ``raw`` answer, or the dict.
+
+        Raises:
+            WorkflowDefinitionError: the team cannot run (before any model call).
+            RunError: the run failed (``.results`` holds what completed).
+        """
+        from ray_orch.core.sync import run_sync
+
+        process, restore = self._begin(content, kwargs)
+        return run_sync(self._finish(process, restore, return_dict, kwargs))
+
+    async def astart(self, content: Any = None, return_dict: bool = False,
+                     **kwargs: Any) -> Any:
+        """Async form of ``start()``."""
+        process, restore = self._begin(content, kwargs)
+        return await self._finish(process, restore, return_dict, kwargs)
+
+    def _begin(self, content: Any, kwargs: dict[str, Any]) -> tuple[_TeamProcess, Any]:
+        kwargs.pop("output", None)
+        process = self._new_process()
+        self.last_process = process
+        return process, _add_content(process.task_list, content)
+
+    async def _finish(self, process: _TeamProcess, restore: Any, return_dict: bool,
+                      kwargs: dict[str, Any]) -> Any:
+        try:
+            # The public method (not _arun): `ray-orch run/validate` intercepts it.
+            await getattr(process, "a" + self._mode())(**kwargs)
+        finally:
+            restore()
+            for task in self.tasks.values():  # PraisonAI's statuses, for scripts that read them
+                task.status = _STATUS.get(task.status, "not started")  # type: ignore[assignment]
+        return self._answer(return_dict)
+
+    def run(self, content: Any = None, return_dict: bool = False, **kwargs: Any) -> Any:
+        """PraisonAI's silent ``start()``: the same here."""
+        return self.start(content, return_dict, **kwargs)
+
+    def _answer(self, return_dict: bool) -> Any:
+        results = {key: task.result for key, task in self.tasks.items()}
+        if not return_dict:
+            last = results[list(results)[-1]]
+            if last is not None:
+                return last.raw
+        return {"task_status": {key: _STATUS.get(task.status, "not started")
+                                for key, task in self.tasks.items()},
+                "task_results": results}
+
+    # -- PraisonAI's inspection methods ------------------------------------------------
+
+    def get_task_status(self, task_id: Any) -> str | None:
+        """A task's PraisonAI status (``"not started"``, ``"completed"``, ``"failed"``)."""
+        task = self.tasks.get(task_id)
+        return None if task is None else _STATUS.get(task.status, "not started")
+
+    def get_all_tasks_status(self) -> dict[Any, str]:
+        """Every task's PraisonAI status by id."""
+        return {key: _STATUS.get(t.status, "not started") for key, t in self.tasks.items()}
+
+    def get_task_result(self, task_id: Any) -> TaskOutput | None:
+        """A task's output by id."""
+        task = self.tasks.get(task_id)
+        return None if task is None else task.result
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A tool or callback that closes over the team sends only the state's name.
+        return self._state_getstate()
+
+    def __repr__(self) -> str:
+        return f"AgentTeam(name={self.name!r}, process={self.process!r}, tasks={len(self.tasks)})"
+
+
+Agents = AgentTeam
+PraisonAIAgents = AgentTeam
+
+
+class _TeamProcess(Process):
+    """A Process that shows callbacks PraisonAI's view of outputs, keeps the team's state
+    in its actor and snapshots it into the checkpoint directory."""
+
+    team: AgentTeam
+
+    def _ready_state(self, *, resume: Any) -> None:
+        from ray_orch.api.runtime import ensure_ray
+
+        ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+        restored = load_state(self.checkpoint_dir) if resume and self.checkpoint_dir else None
+        self.team._start_state(restored)
+
+    async def _arun(self, mode: Any, **kwargs: Any) -> dict[str, TaskOutput]:
+        self._ready_state(resume=kwargs.get("resume"))
+        try:
+            outputs = await super()._arun(mode, **kwargs)
+        finally:
+            await self._snapshot()  # after the callbacks, which may have changed it
+        for name, output in outputs.items():
+            self._as_praison(output, self._by_name.get(name))
+        return outputs
+
+    def _output_view(self) -> Any:
+        return self._as_praison
+
+    def _as_praison(self, output: TaskOutput, task: Task | None) -> TaskOutput:
+        """PraisonAI's view of an output: its agent by name (not role); an ``output_json``
+        task's output is JSON only (``json_dict``, no ``pydantic``)."""
+        if task is not None and task.output_json is not None and task.output_pydantic is None:
+            output.pydantic = None
+        if not hasattr(self, "_names"):
+            agents = self.agents + [t.agent for t in self.task_list]
+            self._names = {getattr(a, "role", None): getattr(a, "name", None) for a in agents}
+        name = self._names.get(output.agent)
+        if isinstance(name, str):
+            output.agent = name
+        return output
+
+    def _on_event(self, event: Event) -> None:
+        super()._on_event(event)
+        if event.kind == "decision" and event.data.get("route") == "default" and \
+                event.task in self.team._ends_unmatched:
+            log.warning("decision task '%s': its answer matched none of its routes; the "
+                        "workflow ends there (as PraisonAI's does)", event.task)
+        elif event.kind == "task_finished" and self.checkpoint_dir:
+            self._deliveries.later(self._snapshot())
+
+    async def _snapshot(self) -> None:
+        store = self.team._store()
+        if store is not None and self.checkpoint_dir:
+            save_state(await store.all.remote(), self.checkpoint_dir)
+
+
+# -- PraisonAI's conventions -------------------------------------------------------------
+
+def _task_for(agent: Any) -> Task:
+    """PraisonAI's ``Agent.generate_task()``: a task from an agent's instructions."""
+    instructions = getattr(agent, "instructions", "") or ""
+    description = instructions or (f"Execute task as {getattr(agent, 'role', 'Assistant')} "
+                                   f"with goal: {getattr(agent, 'goal', '')}")
+    return Task(name=getattr(agent, "name", None), description=description,
+                expected_output="Complete the assigned task successfully", agent=agent)
+
+
+def _fill_variables(task: Task, variables: dict[str, Any]) -> None:
+    for key, value in variables.items():
+        task.description = task.description.replace(f"{{{key}}}", str(value))
+        task.expected_output = task.expected_output.replace(f"{{{key}}}", str(value))
+
+
+def _adapt_routes(task: Task) -> bool:
+    """PraisonAI ends a workflow on a route to ``"exit"`` (or to no task): here a route
+    with no targets ends that branch. A decision whose answer matches no route ends the
+    workflow there too (PraisonAI finds no next task): it gets a ``default`` route to no
+    task. Returns whether it got one."""
+    added = False
+    if task.condition:
+        task.condition = {key: [t for t in _targets(value) if t not in _EXIT]
+                          for key, value in task.condition.items()}
+        if task.task_type == "decision" and not any(k in task.condition for k in DEFAULT_KEYS):
+            task.condition["default"] = []
+            added = True
+    task.next_tasks = [t for t in task.next_tasks if not (isinstance(t, str) and t in _EXIT)]
+    return added
+
+
+def _targets(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [] if value is None else [value]
+
+
+def _adapt_loop(task: Task) -> None:
+    """A PraisonAI loop reads ``input_file`` (``tasks.csv`` by default) at run time; its
+    ``condition`` routes out once every item is done: here its ``next_tasks``."""
+    if task.task_type != "loop":
+        return
+    if task.loop_data is None and not task.context:
+        use_input_file(task, getattr(task, "input_file", None) or "tasks.csv")
+    if task.condition:
+        for targets in task.condition.values():
+            task.next_tasks += [t for t in targets if t not in task.next_tasks]
+        task.condition = None
+
+
+def _add_content(tasks: list[Task], content: Any) -> Any:
+    """PraisonAI's ``start(content)``: text every task sees; returns the undo."""
+    if not content:
+        return lambda: None
+    text = content if isinstance(content, str) else "\n".join(map(str, content))
+    before = {id(task): task.description for task in tasks}
+    for task in tasks:
+        task.description = f"{task.description}\n\nContext:\n{text}"
+
+    def restore() -> None:
+        for task in tasks:
+            task.description = before[id(task)]
+    return restore

@@ -1,0 +1,78 @@
+"""Sync callers of async code: one long-lived event loop in a background thread.
+
+litellm keeps clients and a logging worker bound to the loop they were created on, so a
+fresh ``asyncio.run()`` per call would leave them behind (and warn) every time; the
+driver's sync API (``Process.workflow()``, ``Task.execute()``, ``Agent.chat()``) runs its
+coroutines here instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import threading
+from typing import Any
+
+__all__ = ["background_loop", "run_sync"]
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    # One long-lived loop for sync callers: litellm keeps clients and a logging worker
+    # bound to the loop they were created on, so a fresh asyncio.run() per call would
+    # leave them behind (and warn) every time.
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="ray-orch-loop",
+                             daemon=True).start()
+            atexit.register(_stop_background_loop, _loop)
+        return _loop
+
+
+def _stop_background_loop(loop: asyncio.AbstractEventLoop) -> None:
+    # Let what still runs there (litellm's logging worker, HTTP sessions) end cleanly at
+    # exit, instead of being destroyed while pending.
+    async def finish() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.get_running_loop().shutdown_asyncgens()  # closes HTTP sessions
+
+    if loop.is_running():
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(finish(), loop).result(timeout=2)
+        loop.call_soon_threadsafe(loop.stop)
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, even under a running event loop."""
+    loop = background_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not loop:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+    # Called from a coroutine on the background loop itself: it cannot wait on its own
+    # loop, so this one call gets a thread and a loop of its own.
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="ray-orch-execute")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
