@@ -175,9 +175,10 @@ def _role(task: Task) -> str | None:
 def _tools_note(task: Task) -> str | None:
     """The tools the task's agent can call (its own and the task's), by name."""
     from ray_orch.tools.mcp import MCP
+    from ray_orch.tools.spec import combined_tools
 
     names: list[str] = []
-    for item in [*(getattr(task.agent, "tools", None) or []), *(task.tools or [])]:
+    for item in combined_tools(task.agent, task):
         if isinstance(item, MCP):
             listed = [t["name"] for t in item.listed or []]
             names.append(f"MCP {item.name}" if not listed else ", ".join(listed))

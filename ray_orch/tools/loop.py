@@ -21,11 +21,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from ray_orch.core.errors import LLMError, ToolCallError, ToolDefinitionError, ToolLoopError
+from ray_orch.tools.spec import ToolSpec, combined_tools, tool_specs
 
 from .constrained import choice_schema, parse_choice, protocol_prompt, results_message
 from .execute import ToolCall, execute_call
 from .journal import ToolJournal, ToolJournalRef, args_digest, visit_digest
-from .spec import ToolSpec, tool_specs
 
 __all__ = ["DEFAULT_MAX_TOOL_CALLS", "ToolRun", "answer_with_tools", "tool_run_for"]
 
@@ -70,7 +70,7 @@ def tool_run_for(task: Any, agent: Any, *, inputs: Any, context: dict[str, Any],
     Raises:
         ToolDefinitionError: the tools are not valid (normally found at validation).
     """
-    tools = [*(getattr(agent, "tools", None) or []), *(getattr(task, "tools", None) or [])]
+    tools = combined_tools(agent, task)
     if not tools:
         return None
     who = f"task '{task.id}'"

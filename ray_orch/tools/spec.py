@@ -269,6 +269,29 @@ def check_tool_settings(who: str, max_tool_calls: Any, tool_errors: Any,
                                   f"{tool_errors!r}", task=task, field="tool_errors")
 
 
+def combined_tools(agent: Any, task: Any) -> list[Any]:
+    """An agent's tools and a task's, the task's added; the same tool given to both
+    counts once (PraisonAI scripts often do). Only a list counts: a Mock agent has a
+    Mock for every attribute."""
+    found: list[Any] = []
+    for owner in (agent, task):
+        tools = getattr(owner, "tools", None)
+        for item in tools if isinstance(tools, (list, tuple)) else []:
+            if not any(_same(item, known) for known in found):
+                found.append(item)
+    return found
+
+
+def _same(a: Any, b: Any) -> bool:
+    # Identity, or one function that crossed to this process twice (pickled by value).
+    if a is b:
+        return True
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return (code_a is not None and code_a == code_b and
+            getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None) and
+            getattr(a, "__ray_orch_tool__", None) == getattr(b, "__ray_orch_tool__", None))
+
+
 def task_tool_problems(name: str, task: Any) -> list[ToolDefinitionError]:
     """The tool problems of one task with its agents (the workflow's static check).
 
@@ -281,13 +304,9 @@ def task_tool_problems(name: str, task: Any) -> list[ToolDefinitionError]:
                             getattr(task, "tool_errors", None), task=name)
     except ToolDefinitionError as exc:
         problems.append(exc)
-    own = list(getattr(task, "tools", None) or [])
     for fieldname in ("agent", "fallback_agent"):
         agent = getattr(task, fieldname, None)
-        # Only an agent's list of tools counts (a Mock agent has a Mock for every name).
-        theirs = getattr(agent, "tools", None)
-        theirs = list(theirs) if isinstance(theirs, (list, tuple)) else []
-        tools = [*theirs, *own] if agent is not None else own
+        tools = combined_tools(agent, task)
         if not tools or (agent is None and fieldname == "fallback_agent"):
             continue
         try:
