@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from ._errors import InvalidTaskFieldError
 from ._llm import LLMConfig, LLMResult, acomplete, complete
 from ._models import resolve_llm
+from ._validate import AGENT_KEYWORDS, PROVIDER_OPTIONS, accept_keywords, check_agent, no_positional
 
 __all__ = ["Agent", "role_of"]
 
@@ -59,7 +61,8 @@ class Agent:
         'Data Extractor'
     """
 
-    def __init__(self, role: str = "Assistant", goal: str = "Complete the task well",
+    def __init__(self, role: str = "Assistant", *positional: Any,
+                 goal: str = "Complete the task well",
                  backstory: str = "", llm: str | dict[str, Any] | LLMConfig | None = None,
                  base_url: str | None = None, api_key: str | None = None,
                  tools: list[Callable[..., Any]] | None = None, instructions: str = "",
@@ -71,10 +74,10 @@ class Agent:
         if not isinstance(role, str) or not role.strip():
             raise InvalidTaskFieldError("Agent role must be a non-empty string",
                                         field="role")
-        if pool_size < 1 or max_concurrency < 1:
-            raise InvalidTaskFieldError(
-                f"Agent '{role}': pool_size and max_concurrency must be >= 1 "
-                f"(got {pool_size}, {max_concurrency})", field="pool_size")
+        no_positional("Agent", positional, owner=role, first="role")
+        # Unknown keywords are errors; litellm / OpenAI request options go to the model.
+        llm_options = accept_keywords("Agent", llm_options, known=_KNOWN, owner=role,
+                                      extra=PROVIDER_OPTIONS)
         if tools:
             raise InvalidTaskFieldError(
                 f"Agent '{role}': tools are not supported yet (they would be silently "
@@ -97,7 +100,11 @@ class Agent:
         self.scheduling_strategy = scheduling_strategy
         self.circuit_breaker = circuit_breaker
         self.verbose = verbose
+        for key in AGENT_KEYWORDS - _KNOWN:  # read by other features; None if not given
+            if not hasattr(self, key):
+                setattr(self, key, llm_options.pop(key, None))
         self.llm_options = llm_options
+        check_agent(self)
         self._config: LLMConfig | None = None
         self.last_result: LLMResult | None = None
 
@@ -191,3 +198,7 @@ class Agent:
         state = dict(self.__dict__)
         state["last_result"] = None
         return state
+
+
+_KNOWN = frozenset(inspect.signature(Agent.__init__).parameters) - {
+    "self", "positional", "llm_options"}

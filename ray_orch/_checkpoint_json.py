@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ._checkpoint import RunRecord, canonical_json, check_drift, corrupt_error, sha256_hex, unseal
+from ._checkpoint import (
+    RunRecord,
+    canonical_json,
+    check_drift,
+    corrupt_error,
+    make_private_dirs,
+    open_private,
+    sha256_hex,
+    unseal,
+)
 from ._secrets import scrub_secrets
 
 __all__ = ["JsonDirCheckpointStore"]
@@ -68,7 +77,7 @@ class JsonDirCheckpointStore:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory).absolute()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.directory)
         self.location = str(self.directory)
 
     def __repr__(self) -> str:
@@ -88,7 +97,7 @@ class JsonDirCheckpointStore:
         self._make_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(open_private(tmp), "w", encoding="utf-8") as f:
                 f.write(body)
                 f.flush()
                 os.fsync(f.fileno())
@@ -106,8 +115,7 @@ class JsonDirCheckpointStore:
             missing.append(folder)
             folder = folder.parent
         for created in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                created.mkdir()
+            make_private_dirs(created)  # 0700: it holds prompts and outputs
             _fsync_dir(created.parent)
 
     def _read(self, path: Path, what: str, *, run_id: str | None = None,

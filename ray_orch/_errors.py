@@ -8,6 +8,7 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     │   ├── UnknownTaskError           a name in context / next_tasks / condition resolves to no task
     │   ├── DuplicateTaskError         two tasks share one name
     │   ├── InvalidTaskFieldError      a field has the wrong type or value (names task and field)
+    │   │   └── UnknownKeywordError    a keyword Task / Agent / Process does not know (typo?)
     │   ├── LoopDataError              loop_data unreadable, empty, or placeholders without columns
     │   ├── UnboundedCycleError        a cycle that no bound can end
     │   ├── MissingAgentError          a task has no agent and no default exists
@@ -52,14 +53,17 @@ __all__ = [
     "ModelNotConfiguredError",
     "OutputValidationError",
     "RayOrchError",
+    "RayOrchWarning",
     "ResumeError",
     "RunCancelledError",
     "RunError",
     "SerializationError",
     "StepLimitError",
+    "SupervisorLostError",
     "TaskFailedError",
     "TaskTimeoutError",
     "UnboundedCycleError",
+    "UnknownKeywordError",
     "UnknownTaskError",
     "WorkflowDefinitionError",
 ]
@@ -77,16 +81,26 @@ class WorkflowDefinitionError(RayOrchError):
     lists them all.
     """
 
+    task: str | None
+    """The task at fault, if one is."""
+    field: str | None
+    """The field (or keyword) at fault."""
+    agent: str | None
+    """The agent at fault (its role), for a mistake in an ``Agent``."""
+    problems: list[WorkflowDefinitionError]
+    """Every problem found, when validation found several."""
+
     def __init__(self, message: str, *, task: str | None = None, field: str | None = None,
-                 problems: list[WorkflowDefinitionError] | None = None) -> None:
+                 problems: list[WorkflowDefinitionError] | None = None,
+                 agent: str | None = None) -> None:
         super().__init__(message)
         self.task = task
         self.field = field
+        self.agent = agent
         self.problems = problems or []
 
     def __reduce__(self) -> Any:
-        return (_rebuild, (type(self), str(self), {"task": self.task, "field": self.field,
-                                                   "problems": self.problems}))
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
 class UnknownTaskError(WorkflowDefinitionError):
@@ -99,6 +113,20 @@ class DuplicateTaskError(WorkflowDefinitionError):
 
 class InvalidTaskFieldError(WorkflowDefinitionError):
     """A task field has the wrong type or value."""
+
+
+class UnknownKeywordError(InvalidTaskFieldError):
+    """A keyword that ``Task``, ``Agent`` or ``Process`` does not know (``field`` is it).
+
+    ``suggestion`` is the closest known keyword, if one is close.
+    """
+
+    suggestion: str | None = None
+
+    def __init__(self, message: str, *, task: str | None = None, field: str | None = None,
+                 agent: str | None = None, suggestion: str | None = None) -> None:
+        super().__init__(message, task=task, field=field, agent=agent)
+        self.suggestion = suggestion
 
 
 class LoopDataError(WorkflowDefinitionError):
@@ -128,6 +156,20 @@ class ResumeError(RayOrchError):
 class CheckpointCorruptError(ResumeError):
     """A checkpoint record failed its integrity check and was not loaded."""
 
+    run_id: str | None = None
+    task: str | None = None
+    path: str | None = None
+
+    def __init__(self, message: str, *, run_id: str | None = None, task: str | None = None,
+                 path: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.task = task
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
 
 class RunError(RayOrchError):
     """The run went wrong at run time.
@@ -136,18 +178,47 @@ class RunError(RayOrchError):
     so partial work is never lost.
     """
 
+    task: str | None
+    """The task the failure belongs to, if any."""
+    results: dict[str, Any]
+    """The outputs of every task that completed before the failure."""
+    run_id: str | None = None
+    """The run's id (set on the driver), to resume it or find its checkpoints."""
+    original: BaseException | None = None
+    """The user's own exception (from a guardrail or an ``execute()`` override), if any."""
+
     def __init__(self, message: str, *, task: str | None = None,
-                 results: dict[str, Any] | None = None) -> None:
+                 results: dict[str, Any] | None = None, run_id: str | None = None,
+                 original: BaseException | None = None) -> None:
         super().__init__(message)
         self.task = task
         self.results = results or {}
+        self.run_id = run_id
+        self.original = original
 
     def __reduce__(self) -> Any:
         return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
 class TaskFailedError(RunError):
-    """A task exhausted its attempts (and its fallback agent, if any)."""
+    """A task exhausted its attempts (and its fallback agent, if any).
+
+    ``attempt_log`` lists the model calls made (model, tokens, cost, outcome);
+    ``retryable`` tells whether the last failure was one retrying might fix.
+    """
+
+    attempt_log: list[dict[str, Any]]
+    retryable: bool = False
+
+    def __init__(self, message: str, *, task: str | None = None,
+                 results: dict[str, Any] | None = None, run_id: str | None = None,
+                 original: BaseException | None = None,
+                 attempt_log: list[dict[str, Any]] | None = None,
+                 retryable: bool = False) -> None:
+        super().__init__(message, task=task, results=results, run_id=run_id,
+                         original=original)
+        self.attempt_log = list(attempt_log or [])
+        self.retryable = retryable
 
 
 class OutputValidationError(TaskFailedError):
@@ -155,7 +226,14 @@ class OutputValidationError(TaskFailedError):
 
 
 class GuardrailFailedError(TaskFailedError):
-    """The task's guardrails rejected every attempt."""
+    """The task's guardrails rejected every attempt, or a guardrail raised (then at once,
+    with no retry; ``guardrail`` names it and ``__cause__`` is its exception)."""
+
+    guardrail: str | None = None
+
+    def __init__(self, message: str, *, guardrail: str | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.guardrail = guardrail
 
 
 class ContextBudgetError(TaskFailedError):
@@ -199,6 +277,16 @@ class BudgetExceededError(RunError):
 
 class RunCancelledError(RunError):
     """The run was cancelled; completed results are kept in ``results``."""
+
+
+class SupervisorLostError(RunError):
+    """The run's Supervisor died mid-run (its process or node was lost), or a failure
+    that is not a ray-orch error came back from it. ``run_id`` and ``results`` (what the
+    driver had seen complete) are set; ``__cause__`` is Ray's or Python's exception."""
+
+
+class RayOrchWarning(UserWarning):
+    """A ray-orch warning: something accepted that has no effect, or works differently."""
 
 
 def _rebuild(cls: type[Exception], message: str, state: dict[str, Any]) -> Exception:

@@ -88,8 +88,9 @@ class Process:
         >>> # results = process.sequential()
     """
 
-    def __init__(self, tasks: dict[str, Task] | Iterable[Task], agents: list[Any] | None = None,
-                 manager_llm: Any = None, *, name: str = "workflow", on_failure: str = "fail",
+    def __init__(self, tasks: dict[str, Task] | Iterable[Task] | None = None,
+                 agents: list[Any] | None = None, manager_llm: Any = None, *positional: Any,
+                 name: str = "workflow", on_failure: str = "fail",
                  max_visits: int = 10, max_steps: int | None = None,
                  checkpoint_dir: str | os.PathLike[str] | None = None, cache: bool = False,
                  budget_tokens: int | None = None, budget_usd: float | None = None,
@@ -97,9 +98,15 @@ class Process:
                  runtime_env: dict[str, Any] | None = None,
                  ray_init: dict[str, Any] | None = None, metrics: bool = True,
                  metrics_host: str | None = None, metrics_port: int | None = None,
-                 max_manager_calls: int | None = None) -> None:
-        if on_failure not in ("fail", "continue"):
-            raise ValueError(f"on_failure must be 'fail' or 'continue', not {on_failure!r}")
+                 max_manager_calls: int | None = None, **unknown: Any) -> None:
+        from ._validate import PROCESS_KEYWORDS, accept_keywords, check_process, no_positional
+
+        no_positional("Process", positional, first="tasks")
+        unknown = accept_keywords("Process", unknown, known=_known_keywords())
+        check_process(dict(locals()))
+        for key in PROCESS_KEYWORDS:  # read by other features; None if not given
+            setattr(self, key, unknown.get(key))
+        assert tasks is not None  # check_process refused None
         self.tasks = tasks
         self.task_list = name_tasks(tasks)
         peers = {t.id: t for t in self.task_list if isinstance(t, Task)}
@@ -232,10 +239,21 @@ class Process:
         return _run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
 
     async def _arun(self, mode: Mode, *, resume: str | bool | None = None,
-                    allow_drift: bool = False, run_id: str | None = None
+                    allow_drift: bool = False, run_id: str | None = None, **unknown: Any
                     ) -> dict[str, TaskOutput]:
+        if unknown:
+            from ._validate import accept_keywords
+
+            accept_keywords("Process", unknown, known={"resume", "allow_drift", "run_id"},
+                            owner=f"{self.name}.{mode}()")
         if resume and not self.checkpoint_dir:
-            raise ValueError("resume= needs Process(checkpoint_dir=...)")
+            raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
+                                        "no checkpoint store to resume from", field="resume")
+        if not isinstance(resume, (str, bool, type(None))) or not isinstance(allow_drift, bool) \
+                or not isinstance(run_id, (str, type(None))):
+            raise InvalidTaskFieldError(
+                "resume must be a run id, True or None; allow_drift True or False; run_id a "
+                f"string (got {resume!r}, {allow_drift!r}, {run_id!r})", field="resume")
         if isinstance(resume, str):
             run_id = resume
         elif resume:
@@ -399,6 +417,13 @@ class Process:
     def results(self) -> dict[str, TaskOutput]:
         """The outputs of the last run."""
         return dict(self.last_result.outputs) if self.last_result else {}
+
+
+def _known_keywords() -> frozenset[str]:
+    import inspect
+
+    return frozenset(inspect.signature(Process.__init__).parameters) - {
+        "self", "positional", "unknown"}
 
 
 def _new_run_id() -> str:

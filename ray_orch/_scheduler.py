@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 from ._errors import LoopDataError, LoopLimitError, RunError, StepLimitError, TaskFailedError
 from ._graph import Graph
-from ._loops import as_inputs, items_from_output
+from ._loops import as_inputs, fields_of, items_from_output
 from ._output import TaskOutput
+from ._prompt import placeholders
 
 __all__ = ["Dispatch", "Scheduler"]
 
@@ -272,6 +273,13 @@ class Scheduler:
         except (LoopDataError, StopIteration) as exc:
             self._fail(name, exc if isinstance(exc, LoopDataError) else LoopDataError(
                 f"task '{name}': no context output to loop over", task=name, field="loop_data"))
+            return
+        unfilled = placeholders(node.task.description) - fields_of(items)
+        if unfilled:
+            self._fail(name, LoopDataError(
+                f"task '{name}': description placeholders {sorted(unfilled)} cannot be filled "
+                f"from the items of its loop (fields: {sorted(fields_of(items))})", task=name,
+                field="description"))
             return
         limit = node.task.max_iterations
         if limit is not None and len(items) > limit:

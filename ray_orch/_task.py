@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import inspect
 import itertools
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from ._output import TaskOutput
+from ._validate import TASK_KEYWORDS, accept_keywords, no_positional
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -73,6 +75,9 @@ class Task:
         cache_ttl: cache this task's result for that many seconds.
         circuit_breaker: a ``CircuitBreaker`` shared by every run and node.
         max_visits: how often a cycle may re-enter this task.
+        loop_ragged: a CSV ``loop_data`` row with more or fewer fields than its header is
+            a ``LoopDataError`` (``"error"``), or padded with "" / trimmed (``"pad"``).
+        tools, max_tool_calls, tool_errors: stored for the tools feature.
 
     Example:
         >>> t = Task(description="Extract data from API", expected_output="Raw JSON data")
@@ -80,7 +85,8 @@ class Task:
         'pending'
     """
 
-    def __init__(self, description: str = "", agent: Any = None, expected_output: str = "",
+    def __init__(self, description: str = "", *positional: Any, agent: Any = None,
+                 expected_output: str = "",
                  context: list[Any] | None = None, name: str | None = None,
                  output_json: type[BaseModel] | None = None,
                  output_pydantic: type[BaseModel] | None = None,
@@ -97,28 +103,34 @@ class Task:
                  condition_on_previous_failure: bool = False, timeout: float | None = None,
                  cache_ttl: float | None = None, circuit_breaker: CircuitBreaker | None = None,
                  max_visits: int | None = None, id: str | None = None,
+                 loop_ragged: Literal["error", "pad"] = "error",
                  **extra: Any) -> None:
+        owner = name or id
+        label = f"Task(description={description!r:.60})" if owner is None else f"task '{owner}'"
+        no_positional("Task", positional, owner=owner, first="description", label=label)
+        extra = accept_keywords("Task", extra, known=_KNOWN, owner=owner, label=label)
         self.description = description
         self.agent = agent
         self.expected_output = expected_output
-        self.context = list(context) if context is not None else None
+        # Wrong shapes are kept as given (not split or coerced) for validation to name.
+        self.context = _listed(context)
         self.name = name or id
         self.output_json = output_json
         self.output_pydantic = output_pydantic
         self.max_retries = max_retries
         self.retry_delay = retry_delay
         self.validation_steps = validation_steps
-        self.guardrails: list[Any] = list(guardrails or [])
-        if guardrail is not None:
+        self.guardrails: list[Any] = _listed(guardrails) or []
+        if guardrail is not None and isinstance(self.guardrails, list):
             self.guardrails.append(guardrail)
         self.fallback_agent = fallback_agent
         self.task_type = task_type
-        self.condition = dict(condition) if condition else None
-        self.next_tasks = list(next_tasks or [])
+        self.condition = (dict(condition) or None) if isinstance(condition, dict) else condition
+        self.next_tasks = _listed(next_tasks) or []
         self.loop_data = loop_data
         self.max_iterations = max_iterations
         self.async_execution = async_execution
-        self.context_fields = list(context_fields) if context_fields else None
+        self.context_fields = _listed(context_fields) or None
         self.context_budget = context_budget
         self.context_overflow = context_overflow
         self.handle_missing_context = handle_missing_context
@@ -127,7 +139,11 @@ class Task:
         self.cache_ttl = cache_ttl
         self.circuit_breaker = circuit_breaker
         self.max_visits = max_visits
+        self.loop_ragged = loop_ragged
         self.extra = extra
+        for key in TASK_KEYWORDS - _KNOWN:  # read by other features (tools, ...); None if
+            if not hasattr(self, key):       # not given
+                setattr(self, key, extra.get(key))
         self._auto_id = f"task_{next(_ids)}"
         self.status: TaskStatus = "pending"
         self.result: TaskOutput | None = None
@@ -207,6 +223,14 @@ class Task:
         state["_peers"] = None
         return state
 
+
+def _listed(value: Any) -> Any:
+    """A list or tuple as a new list; None as None; anything else as given."""
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+_KNOWN = frozenset(inspect.signature(Task.__init__).parameters) - {"self", "positional",
+                                                                    "extra"}
 
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
