@@ -19,7 +19,8 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     └── RunError                       the run itself went wrong
         ├── TaskFailedError            a task exhausted its attempts
         │   ├── OutputValidationError  the reply never matched output_json / output_pydantic
-        │   ├── GuardrailFailedError   the guardrails rejected every attempt
+        │   ├── GuardrailFailedError   the guardrails rejected every attempt, or one raised
+        │   ├── RateLimitError         the provider asked to wait longer than ray-orch may
         │   └── ContextBudgetError     the context exceeds the task's token budget (policy "fail")
         ├── LLMError                   a model call failed (``retryable`` says whether to retry)
         ├── TaskTimeoutError           a task exceeded its timeout
@@ -54,6 +55,7 @@ __all__ = [
     "OutputValidationError",
     "RayOrchError",
     "RayOrchWarning",
+    "RateLimitError",
     "ResumeError",
     "RunCancelledError",
     "RunError",
@@ -234,6 +236,22 @@ class GuardrailFailedError(TaskFailedError):
     def __init__(self, message: str, *, guardrail: str | None = None, **fields: Any) -> None:
         super().__init__(message, **fields)
         self.guardrail = guardrail
+
+
+class RateLimitError(TaskFailedError):
+    """The provider rate-limited the task and asked (``Retry-After``) for a longer wait
+    than the backoff cap (30 s) or the task's remaining ``timeout`` allows. The wait is
+    never silently shortened: ``retry_after`` is the provider's requested wait in seconds,
+    and ``__cause__`` the ``LLMError`` of the last call."""
+
+    retry_after: float | None = None
+    status_code: int | None = None
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 status_code: int | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.retry_after = retry_after
+        self.status_code = status_code
 
 
 class ContextBudgetError(TaskFailedError):

@@ -341,10 +341,8 @@ class Scheduler:
             if isinstance(error, RunError):
                 self._abort(error)
             else:
-                wrapped = TaskFailedError(f"task '{name}' failed: {type(error).__name__}: "
-                                          f"{error}", task=name)
-                wrapped.original = error  # type: ignore[attr-defined]
-                self._abort(wrapped)
+                self._abort(TaskFailedError(f"task '{name}' failed: {type(error).__name__}: "
+                                            f"{error}", task=name, original=error))
             return
         self._wake(name)
 
