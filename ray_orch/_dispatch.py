@@ -363,7 +363,7 @@ class Pool:
             for _ in range(_MAX_REPLACEMENTS):
                 self.registry.forget.remote(dead)
                 [handle] = await self.registry.lease.remote(self.placement_key, 1,
-                                                            self.options, self.key)
+                                                            self.options, self.key, _lessee())
                 try:
                     await handle.bind.remote(*self.bind_args)
                     break
@@ -414,7 +414,8 @@ class PoolSet:
             handles, spare = kept[:size], kept[size:]
             if spare:
                 self.registry.give_back.remote(placement_key, spare, key)
-            lease = (self.registry.lease.remote(placement_key, size - len(handles), options, key)
+            lease = (self.registry.lease.remote(placement_key, size - len(handles), options, key,
+                                                _lessee())
                      if len(handles) < size else None)
             wanted.append((key, agent, placement_key, options, handles, lease))
         for key, agent, placement_key, options, handles, lease in wanted:
@@ -449,6 +450,13 @@ class PoolSet:
                 _kept[slot] = keep
             if back:
                 self.registry.give_back.remote(pool.placement_key, back, pool.key)
+
+
+def _lessee() -> str | None:
+    """This Supervisor's actor id (hex), so the registry can reclaim what it leased."""
+    import ray
+
+    return ray.get_runtime_context().get_actor_id()
 
 
 def _bind_done(member: Member, future: asyncio.Future[Any]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._agent import Agent
+from ._driver_errors import as_run_error, reap_lost_supervisor
 from ._errors import (
     InvalidTaskFieldError,
     MissingAgentError,
@@ -306,14 +307,23 @@ class Process:
                 if kept is None or self.events:
                     raise
                 # The kept Supervisor died while idle (its node went away): nothing ran.
+                await reap_lost_supervisor(registry, self._supervisor)
                 self._supervisor = await registry.lease_supervisor.remote()
                 result = await self._follow(spec, packed)
         except asyncio.CancelledError:
             await self._supervisor.cancel.remote()  # returns once the run has wound down
             raise
-        except (ActorDiedError, ActorUnavailableError):
-            alive = False  # a dead Supervisor is not kept
-            raise
+        except (ActorDiedError, ActorUnavailableError) as exc:
+            alive = False  # a dead Supervisor is not kept; what it held is stopped
+            await reap_lost_supervisor(registry, self._supervisor)
+            raise as_run_error(exc, run_id=spec.run_id, checkpoint_dir=self.checkpoint_dir,
+                               lost=True) from exc
+        except Exception as exc:
+            typed = as_run_error(exc, run_id=spec.run_id, checkpoint_dir=self.checkpoint_dir,
+                                 lost=False)
+            if typed is exc:
+                raise
+            raise typed from exc
         finally:
             if alive:  # idle again, whether its run ended well or not
                 _keep_supervisor(registry, self._supervisor)
@@ -323,11 +333,13 @@ class Process:
             error = result.error
             if isinstance(error, RunError):
                 error.results = dict(result.outputs)
+                error.run_id = error.run_id or spec.run_id
                 original = getattr(error, "original", None)
                 if isinstance(original, BaseException):
                     raise error from original  # the user's own exception stays reachable
                 raise error
-            raise RunError(str(error), results=dict(result.outputs)) from error
+            raise RunError(str(error), results=dict(result.outputs),
+                           run_id=spec.run_id) from error
         return result.outputs
 
     async def _follow(self, spec: RunSpec, packed: bytes) -> RunResult:

@@ -199,11 +199,12 @@ class Scheduler:
             for name in idle:
                 self._skip(name, "not routed to")
 
-    def _activate(self, name: str, by: str | None) -> None:
+    def _activate(self, name: str, by: str | None, *, rerun: bool = False) -> None:
         state = self.state[name]
         if state in ("waiting", "running"):
             return
-        if state == "completed" and by is not None and by not in self.reaches(name):
+        if state == "completed" and by is not None and not rerun and \
+                by not in self.reaches(name):
             return  # a second branch joining through next_tasks, not a cycle: run once
         limit = self.graph.nodes[name].task.max_visits or self.max_visits
         if self.visits[name] >= limit:
@@ -330,7 +331,17 @@ class Scheduler:
                 targets += node.routes.get(route, [])
             for target in dict.fromkeys(targets):
                 self._activate(target, by=name)
+            if self.visits[name] > 1:
+                self._rerun_dependants(name)
         self._wake(name)
+
+    def _rerun_dependants(self, name: str) -> None:
+        # A task entered again (a decision routed back to it: draft <- review) has a new
+        # output: whatever read the old one through context runs again, in order.
+        for dependant in self.dependants.get(name, []):
+            if self.state[dependant] in ("completed", "failed") and \
+                    name in self.graph.nodes[dependant].deps:
+                self._activate(dependant, by=name, rerun=True)
 
     def _fail(self, name: str, error: BaseException) -> None:
         self.state[name] = "failed"
@@ -368,15 +379,19 @@ class Scheduler:
             self._checking = False
 
     def reaches(self, name: str) -> set[str]:
-        """Tasks reachable from ``name`` through next_tasks / routes (computed on demand):
-        re-entering a completed task is a cycle only if the task routing to it is
-        downstream of it."""
+        """Tasks reachable from ``name`` through next_tasks / routes and the context of
+        its readers (computed on demand): re-entering a completed task is a cycle only if
+        the task routing to it is downstream of it."""
         if name not in self._reaches:
             seen: set[str] = set()
             todo = [name]
             while todo:
-                node = self.graph.nodes[todo.pop()]
-                for target in node.next + [t for ts in node.routes.values() for t in ts]:
+                current = todo.pop()
+                node = self.graph.nodes[current]
+                readers = [d for d in self.dependants.get(current, [])
+                           if current in self.graph.nodes[d].deps]
+                for target in node.next + [t for ts in node.routes.values() for t in ts] + \
+                        readers:
                     if target not in seen:
                         seen.add(target)
                         todo.append(target)

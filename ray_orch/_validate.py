@@ -253,7 +253,7 @@ def task_problems(name: str, task: Any) -> list[WorkflowDefinitionError]:
     if loop_data is not None and task.task_type != "loop":
         bad("loop_data", "only applies to task_type='loop'")
     if task.circuit_breaker is not None and not callable(
-            getattr(task.circuit_breaker, "call", None)):
+            getattr(task.circuit_breaker, "acquire", None)):
         bad("circuit_breaker", f"must be a CircuitBreaker, not "
             f"{type(task.circuit_breaker).__name__}")
     return problems
