@@ -320,7 +320,8 @@ def _check_loop(node: Node, problems: list[WorkflowDefinitionError]) -> None:
         problems.append(exc)
         return
     node.loop_items = items
-    if task.max_iterations is not None and len(items) > task.max_iterations:
+    if isinstance(task.max_iterations, int) and task.max_iterations >= 1 and \
+            len(items) > task.max_iterations:
         problems.append(LoopDataError(
             f"task '{node.name}': loop_data has {len(items)} items, more than max_iterations="
             f"{task.max_iterations}", task=node.name, field="max_iterations"))

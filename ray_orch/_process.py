@@ -196,8 +196,32 @@ class Process:
             self._check_hierarchical()
         graph = build_graph(self.task_list, mode, has_default_agent=default is not None,
                             needs_agents=mode != "hierarchical")
+        for agent in self.agents + [t.agent for t in self.task_list] + \
+                [t.fallback_agent for t in self.task_list]:
+            if isinstance(agent, Agent):
+                _ = agent.llm_config  # ModelNotConfiguredError here, not on the cluster
         self._graph = graph
         return graph
+
+    def _check_run(self, mode: Mode, **kwargs: Any) -> None:
+        """The run's own arguments (``resume=``, ...), checked before Ray starts; the CLI's
+        ``validate`` checks them too."""
+        from ._validate import accept_keywords
+
+        accept_keywords("Process", kwargs, known={"resume", "allow_drift", "run_id"},
+                        extra={"resume", "allow_drift", "run_id"},
+                        label=f"Process '{self.name}'.{mode}()")
+        resume = kwargs.get("resume")
+        allow_drift = kwargs.get("allow_drift", False)
+        run_id = kwargs.get("run_id")
+        if not isinstance(resume, (str, bool, type(None))) or not isinstance(allow_drift, bool) \
+                or not isinstance(run_id, (str, type(None))):
+            raise InvalidTaskFieldError(
+                "resume must be a run id, True or None; allow_drift True or False; run_id a "
+                f"string (got {resume!r}, {allow_drift!r}, {run_id!r})", field="resume")
+        if resume and not self.checkpoint_dir:
+            raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
+                                        "no checkpoint store to resume from", field="resume")
 
     def _check_hierarchical(self) -> None:
         from ._models import resolve_llm
@@ -242,19 +266,7 @@ class Process:
     async def _arun(self, mode: Mode, *, resume: str | bool | None = None,
                     allow_drift: bool = False, run_id: str | None = None, **unknown: Any
                     ) -> dict[str, TaskOutput]:
-        if unknown:
-            from ._validate import accept_keywords
-
-            accept_keywords("Process", unknown, known={"resume", "allow_drift", "run_id"},
-                            owner=f"{self.name}.{mode}()")
-        if resume and not self.checkpoint_dir:
-            raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
-                                        "no checkpoint store to resume from", field="resume")
-        if not isinstance(resume, (str, bool, type(None))) or not isinstance(allow_drift, bool) \
-                or not isinstance(run_id, (str, type(None))):
-            raise InvalidTaskFieldError(
-                "resume must be a run id, True or None; allow_drift True or False; run_id a "
-                f"string (got {resume!r}, {allow_drift!r}, {run_id!r})", field="resume")
+        self._check_run(mode, resume=resume, allow_drift=allow_drift, run_id=run_id, **unknown)
         if isinstance(resume, str):
             run_id = resume
         elif resume:
