@@ -350,6 +350,8 @@ class Process:
                 if isinstance(original, BaseException):
                     raise error from original  # the user's own exception stays reachable
                 raise error
+            if isinstance(error, RayOrchError):
+                raise error  # a mistake only the run could find (loop items it produced)
             raise RunError(str(error), results=dict(result.outputs),
                            run_id=spec.run_id) from error
         return result.outputs

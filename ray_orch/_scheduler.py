@@ -91,7 +91,7 @@ class Scheduler:
         self.loops: dict[str, _Loop] = {}
         self.running = 0
         self.steps = 0
-        self.abort: RunError | None = None
+        self.abort: RunError | LoopDataError | None = None
         self.resumed: list[str] = []
         self.dependants: dict[str, list[str]] = defaultdict(list)
         for name, node in graph.nodes.items():
@@ -349,7 +349,7 @@ class Scheduler:
         handled = any(n.task.condition_on_previous_failure and n.previous == name
                       for n in self.graph.nodes.values())
         if not handled and self.on_failure == "fail":
-            if isinstance(error, RunError):
+            if isinstance(error, (RunError, LoopDataError)):
                 self._abort(error)
             else:
                 self._abort(TaskFailedError(f"task '{name}' failed: {type(error).__name__}: "
@@ -398,6 +398,6 @@ class Scheduler:
             self._reaches[name] = seen
         return self._reaches[name]
 
-    def _abort(self, error: RunError) -> None:
+    def _abort(self, error: RunError | LoopDataError) -> None:
         if self.abort is None:
             self.abort = error
