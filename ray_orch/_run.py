@@ -248,7 +248,8 @@ class Run:
         if self.cancelled:
             error = RunCancelledError(f"run {spec.run_id} was cancelled")
         elif internal is not None:
-            error = RunError(f"run {spec.run_id} failed: {type(internal).__name__}: {internal}")
+            error = RunError(f"run {spec.run_id} failed: {type(internal).__name__}: {internal}",
+                             run_id=spec.run_id, original=_portable(internal))
         elif self.scheduler.abort is not None:
             error = self.scheduler.abort
         elif self.budget_error is not None:
@@ -821,3 +822,15 @@ def _takes_inputs(method: Any) -> bool:
         return True
     return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
                for p in params)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it can travel to the driver (to be chained there), else a RuntimeError
+    that names it."""
+    import ray.cloudpickle as pickle
+
+    try:
+        pickle.dumps(exc)
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")

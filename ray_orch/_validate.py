@@ -56,7 +56,12 @@ PROVIDER_OPTIONS: frozenset[str] = frozenset({
     "stream_options", "extra_headers", "extra_body", "api_version", "num_retries",
     "custom_llm_provider", "drop_params", "top_k", "repetition_penalty", "min_p",
     "thinking", "web_search_options", "deployment_id", "organization", "api_base",
+    "stream", "mock_response",
+    # ray-orch's own: cluster-wide rate limits (ray_orch._ratelimit.LIMIT_KEYS)
+    "rpm", "tpm", "max_in_flight",
 })
+# Keys of an ``llm={...}`` dict besides the provider options.
+_LLM_DICT_KEYS = frozenset({"model", "base_url", "api_base", "api_key", "timeout", "client"})
 _NUMERIC_OPTIONS = {"temperature": 0.0, "top_p": 0.0, "presence_penalty": None,
                     "frequency_penalty": None, "min_p": 0.0, "repetition_penalty": 0.0}
 _INTEGER_OPTIONS = {"max_tokens": 1, "max_completion_tokens": 1, "n": 1, "seed": None,
@@ -288,6 +293,17 @@ def check_agent(agent: Any) -> None:
             f"{type(llm).__name__} {llm!r}")
     if isinstance(llm, dict) and not _is_str(llm.get("model"), optional=True, empty=False):
         bad("llm", f"['model'] must be a non-empty model string, not {llm.get('model')!r}")
+    if isinstance(llm, dict):
+        known = PROVIDER_OPTIONS | _LLM_DICT_KEYS
+        for key in llm:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+                raise UnknownKeywordError(
+                    f"agent '{who}': llm has unknown option {key!r}"
+                    + (f"; did you mean '{close[0]}'?" if close else "")
+                    + " (provider-specific options go in extra_body={...})",
+                    field="llm", agent=who, suggestion=close[0] if close else None)
+        _check_options({k: v for k, v in llm.items() if k in PROVIDER_OPTIONS}, bad)
     for fieldname, rule in (("pool_size", {"integer": True, "minimum": 1}),
                             ("max_concurrency", {"integer": True, "minimum": 1}),
                             ("timeout", {"above": 0}), ("num_cpus", {"minimum": 0})):

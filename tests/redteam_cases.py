@@ -144,6 +144,10 @@ CASES: list[tuple[str, str, str, str | None, str | None]] = [
     ("agent_llm_int", "Agent(role='r', llm=123)", "InvalidTaskFieldError", None, "llm"),
     ("agent_llm_dict_model_int", "Agent(role='r', llm={'model': 5})", "InvalidTaskFieldError",
      None, "llm"),
+    ("agent_llm_dict_unknown_option", "Agent(role='r', llm={'model': 'openai/x', "
+     "'temprature': 0.1})", "UnknownKeywordError", None, "llm"),
+    ("agent_llm_dict_bad_option", "Agent(role='r', llm={'model': 'openai/x', "
+     "'max_tokens': -5})", "InvalidTaskFieldError", None, "max_tokens"),
     ("agent_timeout_nan", "Agent(role='r', timeout=math.nan)", "InvalidTaskFieldError", None,
      "timeout"),
     ("agent_timeout_negative", "Agent(role='r', timeout=-1)", "InvalidTaskFieldError", None,
