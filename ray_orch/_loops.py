@@ -93,7 +93,7 @@ def _read_csv(text: str, path: Path, *, task: str, ragged: str) -> list[dict[str
                     "row, or pass loop_ragged='pad' to pad / trim such rows", task=task,
                     field="loop_data")
             values = (values + [""] * len(header))[:len(header)]
-        rows.append(dict(zip(header, values)))
+        rows.append(dict(zip(header, values, strict=True)))
     return rows
 
 

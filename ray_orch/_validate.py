@@ -304,9 +304,11 @@ def check_agent(agent: Any) -> None:
                     + " (provider-specific options go in extra_body={...})",
                     field="llm", agent=who, suggestion=close[0] if close else None)
         _check_options({k: v for k, v in llm.items() if k in PROVIDER_OPTIONS}, bad)
-    for fieldname, rule in (("pool_size", {"integer": True, "minimum": 1}),
-                            ("max_concurrency", {"integer": True, "minimum": 1}),
-                            ("timeout", {"above": 0}), ("num_cpus", {"minimum": 0})):
+    rules: list[tuple[str, dict[str, Any]]] = [
+        ("pool_size", {"integer": True, "minimum": 1}),
+        ("max_concurrency", {"integer": True, "minimum": 1}),
+        ("timeout", {"above": 0}), ("num_cpus", {"minimum": 0})]
+    for fieldname, rule in rules:
         problem = number_problem(getattr(agent, fieldname), **rule)
         if problem:
             bad(fieldname, problem)

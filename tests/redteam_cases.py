@@ -232,11 +232,11 @@ def run_cases() -> list[Outcome]:
     with StubLLMServer() as stub:
         a = Agent(role="Writer", llm=stub.llm)
 
-        def W(**fields):  # noqa: N802 - reads as a workflow in the cases
+        def W(**fields):
             fields.setdefault("description", "Do it")
             return Process(tasks={"t": Task(agent=a, **fields)}, agents=[a]).workflow()
 
-        def W2(**fields):  # noqa: N802
+        def W2(**fields):
             fields.setdefault("description", "Do it")
             return Process(tasks={"u": Task(description="Up", agent=a),
                                   "t": Task(agent=a, **fields)}, agents=[a]).workflow()
@@ -259,7 +259,7 @@ def run_cases() -> list[Outcome]:
         for case_id, code, *_ in CASES:
             before = stub.count()
             try:
-                eval(code, dict(scope))  # noqa: S307 - the cases are this module's own
+                eval(code, dict(scope))
                 error: BaseException | None = None
             except Exception as exc:
                 error = exc

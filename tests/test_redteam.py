@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from redteam_cases import CASES
 
 from ray_orch import (
     Agent,
@@ -31,7 +32,6 @@ from ray_orch import (
     Task,
     TaskFailedError,
 )
-from redteam_cases import CASES
 
 HERE = Path(__file__).resolve().parent
 
@@ -333,10 +333,10 @@ def test_a_lost_supervisor_is_typed_and_leaks_nothing(ray_session, once_seen):
             process = Process(tasks={"a": Task(description="A", agent=agent),
                                      "b": Task(description="B", agent=agent)},
                               agents=[agent])
-            with once_seen(stub, None, stub.count() + 1,
-                           lambda p=process: ray.kill(p._supervisor, no_restart=True)):
-                with pytest.raises(SupervisorLostError) as err:
-                    process.workflow()
+            kill = lambda p=process: ray.kill(p._supervisor, no_restart=True)  # noqa: E731
+            with once_seen(stub, None, stub.count() + 1, kill), \
+                    pytest.raises(SupervisorLostError) as err:
+                process.workflow()
             assert isinstance(err.value, RayOrchError) and err.value.run_id
             assert type(err.value.__cause__).__name__ in ("ActorDiedError",
                                                           "ActorUnavailableError")
