@@ -195,6 +195,18 @@ def _is_str(value: Any, *, optional: bool = False, empty: bool = True) -> bool:
     return isinstance(value, str) and (empty or bool(value.strip()))
 
 
+def _is_name(value: Any) -> bool:
+    """A non-empty string with a UTF-8 form (names key checkpoints, metrics and logs; a
+    lone surrogate has none)."""
+    if not _is_str(value, empty=False):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # -- tasks -----------------------------------------------------------------------------
 
 def task_problems(name: str, task: Any) -> list[WorkflowDefinitionError]:
@@ -215,8 +227,8 @@ def task_problems(name: str, task: Any) -> list[WorkflowDefinitionError]:
 
     if not _is_str(task.expected_output):
         bad("expected_output", f"must be a string, not {task.expected_output!r}")
-    if task.name is not None and not _is_str(task.name, empty=False):
-        bad("name", f"must be a non-empty string, not {task.name!r}")
+    if task.name is not None and not _is_name(task.name):
+        bad("name", f"must be a non-empty string of valid text, not {task.name!r}")
     for fieldname in ("context", "next_tasks"):
         value = getattr(task, fieldname)
         if value is not None and (problem := _names_problem(value)):
@@ -283,6 +295,10 @@ def check_agent(agent: Any) -> None:
     for fieldname in ("goal", "backstory", "instructions"):
         if not _is_str(getattr(agent, fieldname)):
             bad(fieldname, f"must be a string, not {getattr(agent, fieldname)!r}")
+    for fieldname in ("role", "name"):
+        if getattr(agent, fieldname) is not None and not _is_name(getattr(agent, fieldname)):
+            bad(fieldname, "must be a non-empty string of valid text (no lone surrogates), "
+                f"not {getattr(agent, fieldname)!r}")
     for fieldname in ("name", "base_url", "api_key"):
         if not _is_str(getattr(agent, fieldname), optional=True, empty=False):
             bad(fieldname, "must be a non-empty string or None, not "
@@ -369,8 +385,8 @@ def check_process(fields: dict[str, Any]) -> None:
     tasks = fields["tasks"]
     if isinstance(tasks, dict):
         for key, task in tasks.items():
-            if not isinstance(key, str) or not key.strip():
-                bad("tasks", f"keys must be non-empty task names, not {key!r}")
+            if not _is_name(key):
+                bad("tasks", f"keys must be non-empty task names of valid text, not {key!r}")
             if not isinstance(task, Task):
                 bad("tasks", f"['{key}'] must be a Task, not {type(task).__name__}", key)
     elif isinstance(tasks, (list, tuple)):
@@ -388,8 +404,8 @@ def check_process(fields: dict[str, Any]) -> None:
         bad("agents", f"must be a list of Agents, not {agents!r}")
     if fields["on_failure"] not in ("fail", "continue"):
         bad("on_failure", f"must be 'fail' or 'continue', not {fields['on_failure']!r}")
-    if not _is_str(fields["name"], empty=False):
-        bad("name", f"must be a non-empty string, not {fields['name']!r}")
+    if not _is_name(fields["name"]):
+        bad("name", f"must be a non-empty string of valid text, not {fields['name']!r}")
     for fieldname, rule in _PROCESS_NUMBERS.items():
         problem = number_problem(fields[fieldname], **rule)
         if problem:

@@ -186,6 +186,12 @@ CASES: list[tuple[str, str, str, str | None, str | None]] = [
      "InvalidTaskFieldError", None, "agents"),
     ("process_name_empty", "Process(tasks={'t': Task(description='x', agent=a)}, name='')",
      "InvalidTaskFieldError", None, "name"),
+    ("process_name_lone_surrogate", "Process(tasks={'t': Task(description='x', agent=a)}, "
+     "name='wf\\udcff')", "InvalidTaskFieldError", None, "name"),
+    ("task_name_lone_surrogate", "Process(tasks={'t\\udcff': Task(description='x', agent=a)})",
+     "InvalidTaskFieldError", None, "tasks"),
+    ("agent_role_lone_surrogate", "Agent(role='W\\udcff')", "InvalidTaskFieldError", None,
+     "role"),
     ("process_progress_str", "Process(tasks={'t': Task(description='x', agent=a)}, "
      "progress='yes')", "InvalidTaskFieldError", None, "progress"),
     ("resume_without_checkpoint", "Process(tasks={'t': Task(description='x', agent=a)})"

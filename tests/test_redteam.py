@@ -354,3 +354,18 @@ def _wait_for(check, seconds: float = 20.0) -> bool:
             return True
         time.sleep(0.1)
     return check()
+
+
+def test_no_effect_keywords_warn_once(monkeypatch):
+    from ray_orch import RayOrchWarning
+    from ray_orch import _validate
+
+    monkeypatch.setitem(_validate.NO_EFFECT_KEYWORDS, "Task", {"legacy_option"})
+    monkeypatch.setattr(_validate, "_warned", set())
+    with pytest.warns(RayOrchWarning, match="legacy_option"):
+        Task(description="x", legacy_option=1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Task(description="x", legacy_option=2)  # once per process
