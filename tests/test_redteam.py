@@ -357,8 +357,7 @@ def _wait_for(check, seconds: float = 20.0) -> bool:
 
 
 def test_no_effect_keywords_warn_once(monkeypatch):
-    from ray_orch import RayOrchWarning
-    from ray_orch import _validate
+    from ray_orch import RayOrchWarning, _validate
 
     monkeypatch.setitem(_validate.NO_EFFECT_KEYWORDS, "Task", {"legacy_option"})
     monkeypatch.setattr(_validate, "_warned", set())
