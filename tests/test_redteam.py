@@ -7,6 +7,7 @@ and field, with no model call. The faults below run on the shared Ray session.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -307,6 +308,21 @@ def test_checkpoints_are_private_whatever_the_umask(ray_session, stub, tmp_path)
 
 # -- the Supervisor dying mid-run ------------------------------------------------------
 
+def _kill_supervisor_mid_run(process: Process) -> None:
+    """Kill the run's Supervisor once the driver has heard from it (a warm Supervisor that
+    dies before its run sent anything is replaced, and the run goes on: not this case)."""
+    import threading
+
+    import ray
+
+    tick = threading.Event()  # never set: its wait() is a bounded pause between looks
+    for _ in range(3000):
+        if process.events:
+            break
+        tick.wait(0.01)
+    ray.kill(process._supervisor, no_restart=True)
+
+
 def _agent_processes() -> int:
     count = 0
     for path in glob.glob("/proc/[0-9]*/cmdline"):
@@ -333,7 +349,7 @@ def test_a_lost_supervisor_is_typed_and_leaks_nothing(ray_session, once_seen):
             process = Process(tasks={"a": Task(description="A", agent=agent),
                                      "b": Task(description="B", agent=agent)},
                               agents=[agent])
-            kill = lambda p=process: ray.kill(p._supervisor, no_restart=True)  # noqa: E731
+            kill = functools.partial(_kill_supervisor_mid_run, process)
             with once_seen(stub, None, stub.count() + 1, kill), \
                     pytest.raises(SupervisorLostError) as err:
                 process.workflow()
