@@ -408,6 +408,9 @@ async def run_with_fallback(task: Task, call: Runner) -> TaskOutput:
 async def run_local(task: Task, inputs: dict[str, Any] | None) -> TaskOutput:
     """``Task.execute()``: everything in this process, no Ray."""
     from ._breaker import breaker_guard
+    from ._validate import check_task_alone
+
+    check_task_alone(task)  # the same static checks a process makes, before any call
 
     context = dict(task._context_outputs)
     if not context and task.context:

@@ -214,11 +214,15 @@ class Process:
         resume = kwargs.get("resume")
         allow_drift = kwargs.get("allow_drift", False)
         run_id = kwargs.get("run_id")
-        if not isinstance(resume, (str, bool, type(None))) or not isinstance(allow_drift, bool) \
-                or not isinstance(run_id, (str, type(None))):
-            raise InvalidTaskFieldError(
-                "resume must be a run id, True or None; allow_drift True or False; run_id a "
-                f"string (got {resume!r}, {allow_drift!r}, {run_id!r})", field="resume")
+        for fieldname, value, ok, wanted in (
+                ("resume", resume, isinstance(resume, (str, bool, type(None))),
+                 "a run id, True or None"),
+                ("allow_drift", allow_drift, isinstance(allow_drift, bool), "True or False"),
+                ("run_id", run_id, run_id is None or (isinstance(run_id, str) and
+                                                      run_id.strip() != ""), "a run id")):
+            if not ok:
+                raise InvalidTaskFieldError(f"Process '{self.name}'.{mode}(): {fieldname} "
+                                            f"must be {wanted}, not {value!r}", field=fieldname)
         if resume and not self.checkpoint_dir:
             raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
                                         "no checkpoint store to resume from", field="resume")
@@ -298,7 +302,12 @@ class Process:
         packed = _pack(spec)
         from ._runtime import ensure_ray
 
-        ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+        try:
+            ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+        except Exception as exc:
+            raise RunError(f"run {spec.run_id}: Ray could not be started or reached "
+                           f"({type(exc).__name__}: {exc}); check RAY_ADDRESS and "
+                           "Process(ray_init=...)", run_id=spec.run_id) from exc
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
         from actors.agent_actor import get_registry

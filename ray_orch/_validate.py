@@ -209,6 +209,24 @@ def _is_name(value: Any) -> bool:
 
 # -- tasks -----------------------------------------------------------------------------
 
+def check_task_alone(task: Any) -> None:
+    """Check one task's own fields before ``Task.execute()`` runs it (no process).
+
+    Raises:
+        InvalidTaskFieldError: the first problem, or a WorkflowDefinitionError listing all.
+    """
+    from ._graph import _check_fields
+
+    problems: list[WorkflowDefinitionError] = []
+    _check_fields(task.id, task, problems)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise WorkflowDefinitionError(f"{len(problems)} problems in task '{task.id}':\n"
+                                      f"{listing}", task=task.id, problems=problems)
+
+
 def task_problems(name: str, task: Any) -> list[WorkflowDefinitionError]:
     """Every problem with a task's own fields (references are resolved by the graph).
 
@@ -335,6 +353,15 @@ def check_agent(agent: Any) -> None:
         bad("resources", f"must map resource names to numbers >= 0, not {agent.resources!r}")
     if not isinstance(agent.verbose, bool):
         bad("verbose", f"must be True or False, not {agent.verbose!r}")
+    strategy = agent.scheduling_strategy
+    if strategy is not None and not (strategy in ("DEFAULT", "SPREAD") or (
+            not isinstance(strategy, str) and type(strategy).__module__.startswith("ray."))):
+        bad("scheduling_strategy", "must be 'DEFAULT', 'SPREAD' or a Ray scheduling "
+            f"strategy object, not {strategy!r}")
+    if agent.circuit_breaker is not None and not callable(
+            getattr(agent.circuit_breaker, "acquire", None)):
+        bad("circuit_breaker", f"must be a CircuitBreaker, not "
+            f"{type(agent.circuit_breaker).__name__}")
     _check_options(agent.llm_options, bad)
 
 
@@ -418,6 +445,16 @@ def check_process(fields: dict[str, Any]) -> None:
     if fields["checkpoint_dir"] is not None and not isinstance(
             fields["checkpoint_dir"], (str, os.PathLike)):
         bad("checkpoint_dir", f"must be a path, not {type(fields['checkpoint_dir']).__name__}")
+    manager = fields["manager_llm"]
+    if manager is not None and not (_is_str(manager, empty=False) or isinstance(manager, dict)
+                                    or type(manager).__name__ == "LLMConfig"):
+        bad("manager_llm", "must be a model string, a dict of litellm options or None, not "
+            f"{type(manager).__name__} {manager!r}")
+    if isinstance(manager, dict) and not _is_str(manager.get("model"), empty=False):
+        bad("manager_llm", f"['model'] must be a non-empty model string, not "
+            f"{manager.get('model')!r}")
+    if not _is_str(fields["metrics_host"], optional=True, empty=False):
+        bad("metrics_host", f"must be a host name or None, not {fields['metrics_host']!r}")
     for fieldname in ("runtime_env", "ray_init"):
         if fields[fieldname] is not None and not isinstance(fields[fieldname], dict):
             bad(fieldname, f"must be a dict, not {type(fields[fieldname]).__name__}")

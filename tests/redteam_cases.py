@@ -194,6 +194,23 @@ CASES: list[tuple[str, str, str, str | None, str | None]] = [
      "role"),
     ("process_progress_str", "Process(tasks={'t': Task(description='x', agent=a)}, "
      "progress='yes')", "InvalidTaskFieldError", None, "progress"),
+    ("process_manager_llm_int", "Process(tasks={'t': Task(description='x', agent=a)}, "
+     "agents=[a], manager_llm=123).hierarchical()", "InvalidTaskFieldError", None,
+     "manager_llm"),
+    ("process_metrics_host_int", "Process(tasks={'t': Task(description='x', agent=a)}, "
+     "metrics_host=5)", "InvalidTaskFieldError", None, "metrics_host"),
+    ("agent_scheduling_strategy_int", "Agent(role='r', scheduling_strategy=5)",
+     "InvalidTaskFieldError", None, "scheduling_strategy"),
+    ("agent_circuit_breaker_str", "Agent(role='r', circuit_breaker='strict')",
+     "InvalidTaskFieldError", None, "circuit_breaker"),
+    ("execute_guardrail_int", "Task(description='x', name='t', agent=a, guardrail=5).execute()",
+     "InvalidTaskFieldError", "t", "guardrails[0]"),
+    ("execute_max_retries_negative", "Task(description='x', name='t', agent=a, "
+     "max_retries=-1).execute()", "InvalidTaskFieldError", "t", "max_retries"),
+    ("execute_timeout_nan", "Task(description='x', name='t', agent=a, "
+     "timeout=math.nan).execute()", "InvalidTaskFieldError", "t", "timeout"),
+    ("run_id_empty", "Process(tasks={'t': Task(description='x', agent=a)}).workflow(run_id='')",
+     "InvalidTaskFieldError", None, "run_id"),
     ("resume_without_checkpoint", "Process(tasks={'t': Task(description='x', agent=a)})"
      ".workflow(resume=True)", "InvalidTaskFieldError", None, "resume"),
     ("resume_int", "Process(tasks={'t': Task(description='x', agent=a)}, checkpoint_dir=tmp)"
