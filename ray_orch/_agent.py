@@ -54,6 +54,16 @@ class Agent:
         num_cpus, resources, scheduling_strategy: Ray placement of the pool members
             (``scheduling_strategy="SPREAD"`` spreads a pool across nodes).
         circuit_breaker: a ``CircuitBreaker`` guarding every task this agent runs.
+        **llm_options: litellm / OpenAI request parameters sent with every call
+            (``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``stop``,
+            ``response_format``, ...; see ``ray_orch._validate.PROVIDER_OPTIONS``), the
+            cluster-wide limits ``rpm`` / ``tpm`` / ``max_in_flight``, and
+            ``extra_body={...}`` for provider-specific keys (merged into the request).
+
+    Only ``role`` may be given by position. A keyword that is neither a parameter nor a
+    provider option (``gaol=``) is an ``UnknownKeywordError`` naming the closest one;
+    wrong types and ranges (``pool_size="2"``, a nan ``timeout``) are
+    ``InvalidTaskFieldError``s naming the agent and the field.
 
     Example:
         >>> agent = Agent(role="Data Extractor", goal="Extract data from sources")

@@ -84,6 +84,10 @@ class Process:
         progress: live progress on a terminal (default: on when stdout is a TTY).
         runtime_env / ray_init: passed to ``ray.init`` when the process starts Ray.
 
+    Every argument is checked here, before Ray starts: an unknown keyword is an
+    ``UnknownKeywordError``; a wrong type, range or an empty ``tasks`` an
+    ``InvalidTaskFieldError`` naming the field.
+
     Example:
         >>> # process = Process(tasks=tasks, agents=[extractor, transformer, loader])
         >>> # results = process.sequential()

@@ -79,6 +79,10 @@ class Task:
             a ``LoopDataError`` (``"error"``), or padded with "" / trimmed (``"pad"``).
         tools, max_tool_calls, tool_errors: stored for the tools feature.
 
+    Only ``description`` may be given by position; a keyword the Task does not know
+    (``contex=``) is an ``UnknownKeywordError`` naming the closest one. Field types and
+    ranges are checked before any model call (by the process, or by ``execute()``).
+
     Example:
         >>> t = Task(description="Extract data from API", expected_output="Raw JSON data")
         >>> t.status
