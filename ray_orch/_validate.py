@@ -261,6 +261,15 @@ def task_problems(name: str, task: Any) -> list[WorkflowDefinitionError]:
     if not isinstance(task.guardrails, list):
         bad("guardrails", f"must be a list of callables or rule strings, not "
             f"{task.guardrails!r}")
+    elif any(isinstance(g, str) for g in task.guardrails):
+        from ._agent import Agent
+
+        for fieldname in ("agent", "fallback_agent"):
+            judge = getattr(task, fieldname)
+            if judge is not None and not isinstance(judge, Agent):
+                bad("guardrails", f"has rule strings, which the task's {fieldname} judges "
+                    f"with its model, but it is a {type(judge).__name__}, not an Agent")
+                break
     checks: list[tuple[str, dict[str, Any]]] = [
         ("max_retries", {"integer": True, "minimum": 0}),
         ("validation_steps", {"integer": True, "minimum": 0}),

@@ -211,6 +211,8 @@ CASES: list[tuple[str, str, str, str | None, str | None]] = [
      "timeout=math.nan).execute()", "InvalidTaskFieldError", "t", "timeout"),
     ("run_id_empty", "Process(tasks={'t': Task(description='x', agent=a)}).workflow(run_id='')",
      "InvalidTaskFieldError", None, "run_id"),
+    ("string_guardrail_without_model", "Task(description='x', name='t', agent=Chat(), "
+     "guardrails=['must be polite']).execute()", "InvalidTaskFieldError", "t", "guardrails"),
     ("resume_without_checkpoint", "Process(tasks={'t': Task(description='x', agent=a)})"
      ".workflow(resume=True)", "InvalidTaskFieldError", None, "resume"),
     ("resume_int", "Process(tasks={'t': Task(description='x', agent=a)}, checkpoint_dir=tmp)"
@@ -276,7 +278,14 @@ def run_cases() -> list[Outcome]:
                 json.dump(value, f)
             return path
 
-        scope = {"Agent": Agent, "Task": Task, "Process": Process, "a": a, "stub": stub,
+        class Chat:  # any object with chat(prompt) may be an agent
+            calls = 0
+
+            def chat(self, prompt):
+                Chat.calls += 1
+                return "hello"
+
+        scope = {"Chat": Chat, "Agent": Agent, "Task": Task, "Process": Process, "a": a, "stub": stub,
                  "tmp": tmp, "Model": Model, "W": W, "W2": W2, "math": math,
                  "csv_file": csv_file, "json_file": json_file}
         for case_id, code, *_ in CASES:
@@ -292,7 +301,8 @@ def run_cases() -> list[Outcome]:
                 is_ray_orch=isinstance(error, ray_orch.RayOrchError),
                 task=next((t for t in tasks if t), None),
                 fields=[f for f in fields if f], message=str(error),
-                requests=stub.count() - before, ray_running=ray_is_running()))
+                requests=stub.count() - before + Chat.calls, ray_running=ray_is_running()))
+            Chat.calls = 0
     return outcomes
 
 
