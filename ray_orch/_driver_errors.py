@@ -37,7 +37,7 @@ def partial_results(checkpoint_dir: str | None, run_id: str) -> dict[str, TaskOu
 
 
 def as_run_error(exc: BaseException, *, run_id: str, checkpoint_dir: str | None,
-                 lost: bool) -> RayOrchError:
+                 lost: bool, completed: list[str] | None = None) -> RayOrchError:
     """``exc`` as the driver raises it (chain it with ``raise ... from exc``).
 
     Args:
@@ -45,6 +45,8 @@ def as_run_error(exc: BaseException, *, run_id: str, checkpoint_dir: str | None,
         run_id: the run's id.
         checkpoint_dir: where the run's checkpoints are, for the partial results.
         lost: the Supervisor itself died.
+        completed: tasks the driver heard complete (named in the message; their outputs
+            are in ``results`` only when checkpoints hold them).
 
     Returns:
         ``exc`` itself with ``run_id`` set when it is already a ray-orch error; else a
@@ -58,10 +60,11 @@ def as_run_error(exc: BaseException, *, run_id: str, checkpoint_dir: str | None,
     if lost:
         resume = (f"; resume it with workflow(resume='{run_id}')" if checkpoint_dir else
                   "; with Process(checkpoint_dir=...) a rerun resumes where it stopped")
+        heard = f" (completed before: {', '.join(completed)})" if completed else ""
         return SupervisorLostError(
             f"run {run_id}: its Supervisor was lost mid-run ({type(exc).__name__}: "
-            f"{str(exc)[:300]}); {len(results)} task result(s) recovered{resume}",
-            run_id=run_id, results=results)
+            f"{str(exc)[:300]}){heard}; {len(results)} task result(s) recovered from "
+            f"checkpoints{resume}", run_id=run_id, results=results)
     return RunError(f"run {run_id} failed in the engine: {type(exc).__name__}: "
                     f"{str(exc)[:500]}", run_id=run_id, results=results)
 

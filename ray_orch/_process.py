@@ -341,8 +341,10 @@ class Process:
         except (ActorDiedError, ActorUnavailableError) as exc:
             alive = False  # a dead Supervisor is not kept; what it held is stopped
             await reap_lost_supervisor(registry, self._supervisor)
+            done = [e.task for e in self.events
+                    if e.kind == "task_finished" and e.status == "completed" and e.task]
             raise as_run_error(exc, run_id=spec.run_id, checkpoint_dir=self.checkpoint_dir,
-                               lost=True) from exc
+                               lost=True, completed=list(dict.fromkeys(done))) from exc
         except Exception as exc:
             typed = as_run_error(exc, run_id=spec.run_id, checkpoint_dir=self.checkpoint_dir,
                                  lost=False)

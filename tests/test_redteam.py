@@ -384,3 +384,35 @@ def test_no_effect_keywords_warn_once(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Task(description="x", legacy_option=2)  # once per process
+
+
+def test_a_lost_supervisor_gives_back_checkpointed_results(ray_session, stub, once_seen,
+                                                           tmp_path):
+    import ray
+
+    stub.add_rule("SLOW_STEP", latency=30)
+    agent = Agent(role="Keeper", llm=stub.llm)
+    process = Process(tasks={"a": Task(description="FAST_STEP", agent=agent),
+                             "b": Task(description="SLOW_STEP", agent=agent, context=["a"])},
+                      agents=[agent], checkpoint_dir=tmp_path)
+
+    def kill_once_a_is_reported():
+        import threading
+
+        tick = threading.Event()  # never set: a bounded pause between looks
+        for _ in range(3000):
+            if any(e.kind == "task_finished" and e.task == "a" for e in process.events):
+                break
+            tick.wait(0.01)
+        ray.kill(process._supervisor, no_restart=True)
+
+    with once_seen(stub, "SLOW_STEP", 1, kill_once_a_is_reported), \
+            pytest.raises(SupervisorLostError) as err:
+        process.workflow()
+    assert err.value.results["a"].raw == "ok" and "b" not in err.value.results
+    assert f"resume='{err.value.run_id}'" in str(err.value)
+    assert "completed before: a" in str(err.value)
+    stub.clear_rules()
+    fast_calls = stub.count("FAST_STEP")
+    results = process.workflow(resume=err.value.run_id)
+    assert results["b"].raw == "ok" and stub.count("FAST_STEP") == fast_calls
