@@ -24,12 +24,16 @@ class ActorRegistry:
         # and an owner that drops its last handle stops the actor.
         self.owned: dict[Any, Any] = {}
         self.supervisor_ids: set[Any] = set()
+        # Which Supervisor (actor id, hex) holds each leased member: a lost Supervisor's
+        # members are reclaimed (reclaim), not leaked.
+        self.lessee: dict[Any, str] = {}
         self.idle_limit = idle_limit
 
     def lease(self, placement_key: str, count: int, options: dict[str, Any],
-              agent_key: str | None = None) -> list[Any]:
+              agent_key: str | None = None, lessee: str | None = None) -> list[Any]:
         """Hand out ``count`` actors with the given placement options, preferring ones
-        that served ``agent_key`` before (their model client is already warm)."""
+        that served ``agent_key`` before (their model client is already warm); ``lessee``
+        is the leasing Supervisor's actor id."""
         warm = self.idle.setdefault(placement_key, [])
         warm.sort(key=lambda h: self.served.get(h._actor_id, set()).__contains__(agent_key))
         handles = [warm.pop() for _ in range(min(count, len(warm)))]
@@ -37,13 +41,35 @@ class ActorRegistry:
             handle = AgentActor.options(**options).remote()  # type: ignore[attr-defined]
             self.owned[handle._actor_id] = handle
             handles.append(handle)
+        if lessee is not None:
+            for handle in handles:
+                self.lessee[handle._actor_id] = lessee
         return handles
+
+    def reclaim(self, lessee: str) -> int:
+        """A Supervisor was lost: stop every member it held (leased, in use or kept for
+        its next run), and forget it. Returns how many members were stopped."""
+        held = [self.owned[a] for a, who in self.lessee.items()
+                if who == lessee and a in self.owned]
+        for handle in held:
+            self.lessee.pop(handle._actor_id, None)
+            self.owned.pop(handle._actor_id, None)
+            with contextlib.suppress(Exception):
+                ray.kill(handle)
+        for key, warm in self.idle.items():
+            self.idle[key] = [h for h in warm if h._actor_id in self.owned]
+        for actor_id in [a for a in self.supervisor_ids if a.hex() == lessee]:
+            self.supervisor_ids.discard(actor_id)
+            self.owned.pop(actor_id, None)
+        self.supervisors = [h for h in self.supervisors if h._actor_id.hex() != lessee]
+        return len(held)
 
     def give_back(self, placement_key: str, handles: list[Any],
                   agent_key: str | None = None) -> None:
         """Take actors back after a run; beyond the idle limit they are stopped."""
         warm = self.idle.setdefault(placement_key, [])
         for handle in handles:
+            self.lessee.pop(handle._actor_id, None)
             self.served.setdefault(handle._actor_id, set()).add(agent_key)
             if sum(len(v) for v in self.idle.values()) < self.idle_limit:
                 warm.append(handle)
@@ -77,6 +103,7 @@ class ActorRegistry:
         dead = {h._actor_id for h in handles}
         for actor_id in dead:
             self.owned.pop(actor_id, None)
+            self.lessee.pop(actor_id, None)
         for key, warm in self.idle.items():
             self.idle[key] = [h for h in warm if h._actor_id not in dead]
 

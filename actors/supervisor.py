@@ -42,6 +42,7 @@ class Supervisor:
     async def _services(self, spec: RunSpec) -> Services:
         """The cluster services ``spec`` uses: metrics hub and result cache."""
         services = Services(registry=self.registry, remote=_RayRemote(), kept=self.kept,
+                            lessee=ray.get_runtime_context().get_actor_id(),
                             listener=ray.get_runtime_context().current_actor
                             if spec.tokens else None)
         if spec.metrics:
@@ -94,7 +95,9 @@ class Supervisor:
                 if self.job.done():
                     if spec.telemetry:  # this run's spans leave before its result
                         await asyncio.to_thread(flush_tracing)
-                    yield ("result", (self.job.result(), [e.model_dump() for e in batch]))
+                    result = self.job.result()
+                    _make_portable(result)
+                    yield ("result", (result, [e.model_dump() for e in batch]))
                     return
                 if batch:
                     yield ("events", [e.model_dump() for e in batch])
@@ -147,6 +150,20 @@ class Supervisor:
         self.job.cancel()
         await asyncio.wait([self.job], timeout=30)
         return True
+
+
+def _make_portable(result: Any) -> None:
+    """An engine fault's cause travels to the driver (to be chained there) if it can be
+    pickled; else a RuntimeError naming it does."""
+    import ray.cloudpickle as pickle
+
+    original = getattr(result.error, "original", None)
+    if original is None:
+        return
+    try:
+        pickle.dumps(original)
+    except Exception:
+        result.error.original = RuntimeError(f"{type(original).__name__}: {original}")
 
 
 class _RayRemote:

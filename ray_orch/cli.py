@@ -153,9 +153,10 @@ def _intercept(script: _Script, action: str) -> Iterator[None]:
         saved[(cls, name)] = cls.__dict__[name]
         setattr(cls, name, value)
 
-    def handle(process: Process, mode: Mode) -> dict[str, TaskOutput] | None:
+    def handle(process: Process, mode: Mode, **kwargs: Any) -> dict[str, TaskOutput] | None:
         script.calls.append(_Call(process=process, mode=mode))
         if action == "validate":
+            process._check_run(mode, **kwargs)  # resume= and friends, as the run would
             process.validate(mode)
         return None if action == "run" else _NotRun()
 
@@ -164,13 +165,13 @@ def _intercept(script: _Script, action: str) -> Iterator[None]:
         if name.startswith("a"):
             async def arun(self: Process, *args: Any, _mode: Mode = mode,
                            _original: Any = original, **kwargs: Any) -> Any:
-                stub = handle(self, _mode)
+                stub = handle(self, _mode, **kwargs)
                 return stub if stub is not None else await _original(self, *args, **kwargs)
             patch(Process, name, arun)
         else:
             def srun(self: Process, *args: Any, _mode: Mode = mode, _original: Any = original,
                      **kwargs: Any) -> Any:
-                stub = handle(self, _mode)
+                stub = handle(self, _mode, **kwargs)
                 return stub if stub is not None else _original(self, *args, **kwargs)
             patch(Process, name, srun)
     if action != "run":

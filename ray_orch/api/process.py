@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
 from ray_orch.core import trace
 from ray_orch.core.errors import (
     InvalidTaskFieldError,
@@ -89,6 +90,10 @@ class Process:
         progress: live progress on a terminal (default: on when stdout is a TTY).
         runtime_env / ray_init: passed to ``ray.init`` when the process starts Ray.
 
+    Every argument is checked here, before Ray starts: an unknown keyword is an
+    ``UnknownKeywordError``; a wrong type, range or an empty ``tasks`` an
+    ``InvalidTaskFieldError`` naming the field.
+
     Example:
         >>> from ray_orch import Agent, Task
         >>> from ray_orch.testing import StubLLMServer
@@ -104,8 +109,9 @@ class Process:
         '42 rows'
     """
 
-    def __init__(self, tasks: dict[str, Task] | Iterable[Task], agents: list[Any] | None = None,
-                 manager_llm: Any = None, *, name: str = "workflow", on_failure: str = "fail",
+    def __init__(self, tasks: dict[str, Task] | Iterable[Task] | None = None,
+                 agents: list[Any] | None = None, manager_llm: Any = None, *positional: Any,
+                 name: str = "workflow", on_failure: str = "fail",
                  max_visits: int = 10, max_steps: int | None = None,
                  checkpoint_dir: str | os.PathLike[str] | None = None, cache: bool = False,
                  budget_tokens: int | None = None, budget_usd: float | None = None,
@@ -113,9 +119,20 @@ class Process:
                  runtime_env: dict[str, Any] | None = None,
                  ray_init: dict[str, Any] | None = None, metrics: bool = True,
                  metrics_host: str | None = None, metrics_port: int | None = None,
-                 max_manager_calls: int | None = None) -> None:
-        if on_failure not in ("fail", "continue"):
-            raise ValueError(f"on_failure must be 'fail' or 'continue', not {on_failure!r}")
+                 max_manager_calls: int | None = None, **unknown: Any) -> None:
+        from ray_orch.policy.fields import (
+            PROCESS_KEYWORDS,
+            accept_keywords,
+            check_process,
+            no_positional,
+        )
+
+        no_positional("Process", positional, first="tasks")
+        unknown = accept_keywords("Process", unknown, known=_known_keywords())
+        check_process(dict(locals()))
+        for key in PROCESS_KEYWORDS:  # read by other features; None if not given
+            setattr(self, key, unknown.get(key))
+        assert tasks is not None  # check_process refused None
         self.tasks = tasks
         self.task_list = name_tasks(tasks)
         peers = {t.id: t for t in self.task_list if isinstance(t, Task)}
@@ -242,8 +259,36 @@ class Process:
             self._check_hierarchical()
         graph = build_graph(self.task_list, mode, has_default_agent=default is not None,
                             needs_agents=mode != "hierarchical")
+        for agent in self.agents + [t.agent for t in self.task_list] + \
+                [t.fallback_agent for t in self.task_list]:
+            if isinstance(agent, Agent):
+                _ = agent.llm_config  # ModelNotConfiguredError here, not on the cluster
         self._graph = graph
         return graph
+
+    def _check_run(self, mode: Mode, **kwargs: Any) -> None:
+        """The run's own arguments (``resume=``, ...), checked before Ray starts; the CLI's
+        ``validate`` checks them too."""
+        from ray_orch.policy.fields import accept_keywords
+
+        accept_keywords("Process", kwargs, known={"resume", "allow_drift", "run_id"},
+                        extra={"resume", "allow_drift", "run_id"},
+                        label=f"Process '{self.name}'.{mode}()")
+        resume = kwargs.get("resume")
+        allow_drift = kwargs.get("allow_drift", False)
+        run_id = kwargs.get("run_id")
+        for fieldname, value, ok, wanted in (
+                ("resume", resume, isinstance(resume, (str, bool, type(None))),
+                 "a run id, True or None"),
+                ("allow_drift", allow_drift, isinstance(allow_drift, bool), "True or False"),
+                ("run_id", run_id, run_id is None or (isinstance(run_id, str) and
+                                                      run_id.strip() != ""), "a run id")):
+            if not ok:
+                raise InvalidTaskFieldError(f"Process '{self.name}'.{mode}(): {fieldname} "
+                                            f"must be {wanted}, not {value!r}", field=fieldname)
+        if resume and not self.checkpoint_dir:
+            raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
+                                        "no checkpoint store to resume from", field="resume")
 
     def _check_hierarchical(self) -> None:
         from ray_orch.model.resolve import resolve_llm
@@ -287,6 +332,7 @@ class Process:
 
     async def _arun(self, mode: Mode, *, live: Callable[[Event], None] | None = None,
                     tokens: bool = False, **kwargs: Any) -> dict[str, TaskOutput]:
+        self._check_run(mode, **kwargs)
         # Traced when the driver's environment names an OTLP endpoint: the run's spans
         # (Supervisor, members, tools) hang under this one.
         telemetry = settings_from(os.environ)
@@ -305,8 +351,6 @@ class Process:
                        tokens: bool, telemetry: dict[str, str],
                        resume: str | bool | None = None, allow_drift: bool = False,
                        run_id: str | None = None) -> dict[str, TaskOutput]:
-        if resume and not self.checkpoint_dir:
-            raise ValueError("resume= needs Process(checkpoint_dir=...)")
         if isinstance(resume, str):
             run_id = resume
         elif resume:
@@ -339,7 +383,12 @@ class Process:
         packed = _pack(spec)
         from ray_orch.api.runtime import ensure_ray
 
-        ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+        try:
+            ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+        except Exception as exc:
+            raise RunError(f"run {spec.run_id}: Ray could not be started or reached "
+                           f"({type(exc).__name__}: {exc}); check RAY_ADDRESS and "
+                           "Process(ray_init=...)", run_id=spec.run_id) from exc
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
         from actors.registry import get_registry
@@ -363,14 +412,25 @@ class Process:
                 if kept is None or self.events:
                     raise
                 # The kept Supervisor died while idle (its node went away): nothing ran.
+                await reap_lost_supervisor(registry, self._supervisor)
                 self._supervisor = await registry.lease_supervisor.remote()
                 result = await self._follow(spec, packed, live)
         except asyncio.CancelledError:
             await self._supervisor.cancel.remote()  # returns once the run has wound down
             raise
-        except (ActorDiedError, ActorUnavailableError):
-            alive = False  # a dead Supervisor is not kept
-            raise
+        except (ActorDiedError, ActorUnavailableError) as exc:
+            alive = False  # a dead Supervisor is not kept; what it held is stopped
+            await reap_lost_supervisor(registry, self._supervisor)
+            done = [e.task for e in self.events
+                    if e.kind == "task_finished" and e.status == "completed" and e.task]
+            raise as_run_error(exc, run_id=spec.run_id, checkpoint_dir=self.checkpoint_dir,
+                               lost=True, completed=list(dict.fromkeys(done))) from exc
+        except Exception as exc:
+            typed = as_run_error(exc, run_id=spec.run_id, checkpoint_dir=self.checkpoint_dir,
+                                 lost=False)
+            if typed is exc:
+                raise
+            raise typed from exc
         finally:
             if alive:  # idle again, whether its run ended well or not
                 _keep_supervisor(registry, self._supervisor)
@@ -382,11 +442,15 @@ class Process:
             error = result.error
             if isinstance(error, RunError):
                 error.results = dict(result.outputs)
+                error.run_id = error.run_id or spec.run_id
                 original = getattr(error, "original", None)
                 if isinstance(original, BaseException):
                     raise error from original  # the user's own exception stays reachable
                 raise error
-            raise RunError(str(error), results=dict(result.outputs)) from error
+            if isinstance(error, RayOrchError):
+                raise error  # a mistake only the run could find (loop items it produced)
+            raise RunError(str(error), results=dict(result.outputs),
+                           run_id=spec.run_id) from error
         return result.outputs
 
     async def _follow(self, spec: RunSpec, packed: bytes,
@@ -499,6 +563,13 @@ class Process:
     def results(self) -> dict[str, TaskOutput]:
         """The outputs of the last run."""
         return dict(self.last_result.outputs) if self.last_result else {}
+
+
+def _known_keywords() -> frozenset[str]:
+    import inspect
+
+    return frozenset(inspect.signature(Process.__init__).parameters) - {
+        "self", "positional", "unknown"}
 
 
 def _new_run_id() -> str:

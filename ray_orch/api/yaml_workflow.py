@@ -109,6 +109,7 @@ class TaskSpec(_Strict):
     timeout: float | None = Field(None, gt=0)
     cache_ttl: float | None = Field(None, gt=0)
     max_visits: int | None = Field(None, ge=1)
+    loop_ragged: Literal["error", "pad"] = "error"
 
 
 class WorkflowSpec(_Strict):
@@ -397,7 +398,7 @@ def _build(spec: WorkflowSpec, base: Path, source: str, problems: _Problems) -> 
             context_overflow=t.context_overflow,
             handle_missing_context=t.handle_missing_context,
             condition_on_previous_failure=t.condition_on_previous_failure, timeout=t.timeout,
-            cache_ttl=t.cache_ttl, max_visits=t.max_visits)
+            cache_ttl=t.cache_ttl, max_visits=t.max_visits, loop_ragged=t.loop_ragged)
     manager = _expand(spec.manager_llm, ("manager_llm",), problems)
     checkpoint = _path(spec.checkpoint_dir, base) if spec.checkpoint_dir else None
     return Process(tasks=tasks, agents=list(agents.values()), manager_llm=manager,

@@ -8,6 +8,7 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     │   ├── UnknownTaskError           a name in context / next_tasks / condition resolves to no task
     │   ├── DuplicateTaskError         two tasks share one name
     │   ├── InvalidTaskFieldError      a field has the wrong type or value (names task and field)
+    │   │   └── UnknownKeywordError    a keyword Task / Agent / Process does not know (typo?)
     │   ├── LoopDataError              loop_data unreadable, empty, or placeholders without columns
     │   ├── UnboundedCycleError        a cycle that no bound can end
     │   ├── MissingAgentError          a task has no agent and no default exists
@@ -20,10 +21,11 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     └── RunError                       the run itself went wrong
         ├── TaskFailedError            a task exhausted its attempts
         │   ├── OutputValidationError  the reply never matched output_json / output_pydantic
-        │   ├── GuardrailFailedError   the guardrails rejected every attempt
+        │   ├── GuardrailFailedError   the guardrails rejected every attempt, or one raised
+        │   ├── RateLimitError         the provider asked to wait longer than ray-orch may
         │   ├── ContextBudgetError     the context exceeds the task's token budget (policy "fail")
-    │   ├── ToolCallError          a tool call failed and the task has tool_errors="raise"
-    │   └── ToolLoopError          the model kept calling tools past max_tool_calls
+        │   ├── ToolCallError          a tool call failed and the task has tool_errors="raise"
+        │   └── ToolLoopError          the model kept calling tools past max_tool_calls
         ├── LLMError                   a model call failed (``retryable`` says whether to retry)
         ├── TaskTimeoutError           a task exceeded its timeout
         ├── CircuitOpenError           a circuit breaker refused the call (raise mode)
@@ -55,18 +57,22 @@ __all__ = [
     "MissingAgentError",
     "ModelNotConfiguredError",
     "OutputValidationError",
+    "RateLimitError",
     "RayOrchError",
+    "RayOrchWarning",
     "ResumeError",
     "RunCancelledError",
     "RunError",
     "SerializationError",
     "StepLimitError",
+    "SupervisorLostError",
     "TaskFailedError",
     "TaskTimeoutError",
     "ToolCallError",
     "ToolDefinitionError",
     "ToolLoopError",
     "UnboundedCycleError",
+    "UnknownKeywordError",
     "UnknownTaskError",
     "WorkflowDefinitionError",
 ]
@@ -84,16 +90,26 @@ class WorkflowDefinitionError(RayOrchError):
     lists them all.
     """
 
+    task: str | None
+    """The task at fault, if one is."""
+    field: str | None
+    """The field (or keyword) at fault."""
+    agent: str | None
+    """The agent at fault (its role), for a mistake in an ``Agent``."""
+    problems: list[WorkflowDefinitionError]
+    """Every problem found, when validation found several."""
+
     def __init__(self, message: str, *, task: str | None = None, field: str | None = None,
-                 problems: list[WorkflowDefinitionError] | None = None) -> None:
+                 problems: list[WorkflowDefinitionError] | None = None,
+                 agent: str | None = None) -> None:
         super().__init__(message)
         self.task = task
         self.field = field
+        self.agent = agent
         self.problems = problems or []
 
     def __reduce__(self) -> Any:
-        return (_rebuild, (type(self), str(self), {"task": self.task, "field": self.field,
-                                                   "problems": self.problems}))
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
 class UnknownTaskError(WorkflowDefinitionError):
@@ -106,6 +122,20 @@ class DuplicateTaskError(WorkflowDefinitionError):
 
 class InvalidTaskFieldError(WorkflowDefinitionError):
     """A task field has the wrong type or value."""
+
+
+class UnknownKeywordError(InvalidTaskFieldError):
+    """A keyword that ``Task``, ``Agent`` or ``Process`` does not know (``field`` is it).
+
+    ``suggestion`` is the closest known keyword, if one is close.
+    """
+
+    suggestion: str | None = None
+
+    def __init__(self, message: str, *, task: str | None = None, field: str | None = None,
+                 agent: str | None = None, suggestion: str | None = None) -> None:
+        super().__init__(message, task=task, field=field, agent=agent)
+        self.suggestion = suggestion
 
 
 class LoopDataError(WorkflowDefinitionError):
@@ -141,6 +171,20 @@ class ResumeError(RayOrchError):
 class CheckpointCorruptError(ResumeError):
     """A checkpoint record failed its integrity check and was not loaded."""
 
+    run_id: str | None = None
+    task: str | None = None
+    path: str | None = None
+
+    def __init__(self, message: str, *, run_id: str | None = None, task: str | None = None,
+                 path: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.task = task
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
 
 class RunError(RayOrchError):
     """The run went wrong at run time.
@@ -149,18 +193,51 @@ class RunError(RayOrchError):
     so partial work is never lost.
     """
 
+    task: str | None
+    """The task the failure belongs to, if any."""
+    results: dict[str, Any]
+    """The outputs of every task that completed before the failure."""
+    run_id: str | None = None
+    """The run's id (set on the driver), to resume it or find its checkpoints."""
+    original: BaseException | None = None
+    """The user's own exception (from a guardrail or an ``execute()`` override), if any."""
+
     def __init__(self, message: str, *, task: str | None = None,
-                 results: dict[str, Any] | None = None) -> None:
+                 results: dict[str, Any] | None = None, run_id: str | None = None,
+                 original: BaseException | None = None) -> None:
         super().__init__(message)
         self.task = task
         self.results = results or {}
+        self.run_id = run_id
+        self.original = original
 
     def __reduce__(self) -> Any:
         return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
 class TaskFailedError(RunError):
-    """A task exhausted its attempts (and its fallback agent, if any)."""
+    """A task exhausted its attempts (and its fallback agent, if any).
+
+    ``attempt_log`` lists the model calls made (model, tokens, cost, outcome);
+    ``tool_calls`` the tool calls (as ``TaskOutput.metadata["tool_calls"]``);
+    ``retryable`` tells whether the last failure was one retrying might fix.
+    """
+
+    attempt_log: list[dict[str, Any]]
+    tool_calls: list[dict[str, Any]]
+    retryable: bool = False
+
+    def __init__(self, message: str, *, task: str | None = None,
+                 results: dict[str, Any] | None = None, run_id: str | None = None,
+                 original: BaseException | None = None,
+                 attempt_log: list[dict[str, Any]] | None = None,
+                 tool_calls: list[dict[str, Any]] | None = None,
+                 retryable: bool = False) -> None:
+        super().__init__(message, task=task, results=results, run_id=run_id,
+                         original=original)
+        self.attempt_log = list(attempt_log or [])
+        self.tool_calls = list(tool_calls or [])
+        self.retryable = retryable
 
 
 class OutputValidationError(TaskFailedError):
@@ -168,7 +245,30 @@ class OutputValidationError(TaskFailedError):
 
 
 class GuardrailFailedError(TaskFailedError):
-    """The task's guardrails rejected every attempt."""
+    """The task's guardrails rejected every attempt, or a guardrail raised (then at once,
+    with no retry; ``guardrail`` names it and ``__cause__`` is its exception)."""
+
+    guardrail: str | None = None
+
+    def __init__(self, message: str, *, guardrail: str | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.guardrail = guardrail
+
+
+class RateLimitError(TaskFailedError):
+    """The provider rate-limited the task and asked (``Retry-After``) for a longer wait
+    than the backoff cap (30 s) or the task's remaining ``timeout`` allows. The wait is
+    never silently shortened: ``retry_after`` is the provider's requested wait in seconds,
+    and ``__cause__`` the ``LLMError`` of the last call."""
+
+    retry_after: float | None = None
+    status_code: int | None = None
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 status_code: int | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.retry_after = retry_after
+        self.status_code = status_code
 
 
 class ContextBudgetError(TaskFailedError):
@@ -258,6 +358,16 @@ class BudgetExceededError(RunError):
 
 class RunCancelledError(RunError):
     """The run was cancelled; completed results are kept in ``results``."""
+
+
+class SupervisorLostError(RunError):
+    """The run's Supervisor died mid-run (its process or node was lost), or a failure
+    that is not a ray-orch error came back from it. ``run_id`` and ``results`` (what the
+    driver had seen complete) are set; ``__cause__`` is Ray's or Python's exception."""
+
+
+class RayOrchWarning(UserWarning):
+    """A ray-orch warning: something accepted that has no effect, or works differently."""
 
 
 def _rebuild(cls: type[Exception], message: str, state: dict[str, Any]) -> Exception:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,23 @@ from ray_orch.core.output import TaskOutput
 __all__ = ["as_inputs", "items_from_output", "load_items"]
 
 
-def load_items(source: Any, *, task: str) -> list[Any]:
+def load_items(source: Any, *, task: str, ragged: str = "error") -> list[Any]:
     """Read the items of a static ``loop_data``.
 
+    Args:
+        source: a CSV / JSON / JSONL path, or a list.
+        task: the loop task's name (for messages).
+        ragged: a CSV row with more or fewer fields than the header: ``"error"``
+            (``LoopDataError`` naming the file and line) or ``"pad"`` (missing fields
+            are "", extra fields dropped).
+
     Raises:
-        LoopDataError: unreadable, unsupported, not a list, or empty.
+        LoopDataError: unreadable, unsupported, not a list, ragged, or empty.
     """
     if isinstance(source, (list, tuple)):
         items = list(source)
-    elif isinstance(source, (str, Path)):
-        items = _read_file(Path(source), task=task)
+    elif isinstance(source, (str, os.PathLike)):
+        items = _read_file(Path(source), task=task, ragged=ragged)
     else:
         raise LoopDataError(f"task '{task}': loop_data must be a CSV/JSON/JSONL path or a list, "
                             f"not {type(source).__name__}", task=task, field="loop_data")
@@ -39,7 +47,7 @@ def load_items(source: Any, *, task: str) -> list[Any]:
     return items
 
 
-def _read_file(path: Path, *, task: str) -> list[Any]:
+def _read_file(path: Path, *, task: str, ragged: str) -> list[Any]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -48,7 +56,7 @@ def _read_file(path: Path, *, task: str) -> list[Any]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return [dict(row) for row in csv.DictReader(text.splitlines())]
+            return _read_csv(text, path, task=task, ragged=ragged)
         if suffix == ".jsonl":
             return [json.loads(line) for line in text.splitlines() if line.strip()]
         if suffix == ".json":
@@ -62,6 +70,31 @@ def _read_file(path: Path, *, task: str) -> list[Any]:
                             task=task, field="loop_data") from None
     raise LoopDataError(f"task '{task}': loop_data '{path}' must end in .csv, .json or .jsonl",
                         task=task, field="loop_data")
+
+
+def _read_csv(text: str, path: Path, *, task: str, ragged: str) -> list[dict[str, str]]:
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if header is None:
+        return []
+    if len(set(header)) != len(header) or any(not name.strip() for name in header):
+        raise LoopDataError(f"task '{task}': loop_data '{path}' line 1: the header needs "
+                            f"unique, non-empty column names, not {header}", task=task,
+                            field="loop_data")
+    rows: list[dict[str, str]] = []
+    for values in reader:
+        if not values:
+            continue  # a blank line
+        if len(values) != len(header):
+            if ragged != "pad":
+                raise LoopDataError(
+                    f"task '{task}': loop_data '{path}' line {reader.line_num}: {len(values)} "
+                    f"fields where the header has {len(header)} ({', '.join(header)}); fix the "
+                    "row, or pass loop_ragged='pad' to pad / trim such rows", task=task,
+                    field="loop_data")
+            values = (values + [""] * len(header))[:len(header)]
+        rows.append(dict(zip(header, values, strict=True)))
+    return rows
 
 
 def fields_of(items: list[Any]) -> set[str]:

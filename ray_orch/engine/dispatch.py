@@ -100,6 +100,7 @@ class Pool:
     options: dict[str, Any]
     registry: Any
     remote: Remote
+    lessee: str | None = None  # who leases (the Supervisor): the registry reclaims on loss
     bind_args: tuple[Any, ...] = ()
     waiters: int = 0
     replaced: int = 0
@@ -353,7 +354,7 @@ class Pool:
             for _ in range(_MAX_REPLACEMENTS):
                 self.registry.forget.remote(dead)
                 [handle] = await self.registry.lease.remote(self.placement_key, 1,
-                                                            self.options, self.key)
+                                                            self.options, self.key, self.lessee)
                 try:
                     await handle.bind.remote(*self.bind_args)
                     break
@@ -378,8 +379,10 @@ class PoolSet:
     """Every pool of one run, keyed by agent key."""
 
     def __init__(self, registry: Any, run_id: str, *, remote: Remote,
-                 kept: KeptMembers | None = None, options: Any = None) -> None:
+                 kept: KeptMembers | None = None, options: Any = None,
+                 lessee: str | None = None) -> None:
         self.registry = registry
+        self.lessee = lessee
         self.run_id = run_id
         self.options = options  # the run's ``RunOptions`` for every member it binds
         self.remote = remote
@@ -408,7 +411,8 @@ class PoolSet:
             handles, spare = kept[:size], kept[size:]
             if spare:
                 self.registry.give_back.remote(placement_key, spare, key)
-            lease = (self.registry.lease.remote(placement_key, size - len(handles), options, key)
+            lease = (self.registry.lease.remote(placement_key, size - len(handles), options, key,
+                                                self.lessee)
                      if len(handles) < size else None)
             wanted.append((key, agent, placement_key, options, handles, lease))
         for key, agent, placement_key, options, handles, lease in wanted:
@@ -425,7 +429,7 @@ class PoolSet:
             self.pools[key] = Pool(
                 key=key, agent=agent, members=members,
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
-                options=options, registry=self.registry, remote=self.remote,
+                options=options, registry=self.registry, remote=self.remote, lessee=self.lessee,
                 bind_args=bind_args)
 
     def pool_for(self, agent: Any) -> Pool:

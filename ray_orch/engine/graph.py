@@ -17,11 +17,10 @@ from __future__ import annotations
 import graphlib
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from pydantic import BaseModel
 
 from ray_orch.core.errors import (
     DuplicateTaskError,
@@ -34,7 +33,7 @@ from ray_orch.core.errors import (
 )
 from ray_orch.core.loops import fields_of, load_items
 from ray_orch.core.prompt import placeholders
-from ray_orch.core.routing import route_keys, route_targets
+from ray_orch.policy.fields import check_task_fields, refs
 from ray_orch.policy.task import Task
 
 __all__ = ["Graph", "Mode", "build_graph"]
@@ -98,11 +97,20 @@ class Graph:
                 "fallback": _agent_ident(task.fallback_agent),
                 "schema": schema.model_json_schema() if schema else None,
                 "loop_items": node.loop_items if node.loop_items is None
-                else hashlib.sha256(json.dumps(node.loop_items, sort_keys=True,
-                                               default=str).encode()).hexdigest(),
+                else _items_hash(node.loop_items),
                 "context_fields": task.context_fields,
             }
         return out
+
+
+def _items_hash(items: list[Any]) -> str:
+    try:
+        text = json.dumps(items, sort_keys=True, default=str)
+    except TypeError:  # keys that cannot be sorted together (None beside str)
+        from ray_orch.store.checkpoint import _string_keys
+
+        text = json.dumps(_string_keys(items), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _agent_ident(agent: Any) -> Any:
@@ -172,26 +180,25 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
                     f"{', '.join(order)}", task=owner, field=fieldname))
                 return None
             return ref
-        problems.append(InvalidTaskFieldError(
-            f"task '{owner}': {fieldname} entries must be task names or Task objects, not "
-            f"{type(ref).__name__} ({ref!r})", task=owner, field=fieldname))
-        return None
+        return None  # a wrong type: task_problems names it
 
     previous: str | None = None
     last_barrier: str | None = None
     for name in order:
         node, task = nodes[name], nodes[name].task
         node.previous = previous
-        _check_fields(name, task, problems)
+        check_task_fields(name, task, problems)
         if task.context is not None:
             node.explicit_context = True
-            node.deps = [r for r in (resolve(name, "context", ref) for ref in task.context) if r]
+            node.deps = [r for r in (resolve(name, "context", ref)
+                                     for ref in refs(task.context)) if r]
         if mode == "workflow":
-            node.next = [r for r in (resolve(name, "next_tasks", ref) for ref in task.next_tasks) if r]
-            if task.condition:
+            node.next = [r for r in (resolve(name, "next_tasks", ref)
+                                     for ref in refs(task.next_tasks)) if r]
+            if isinstance(task.condition, dict) and task.task_type == "decision":
                 for key in task.condition:
                     targets = [resolve(name, f"condition['{key}']", ref)
-                               for ref in route_targets(task.condition, key)]
+                               for ref in refs(task.condition[key], one=True)]
                     node.routes[key] = [t for t in targets if t]
         elif mode == "sequential":
             if task.context is None and previous is not None:
@@ -225,7 +232,8 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
             problems.append(MissingAgentError(
                 f"task '{name}' has no agent and no default model is configured; give it "
                 "agent=..., or set RAY_ORCH_MODEL", task=name, field="agent"))
-        if task.task_type == "loop":
+        if task.task_type == "loop" and (task.loop_data is None or isinstance(
+                task.loop_data, (str, os.PathLike, list, tuple))):
             _check_loop(node, problems)
         previous = name
     # A task runs without being routed to unless a task defined before it routes to it;
@@ -249,53 +257,6 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
     return graph
 
 
-def _is_model(value: Any) -> bool:
-    return isinstance(value, type) and issubclass(value, BaseModel)
-
-
-def _check_fields(name: str, task: Task, problems: list[WorkflowDefinitionError]) -> None:
-    def bad(fieldname: str, message: str) -> None:
-        problems.append(InvalidTaskFieldError(f"task '{name}': {fieldname} {message}",
-                                              task=name, field=fieldname))
-
-    if not isinstance(task.description, str) or not task.description.strip():
-        bad("description", "must be a non-empty string")
-    if task.task_type not in ("task", "decision", "loop"):
-        bad("task_type", f"must be 'task', 'decision' or 'loop', not {task.task_type!r}")
-    for fieldname in ("output_json", "output_pydantic"):
-        value = getattr(task, fieldname)
-        if value is not None and not _is_model(value):
-            bad(fieldname, f"must be a pydantic BaseModel subclass, not {value!r}")
-    if task.task_type == "decision" and not task.condition:
-        bad("condition", "is required for a decision task: {'answer': ['task', ...]}")
-    if task.condition and task.task_type != "decision":
-        bad("condition", "only applies to task_type='decision'")
-    if task.condition is not None and task.task_type == "decision" and (
-            not isinstance(task.condition, dict) or not route_keys(task.condition)):
-        bad("condition", "must map at least one answer to a list of task names")
-    for fieldname in ("max_retries", "validation_steps"):
-        value = getattr(task, fieldname)
-        if not isinstance(value, int) or value < 0:
-            bad(fieldname, f"must be an integer >= 0, not {value!r}")
-    if not isinstance(task.retry_delay, (int, float)) or task.retry_delay < 0:
-        bad("retry_delay", f"must be a number >= 0, not {task.retry_delay!r}")
-    if task.timeout is not None and (not isinstance(task.timeout, (int, float)) or task.timeout <= 0):
-        bad("timeout", f"must be a positive number of seconds, not {task.timeout!r}")
-    for i, guard in enumerate(task.guardrails):
-        if not (callable(guard) or isinstance(guard, str)):
-            bad(f"guardrails[{i}]", f"must be a callable or a string rule, not {guard!r}")
-    for fieldname in ("agent", "fallback_agent"):
-        agent = getattr(task, fieldname)
-        if agent is not None and not callable(getattr(agent, "chat", None)):
-            bad(fieldname, f"must be an Agent (or have chat(prompt)), not {type(agent).__name__}")
-    if task.context_overflow not in ("fail", "keep_recent", "summarize"):
-        bad("context_overflow", f"must be 'fail', 'keep_recent' or 'summarize', not "
-            f"{task.context_overflow!r}")
-    from ray_orch.tools.spec import task_tool_problems
-
-    problems.extend(task_tool_problems(name, task))
-
-
 def _check_loop(node: Node, problems: list[WorkflowDefinitionError]) -> None:
     task = node.task
     if task.loop_data is None:
@@ -306,12 +267,13 @@ def _check_loop(node: Node, problems: list[WorkflowDefinitionError]) -> None:
                 field="loop_data"))
         return
     try:
-        items = load_items(task.loop_data, task=node.name)
+        items = load_items(task.loop_data, task=node.name, ragged=task.loop_ragged)
     except LoopDataError as exc:
         problems.append(exc)
         return
     node.loop_items = items
-    if task.max_iterations is not None and len(items) > task.max_iterations:
+    if isinstance(task.max_iterations, int) and task.max_iterations >= 1 and \
+            len(items) > task.max_iterations:
         problems.append(LoopDataError(
             f"task '{node.name}': loop_data has {len(items)} items, more than max_iterations="
             f"{task.max_iterations}", task=node.name, field="max_iterations"))

@@ -115,5 +115,8 @@ class Services:
     """The Prometheus endpoint the metrics hub serves, for the driver."""
     metrics_error: str | None = None
     """Why metrics are off for this run, if they failed to start."""
+    lessee: str | None = None
+    """Who leases the run's members (the Supervisor's actor id): the registry reclaims
+    them if it is lost."""
     listener: Any = None
     """Where members send live events (tokens): ``listener.push.remote(key, events)``."""

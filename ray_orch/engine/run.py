@@ -214,6 +214,7 @@ class Run:
             agents.append(self.hierarchy.agent)
         self.pools = PoolSet(self.services.registry, self.members_key,
                              remote=self.services.remote, kept=self.services.kept,
+                             lessee=self.services.lessee,
                              options=RunOptions(listener=self.services.listener,
                                                 tokens=spec.tokens, telemetry=spec.telemetry,
                                                 trace_context=spec.trace_context))
@@ -244,7 +245,8 @@ class Run:
         if self.cancelled:
             error = RunCancelledError(f"run {spec.run_id} was cancelled")
         elif internal is not None:
-            error = RunError(f"run {spec.run_id} failed: {type(internal).__name__}: {internal}")
+            error = RunError(f"run {spec.run_id} failed: {type(internal).__name__}: {internal}",
+                             run_id=spec.run_id, original=internal)
         elif self.scheduler.abort is not None:
             error = self.scheduler.abort
         elif self.budget.error is not None:

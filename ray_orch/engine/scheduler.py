@@ -26,8 +26,9 @@ from ray_orch.core.errors import (
     StepLimitError,
     TaskFailedError,
 )
-from ray_orch.core.loops import as_inputs, items_from_output
+from ray_orch.core.loops import as_inputs, fields_of, items_from_output
 from ray_orch.core.output import TaskOutput
+from ray_orch.core.prompt import placeholders
 from ray_orch.engine.graph import Graph
 
 __all__ = ["Dispatch", "Scheduler"]
@@ -105,7 +106,7 @@ class Scheduler:
         self.loops: dict[str, _Loop] = {}
         self.running = 0
         self.steps = 0
-        self.abort: RunError | None = None
+        self.abort: RunError | LoopDataError | None = None
         self.resumed: list[str] = []
         self.dependants: dict[str, list[str]] = defaultdict(list)
         for name, node in graph.nodes.items():
@@ -213,11 +214,12 @@ class Scheduler:
             for name in idle:
                 self._skip(name, "not routed to")
 
-    def _activate(self, name: str, by: str | None) -> None:
+    def _activate(self, name: str, by: str | None, *, rerun: bool = False) -> None:
         state = self.state[name]
         if state in ("waiting", "running"):
             return
-        if state == "completed" and by is not None and by not in self.reaches(name):
+        if state == "completed" and by is not None and not rerun and \
+                by not in self.reaches(name):
             return  # a second branch joining through next_tasks, not a cycle: run once
         limit = self.graph.nodes[name].task.max_visits or self.max_visits
         if self.visits[name] >= limit:
@@ -288,6 +290,13 @@ class Scheduler:
             self._fail(name, exc if isinstance(exc, LoopDataError) else LoopDataError(
                 f"task '{name}': no context output to loop over", task=name, field="loop_data"))
             return
+        unfilled = placeholders(node.task.description) - fields_of(items)
+        if unfilled:
+            self._fail(name, LoopDataError(
+                f"task '{name}': description placeholders {sorted(unfilled)} cannot be filled "
+                f"from the items of its loop (fields: {sorted(fields_of(items))})", task=name,
+                field="description"))
+            return
         limit = node.task.max_iterations
         if limit is not None and len(items) > limit:
             self._fail(name, LoopLimitError(
@@ -340,7 +349,17 @@ class Scheduler:
                 targets += node.routes.get(route, [])
             for target in dict.fromkeys(targets):
                 self._activate(target, by=name)
+            if self.visits[name] > 1:
+                self._rerun_dependants(name)
         self._wake(name)
+
+    def _rerun_dependants(self, name: str) -> None:
+        # A task entered again (a decision routed back to it: draft <- review) has a new
+        # output: whatever read the old one through context runs again, in order.
+        for dependant in self.dependants.get(name, []):
+            if self.state[dependant] in ("completed", "failed") and \
+                    name in self.graph.nodes[dependant].deps:
+                self._activate(dependant, by=name, rerun=True)
 
     def _fail(self, name: str, error: BaseException) -> None:
         self.state[name] = "failed"
@@ -348,13 +367,11 @@ class Scheduler:
         handled = any(n.task.condition_on_previous_failure and n.previous == name
                       for n in self.graph.nodes.values())
         if not handled and self.on_failure == "fail":
-            if isinstance(error, RunError):
+            if isinstance(error, (RunError, LoopDataError)):
                 self._abort(error)
             else:
-                wrapped = TaskFailedError(f"task '{name}' failed: {type(error).__name__}: "
-                                          f"{error}", task=name)
-                wrapped.original = error  # type: ignore[attr-defined]
-                self._abort(wrapped)
+                self._abort(TaskFailedError(f"task '{name}' failed: {type(error).__name__}: "
+                                            f"{error}", task=name, original=error))
             return
         self._wake(name)
 
@@ -380,21 +397,25 @@ class Scheduler:
             self._checking = False
 
     def reaches(self, name: str) -> set[str]:
-        """Tasks reachable from ``name`` through next_tasks / routes (computed on demand):
-        re-entering a completed task is a cycle only if the task routing to it is
-        downstream of it."""
+        """Tasks reachable from ``name`` through next_tasks / routes and the context of
+        its readers (computed on demand): re-entering a completed task is a cycle only if
+        the task routing to it is downstream of it."""
         if name not in self._reaches:
             seen: set[str] = set()
             todo = [name]
             while todo:
-                node = self.graph.nodes[todo.pop()]
-                for target in node.next + [t for ts in node.routes.values() for t in ts]:
+                current = todo.pop()
+                node = self.graph.nodes[current]
+                readers = [d for d in self.dependants.get(current, [])
+                           if current in self.graph.nodes[d].deps]
+                for target in node.next + [t for ts in node.routes.values() for t in ts] + \
+                        readers:
                     if target not in seen:
                         seen.add(target)
                         todo.append(target)
             self._reaches[name] = seen
         return self._reaches[name]
 
-    def _abort(self, error: RunError) -> None:
+    def _abort(self, error: RunError | LoopDataError) -> None:
         if self.abort is None:
             self.abort = error

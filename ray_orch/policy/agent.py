@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,13 @@ from pydantic import BaseModel
 from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.model.client import LLMConfig, LLMResult, acomplete, complete
 from ray_orch.model.resolve import resolve_llm
+from ray_orch.policy.fields import (
+    AGENT_KEYWORDS,
+    PROVIDER_OPTIONS,
+    accept_keywords,
+    check_agent,
+    no_positional,
+)
 
 __all__ = ["Agent", "role_of"]
 
@@ -65,6 +73,16 @@ class Agent:
     Without a ``role``, the agent's ``name`` is its role (PraisonAI's agents are often
     named only). PraisonAI's other Agent keywords are accepted with a warning that they
     have no effect (``docs/PRAISONAI.md``).
+        **llm_options: litellm / OpenAI request parameters sent with every call
+            (``temperature``, ``top_p``, ``max_tokens``, ``seed``, ``stop``,
+            ``response_format``, ...; see ``ray_orch.policy.fields.PROVIDER_OPTIONS``), the
+            cluster-wide limits ``rpm`` / ``tpm`` / ``max_in_flight``, and
+            ``extra_body={...}`` for provider-specific keys (merged into the request).
+
+    Only ``role`` may be given by position. A keyword that is neither a parameter nor a
+    provider option (``gaol=``) is an ``UnknownKeywordError`` naming the closest one;
+    wrong types and ranges (``pool_size="2"``, a nan ``timeout``) are
+    ``InvalidTaskFieldError``s naming the agent and the field.
 
     Example:
         >>> agent = Agent(role="Data Extractor", goal="Extract data from sources")
@@ -72,7 +90,8 @@ class Agent:
         'Data Extractor'
     """
 
-    def __init__(self, role: str | None = None, goal: str = "Complete the task well",
+    def __init__(self, role: str | None = None, *positional: Any,
+                 goal: str = "Complete the task well",
                  backstory: str = "", llm: str | dict[str, Any] | LLMConfig | None = None,
                  base_url: str | None = None, api_key: str | None = None,
                  tools: list[Callable[..., Any] | Any] | None = None, instructions: str = "",
@@ -88,10 +107,7 @@ class Agent:
         if not isinstance(role, str) or not role.strip():
             raise InvalidTaskFieldError("Agent role must be a non-empty string",
                                         field="role")
-        if pool_size < 1 or max_concurrency < 1:
-            raise InvalidTaskFieldError(
-                f"Agent '{role}': pool_size and max_concurrency must be >= 1 "
-                f"(got {pool_size}, {max_concurrency})", field="pool_size")
+        no_positional("Agent", positional, owner=role, first="role")
         from ray_orch.tools.spec import check_tool_settings, tool_specs
 
         tool_specs(tools, who=f"agent '{role}'")  # raises ToolDefinitionError
@@ -117,8 +133,16 @@ class Agent:
         self.verbose = verbose
         from ray_orch.policy.praison import agent_extras
 
-        self.llm_options = agent_extras(self, model=model, reflection=reflection,
-                                        options=llm_options)
+        # PraisonAI's no-effect keywords warn once; the rest must be provider options.
+        llm_options = agent_extras(self, model=model, reflection=reflection,
+                                   options=llm_options)
+        llm_options = accept_keywords("Agent", llm_options, known=_KNOWN, owner=role,
+                                      extra=PROVIDER_OPTIONS)
+        for key in AGENT_KEYWORDS - _KNOWN:  # read by other features; None if not given
+            if not hasattr(self, key):
+                setattr(self, key, llm_options.pop(key, None))
+        self.llm_options = llm_options
+        check_agent(self)
         self._config: LLMConfig | None = None
         self.last_result: LLMResult | None = None
 
@@ -235,3 +259,7 @@ class Agent:
         state = dict(self.__dict__)
         state["last_result"] = None
         return state
+
+
+_KNOWN = frozenset(inspect.signature(Agent.__init__).parameters) - {
+    "self", "positional", "llm_options"}

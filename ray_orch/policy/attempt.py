@@ -31,6 +31,7 @@ from ray_orch.core.errors import (
     GuardrailFailedError,
     LLMError,
     OutputValidationError,
+    RateLimitError,
     RayOrchError,
     TaskFailedError,
     TaskTimeoutError,
@@ -114,12 +115,19 @@ async def _check_guardrails(task: Task, agent: Any, output: TaskOutput,
                 raise _Rejected(f"guardrail '{guard}' failed: {verdict.reason or 'no reason'}",
                                 kind="guardrail")
             continue
-        result = guard(output)
-        if asyncio.iscoroutine(result):
-            result = await result
-        ok, error, replacement = _verdict_of(result)
+        name = getattr(guard, "__name__", None) or type(guard).__name__
+        try:
+            result = guard(output)
+            if asyncio.iscoroutine(result):
+                result = await result
+        except Exception as exc:
+            # A guardrail that raises is a bug in the check, not a bad answer: asking the
+            # model again cannot fix it.
+            raise GuardrailFailedError(
+                f"task '{task.id}': guardrail '{name}' raised {type(exc).__name__}: {exc}",
+                task=task.id, guardrail=name, attempt_log=calls, original=exc) from exc
+        ok, error, replacement = _verdict_of(result, task=task, name=name, calls=calls)
         if not ok:
-            name = getattr(guard, "__name__", "guardrail")
             raise _Rejected(f"{name}: {error or 'rejected'}", kind="guardrail")
         if isinstance(replacement, TaskOutput):
             output = replacement
@@ -128,16 +136,27 @@ async def _check_guardrails(task: Task, agent: Any, output: TaskOutput,
     return output
 
 
-def _verdict_of(result: Any) -> tuple[bool, str | None, Any]:
+def _verdict_of(result: Any, *, task: Task, name: str,
+                calls: list[dict[str, Any]]) -> tuple[bool, str | None, Any]:
+    """A guardrail's verdict: exactly ``GuardrailResult``, ``bool`` or ``(bool, value)``.
+
+    Raises:
+        GuardrailFailedError: any other return value (a str such as ``"FAIL: ..."`` is
+            not a verdict, and taking it as truthy would pass every answer).
+    """
     if isinstance(result, GuardrailResult):
         return result.success, result.error, result.result
-    if isinstance(result, tuple) and result:
-        ok = bool(result[0])
-        detail = result[1] if len(result) > 1 else None
+    if isinstance(result, bool):
+        return result, None, None
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], bool):
+        ok, detail = result
         if ok:
             return True, None, detail
         return False, str(detail) if detail is not None else None, None
-    return bool(result), None, None
+    wrong = TypeError(f"guardrail '{name}' returned {type(result).__name__} {result!r:.100}; "
+                      "a guardrail returns GuardrailResult, bool or (bool, value)")
+    raise GuardrailFailedError(f"task '{task.id}': {wrong}", task=task.id, guardrail=name,
+                               attempt_log=calls, original=wrong) from wrong
 
 
 async def _judge(agent: Any, rule: str, output: TaskOutput,
@@ -181,8 +200,8 @@ async def _ask(agent: Any, prompt: str, schema: type[BaseModel] | None,
     if asyncio.iscoroutine(reply):
         reply = await reply
     if on_token is not None:
-        on_token(str(reply))  # an adapter answers at once: one piece
-    return str(reply), None
+        on_token("" if reply is None else str(reply))  # an adapter answers at once: one piece
+    return ("" if reply is None else str(reply)), None
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -224,8 +243,17 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,
                           iteration=run.iteration) if isinstance(agent, Agent) else None)
 
+    def waits_in_full(exc: BaseException) -> bool:
+        # A Retry-After beyond the cap is honoured only when the task's timeout leaves
+        # room for it; it is never shortened.
+        after = exc.retry_after if isinstance(exc, LLMError) else None
+        if after is None or after <= _MAX_BACKOFF:
+            return True
+        left = task.timeout - (time.perf_counter() - started) if task.timeout else None
+        return left is not None and after < left
+
     def should_retry(exc: BaseException) -> bool:
-        if not _is_retryable(exc):
+        if not _is_retryable(exc) or not waits_in_full(exc):
             return False
         kind, budget = (("validation", task.validation_steps) if isinstance(exc, _Rejected)
                         else ("exception", task.max_retries))
@@ -242,7 +270,7 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         delay = min(_MAX_BACKOFF, task.retry_delay * (2 ** max(0, n - 1)))
         delay += random.uniform(0, task.retry_delay / 2) if task.retry_delay else 0.0
         if isinstance(exc, LLMError) and exc.retry_after:
-            delay = max(delay, min(exc.retry_after, _MAX_BACKOFF))
+            delay = max(delay, exc.retry_after)  # past the cap only if waits_in_full
         return delay
 
     async def attempt() -> TaskOutput:
@@ -265,6 +293,11 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     async def checked(answer: tuple[str, str | None]) -> TaskOutput:
         text, model = answer
         model_used[0] = model
+        if not text.strip():
+            # An empty (or null) reply is not an answer: it is retried like invalid output.
+            parts.feedback = "the answer was empty"
+            _mark_rejected(calls, "invalid_output")
+            raise _Rejected("the model returned an empty reply", kind="invalid_output")
         output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
                             agent=role_of(agent))
         if deciding:
@@ -299,25 +332,27 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
                                 "attempts, and its condition has no 'default' route",
                                 task=task.id) from None
         cls = OutputValidationError if exc.kind == "invalid_output" else GuardrailFailedError
-        err: TaskFailedError = cls(
-            f"task '{task.id}': {exc} (after {_attempts(counts)} attempts; "
-            f"validation_steps={task.validation_steps})", task=task.id)
-        err.attempt_log = calls  # type: ignore[attr-defined]
-        raise err from None
+        raise cls(f"task '{task.id}': {exc} (after {_attempts(counts)} attempts; "
+                  f"validation_steps={task.validation_steps})", task=task.id,
+                  attempt_log=calls) from None
     except Exception as exc:
         if isinstance(exc, TaskFailedError):
             if isinstance(exc, (ToolCallError, ToolLoopError)):
                 exc.attempt_log = calls
                 exc.tool_calls = tools.log if tools is not None else []
             raise
-        err = TaskFailedError(
+        if isinstance(exc, LLMError) and not waits_in_full(exc):
+            raise RateLimitError(
+                f"task '{task.id}': the provider asked to wait {exc.retry_after:g} s "
+                f"(Retry-After), more than the {_MAX_BACKOFF:g} s backoff cap or the task's "
+                f"remaining timeout; not retried sooner (after {_attempts(counts)} attempts)",
+                task=task.id, retry_after=exc.retry_after, status_code=exc.status_code,
+                attempt_log=calls, retryable=True) from exc
+        raise TaskFailedError(
             f"task '{task.id}' failed after {_attempts(counts)} attempts "
-            f"(max_retries={task.max_retries}): {type(exc).__name__}: {exc}", task=task.id)
-        err.attempt_log = calls  # type: ignore[attr-defined]
-        err.retryable = _is_retryable(exc)  # type: ignore[attr-defined]
-        if tools is not None:
-            err.tool_calls = tools.log  # type: ignore[attr-defined]
-        raise err from exc
+            f"(max_retries={task.max_retries}): {type(exc).__name__}: {exc}", task=task.id,
+            attempt_log=calls, retryable=_is_retryable(exc),
+            tool_calls=tools.log if tools is not None else []) from exc
     tokens_in = sum(c["prompt_tokens"] for c in calls)
     tokens_out = sum(c["completion_tokens"] for c in calls)
     output.metadata.update({
@@ -384,8 +419,10 @@ async def run_with_fallback(task: Task, call: Runner) -> TaskOutput:
     except TaskFailedError as primary_error:
         # Any exhausted primary, whether by retries or by an error retrying cannot fix
         # (a revoked key, a model that is gone), is what the fallback agent is for.
-        if task.fallback_agent is None:
-            raise
+        cause = getattr(primary_error, "cause", None) or primary_error
+        if task.fallback_agent is None or (
+                isinstance(cause, GuardrailFailedError) and cause.original is not None):
+            raise  # a guardrail that raised (or returned nonsense) fails on any agent
         output = await call(task.fallback_agent)
         primary_calls = getattr(getattr(primary_error, "cause", None) or primary_error,
                                 "attempt_log", [])
@@ -409,6 +446,9 @@ async def run_with_fallback(task: Task, call: Runner) -> TaskOutput:
 async def run_local(task: Task, inputs: dict[str, Any] | None) -> TaskOutput:
     """``Task.execute()``: everything in this process, no Ray."""
     from ray_orch.policy.breaker import breaker_guard
+    from ray_orch.policy.fields import check_task_alone
+
+    check_task_alone(task)  # the same static checks a process makes, before any call
 
     context = dict(task._context_outputs)
     if not context and task.context:

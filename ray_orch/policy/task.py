@@ -9,6 +9,7 @@ the agent's pool.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import threading
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.sync import run_sync
+from ray_orch.policy.fields import TASK_KEYWORDS, accept_keywords, no_positional
 
 if TYPE_CHECKING:
     from ray_orch.policy.breaker import CircuitBreaker
@@ -85,6 +87,13 @@ class Task:
         input_file: a loop's items, read the way PraisonAI reads them (a CSV row or a
             text line per item); sets ``loop_data``.
         depends_on: PraisonAI's alias of ``context``.
+        loop_ragged: a CSV ``loop_data`` row with more or fewer fields than its header is
+            a ``LoopDataError`` (``"error"``), or padded with "" / trimmed (``"pad"``).
+        tools, max_tool_calls, tool_errors: stored for the tools feature.
+
+    Only ``description`` may be given by position; a keyword the Task does not know
+    (``contex=``) is an ``UnknownKeywordError`` naming the closest one. Field types and
+    ranges are checked before any model call (by the process, or by ``execute()``).
 
     Example:
         >>> t = Task(description="Extract data from API", expected_output="Raw JSON data")
@@ -92,7 +101,8 @@ class Task:
         'pending'
     """
 
-    def __init__(self, description: str = "", agent: Any = None, expected_output: str = "",
+    def __init__(self, description: str = "", *positional: Any, agent: Any = None,
+                 expected_output: str = "",
                  context: list[Any] | None = None, name: str | None = None,
                  output_json: type[BaseModel] | None = None,
                  output_pydantic: type[BaseModel] | None = None,
@@ -109,6 +119,7 @@ class Task:
                  condition_on_previous_failure: bool = False, timeout: float | None = None,
                  cache_ttl: float | None = None, circuit_breaker: CircuitBreaker | None = None,
                  max_visits: int | None = None, id: str | None = None,
+                 loop_ragged: Literal["error", "pad"] = "error",
                  tools: list[Any] | None = None, max_tool_calls: int | None = None,
                  tool_errors: str | None = None,
                  is_start: bool = False, callback: Callable[..., Any] | None = None,
@@ -117,27 +128,36 @@ class Task:
                  create_directory: bool = False, input_file: str | None = None,
                  depends_on: list[Any] | None = None,
                  **extra: Any) -> None:
+        owner = name or id
+        label = f"Task(description={description!r:.60})" if owner is None else f"task '{owner}'"
+        no_positional("Task", positional, owner=owner, first="description", label=label)
+        from ray_orch.policy.praison import TASK_NO_EFFECT, no_effect, task_extras
+
+        # PraisonAI's keywords with no effect here warn once; any other unknown is an error.
+        extra = no_effect("Task", TASK_NO_EFFECT, extra, known=extra)
+        extra = accept_keywords("Task", extra, known=_KNOWN, owner=owner, label=label)
         self.description = description
         self.agent = agent
         self.expected_output = expected_output
-        self.context = list(context) if context is not None else None
+        # Wrong shapes are kept as given (not split or coerced) for validation to name.
+        self.context = _listed(context)
         self.name = name or id
         self.output_json = output_json
         self.output_pydantic = output_pydantic
         self.max_retries = max_retries
         self.retry_delay = retry_delay
         self.validation_steps = validation_steps
-        self.guardrails: list[Any] = list(guardrails or [])
-        if guardrail is not None:
+        self.guardrails: list[Any] = _listed(guardrails) or []
+        if guardrail is not None and isinstance(self.guardrails, list):
             self.guardrails.append(guardrail)
         self.fallback_agent = fallback_agent
         self.task_type = task_type
-        self.condition = dict(condition) if condition else None
-        self.next_tasks = list(next_tasks or [])
+        self.condition = (dict(condition) or None) if isinstance(condition, dict) else condition
+        self.next_tasks = _listed(next_tasks) or []
         self.loop_data = loop_data
         self.max_iterations = max_iterations
         self.async_execution = async_execution
-        self.context_fields = list(context_fields) if context_fields else None
+        self.context_fields = _listed(context_fields) or None
         self.context_budget = context_budget
         self.context_overflow = context_overflow
         self.handle_missing_context = handle_missing_context
@@ -146,12 +166,14 @@ class Task:
         self.cache_ttl = cache_ttl
         self.circuit_breaker = circuit_breaker
         self.max_visits = max_visits
-        self.tools = list(tools or [])
+        self.loop_ragged = loop_ragged
+        self.tools = _listed(tools) or []
         self.max_tool_calls = max_tool_calls
         self.tool_errors = tool_errors
-        from ray_orch.policy.praison import TASK_NO_EFFECT, no_effect, task_extras
-
-        self.extra = no_effect("Task", TASK_NO_EFFECT, extra)
+        self.extra = extra
+        for key in TASK_KEYWORDS - _KNOWN:  # read by other features; None if not given
+            if not hasattr(self, key):
+                setattr(self, key, extra.get(key))
         self._auto_id = f"task_{next(_ids)}"
         self.is_start = bool(is_start)
         self.callback = callback if callback is not None else on_task_complete
@@ -243,3 +265,12 @@ class Task:
         state["_send_output"] = state.get("callback") is not None or bool(state.get("output_file"))
         state["callback"] = None
         return state
+
+
+def _listed(value: Any) -> Any:
+    """A list or tuple as a new list; None as None; anything else as given."""
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+_KNOWN = frozenset(inspect.signature(Task.__init__).parameters) - {"self", "positional",
+                                                                    "extra"}

@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import time
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -55,12 +56,63 @@ def canonical_json(obj: Any) -> str:
         >>> canonical_json({"b": 1, "a": [1, 2]})
         '{"a":[1,2],"b":1}'
     """
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except TypeError:
+        # Keys of mixed types (a None key from a ragged CSV row next to str keys) cannot be
+        # sorted: the same keys as JSON writes them (strings) can.
+        obj = _string_keys(obj)
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (any Python string may hold one) has no UTF-8 form: escape it.
+        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return text
+
+
+def _string_keys(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else json.dumps(k, default=str): _string_keys(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_string_keys(v) for v in obj]
+    return obj
 
 
 def sha256_hex(text: str) -> str:
     """Hex SHA-256 of ``text`` encoded as UTF-8 (the checksum stored with a payload)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def make_private_dirs(folder: str | os.PathLike[str]) -> list[Path]:
+    """Create ``folder`` and its missing parents, each readable by this user only (0700,
+    whatever the umask). Checkpoints hold every prompt and output.
+
+    Returns:
+        The directories created, outermost first.
+    """
+    missing: list[Path] = []
+    path = Path(folder)
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for created in reversed(missing):
+        try:
+            created.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(created, 0o700)
+    return list(reversed(missing))
+
+
+def open_private(path: str | os.PathLike[str]) -> int:
+    """Create (exclusively) a file only this user can read or write (0600): a descriptor."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)  # the umask cannot have widened it, but may have narrowed it
+    return fd
 
 
 def definition_hash(definition: dict[str, Any]) -> str:
@@ -108,13 +160,10 @@ def corrupt_error(what: str, path: str | os.PathLike[str], *, run_id: str | None
     where = " ".join(part for part in (
         f"run {run_id!r}" if run_id is not None else "",
         f"task {task_id!r}" if task_id is not None else "") if part)
-    err = CheckpointCorruptError(
+    return CheckpointCorruptError(
         f"checkpoint {what}{' of ' + where if where else ''} in {os.fspath(path)} is corrupt "
-        f"({why}); it was not loaded. Delete the file or start a new run (a new run id).")
-    err.run_id = run_id  # type: ignore[attr-defined]
-    err.task = task_id  # type: ignore[attr-defined]
-    err.path = os.fspath(path)  # type: ignore[attr-defined]
-    return err
+        f"({why}); it was not loaded. Delete the file or start a new run (a new run id).",
+        run_id=run_id, task=task_id, path=os.fspath(path))
 
 
 def unseal(text: Any, checksum: Any, what: str, path: str | os.PathLike[str], *,

@@ -22,6 +22,8 @@ from ray_orch.store.checkpoint import (
     canonical_json,
     check_drift,
     corrupt_error,
+    make_private_dirs,
+    open_private,
     sha256_hex,
     unseal,
 )
@@ -75,7 +77,7 @@ class JsonDirCheckpointStore:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory).absolute()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.directory)
         self.location = str(self.directory)
 
     def __repr__(self) -> str:
@@ -95,7 +97,7 @@ class JsonDirCheckpointStore:
         self._make_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(open_private(tmp), "w", encoding="utf-8") as f:
                 f.write(body)
                 f.flush()
                 os.fsync(f.fileno())
@@ -113,8 +115,7 @@ class JsonDirCheckpointStore:
             missing.append(folder)
             folder = folder.parent
         for created in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                created.mkdir()
+            make_private_dirs(created)  # 0700: it holds prompts and outputs
             _fsync_dir(created.parent)
 
     def _read(self, path: Path, what: str, *, run_id: str | None = None,

@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ray_orch.store.checkpoint import RunRecord, check_drift, corrupt_error, seal, unseal
+from ray_orch.store.checkpoint import (
+    RunRecord,
+    check_drift,
+    corrupt_error,
+    make_private_dirs,
+    open_private,
+    seal,
+    unseal,
+)
 
 __all__ = ["SQLITE_FILENAME", "SQLiteCheckpointStore"]
 
@@ -73,7 +81,7 @@ class SQLiteCheckpointStore:
 
     def __init__(self, directory: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
         self.directory = Path(directory).absolute()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.directory)
         self.location = str(self.directory / SQLITE_FILENAME)
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._lock = threading.Lock()
@@ -111,6 +119,8 @@ class SQLiteCheckpointStore:
             return self._conn
         # A connection inherited through fork must not be used (nor closed) here.
         self._pid = os.getpid()
+        with contextlib.suppress(FileExistsError):  # 0600: it holds prompts and outputs
+            os.close(open_private(self.location))
         conn = sqlite3.connect(self.location, isolation_level=None, check_same_thread=False,
                                timeout=self._busy_timeout_ms / 1000)
         try:

@@ -140,7 +140,7 @@ class FakeRegistry:
         self.forgotten: list[FakeHandle] = []
 
     def lease(self, placement_key: str, count: int, options: dict[str, Any],
-              agent_key: str | None = None) -> list[FakeHandle]:
+              agent_key: str | None = None, lessee: str | None = None) -> list[FakeHandle]:
         warm = self.idle.setdefault(placement_key, [])
         handles = [warm.pop() for _ in range(min(count, len(warm)))]
         while len(handles) < count:

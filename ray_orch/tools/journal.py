@@ -24,10 +24,16 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ray_orch.store.checkpoint import canonical_json, seal, sha256_hex, unseal
+from ray_orch.store.checkpoint import (
+    canonical_json,
+    make_private_dirs,
+    open_private,
+    seal,
+    sha256_hex,
+    unseal,
+)
 
 __all__ = ["ToolJournal", "ToolJournalRef", "visit_digest"]
 
@@ -65,8 +71,10 @@ class _Store:
     _guard = threading.Lock()
 
     def __init__(self, directory: str) -> None:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+        make_private_dirs(directory)  # 0700 / 0600: tool results hold what the run saw
         self.path = os.path.join(directory, _FILENAME)
+        with contextlib.suppress(FileExistsError):
+            os.close(open_private(self.path))
         self.lock = threading.Lock()
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                     timeout=30)

@@ -1,0 +1,75 @@
+"""What reaches the driver when a run fails in a way the engine did not type.
+
+Every failure inside the Supervisor, or on its way back, reaches the driver as a
+``RayOrchError`` subclass carrying the run id and the partial results, with the original
+exception chained as ``__cause__``: Ray's own exceptions, and the loss of the Supervisor
+itself (``SupervisorLostError``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from ray_orch.core.errors import RayOrchError, RunError, SupervisorLostError
+from ray_orch.core.output import TaskOutput
+
+__all__ = ["as_run_error", "partial_results", "reap_lost_supervisor"]
+
+
+def partial_results(checkpoint_dir: str | None, run_id: str) -> dict[str, TaskOutput]:
+    """The outputs a lost run had recorded: its checkpoints' latest visit of each task
+    (nothing without ``checkpoint_dir``: the driver sees no outputs before the end)."""
+    if not checkpoint_dir:
+        return {}
+    from ray_orch.store.sqlite import SQLiteCheckpointStore
+
+    outputs: dict[str, TaskOutput] = {}
+    with contextlib.suppress(Exception):  # a damaged store must not hide the real error
+        store = SQLiteCheckpointStore(checkpoint_dir)
+        try:
+            saved = store.load_tasks(run_id)
+        finally:
+            store.close()
+        for key in sorted(saved, key=lambda k: int(k.partition("#")[2] or 1)):
+            outputs[key.partition("#")[0]] = TaskOutput(**saved[key])
+    return outputs
+
+
+def as_run_error(exc: BaseException, *, run_id: str, checkpoint_dir: str | None,
+                 lost: bool, completed: list[str] | None = None) -> RayOrchError:
+    """``exc`` as the driver raises it (chain it with ``raise ... from exc``).
+
+    Args:
+        exc: what came back (or failed on the way back) from the Supervisor.
+        run_id: the run's id.
+        checkpoint_dir: where the run's checkpoints are, for the partial results.
+        lost: the Supervisor itself died.
+        completed: tasks the driver heard complete (named in the message; their outputs
+            are in ``results`` only when checkpoints hold them).
+
+    Returns:
+        ``exc`` itself with ``run_id`` set when it is already a ray-orch error; else a
+        ``SupervisorLostError`` (Supervisor lost) or ``RunError`` naming it.
+    """
+    if isinstance(exc, RayOrchError):
+        if isinstance(exc, RunError):
+            exc.run_id = exc.run_id or run_id
+        return exc
+    results = partial_results(checkpoint_dir, run_id)
+    if lost:
+        resume = (f"; resume it with workflow(resume='{run_id}')" if checkpoint_dir else
+                  "; with Process(checkpoint_dir=...) a rerun resumes where it stopped")
+        heard = f" (completed before: {', '.join(completed)})" if completed else ""
+        return SupervisorLostError(
+            f"run {run_id}: its Supervisor was lost mid-run ({type(exc).__name__}: "
+            f"{str(exc)[:300]}){heard}; {len(results)} task result(s) recovered from "
+            f"checkpoints{resume}", run_id=run_id, results=results)
+    return RunError(f"run {run_id} failed in the engine: {type(exc).__name__}: "
+                    f"{str(exc)[:500]}", run_id=run_id, results=results)
+
+
+async def reap_lost_supervisor(registry: Any, supervisor: Any) -> None:
+    """Have the registry stop every member the dead Supervisor held (leased or kept)."""
+    with contextlib.suppress(Exception):  # the registry may be gone too (driver exit)
+        await registry.reclaim.remote(supervisor._actor_id.hex())
