@@ -13,6 +13,7 @@ import ray
 
 from actors.cache_actor import get_cache_actor
 from actors.metrics_hub import checked_endpoint, start_metrics_hub
+from ray_orch.core.approvals import RunPaused
 from ray_orch.core.errors import SerializationError
 from ray_orch.core.events import Event
 from ray_orch.core.proc import settle_heap
@@ -21,6 +22,7 @@ from ray_orch.engine.run import Run, RunSpec
 from ray_orch.observe.metrics import EventBatcher
 from ray_orch.observe.tracing import configure as configure_tracing
 from ray_orch.observe.tracing import flush as flush_tracing
+from ray_orch.store.pauses import PauseStore
 
 # Events are shipped in batches, one per this many seconds at most, so neither a
 # 10,000-task run nor a chain of short steps pays a driver round trip per event.
@@ -37,6 +39,7 @@ class Supervisor:
         self.kept = KeptMembers()  # members kept between this Supervisor's runs
         # The run in progress: what its members know it by, and where its events wait.
         self.current: tuple[str, asyncio.Queue[Event], asyncio.Event, RunSpec] | None = None
+        self.running: Run | None = None
         settle_heap()
 
     async def _services(self, spec: RunSpec) -> Services:
@@ -85,6 +88,7 @@ class Supervisor:
 
         run = Run(spec, emit=emit, services=await self._services(spec))
         self.current = (run.members_key, queue, arrived, spec)
+        self.running = run
         self.job = asyncio.ensure_future(run.execute())
         try:
             while True:
@@ -97,12 +101,17 @@ class Supervisor:
                         await asyncio.to_thread(flush_tracing)
                     result = self.job.result()
                     _make_portable(result)
+                    if isinstance(result.error, RunPaused) and spec.checkpoint_dir:
+                        # Its definition stays with its requests: any process continues it.
+                        PauseStore(spec.checkpoint_dir).pause(spec.run_id, spec.workflow,
+                                                              spec.mode, packed)
                     yield ("result", (result, [e.model_dump() for e in batch]))
                     return
                 if batch:
                     yield ("events", [e.model_dump() for e in batch])
         finally:
             self.current = None
+            self.running = None
 
     async def _wait(self, arrived: asyncio.Event, streaming: bool) -> None:
         # Events of a window go out together (a 10,000-task run does not pay a driver
@@ -118,6 +127,12 @@ class Supervisor:
         finally:
             waiter.cancel()
         arrived.clear()
+
+    def answer(self, request_id: str, answer: dict[str, Any]) -> bool:
+        """A person's answer to an inline approval request of the run in progress."""
+        if self.running is None:
+            return False
+        return self.running.approvals.answer(request_id, answer)
 
     def push(self, members_key: str, events: list[dict[str, Any]]) -> None:
         """Live events from the run's members (token deltas), streamed to the driver with

@@ -55,6 +55,14 @@ if typing.TYPE_CHECKING:
     from ray_orch.api.pool import AgentPool
     from ray_orch.api.process import Process
     from ray_orch.api.team import Agents, AgentTeam, PraisonAIAgents
+    from ray_orch.core.approvals import (
+        ApprovalError,
+        ApprovalRequest,
+        Approve,
+        Edit,
+        Reject,
+        RunPaused,
+    )
     from ray_orch.core.output import GuardrailResult, TaskOutput
     from ray_orch.core.stream import StreamEvent
     from ray_orch.observe.analysis import MetricsCollector
@@ -71,6 +79,12 @@ _LAZY = {
     "Agent": "policy.agent",
     "AgentPool": "api.pool",
     "AgentTeam": "api.team",
+    "ApprovalError": "core.approvals",
+    "ApprovalRequest": "core.approvals",
+    "Approve": "core.approvals",
+    "Edit": "core.approvals",
+    "Reject": "core.approvals",
+    "RunPaused": "core.approvals",
     "Agents": "api.team",
     "CircuitBreaker": "policy.breaker",
     "GuardrailResult": "core.output",
@@ -107,6 +121,9 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "AgentPool",
     "AgentTeam",
     "Agents",
+    "ApprovalError",
+    "ApprovalRequest",
+    "Approve",
     "BudgetExceededError",
     "CheckpointCorruptError",
     "CircuitBreaker",
@@ -114,6 +131,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "ContextBudgetError",
     "DecisionError",
     "DuplicateTaskError",
+    "Edit",
     "GuardrailFailedError",
     "GuardrailResult",
     "InvalidTaskFieldError",
@@ -131,9 +149,11 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "RateLimitError",
     "RayOrchError",
     "RayOrchWarning",
+    "Reject",
     "ResumeError",
     "RunCancelledError",
     "RunError",
+    "RunPaused",
     "SerializationError",
     "StepLimitError",
     "StreamEvent",

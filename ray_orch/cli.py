@@ -422,6 +422,73 @@ def demo(ctx: typer.Context) -> None:
             raise typer.Exit(code)
 
 
+DirOpt = Annotated[Path, typer.Option("--dir", help="The checkpoint directory of the runs.")]
+
+
+@app.command()
+def runs(directory: DirOpt = Path("checkpoints"),
+         pending: Annotated[bool, typer.Option(
+             "--pending", help="Only paused runs, with the requests they wait on.")] = False
+         ) -> None:
+    """List the runs of a checkpoint directory (--pending: paused runs and their requests)."""
+    with _errors():
+        if not directory.is_dir():
+            _fail(f"{directory}: no such checkpoint directory", 2)
+        from ray_orch.store.pauses import PauseStore
+        from ray_orch.store.sqlite import SQLiteCheckpointStore
+
+        if pending:
+            store = PauseStore(directory)
+            for run in store.paused():
+                typer.echo(f"{run['run_id']}  {run['workflow']} ({run['mode']})  paused")
+                for request in run["requests"]:
+                    what = (f"tool {request['tool']}({request['arguments']})"
+                            if request.get("tool") else "output: " + _one_line(
+                                (request.get("output") or {}).get("raw")))
+                    typer.echo(f"  {request['id']}  task {request['task']}  {what}")
+            store.close()
+            return
+        with SQLiteCheckpointStore(directory) as checkpoints:
+            for record in checkpoints.list_runs():
+                typer.echo(f"{record.run_id}  {record.workflow}  {record.status}")
+
+
+@app.command()
+def approve(run_id: Annotated[str, typer.Argument(help="The paused run.")],
+            request: Annotated[str, typer.Argument(help="The request to answer.")],
+            directory: DirOpt = Path("checkpoints"),
+            edit: Annotated[str | None, typer.Option(
+                "--edit", help="Replace the output (or the tool's arguments, as JSON).")] = None,
+            reject: Annotated[str | None, typer.Option(
+                "--reject", help="Refuse, saying why.")] = None) -> None:
+    """Answer a paused run's request (approve, --edit TEXT or --reject REASON) and continue it."""
+    with _errors():
+        if edit is not None and reject is not None:
+            _fail("give --edit or --reject, not both", 2)
+        from ray_orch.api.approvals import continue_paused
+        from ray_orch.core.approvals import Approve, Edit, Reject, RunPaused
+
+        answer = (Edit(_maybe_json(edit), by="cli") if edit is not None else
+                  Reject(reject, by="cli") if reject is not None else Approve(by="cli"))
+        try:
+            results = continue_paused(str(directory), run_id, {request: answer})
+        except RunPaused as paused:
+            for asked in paused.requests:
+                typer.echo(f"paused again: {asked.id}  task {asked.task}")
+            raise typer.Exit(3) from None
+        for name, output in results.items():
+            typer.echo(f"{name}: {_one_line(output.raw)}")
+        typer.echo(f"run {run_id} completed")
+
+
+def _maybe_json(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text
+
+
 def _version(value: bool) -> None:
     if value:
         from ray_orch import __version__

@@ -119,7 +119,8 @@ class Process:
                  runtime_env: dict[str, Any] | None = None,
                  ray_init: dict[str, Any] | None = None, metrics: bool = True,
                  metrics_host: str | None = None, metrics_port: int | None = None,
-                 max_manager_calls: int | None = None, **unknown: Any) -> None:
+                 max_manager_calls: int | None = None,
+                 approval_handler: Callable[..., Any] | None = None, **unknown: Any) -> None:
         from ray_orch.policy.fields import (
             PROCESS_KEYWORDS,
             accept_keywords,
@@ -156,6 +157,11 @@ class Process:
         self.metrics_host = metrics_host
         self.metrics_port = metrics_port
         self.max_manager_calls = max_manager_calls
+        if approval_handler is not None and not callable(approval_handler):
+            raise InvalidTaskFieldError(f"Process: approval_handler must be a callable, not "
+                                        f"{type(approval_handler).__name__}",
+                                        field="approval_handler")
+        self.approval_handler = approval_handler
         self.events: list[Event] = []
         self.last_result: RunResult | None = None
         self._supervisor: Any = None
@@ -271,8 +277,8 @@ class Process:
         ``validate`` checks them too."""
         from ray_orch.policy.fields import accept_keywords
 
-        accept_keywords("Process", kwargs, known={"resume", "allow_drift", "run_id"},
-                        extra={"resume", "allow_drift", "run_id"},
+        accept_keywords("Process", kwargs, known={"resume", "allow_drift", "run_id", "answers"},
+                        extra={"resume", "allow_drift", "run_id", "answers"},
                         label=f"Process '{self.name}'.{mode}()")
         resume = kwargs.get("resume")
         allow_drift = kwargs.get("allow_drift", False)
@@ -350,12 +356,18 @@ class Process:
     async def _execute(self, mode: Mode, *, live: Callable[[Event], None] | None,
                        tokens: bool, telemetry: dict[str, str],
                        resume: str | bool | None = None, allow_drift: bool = False,
-                       run_id: str | None = None) -> dict[str, TaskOutput]:
+                       run_id: str | None = None, answers: Any = None
+                       ) -> dict[str, TaskOutput]:
         if isinstance(resume, str):
             run_id = resume
         elif resume:
             run_id = "latest"
         graph = self.validate(mode)
+        from ray_orch.api.approvals import Asker, approval_mode, check_answers
+
+        approvals = approval_mode(self)
+        answers = check_answers(self, run_id, answers)
+        asker = Asker(self.approval_handler) if approvals == "inline" else None
         default_agent = self._default_agent(mode)
         agents = self.agents + [a for a in (default_agent,) if a is not None]
         for agent in agents + [t.agent for t in self.task_list] + \
@@ -379,7 +391,8 @@ class Process:
                        budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
                        metrics=self.metrics_enabled, metrics_host=self.metrics_host,
                        metrics_port=self.metrics_port, stream=live is not None,
-                       tokens=tokens, telemetry=telemetry, trace_context=trace.carrier())
+                       tokens=tokens, telemetry=telemetry, trace_context=trace.carrier(),
+                       approvals=approvals, answers=answers)
         packed = _pack(spec)
         from ray_orch.api.runtime import ensure_ray
 
@@ -407,14 +420,14 @@ class Process:
         alive = True
         try:
             try:
-                result = await self._follow(spec, packed, live)
+                result = await self._follow(spec, packed, live, asker)
             except (ActorDiedError, ActorUnavailableError):
                 if kept is None or self.events:
                     raise
                 # The kept Supervisor died while idle (its node went away): nothing ran.
                 await reap_lost_supervisor(registry, self._supervisor)
                 self._supervisor = await registry.lease_supervisor.remote()
-                result = await self._follow(spec, packed, live)
+                result = await self._follow(spec, packed, live, asker)
         except asyncio.CancelledError:
             await self._supervisor.cancel.remote()  # returns once the run has wound down
             raise
@@ -435,6 +448,10 @@ class Process:
             if alive:  # idle again, whether its run ended well or not
                 _keep_supervisor(registry, self._supervisor)
             await self._deliveries.drain()  # async callbacks end before the run returns
+            if asker is not None:
+                await asyncio.gather(*asker.jobs, return_exceptions=True)
+        if asker is not None:
+            asker.raise_failure()
         self.last_result = result
         self._apply(result, graph)
         self._deliveries.finish(result.outputs)
@@ -454,7 +471,8 @@ class Process:
         return result.outputs
 
     async def _follow(self, spec: RunSpec, packed: bytes,
-                      live: Callable[[Event], None] | None = None) -> RunResult:
+                      live: Callable[[Event], None] | None = None,
+                      asker: Any = None) -> RunResult:
         from ray.exceptions import RayTaskError
 
         from ray_orch.observe.progress import Progress
@@ -482,6 +500,8 @@ class Process:
                         continue
                     if event.kind == "token":
                         continue  # the stream's alone: not kept with the run's events
+                    if event.kind == "approval_requested" and asker is not None:
+                        asker.on_event(event.data, self._supervisor)
                     self.events.append(event)
                     self._on_event(event)
                     progress(event)

@@ -162,8 +162,8 @@ class Pool:
                      context: dict[str, TaskOutput], missing: dict[str, str],
                      iteration: int | None, on_start: Callable[[Member], None] | None = None,
                      token: str | None = None,
-                     on_sent: Callable[[Pool, Member, str], None] | None = None
-                     ) -> TaskOutput:
+                     on_sent: Callable[[Pool, Member, str], None] | None = None,
+                     feedback: str | None = None) -> TaskOutput:
         """Run one task with this pool's agent on the least-loaded member.
 
         ``on_start(member)`` is called when a member takes the task (after any
@@ -194,7 +194,7 @@ class Pool:
                 bind = self.bind_for(member)
                 carried = bind is not None
                 ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
-                                               missing, iteration, sent_token, bind)
+                                               missing, iteration, sent_token, bind, feedback)
                 if on_sent is not None and sent_token is not None:
                     on_sent(self, member, sent_token)
                 return await ref  # type: ignore[no-any-return]

@@ -193,8 +193,8 @@ class AgentMember:
     async def run(self, run_id: str, agent_key: str, task_name: str,
                   inputs: dict[str, Any] | None, context: dict[str, TaskOutput],
                   missing: dict[str, str], iteration: int | None,
-                  token: str | None = None, bind: tuple[Any, ...] | None = None
-                  ) -> TaskOutput:
+                  token: str | None = None, bind: tuple[Any, ...] | None = None,
+                  feedback: str | None = None) -> TaskOutput:
         """Run one task (all its attempts) with one agent and return its output.
 
         With a ``token``, the output is also handed to a ``run_after`` of that token here
@@ -212,7 +212,8 @@ class AgentMember:
             with trace.attached(options.trace_context if options else None):
                 output = await run_attempts(task, agent, RunInputs(
                     inputs=inputs, context=context, missing=missing, iteration=iteration,
-                    on_token=self._tokens_to(run_id, options, task_name, iteration)))
+                    on_token=self._tokens_to(run_id, options, task_name, iteration),
+                    feedback=feedback))
             if options is not None and options.tokens:
                 await self._flush_tokens(wait=True)  # every piece is there before the output
         except BaseException:

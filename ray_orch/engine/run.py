@@ -22,10 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ray_orch.core.errors import RunCancelledError, RunError, TaskTimeoutError
+from ray_orch.core.approvals import Edit, Reject, RunPaused
+from ray_orch.core.errors import RunCancelledError, RunError, TaskFailedError, TaskTimeoutError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.prompt import task_prompt
+from ray_orch.engine.approvals import Approvals, edited, record
 from ray_orch.engine.dispatch import PoolSet
 from ray_orch.engine.graph import Graph, Mode, build_graph
 from ray_orch.engine.handoff import HandOffs, chaining_allowed
@@ -50,6 +52,7 @@ from ray_orch.policy.breaker import breaker_for, breaker_guard
 from ray_orch.policy.caching import from_cache, key_for, ttl_for
 from ray_orch.policy.task import Task
 from ray_orch.store.journal import Journal
+from ray_orch.store.pauses import PauseStore
 from ray_orch.tools.journal import ToolJournalRef
 
 __all__ = ["Run", "RunResult", "RunSpec"]
@@ -87,6 +90,10 @@ class RunSpec:
     """The driver's ``OTEL_*`` settings (tracing is on when they name an endpoint)."""
     trace_context: dict[str, str] = field(default_factory=dict)
     """The driver's trace context (W3C ``traceparent``), the parent of the run's spans."""
+    approvals: str | None = None
+    """How the run asks a person: ``"inline"`` (the driver answers) or ``"pause"``."""
+    answers: dict[str, Any] = field(default_factory=dict)
+    """Answers to the pending requests of the run being resumed, by request id."""
 
 
 @dataclass(kw_only=True)
@@ -122,6 +129,7 @@ class Run:
         self.reporter = Reporter(workflow=spec.workflow, run_id=spec.run_id, deliver=emit,
                                  sink=services.metrics, streaming=spec.stream)
         self.emit = self.reporter.emit
+        self.approvals.emit = self.emit
         self.budget = BudgetHook(run_id=spec.run_id, tokens=spec.budget_tokens,
                                  usd=spec.budget_usd)
         caches = spec.cache or any(t.cache_ttl for t in spec.tasks)
@@ -150,6 +158,10 @@ class Run:
         restored: dict[tuple[str, int], TaskOutput] = {}
         restored_iterations: dict[tuple[str, int], dict[int, TaskOutput]] = {}
         journal = None
+        store = PauseStore(spec.checkpoint_dir) if spec.checkpoint_dir and (
+            spec.approvals == "pause" or spec.resume) else None
+        self.approvals = Approvals(mode=spec.approvals, run_id=spec.run_id,  # type: ignore[arg-type]
+                                   store=store)
         if spec.checkpoint_dir:
             journal = Journal(spec.checkpoint_dir, run_id=spec.run_id,
                               workflow=spec.workflow, definition=self.graph.definition(),
@@ -157,6 +169,14 @@ class Run:
             spec.run_id = journal.run_id
             loops = [n for n, node in self.graph.nodes.items() if node.task.task_type == "loop"]
             restored, restored_iterations = journal.restored(loops, spec.max_visits)
+            self.approvals.run_id = journal.run_id
+            if spec.resume:
+                def restore(task: str, visit: int, output: TaskOutput) -> None:
+                    restored[(task, visit)] = output
+                    journal.task_done(task, visit, output)  # approved: final, durably
+
+                self.approvals.resume(spec.answers, restore, {
+                    n: node.task for n, node in self.graph.nodes.items()})
             # Tool calls are journaled where they run (the members), in the same store.
             tools = ToolJournalRef(directory=spec.checkpoint_dir, run_id=spec.run_id)
             for node in self.graph.nodes.values():
@@ -179,7 +199,8 @@ class Run:
         try:
             await self._open()
             self._launch(self.scheduler.start())
-            while self.pending or (self.hierarchy is not None and self.hierarchy.busy):
+            while self.pending or self.approvals.waiting or (
+                    self.hierarchy is not None and self.hierarchy.busy):
                 # Jobs report themselves here when done: O(1) a completion, where
                 # asyncio.wait over every pending job would be O(pending) (quadratic
                 # for a 10,000-item fan-out).
@@ -189,6 +210,8 @@ class Run:
                 for job in done:
                     if self.hierarchy is not None and job is self.hierarchy.job:
                         self.hierarchy.done(job)
+                    elif job in self.approvals.waiting:
+                        self._answered(job)
                     elif job in self.pending:
                         self._settle(job)  # type: ignore[arg-type]
                 if self.scheduler.abort is not None:
@@ -220,7 +243,7 @@ class Run:
                                                 trace_context=spec.trace_context))
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
         await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()))
-        self.handoffs.enabled = chaining_allowed(
+        self.handoffs.enabled = not any(t.human_input for t in tasks.values()) and chaining_allowed(
             journal=any(isinstance(h, JournalHook) for h in self.hooks),
             cache=self.cache is not None, manager=self.hierarchy is not None,
             budget=spec.budget_tokens is not None or spec.budget_usd is not None)
@@ -229,6 +252,7 @@ class Run:
         jobs: list[asyncio.Future[Any]] = [*self.pending]
         if self.hierarchy is not None and self.hierarchy.job is not None:
             jobs.append(self.hierarchy.job)
+        jobs += list(self.approvals.waiting)
         for job in jobs:
             job.cancel()
         self.handoffs.drop_all()
@@ -251,14 +275,23 @@ class Run:
             error = self.scheduler.abort
         elif self.budget.error is not None:
             error = self.budget.error
+        elif self.approvals.paused:
+            asked = ", ".join(f"{r.id} ({r.task})" for r in self.approvals.paused)
+            error = RunPaused(f"run {spec.run_id} waits for approval: {asked}; continue it "
+                              f"with workflow(resume={spec.run_id!r}, answers={{...}}) or "
+                              f"ray-orch approve", run_id=spec.run_id,
+                              requests=list(self.approvals.paused))
         statuses = self.scheduler.statuses()
         if self.cancelled or error is not None:
             statuses = {n: ("failed" if s == "running" and n in self.scheduler.errors else
                             "pending" if s in ("running", "pending") else s)
                         for n, s in statuses.items()}
+        for request in self.approvals.paused:
+            statuses[request.task] = "paused"
         self._gauges(force=True)
         self.reporter.flush_gauges()
-        status = "cancelled" if self.cancelled else "failed" if error else "completed"
+        status = ("cancelled" if self.cancelled else "paused" if isinstance(error, RunPaused)
+                  else "failed" if error else "completed")
         for hook in self.hooks:
             await hook.settle()
         self.emit("run_finished", status=status, duration_s=time.time() - self.started)
@@ -351,6 +384,17 @@ class Run:
                                     "manager_calls": self.hierarchy.manager.calls})
         for hook in self.hooks:
             hook.dispatch_finished(Finished(dispatch=dispatch, role=role, output=output))
+        if self.approvals.needs(task, dispatch, output):
+            # It waits for a person: inline, as a job of the run; paused, until resumed.
+            answer = self.approvals.ask(dispatch, role, output)
+            if answer is not None:
+                answer.add_done_callback(self.finished.put_nowait)
+            self._gauges()
+            return
+        self._accept(dispatch, output)
+
+    def _accept(self, dispatch: Dispatch, output: TaskOutput) -> None:
+        """A dispatch's output stands: record it, route, and launch what became ready."""
         # Recorded once, durably, before anything downstream of it is dispatched.
         if dispatch.iteration is not None:
             for hook in self.hooks:
@@ -372,6 +416,30 @@ class Run:
         if dispatch.iteration is None or self.scheduler.state[dispatch.task] == "completed":
             self.handoffs.waiting_on(dispatch.task)
         self._gauges()
+
+    def _answered(self, job: asyncio.Future[Any]) -> None:
+        """A person answered an inline request: the output stands (approved, edited), or
+        the task is asked again with the reason, or fails."""
+        waiting = self.approvals.waiting.pop(job)
+        if job.cancelled():
+            return
+        answer = job.result()
+        name, task = waiting.dispatch.task, self.graph.nodes[waiting.dispatch.task].task
+        if isinstance(answer, Reject):
+            self.approvals.rejections[name] += 1
+            if task.on_reject == "retry" and self.approvals.rejections[name] <= task.max_retries:
+                self.approvals.feedback[name] = answer.reason
+                self._start(waiting.dispatch)  # asked again, hearing why
+                return
+            error = TaskFailedError(f"task '{name}': its output was rejected: {answer.reason}",
+                                    task=name)
+            self._launch(self.handoffs.claim(name, self.scheduler.failed(
+                name, error, visit=waiting.dispatch.visit)))
+            return
+        output = edited(task, waiting.output, answer) if isinstance(answer, Edit) \
+            else waiting.output
+        output.metadata["approval"] = record(waiting.request, answer)
+        self._accept(waiting.dispatch, output)
 
     def _gauges(self, force: bool = False) -> None:
         # Counting is O(tasks); gauges are shipped at most every 0.1 s anyway.
@@ -408,6 +476,13 @@ class Run:
             return await self._submit(agent, dispatch, context, dispatch.inputs, started)
 
         async def body() -> TaskOutput:
+            again = self.approvals.again.get((dispatch.task, dispatch.visit))
+            if again is not None and again.output is not None:
+                return again.output  # still waiting for its answer: not run again
+            if dispatch.task in self.approvals.fail:
+                raise TaskFailedError(f"task '{dispatch.task}': its output was rejected: "
+                                      f"{self.approvals.fail.pop(dispatch.task)}",
+                                      task=dispatch.task)
             if task.overrides_execute():
                 clock.start()
                 return await self.overrides.run(
@@ -489,7 +564,8 @@ class Run:
             on_start = None  # the task has started already, as far as events go
         return await pool.submit(
             self.members_key, dispatch.task, inputs, context, dispatch.missing,
-            dispatch.iteration, on_start=on_start, token=token, on_sent=on_sent)
+            dispatch.iteration, on_start=on_start, token=token, on_sent=on_sent,
+            feedback=self.approvals.feedback.pop(dispatch.task, None))
 
 
 class _NotDispatched(Exception):

@@ -72,6 +72,8 @@ class RunInputs:
     iteration: int | None = None
     on_token: Callable[[str, int], None] | None = None
     """Streams the answers: ``on_token(text, attempt)`` for each piece as it arrives."""
+    feedback: str | None = None
+    """Why a person rejected the last output: the prompt says so."""
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -233,6 +235,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
             or an error that retrying cannot fix.
     """
     parts = parts or task_prompt(task, run.inputs, run.context, run.missing)
+    if run.feedback:
+        parts.feedback = f"a reviewer rejected your previous answer: {run.feedback}"
     budget_note = await apply_budget(task, agent, parts) if isinstance(agent, Agent) else None
     deciding = task.task_type == "decision" and bool(task.condition)
     schema = decision_schema(task.condition or {}) if deciding else task.output_schema()

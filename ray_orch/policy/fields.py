@@ -298,6 +298,12 @@ def task_problems(name: str, task: Any) -> list[WorkflowDefinitionError]:
                       "condition_on_previous_failure"):
         if not isinstance(getattr(task, fieldname), bool):
             bad(fieldname, f"must be True or False, not {getattr(task, fieldname)!r}")
+    if not isinstance(getattr(task, "human_input", False), bool):
+        bad("human_input", f"must be True or False, not {task.human_input!r}")
+    elif task.human_input and task.task_type == "loop":
+        bad("human_input", "does not apply to a loop task (approve what it feeds instead)")
+    if getattr(task, "on_reject", "retry") not in ("retry", "fail"):
+        bad("on_reject", f"must be 'retry' or 'fail', not {task.on_reject!r}")
     if task.loop_ragged not in ("error", "pad"):
         bad("loop_ragged", f"must be 'error' or 'pad', not {task.loop_ragged!r}")
     loop_data = task.loop_data

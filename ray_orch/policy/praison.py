@@ -36,7 +36,7 @@ class PraisonCompatWarning(UserWarning):
 # Keyword -> PraisonAI's default. Giving the default is silent (it asks for nothing).
 TASK_NO_EFFECT: dict[str, Any] = {
     "config": None, "status": "not started", "result": None, "images": None,
-    "human_input": False, "human_review_prompt": None, "loop_state": None, "memory": None,
+"human_review_prompt": None, "loop_state": None, "memory": None,
     "quality_check": True, "rerun": False, "retain_full_context": False, "retry_count": 0,
     "agent_config": None, "variables": None, "skip_on_failure": False, "on_error": "stop",
     "action": None, "handler": None, "should_run": None, "loop_over": None,

@@ -87,6 +87,11 @@ class Task:
         input_file: a loop's items, read the way PraisonAI reads them (a CSV row or a
             text line per item); sets ``loop_data``.
         depends_on: PraisonAI's alias of ``context``.
+        human_input: a person approves, edits or rejects the output before anything
+            downstream starts (``Process(approval_handler=...)``, the console, or a
+            durable pause with a checkpoint store).
+        on_reject: a rejected output is asked again with the reason (``"retry"``, within
+            ``max_retries``), or fails the task (``"fail"``).
         loop_ragged: a CSV ``loop_data`` row with more or fewer fields than its header is
             a ``LoopDataError`` (``"error"``), or padded with "" / trimmed (``"pad"``).
         tools, max_tool_calls, tool_errors: stored for the tools feature.
@@ -126,7 +131,8 @@ class Task:
                  on_task_complete: Callable[..., Any] | None = None,
                  fail_on_callback_error: bool = False, output_file: str | None = None,
                  create_directory: bool = False, input_file: str | None = None,
-                 depends_on: list[Any] | None = None,
+                 depends_on: list[Any] | None = None, human_input: bool = False,
+                 on_reject: Literal["retry", "fail"] = "retry",
                  **extra: Any) -> None:
         owner = name or id
         label = f"Task(description={description!r:.60})" if owner is None else f"task '{owner}'"
@@ -170,6 +176,8 @@ class Task:
         self.tools = _listed(tools) or []
         self.max_tool_calls = max_tool_calls
         self.tool_errors = tool_errors
+        self.human_input = human_input
+        self.on_reject = on_reject
         self.extra = extra
         for key in TASK_KEYWORDS - _KNOWN:  # read by other features; None if not given
             if not hasattr(self, key):

@@ -1,0 +1,190 @@
+"""The driver's side of approvals: who answers, checking answers, continuing a paused run.
+
+``Process(approval_handler=fn)`` answers each ``ApprovalRequest`` in this process (``fn``
+may be sync or async); without one, on a terminal, the console asks; otherwise the run
+pauses in its checkpoint store (``RunPaused``), to be continued with
+``workflow(resume=run_id, answers={...})`` from any process, or ``ray-orch approve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ray_orch.core.approvals import (
+    Answer,
+    ApprovalError,
+    ApprovalRequest,
+    Approve,
+    Edit,
+    Reject,
+    answer_of,
+    parse_answer,
+)
+
+if TYPE_CHECKING:
+    from ray_orch.api.process import Process
+
+__all__ = ["Asker", "approval_mode", "check_answers", "console_handler", "continue_paused"]
+
+
+def approval_mode(process: Process) -> str | None:
+    """How a run of ``process`` asks a person: ``"inline"``, ``"pause"`` or None (it has
+    nothing to ask).
+
+    Raises:
+        ApprovalError: it has something to ask and no way to: no handler, no terminal,
+            no checkpoint store.
+    """
+    asking = [t.id for t in process.task_list if getattr(t, "human_input", False)]
+    if not asking:
+        return None
+    if process.approval_handler is not None or _on_a_terminal():
+        return "inline"
+    if process.checkpoint_dir:
+        return "pause"
+    raise ApprovalError(
+        f"task '{asking[0]}' asks a person (human_input=True) but the run has no way to "
+        "ask: give Process(approval_handler=...), run it on a terminal, or give "
+        "Process(checkpoint_dir=...) so that it pauses", task=asking[0], field="human_input")
+
+
+def _on_a_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def check_answers(process: Process, run_id: str | None, answers: Any) -> dict[str, Any]:
+    """``answers=`` of a resumed run, checked against the requests it has pending.
+
+    Returns:
+        The answers as plain data, by request id.
+
+    Raises:
+        ApprovalError: not a dict; an id no pending request has; an answer that is not
+            ``Approve()``, ``Edit(...)`` or ``Reject(...)``; no run to resume.
+    """
+    if not answers:
+        return {}
+    if not isinstance(answers, dict):
+        raise ApprovalError(f"answers must be a dict {{request_id: Approve() | Edit(...) | "
+                            f"Reject(...)}}, not {type(answers).__name__}", field="answers")
+    if not process.checkpoint_dir or not isinstance(run_id, str):
+        raise ApprovalError("answers= continues a paused run: give resume=<run id> and "
+                            "Process(checkpoint_dir=...)", field="answers")
+    from ray_orch.store.pauses import PauseStore
+
+    store = PauseStore(process.checkpoint_dir)
+    try:
+        pending = {r["id"]: r for r in store.pending(run_id)}
+    finally:
+        store.close()
+    checked = {}
+    for request_id, answer in answers.items():
+        if request_id not in pending:
+            known = ", ".join(sorted(pending)) or "none"
+            raise ApprovalError(f"run {run_id} has no pending request {request_id!r} "
+                                f"(pending: {known})", field="answers", request_id=request_id)
+        if not isinstance(answer, (Approve, Edit, Reject)):
+            raise ApprovalError(f"the answer to {request_id!r} must be Approve(), "
+                                f"Edit(value) or Reject(reason), not {answer!r}",
+                                task=pending[request_id]["task"], field="answers",
+                                request_id=request_id)
+        checked[request_id] = answer_of(answer)
+    return checked
+
+
+def console_handler(request: ApprovalRequest) -> Answer:
+    """Ask on this terminal: approve, edit (type the new output) or reject (say why)."""
+    from rich.console import Console
+    from rich.prompt import Prompt
+
+    console = Console()
+    what = (f"tool call {request.tool}({request.arguments})" if request.tool
+            else f"output of task '{request.task}'")
+    console.rule(f"[bold]approval {request.id}[/]: {what}")
+    if request.output is not None:
+        console.print(request.output.raw)
+    choice = Prompt.ask("[a]pprove, [e]dit or [r]eject", choices=["a", "e", "r"], default="a")
+    if choice == "e":
+        return Edit(Prompt.ask("new value"), by="console")
+    if choice == "r":
+        return Reject(Prompt.ask("why"), by="console")
+    return Approve(by="console")
+
+
+class Asker:
+    """Answers a run's inline requests as they arrive, through ``handler``, and sends
+    each answer to the run's Supervisor. A handler that fails ends the run (the error is
+    raised by the driver, chained)."""
+
+    def __init__(self, handler: Callable[[ApprovalRequest], Any] | None) -> None:
+        self.handler = handler or console_handler
+        self.jobs: list[asyncio.Future[Any]] = []
+        self.failed: BaseException | None = None
+
+    def on_event(self, data: dict[str, Any], supervisor: Any) -> None:
+        """An ``approval_requested`` event's data arrived."""
+        request = ApprovalRequest.from_dict(data["request"])
+        self.jobs.append(asyncio.ensure_future(self._ask(request, supervisor)))
+
+    async def _ask(self, request: ApprovalRequest, supervisor: Any) -> None:
+        try:
+            if inspect.iscoroutinefunction(self.handler):
+                answer = await self.handler(request)
+            else:
+                answer = await asyncio.to_thread(self.handler, request)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            answer = parse_answer(answer)
+        except BaseException as exc:
+            self.failed = exc
+            await supervisor.cancel.remote()
+            return
+        if answer.by is None:
+            by = getattr(self.handler, "__name__", type(self.handler).__name__)
+            answer = type(answer)(**{**answer.__dict__, "by": by})
+        await supervisor.answer.remote(request.id, answer_of(answer))
+
+    def raise_failure(self) -> None:
+        """Raise the handler's failure, if it had one."""
+        if self.failed is not None:
+            raise ApprovalError(f"the approval handler failed: {type(self.failed).__name__}: "
+                                f"{self.failed}", field="approval_handler") from self.failed
+
+
+def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dict[str, Any]:
+    """Continue a paused run from its checkpoint store alone (``ray-orch approve``): its
+    definition was stored when it paused.
+
+    Returns:
+        What its ``workflow()`` returns.
+
+    Raises:
+        ApprovalError: no paused run ``run_id`` in ``directory``.
+        RunPaused: it asks again (another request is pending).
+    """
+    import ray.cloudpickle as pickle
+
+    from ray_orch.api.process import Process
+    from ray_orch.store.pauses import PauseStore
+
+    store = PauseStore(directory)
+    try:
+        found = store.spec(run_id)
+    finally:
+        store.close()
+    if found is None:
+        raise ApprovalError(f"no paused run {run_id!r} in {directory}", field="run")
+    mode, packed = found
+    spec = pickle.loads(packed)
+    process = Process(tasks=spec.tasks, agents=spec.agents, manager_llm=spec.manager,
+                      name=spec.workflow, checkpoint_dir=directory,
+                      max_visits=spec.max_visits, max_steps=spec.max_steps,
+                      on_failure=spec.on_failure, cache=spec.cache,
+                      budget_tokens=spec.budget_tokens, budget_usd=spec.budget_usd,
+                      metrics=spec.metrics)
+    answers = {k: parse_answer(v) for k, v in answers.items()}
+    return getattr(process, mode)(resume=run_id, answers=answers)  # type: ignore[no-any-return]
