@@ -89,3 +89,25 @@ def test_no_endpoint_no_tracing(stub):
     agent = Agent(role="Worker", goal="Work", llm=stub.llm)
     Process(tasks={"a": Task(description="A", agent=agent)}).workflow()
     assert not trace.enabled()
+
+
+def lookup_order(customer: str) -> str:
+    """Find a customer's last order."""
+    return f"{customer}: order A-1001"
+
+
+def test_tool_calls_are_execute_tool_spans_under_their_attempt(stub, receiver):
+    from ray_orch.testing import StubLLMServer
+
+    stub.reply = [StubLLMServer.tool_call("lookup_order", {"customer": "alice"}),
+                  "Your order is A-1001"]
+    agent = Agent(role="Support", goal="Help", llm=stub.llm, tools=[lookup_order])
+    Process(tasks={"a": Task(description="Where is my order?", agent=agent)}).workflow()
+    spans = receiver.wait_for(lambda s: by_name(s, "execute_tool") and
+                              len(by_name(s, "chat")) >= 2)
+    [attempt] = by_name(spans, "invoke_agent")
+    [tool] = by_name(spans, "execute_tool")
+    assert tool.name == "execute_tool lookup_order"
+    assert tool.attributes["gen_ai.tool.name"] == "lookup_order"
+    assert tool.attributes["gen_ai.operation.name"] == "execute_tool"
+    assert tool.parent_id == attempt.span_id and tool.trace_id == attempt.trace_id

@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ray_orch.core import trace
+
 from .mcp import route_call
 from .spec import ToolSpec, is_coroutine_result
 
@@ -114,8 +116,18 @@ def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
 
 
 def _bound(fn: Any) -> Any:
-    def call(kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
-        return _invoke(fn, kwargs)
+    def call(kwargs: dict[str, Any], carrier: dict[str, str]) -> tuple[Any, str | None, int]:
+        if not carrier:
+            return _invoke(fn, kwargs)
+        # The caller's trace context: spans the tool makes hang under its execute_tool.
+        from opentelemetry import context
+        from opentelemetry.propagate import extract
+
+        token = context.attach(extract(carrier))
+        try:
+            return _invoke(fn, kwargs)
+        finally:
+            context.detach(token)
 
     call.__name__ = call.__qualname__ = f"tool:{getattr(fn, '__name__', 'tool')}"
     return call
@@ -145,7 +157,7 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
         remote_fn = ray.remote(_bound(spec.fn)).options(**_ray_options(spec))
         _remote_fns[id(spec.fn)] = remote_fn
         _keep.append(spec.fn)  # ids stay unique while cached
-    ref = remote_fn.remote(kwargs)
+    ref = remote_fn.remote(kwargs, trace.carrier())
     try:
         value, node, pid = await ref
     except asyncio.CancelledError:
@@ -208,6 +220,24 @@ def _fail(call: ToolCall, error: str) -> ToolCall:
 
 async def execute_call(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
                        call_id: str = "", available: list[str] | None = None) -> ToolCall:
+    """Run one call of a tool the model asked for, in an ``execute_tool {name}`` span."""
+    with trace.span(f"execute_tool {name}", {"gen_ai.operation.name": "execute_tool",
+                                             "gen_ai.tool.name": name,
+                                             "gen_ai.tool.call.id": call_id}) as span:
+        call = await _execute(spec, name, raw_arguments, call_id=call_id, available=available)
+        if span is not None:
+            span.set_attribute("ray_orch.tool.where", call.where)
+            if not call.ok:
+                trace.record_error(span, _ToolFailed(call.error or "failed"))
+        return call
+
+
+class _ToolFailed(Exception):
+    """A tool call that failed (its error went back to the model)."""
+
+
+async def _execute(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
+                   call_id: str = "", available: list[str] | None = None) -> ToolCall:
     """Run one call of a tool the model asked for.
 
     Args:
