@@ -47,7 +47,7 @@ class Supervisor:
         services = Services(registry=self.registry, remote=_RayRemote(), kept=self.kept,
                             lessee=ray.get_runtime_context().get_actor_id(),
                             listener=ray.get_runtime_context().current_actor
-                            if spec.tokens else None)
+                            if spec.tokens or spec.approvals == "inline" else None)
         if spec.metrics:
             try:
                 # Looking the named hub up is a blocking call: keep the event loop free.
@@ -133,6 +133,13 @@ class Supervisor:
         if self.running is None:
             return False
         return self.running.approvals.answer(request_id, answer)
+
+    async def ask_tool(self, members_key: str, task: str, tool: str,
+                       arguments: dict[str, Any]) -> dict[str, Any]:
+        """A member asks whether a tool call may run: the driver's answer (as data)."""
+        if self.running is None or self.current is None or self.current[0] != members_key:
+            return {"answer": "reject", "reason": "the run has ended"}
+        return await self.running.approvals.ask_tool(task, tool, arguments)
 
     def push(self, members_key: str, events: list[dict[str, Any]]) -> None:
         """Live events from the run's members (token deltas), streamed to the driver with

@@ -160,3 +160,59 @@ def test_the_command_line_lists_and_answers_paused_runs(stub, tmp_path):
     assert "paused again" in answered.stdout
     drafts = stub.requests_matching("Draft the post")
     assert len(drafts) == 2 and "needs a title" in drafts[1].prompt
+
+
+def test_tool_calls_are_approved_or_rejected_before_they_run(stub, tmp_path):
+    from ray_orch import tool
+    from ray_orch.testing import StubLLMServer
+
+    paid = tmp_path / "payments.txt"
+
+    @tool(requires_approval=True)
+    def pay(account: str, amount: int) -> str:
+        """Pay an amount to an account."""
+        with open(paid, "a") as out:
+            out.write(f"{account}:{amount}\n")
+        return f"paid {amount} to {account}"
+
+    stub.reply = [StubLLMServer.tool_calls(("pay", {"account": "acme", "amount": 10}),
+                                           ("pay", {"account": "mallory", "amount": 999})),
+                  "Done: paid acme."]
+    asked: list[ApprovalRequest] = []
+
+    def handler(request):
+        asked.append(request)
+        return Approve() if request.arguments["account"] == "acme" else Reject("not a payee")
+
+    agent = Agent(role="Clerk", goal="Pay bills", llm=stub.llm, tools=[pay])
+    process = Process(tasks={"bills": Task(description="Pay the bills", agent=agent)},
+                      approval_handler=handler)
+    results = process.workflow()
+    assert sorted(r.arguments["account"] for r in asked) == ["acme", "mallory"]
+    assert all(r.tool == "pay" and r.task == "bills" for r in asked)
+    assert paid.read_text() == "acme:10\n"  # the rejected call never ran
+    calls = {c["arguments"]["account"]: c for c in results["bills"].metadata["tool_calls"]}
+    assert calls["acme"]["ok"] and not calls["mallory"]["ok"]
+    # The model heard the reviewer's reason as the rejected call's result.
+    final = stub.requests[-1]
+    assert any("not a payee" in str(m.get("content")) for m in final.messages
+               if m.get("role") == "tool")
+
+
+def test_a_tool_edit_changes_the_arguments(stub, tmp_path):
+    from ray_orch import tool
+    from ray_orch.testing import StubLLMServer
+
+    @tool(requires_approval=True)
+    def send(to: str) -> str:
+        """Send the newsletter."""
+        return f"sent to {to}"
+
+    stub.reply = [StubLLMServer.tool_call("send", {"to": "everyone"}), "ok"]
+    agent = Agent(role="Mailer", goal="Mail", llm=stub.llm, tools=[send])
+    process = Process(tasks={"mail": Task(description="Send it", agent=agent)},
+                      approval_handler=lambda r: Edit({"to": "subscribers"}))
+    [call] = process.workflow()["mail"].metadata["tool_calls"]
+    assert call["ok"]
+    [tool_result] = [m for m in stub.requests[-1].messages if m.get("role") == "tool"]
+    assert "sent to subscribers" in str(tool_result["content"])

@@ -40,16 +40,27 @@ def approval_mode(process: Process) -> str | None:
             no checkpoint store.
     """
     asking = [t.id for t in process.task_list if getattr(t, "human_input", False)]
-    if not asking:
+    tools = [t.id for t in process.task_list if _asks_about_tools(t)]
+    if not asking and not tools:
         return None
     if process.approval_handler is not None or _on_a_terminal():
         return "inline"
-    if process.checkpoint_dir:
-        return "pause"
+    if process.checkpoint_dir and asking:
+        return "pause"  # a tool call that asks then hears that no one can answer now
+    asking = asking or tools
     raise ApprovalError(
-        f"task '{asking[0]}' asks a person (human_input=True) but the run has no way to "
+        f"task '{asking[0]}' asks a person (human_input=True, or a tool with "
+        "requires_approval=True) but the run has no way to "
         "ask: give Process(approval_handler=...), run it on a terminal, or give "
         "Process(checkpoint_dir=...) so that it pauses", task=asking[0], field="human_input")
+
+
+def _asks_about_tools(task: Any) -> bool:
+    from ray_orch.tools.spec import combined_tools
+
+    agents = [getattr(task, "agent", None), getattr(task, "fallback_agent", None)]
+    return any(getattr(getattr(item, "__ray_orch_tool__", None), "requires_approval", False)
+               for agent in agents for item in combined_tools(agent, task))
 
 
 def _on_a_terminal() -> bool:

@@ -69,6 +69,8 @@ class Approvals:
     """Tasks rejected with ``on_reject="fail"`` on resume, with the reason."""
     again: dict[tuple[str, int], ApprovalRequest] = field(default_factory=dict)
     """Requests still pending on resume: asked again without running the task."""
+    tool_requests: int = 0
+    """Tool calls waiting for an answer now."""
 
     def resume(self, answers: dict[str, Any], restore: Callable[[str, int, TaskOutput], None],
                tasks: dict[str, Any]) -> None:
@@ -120,6 +122,26 @@ class Approvals:
         self.waiting[future] = Waiting(request=request, dispatch=dispatch, role=role,
                                        output=output)
         return future
+
+    async def ask_tool(self, task: str, tool: str, arguments: dict[str, Any],
+                       role: str | None = None) -> dict[str, Any]:
+        """Ask about a tool call (inline): the answer as data (``answer_of``). A run that
+        cannot ask inline refuses the call, saying why (the model hears it)."""
+        if self.mode != "inline":
+            return {"answer": "reject", "reason": "no one can approve this call while the "
+                    "run runs (give Process(approval_handler=...) or run on a terminal)"}
+        request = ApprovalRequest(run_id=self.run_id, task=task, tool=tool,
+                                  arguments=dict(arguments))
+        self.emit("approval_requested", task=task, agent_role=role,
+                  data={"request": request.to_dict(), "tool": tool, "arguments": arguments})
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.futures[request.id] = future
+        self.tool_requests += 1
+        try:
+            answer = await future
+        finally:
+            self.tool_requests -= 1
+        return {**answer_of(answer), "request_id": request.id}
 
     def answer(self, request_id: str, answer: Any) -> bool:
         """The driver's answer to an inline request; False if no such request waits."""

@@ -41,6 +41,8 @@ class RunOptions:
     """The driver's ``OTEL_*`` settings (tracing is on when they name an endpoint)."""
     trace_context: dict[str, str] = field(default_factory=dict)
     """The run's trace context, the parent of this member's spans."""
+    approvals: bool = False
+    """A person answers this run's approval requests inline (tool calls may ask)."""
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -153,6 +155,20 @@ class AgentMember:
 
         return on_token
 
+    def _approvals_to(self, run_id: str, options: RunOptions | None, task_name: str
+                      ) -> Callable[[str, dict[str, Any]], Any] | None:
+        """Who approves this task's tool calls: the run's Supervisor, which asks the
+        driver (None: the run has no one to ask)."""
+        if options is None or options.listener is None or not options.approvals:
+            return None
+        listener = options.listener
+
+        async def approve(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+            return await listener.ask_tool.remote(  # type: ignore[no-any-return]
+                run_id, task_name, tool, arguments)
+
+        return approve
+
     def _flush_tokens(self, wait: bool = False) -> Any:
         self.tokens_due = False
         out, self.tokens_out = self.tokens_out, {}
@@ -213,7 +229,8 @@ class AgentMember:
                 output = await run_attempts(task, agent, RunInputs(
                     inputs=inputs, context=context, missing=missing, iteration=iteration,
                     on_token=self._tokens_to(run_id, options, task_name, iteration),
-                    feedback=feedback))
+                    feedback=feedback,
+                    approve_tool=self._approvals_to(run_id, options, task_name)))
             if options is not None and options.tokens:
                 await self._flush_tokens(wait=True)  # every piece is there before the output
         except BaseException:

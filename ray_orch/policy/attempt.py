@@ -74,6 +74,8 @@ class RunInputs:
     """Streams the answers: ``on_token(text, attempt)`` for each piece as it arrives."""
     feedback: str | None = None
     """Why a person rejected the last output: the prompt says so."""
+    approve_tool: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+    """Asks a person about a call of a ``requires_approval`` tool (see ``tools.loop``)."""
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -246,6 +248,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     model_used: list[str | None] = [None]
     tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,
                           iteration=run.iteration) if isinstance(agent, Agent) else None)
+    if tools is not None:
+        tools.approve = run.approve_tool
 
     def waits_in_full(exc: BaseException) -> bool:
         # A Retry-After beyond the cap is honoured only when the task's timeout leaves

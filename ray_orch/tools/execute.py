@@ -210,7 +210,7 @@ def _parse(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     return value, None
 
 
-def _fail(call: ToolCall, error: str) -> ToolCall:
+def fail_call(call: ToolCall, error: str) -> ToolCall:
     call.ok = False
     call.error = error
     call.result = json.dumps({"error": error, "tool": call.name, "arguments": call.arguments},
@@ -258,11 +258,11 @@ async def _execute(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
     try:
         if spec is None:
             call.where = "unknown"  # metrics label it so: a model's invented names are unbounded
-            return _fail(call, f"unknown tool '{name}'; the tools are: "
+            return fail_call(call, f"unknown tool '{name}'; the tools are: "
                                f"{', '.join(available or []) or 'none'}")
         call.where = spec.where
         if problem is not None:
-            return _fail(call, problem)
+            return fail_call(call, problem)
         assert arguments is not None
         kwargs = arguments
         model = spec.arguments_model()
@@ -270,19 +270,19 @@ async def _execute(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
             try:
                 checked = model.model_validate(arguments)
             except ValidationError as exc:
-                return _fail(call, f"the arguments do not match the tool's schema: {exc}")
+                return fail_call(call, f"the arguments do not match the tool's schema: {exc}")
             kwargs = {key: getattr(checked, key) for key in type(checked).model_fields}
         try:
             coro = _run(spec, kwargs)
             timeout = spec.options.timeout
             value, place = await (asyncio.wait_for(coro, timeout) if timeout else coro)
         except asyncio.TimeoutError:
-            return _fail(call, f"TimeoutError: tool '{name}' did not finish within its "
+            return fail_call(call, f"TimeoutError: tool '{name}' did not finish within its "
                                f"timeout of {spec.options.timeout:g} s")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            return _fail(call, f"{type(exc).__name__}: {exc}")
+            return fail_call(call, f"{type(exc).__name__}: {exc}")
         call.node, call.pid = place.get("node"), place.get("pid")
         call.result = result_text(value)
         return call

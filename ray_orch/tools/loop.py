@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from ray_orch.core.errors import LLMError, ToolCallError, ToolDefinitionError, T
 from ray_orch.tools.spec import ToolSpec, combined_tools, tool_specs
 
 from .constrained import choice_schema, parse_choice, protocol_prompt, results_message
-from .execute import ToolCall, execute_call
+from .execute import ToolCall, execute_call, fail_call
 from .journal import ToolJournal, ToolJournalRef, args_digest, visit_digest
 
 __all__ = ["DEFAULT_MAX_TOOL_CALLS", "ToolRun", "answer_with_tools", "tool_run_for"]
@@ -49,6 +49,9 @@ class ToolRun:
     """``tool_errors="raise"``: a failed call fails the attempt."""
     log: list[dict[str, Any]] = field(default_factory=list)
     """Every call made, all attempts (``TaskOutput.metadata["tool_calls"]``)."""
+    approve: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+    """Asks a person about a call of a ``requires_approval`` tool: the answer as data
+    (``approvals.answer_of``); None: no one can be asked (the call is refused)."""
 
     @property
     def by_name(self) -> dict[str, ToolSpec]:
@@ -225,6 +228,11 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
                             where=found.get("where", spec.where), node=found.get("node"),
                             pid=found.get("pid"), replayed=True, started=time.time(),
                             call_id=call_id)
+    if spec is not None and spec.options.requires_approval and arguments is not None:
+        refused, raw = await _approved(run, name, arguments)
+        if refused is not None:  # the model hears why, as the call's result
+            return fail_call(ToolCall(name=name, arguments=arguments, where=spec.where,
+                                      started=time.time(), call_id=call_id), refused)
     call = await execute_call(spec, name, raw, call_id=call_id,
                               available=[s.name for s in run.specs])
     if replay and call.ok:
@@ -234,6 +242,24 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
             "where": call.where, "node": call.node, "pid": call.pid,
             "duration_s": call.duration_s})
     return call
+
+
+async def _approved(run: ToolRun, name: str, arguments: dict[str, Any]
+                    ) -> tuple[str | None, Any]:
+    """Ask about a call: ``(None, arguments to call with)``, or ``(why refused, None)``;
+    a refusal goes back to the model as the tool's result."""
+    if run.approve is None:
+        return (f"tool '{name}' needs a person's approval and this run has no one to ask "
+                "(give Process(approval_handler=...))", None)
+    answer = await run.approve(name, arguments)
+    kind = answer.get("answer")
+    if kind == "approve":
+        return None, arguments
+    if kind == "edit" and isinstance(answer.get("value"), dict):
+        return None, answer["value"]
+    if kind == "edit":
+        return f"the reviewer's edit of '{name}' is not a dict of arguments", None
+    return f"rejected by a reviewer: {answer.get('reason') or 'no reason given'}", None
 
 
 def _repeats(requested: list[dict[str, Any]], identical: Counter[tuple[str, str]]) -> bool:
