@@ -40,6 +40,9 @@ class Supervisor:
         # The run in progress: what its members know it by, and where its events wait.
         self.current: tuple[str, asyncio.Queue[Event], asyncio.Event, RunSpec] | None = None
         self.running: Run | None = None
+        # Token batches of a member that arrived before an earlier one, by member.
+        self.held: dict[str, dict[int, list[dict[str, Any]]]] = {}
+        self.expected: dict[str, int] = {}
         settle_heap()
 
     async def _services(self, spec: RunSpec) -> Services:
@@ -88,6 +91,7 @@ class Supervisor:
 
         run = Run(spec, emit=emit, services=await self._services(spec))
         self.current = (run.members_key, queue, arrived, spec)
+        self.held, self.expected = {}, {}
         self.running = run
         self.job = asyncio.ensure_future(run.execute())
         try:
@@ -141,15 +145,23 @@ class Supervisor:
             return {"answer": "reject", "reason": "the run has ended"}
         return await self.running.approvals.ask_tool(task, tool, arguments)
 
-    def push(self, members_key: str, events: list[dict[str, Any]]) -> None:
+    def push(self, members_key: str, member: str, batch: int,
+             events: list[dict[str, Any]]) -> None:
         """Live events from the run's members (token deltas), streamed to the driver with
-        the run's own; those of a run that has ended are dropped."""
+        the run's own, each member's batches in the order it numbered them (calls to an
+        async actor may run in any order); those of a run that has ended are dropped."""
         if self.current is None or self.current[0] != members_key:
             return
         _, queue, arrived, spec = self.current
-        for event in events:
-            queue.put_nowait(Event(kind="token", workflow=spec.workflow, run_id=spec.run_id,
-                                   **event))
+        held = self.held.setdefault(member, {})
+        held[batch] = events
+        expected = self.expected.get(member, 0)  # a member numbers a run's batches from 0
+        while expected in held:
+            for event in held.pop(expected):
+                queue.put_nowait(Event(kind="token", workflow=spec.workflow,
+                                       run_id=spec.run_id, **event))
+            expected += 1
+        self.expected[member] = expected
         arrived.set()
 
     def release(self) -> int:

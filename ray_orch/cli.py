@@ -465,7 +465,7 @@ def approve(run_id: Annotated[str, typer.Argument(help="The paused run.")],
     with _errors():
         if edit is not None and reject is not None:
             _fail("give --edit or --reject, not both", 2)
-        from ray_orch.api.approvals import continue_paused
+        from ray_orch.api.paused import continue_paused
         from ray_orch.core.approvals import Approve, Edit, Reject, RunPaused
 
         answer = (Edit(_maybe_json(edit), by="cli") if edit is not None else

@@ -290,11 +290,12 @@ def test_team_model_and_variables(praison_env):
 
 
 def test_praison_keywords_warn_once_or_error():
-    with pytest.warns(PraisonCompatWarning, match=r"Task\(human_input=\.\.\.\)"):
-        Task(description="x", human_input=True)
+    with pytest.warns(PraisonCompatWarning, match=r"Task\(rerun=\.\.\.\)"):
+        Task(description="x", rerun=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Task(description="x", human_input=True)  # once only
+        Task(description="x", rerun=True)  # once only
+        Task(description="x", human_input=True)  # honoured here (approvals)
         Task(description="x", rerun=False, quality_check=True)  # PraisonAI's defaults
     with pytest.warns(PraisonCompatWarning, match=r"Agent\(handoffs=\.\.\.\)"):
         Agent(name="A", handoffs=[object()])

@@ -126,10 +126,13 @@ def test_bad_tools_are_typed_errors_before_any_model_call(stub):
     with pytest.raises(ToolDefinitionError, match="max_tool_calls"):
         Agent(role="Bad", llm=stub.llm, max_tool_calls=-1)
     # a task's tool that clashes with its agent's, found when the workflow is validated
-    task = Task(description="Find the order", agent=agent, tools=[lookup])
+    task = Task(description="Find the order", agent=agent, tools=[tool(name="lookup")(other)])
     with pytest.raises(ToolDefinitionError, match="two tools are named 'lookup'") as info:
         Process(tasks={"find": task}, agents=[agent]).workflow()
     assert "task 'find'" in str(info.value)
+    # the same tool given to the task and its agent (as PraisonAI scripts do) is one tool
+    Process(tasks={"find": Task(description="Find", agent=agent, tools=[lookup])},
+            agents=[agent]).validate()
     task = Task(description="Find the order", agent=agent, tool_errors="sometimes")
     with pytest.raises(ToolDefinitionError, match="tool_errors"):
         Process(tasks={"find": task}, agents=[agent]).workflow()

@@ -3,7 +3,8 @@
 ``Process(approval_handler=fn)`` answers each ``ApprovalRequest`` in this process (``fn``
 may be sync or async); without one, on a terminal, the console asks; otherwise the run
 pauses in its checkpoint store (``RunPaused``), to be continued with
-``workflow(resume=run_id, answers={...})`` from any process, or ``ray-orch approve``.
+``workflow(resume=run_id, answers={...})`` from any process, or ``ray-orch approve``
+(``api/paused.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ray_orch.core.approvals import (
 if TYPE_CHECKING:
     from ray_orch.api.process import Process
 
-__all__ = ["Asker", "approval_mode", "check_answers", "console_handler", "continue_paused"]
+__all__ = ["Asker", "approval_mode", "check_answers", "console_handler"]
 
 
 def approval_mode(process: Process) -> str | None:
@@ -164,38 +165,3 @@ class Asker:
         if self.failed is not None:
             raise ApprovalError(f"the approval handler failed: {type(self.failed).__name__}: "
                                 f"{self.failed}", field="approval_handler") from self.failed
-
-
-def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dict[str, Any]:
-    """Continue a paused run from its checkpoint store alone (``ray-orch approve``): its
-    definition was stored when it paused.
-
-    Returns:
-        What its ``workflow()`` returns.
-
-    Raises:
-        ApprovalError: no paused run ``run_id`` in ``directory``.
-        RunPaused: it asks again (another request is pending).
-    """
-    import ray.cloudpickle as pickle
-
-    from ray_orch.api.process import Process
-    from ray_orch.store.pauses import PauseStore
-
-    store = PauseStore(directory)
-    try:
-        found = store.spec(run_id)
-    finally:
-        store.close()
-    if found is None:
-        raise ApprovalError(f"no paused run {run_id!r} in {directory}", field="run")
-    mode, packed = found
-    spec = pickle.loads(packed)
-    process = Process(tasks=spec.tasks, agents=spec.agents, manager_llm=spec.manager,
-                      name=spec.workflow, checkpoint_dir=directory,
-                      max_visits=spec.max_visits, max_steps=spec.max_steps,
-                      on_failure=spec.on_failure, cache=spec.cache,
-                      budget_tokens=spec.budget_tokens, budget_usd=spec.budget_usd,
-                      metrics=spec.metrics)
-    answers = {k: parse_answer(v) for k, v in answers.items()}
-    return getattr(process, mode)(resume=run_id, answers=answers)  # type: ignore[no-any-return]

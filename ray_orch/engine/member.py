@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import itertools
 import os
 import threading
 import time
@@ -85,6 +86,11 @@ class AgentMember:
         # event loop (one call for what arrived at once, none left waiting).
         self.tokens_out: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
         self.tokens_due = False
+        # Sends of token batches, numbered: the Supervisor delivers them in this order
+        # (an async actor may run calls in any order); the last ones awaited per run.
+        self.member_id = f"{os.getpid()}-{id(self):x}"
+        self.token_batches: dict[str, itertools.count[int]] = {}
+        self.token_sends: dict[str, list[Any]] = {}
 
     async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
                    prewarm: bool | str = True, options: RunOptions | None = None) -> int:
@@ -169,11 +175,13 @@ class AgentMember:
 
         return approve
 
-    def _flush_tokens(self, wait: bool = False) -> Any:
+    def _flush_tokens(self) -> None:
         self.tokens_due = False
         out, self.tokens_out = self.tokens_out, {}
-        sent = [listener.push.remote(run_id, events) for run_id, (listener, events) in out.items()]
-        return asyncio.gather(*sent) if wait else None
+        for run_id, (listener, events) in out.items():
+            numbers = self.token_batches.setdefault(run_id, itertools.count())
+            sent = listener.push.remote(run_id, self.member_id, next(numbers), events)
+            self.token_sends.setdefault(run_id, []).append(sent)
 
     def configure(self, options: RunOptions) -> None:
         """Take a run's process-wide settings (a shell sets up tracing here)."""
@@ -181,6 +189,8 @@ class AgentMember:
     def unbind(self, run_id: str) -> None:
         """Forget a finished run's tasks."""
         self.run_options.pop(run_id, None)
+        self.token_sends.pop(run_id, None)
+        self.token_batches.pop(run_id, None)
         for key in [k for k in self.tasks if k[0] == run_id]:
             del self.tasks[key]
         self.unbound.append(run_id)
@@ -232,7 +242,9 @@ class AgentMember:
                     feedback=feedback,
                     approve_tool=self._approvals_to(run_id, options, task_name)))
             if options is not None and options.tokens:
-                await self._flush_tokens(wait=True)  # every piece is there before the output
+                self._flush_tokens()
+                # Every piece is delivered before the output returns.
+                await asyncio.gather(*self.token_sends.pop(run_id, []))
         except BaseException:
             if handoff is not None and not handoff.done():
                 handoff.set_result(None)  # the follower declines; the Supervisor decides
