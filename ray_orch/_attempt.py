@@ -37,6 +37,7 @@ from ._errors import (
     TaskTimeoutError,
 )
 from ._llm import error_kind
+from ._local_decide import decide_locally, decision_value, uses_local_decisions
 from ._output import GuardrailResult, TaskOutput
 from ._prompt import PromptParts, task_prompt
 from ._routing import decision_schema, default_key, match_route, route_keys
@@ -231,7 +232,10 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         return delay
 
     async def attempt() -> TaskOutput:
-        text, model = await _ask(agent, parts.render(), schema, calls)
+        if deciding and uses_local_decisions(agent):
+            text, model = await decide_locally(agent, task, parts, calls)
+        else:
+            text, model = await _ask(agent, parts.render(), schema, calls)
         model_used[0] = model
         output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
                             agent=role_of(agent))
@@ -313,7 +317,7 @@ def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> No
             raise _Rejected(f"answer {text.strip()[:200]!r} matches none of {keys}",
                             kind="decision")
     output.json_dict = {"decision": route}
-    output.metadata["decision"] = route
+    output.metadata["decision"] = decision_value(route, text)
 
 
 def _mark_rejected(calls: list[dict[str, Any]], kind: str) -> None:
