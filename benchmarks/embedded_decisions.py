@@ -23,13 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from decision_set import DEV, HELD_OUT  # noqa: E402
+from decision_set import DEV, HELD_OUT
 
-from ray_orch._embedded import EmbeddedServer  # noqa: E402
-from ray_orch._local_decide import route_glosses, score_routes, subject_of  # noqa: E402
-from ray_orch._prompt import task_prompt  # noqa: E402
-from ray_orch._routing import route_keys  # noqa: E402
-from ray_orch.demo import build_workflow  # noqa: E402
+from ray_orch._embedded import EmbeddedServer
+from ray_orch._local_decide import route_glosses, score_routes, subject_of
+from ray_orch._prompt import task_prompt
+from ray_orch._routing import route_keys
+from ray_orch.demo import build_workflow
 
 
 def _plain(inquiry: str) -> str:

@@ -6,7 +6,7 @@ Each route gets a short description (its *gloss*), and the model scores how like
 gloss is as the continuation of::
 
     Message: "<the inquiry>"
-    This message is about
+    The message is about
 
 The score is the pointwise mutual information per token: the log-probability of the
 gloss after the message, minus its log-probability after a content-free message
@@ -149,8 +149,8 @@ def route_glosses(description: str, keys: list[str]) -> dict[str, str]:
     for key in keys:
         variants = "|".join(re.escape(v) for v in sorted({key, _words(key)}, key=len,
                                                           reverse=True))
-        pattern = (rf"(?<![\w])(?:{variants})\s*(?:[:=]|\s[-–]\s)\s*(.+?)"
-                   rf"(?=;|\n|$|(?<![\w])(?:{alternatives})\s*(?:[:=]|\s[-–]\s))")
+        pattern = (rf"(?<![\w])(?:{variants})\s*(?:[:=]|\s[-\u2013]\s)\s*(.+?)"
+                   rf"(?=;|\n|$|(?<![\w])(?:{alternatives})\s*(?:[:=]|\s[-\u2013]\s))")
         match = re.search(pattern, description, flags=re.IGNORECASE)
         gloss = match.group(1).strip(" \t,.;") if match else ""
         glosses[key] = gloss or _words(key)
@@ -171,7 +171,7 @@ def subject_of(description: str, glosses: dict[str, str], context: str = "") -> 
     else:
         subject = description
         for key, gloss in glosses.items():
-            subject = re.sub(rf"(?<![\w]){re.escape(key)}\s*(?:[:=]|\s[-–]\s)\s*"
+            subject = re.sub(rf"(?<![\w]){re.escape(key)}\s*(?:[:=]|\s[-\u2013]\s)\s*"
                              rf"{re.escape(gloss)}[;,.]?", " ", subject, flags=re.IGNORECASE)
     if context:
         subject = f"{subject}\n{context}"
@@ -251,17 +251,17 @@ async def score_routes(address: str, subject: str, glosses: dict[str, str], *,
     tokens = [await _tokens(address, " " + glosses[key], timeout) for key in keys]
     prompt = _TEMPLATE.format(subject=subject)
     neutral_prompt = _TEMPLATE.format(subject=NEUTRAL)
-    missing = [(key, toks) for key, toks in zip(keys, tokens)
+    missing = [(key, toks) for key, toks in zip(keys, tokens, strict=True)
                if (address, glosses[key]) not in _neutral_cache]
     if missing:
         priors = await asyncio.gather(*(_logprob(address, neutral_prompt, toks, timeout)
                                         for _, toks in missing))
-        for (key, _), prior in zip(missing, priors):
+        for (key, _), prior in zip(missing, priors, strict=True):
             _neutral_cache[(address, glosses[key])] = prior
     given = await asyncio.gather(*(_logprob(address, prompt, toks, timeout)
                                    for toks in tokens))
     return {key: round((lp - _neutral_cache[(address, glosses[key])]) / max(1, len(toks)), 4)
-            for key, lp, toks in zip(keys, given, tokens)}
+            for key, lp, toks in zip(keys, given, tokens, strict=True)}
 
 
 def uses_local_decisions(agent: Any) -> bool:
@@ -271,12 +271,11 @@ def uses_local_decisions(agent: Any) -> bool:
 
     if not isinstance(agent, Agent):
         return False
-    config = agent.llm_config
-    return config.model == EMBEDDED and config.client != "litellm"
+    return agent.llm_config.model == EMBEDDED
 
 
 async def decide_locally(agent: Any, task: Any, parts: Any,
-                         calls: list[dict[str, Any]]) -> tuple[str, str]:
+                         calls: list[dict[str, Any]]) -> tuple[str, str | None]:
     """Choose a decision's route on the embedded model by scoring every key.
 
     Args:

@@ -89,9 +89,10 @@ def build_workflow(inquiry: str, *, max_tokens: int = 80
     tasks = {
         "categorize": Task(
             description=(f"Categorize this customer inquiry: {quoted}\n"
-                         "technical: something does not work; billing: payments, charges, "
-                         "refunds; complex: legal, security or repeated complaints; "
-                         "simple: a quick question."),
+                         # Each key described: the embedded model scores these.
+                         "technical: a bug, crash or error; billing: a payment, charge, "
+                         "invoice or refund; complex: legal, security, privacy or repeated "
+                         "complaints; simple: a general question."),
             agent=support_agent,
             task_type="decision",
             condition={

@@ -133,7 +133,7 @@ def test_routes_by_meaning_and_the_key_order_does_not_matter(server):
     right, moved = asyncio.run(run())
     assert moved == []
     # Measured 2/8 when the model generated its answer (the first key every time).
-    assert right >= 9, f"{right}/{len(LABELLED)} routed right"
+    assert right * 8 >= 7 * len(LABELLED), f"{right}/{len(LABELLED)} routed right"
 
 
 @pytest.mark.slow
