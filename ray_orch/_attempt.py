@@ -37,7 +37,13 @@ from ._errors import (
     TaskTimeoutError,
 )
 from ._llm import error_kind
-from ._local_decide import decide_locally, decision_value, uses_local_decisions
+from ._local_decide import (
+    decide_hosted,
+    decide_locally,
+    decision_value,
+    uses_local_decisions,
+    wants_logprobs,
+)
 from ._output import GuardrailResult, TaskOutput
 from ._prompt import PromptParts, task_prompt
 from ._routing import decision_schema, default_key, match_route, route_keys
@@ -234,6 +240,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     async def attempt() -> TaskOutput:
         if deciding and uses_local_decisions(agent):
             text, model = await decide_locally(agent, task, parts, calls)
+        elif deciding and wants_logprobs(agent):
+            text, model = await decide_hosted(agent, task, parts.render(), schema, calls)
         else:
             text, model = await _ask(agent, parts.render(), schema, calls)
         model_used[0] = model

@@ -41,8 +41,8 @@ from typing import Any
 
 from ._errors import LLMError
 
-__all__ = ["Decision", "decide_locally", "route_glosses", "score_routes", "subject_of",
-           "uses_local_decisions"]
+__all__ = ["Decision", "decide_hosted", "decide_locally", "key_scores", "route_glosses",
+           "score_routes", "subject_of", "uses_local_decisions", "wants_logprobs"]
 
 #: The content-free message whose scores calibrate every route (contextual calibration).
 NEUTRAL = "N/A"
@@ -313,3 +313,154 @@ async def decide_locally(agent: Any, task: Any, parts: Any,
                   "prompt_tokens": len(subject) // 4, "completion_tokens": 0,
                   "cost_usd": 0.0, "outcome": "success"})
     return json.dumps({"decision": route, "scores": scores}), options["model"]
+
+
+# -- hosted models: the provider's log-probabilities of the answer ------------------------
+
+_TOP_LOGPROBS = 20
+
+
+def wants_logprobs(agent: Any) -> bool:
+    """Whether a decision by this agent can ask its provider for log-probabilities.
+
+    True for an ``Agent`` whose calls take the lean OpenAI-compatible client (a
+    ``base_url`` server: vLLM, llama.cpp, a proxy); litellm's providers are left as
+    they are (not every one accepts ``logprobs``).
+    """
+    from ._agent import Agent
+    from ._llm import EMBEDDED, uses_litellm
+
+    if not isinstance(agent, Agent):
+        return False
+    config = agent.llm_config
+    return config.model != EMBEDDED and not uses_litellm(config)
+
+
+def key_scores(content: str, tokens: list[dict[str, Any]], route: str,
+               keys: list[str]) -> dict[str, float]:
+    """Each key's log-probability at the answer's route token, from ``top_logprobs``.
+
+    Args:
+        content: the answer text (``{"decision": "billing"}``); the tokens' own text
+            is searched when there are tokens.
+        tokens: the answer's ``logprobs.content`` (OpenAI shape: ``token``,
+            ``logprob``, ``top_logprobs``).
+        route: the key the answer names.
+        keys: the condition's keys.
+
+    Returns:
+        ``{key: log-probability}`` for the keys whose first token is among the
+        provider's alternatives at that position, or is the token chosen there (others
+        are absent); ``{}`` when the
+        route cannot be found in the tokens.
+
+    Example:
+        >>> toks = [{"token": '{"decision": "', "logprob": 0.0, "top_logprobs": []},
+        ...         {"token": "bill", "logprob": -0.1, "top_logprobs": [
+        ...             {"token": "bill", "logprob": -0.1}, {"token": "tech", "logprob": -2.5}]},
+        ...         {"token": 'ing"}', "logprob": 0.0, "top_logprobs": []}]
+        >>> key_scores('{"decision": "billing"}', toks, "billing", ["technical", "billing"])
+        {'billing': -0.1, 'technical': -2.5}
+    """
+    # The tokens, not the content: a server may strip what the model wrapped the JSON in.
+    content = "".join(str(token.get("token", "")) for token in tokens) or content
+    marker = content.find('"decision"')
+    offset = content.find(route, marker + 1 if marker >= 0 else 0)
+    if offset < 0:
+        return {}
+    start = 0
+    for token in tokens:
+        text = str(token.get("token", ""))
+        if start + len(text) > offset:
+            break
+        start += len(text)
+    else:
+        return {}
+    lead = content[start:offset]
+    scores: dict[str, float] = {}
+    # The token chosen may be missing from the alternatives (a schema forced it).
+    chosen = {"token": token.get("token", ""), "logprob": token.get("logprob")}
+    for alternative in [*(token.get("top_logprobs") or []), chosen]:
+        text = str(alternative.get("token", ""))
+        if not text.startswith(lead):
+            continue
+        rest = text[len(lead):]
+        if not rest:
+            continue
+        for key in keys:
+            if key.startswith(rest) or rest.startswith(key):
+                value = float(alternative.get("logprob", float("-inf")))
+                scores[key] = max(scores.get(key, value), value)
+    return {key: round(scores[key], 4) for key in sorted(scores)}
+
+
+async def decide_hosted(agent: Any, task: Any, prompt: str, schema: Any,
+                        calls: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """A decision on a hosted OpenAI-compatible model, asking for log-probabilities.
+
+    The request is the usual constrained decision call plus ``logprobs`` /
+    ``top_logprobs``; the answer is returned as ``{"decision": ..., "scores": ...}``
+    JSON when the provider gave log-probabilities, else as it came.
+
+    Raises:
+        LLMError: the call failed.
+    """
+    from . import _openai_http
+    from ._llm import _NO_KEY
+    from ._ratelimit_client import estimate_tokens, limited, strip_limit_keys
+    from ._routing import match_route, route_keys
+
+    config = agent.llm_config
+    messages = agent.messages(prompt)
+    options = strip_limit_keys(config.options)
+    body: dict[str, Any] = {"model": config.model.split("/", 1)[1], "messages": messages,
+                            **options, "logprobs": True, "top_logprobs": _TOP_LOGPROBS}
+    if schema is not None:
+        body["response_format"] = _openai_http.response_format(schema)
+    started = time.perf_counter()
+
+    async def call() -> dict[str, Any]:
+        return await _openai_http.achat(config.model, config.base_url or "",
+                                        config.api_key or _NO_KEY, dict(body),
+                                        config.timeout)
+
+    estimate = estimate_tokens(messages, config.options)
+    try:
+        try:
+            reply = await limited(config, call, tokens_estimate=estimate)
+        except LLMError as exc:
+            if exc.status_code not in (400, 422):
+                raise
+            # A server that refuses log-probabilities still gets its decision asked.
+            body.pop("logprobs", None)
+            body.pop("top_logprobs", None)
+            reply = await limited(config, call, tokens_estimate=estimate)
+    except LLMError:
+        calls.append({"model": config.model, "duration_s": time.perf_counter() - started,
+                      "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+                      "outcome": "llm"})
+        raise
+    try:
+        choice = reply["choices"][0]
+        text = str(choice["message"]["content"] or "")
+    except (KeyError, IndexError, TypeError) as exc:
+        raise LLMError(f"model {config.model} returned no message: {exc!r}",
+                       retryable=True) from None
+    usage = reply.get("usage") or {}
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    completion_tokens = int(usage.get("completion_tokens") or 0)
+    price_in, price_out = _openai_http.prices(config.model)
+    calls.append({"model": config.model, "duration_s": time.perf_counter() - started,
+                  "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "cost_usd": prompt_tokens * price_in + completion_tokens * price_out,
+                  "outcome": "success"})
+    condition = task.condition or {}
+    route = match_route(text, condition)
+    tokens = ((choice.get("logprobs") or {}).get("content") or []) if isinstance(
+        choice, dict) else []
+    if route is None or not tokens:
+        return text, config.model
+    scores = key_scores(text, tokens, route, route_keys(condition))
+    if not scores:
+        return text, config.model
+    return json.dumps({"decision": route, "scores": scores}), config.model

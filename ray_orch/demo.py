@@ -54,7 +54,7 @@ INQUIRIES = [
 
 _HOW_TO_SWITCH = (
     "Answers above come from a 135M-parameter model running on this CPU: routes are "
-    "chosen by scoring every key (about 7 in 10 right on our labelled inquiries), the "
+    "chosen by scoring every key (about 3 in 4 right on our labelled inquiries), the "
     "text is illustrative only. For real answers, point RAY_ORCH_MODEL at any litellm model:\n"
     "  RAY_ORCH_MODEL=gpt-4o-mini OPENAI_API_KEY=... ray-orch demo\n"
     "  RAY_ORCH_MODEL=ollama/llama3.1 ray-orch demo\n"

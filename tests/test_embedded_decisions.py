@@ -19,6 +19,7 @@ from ray_orch._errors import ModelNotConfiguredError
 from ray_orch._local_decide import (
     Decision,
     decision_value,
+    key_scores,
     route_glosses,
     score_routes,
     subject_of,
@@ -151,3 +152,48 @@ def test_a_decision_task_records_its_route_and_every_score(monkeypatch):
     assert set(decision["scores"]) == {"technical", "billing", "complex", "simple"}
     assert max(decision["scores"], key=decision["scores"].get) == "billing"
     assert output.json_dict == {"decision": "billing"}
+
+
+# -- hosted models: scores from the provider's log-probabilities ---------------------------
+
+def test_key_scores_read_the_alternatives_at_the_route_token():
+    tokens = [{"token": '{"', "logprob": 0.0, "top_logprobs": []},
+              {"token": "decision", "logprob": 0.0, "top_logprobs": []},
+              {"token": '":', "logprob": 0.0, "top_logprobs": []},
+              {"token": ' "', "logprob": 0.0, "top_logprobs": []},
+              {"token": "tech", "logprob": -0.2, "top_logprobs": [
+                  {"token": "tech", "logprob": -0.2}, {"token": "b", "logprob": -1.9},
+                  {"token": "simple", "logprob": -3.0}, {"token": "x", "logprob": -4.0}]},
+              {"token": 'nical"}', "logprob": 0.0, "top_logprobs": []}]
+    assert key_scores('{"decision": "technical"}', tokens, "technical",
+                      ["technical", "billing", "simple", "complex"]) == {
+        "billing": -1.9, "simple": -3.0, "technical": -0.2}
+    assert key_scores("technical", [], "technical", ["technical"]) == {}
+
+
+def test_a_server_without_logprobs_still_decides(stub):
+    stub.add_rule(match="Categorize", reply={"decision": "billing"})
+    task = Task(description='Categorize: "I was charged twice"', agent=Agent(llm=stub.llm),
+                task_type="decision", condition={"technical": [], "billing": []})
+    output = task.execute()
+    assert output.metadata["decision"] == "billing"
+    assert output.metadata["decision"]["scores"] == {}
+    assert output.metadata["llm_calls"][0]["outcome"] == "success"
+
+
+@pytest.mark.slow
+@needs_model
+def test_an_openai_compatible_server_gives_every_key_a_score(server):
+    agent = Agent(role="Support", llm={"model": f"openai/{server.model_name}",
+                                       "base_url": server.base_url, "api_key": "sk-local"})
+    task = Task(description=("Categorize this customer inquiry: \"I was charged twice\". "
+                             "Answer billing or technical."),
+                agent=agent, task_type="decision",
+                condition={"technical": ["a"], "billing": ["b"]})
+    output = task.execute()
+    decision = output.metadata["decision"]
+    assert decision["route"] in {"technical", "billing"}
+    scores = decision["scores"]
+    assert decision["route"] in scores and set(scores) <= {"technical", "billing"}
+    assert max(scores, key=scores.get) == decision["route"]
+    assert all(score <= 0.0 for score in scores.values())
