@@ -197,3 +197,18 @@ def test_an_openai_compatible_server_gives_every_key_a_score(server):
     assert decision["route"] in scores and set(scores) <= {"technical", "billing"}
     assert max(scores, key=scores.get) == decision["route"]
     assert all(score <= 0.0 for score in scores.values())
+
+
+@pytest.mark.slow
+@needs_model
+def test_free_text_is_bounded_by_the_server_cap():
+    from ray_orch import _openai_http
+
+    assert EmbeddedServer.__init__.__kwdefaults__["max_tokens"] == 512
+    with EmbeddedServer(parallel=1, ctx_size=1024, max_tokens=12) as small:
+        body = {"model": small.model_name, "messages": [
+            {"role": "user", "content": "Write a very long story about a dragon."}]}
+        reply = asyncio.run(_openai_http.achat("openai/x", small.base_url, "sk-local",
+                                               body, 60))
+    assert 0 < reply["usage"]["completion_tokens"] <= 12
+    assert reply["choices"][0]["finish_reason"] == "length"
