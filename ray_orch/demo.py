@@ -90,9 +90,9 @@ def build_workflow(inquiry: str, *, max_tokens: int = 80
         "categorize": Task(
             description=(f"Categorize this customer inquiry: {quoted}\n"
                          # Each key described: the embedded model scores these.
-                         "technical: a bug, crash or error; billing: a payment, charge, "
-                         "invoice or refund; complex: legal, security, privacy or repeated "
-                         "complaints; simple: a general question."),
+                         "technical: a bug, crash or error in the app; billing: a payment, "
+                         "charge, invoice or refund; complex: legal, security, privacy or "
+                         "repeated complaints; simple: a general question."),
             agent=support_agent,
             task_type="decision",
             condition={
