@@ -215,8 +215,9 @@ class EmbeddedServer:
             ``default_threads()``).
         parallel: slots decoded at once (default: ``RAY_ORCH_EMBEDDED_PARALLEL`` or 2).
         ctx_size: context tokens per slot (default: ``RAY_ORCH_EMBEDDED_CTX`` or 4096).
-        max_tokens: cap on tokens generated per request, so a small model that loops
-            cannot hold a slot until the context is full.
+        max_tokens: cap on tokens generated per request (a request's own
+            ``max_tokens`` is lower still), so a small model that loops cannot hold a
+            slot for long: 512 tokens are ~5-10 s on 2 cores.
         verbosity: llama.cpp log level (0: quiet; 3: everything, on stderr).
         start_timeout: seconds to wait for the server to answer.
 
@@ -232,7 +233,7 @@ class EmbeddedServer:
 
     def __init__(self, *, model_path: str | Path | None = None, threads: int | None = None,
                  parallel: int | None = None, ctx_size: int | None = None,
-                 max_tokens: int = 1024, verbosity: int = 0,
+                 max_tokens: int = 512, verbosity: int = 0,
                  start_timeout: float = 60.0) -> None:
         xlc = _xllamacpp()
         self.model_path = Path(model_path) if model_path else embedded_model_path()

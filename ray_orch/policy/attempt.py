@@ -44,6 +44,13 @@ from ray_orch.core.routing import decision_schema, default_key, match_route, rou
 from ray_orch.model.client import error_kind
 from ray_orch.policy.agent import Agent, role_of
 from ray_orch.policy.budget import apply_budget
+from ray_orch.policy.decide import (
+    decide_hosted,
+    decide_locally,
+    decision_value,
+    uses_local_decisions,
+    wants_logprobs,
+)
 from ray_orch.tools.loop import answer_with_tools, tool_run_for
 
 if TYPE_CHECKING:
@@ -291,11 +298,18 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
                          "gen_ai.agent.name": role_of(agent), "ray_orch.task": task.id,
                          "ray_orch.iteration": run.iteration,
                          "ray_orch.attempt": counts["exception"] + counts["validation"] + 1}):
-            if tools is not None:
+            if deciding and uses_local_decisions(agent):
+                answer = await decide_locally(agent, task, parts, calls)
+            elif deciding and wants_logprobs(agent):
+                answer = await decide_hosted(agent, task, parts.render(), schema, calls)
+            elif tools is not None:
                 answer = await answer_with_tools(agent, parts.render(), schema, calls, tools,
                                                  on_token=on_token)
             else:
                 answer = await _ask(agent, parts.render(), schema, calls, on_token)
+            if deciding and on_token is not None and (
+                    uses_local_decisions(agent) or wants_logprobs(agent)):
+                on_token(answer[0])  # a scored decision's answer comes whole: one piece
             return await checked(answer)
 
     async def checked(answer: tuple[str, str | None]) -> TaskOutput:
@@ -395,7 +409,7 @@ def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> No
             raise _Rejected(f"answer {text.strip()[:200]!r} matches none of {keys}",
                             kind="decision")
     output.json_dict = {"decision": route}
-    output.metadata["decision"] = route
+    output.metadata["decision"] = decision_value(route, text)
 
 
 def _mark_rejected(calls: list[dict[str, Any]], kind: str) -> None:

@@ -1,0 +1,214 @@
+"""Decisions on the embedded model: every key scored, the route by meaning, order-free.
+
+The labelled inquiries here are used nowhere else (the method was chosen on
+``benchmarks/decision_set.py``), so the accuracy asserted is on inquiries it was not
+tuned on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import random
+
+import pytest
+
+from ray_orch import Agent, Task
+from ray_orch.core.errors import ModelNotConfiguredError
+from ray_orch.demo import build_workflow
+from ray_orch.model.embedded import EmbeddedServer, embedded_model_path
+from ray_orch.policy.decide import (
+    Decision,
+    decision_value,
+    key_scores,
+    route_glosses,
+    score_routes,
+    subject_of,
+)
+
+#: (inquiry, right route of the demo's categorize decision); 3 per route.
+LABELLED = [
+    ("My screen goes black whenever I open the camera in your app.", "technical"),
+    ("The export button throws an error and nothing gets downloaded.", "technical"),
+    ("Since the update the app cannot connect to the server at all.", "technical"),
+    ("You charged me twice for the same invoice last week.", "billing"),
+    ("I want a refund for the order I cancelled.", "billing"),
+    ("My credit card payment was declined but you still billed me.", "billing"),
+    ("Hackers got into my account and my lawyer is asking for your security logs.",
+     "complex"),
+    ("This is my fourth complaint about the same problem; I want to talk to a "
+     "manager and I am considering legal action.", "complex"),
+    ("Your security breach leaked my personal data and I am reporting it to the "
+     "regulator.", "complex"),
+    ("What are your opening hours?", "simple"),
+    ("Do you have an app for Android?", "simple"),
+    ("How do I change my display name?", "simple"),
+]
+
+
+# -- no model needed ---------------------------------------------------------------------
+
+def test_glosses_come_from_the_description_or_the_key():
+    description = ('Categorize this customer inquiry: "x"\ntechnical: something does not '
+                   "work; billing: payments, charges, refunds; complex: legal, security or "
+                   "repeated complaints; simple: a quick question.")
+    glosses = route_glosses(description, ["simple", "complex", "billing", "technical",
+                                          "needs_escalation"])
+    assert glosses == {"simple": "a quick question",
+                       "complex": "legal, security or repeated complaints",
+                       "billing": "payments, charges, refunds",
+                       "technical": "something does not work",
+                       "needs_escalation": "needs escalation"}
+
+
+def test_the_subject_is_the_quoted_inquiry_else_the_description():
+    glosses = {"billing": "payments", "simple": "a quick question"}
+    assert subject_of('Categorize: "I was charged twice this month" please',
+                      glosses) == "I was charged twice this month"
+    assert subject_of("Route the ticket. billing: payments; simple: a quick question.",
+                      glosses) == "Route the ticket."
+    assert subject_of("Decide.", glosses, "upstream said: refund") == (
+        "Decide. upstream said: refund")
+
+
+def test_a_decision_is_its_route_and_reads_as_route_and_scores():
+    decision = Decision("billing", scores={"billing": 0.5, "simple": -0.2})
+    assert decision == "billing" and {decision: 1}["billing"] == 1
+    assert decision["route"] == "billing" and decision["scores"]["simple"] == -0.2
+    assert decision.as_dict() == {"route": "billing",
+                                  "scores": {"billing": 0.5, "simple": -0.2}}
+    again = pickle.loads(pickle.dumps(decision))
+    assert type(again) is Decision and again.scores == decision.scores
+    assert decision_value("simple", '{"decision": "simple"}').scores == {}
+    assert decision_value("simple", '{"decision": "simple", "scores": {"simple": 1}}'
+                          ).scores == {"simple": 1.0}
+
+
+# -- the real embedded model ---------------------------------------------------------------
+
+def _installed() -> bool:
+    try:
+        embedded_model_path()
+        import xllamacpp  # noqa: F401
+    except (ModelNotConfiguredError, ImportError):
+        return False
+    return True
+
+
+needs_model = pytest.mark.skipif(not _installed(), reason="embedded model not installed")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with EmbeddedServer() as srv:
+        yield srv
+
+
+async def _route(server: EmbeddedServer, inquiry: str, keys: list[str]
+                 ) -> tuple[str, dict[str, float]]:
+    description = build_workflow(inquiry)[0]["categorize"].description
+    glosses = route_glosses(description, keys)
+    scores = await score_routes(server.address, subject_of(description, glosses), glosses)
+    return max(sorted(scores), key=lambda k: scores[k]), scores
+
+
+@pytest.mark.slow
+@needs_model
+def test_routes_by_meaning_and_the_key_order_does_not_matter(server):
+    keys = ["technical", "billing", "complex", "simple"]
+    rng = random.Random(21)
+
+    async def run() -> tuple[int, list[str]]:
+        right, moved = 0, []
+        for inquiry, label in LABELLED:
+            route, scores = await _route(server, inquiry, keys)
+            right += route == label
+            for _ in range(2):
+                shuffled = keys[:]
+                rng.shuffle(shuffled)
+                again, scores_again = await _route(server, inquiry, shuffled)
+                if again != route or scores_again != scores:
+                    moved.append(f"{inquiry!r}: {route} -> {again} with keys {shuffled}")
+        return right, moved
+
+    right, moved = asyncio.run(run())
+    assert moved == []
+    # Measured 2/8 when the model generated its answer (the first key every time).
+    assert right * 8 >= 7 * len(LABELLED), f"{right}/{len(LABELLED)} routed right"
+
+
+@pytest.mark.slow
+@needs_model
+def test_a_decision_task_records_its_route_and_every_score(monkeypatch):
+    monkeypatch.delenv("RAY_ORCH_MODEL", raising=False)
+    monkeypatch.delenv("RAY_ORCH_DISABLE_EMBEDDED", raising=False)
+    inquiry = "I was charged twice for my subscription this month."
+    task = build_workflow(inquiry)[0]["categorize"]
+    plain = Task(description=task.description, agent=Agent(role="Support"),
+                 task_type="decision", condition=dict(task.condition or {}))
+    output = plain.execute()
+    decision = output.metadata["decision"]
+    assert decision == "billing" and decision["route"] == "billing"
+    assert set(decision["scores"]) == {"technical", "billing", "complex", "simple"}
+    assert max(decision["scores"], key=decision["scores"].get) == "billing"
+    assert output.json_dict == {"decision": "billing"}
+
+
+# -- hosted models: scores from the provider's log-probabilities ---------------------------
+
+def test_key_scores_read_the_alternatives_at_the_route_token():
+    tokens = [{"token": '{"', "logprob": 0.0, "top_logprobs": []},
+              {"token": "decision", "logprob": 0.0, "top_logprobs": []},
+              {"token": '":', "logprob": 0.0, "top_logprobs": []},
+              {"token": ' "', "logprob": 0.0, "top_logprobs": []},
+              {"token": "tech", "logprob": -0.2, "top_logprobs": [
+                  {"token": "tech", "logprob": -0.2}, {"token": "b", "logprob": -1.9},
+                  {"token": "simple", "logprob": -3.0}, {"token": "x", "logprob": -4.0}]},
+              {"token": 'nical"}', "logprob": 0.0, "top_logprobs": []}]
+    assert key_scores('{"decision": "technical"}', tokens, "technical",
+                      ["technical", "billing", "simple", "complex"]) == {
+        "billing": -1.9, "simple": -3.0, "technical": -0.2}
+    assert key_scores("technical", [], "technical", ["technical"]) == {}
+
+
+def test_a_server_without_logprobs_still_decides(stub):
+    stub.add_rule(match="Categorize", reply={"decision": "billing"})
+    task = Task(description='Categorize: "I was charged twice"', agent=Agent(llm=stub.llm),
+                task_type="decision", condition={"technical": [], "billing": []})
+    output = task.execute()
+    assert output.metadata["decision"] == "billing"
+    assert output.metadata["decision"]["scores"] == {}
+    assert output.metadata["llm_calls"][0]["outcome"] == "success"
+
+
+@pytest.mark.slow
+@needs_model
+def test_an_openai_compatible_server_gives_every_key_a_score(server):
+    agent = Agent(role="Support", llm={"model": f"openai/{server.model_name}",
+                                       "base_url": server.base_url, "api_key": "sk-local"})
+    task = Task(description=("Categorize this customer inquiry: \"I was charged twice\". "
+                             "Answer billing or technical."),
+                agent=agent, task_type="decision",
+                condition={"technical": ["a"], "billing": ["b"]})
+    output = task.execute()
+    decision = output.metadata["decision"]
+    assert decision["route"] in {"technical", "billing"}
+    scores = decision["scores"]
+    assert decision["route"] in scores and set(scores) <= {"technical", "billing"}
+    assert max(scores, key=scores.get) == decision["route"]
+    assert all(score <= 0.0 for score in scores.values())
+
+
+@pytest.mark.slow
+@needs_model
+def test_free_text_is_bounded_by_the_server_cap():
+    from ray_orch.model import openai_http as _openai_http
+
+    assert EmbeddedServer.__init__.__kwdefaults__["max_tokens"] == 512
+    with EmbeddedServer(parallel=1, ctx_size=1024, max_tokens=12) as small:
+        body = {"model": small.model_name, "messages": [
+            {"role": "user", "content": "Write a very long story about a dragon."}]}
+        reply = asyncio.run(_openai_http.achat("openai/x", small.base_url, "sk-local",
+                                               body, 60))
+    assert 0 < reply["usage"]["completion_tokens"] <= 12
+    assert reply["choices"][0]["finish_reason"] == "length"
