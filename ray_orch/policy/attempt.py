@@ -44,7 +44,7 @@ from ray_orch.core.routing import decision_schema, default_key, match_route, rou
 from ray_orch.model.client import error_kind
 from ray_orch.policy.agent import Agent, role_of
 from ray_orch.policy.budget import apply_budget
-from ray_orch.tools.loop import answer_with_tools, tool_run_for
+from ray_orch.tools.loop import ToolRun, answer_with_tools, tool_run_for
 
 if TYPE_CHECKING:
     from ray_orch.policy.task import Task
@@ -217,6 +217,225 @@ def _is_retryable(exc: BaseException) -> bool:
     return not isinstance(exc, (RayOrchError, asyncio.CancelledError))
 
 
+@dataclass(kw_only=True)
+class _Attempts:
+    """One ``run_attempts`` call: what its attempts share (counts, calls, prompt parts);
+    its methods are the retry loop's callbacks and the run's two ends (error, metadata)."""
+
+    task: Task
+    agent: Any
+    run: RunInputs
+    parts: PromptParts
+    schema: type[BaseModel] | None
+    deciding: bool
+    started: float
+    tools: ToolRun | None
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {"exception": 0, "validation": 0})
+    model_used: str | None = None
+
+    def waits_in_full(self, exc: BaseException) -> bool:
+        """Whether ``exc``'s ``Retry-After`` can be honoured in full (it is never shortened).
+
+        Args:
+            exc: the error the last attempt raised.
+
+        Returns:
+            True when it is within the backoff cap or the task's remaining timeout.
+        """
+        task = self.task
+        after = exc.retry_after if isinstance(exc, LLMError) else None
+        if after is None or after <= _MAX_BACKOFF:
+            return True
+        left = task.timeout - (time.perf_counter() - self.started) if task.timeout else None
+        return left is not None and after < left
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """Whether to try again after ``exc``, counting the retry against its budget.
+
+        Args:
+            exc: the error the last attempt raised.
+
+        Returns:
+            True (one more retry counted) when it is retryable, can wait in full and its
+            budget (``validation_steps`` or ``max_retries``) is not spent.
+        """
+        if not _is_retryable(exc) or not self.waits_in_full(exc):
+            return False
+        kind, budget = (("validation", self.task.validation_steps)
+                        if isinstance(exc, _Rejected) else ("exception", self.task.max_retries))
+        if self.counts[kind] >= budget:
+            return False
+        self.counts[kind] += 1
+        return True
+
+    def wait(self, state: RetryCallState) -> float:
+        """The delay before the next attempt.
+
+        Args:
+            state: tenacity's state of the retry loop (its outcome is the last error).
+
+        Returns:
+            0 after a rejected answer, else capped exponential backoff with jitter
+            (never shorter than a ``Retry-After``).
+        """
+        task = self.task
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Rejected):
+            return 0.0
+        n = self.counts["exception"]
+        delay = min(_MAX_BACKOFF, task.retry_delay * (2 ** max(0, n - 1)))
+        delay += random.uniform(0, task.retry_delay / 2) if task.retry_delay else 0.0
+        if isinstance(exc, LLMError) and exc.retry_after:
+            delay = max(delay, exc.retry_after)  # past the cap only if waits_in_full
+        return delay
+
+    async def attempt(self) -> TaskOutput:
+        """One attempt: the model call (with the tool loop if any) in an ``invoke_agent`` span.
+
+        Returns:
+            The output that passed its schema, decision and guardrails (else ``_Rejected``).
+        """
+        task, agent, run, counts = self.task, self.agent, self.run, self.counts
+        on_token = None
+        if run.on_token is not None:
+            number, stream = counts["exception"] + counts["validation"] + 1, run.on_token
+            on_token = lambda text: stream(text, number)  # noqa: E731
+        with trace.span(f"invoke_agent {role_of(agent) or 'agent'}",
+                        {"gen_ai.operation.name": "invoke_agent",
+                         "gen_ai.agent.name": role_of(agent), "ray_orch.task": task.id,
+                         "ray_orch.iteration": run.iteration,
+                         "ray_orch.attempt": counts["exception"] + counts["validation"] + 1}):
+            if self.tools is not None:
+                answer = await answer_with_tools(agent, self.parts.render(), self.schema,
+                                                 self.calls, self.tools, on_token=on_token)
+            else:
+                answer = await _ask(agent, self.parts.render(), self.schema, self.calls,
+                                    on_token)
+            return await self.checked(answer)
+
+    async def checked(self, answer: tuple[str, str | None]) -> TaskOutput:
+        """The output of an answer, once it passed its schema, decision and guardrails.
+
+        Args:
+            answer: the reply's text and the model that wrote it.
+
+        Returns:
+            The output (parsed into the schema, or with its decision).
+
+        Raises:
+            _Rejected: empty, unparsable, no route matched or a guardrail failed (the
+                prompt's feedback says why for the next attempt).
+        """
+        task, parts, calls, schema = self.task, self.parts, self.calls, self.schema
+        text, model = answer
+        self.model_used = model
+        if not text.strip():
+            # An empty (or null) reply is not an answer: it is retried like invalid output.
+            parts.feedback = "the answer was empty"
+            _mark_rejected(calls, "invalid_output")
+            raise _Rejected("the model returned an empty reply", kind="invalid_output")
+        output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
+                            agent=role_of(self.agent))
+        if self.deciding:
+            try:
+                _decide(task, text, output, parts)
+            except _Rejected:
+                _mark_rejected(calls, "decision")
+                raise
+        elif schema is not None:
+            try:
+                parsed = parse_structured(text, schema)
+            except ValueError as exc:
+                parts.feedback = f"the answer did not match the required JSON schema ({exc})"
+                _mark_rejected(calls, "invalid_output")
+                raise _Rejected(str(exc), kind="invalid_output") from None
+            output.pydantic = parsed
+            output.json_dict = parsed.model_dump(mode="json")
+        try:
+            output = await _check_guardrails(task, self.agent, output, calls)
+        except _Rejected as exc:
+            parts.feedback = str(exc)
+            _mark_rejected(calls, exc.kind)
+            raise
+        return output
+
+    def rejected_error(self, exc: _Rejected) -> RayOrchError:
+        """The typed error for an answer still rejected when ``validation_steps`` ran out.
+
+        Args:
+            exc: the last rejection.
+
+        Returns:
+            ``DecisionError``, ``OutputValidationError`` or ``GuardrailFailedError``.
+        """
+        task, counts = self.task, self.counts
+        if exc.kind == "decision":
+            return DecisionError(f"decision task '{task.id}': {exc} after {_attempts(counts)} "
+                                 "attempts, and its condition has no 'default' route",
+                                 task=task.id)
+        cls = OutputValidationError if exc.kind == "invalid_output" else GuardrailFailedError
+        return cls(f"task '{task.id}': {exc} (after {_attempts(counts)} attempts; "
+                   f"validation_steps={task.validation_steps})", task=task.id,
+                   attempt_log=self.calls)
+
+    def failed_error(self, exc: Exception) -> TaskFailedError:
+        """The typed error for an attempt's error that is not retried (again).
+
+        Args:
+            exc: the error (not a ``TaskFailedError``: those are raised as they are).
+
+        Returns:
+            ``RateLimitError`` (a Retry-After too long to honour), else ``TaskFailedError``.
+        """
+        task, counts = self.task, self.counts
+        if isinstance(exc, LLMError) and not self.waits_in_full(exc):
+            return RateLimitError(
+                f"task '{task.id}': the provider asked to wait {exc.retry_after:g} s "
+                f"(Retry-After), more than the {_MAX_BACKOFF:g} s backoff cap or the task's "
+                f"remaining timeout; not retried sooner (after {_attempts(counts)} attempts)",
+                task=task.id, retry_after=exc.retry_after, status_code=exc.status_code,
+                attempt_log=self.calls, retryable=True)
+        return TaskFailedError(
+            f"task '{task.id}' failed after {_attempts(counts)} attempts "
+            f"(max_retries={task.max_retries}): {type(exc).__name__}: {exc}", task=task.id,
+            attempt_log=self.calls, retryable=_is_retryable(exc),
+            tool_calls=self.tools.log if self.tools is not None else [])
+
+    def finish(self, output: TaskOutput, budget_note: Any) -> TaskOutput:
+        """Write the run's figures into the output's metadata.
+
+        Args:
+            output: the output that passed.
+            budget_note: what the context budget cut, if anything.
+
+        Returns:
+            ``output``, with ``retry_count``, tokens, cost, model, timing and calls.
+        """
+        calls, counts = self.calls, self.counts
+        tokens_in = sum(c["prompt_tokens"] for c in calls)
+        tokens_out = sum(c["completion_tokens"] for c in calls)
+        output.metadata.update({
+            "execution_time": time.perf_counter() - self.started,
+            "retry_count": counts["exception"] + counts["validation"],
+            "tokens_used": tokens_in + tokens_out,
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "cost_usd": sum(c["cost_usd"] for c in calls),
+            "model": self.model_used,
+            "llm_calls": calls,
+        })
+        if self.tools is not None:
+            output.metadata["tool_calls"] = self.tools.log
+        if self.parts.missing:
+            output.metadata["missing_context"] = dict(self.parts.missing)
+        if budget_note:
+            output.metadata["context_budget"] = budget_note
+        if self.run.iteration is not None:
+            output.metadata["iteration"] = self.run.iteration
+        return output
+
+
 async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
                        parts: PromptParts | None = None) -> TaskOutput:
     """Run ``task`` with ``agent`` until an answer passes or the retry budgets run out.
@@ -240,144 +459,25 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     budget_note = await apply_budget(task, agent, parts) if isinstance(agent, Agent) else None
     deciding = task.task_type == "decision" and bool(task.condition)
     schema = decision_schema(task.condition or {}) if deciding else task.output_schema()
-    calls: list[dict[str, Any]] = []
-    counts = {"exception": 0, "validation": 0}
     started = time.perf_counter()
-    model_used: list[str | None] = [None]
     tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,
                           iteration=run.iteration) if isinstance(agent, Agent) else None)
-
-    def waits_in_full(exc: BaseException) -> bool:
-        # A Retry-After beyond the cap is honoured only when the task's timeout leaves
-        # room for it; it is never shortened.
-        after = exc.retry_after if isinstance(exc, LLMError) else None
-        if after is None or after <= _MAX_BACKOFF:
-            return True
-        left = task.timeout - (time.perf_counter() - started) if task.timeout else None
-        return left is not None and after < left
-
-    def should_retry(exc: BaseException) -> bool:
-        if not _is_retryable(exc) or not waits_in_full(exc):
-            return False
-        kind, budget = (("validation", task.validation_steps) if isinstance(exc, _Rejected)
-                        else ("exception", task.max_retries))
-        if counts[kind] >= budget:
-            return False
-        counts[kind] += 1
-        return True
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Rejected):
-            return 0.0
-        n = counts["exception"]
-        delay = min(_MAX_BACKOFF, task.retry_delay * (2 ** max(0, n - 1)))
-        delay += random.uniform(0, task.retry_delay / 2) if task.retry_delay else 0.0
-        if isinstance(exc, LLMError) and exc.retry_after:
-            delay = max(delay, exc.retry_after)  # past the cap only if waits_in_full
-        return delay
-
-    async def attempt() -> TaskOutput:
-        on_token = None
-        if run.on_token is not None:
-            number, stream = counts["exception"] + counts["validation"] + 1, run.on_token
-            on_token = lambda text: stream(text, number)  # noqa: E731
-        with trace.span(f"invoke_agent {role_of(agent) or 'agent'}",
-                        {"gen_ai.operation.name": "invoke_agent",
-                         "gen_ai.agent.name": role_of(agent), "ray_orch.task": task.id,
-                         "ray_orch.iteration": run.iteration,
-                         "ray_orch.attempt": counts["exception"] + counts["validation"] + 1}):
-            if tools is not None:
-                answer = await answer_with_tools(agent, parts.render(), schema, calls, tools,
-                                                 on_token=on_token)
-            else:
-                answer = await _ask(agent, parts.render(), schema, calls, on_token)
-            return await checked(answer)
-
-    async def checked(answer: tuple[str, str | None]) -> TaskOutput:
-        text, model = answer
-        model_used[0] = model
-        if not text.strip():
-            # An empty (or null) reply is not an answer: it is retried like invalid output.
-            parts.feedback = "the answer was empty"
-            _mark_rejected(calls, "invalid_output")
-            raise _Rejected("the model returned an empty reply", kind="invalid_output")
-        output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
-                            agent=role_of(agent))
-        if deciding:
-            try:
-                _decide(task, text, output, parts)
-            except _Rejected:
-                _mark_rejected(calls, "decision")
-                raise
-        elif schema is not None:
-            try:
-                parsed = parse_structured(text, schema)
-            except ValueError as exc:
-                parts.feedback = f"the answer did not match the required JSON schema ({exc})"
-                _mark_rejected(calls, "invalid_output")
-                raise _Rejected(str(exc), kind="invalid_output") from None
-            output.pydantic = parsed
-            output.json_dict = parsed.model_dump(mode="json")
-        try:
-            output = await _check_guardrails(task, agent, output, calls)
-        except _Rejected as exc:
-            parts.feedback = str(exc)
-            _mark_rejected(calls, exc.kind)
-            raise
-        return output
-
-    retrying = AsyncRetrying(retry=retry_if_exception(should_retry), wait=wait, reraise=True)
+    attempts = _Attempts(task=task, agent=agent, run=run, parts=parts, schema=schema,
+                         deciding=deciding, started=started, tools=tools)
+    retrying = AsyncRetrying(retry=retry_if_exception(attempts.should_retry),
+                             wait=attempts.wait, reraise=True)
     try:
-        output: TaskOutput = await retrying(attempt)
+        output: TaskOutput = await retrying(attempts.attempt)
     except _Rejected as exc:
-        if exc.kind == "decision":
-            raise DecisionError(f"decision task '{task.id}': {exc} after {_attempts(counts)} "
-                                "attempts, and its condition has no 'default' route",
-                                task=task.id) from None
-        cls = OutputValidationError if exc.kind == "invalid_output" else GuardrailFailedError
-        raise cls(f"task '{task.id}': {exc} (after {_attempts(counts)} attempts; "
-                  f"validation_steps={task.validation_steps})", task=task.id,
-                  attempt_log=calls) from None
+        raise attempts.rejected_error(exc) from None
+    except TaskFailedError as exc:
+        if isinstance(exc, (ToolCallError, ToolLoopError)):
+            exc.attempt_log = attempts.calls
+            exc.tool_calls = tools.log if tools is not None else []
+        raise
     except Exception as exc:
-        if isinstance(exc, TaskFailedError):
-            if isinstance(exc, (ToolCallError, ToolLoopError)):
-                exc.attempt_log = calls
-                exc.tool_calls = tools.log if tools is not None else []
-            raise
-        if isinstance(exc, LLMError) and not waits_in_full(exc):
-            raise RateLimitError(
-                f"task '{task.id}': the provider asked to wait {exc.retry_after:g} s "
-                f"(Retry-After), more than the {_MAX_BACKOFF:g} s backoff cap or the task's "
-                f"remaining timeout; not retried sooner (after {_attempts(counts)} attempts)",
-                task=task.id, retry_after=exc.retry_after, status_code=exc.status_code,
-                attempt_log=calls, retryable=True) from exc
-        raise TaskFailedError(
-            f"task '{task.id}' failed after {_attempts(counts)} attempts "
-            f"(max_retries={task.max_retries}): {type(exc).__name__}: {exc}", task=task.id,
-            attempt_log=calls, retryable=_is_retryable(exc),
-            tool_calls=tools.log if tools is not None else []) from exc
-    tokens_in = sum(c["prompt_tokens"] for c in calls)
-    tokens_out = sum(c["completion_tokens"] for c in calls)
-    output.metadata.update({
-        "execution_time": time.perf_counter() - started,
-        "retry_count": counts["exception"] + counts["validation"],
-        "tokens_used": tokens_in + tokens_out,
-        "prompt_tokens": tokens_in,
-        "completion_tokens": tokens_out,
-        "cost_usd": sum(c["cost_usd"] for c in calls),
-        "model": model_used[0],
-        "llm_calls": calls,
-    })
-    if tools is not None:
-        output.metadata["tool_calls"] = tools.log
-    if parts.missing:
-        output.metadata["missing_context"] = dict(parts.missing)
-    if budget_note:
-        output.metadata["context_budget"] = budget_note
-    if run.iteration is not None:
-        output.metadata["iteration"] = run.iteration
-    return output
+        raise attempts.failed_error(exc) from exc
+    return attempts.finish(output, budget_note)
 
 
 def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> None:
