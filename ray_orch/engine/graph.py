@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from ray_orch.core.errors import (
     DuplicateTaskError,
@@ -148,6 +148,43 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
         WorkflowDefinitionError: listing every problem found (each in ``.problems``).
     """
     problems: list[WorkflowDefinitionError] = []
+    nodes, order = _collect_nodes(tasks, problems)
+    resolve = _Resolver(nodes=nodes, order=order, problems=problems)
+    previous: str | None = None
+    last_barrier: str | None = None
+    for name in order:
+        node, task = nodes[name], nodes[name].task
+        node.previous = previous
+        check_task_fields(name, task, problems)
+        last_barrier = _mode_edges(node, mode, resolve, order=order, previous=previous,
+                                   last_barrier=last_barrier)
+        if mode != "workflow" and task.context is None and previous is not None:
+            _after_failure_edges(node, nodes, previous)
+        _check_node(node, previous, needs_agents=needs_agents,
+                    has_default_agent=has_default_agent, problems=problems)
+        previous = name
+    _mark_controlled(nodes, order)
+    graph = Graph(mode=mode, nodes=nodes, order=order)
+    if not problems:
+        _check_cycles(graph, problems)
+        # No reachability check is needed: the first task always starts, and a task is
+        # gated only by a route from a task defined before it, so every task is reachable.
+    if problems:
+        _raise_problems(problems)
+    return graph
+
+
+def _collect_nodes(tasks: list[Task], problems: list[WorkflowDefinitionError]
+                   ) -> tuple[dict[str, Node], list[str]]:
+    """One node per task, skipping (as problems) what is not a Task and duplicate names.
+
+    Args:
+        tasks: named tasks in definition order.
+        problems: where problems found are appended.
+
+    Returns:
+        The nodes by name, and the names in definition order.
+    """
     nodes: dict[str, Node] = {}
     order: list[str] = []
     for task in tasks:
@@ -161,100 +198,165 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
             continue
         nodes[task.id] = Node(name=task.id, task=task)
         order.append(task.id)
-    by_object = {id(node.task): name for name, node in nodes.items()}
+    return nodes, order
 
-    def resolve(owner: str, fieldname: str, ref: Any) -> str | None:
+
+class _Resolver:
+    """Resolves a task reference (a name or a Task) to a node's name."""
+
+    def __init__(self, *, nodes: dict[str, Node], order: list[str],
+                 problems: list[WorkflowDefinitionError]) -> None:
+        self.nodes, self.order, self.problems = nodes, order, problems
+        self.by_object = {id(node.task): name for name, node in nodes.items()}
+
+    def __call__(self, owner: str, fieldname: str, ref: Any) -> str | None:
+        """The name ``ref`` denotes.
+
+        Args:
+            owner: the task whose field holds the reference.
+            fieldname: that field (named in the problem if the reference is unknown).
+            ref: a task name or a Task.
+
+        Returns:
+            The node's name, or None (an unknown task is appended to the problems; a
+            wrong type is left to ``check_task_fields``).
+        """
         if isinstance(ref, Task):
-            name = by_object.get(id(ref))
+            name = self.by_object.get(id(ref))
             if name is None:
-                problems.append(UnknownTaskError(
+                self.problems.append(UnknownTaskError(
                     f"task '{owner}': {fieldname} names Task '{ref.id}', which is not part of "
                     "this process", task=owner, field=fieldname))
             return name
         if isinstance(ref, str):
-            if ref not in nodes:
-                close = [n for n in nodes if n.lower() == ref.lower()]
+            if ref not in self.nodes:
+                close = [n for n in self.nodes if n.lower() == ref.lower()]
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                problems.append(UnknownTaskError(
+                self.problems.append(UnknownTaskError(
                     f"task '{owner}': {fieldname} names unknown task '{ref}'{hint}; known: "
-                    f"{', '.join(order)}", task=owner, field=fieldname))
+                    f"{', '.join(self.order)}", task=owner, field=fieldname))
                 return None
             return ref
         return None  # a wrong type: task_problems names it
 
-    previous: str | None = None
-    last_barrier: str | None = None
-    for name in order:
-        node, task = nodes[name], nodes[name].task
-        node.previous = previous
-        check_task_fields(name, task, problems)
-        if task.context is not None:
-            node.explicit_context = True
-            node.deps = [r for r in (resolve(name, "context", ref)
-                                     for ref in refs(task.context)) if r]
-        if mode == "workflow":
-            node.next = [r for r in (resolve(name, "next_tasks", ref)
-                                     for ref in refs(task.next_tasks)) if r]
-            if isinstance(task.condition, dict) and task.task_type == "decision":
-                for key in task.condition:
-                    targets = [resolve(name, f"condition['{key}']", ref)
-                               for ref in refs(task.condition[key], one=True)]
-                    node.routes[key] = [t for t in targets if t]
-        elif mode == "sequential":
-            if task.context is None and previous is not None:
-                implicit = last_barrier if task.async_execution else previous
-                node.deps = [implicit] if implicit else []
-            if task.async_execution:
-                node.after = [last_barrier] if last_barrier else []
-            else:
-                node.after = [n for n in order[:order.index(name)] if n not in node.deps]
-                last_barrier = name
-        else:  # hierarchical: no explicit context means "after the task before"
-            if task.context is None and previous is not None and not task.async_execution:
-                node.deps = [previous]
-        if mode != "workflow" and task.context is None and previous is not None:
-            if task.condition_on_previous_failure:
-                # It runs because `previous` failed: there is no output of it to read.
-                node.deps = [d for d in node.deps if d != previous]
-            elif node.deps == [previous] and nodes[previous].task.condition_on_previous_failure \
-                    and (primary := nodes[previous].previous):
-                # After a primary/fallback pair: read whichever of the two produced output.
-                node.deps = [primary, previous]
-                node.either = list(node.deps)
-        if task.condition_on_previous_failure and previous is None:
-            problems.append(InvalidTaskFieldError(
-                f"task '{name}': condition_on_previous_failure needs a task before it",
-                task=name, field="condition_on_previous_failure"))
-        if task.condition_on_previous_failure and previous and previous not in node.after \
-                and previous not in node.deps:
-            node.after.append(previous)
-        if needs_agents and task.agent is None and not has_default_agent:
-            problems.append(MissingAgentError(
-                f"task '{name}' has no agent and no default model is configured; give it "
-                "agent=..., or set RAY_ORCH_MODEL", task=name, field="agent"))
-        if task.task_type == "loop" and (task.loop_data is None or isinstance(
-                task.loop_data, (str, os.PathLike, list, tuple))):
-            _check_loop(node, problems)
-        previous = name
-    # A task runs without being routed to unless a task defined before it routes to it;
-    # a route back to an earlier task (revise -> draft) is a loop, not a gate.
+
+def _mode_edges(node: Node, mode: Mode, resolve: _Resolver, *, order: list[str],
+                previous: str | None, last_barrier: str | None) -> str | None:
+    """Set a node's context edges and the edges its mode adds.
+
+    Args:
+        node: the node (its task's ``context``, ``next_tasks`` and routes are resolved).
+        mode: workflow (control edges), sequential (order edges) or hierarchical.
+        resolve: resolves references to names.
+        order: every name in definition order.
+        previous: the task defined before this one.
+        last_barrier: in sequential mode, the last task that was not ``async_execution``.
+
+    Returns:
+        The last barrier after this node.
+    """
+    name, task = node.name, node.task
+    if task.context is not None:
+        node.explicit_context = True
+        node.deps = [r for r in (resolve(name, "context", ref)
+                                 for ref in refs(task.context)) if r]
+    if mode == "workflow":
+        node.next = [r for r in (resolve(name, "next_tasks", ref)
+                                 for ref in refs(task.next_tasks)) if r]
+        if isinstance(task.condition, dict) and task.task_type == "decision":
+            for key in task.condition:
+                targets = [resolve(name, f"condition['{key}']", ref)
+                           for ref in refs(task.condition[key], one=True)]
+                node.routes[key] = [t for t in targets if t]
+    elif mode == "sequential":
+        if task.context is None and previous is not None:
+            implicit = last_barrier if task.async_execution else previous
+            node.deps = [implicit] if implicit else []
+        if task.async_execution:
+            node.after = [last_barrier] if last_barrier else []
+        else:
+            node.after = [n for n in order[:order.index(name)] if n not in node.deps]
+            last_barrier = name
+    else:  # hierarchical: no explicit context means "after the task before"
+        if task.context is None and previous is not None and not task.async_execution:
+            node.deps = [previous]
+    return last_barrier
+
+
+def _after_failure_edges(node: Node, nodes: dict[str, Node], previous: str) -> None:
+    """Adjust implicit context around ``condition_on_previous_failure`` (not in workflow mode).
+
+    Args:
+        node: a node without explicit context.
+        nodes: every node by name.
+        previous: the task defined before this one.
+    """
+    if node.task.condition_on_previous_failure:
+        # It runs because `previous` failed: there is no output of it to read.
+        node.deps = [d for d in node.deps if d != previous]
+    elif node.deps == [previous] and nodes[previous].task.condition_on_previous_failure \
+            and (primary := nodes[previous].previous):
+        # After a primary/fallback pair: read whichever of the two produced output.
+        node.deps = [primary, previous]
+        node.either = list(node.deps)
+
+
+def _check_node(node: Node, previous: str | None, *, needs_agents: bool,
+                has_default_agent: bool, problems: list[WorkflowDefinitionError]) -> None:
+    """Order a fallback after its primary; check the node's agent and loop data.
+
+    Args:
+        node: the node, its edges set.
+        previous: the task defined before this one.
+        needs_agents: whether every task needs an agent.
+        has_default_agent: whether a task without one can still run.
+        problems: where problems found are appended.
+    """
+    name, task = node.name, node.task
+    if task.condition_on_previous_failure and previous is None:
+        problems.append(InvalidTaskFieldError(
+            f"task '{name}': condition_on_previous_failure needs a task before it",
+            task=name, field="condition_on_previous_failure"))
+    if task.condition_on_previous_failure and previous and previous not in node.after \
+            and previous not in node.deps:
+        node.after.append(previous)
+    if needs_agents and task.agent is None and not has_default_agent:
+        problems.append(MissingAgentError(
+            f"task '{name}' has no agent and no default model is configured; give it "
+            "agent=..., or set RAY_ORCH_MODEL", task=name, field="agent"))
+    if task.task_type == "loop" and (task.loop_data is None or isinstance(
+            task.loop_data, (str, os.PathLike, list, tuple))):
+        _check_loop(node, problems)
+
+
+def _mark_controlled(nodes: dict[str, Node], order: list[str]) -> None:
+    """Mark the nodes that run only when routed to.
+
+    A task runs without being routed to unless a task defined before it routes to it;
+    a route back to an earlier task (revise -> draft) is a loop, not a gate.
+
+    Args:
+        nodes: every node by name, their control edges set.
+        order: the names in definition order.
+    """
     position = {name: i for i, name in enumerate(order)}
     for node in nodes.values():
         for target in node.next + [t for ts in node.routes.values() for t in ts]:
             if position[node.name] < position[target]:
                 nodes[target].controlled = True
-    graph = Graph(mode=mode, nodes=nodes, order=order)
-    if not problems:
-        _check_cycles(graph, problems)
-        # No reachability check is needed: the first task always starts, and a task is
-        # gated only by a route from a task defined before it, so every task is reachable.
-    if problems:
-        if len(problems) == 1:
-            raise problems[0]
-        listing = "\n".join(f"  - {p}" for p in problems)
-        raise WorkflowDefinitionError(f"{len(problems)} problems in the workflow:\n{listing}",
-                                      problems=problems)
-    return graph
+
+
+def _raise_problems(problems: list[WorkflowDefinitionError]) -> NoReturn:
+    """Raise the one problem found, or one ``WorkflowDefinitionError`` listing them all.
+
+    Args:
+        problems: the problems found (at least one).
+    """
+    if len(problems) == 1:
+        raise problems[0]
+    listing = "\n".join(f"  - {p}" for p in problems)
+    raise WorkflowDefinitionError(f"{len(problems)} problems in the workflow:\n{listing}",
+                                  problems=problems)
 
 
 def _check_loop(node: Node, problems: list[WorkflowDefinitionError]) -> None:

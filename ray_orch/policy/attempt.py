@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ray_orch.core import trace
@@ -38,7 +37,7 @@ from ray_orch.core.errors import (
     ToolCallError,
     ToolLoopError,
 )
-from ray_orch.core.output import GuardrailResult, TaskOutput
+from ray_orch.core.output import TaskOutput
 from ray_orch.core.prompt import PromptParts, task_prompt
 from ray_orch.core.routing import decision_schema, default_key, match_route, route_keys
 from ray_orch.model.client import error_kind
@@ -51,7 +50,8 @@ from ray_orch.policy.decide import (
     uses_local_decisions,
     wants_logprobs,
 )
-from ray_orch.tools.loop import answer_with_tools, tool_run_for
+from ray_orch.policy.guardrails import Rejected, call_record, check_guardrails, parse_structured
+from ray_orch.tools.loop import ToolRun, answer_with_tools, tool_run_for
 
 if TYPE_CHECKING:
     from ray_orch.policy.task import Task
@@ -59,14 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["RunInputs", "parse_structured", "run_attempts", "run_local"]
 
 _MAX_BACKOFF = 30.0
-
-
-class _Rejected(Exception):
-    """An answer that came back but failed its schema or a guardrail."""
-
-    def __init__(self, message: str, *, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind  # "invalid_output" | "guardrail" | "decision"
 
 
 @dataclass(kw_only=True)
@@ -87,109 +79,7 @@ class RunInputs:
 
 # -- parsing ---------------------------------------------------------------------------
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
-
-
-def parse_structured(text: str, schema: type[BaseModel]) -> BaseModel:
-    """Parse a reply into ``schema``, tolerating code fences and prose around the JSON.
-
-    Raises:
-        ValueError: no valid instance of the schema could be read.
-    """
-    candidates = [text.strip()]
-    candidates += [m.strip() for m in _FENCE.findall(text)]
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        candidates.append(text[start:end + 1])
-    last: Exception | None = None
-    for candidate in candidates:
-        try:
-            return schema.model_validate_json(candidate)
-        except (ValidationError, ValueError) as exc:
-            last = exc
-    raise ValueError(f"reply is not valid {schema.__name__} JSON: {last}")
-
-
 # -- guardrails ------------------------------------------------------------------------
-
-class _Verdict(BaseModel):
-    passes: bool
-    reason: str = ""
-
-
-async def _check_guardrails(task: Task, agent: Any, output: TaskOutput,
-                            calls: list[dict[str, Any]]) -> TaskOutput:
-    for guard in task.guardrails:
-        if isinstance(guard, str):
-            verdict = await _judge(agent, guard, output, calls)
-            if not verdict.passes:
-                raise _Rejected(f"guardrail '{guard}' failed: {verdict.reason or 'no reason'}",
-                                kind="guardrail")
-            continue
-        name = getattr(guard, "__name__", None) or type(guard).__name__
-        try:
-            result = guard(output)
-            if asyncio.iscoroutine(result):
-                result = await result
-        except Exception as exc:
-            # A guardrail that raises is a bug in the check, not a bad answer: asking the
-            # model again cannot fix it.
-            raise GuardrailFailedError(
-                f"task '{task.id}': guardrail '{name}' raised {type(exc).__name__}: {exc}",
-                task=task.id, guardrail=name, attempt_log=calls, original=exc) from exc
-        ok, error, replacement = _verdict_of(result, task=task, name=name, calls=calls)
-        if not ok:
-            raise _Rejected(f"{name}: {error or 'rejected'}", kind="guardrail")
-        if isinstance(replacement, TaskOutput):
-            output = replacement
-        elif isinstance(replacement, str):
-            output = output.model_copy(update={"raw": replacement})
-    return output
-
-
-def _verdict_of(result: Any, *, task: Task, name: str,
-                calls: list[dict[str, Any]]) -> tuple[bool, str | None, Any]:
-    """A guardrail's verdict: exactly ``GuardrailResult``, ``bool`` or ``(bool, value)``.
-
-    Raises:
-        GuardrailFailedError: any other return value (a str such as ``"FAIL: ..."`` is
-            not a verdict, and taking it as truthy would pass every answer).
-    """
-    if isinstance(result, GuardrailResult):
-        return result.success, result.error, result.result
-    if isinstance(result, bool):
-        return result, None, None
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], bool):
-        ok, detail = result
-        if ok:
-            return True, None, detail
-        return False, str(detail) if detail is not None else None, None
-    wrong = TypeError(f"guardrail '{name}' returned {type(result).__name__} {result!r:.100}; "
-                      "a guardrail returns GuardrailResult, bool or (bool, value)")
-    raise GuardrailFailedError(f"task '{task.id}': {wrong}", task=task.id, guardrail=name,
-                               attempt_log=calls, original=wrong) from wrong
-
-
-async def _judge(agent: Any, rule: str, output: TaskOutput,
-                 calls: list[dict[str, Any]]) -> _Verdict:
-    if not isinstance(agent, Agent):
-        raise TaskFailedError(f"string guardrail '{rule}' needs an Agent with a model to judge it")
-    prompt = (f"Check this output against the rule.\nRule: {rule}\n\nOutput:\n{output.raw}\n\n"
-              "Does the output satisfy the rule? Answer with JSON {\"passes\": true|false, "
-              "\"reason\": \"...\"}.")
-    result = await agent.acomplete(prompt, output_schema=_Verdict)
-    calls.append(_call_record(result, "guardrail"))
-    return parse_structured(result.text, _Verdict)  # type: ignore[return-value]
-
-
-# -- attempts --------------------------------------------------------------------------
-
-def _call_record(result: Any, outcome: str) -> dict[str, Any]:
-    return {"model": result.model, "duration_s": result.duration_s,
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens, "cost_usd": result.cost_usd,
-            "outcome": outcome}
-
 
 async def _ask(agent: Any, prompt: str, schema: type[BaseModel] | None,
                calls: list[dict[str, Any]],
@@ -204,7 +94,7 @@ async def _ask(agent: Any, prompt: str, schema: type[BaseModel] | None,
                           "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
                           "outcome": error_kind(exc)})
             raise
-        calls.append(_call_record(result, "success"))
+        calls.append(call_record(result, "success"))
         return result.text, result.model
     # Any object with chat(prompt) -> str: the guide's Mock agents, or user adapters.
     reply = agent.chat(prompt)
@@ -216,7 +106,7 @@ async def _ask(agent: Any, prompt: str, schema: type[BaseModel] | None,
 
 
 def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, _Rejected):
+    if isinstance(exc, Rejected):
         return True
     if isinstance(exc, ToolCallError):  # tool_errors="raise": another attempt may do better
         return True
@@ -224,6 +114,242 @@ def _is_retryable(exc: BaseException) -> bool:
         return exc.retryable
     # Our own typed errors are decisions, not accidents; anything else may pass on retry.
     return not isinstance(exc, (RayOrchError, asyncio.CancelledError))
+
+
+@dataclass(kw_only=True)
+class _Attempts:
+    """One ``run_attempts`` call: what its attempts share (counts, calls, prompt parts);
+    its methods are the retry loop's callbacks and the run's two ends (error, metadata)."""
+
+    task: Task
+    agent: Any
+    run: RunInputs
+    parts: PromptParts
+    schema: type[BaseModel] | None
+    deciding: bool
+    started: float
+    tools: ToolRun | None
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {"exception": 0, "validation": 0})
+    model_used: str | None = None
+
+    def waits_in_full(self, exc: BaseException) -> bool:
+        """Whether ``exc``'s ``Retry-After`` can be honoured in full (it is never shortened).
+
+        Args:
+            exc: the error the last attempt raised.
+
+        Returns:
+            True when it is within the backoff cap or the task's remaining timeout.
+        """
+        task = self.task
+        after = exc.retry_after if isinstance(exc, LLMError) else None
+        if after is None or after <= _MAX_BACKOFF:
+            return True
+        left = task.timeout - (time.perf_counter() - self.started) if task.timeout else None
+        return left is not None and after < left
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """Whether to try again after ``exc``, counting the retry against its budget.
+
+        Args:
+            exc: the error the last attempt raised.
+
+        Returns:
+            True (one more retry counted) when it is retryable, can wait in full and its
+            budget (``validation_steps`` or ``max_retries``) is not spent.
+        """
+        if not _is_retryable(exc) or not self.waits_in_full(exc):
+            return False
+        kind, budget = (("validation", self.task.validation_steps)
+                        if isinstance(exc, Rejected) else ("exception", self.task.max_retries))
+        if self.counts[kind] >= budget:
+            return False
+        self.counts[kind] += 1
+        return True
+
+    def wait(self, state: RetryCallState) -> float:
+        """The delay before the next attempt.
+
+        Args:
+            state: tenacity's state of the retry loop (its outcome is the last error).
+
+        Returns:
+            0 after a rejected answer, else capped exponential backoff with jitter
+            (never shorter than a ``Retry-After``).
+        """
+        task = self.task
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Rejected):
+            return 0.0
+        n = self.counts["exception"]
+        delay = min(_MAX_BACKOFF, task.retry_delay * (2 ** max(0, n - 1)))
+        delay += random.uniform(0, task.retry_delay / 2) if task.retry_delay else 0.0
+        if isinstance(exc, LLMError) and exc.retry_after:
+            delay = max(delay, exc.retry_after)  # past the cap only if waits_in_full
+        return delay
+
+    async def attempt(self) -> TaskOutput:
+        """One attempt: the model call (with the tool loop if any) in an ``invoke_agent`` span.
+
+        Returns:
+            The output that passed its schema, decision and guardrails (else ``Rejected``).
+        """
+        task, agent, run, counts = self.task, self.agent, self.run, self.counts
+        on_token = None
+        if run.on_token is not None:
+            number, stream = counts["exception"] + counts["validation"] + 1, run.on_token
+            on_token = lambda text: stream(text, number)  # noqa: E731
+        with trace.span(f"invoke_agent {role_of(agent) or 'agent'}",
+                        {"gen_ai.operation.name": "invoke_agent",
+                         "gen_ai.agent.name": role_of(agent), "ray_orch.task": task.id,
+                         "ray_orch.iteration": run.iteration,
+                         "ray_orch.attempt": counts["exception"] + counts["validation"] + 1}):
+            answer = await self.answer(on_token)
+            return await self.checked(answer)
+
+    async def answer(self, on_token: Callable[[str], None] | None) -> tuple[str, str | None]:
+        """The model's answer: a decision scored by likelihood (the embedded model, or a
+        hosted one that gives log-probabilities), the tool loop, or one call.
+
+        Returns:
+            ``(text, model)``.
+        """
+        agent, parts, schema, calls = self.agent, self.parts, self.schema, self.calls
+        scored = self.deciding and (uses_local_decisions(agent) or wants_logprobs(agent))
+        if scored and uses_local_decisions(agent):
+            answer = await decide_locally(agent, self.task, parts, calls)
+        elif scored:
+            answer = await decide_hosted(agent, self.task, parts.render(), schema, calls)
+        elif self.tools is not None:
+            return await answer_with_tools(agent, parts.render(), schema, calls, self.tools,
+                                           on_token=on_token)
+        else:
+            return await _ask(agent, parts.render(), schema, calls, on_token)
+        if on_token is not None:
+            on_token(answer[0])  # a scored decision's answer comes whole: one piece
+        return answer
+
+    async def checked(self, answer: tuple[str, str | None]) -> TaskOutput:
+        """The output of an answer, once it passed its schema, decision and guardrails.
+
+        Args:
+            answer: the reply's text and the model that wrote it.
+
+        Returns:
+            The output (parsed into the schema, or with its decision).
+
+        Raises:
+            Rejected: empty, unparsable, no route matched or a guardrail failed (the
+                prompt's feedback says why for the next attempt).
+        """
+        task, parts, calls, schema = self.task, self.parts, self.calls, self.schema
+        text, model = answer
+        self.model_used = model
+        if not text.strip():
+            # An empty (or null) reply is not an answer: it is retried like invalid output.
+            parts.feedback = "the answer was empty"
+            _mark_rejected(calls, "invalid_output")
+            raise Rejected("the model returned an empty reply", kind="invalid_output")
+        output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
+                            agent=role_of(self.agent))
+        if self.deciding:
+            try:
+                _decide(task, text, output, parts)
+            except Rejected:
+                _mark_rejected(calls, "decision")
+                raise
+        elif schema is not None:
+            try:
+                parsed = parse_structured(text, schema)
+            except ValueError as exc:
+                parts.feedback = f"the answer did not match the required JSON schema ({exc})"
+                _mark_rejected(calls, "invalid_output")
+                raise Rejected(str(exc), kind="invalid_output") from None
+            output.pydantic = parsed
+            output.json_dict = parsed.model_dump(mode="json")
+        try:
+            output = await check_guardrails(task, self.agent, output, calls)
+        except Rejected as exc:
+            parts.feedback = str(exc)
+            _mark_rejected(calls, exc.kind)
+            raise
+        return output
+
+    def rejected_error(self, exc: Rejected) -> RayOrchError:
+        """The typed error for an answer still rejected when ``validation_steps`` ran out.
+
+        Args:
+            exc: the last rejection.
+
+        Returns:
+            ``DecisionError``, ``OutputValidationError`` or ``GuardrailFailedError``.
+        """
+        task, counts = self.task, self.counts
+        if exc.kind == "decision":
+            return DecisionError(f"decision task '{task.id}': {exc} after {_attempts(counts)} "
+                                 "attempts, and its condition has no 'default' route",
+                                 task=task.id)
+        cls = OutputValidationError if exc.kind == "invalid_output" else GuardrailFailedError
+        return cls(f"task '{task.id}': {exc} (after {_attempts(counts)} attempts; "
+                   f"validation_steps={task.validation_steps})", task=task.id,
+                   attempt_log=self.calls)
+
+    def failed_error(self, exc: Exception) -> TaskFailedError:
+        """The typed error for an attempt's error that is not retried (again).
+
+        Args:
+            exc: the error (not a ``TaskFailedError``: those are raised as they are).
+
+        Returns:
+            ``RateLimitError`` (a Retry-After too long to honour), else ``TaskFailedError``.
+        """
+        task, counts = self.task, self.counts
+        if isinstance(exc, LLMError) and not self.waits_in_full(exc):
+            return RateLimitError(
+                f"task '{task.id}': the provider asked to wait {exc.retry_after:g} s "
+                f"(Retry-After), more than the {_MAX_BACKOFF:g} s backoff cap or the task's "
+                f"remaining timeout; not retried sooner (after {_attempts(counts)} attempts)",
+                task=task.id, retry_after=exc.retry_after, status_code=exc.status_code,
+                attempt_log=self.calls, retryable=True)
+        return TaskFailedError(
+            f"task '{task.id}' failed after {_attempts(counts)} attempts "
+            f"(max_retries={task.max_retries}): {type(exc).__name__}: {exc}", task=task.id,
+            attempt_log=self.calls, retryable=_is_retryable(exc),
+            tool_calls=self.tools.log if self.tools is not None else [])
+
+    def finish(self, output: TaskOutput, budget_note: Any) -> TaskOutput:
+        """Write the run's figures into the output's metadata.
+
+        Args:
+            output: the output that passed.
+            budget_note: what the context budget cut, if anything.
+
+        Returns:
+            ``output``, with ``retry_count``, tokens, cost, model, timing and calls.
+        """
+        calls, counts = self.calls, self.counts
+        tokens_in = sum(c["prompt_tokens"] for c in calls)
+        tokens_out = sum(c["completion_tokens"] for c in calls)
+        output.metadata.update({
+            "execution_time": time.perf_counter() - self.started,
+            "retry_count": counts["exception"] + counts["validation"],
+            "tokens_used": tokens_in + tokens_out,
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "cost_usd": sum(c["cost_usd"] for c in calls),
+            "model": self.model_used,
+            "llm_calls": calls,
+        })
+        if self.tools is not None:
+            output.metadata["tool_calls"] = self.tools.log
+        if self.parts.missing:
+            output.metadata["missing_context"] = dict(self.parts.missing)
+        if budget_note:
+            output.metadata["context_budget"] = budget_note
+        if self.run.iteration is not None:
+            output.metadata["iteration"] = self.run.iteration
+        return output
 
 
 async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
@@ -249,153 +375,27 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     budget_note = await apply_budget(task, agent, parts) if isinstance(agent, Agent) else None
     deciding = task.task_type == "decision" and bool(task.condition)
     schema = decision_schema(task.condition or {}) if deciding else task.output_schema()
-    calls: list[dict[str, Any]] = []
-    counts = {"exception": 0, "validation": 0}
     started = time.perf_counter()
-    model_used: list[str | None] = [None]
     tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,
                           iteration=run.iteration) if isinstance(agent, Agent) else None)
     if tools is not None:
         tools.approve = run.approve_tool
-
-    def waits_in_full(exc: BaseException) -> bool:
-        # A Retry-After beyond the cap is honoured only when the task's timeout leaves
-        # room for it; it is never shortened.
-        after = exc.retry_after if isinstance(exc, LLMError) else None
-        if after is None or after <= _MAX_BACKOFF:
-            return True
-        left = task.timeout - (time.perf_counter() - started) if task.timeout else None
-        return left is not None and after < left
-
-    def should_retry(exc: BaseException) -> bool:
-        if not _is_retryable(exc) or not waits_in_full(exc):
-            return False
-        kind, budget = (("validation", task.validation_steps) if isinstance(exc, _Rejected)
-                        else ("exception", task.max_retries))
-        if counts[kind] >= budget:
-            return False
-        counts[kind] += 1
-        return True
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Rejected):
-            return 0.0
-        n = counts["exception"]
-        delay = min(_MAX_BACKOFF, task.retry_delay * (2 ** max(0, n - 1)))
-        delay += random.uniform(0, task.retry_delay / 2) if task.retry_delay else 0.0
-        if isinstance(exc, LLMError) and exc.retry_after:
-            delay = max(delay, exc.retry_after)  # past the cap only if waits_in_full
-        return delay
-
-    async def attempt() -> TaskOutput:
-        on_token = None
-        if run.on_token is not None:
-            number, stream = counts["exception"] + counts["validation"] + 1, run.on_token
-            on_token = lambda text: stream(text, number)  # noqa: E731
-        with trace.span(f"invoke_agent {role_of(agent) or 'agent'}",
-                        {"gen_ai.operation.name": "invoke_agent",
-                         "gen_ai.agent.name": role_of(agent), "ray_orch.task": task.id,
-                         "ray_orch.iteration": run.iteration,
-                         "ray_orch.attempt": counts["exception"] + counts["validation"] + 1}):
-            if deciding and uses_local_decisions(agent):
-                answer = await decide_locally(agent, task, parts, calls)
-            elif deciding and wants_logprobs(agent):
-                answer = await decide_hosted(agent, task, parts.render(), schema, calls)
-            elif tools is not None:
-                answer = await answer_with_tools(agent, parts.render(), schema, calls, tools,
-                                                 on_token=on_token)
-            else:
-                answer = await _ask(agent, parts.render(), schema, calls, on_token)
-            if deciding and on_token is not None and (
-                    uses_local_decisions(agent) or wants_logprobs(agent)):
-                on_token(answer[0])  # a scored decision's answer comes whole: one piece
-            return await checked(answer)
-
-    async def checked(answer: tuple[str, str | None]) -> TaskOutput:
-        text, model = answer
-        model_used[0] = model
-        if not text.strip():
-            # An empty (or null) reply is not an answer: it is retried like invalid output.
-            parts.feedback = "the answer was empty"
-            _mark_rejected(calls, "invalid_output")
-            raise _Rejected("the model returned an empty reply", kind="invalid_output")
-        output = TaskOutput(raw=text, description=parts.description, task_id=task.id,
-                            agent=role_of(agent))
-        if deciding:
-            try:
-                _decide(task, text, output, parts)
-            except _Rejected:
-                _mark_rejected(calls, "decision")
-                raise
-        elif schema is not None:
-            try:
-                parsed = parse_structured(text, schema)
-            except ValueError as exc:
-                parts.feedback = f"the answer did not match the required JSON schema ({exc})"
-                _mark_rejected(calls, "invalid_output")
-                raise _Rejected(str(exc), kind="invalid_output") from None
-            output.pydantic = parsed
-            output.json_dict = parsed.model_dump(mode="json")
-        try:
-            output = await _check_guardrails(task, agent, output, calls)
-        except _Rejected as exc:
-            parts.feedback = str(exc)
-            _mark_rejected(calls, exc.kind)
-            raise
-        return output
-
-    retrying = AsyncRetrying(retry=retry_if_exception(should_retry), wait=wait, reraise=True)
+    attempts = _Attempts(task=task, agent=agent, run=run, parts=parts, schema=schema,
+                         deciding=deciding, started=started, tools=tools)
+    retrying = AsyncRetrying(retry=retry_if_exception(attempts.should_retry),
+                             wait=attempts.wait, reraise=True)
     try:
-        output: TaskOutput = await retrying(attempt)
-    except _Rejected as exc:
-        if exc.kind == "decision":
-            raise DecisionError(f"decision task '{task.id}': {exc} after {_attempts(counts)} "
-                                "attempts, and its condition has no 'default' route",
-                                task=task.id) from None
-        cls = OutputValidationError if exc.kind == "invalid_output" else GuardrailFailedError
-        raise cls(f"task '{task.id}': {exc} (after {_attempts(counts)} attempts; "
-                  f"validation_steps={task.validation_steps})", task=task.id,
-                  attempt_log=calls) from None
+        output: TaskOutput = await retrying(attempts.attempt)
+    except Rejected as exc:
+        raise attempts.rejected_error(exc) from None
+    except TaskFailedError as exc:
+        if isinstance(exc, (ToolCallError, ToolLoopError)):
+            exc.attempt_log = attempts.calls
+            exc.tool_calls = tools.log if tools is not None else []
+        raise
     except Exception as exc:
-        if isinstance(exc, TaskFailedError):
-            if isinstance(exc, (ToolCallError, ToolLoopError)):
-                exc.attempt_log = calls
-                exc.tool_calls = tools.log if tools is not None else []
-            raise
-        if isinstance(exc, LLMError) and not waits_in_full(exc):
-            raise RateLimitError(
-                f"task '{task.id}': the provider asked to wait {exc.retry_after:g} s "
-                f"(Retry-After), more than the {_MAX_BACKOFF:g} s backoff cap or the task's "
-                f"remaining timeout; not retried sooner (after {_attempts(counts)} attempts)",
-                task=task.id, retry_after=exc.retry_after, status_code=exc.status_code,
-                attempt_log=calls, retryable=True) from exc
-        raise TaskFailedError(
-            f"task '{task.id}' failed after {_attempts(counts)} attempts "
-            f"(max_retries={task.max_retries}): {type(exc).__name__}: {exc}", task=task.id,
-            attempt_log=calls, retryable=_is_retryable(exc),
-            tool_calls=tools.log if tools is not None else []) from exc
-    tokens_in = sum(c["prompt_tokens"] for c in calls)
-    tokens_out = sum(c["completion_tokens"] for c in calls)
-    output.metadata.update({
-        "execution_time": time.perf_counter() - started,
-        "retry_count": counts["exception"] + counts["validation"],
-        "tokens_used": tokens_in + tokens_out,
-        "prompt_tokens": tokens_in,
-        "completion_tokens": tokens_out,
-        "cost_usd": sum(c["cost_usd"] for c in calls),
-        "model": model_used[0],
-        "llm_calls": calls,
-    })
-    if tools is not None:
-        output.metadata["tool_calls"] = tools.log
-    if parts.missing:
-        output.metadata["missing_context"] = dict(parts.missing)
-    if budget_note:
-        output.metadata["context_budget"] = budget_note
-    if run.iteration is not None:
-        output.metadata["iteration"] = run.iteration
-    return output
+        raise attempts.failed_error(exc) from exc
+    return attempts.finish(output, budget_note)
 
 
 def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> None:
@@ -406,7 +406,7 @@ def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> No
         if route is None:
             keys = ", ".join(repr(k) for k in route_keys(condition))
             parts.feedback = f"the answer {text.strip()!r} is not one of: {keys}"
-            raise _Rejected(f"answer {text.strip()[:200]!r} matches none of {keys}",
+            raise Rejected(f"answer {text.strip()[:200]!r} matches none of {keys}",
                             kind="decision")
     output.json_dict = {"decision": route}
     output.metadata["decision"] = decision_value(route, text)

@@ -1,0 +1,170 @@
+"""What a picture of a workflow shows: the graph as ``build_graph`` resolves it (so a
+picture shows exactly the edges the scheduler follows) plus, after a run, each task's
+status, time and the decision routes taken. ``visualize`` draws it as Mermaid text,
+``picture_png`` as a PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ray_orch.core.output import TaskOutput
+from ray_orch.core.routing import DEFAULT_KEYS
+from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
+from ray_orch.policy.task import Task
+
+if TYPE_CHECKING:
+    from ray_orch.api.process import Process
+
+EdgeKind = Literal["context", "next", "route", "failure"]
+
+_RAN = ("completed", "failed", "running")
+_STATUS_STYLE = {  # Mermaid classDefs; the PNG uses the fills
+    "completed": "fill:#c8e6c9,stroke:#2e7d32,color:#1b5e20",
+    "failed": "fill:#ffcdd2,stroke:#c62828,color:#b71c1c",
+    "skipped": "fill:#eeeeee,stroke:#9e9e9e,color:#616161,stroke-dasharray:4 3",
+    "pending": "fill:#fff3cd,stroke:#f9a825,color:#795548",
+    "running": "fill:#bbdefb,stroke:#1565c0,color:#0d47a1",
+}
+_STATUS_FILL = {status: style.split(",")[0].split(":")[1] for status, style in
+                _STATUS_STYLE.items()}
+_TYPE_FILL = {"task": "#cfe2ff", "decision": "#ffe69c", "loop": "#e2d4f5"}
+_TAKEN = "#2e7d32"
+
+
+@dataclass(kw_only=True)
+class _Edge:
+    src: str
+    dst: str
+    kind: EdgeKind
+    label: str | None = None
+    key: str | None = None  # the decision route's condition key
+
+
+@dataclass(kw_only=True)
+class _View:
+    """The workflow as drawn: resolved graph plus what the last run did (if any)."""
+
+    name: str
+    graph: Graph
+    edges: list[_Edge]
+    ran: bool = False
+    statuses: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, TaskOutput] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    skip_reasons: dict[str, str] = field(default_factory=dict)
+    routes_taken: set[tuple[str, str]] = field(default_factory=set)
+
+    def taken(self, edge: _Edge) -> bool:
+        """Whether the last run followed this edge."""
+        if not self.ran:
+            return False
+        src, dst = self.statuses.get(edge.src), self.statuses.get(edge.dst)
+        if edge.kind == "route":
+            return (edge.src, edge.key or "") in self.routes_taken
+        if edge.kind == "failure":
+            return src == "failed" and dst in _RAN
+        return src == "completed" and dst in _RAN
+
+    def seconds(self, name: str) -> float | None:
+        output = self.outputs.get(name)
+        value = output.metadata.get("execution_time") if output is not None else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+
+
+# -- building the view -------------------------------------------------------------------
+
+
+def _view(source: Process | dict[str, Task] | Iterable[Task], mode: Mode | None) -> _View:
+    # A Process (duck-typed: this layer sits below the driver API) or plain tasks.
+    process: Any = source if hasattr(source, "task_list") else None
+    if process is not None:
+        tasks = process.task_list
+        last_graph = process._graph
+        mode = mode or (last_graph.mode if last_graph is not None else "workflow")
+        name = process.name
+    else:
+        tasks = name_tasks(source)  # type: ignore[arg-type]  # not a Process here
+        mode = mode or "workflow"
+        name = "workflow"
+    # Drawing never needs agents or a model.
+    graph = build_graph(tasks, mode, has_default_agent=True, needs_agents=False)
+    view = _View(name=name, graph=graph, edges=_edges(graph))
+    if process is not None and process.last_result is not None:
+        result = process.last_result
+        view.ran = True
+        view.statuses = {n: result.statuses.get(n, "skipped") for n in graph.order}
+        view.outputs = dict(result.outputs)
+        view.errors = dict(result.errors)
+        view.skip_reasons = dict(result.skip_reasons)
+        for event in process.events:
+            route = event.data.get("route") if event.kind == "decision" else None
+            # hierarchical assignments are reported as decisions too ("assign:<role>")
+            if event.task and isinstance(route, str) and not route.startswith("assign:"):
+                view.routes_taken.add((event.task, route))
+    elif any(t.status != "pending" or t.result is not None for t in tasks):
+        view.ran = True  # Tasks carry their status and result after a Process ran them
+        view.statuses = {t.id: t.status for t in tasks}
+        view.outputs = {t.id: t.result for t in tasks if t.result is not None}
+        view.errors = {t.id: f"{type(t.error).__name__}: {t.error}" for t in tasks
+                       if t.error is not None}
+    for task_name, output in view.outputs.items():
+        route = output.metadata.get("decision")
+        if isinstance(route, str):
+            view.routes_taken.add((task_name, route))
+    return view
+
+
+def _edges(graph: Graph) -> list[_Edge]:
+    edges: list[_Edge] = []
+    for name in graph.order:
+        node = graph.nodes[name]
+        edges += [_Edge(src=dep, dst=name, kind="context") for dep in node.deps]
+        if node.task.condition_on_previous_failure and node.previous:
+            edges.append(_Edge(src=node.previous, dst=name, kind="failure", label="on failure"))
+    for name in graph.order:
+        node = graph.nodes[name]
+        edges += [_Edge(src=name, dst=target, kind="next") for target in node.next]
+        for key, targets in node.routes.items():
+            label = key if key not in DEFAULT_KEYS else ("default" if key == "default"
+                                                         else f"{key} (default)")
+            edges += [_Edge(src=name, dst=t, kind="route", label=label, key=key)
+                      for t in targets]
+    return edges
+
+
+def _loop_note(graph: Graph, name: str) -> str | None:
+    node = graph.nodes[name]
+    if node.task.task_type != "loop":
+        return None
+    if node.loop_items is not None:
+        count = len(node.loop_items)
+        return f"loop over {count} item{'s' if count != 1 else ''}"
+    source = node.deps[0] if node.deps else "upstream"
+    return f"loop over {source} output"
+
+
+def _role(task: Task) -> str | None:
+    role = task.agent_role
+    return role if role and role != task.id else None
+
+
+def _tools_note(task: Task) -> str | None:
+    """The tools the task's agent can call (its own and the task's), by name."""
+    from ray_orch.tools.mcp import MCP
+    from ray_orch.tools.spec import combined_tools
+
+    names: list[str] = []
+    for item in combined_tools(task.agent, task):
+        if isinstance(item, MCP):
+            listed = [t["name"] for t in item.listed or []]
+            names.append(f"MCP {item.name}" if not listed else ", ".join(listed))
+        else:
+            options = getattr(item, "__ray_orch_tool__", None)
+            name = getattr(options, "name", None) or getattr(item, "__name__", repr(item))
+            remote = " (remote)" if getattr(options, "remote", False) else ""
+            names.append(f"{name}{remote}")
+    return f"tools: {', '.join(names)}" if names else None
