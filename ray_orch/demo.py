@@ -227,6 +227,8 @@ def _parser() -> argparse.ArgumentParser:
                              "month\" (default: the first canned inquiry)")
     parser.add_argument("--inquiry", metavar="N|TEXT",
                         help=f"a canned inquiry (1-{len(INQUIRIES)}) or your own text")
+    parser.add_argument("--no-tools", action="store_true",
+                        help="skip the offline tool call after the workflow")
     parser.add_argument("--out", default="ray-orch-demo", type=Path,
                         help="directory for the workflow picture (default: ./ray-orch-demo)")
     parser.add_argument("--max-tokens", type=int, default=80,
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks, agents = build_workflow(inquiry, max_tokens=args.max_tokens)
     process = Process(tasks=tasks, agents=agents, name="customer_service",
-                      ray_init={"log_to_driver": False, "logging_level": "WARNING"})
+                      ray_init={"log_to_driver": False})
     started = time.perf_counter()
     failed: RunError | None = None
     console.print("[dim]running the workflow on a local Ray (Ray starts first: a few "
@@ -310,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     console.print(Rule(style="blue"))
     _write_pictures(process, args.out, console)
     console.print(f"\nworkflow ran in {elapsed:.1f} s (including Ray start-up)")
+    if not args.no_tools:
+        console.print(Rule(style="blue"))
+        from ray_orch.demo_orders import show_order_lookup
+
+        if not show_order_lookup(console):
+            failed = failed or RunError("the tool workflow failed")
     if os.environ.get("RAY_ORCH_MODEL"):
         console.print(f"[dim]model from RAY_ORCH_MODEL={os.environ['RAY_ORCH_MODEL']}[/]")
     else:

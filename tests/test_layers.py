@@ -17,16 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # and the driver API starts actors.
 LAYERS = ["core", "store", "model", "tools", "policy", "engine", "observe", "actors", "api",
           "front"]
-FRONT = {"ray_orch", "ray_orch.cli", "ray_orch.demo", "ray_orch.testing", "ray_orch.praison"}
+PACKAGES = set(LAYERS) - {"actors", "front"}
 
 
 def layer_of(module: str) -> str:
+    """A module's layer: its subpackage of ``ray_orch``; ``actors``; or the front ends
+    (the package's own modules: the public surface, cli, demo, testing)."""
     parts = module.split(".")
     if parts[0] == "actors":
         return "actors"
-    if module in FRONT or (len(parts) > 1 and parts[1] in ("testing", "cli", "demo", "praison")):
-        return "front"
-    return parts[1]
+    if len(parts) > 1 and parts[1] in PACKAGES:
+        return parts[1]
+    return "front"
 
 
 def all_modules() -> dict[str, Path]:

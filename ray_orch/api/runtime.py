@@ -8,6 +8,7 @@ shut down by ray-orch.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 from typing import Any
 
@@ -41,7 +42,11 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
 
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True}
+    # Ray's own start-up chatter (INFO lines, the note that a SIGTERM handler cannot be
+    # set off the main thread, the token-auth notice) is not the user's business; errors
+    # still show. ``ray_init={"logging_level": ...}`` chooses otherwise.
+    kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True,
+                              "logging_level": logging.ERROR}
     kwargs.update(init_kwargs)
     # Every worker process of the job joins the cluster services (breakers, rate limits,
     # the per-node model server) as it starts, plain Ray tasks included.
