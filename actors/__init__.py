@@ -5,8 +5,8 @@ below, for this process: circuit-breaker state (``BreakerActor``), rate limits
 (``RateLimiter``), the embedded model's per-node server (``ModelServer``) and MCP
 sessions, one per server per node (``MCPSessionActor``). Those
 layers never import ``actors``; without these ports (no Ray) they work in-process.
-Every actor of ours imports this package; ``ensure_ray`` also names ``install_ports``
-as Ray's ``worker_process_setup_hook``, so plain Ray tasks (remote tools) share them too.
+Every actor of ours imports this package, and so does ``import ray_orch`` in any process
+connected to Ray (a plain Ray task, a remote tool), so they all share the services.
 """
 
 from actors.breaker import get_breaker_actor

@@ -48,10 +48,8 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
     kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True,
                               "logging_level": logging.ERROR}
     kwargs.update(init_kwargs)
-    # Every worker process of the job joins the cluster services (breakers, rate limits,
-    # the per-node model server) as it starts, plain Ray tasks included.
-    kwargs["runtime_env"] = {"worker_process_setup_hook": "actors.install_ports",
-                             **(runtime_env or {})}
+    if runtime_env:
+        kwargs["runtime_env"] = runtime_env
     address = kwargs.get("address") or os.environ.get("RAY_ADDRESS")
     if not address:
         # "local": always a new Ray of our own, never a cluster some other program left
