@@ -216,3 +216,17 @@ def test_a_tool_edit_changes_the_arguments(stub, tmp_path):
     assert call["ok"]
     [tool_result] = [m for m in stub.requests[-1].messages if m.get("role") == "tool"]
     assert "sent to subscribers" in str(tool_result["content"])
+
+
+def test_requests_are_approval_requested_events_in_the_stream(stub):
+    stub.add_rule(match="Draft", reply="First draft")
+    kinds = []
+    for ev in two_steps(stub, lambda r: Approve(by="editor")).stream():
+        kinds.append(ev.kind)
+        if ev.kind == "approval_requested":
+            assert ev.task == "draft"
+            assert ev.data["request"]["output"]["raw"] == "First draft"
+            assert "task_completed" not in kinds  # asked before the output stands
+        if ev.kind == "run_completed":
+            assert ev.results["draft"].metadata["approval"]["by"] == "editor"
+    assert kinds.count("approval_requested") == 1
