@@ -6,6 +6,7 @@ to the driver through a Ray streaming generator."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +34,7 @@ class Supervisor:
         self.job: asyncio.Task[Any] | None = None
         self.registry = registry
         self.kept = KeptMembers()  # members kept between this Supervisor's runs
+        self.run_id: str | None = None  # the run in progress, if any
         settle_heap()
 
     async def _services(self, spec: RunSpec) -> Services:
@@ -69,6 +71,7 @@ class Supervisor:
                 "ray.init)",
                 field="tasks") from None
         queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.run_id = spec.run_id
         run = Run(spec, emit=queue.put_nowait, services=await self._services(spec))
         self.job = asyncio.ensure_future(run.execute())
         while True:
@@ -78,10 +81,16 @@ class Supervisor:
             while not queue.empty():
                 batch.append(queue.get_nowait())
             if self.job.done():
+                self.run_id = None
                 yield ("result", (self.job.result(), [e.model_dump() for e in batch]))
                 return
             if batch:
                 yield ("events", [e.model_dump() for e in batch])
+
+    def info(self) -> dict[str, Any]:
+        """This Supervisor's pid, its run in progress and how many members it keeps."""
+        return {"pid": os.getpid(), "run_id": self.run_id,
+                "kept": sum(len(v) for v in self.kept.held.values())}
 
     def release(self) -> int:
         """Give the members this Supervisor keeps between runs back to the registry

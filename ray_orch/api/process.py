@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ray_orch.core.errors import (
     InvalidTaskFieldError,
@@ -34,6 +34,7 @@ from ray_orch.model.resolve import has_default_model
 from ray_orch.policy.task import Task, _run_sync
 
 if TYPE_CHECKING:
+    from ray_orch.api.jobs import DetachedRun
     from ray_orch.observe.analysis import RunMetrics
 
 __all__ = ["Process"]
@@ -54,6 +55,10 @@ def _take_supervisor(registry: Any) -> Any | None:
 
 
 def _keep_supervisor(registry: Any, handle: Any) -> None:
+    from ray_orch.api.heal import return_supervisor
+
+    if return_supervisor(registry, handle):  # a standing runtime's: back to its registry
+        return
     with _idle_lock:
         idle = _idle_supervisors.setdefault(registry._actor_id, [])
         if len(idle) < _IDLE_SUPERVISORS:
@@ -157,15 +162,29 @@ class Process:
         """Async form of ``sequential()``."""
         return await self._arun("sequential", **kwargs)
 
-    def workflow(self, **kwargs: Any) -> dict[str, TaskOutput]:
+    @overload
+    def workflow(self, *, detach: Literal[False] = False, **kwargs: Any
+                 ) -> dict[str, TaskOutput]: ...
+
+    @overload
+    def workflow(self, *, detach: Literal[True], **kwargs: Any) -> DetachedRun: ...
+
+    def workflow(self, *, detach: bool = False, **kwargs: Any
+                 ) -> dict[str, TaskOutput] | DetachedRun:
         """Run the tasks as a graph: dependencies, decisions, loops, parallel branches.
 
         Args:
             resume: a run id (or ``True`` for the latest run) to resume from checkpoints.
+            detach: submit the run to the cluster as a job of its own and return at once
+                (``ray_orch.api.jobs.DetachedRun``): it continues after this driver exits.
 
         Returns:
             Every completed task's output by name; tasks never reached are ``skipped``.
         """
+        if detach:
+            from ray_orch.api.jobs import detach as submit_detached
+
+            return submit_detached(self, "workflow", **kwargs)
         return self._sync("workflow", **kwargs)
 
     async def aworkflow(self, **kwargs: Any) -> dict[str, TaskOutput]:
@@ -280,6 +299,10 @@ class Process:
         ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
+        from ray_orch.api import heal
+
+        if heal.prepare(spec):  # a standing runtime journals every run
+            packed = _pack(spec)
         from actors.registry import get_registry
 
         registry = get_registry()
@@ -292,8 +315,8 @@ class Process:
             task.result = None
         alive = True
         try:
-            try:
-                result = await self._follow(spec, packed)
+            try:  # a lost Supervisor is replaced, resuming from the journal
+                result = await heal.follow(self, spec, packed, registry, pack=_pack)
             except (ActorDiedError, ActorUnavailableError):
                 if kept is None or self.events:
                     raise

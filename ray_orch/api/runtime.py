@@ -1,7 +1,8 @@
 """Ray lifecycle: connect to a cluster, or start a local Ray bound to 127.0.0.1.
 
-Connect when ``RAY_ADDRESS`` is set or Ray is already initialised; otherwise start a
-local Ray whose every port binds to loopback. A Ray that ray-orch did not start is never
+Connect when ``RAY_ADDRESS`` is set, Ray is already initialised, or a standing runtime
+is up (``ray-orch up``, found through ``ray_orch.api.standing.runtime_file()``);
+otherwise start a local Ray whose every port binds to loopback. A Ray that ray-orch did not start is never
 shut down by ray-orch.
 """
 
@@ -48,6 +49,11 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
     kwargs["runtime_env"] = {"worker_process_setup_hook": "actors.install_ports",
                              **(runtime_env or {})}
     address = kwargs.get("address") or os.environ.get("RAY_ADDRESS")
+    from ray_orch.api.standing import discover
+
+    standing = discover(address)  # the standing runtime, if this driver should join it
+    if standing is not None and not address:
+        address = kwargs["address"] = standing.address
     if not address:
         # "local": always a new Ray of our own, never a cluster some other program left
         # running on this machine (which plain ray.init() would join).
@@ -55,8 +61,11 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
         kwargs.setdefault("include_dashboard", False)
     ray.init(**kwargs)
     from actors import install_ports
+    from actors.registry import find_standing_registry
 
     install_ports()  # this driver too (the workers do it as they start)
+    if address and address != "local":
+        find_standing_registry()  # warm pools and Supervisors shared across drivers
     settle_heap()
     if not address:
         _started_here = True

@@ -400,10 +400,16 @@ class PoolSet:
         agent_map = dict(unique)
         bind_args = (self.run_id, agent_map, tasks)
         wanted = []
+        kept_for = {}
+        for key, agent in unique.items():  # members that served this very agent first
+            placement_key, _ = placement_options(agent)
+            kept_for[key] = self.kept.take((placement_key, key))
         for key, agent in unique.items():
             placement_key, options = placement_options(agent)
             size = getattr(agent, "pool_size", 1)
-            kept = self.kept.take((placement_key, key))
+            kept = kept_for[key]
+            if len(kept) < size:  # then any kept member of the same placement
+                kept += self.kept.take_placed(placement_key, size - len(kept))
             handles, spare = kept[:size], kept[size:]
             if spare:
                 self.registry.give_back.remote(placement_key, spare, key)
