@@ -38,6 +38,16 @@ NAMESPACE = "ray_orch"
 _RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
+def loopback_ray() -> None:
+    """Make Ray in this process keep 127.0.0.1 as this node's address and send no usage
+    stats (set before Ray is imported; patched if it already was)."""
+    for key, value in _RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
+        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
+
+
 def runtime_file() -> Path:
     """Where the standing runtime's address is written: ``$RAY_ORCH_RUNTIME_FILE`` or
     ``~/.ray-orch/runtime.json``.
@@ -112,6 +122,7 @@ def discover(address: str | None = None) -> RuntimeInfo | None:
         return None
     if not _reachable(info.address):
         return None
+    loopback_ray()  # else Ray swaps 127.0.0.1 for the machine's address, where no head is
     # The head's auth mode, whatever this shell says: the two must agree.
     set_auth_mode(info.auth_mode)
     global _joined
@@ -223,6 +234,7 @@ def up(*, address: str | None = None, port: int | None = None,
     Returns:
         The runtime's info (also in ``runtime_file()``). When one is already up, that one.
     """
+    loopback_ray()
     existing = discover()
     if existing is not None:
         return existing
@@ -253,6 +265,7 @@ def up(*, address: str | None = None, port: int | None = None,
 
 
 def _connect(info: RuntimeInfo) -> None:
+    loopback_ray()
     import ray
 
     set_auth_mode(info.auth_mode)
