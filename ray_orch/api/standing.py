@@ -325,7 +325,7 @@ def _session_pids(session: int) -> list[int]:
     return pids
 
 
-def _stop_session(info: RuntimeInfo, grace: float = 10.0) -> list[int]:
+def _stop_session(info: RuntimeInfo, grace: float = 3.0) -> list[int]:
     """Stop every process of the head's session: SIGTERM, then SIGKILL after ``grace``."""
     if info.session is None:
         return []
