@@ -101,8 +101,12 @@ class Pool:
     registry: Any
     remote: Remote
     bind_args: tuple[Any, ...] = ()
+    max_size: int = 0  # the most members it grows to while attempts queue (0: no growth)
     waiters: int = 0
     replaced: int = 0
+    grown: int = 0
+    closed: bool = False
+    _growing: asyncio.Future[None] | None = None
     _free: asyncio.Condition = field(default_factory=asyncio.Condition)
     _releasing: set[asyncio.Future[None]] = field(default_factory=set)
     _queued: dict[int, tuple[Member, list[_Item]]] = field(default_factory=dict)
@@ -126,6 +130,7 @@ class Pool:
                     if member.in_flight < self.capacity:
                         member.in_flight += 1
                         return member
+                    self._maybe_grow()
                     try:
                         await self._free.wait()
                     except asyncio.CancelledError:
@@ -135,6 +140,29 @@ class Pool:
                         raise
             finally:
                 self.waiters -= 1
+
+    def _maybe_grow(self) -> None:
+        """Attempts queue behind busy members: lease one more member (one at a time, up
+        to ``max_size``). It takes attempts once it is in the pool; every limit holds
+        per member as before (``capacity``), and rate limits and budgets per call."""
+        if self._growing is None and len(self.members) < self.max_size:
+            self._growing = asyncio.ensure_future(self._grow())
+
+    async def _grow(self) -> None:
+        try:
+            [handle] = await self.registry.lease.remote(self.placement_key, 1, self.options,
+                                                        self.key)
+        except Exception:  # growth is best effort: the pool goes on at its size
+            self._growing = None
+            return
+        if self.closed:  # the run ended meanwhile: the member is not needed
+            self.registry.give_back.remote(self.placement_key, [handle], self.key)
+            return
+        async with self._free:
+            self.members.append(Member(handle=handle))
+            self.grown += 1
+            self._growing = None
+            self._free.notify_all()
 
     async def _release(self, member: Member) -> None:
         async with self._free:
@@ -431,7 +459,7 @@ class PoolSet:
                 key=key, agent=agent, members=members,
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
                 options=options, registry=self.registry, remote=self.remote,
-                bind_args=bind_args)
+                bind_args=bind_args, max_size=getattr(agent, "max_pool_size", 0) or 0)
 
     def pool_for(self, agent: Any) -> Pool:
         return self.pools[agent_key(agent)]
@@ -440,10 +468,13 @@ class PoolSet:
         """Keep this run's members for this Supervisor's next run (up to a bound); give
         the rest back to the registry."""
         for pool in self.pools.values():
+            pool.closed = True
             handles = [m.handle for m in pool.members]
             for handle in handles:
                 handle.unbind.remote(self.run_id)
-            back = self.kept.keep((pool.placement_key, pool.key), handles)
+            # Members it grew go back to the registry (and are reaped once idle).
+            size = getattr(pool.agent, "pool_size", 1)
+            back = self.kept.keep((pool.placement_key, pool.key), handles[:size]) + handles[size:]
             if back:
                 self.registry.give_back.remote(pool.placement_key, back, pool.key)
 
