@@ -152,7 +152,7 @@ class ActorRegistry:
         idle |= {h._actor_id for h in self.supervisors}
         rows = []
         refs = [(k, h, h.info.remote()) for k, h in self.owned.items()]
-        for actor_id, handle, ref in refs:
+        for actor_id, _handle, ref in refs:
             try:
                 info = ray.get(ref, timeout=5)
             except Exception as exc:  # busy past the timeout, or dead

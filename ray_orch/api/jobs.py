@@ -14,7 +14,6 @@ directory (``runs/<run id>.json``). ``ray-orch runs`` / ``logs`` / ``cancel`` /
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
@@ -26,8 +25,17 @@ from typing import Any
 from ray_orch.core.errors import RayOrchError, RunCancelledError, RunError
 from ray_orch.core.output import TaskOutput
 
-__all__ = ["DetachedRun", "RESULT_MARKER", "StandingRuntimeError", "attach_run", "cancel_run",
-           "detach", "list_runs", "run_logs", "submit_file"]
+__all__ = [
+    "RESULT_MARKER",
+    "DetachedRun",
+    "StandingRuntimeError",
+    "attach_run",
+    "cancel_run",
+    "detach",
+    "list_runs",
+    "run_logs",
+    "submit_file",
+]
 
 RESULT_MARKER = "RAY_ORCH_RESULT "
 RUN_ID_ENV = "RAY_ORCH_RUN_ID"

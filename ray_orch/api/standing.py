@@ -155,7 +155,7 @@ def set_auth_mode(mode: str) -> None:
         return
     os.environ["RAY_AUTH_MODE"] = mode
     if "ray._raylet" in sys.modules:
-        from ray._raylet import AuthenticationTokenLoader, Config
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
