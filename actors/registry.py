@@ -27,7 +27,8 @@ class ActorRegistry:
 
     def __init__(self, idle_limit: int = 64, idle_ttl: float | None = None) -> None:
         self.idle: dict[str, list[Any]] = {}
-        self.served: dict[Any, set[str | None]] = {}
+        # The agents each actor served lately (a few: memory must not grow with runs).
+        self.served: dict[Any, list[str | None]] = {}
         self.supervisors: list[Any] = []
         # Every actor this registry created, whoever uses it now: the registry owns them,
         # and an owner that drops its last handle stops the actor.
@@ -45,7 +46,7 @@ class ActorRegistry:
         """Hand out ``count`` actors with the given placement options, preferring ones
         that served ``agent_key`` before (their model client is already warm)."""
         warm = self.idle.setdefault(placement_key, [])
-        warm.sort(key=lambda h: self.served.get(h._actor_id, set()).__contains__(agent_key))
+        warm.sort(key=lambda h: agent_key in self.served.get(h._actor_id, ()))
         handles = [warm.pop() for _ in range(min(count, len(warm)))]
         for handle in handles:
             self.idle_since.pop(handle._actor_id, None)
@@ -60,7 +61,9 @@ class ActorRegistry:
         """Take actors back after a run; beyond the idle limit they are stopped."""
         warm = self.idle.setdefault(placement_key, [])
         for handle in handles:
-            self.served.setdefault(handle._actor_id, set()).add(agent_key)
+            served = self.served.setdefault(handle._actor_id, [])
+            if agent_key not in served:
+                served[:] = [*served[-7:], agent_key]
             if handle._actor_id not in self.owned:
                 continue  # reaped or forgotten meanwhile: not ours to keep
             if sum(len(v) for v in self.idle.values()) < self.idle_limit:

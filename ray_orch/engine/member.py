@@ -61,6 +61,9 @@ class AgentMember:
         # already unbound (a late call of one must not run, nor wait for a bind).
         self.tombstones: set[tuple[str, int, int]] = set()
         self.unbound: collections.deque[str] = collections.deque(maxlen=256)
+        # Which agents each bound run uses: an agent no bound run uses is dropped at
+        # unbind, so a standing member's memory does not grow with runs.
+        self.run_agents: dict[str, set[str]] = {}
 
     async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
                    prewarm: bool | str = True) -> int:
@@ -79,6 +82,7 @@ class AgentMember:
         if run_id in self.unbound:  # the bind of a call that arrived after its run ended
             return os.getpid()
         self.agents.update(agents)
+        self.run_agents.setdefault(run_id, set()).update(agents)
         for name, task in tasks.items():
             self.tasks[(run_id, name)] = task
         self._bound(run_id).set()
@@ -116,6 +120,9 @@ class AgentMember:
         for key in [k for k in self.tasks if k[0] == run_id]:
             del self.tasks[key]
         self.unbound.append(run_id)
+        used = set().union(*(v for k, v in self.run_agents.items() if k != run_id))
+        for key in self.run_agents.pop(run_id, set()) - used:
+            self.agents.pop(key, None)
         self.tombstones = {t for t in self.tombstones if t[0] != run_id}
         event = self.bound.pop(run_id, None)
         if event is not None:
