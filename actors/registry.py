@@ -56,6 +56,20 @@ class ActorRegistry:
             handles.append(handle)
         return handles
 
+    def prestart(self, placement_key: str, count: int, options: dict[str, Any]) -> int:
+        """Start members now, idle, so that at least ``count`` wait with this placement
+        (a driver's first run: they start beside its Supervisor). Returns how many
+        were started."""
+        warm = self.idle.setdefault(placement_key, [])
+        started = 0
+        while len(warm) < min(count, self.idle_limit):
+            handle = AgentActor.options(**options).remote()  # type: ignore[attr-defined]
+            self.owned[handle._actor_id] = handle
+            self.idle_since[handle._actor_id] = time.monotonic()
+            warm.append(handle)
+            started += 1
+        return started
+
     def give_back(self, placement_key: str, handles: list[Any],
                   agent_key: str | None = None) -> None:
         """Take actors back after a run; beyond the idle limit they are stopped."""

@@ -296,7 +296,7 @@ class Process:
         packed = _pack(spec)
         from ray_orch.api.runtime import ensure_ray
 
-        ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+        fresh = ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
         from ray_orch.api import heal
@@ -306,6 +306,13 @@ class Process:
         from actors.registry import get_registry
 
         registry = get_registry()
+        if fresh:  # a new private Ray: the run's processes start side by side
+            from ray_orch.api.warm import start_in_parallel
+
+            start_in_parallel(registry, agents + [t.agent for t in self.task_list
+                                                  if t.agent is not None],
+                              metrics=self.metrics_enabled, metrics_host=self.metrics_host,
+                              metrics_port=self.metrics_port)
         kept = _take_supervisor(registry)
         self._supervisor = kept or await registry.lease_supervisor.remote()
         self.events = []
