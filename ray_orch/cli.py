@@ -488,8 +488,9 @@ def submit(file: FileArg, address: AddressOpt = None) -> None:
 @app.command("job-run", hidden=True)
 def job_run(file: FileArg, run_id: Annotated[str, typer.Option(help="The run id.")]) -> None:
     """A submitted run's driver (the Ray job's entrypoint): run FILE, store its report."""
-    from ray_orch.api.jobs import store_result
+    from ray_orch.api.jobs import cancel_on_sigterm, store_result
 
+    cancel_on_sigterm()  # `ray-orch cancel` stops the run on its Supervisor too
     error: BaseException | None = None
     script = _Script()
     try:
@@ -502,13 +503,13 @@ def job_run(file: FileArg, run_id: Annotated[str, typer.Option(help="The run id.
                 script.calls.append(_Call(process=process, mode=chosen))
                 try:
                     getattr(process, chosen)()
-                except RayOrchError as exc:
+                except BaseException as exc:  # a failure, or cancelled (SIGTERM)
                     error = exc
                     raise
             else:
                 try:
                     _run_script(file, "run", script=script)
-                except (RayOrchError, _Exit) as exc:
+                except BaseException as exc:
                     error = exc
                     raise
     finally:
@@ -517,7 +518,8 @@ def job_run(file: FileArg, run_id: Annotated[str, typer.Option(help="The run id.
                    for name, output in c.process.results.items()}
         store_result(run_id, {"run_id": run_id, "file": str(file),
                               "status": "failed" if error else "completed",
-                              "error": str(error) if error else None, "outputs": outputs,
+                              "error": (str(error) or type(error).__name__) if error else None,
+                              "outputs": outputs,
                               "runs": runs})
 
 

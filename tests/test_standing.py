@@ -162,3 +162,47 @@ def test_the_supervisor_killed_mid_run_and_the_run_completes(runtime, tmp_path):
     # one in flight at most twice; nothing else twice.
     assert all(c == 1 for c in counts[:asked_before - 1]), counts
     assert all(1 <= c <= 2 for c in counts) and sum(counts) <= steps + 1, counts
+
+
+def test_a_submitted_yaml_workflow_runs_and_a_slow_run_can_be_cancelled(runtime, stub,
+                                                                        tmp_path):
+    workflow = tmp_path / "desk.yaml"
+    workflow.write_text(f"""\
+name: desk
+process: workflow
+agents:
+  support:
+    role: Support
+    goal: Handle inquiries
+    llm: {{model: openai/stub, base_url: "{stub.base_url}", api_key: sk-stub}}
+tasks:
+  answer:
+    description: Answer the customer
+    agent: support
+""")
+    submitted = _cli(runtime, "submit", str(workflow))
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    run_id = submitted.stdout.strip().splitlines()[-1]
+    attached = _cli(runtime, "attach", run_id, timeout=300)
+    assert f"run {run_id}: SUCCEEDED" in attached.stdout, attached.stdout[-3000:]
+    assert "  answer: completed  ok" in attached.stdout
+
+    with StubLLMServer(reply="ok", latency=2.0) as slow:
+        script = tmp_path / "slow.py"
+        script.write_text(DRIVER.read_text().replace('os.environ["STUB_BASE"]',
+                                                     repr(slow.base_url)).replace(
+            'os.environ.get("SHAPE", "w2")', '"chain:30"'))
+        run_id = _cli(runtime, "submit", str(script)).stdout.strip().splitlines()[-1]
+        deadline = time.monotonic() + 180
+        while slow.count() == 0:  # it is running: it asked the model
+            assert time.monotonic() < deadline, "the submitted run never started"
+            time.sleep(0.1)
+        cancelled = _cli(runtime, "cancel", run_id)
+        assert f"{run_id}: cancelled" in cancelled.stdout, cancelled.stderr[-2000:]
+        deadline = time.monotonic() + 120
+        while f"{run_id}  STOPPED" not in _cli(runtime, "runs").stdout:
+            assert time.monotonic() < deadline, "the cancelled run did not stop"
+            time.sleep(1)
+        asked = slow.count()
+        time.sleep(3)
+        assert slow.count() <= asked + 1  # nothing more is asked once it stopped

@@ -156,6 +156,18 @@ def cancel_run(run_id: str, *, address: str | None = None) -> bool:
     return bool(client.stop_job(run_id))
 
 
+def cancel_on_sigterm() -> None:
+    """In a detached run's driver: Ray stops a job with SIGTERM (then SIGKILL); turn it
+    into Ctrl-C, on which ``Process`` cancels its run on the Supervisor (which outlives
+    this driver on a standing runtime) before the driver exits."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def stored_result(run_id: str, log: str | None = None) -> dict[str, Any] | None:
     """The report a detached run stored (None while it runs, or if it stored none)."""
     from ray_orch.api.standing import read_runtime
@@ -318,6 +330,7 @@ def _main(run_id: str) -> int:
 
     from ray_orch.api.runtime import ensure_ray
 
+    cancel_on_sigterm()
     ensure_ray()
     from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
 
