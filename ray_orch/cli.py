@@ -425,7 +425,9 @@ def up(address: Annotated[str | None, typer.Option(
        idle_ttl: Annotated[float, typer.Option(
            help="Seconds idle agent members and Supervisors are kept.")] = 600.0,
        max_members: Annotated[int, typer.Option(
-           help="The most idle agent members kept.")] = 64) -> None:
+           help="The most idle agent members kept.")] = 64,
+       prewarm: Annotated[int, typer.Option(
+           help="Agent members started now, for a first run to find warm.")] = 4) -> None:
     """Start the standing runtime: a Ray head and ray-orch's control plane."""
     from ray_orch.api.standing import runtime_file
     from ray_orch.api.standing import up as start
@@ -433,7 +435,8 @@ def up(address: Annotated[str | None, typer.Option(
     with _errors():
         try:
             info = start(address=address, port=port, dashboard_port=dashboard_port,
-                         num_cpus=num_cpus, idle_ttl=idle_ttl, max_members=max_members)
+                         num_cpus=num_cpus, idle_ttl=idle_ttl, max_members=max_members,
+                         prewarm=prewarm)
         except (RuntimeError, OSError, ConnectionError) as exc:
             _fail(str(exc), 1)
     typer.echo(f"ray-orch runtime up at {info.address}"

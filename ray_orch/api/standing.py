@@ -220,7 +220,7 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
 
 def up(*, address: str | None = None, port: int | None = None,
        dashboard_port: int | None = None, num_cpus: int | None = None,
-       idle_ttl: float = 600.0, max_members: int = 64, prewarm: int = 1) -> RuntimeInfo:
+       idle_ttl: float = 600.0, max_members: int = 64, prewarm: int = 4) -> RuntimeInfo:
     """Start (or join) the standing runtime and write the runtime file.
 
     Args:
@@ -229,7 +229,8 @@ def up(*, address: str | None = None, port: int | None = None,
         num_cpus: the head's CPUs (Ray's default: all).
         idle_ttl: seconds idle members and Supervisors are kept.
         max_members: the most idle members kept.
-        prewarm: generic agent members started now, so a first run starts no process.
+        prewarm: generic agent members (default placement) started now, so that a first
+            run of up to this many agents starts no process.
 
     Returns:
         The runtime's info (also in ``runtime_file()``). When one is already up, that one.
