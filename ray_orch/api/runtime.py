@@ -64,14 +64,24 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
     from actors.registry import find_standing_registry
 
     install_ports()  # this driver too (the workers do it as they start)
-    if address and address != "local":
-        find_standing_registry()  # warm pools and Supervisors shared across drivers
+    if address and address != "local" and find_standing_registry() is not None:
+        # Warm pools and Supervisors shared across drivers. Leave at exit without Ray's
+        # own exit hook, which sleeps 0.5 s for worker logs: the actors printing them on
+        # a standing runtime are not this driver's (and outlive it).
+        atexit.register(_leave)
     settle_heap()
     if not address:
         _started_here = True
         atexit.register(shutdown_if_owned)
         return True
     return False
+
+
+def _leave() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def shutdown_if_owned() -> None:
