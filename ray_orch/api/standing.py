@@ -301,7 +301,7 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
             placement_key, options = placement_options(
                 Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
             members = ray.get(registry.lease.remote(placement_key, prewarm, options))
-            ray.get([m.info.remote() for m in members])
+            ray.get([m.warm_imports.remote() for m in members])
             ray.get(registry.give_back.remote(placement_key, members))
         metrics_url = ray.get(hub.endpoint.remote())
         ray.get(cache.stats.remote())
