@@ -38,5 +38,19 @@ class AgentActor(AgentMember):
         # Spans go where the driver's OTEL_* settings say (tracing off without them).
         configure_tracing(options.telemetry)
 
+    def warm_imports(self) -> int:
+        """Load the lean model client's path now (a standing runtime's prewarmed member:
+        its first task then imports nothing). Returns this pid."""
+        import os
+
+        import aiohttp  # noqa: F401
+
+        import ray_orch.model.client
+        import ray_orch.model.openai_http
+        import ray_orch.policy.breaker
+        import ray_orch.policy.task  # noqa: F401
+
+        return os.getpid()
+
     def info(self) -> dict[str, Any]:
         return {**super().info(), "node_id": ray.get_runtime_context().get_node_id()}

@@ -6,6 +6,7 @@ to the driver through a Ray streaming generator."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,6 +44,7 @@ class Supervisor:
         # Token batches of a member that arrived before an earlier one, by member.
         self.held: dict[str, dict[int, list[dict[str, Any]]]] = {}
         self.expected: dict[str, int] = {}
+        self.run_id: str | None = None  # the run in progress, if any
         settle_heap()
 
     async def _services(self, spec: RunSpec) -> Services:
@@ -93,6 +95,7 @@ class Supervisor:
         self.current = (run.members_key, queue, arrived, spec)
         self.held, self.expected = {}, {}
         self.running = run
+        self.run_id = spec.run_id
         self.job = asyncio.ensure_future(run.execute())
         try:
             while True:
@@ -116,6 +119,7 @@ class Supervisor:
         finally:
             self.current = None
             self.running = None
+            self.run_id = None
 
     async def _wait(self, arrived: asyncio.Event, streaming: bool) -> None:
         # Events of a window go out together (a 10,000-task run does not pay a driver
@@ -163,6 +167,11 @@ class Supervisor:
             expected += 1
         self.expected[member] = expected
         arrived.set()
+
+    def info(self) -> dict[str, Any]:
+        """This Supervisor's pid, its run in progress and how many members it keeps."""
+        return {"pid": os.getpid(), "run_id": self.run_id,
+                "kept": sum(len(v) for v in self.kept.held.values())}
 
     def release(self) -> int:
         """Give the members this Supervisor keeps between runs back to the registry

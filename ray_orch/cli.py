@@ -425,32 +425,27 @@ def demo(ctx: typer.Context) -> None:
 DirOpt = Annotated[Path, typer.Option("--dir", help="The checkpoint directory of the runs.")]
 
 
-@app.command()
-def runs(directory: DirOpt = Path("checkpoints"),
-         pending: Annotated[bool, typer.Option(
-             "--pending", help="Only paused runs, with the requests they wait on.")] = False
-         ) -> None:
-    """List the runs of a checkpoint directory (--pending: paused runs and their requests)."""
-    with _errors():
-        if not directory.is_dir():
-            _fail(f"{directory}: no such checkpoint directory", 2)
-        from ray_orch.store.pauses import PauseStore
-        from ray_orch.store.sqlite import SQLiteCheckpointStore
+def _checkpoint_runs(directory: Path, pending: bool) -> None:
+    """The runs of a checkpoint directory (paused ones with their requests)."""
+    if not directory.is_dir():
+        _fail(f"{directory}: no such checkpoint directory", 2)
+    from ray_orch.store.pauses import PauseStore
+    from ray_orch.store.sqlite import SQLiteCheckpointStore
 
-        if pending:
-            store = PauseStore(directory)
-            for run in store.paused():
-                typer.echo(f"{run['run_id']}  {run['workflow']} ({run['mode']})  paused")
-                for request in run["requests"]:
-                    what = (f"tool {request['tool']}({request['arguments']})"
-                            if request.get("tool") else "output: " + _one_line(
-                                (request.get("output") or {}).get("raw")))
-                    typer.echo(f"  {request['id']}  task {request['task']}  {what}")
-            store.close()
-            return
-        with SQLiteCheckpointStore(directory) as checkpoints:
-            for record in checkpoints.list_runs():
-                typer.echo(f"{record.run_id}  {record.workflow}  {record.status}")
+    if pending:
+        store = PauseStore(directory)
+        for run in store.paused():
+            typer.echo(f"{run['run_id']}  {run['workflow']} ({run['mode']})  paused")
+            for request in run["requests"]:
+                what = (f"tool {request['tool']}({request['arguments']})"
+                        if request.get("tool") else "output: " + _one_line(
+                            (request.get("output") or {}).get("raw")))
+                typer.echo(f"  {request['id']}  task {request['task']}  {what}")
+        store.close()
+        return
+    with SQLiteCheckpointStore(directory) as checkpoints:
+        for record in checkpoints.list_runs():
+            typer.echo(f"{record.run_id}  {record.workflow}  {record.status}")
 
 
 @app.command()
@@ -487,6 +482,170 @@ def _maybe_json(text: str) -> Any:
     except ValueError:
         return text
     return value if isinstance(value, dict) else text
+
+
+# -- the standing runtime (ray_orch.api.standing) and detached runs (ray_orch.api.jobs) --
+
+
+@app.command()
+def up(address: Annotated[str | None, typer.Option(
+           help="Join this Ray cluster instead of starting a head on 127.0.0.1.")] = None,
+       port: Annotated[int | None, typer.Option(help="The head's GCS port.")] = None,
+       dashboard_port: Annotated[int | None, typer.Option(
+           help="The dashboard's port (job submission).")] = None,
+       num_cpus: Annotated[int | None, typer.Option(help="The head's CPUs.")] = None,
+       idle_ttl: Annotated[float, typer.Option(
+           help="Seconds idle agent members and Supervisors are kept.")] = 600.0,
+       max_members: Annotated[int, typer.Option(
+           help="The most idle agent members kept.")] = 64,
+       prewarm: Annotated[int, typer.Option(
+           help="Agent members started now, for a first run to find warm.")] = 4) -> None:
+    """Start the standing runtime: a Ray head and ray-orch's control plane."""
+    from ray_orch.api.standing import runtime_file
+    from ray_orch.api.standing import up as start
+
+    with _errors():
+        try:
+            info = start(address=address, port=port, dashboard_port=dashboard_port,
+                         num_cpus=num_cpus, idle_ttl=idle_ttl, max_members=max_members,
+                         prewarm=prewarm)
+        except (RuntimeError, OSError, ConnectionError) as exc:
+            _fail(str(exc), 1)
+    typer.echo(f"ray-orch runtime up at {info.address}"
+               + (f", dashboard {info.dashboard_url}" if info.dashboard_url else "")
+               + f" ({runtime_file()})")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `ray-orch up` started."""
+    from ray_orch.api.standing import down as stop
+
+    typer.echo(stop())
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the status as JSON.")] = False) -> None:
+    """Show the standing runtime: endpoints, pools, members, Supervisors and runs."""
+    from ray_orch.api.standing import status as get_status
+
+    report = get_status()
+    if report["up"] and report.get("dashboard_url"):
+        from ray_orch.api.jobs import list_runs
+
+        with contextlib.suppress(Exception):  # the runs are extra: never fail status
+            report["runs"] = list_runs(address=report["dashboard_url"])
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    elif not report["up"]:
+        typer.echo(f"no ray-orch runtime is up ({report['runtime_file']})")
+        raise typer.Exit(1)
+    else:
+        from ray_orch.api.jobs import format_status
+
+        typer.echo(format_status(report))
+
+
+AddressOpt = Annotated[str | None, typer.Option(
+    help="The dashboard (job submission) address; default: the standing runtime's.")]
+
+
+@app.command()
+def submit(file: FileArg, address: AddressOpt = None) -> None:
+    """Submit a .py or .yaml workflow as a detached run; prints the run id last."""
+    from ray_orch.api.jobs import submit_file
+
+    with _errors():
+        typer.echo(submit_file(file, address=address))
+
+
+@app.command("job-run", hidden=True)
+def job_run(file: FileArg, run_id: Annotated[str, typer.Option(help="The run id.")]) -> None:
+    """A submitted run's driver (the Ray job's entrypoint): run FILE, store its report."""
+    from ray_orch.api.jobs import cancel_on_sigterm, store_result
+
+    cancel_on_sigterm()  # `ray-orch cancel` stops the run on its Supervisor too
+    error: BaseException | None = None
+    script = _Script()
+    try:
+        with _errors():
+            os.environ["RAY_ORCH_PROGRESS"] = "0"
+            if _kind(file) == "yaml":
+                from ray_orch.api.yaml_workflow import load_workflow
+
+                process, chosen = load_workflow(file)
+                script.calls.append(_Call(process=process, mode=chosen))
+                try:
+                    getattr(process, chosen)()
+                except BaseException as exc:  # a failure, or cancelled (SIGTERM)
+                    error = exc
+                    raise
+            else:
+                try:
+                    _run_script(file, "run", script=script)
+                except BaseException as exc:
+                    error = exc
+                    raise
+    finally:
+        runs = [_summary(c.process, c.mode, error) for c in script.calls]
+        outputs = {name: output.model_dump(mode="json") for c in script.calls[-1:]
+                   for name, output in c.process.results.items()}
+        store_result(run_id, {"run_id": run_id, "file": str(file),
+                              "status": "failed" if error else "completed",
+                              "error": (str(error) or type(error).__name__) if error else None,
+                              "outputs": outputs,
+                              "runs": runs})
+
+
+@app.command()
+def runs(address: AddressOpt = None,
+         directory: Annotated[Path | None, typer.Option(
+             "--dir", help="List the runs of this checkpoint directory instead.")] = None,
+         pending: Annotated[bool, typer.Option(
+             "--pending", help="Only paused runs, with the requests they wait on "
+             "(in --dir, default ./checkpoints).")] = False) -> None:
+    """List the detached runs and their states (--dir / --pending: a checkpoint
+    directory's runs, paused ones with the requests they wait on)."""
+    from ray_orch.api.jobs import list_runs
+
+    with _errors():
+        if directory is not None or pending:
+            _checkpoint_runs(directory or Path("checkpoints"), pending)
+            return
+        for row in list_runs(address=address):
+            typer.echo(f"{row['run_id']}  {row['status']:<9} {row['entrypoint']}")
+
+
+@app.command()
+def logs(run: str, address: AddressOpt = None, follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Stream until the run ends.")] = False) -> None:
+    """Print a detached run's output (its events and log lines)."""
+    from ray_orch.api.jobs import run_logs
+
+    with _errors():
+        for chunk in run_logs(run, address=address, follow=follow):
+            typer.echo(chunk, nl=False)
+
+
+@app.command()
+def cancel(run: str, address: AddressOpt = None) -> None:
+    """Cancel a detached run."""
+    from ray_orch.api.jobs import cancel_run
+
+    with _errors():
+        typer.echo(f"{run}: {'cancelled' if cancel_run(run, address=address) else 'not running'}")
+
+
+@app.command()
+def attach(run: str, address: AddressOpt = None) -> None:
+    """Stream a detached run's output until it ends, then print its results."""
+    from ray_orch.api.jobs import attach_run
+
+    with _errors():
+        code = attach_run(run, address=address, echo=lambda text: typer.echo(text, nl=False))
+    if code:
+        raise typer.Exit(code)
 
 
 def _version(value: bool) -> None:

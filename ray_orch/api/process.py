@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
 from ray_orch.core import trace
@@ -41,6 +41,7 @@ from ray_orch.policy.agent import Agent
 from ray_orch.policy.task import Task
 
 if TYPE_CHECKING:
+    from ray_orch.api.jobs import DetachedRun
     from ray_orch.observe.analysis import RunMetrics
 
 __all__ = ["Process"]
@@ -61,6 +62,10 @@ def _take_supervisor(registry: Any) -> Any | None:
 
 
 def _keep_supervisor(registry: Any, handle: Any) -> None:
+    from ray_orch.api.heal import return_supervisor
+
+    if return_supervisor(registry, handle):  # a standing runtime's: back to its registry
+        return
     with _idle_lock:
         idle = _idle_supervisors.setdefault(registry._actor_id, [])
         if len(idle) < _IDLE_SUPERVISORS:
@@ -186,15 +191,29 @@ class Process:
         """Async form of ``sequential()``."""
         return await self._arun("sequential", **kwargs)
 
-    def workflow(self, **kwargs: Any) -> dict[str, TaskOutput]:
+    @overload
+    def workflow(self, *, detach: Literal[False] = False, **kwargs: Any
+                 ) -> dict[str, TaskOutput]: ...
+
+    @overload
+    def workflow(self, *, detach: Literal[True], **kwargs: Any) -> DetachedRun: ...
+
+    def workflow(self, *, detach: bool = False, **kwargs: Any
+                 ) -> dict[str, TaskOutput] | DetachedRun:
         """Run the tasks as a graph: dependencies, decisions, loops, parallel branches.
 
         Args:
             resume: a run id (or ``True`` for the latest run) to resume from checkpoints.
+            detach: submit the run to the cluster as a job of its own and return at once
+                (``ray_orch.api.jobs.DetachedRun``): it continues after this driver exits.
 
         Returns:
             Every completed task's output by name; tasks never reached are ``skipped``.
         """
+        if detach:
+            from ray_orch.api.jobs import detach as submit_detached
+
+            return submit_detached(self, "workflow", **kwargs)
         return self._sync("workflow", **kwargs)
 
     async def aworkflow(self, **kwargs: Any) -> dict[str, TaskOutput]:
@@ -397,16 +416,27 @@ class Process:
         from ray_orch.api.runtime import ensure_ray
 
         try:
-            ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
+            fresh = ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
         except Exception as exc:
             raise RunError(f"run {spec.run_id}: Ray could not be started or reached "
                            f"({type(exc).__name__}: {exc}); check RAY_ADDRESS and "
                            "Process(ray_init=...)", run_id=spec.run_id) from exc
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
+        from ray_orch.api import heal
+
+        if heal.prepare(spec):  # a standing runtime journals every run
+            packed = _pack(spec)
         from actors.registry import get_registry
 
         registry = get_registry()
+        if fresh:  # a new private Ray: the run's processes start side by side
+            from ray_orch.api.warm import start_in_parallel
+
+            start_in_parallel(registry, agents + [t.agent for t in self.task_list
+                                                  if t.agent is not None],
+                              metrics=self.metrics_enabled, metrics_host=self.metrics_host,
+                              metrics_port=self.metrics_port)
         kept = _take_supervisor(registry)
         self._supervisor = kept or await registry.lease_supervisor.remote()
         self.events = []
@@ -419,8 +449,9 @@ class Process:
             task.result = None
         alive = True
         try:
-            try:
-                result = await self._follow(spec, packed, live, asker)
+            try:  # a lost Supervisor is replaced, resuming from the journal
+                result = await heal.follow(self, spec, packed, registry, pack=_pack,
+                                           live=live, asker=asker)
             except (ActorDiedError, ActorUnavailableError):
                 if kept is None or self.events:
                     raise

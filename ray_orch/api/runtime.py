@@ -1,7 +1,8 @@
 """Ray lifecycle: connect to a cluster, or start a local Ray bound to 127.0.0.1.
 
-Connect when ``RAY_ADDRESS`` is set or Ray is already initialised; otherwise start a
-local Ray whose every port binds to loopback. A Ray that ray-orch did not start is never
+Connect when ``RAY_ADDRESS`` is set, Ray is already initialised, or a standing runtime
+is up (``ray-orch up``, found through ``ray_orch.api.standing.runtime_file()``);
+otherwise start a local Ray whose every port binds to loopback. A Ray that ray-orch did not start is never
 shut down by ray-orch.
 """
 
@@ -51,6 +52,11 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
     if runtime_env:
         kwargs["runtime_env"] = runtime_env
     address = kwargs.get("address") or os.environ.get("RAY_ADDRESS")
+    from ray_orch.api.standing import discover
+
+    standing = discover(address)  # the standing runtime, if this driver should join it
+    if standing is not None and not address:
+        address = kwargs["address"] = standing.address
     if not address:
         # "local": always a new Ray of our own, never a cluster some other program left
         # running on this machine (which plain ray.init() would join).
@@ -58,14 +64,27 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
         kwargs.setdefault("include_dashboard", False)
     ray.init(**kwargs)
     from actors import install_ports
+    from actors.registry import find_standing_registry
 
     install_ports()  # this driver too (the workers do it as they start)
+    if address and address != "local" and find_standing_registry() is not None:
+        # Warm pools and Supervisors shared across drivers. Leave at exit without Ray's
+        # own exit hook, which sleeps 0.5 s for worker logs: the actors printing them on
+        # a standing runtime are not this driver's (and outlive it).
+        atexit.register(_leave)
     settle_heap()
     if not address:
         _started_here = True
         atexit.register(shutdown_if_owned)
         return True
     return False
+
+
+def _leave() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def shutdown_if_owned() -> None:

@@ -102,8 +102,12 @@ class Pool:
     remote: Remote
     lessee: str | None = None  # who leases (the Supervisor): the registry reclaims on loss
     bind_args: tuple[Any, ...] = ()
+    max_size: int = 0  # the most members it grows to while attempts queue (0: no growth)
     waiters: int = 0
     replaced: int = 0
+    grown: int = 0
+    closed: bool = False
+    _growing: asyncio.Future[None] | None = None
     _free: asyncio.Condition = field(default_factory=asyncio.Condition)
     _releasing: set[asyncio.Future[None]] = field(default_factory=set)
     _queued: dict[int, tuple[Member, list[_Item]]] = field(default_factory=dict)
@@ -127,6 +131,7 @@ class Pool:
                     if member.in_flight < self.capacity:
                         member.in_flight += 1
                         return member
+                    self._maybe_grow()
                     try:
                         await self._free.wait()
                     except asyncio.CancelledError:
@@ -136,6 +141,29 @@ class Pool:
                         raise
             finally:
                 self.waiters -= 1
+
+    def _maybe_grow(self) -> None:
+        """Attempts queue behind busy members: lease one more member (one at a time, up
+        to ``max_size``). It takes attempts once it is in the pool; every limit holds
+        per member as before (``capacity``), and rate limits and budgets per call."""
+        if self._growing is None and len(self.members) < self.max_size:
+            self._growing = asyncio.ensure_future(self._grow())
+
+    async def _grow(self) -> None:
+        try:
+            [handle] = await self.registry.lease.remote(self.placement_key, 1, self.options,
+                                                        self.key)
+        except Exception:  # growth is best effort: the pool goes on at its size
+            self._growing = None
+            return
+        if self.closed:  # the run ended meanwhile: the member is not needed
+            self.registry.give_back.remote(self.placement_key, [handle], self.key)
+            return
+        async with self._free:
+            self.members.append(Member(handle=handle))
+            self.grown += 1
+            self._growing = None
+            self._free.notify_all()
 
     async def _release(self, member: Member) -> None:
         async with self._free:
@@ -404,10 +432,16 @@ class PoolSet:
         agent_map = dict(unique)
         bind_args = (self.run_id, agent_map, tasks, True, self.options)
         wanted = []
+        kept_for = {}
+        for key, agent in unique.items():  # members that served this very agent first
+            placement_key, _ = placement_options(agent)
+            kept_for[key] = self.kept.take((placement_key, key))
         for key, agent in unique.items():
             placement_key, options = placement_options(agent)
             size = getattr(agent, "pool_size", 1)
-            kept = self.kept.take((placement_key, key))
+            kept = kept_for[key]
+            if len(kept) < size:  # then any kept member of the same placement
+                kept += self.kept.take_placed(placement_key, size - len(kept))
             handles, spare = kept[:size], kept[size:]
             if spare:
                 self.registry.give_back.remote(placement_key, spare, key)
@@ -430,7 +464,7 @@ class PoolSet:
                 key=key, agent=agent, members=members,
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
                 options=options, registry=self.registry, remote=self.remote, lessee=self.lessee,
-                bind_args=bind_args)
+                bind_args=bind_args, max_size=getattr(agent, "max_pool_size", 0) or 0)
 
     def pool_for(self, agent: Any) -> Pool:
         return self.pools[agent_key(agent)]
@@ -439,10 +473,13 @@ class PoolSet:
         """Keep this run's members for this Supervisor's next run (up to a bound); give
         the rest back to the registry."""
         for pool in self.pools.values():
+            pool.closed = True
             handles = [m.handle for m in pool.members]
             for handle in handles:
                 handle.unbind.remote(self.run_id)
-            back = self.kept.keep((pool.placement_key, pool.key), handles)
+            # Members it grew go back to the registry (and are reaped once idle).
+            size = getattr(pool.agent, "pool_size", 1)
+            back = self.kept.keep((pool.placement_key, pool.key), handles[:size]) + handles[size:]
             if back:
                 self.registry.give_back.remote(pool.placement_key, back, pool.key)
 

@@ -91,6 +91,9 @@ class AgentMember:
         self.member_id = f"{os.getpid()}-{id(self):x}"
         self.token_batches: dict[str, itertools.count[int]] = {}
         self.token_sends: dict[str, list[Any]] = {}
+        # Which agents each bound run uses: an agent no bound run uses is dropped at
+        # unbind, so a standing member's memory does not grow with runs.
+        self.run_agents: dict[str, set[str]] = {}
 
     async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
                    prewarm: bool | str = True, options: RunOptions | None = None) -> int:
@@ -112,6 +115,7 @@ class AgentMember:
             self.run_options[run_id] = options
             self.configure(options)
         self.agents.update(agents)
+        self.run_agents.setdefault(run_id, set()).update(agents)
         for name, task in tasks.items():
             self.tasks[(run_id, name)] = task
         self._bound(run_id).set()
@@ -191,9 +195,12 @@ class AgentMember:
         self.run_options.pop(run_id, None)
         self.token_sends.pop(run_id, None)
         self.token_batches.pop(run_id, None)
-        for key in [k for k in self.tasks if k[0] == run_id]:
-            del self.tasks[key]
+        for task_key in [k for k in self.tasks if k[0] == run_id]:
+            del self.tasks[task_key]
         self.unbound.append(run_id)
+        used = set().union(*(v for k, v in self.run_agents.items() if k != run_id))
+        for agent_key in self.run_agents.pop(run_id, set()) - used:
+            self.agents.pop(agent_key, None)
         self.tombstones = {t for t in self.tombstones if t[0] != run_id}
         event = self.bound.pop(run_id, None)
         if event is not None:

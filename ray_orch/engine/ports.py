@@ -83,6 +83,24 @@ class KeptMembers:
         """Every member kept for ``slot`` (they are no longer kept)."""
         return self.held.pop(slot, [])
 
+    def take_placed(self, placement_key: str, count: int) -> list[Any]:
+        """Up to ``count`` members kept for any agent with this placement (a member
+        serves whatever agents a run binds to it: a changed model needs no new process).
+
+        Example:
+            >>> kept = KeptMembers()
+            >>> _ = kept.keep(("cpu", "old-model"), ["a", "b"])
+            >>> kept.take_placed("cpu", 1), kept.held
+            (['b'], {('cpu', 'old-model'): ['a']})
+        """
+        taken: list[Any] = []
+        for slot in [s for s in self.held if s[0] == placement_key]:
+            while self.held[slot] and len(taken) < count:
+                taken.append(self.held[slot].pop())
+            if not self.held[slot]:
+                del self.held[slot]
+        return taken
+
     def keep(self, slot: tuple[str, str], handles: list[Any]) -> list[Any]:
         """Keep what fits under the limit; returns the rest, to give back."""
         room = self.limit - sum(len(v) for k, v in self.held.items() if k != slot)

@@ -59,6 +59,9 @@ class Agent:
         instructions: extra standing instructions appended to the system prompt.
         name: a unique name (defaults to the role).
         pool_size: how many actors serve this agent in a process (its resource pool).
+        max_pool_size: the pool may grow to this many actors while attempts queue behind
+            busy members (default: ``pool_size``, no growth); members beyond
+            ``pool_size`` go back to the registry after the run (reaped once idle).
         max_concurrency: attempts one actor runs at once; past pool_size x this,
             dispatch waits (backpressure).
         timeout: seconds per model call.
@@ -101,7 +104,8 @@ class Agent:
                  scheduling_strategy: Any = None, circuit_breaker: Any = None,
                  verbose: bool = False, max_tool_calls: int | None = None,
                  tool_errors: str | None = None, model: str | dict[str, Any] | None = None,
-                 reflection: Any = None, **llm_options: Any) -> None:
+                 reflection: Any = None, max_pool_size: int | None = None,
+                 **llm_options: Any) -> None:
         if role is None:
             role = name or "Assistant"
         if not isinstance(role, str) or not role.strip():
@@ -123,7 +127,13 @@ class Agent:
         self.tool_errors = tool_errors
         self.instructions = instructions
         self.name = name or role
+        if max_pool_size is not None and (not isinstance(max_pool_size, int)
+                                          or max_pool_size < pool_size):
+            raise InvalidTaskFieldError(
+                f"Agent '{role}': max_pool_size must be an int >= pool_size ({pool_size}), "
+                f"got {max_pool_size!r}", field="max_pool_size")
         self.pool_size = pool_size
+        self.max_pool_size = max_pool_size or pool_size
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.num_cpus = num_cpus

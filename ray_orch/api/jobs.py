@@ -1,0 +1,382 @@
+"""Detached runs: workflows submitted to the cluster as Ray jobs, which continue after
+the submitting driver exits.
+
+``ray-orch submit FILE.py|FILE.yaml`` and ``Process.workflow(detach=True)`` submit
+through Ray's Job Submission API (the dashboard that ``ray-orch up`` starts on
+127.0.0.1). The job's id is the run id. The job's driver runs the workflow like any
+driver on the standing runtime (warm pools, a journal, a new Supervisor if one is
+lost) and stores its results by run id: as the last line of the job's log
+(``RESULT_MARKER`` + JSON, kept by Ray with the job) and in the runtime's state
+directory (``runs/<run id>.json``). ``ray-orch runs`` / ``logs`` / ``cancel`` /
+``attach`` and ``DetachedRun`` read them back.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray_orch.core.errors import RayOrchError, RunCancelledError, RunError
+from ray_orch.core.output import TaskOutput
+
+__all__ = [
+    "RESULT_MARKER",
+    "DetachedRun",
+    "StandingRuntimeError",
+    "attach_run",
+    "cancel_run",
+    "detach",
+    "list_runs",
+    "run_logs",
+    "submit_file",
+]
+
+RESULT_MARKER = "RAY_ORCH_RESULT "
+RUN_ID_ENV = "RAY_ORCH_RUN_ID"
+_KV_NAMESPACE = "ray_orch"
+_TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+class StandingRuntimeError(RayOrchError):
+    """The standing runtime (or a run on it) cannot be reached or found."""
+
+    run_id: str | None = None
+    """The run concerned, if any."""
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+def _dashboard(address: str | None) -> str:
+    from ray_orch.api.standing import discover
+
+    if address:
+        return address if "://" in address else f"http://{address}"
+    info = discover()
+    if info is None or not info.dashboard_url:
+        raise StandingRuntimeError(
+            "no ray-orch runtime with a dashboard is up: start one with `ray-orch up` (or "
+            "give --address http://HOST:8265 of a Ray dashboard)")
+    return info.dashboard_url
+
+
+def _client(address: str | None) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    url = _dashboard(address)
+    try:
+        return JobSubmissionClient(url)
+    except (ConnectionError, RuntimeError) as exc:
+        raise StandingRuntimeError(f"cannot reach the Ray dashboard at {url}: {exc}") from None
+
+
+def _new_run_id() -> str:
+    import uuid
+
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def _job_env(run_id: str) -> dict[str, str]:
+    from ray_orch.api.standing import runtime_file
+
+    return {RUN_ID_ENV: run_id, "RAY_ORCH_PROGRESS": "0",
+            "RAY_ORCH_RUNTIME_FILE": str(runtime_file())}
+
+
+def submit_file(file: Path, *, address: str | None = None) -> str:
+    """Submit a ``.py`` driver script or a ``.yaml`` workflow as a detached run.
+
+    Returns:
+        The run id (the Ray job's submission id).
+    """
+    path = file.resolve()
+    run_id = _new_run_id()
+    command = (f"cd {shlex.quote(str(path.parent))} && {shlex.quote(sys.executable)} -m "
+               f"ray_orch.cli job-run {shlex.quote(str(path))} --run-id {run_id}")
+    _client(address).submit_job(
+        entrypoint=command, submission_id=run_id,
+        runtime_env={"env_vars": _job_env(run_id)},
+        metadata={"ray-orch": "1", "file": str(path)})
+    return run_id
+
+
+def list_runs(*, address: str | None = None) -> list[dict[str, Any]]:
+    """Every detached run on the cluster, oldest first: run id, status, entrypoint."""
+    rows = []
+    for job in _client(address).list_jobs():
+        if (job.metadata or {}).get("ray-orch") != "1" or not job.submission_id:
+            continue
+        what = job.metadata.get("file") or job.metadata.get("workflow") or job.entrypoint
+        rows.append({"run_id": job.submission_id, "status": str(job.status),
+                     "entrypoint": what, "start_time": job.start_time,
+                     "end_time": job.end_time, "message": job.message})
+    return sorted(rows, key=lambda r: r["start_time"] or 0)
+
+
+def _status(client: Any, run_id: str) -> str:
+    try:
+        return str(client.get_job_status(run_id))
+    except RuntimeError as exc:
+        raise StandingRuntimeError(f"no run '{run_id}' on this runtime ({exc})",
+                                   run_id=run_id) from None
+
+
+def run_logs(run_id: str, *, address: str | None = None, follow: bool = False
+             ) -> Iterator[str]:
+    """A detached run's log: all of it, or (``follow``) streamed until the run ends."""
+    client = _client(address)
+    _status(client, run_id)
+    if not follow:
+        yield client.get_job_logs(run_id)
+        return
+    seen = 0
+    while True:
+        done = _status(client, run_id) in _TERMINAL
+        text = client.get_job_logs(run_id)
+        if len(text) > seen:
+            yield text[seen:]
+            seen = len(text)
+        if done:
+            return
+        time.sleep(0.5)
+
+
+def cancel_run(run_id: str, *, address: str | None = None) -> bool:
+    """Stop a detached run; False when it had already ended."""
+    client = _client(address)
+    if _status(client, run_id) in _TERMINAL:
+        return False
+    return bool(client.stop_job(run_id))
+
+
+def cancel_on_sigterm() -> None:
+    """In a detached run's driver: Ray stops a job with SIGTERM (then SIGKILL); turn it
+    into Ctrl-C, on which ``Process`` cancels its run on the Supervisor (which outlives
+    this driver on a standing runtime) before the driver exits."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def stored_result(run_id: str, log: str | None = None) -> dict[str, Any] | None:
+    """The report a detached run stored (None while it runs, or if it stored none)."""
+    from ray_orch.api.standing import read_runtime
+
+    info = read_runtime()
+    if info is not None:
+        path = Path(info.state_dir) / "runs" / f"{run_id}.json"
+        if path.exists():
+            return json.loads(path.read_text())  # type: ignore[no-any-return]
+    for line in reversed((log or "").splitlines()):
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER):])  # type: ignore[no-any-return]
+    return None
+
+
+def store_result(run_id: str, report: dict[str, Any]) -> None:
+    """Store a detached run's report by run id: in the state directory, and as the last
+    line of its log (printed here)."""
+    from ray_orch.api.standing import read_runtime
+
+    line = json.dumps(report, default=str)
+    info = read_runtime()
+    if info is not None and info.state_dir:
+        folder = Path(info.state_dir) / "runs"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{run_id}.tmp"
+        tmp.write_text(line)
+        tmp.replace(folder / f"{run_id}.json")
+    print(RESULT_MARKER + line, flush=True)
+
+
+def attach_run(run_id: str, *, address: str | None = None,
+               echo: Callable[[str], None] = print) -> int:
+    """Stream a detached run's log until it ends, then print its results.
+
+    Returns:
+        0 when it succeeded, 1 when it failed, 130 when it was cancelled.
+    """
+    log = ""
+    for chunk in run_logs(run_id, address=address, follow=True):
+        log += chunk
+        echo("".join(line for line in chunk.splitlines(keepends=True)
+                     if not line.startswith(RESULT_MARKER)))
+    status = _status(_client(address), run_id)
+    report = stored_result(run_id, log)
+    echo(f"run {run_id}: {status}\n")
+    for run in (report or {}).get("runs", []):
+        for name, task in run.get("tasks", {}).items():
+            echo(f"  {name}: {task.get('status')}  {(task.get('output') or '')[:200]}\n")
+    return {"SUCCEEDED": 0, "STOPPED": 130}.get(status, 1)
+
+
+@dataclass
+class DetachedRun:
+    """A run submitted with ``Process.workflow(detach=True)``; it continues after the
+    submitting driver exits.
+
+    Example:
+        >>> run = DetachedRun("20260101-000000-abcdef", address="http://127.0.0.1:8265")
+        >>> run.run_id
+        '20260101-000000-abcdef'
+    """
+
+    run_id: str
+    address: str | None = None
+
+    def status(self) -> str:
+        """``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED`` or ``STOPPED``."""
+        return _status(_client(self.address), self.run_id)
+
+    def cancel(self) -> bool:
+        """Stop the run; False when it had already ended."""
+        return cancel_run(self.run_id, address=self.address)
+
+    def logs(self) -> str:
+        """The run's log so far."""
+        return "".join(run_logs(self.run_id, address=self.address))
+
+    def result(self, timeout: float | None = None) -> dict[str, TaskOutput]:
+        """Wait for the run to end and return every completed task's output by name.
+
+        Raises:
+            TimeoutError: the run did not end within ``timeout`` seconds.
+            RunCancelledError: the run was cancelled.
+            RunError: the run failed; ``.results`` holds what completed.
+        """
+        client = _client(self.address)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (status := _status(client, self.run_id)) not in _TERMINAL:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.run_id} still {status} after {timeout} s")
+            time.sleep(0.2)
+        report = stored_result(self.run_id, client.get_job_logs(self.run_id)) or {}
+        outputs = {name: TaskOutput(**output)
+                   for name, output in (report.get("outputs") or {}).items()}
+        if status == "STOPPED":
+            raise RunCancelledError(f"run {self.run_id} was cancelled", results=outputs)
+        if status != "SUCCEEDED" or report.get("error"):
+            message = report.get("error") or client.get_job_info(self.run_id).message
+            raise RunError(f"run {self.run_id} failed: {message}", results=outputs)
+        return outputs
+
+
+def detach(process: Any, mode: str, **kwargs: Any) -> DetachedRun:
+    """Submit ``process``'s run (``mode``) as a detached run on the standing runtime.
+
+    The workflow is validated here, and the process pickled (so what cannot be sent to
+    the cluster fails here, typed); the job loads it from Ray's internal KV store.
+    """
+    import ray.cloudpickle as pickle
+
+    process.validate(mode)
+    url = _dashboard(None)
+    from ray_orch.api.runtime import ensure_ray
+
+    ensure_ray(runtime_env=process.runtime_env, **process.ray_init)
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    run_id = kwargs.pop("run_id", None) or _new_run_id()
+    clean = _portable(process)
+    blob = pickle.dumps((clean, mode, kwargs))
+    _internal_kv_put(f"rayorch:detached:{run_id}", blob, namespace=_KV_NAMESPACE)
+    command = f"{shlex.quote(sys.executable)} -m ray_orch.api.jobs {run_id}"
+    _client(url).submit_job(
+        entrypoint=command, submission_id=run_id, runtime_env={"env_vars": _job_env(run_id)},
+        metadata={"ray-orch": "1", "workflow": str(process.name)})
+    return DetachedRun(run_id, address=url)
+
+
+def _portable(process: Any) -> Any:
+    """A copy of ``process`` without what belongs to this driver (its Supervisor, the
+    events of earlier runs), checked to pickle."""
+    import copy
+
+    from ray_orch.core.errors import SerializationError
+
+    clean = copy.copy(process)
+    clean._supervisor = None
+    clean.events = []
+    clean.last_result = None
+    for task in clean.task_list:  # as Process._pack does (a complete model needs no scope)
+        schema = task.output_schema()
+        if schema is not None and getattr(schema, "__pydantic_complete__", False):
+            schema.__pydantic_parent_namespace__ = None
+    import ray.cloudpickle as pickle
+
+    try:
+        pickle.dumps(clean)
+    except Exception as exc:
+        raise SerializationError(
+            f"Process '{process.name}' cannot be sent to the cluster for a detached run "
+            f"({type(exc).__name__}: {exc}); keep tasks and agents free of open files, "
+            "locks, sockets and Mock objects", field="tasks") from None
+    return clean
+
+
+def _main(run_id: str) -> int:
+    """The job's driver for ``detach=True``: run the pickled process, store the result."""
+    import ray.cloudpickle as pickle
+
+    from ray_orch.api.runtime import ensure_ray
+
+    cancel_on_sigterm()
+    ensure_ray()
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get
+
+    blob = _internal_kv_get(f"rayorch:detached:{run_id}", namespace=_KV_NAMESPACE)
+    if blob is None:
+        print(f"run {run_id}: its workflow is not in the cluster's store", file=sys.stderr)
+        return 1
+    process, mode, kwargs = pickle.loads(blob)
+    error: BaseException | None = None
+    try:
+        getattr(process, mode)(run_id=run_id, **kwargs)
+    except RayOrchError as exc:
+        error = exc
+    result = process.last_result
+    outputs = dict(result.outputs) if result is not None else dict(getattr(error, "results", {})
+                                                                   or {})
+    store_result(run_id, {"run_id": run_id, "status": "failed" if error else "completed",
+                          "error": str(error) if error else None,
+                          "outputs": {k: v.model_dump(mode="json") for k, v in outputs.items()},
+                          "runs": [{"name": process.name, "tasks": {
+                              k: {"status": "completed", "output": v.raw}
+                              for k, v in outputs.items()}}]})
+    _internal_kv_del(f"rayorch:detached:{run_id}", namespace=_KV_NAMESPACE)
+    return 1 if error else 0
+
+
+def format_status(report: dict[str, Any]) -> str:
+    """``ray-orch status`` as text."""
+    lines = [f"ray-orch runtime at {report['address']} (auth: {report['auth_mode']})"]
+    if report.get("dashboard_url"):
+        lines.append(f"  dashboard: {report['dashboard_url']}")
+    if report.get("extra", {}).get("metrics_url"):
+        lines.append(f"  metrics:   {report['extra']['metrics_url']}")
+    registry = report.get("registry")
+    if registry:
+        lines.append(f"  idle TTL {registry['idle_ttl']} s, at most {registry['idle_limit']} "
+                     "idle members")
+        lines.append(f"  pools (idle members by placement): {registry['pools'] or 'none'}")
+        for row in registry["actors"]:
+            run = f" run {row['run_id']}" if row.get("run_id") else ""
+            lines.append(f"  {row['kind']:<10} pid {row.get('pid', '?'):<8} "
+                         f"{row['state']:<7}{run}")
+    for run in report.get("runs", []):
+        lines.append(f"  run {run['run_id']}  {run['status']}  {run['entrypoint']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - the detached run's job driver
+    sys.exit(_main(sys.argv[1]))

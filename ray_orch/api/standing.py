@@ -1,0 +1,411 @@
+"""The standing runtime: ``ray-orch up`` / ``down`` / ``status``.
+
+``up`` starts a Ray head bound to 127.0.0.1 (a real ``ray start --head``, with its
+dashboard on 127.0.0.1 for job submission), or joins a cluster (``address=``), and
+starts ray-orch's control plane there as detached actors in the ``ray_orch`` namespace:
+the registry (which keeps agent members and Supervisors warm between scripts), the
+metrics hub and the result cache. It writes what drivers need to find it to a
+well-known file, ``~/.ray-orch/runtime.json`` (``RAY_ORCH_RUNTIME_FILE`` overrides).
+
+Drivers find it on their own (``ensure_ray`` calls ``discover``); with none up they
+start today's private local Ray. ``down`` stops everything ``up`` started: the head's
+processes (every process of the session ``ray start`` ran in, and only those) or, on a
+joined cluster, ray-orch's detached actors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RuntimeInfo", "discover", "down", "joined", "read_runtime", "runtime_file", "status",
+           "up"]
+
+RUNTIME_FILE_ENV = "RAY_ORCH_RUNTIME_FILE"
+_joined: RuntimeInfo | None = None  # the runtime this process joined (``discover``)
+NAMESPACE = "ray_orch"
+_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def loopback_ray() -> None:
+    """Make Ray in this process keep 127.0.0.1 as this node's address and send no usage
+    stats (set before Ray is imported; patched if it already was)."""
+    for key, value in _RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
+        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
+
+
+def runtime_file() -> Path:
+    """Where the standing runtime's address is written: ``$RAY_ORCH_RUNTIME_FILE`` or
+    ``~/.ray-orch/runtime.json``.
+
+    Example:
+        >>> runtime_file().name
+        'runtime.json'
+    """
+    return Path(os.environ.get(RUNTIME_FILE_ENV) or Path.home() / ".ray-orch" / "runtime.json")
+
+
+@dataclass(kw_only=True)
+class RuntimeInfo:
+    """What ``up`` wrote: how to reach the runtime and what to stop on ``down``."""
+
+    address: str
+    """The GCS address drivers connect to (``127.0.0.1:PORT``)."""
+    dashboard_url: str | None = None
+    """The dashboard (job submission) URL, when ``up`` started the head."""
+    auth_mode: str = "disabled"
+    """The ``RAY_AUTH_MODE`` the head runs with; joining drivers use the same."""
+    started_head: bool = False
+    """``up`` started the head (``down`` stops it) rather than joining a cluster."""
+    session: int | None = None
+    """The session id of the head's processes (``ray start`` ran as its leader)."""
+    temp_dir: str | None = None
+    """The head's temp dir (sockets, logs), removed by ``down``."""
+    state_dir: str = ""
+    """Where runs' journals live (self-healing runs), next to the runtime file."""
+    idle_ttl: float = 600.0
+    """Seconds an idle member or Supervisor is kept before it is stopped."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Endpoints and settings shown by ``status``."""
+
+    def journal_dir(self) -> str:
+        """The default checkpoint directory of runs on this runtime."""
+        return str(Path(self.state_dir) / "journal")
+
+
+def read_runtime(path: Path | None = None) -> RuntimeInfo | None:
+    """The runtime file's content, or None when there is none (or it is unreadable)."""
+    path = path or runtime_file()
+    try:
+        data = json.loads(path.read_text())
+        return RuntimeInfo(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _reachable(address: str, timeout: float = 0.5) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def discover(address: str | None = None) -> RuntimeInfo | None:
+    """The standing runtime this driver should join, if one is up.
+
+    Args:
+        address: the address the driver was told to use (``RAY_ADDRESS``), if any: the
+            runtime file then applies only when it names that address.
+
+    Returns:
+        The runtime's info (and ``RAY_AUTH_MODE`` set to the head's in this process), or
+        None: no file, a file left by a runtime that is gone, or another address.
+    """
+    info = read_runtime()
+    if info is None or (address not in (None, "auto") and address != info.address):
+        return None
+    if not _reachable(info.address):
+        return None
+    loopback_ray()  # else Ray swaps 127.0.0.1 for the machine's address, where no head is
+    # The head's auth mode, whatever this shell says: the two must agree.
+    set_auth_mode(info.auth_mode)
+    global _joined
+    _joined = info
+    return info
+
+
+def joined() -> RuntimeInfo | None:
+    """The standing runtime this process joined, if it is connected to one."""
+    from actors.registry import is_standing
+
+    return _joined if is_standing() else None
+
+
+def _free_port(preferred: int | None = None) -> int:
+    for port in ([preferred] if preferred else []) + [0]:
+        with contextlib.closing(socket.socket()) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
+def set_auth_mode(mode: str) -> None:
+    """Use Ray auth mode ``mode`` in this process (and the processes it starts), even if
+    Ray was imported already (it reads the mode once, at import)."""
+    if os.environ.get("RAY_AUTH_MODE") == mode:
+        return
+    os.environ["RAY_AUTH_MODE"] = mode
+    if "ray._raylet" in sys.modules:
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _auth_mode() -> str:
+    """Token auth unless the operator chose otherwise (a token is made if missing)."""
+    mode = os.environ.get("RAY_AUTH_MODE", "token").lower()
+    set_auth_mode(mode)
+    if mode == "token":
+        from ray._private.authentication.authentication_token_setup import (
+            _get_default_token_path,
+            generate_and_save_token,
+        )
+
+        if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH") \
+                and not _get_default_token_path().exists():
+            generate_and_save_token()
+    return mode
+
+
+def _code_path() -> str:
+    """PYTHONPATH for the head's workers: where ``ray_orch`` and ``actors`` are."""
+    import ray_orch
+
+    root = str(Path(ray_orch.__file__).resolve().parent.parent)
+    current = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([root] + [p for p in current.split(os.pathsep) if p and p != root])
+
+
+def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int | None,
+                state_dir: Path, env: dict[str, str]) -> RuntimeInfo:
+    """``ray start --head`` on 127.0.0.1 in a session of its own (so ``down`` can stop
+    exactly its processes); returns once the head is up."""
+    gcs, dash = _free_port(port or 6379), _free_port(dashboard_port or 8265)
+    # A short path: Ray's socket paths must stay under 107 characters.
+    temp_dir = tempfile.mkdtemp(prefix="rayorch-", dir="/tmp")
+    command = [str(Path(sys.executable).with_name("ray")), "start", "--head",
+               "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+               "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+               "--dashboard-port", str(dash), "--ray-client-server-port", str(_free_port()),
+               "--dashboard-agent-listen-port", str(_free_port()),
+               "--temp-dir", temp_dir, "--disable-usage-stats"]
+    if not Path(command[0]).exists():
+        command[:1] = [sys.executable, "-m", "ray.scripts.scripts"]
+    if num_cpus is not None:
+        command += ["--num-cpus", str(num_cpus)]
+    log = state_dir / "ray-start.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        code = proc.wait()
+    info = RuntimeInfo(address=f"127.0.0.1:{gcs}", dashboard_url=f"http://127.0.0.1:{dash}",
+                       auth_mode=env["RAY_AUTH_MODE"], started_head=True, session=proc.pid,
+                       temp_dir=temp_dir, state_dir=str(state_dir))
+    if code != 0:
+        _stop_session(info)
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"`ray start --head` failed (exit {code}):\n{tail}")
+    return info
+
+
+def up(*, address: str | None = None, port: int | None = None,
+       dashboard_port: int | None = None, num_cpus: int | None = None,
+       idle_ttl: float = 600.0, max_members: int = 64, prewarm: int = 4) -> RuntimeInfo:
+    """Start (or join) the standing runtime and write the runtime file.
+
+    Args:
+        address: join this cluster instead of starting a head.
+        port / dashboard_port: the head's GCS and dashboard ports (free ones if taken).
+        num_cpus: the head's CPUs (Ray's default: all).
+        idle_ttl: seconds idle members and Supervisors are kept.
+        max_members: the most idle members kept.
+        prewarm: generic agent members (default placement) started now, so that a first
+            run of up to this many agents starts no process.
+
+    Returns:
+        The runtime's info (also in ``runtime_file()``). When one is already up, that one.
+    """
+    loopback_ray()
+    existing = discover()
+    if existing is not None:
+        return existing
+    path = runtime_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state_dir = path.parent
+    env = {**os.environ, **_RAY_ENV, "RAY_AUTH_MODE": _auth_mode(),
+           "PYTHONPATH": _code_path()}
+    os.environ.update({k: env[k] for k in _RAY_ENV})
+    if address is None:
+        info = _start_head(port=port, dashboard_port=dashboard_port, num_cpus=num_cpus,
+                           state_dir=state_dir, env=env)
+    else:
+        info = RuntimeInfo(address=address, auth_mode=env["RAY_AUTH_MODE"],
+                           state_dir=str(state_dir))
+    info.idle_ttl = idle_ttl
+    try:
+        info.extra = _start_control_plane(info, max_members=max_members, prewarm=prewarm)
+    except BaseException:
+        if info.started_head:
+            _stop_session(info)
+        raise
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(info), indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return info
+
+
+def _connect(info: RuntimeInfo) -> None:
+    loopback_ray()
+    import ray
+
+    set_auth_mode(info.auth_mode)
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address=info.address, namespace=NAMESPACE, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": "actors.install_ports"})
+
+
+def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
+                         ) -> dict[str, Any]:
+    """The detached actors: registry, metrics hub, result cache; a warm Supervisor and
+    ``prewarm`` generic members, so that a first run starts no process."""
+    import ray
+
+    from actors.cache_actor import get_cache_actor
+    from actors.metrics_hub import start_metrics_hub
+    from actors.registry import start_standing_registry
+    from ray_orch.engine.dispatch import placement_options
+    from ray_orch.model.agent import Agent
+
+    _connect(info)
+    try:
+        registry = start_standing_registry(idle_limit=max_members, idle_ttl=info.idle_ttl)
+        hub, _ = start_metrics_hub()
+        cache = get_cache_actor(None)
+        supervisor = ray.get(registry.lease_supervisor.remote())
+        # The engine's modules load in the Supervisor now, not in the first run.
+        ray.get(supervisor.info.remote())
+        registry.give_back_supervisor.remote(supervisor)
+        if prewarm:
+            placement_key, options = placement_options(
+                Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
+            members = ray.get(registry.lease.remote(placement_key, prewarm, options))
+            ray.get([m.warm_imports.remote() for m in members])
+            ray.get(registry.give_back.remote(placement_key, members))
+        metrics_url = ray.get(hub.endpoint.remote())
+        ray.get(cache.stats.remote())
+        return {"metrics_url": metrics_url}
+    finally:
+        ray.shutdown()
+
+
+def _session_pids(session: int) -> list[int]:
+    """Live processes of a session (zombies excluded), read from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if fields[0] != "Z" and int(fields[3]) == session:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _stop_session(info: RuntimeInfo, grace: float = 3.0) -> list[int]:
+    """Stop every process of the head's session: SIGTERM, then SIGKILL after ``grace``."""
+    if info.session is None:
+        return []
+    pids = _session_pids(info.session)
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _session_pids(info.session):
+            time.sleep(0.1)
+        if not _session_pids(info.session):
+            break
+        pids = _session_pids(info.session)
+    if info.temp_dir:
+        shutil.rmtree(info.temp_dir, ignore_errors=True)
+    return pids
+
+
+def down() -> str:
+    """Stop what ``up`` started and remove the runtime file.
+
+    Returns:
+        What was done, one line.
+    """
+    path = runtime_file()
+    info = read_runtime(path)
+    if info is None:
+        return "no ray-orch runtime is up"
+    if info.started_head:
+        _stop_session(info)
+        message = f"stopped the Ray head at {info.address} and everything on it"
+    else:
+        message = f"stopped ray-orch's actors on {info.address}"
+        if _reachable(info.address):
+            _stop_actors(info)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return message
+
+
+def _stop_actors(info: RuntimeInfo) -> None:
+    """On a joined cluster: stop ray-orch's detached actors (the registry's members and
+    Supervisors go with it)."""
+    import ray
+
+    from actors.cache_actor import NAME as CACHE
+    from actors.metrics_hub import NAME as METRICS
+    from actors.registry import REGISTRY_NAME
+
+    _connect(info)
+    try:
+        for name in (REGISTRY_NAME, METRICS, CACHE):
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+    finally:
+        ray.shutdown()
+
+
+def status() -> dict[str, Any]:
+    """The runtime's endpoints, pools, members and Supervisors (with their runs).
+
+    Returns:
+        ``{"up": False}`` when none is up; else the runtime file's content with
+        ``registry`` (``ActorRegistry.status()``; detached runs: ``jobs.list_runs``).
+    """
+    info = read_runtime()
+    if info is None or not _reachable(info.address):
+        return {"up": False, "runtime_file": str(runtime_file())}
+    import ray
+
+    from actors.registry import REGISTRY_NAME
+
+    report: dict[str, Any] = {"up": True, **asdict(info)}
+    _connect(info)
+    try:
+        with contextlib.suppress(ValueError):
+            registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
+            report["registry"] = ray.get(registry.status.remote(), timeout=30)
+    finally:
+        ray.shutdown()
+    return report
