@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ray_orch.api.supervisors import detach_schemas, new_run_id
 from ray_orch.core.errors import RayOrchError, RunCancelledError, RunError
 from ray_orch.core.output import TaskOutput
 
@@ -77,12 +78,6 @@ def _client(address: str | None) -> Any:
         raise StandingRuntimeError(f"cannot reach the Ray dashboard at {url}: {exc}") from None
 
 
-def _new_run_id() -> str:
-    import uuid
-
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-
-
 def _job_env(run_id: str) -> dict[str, str]:
     from ray_orch.api.standing import runtime_file
 
@@ -97,7 +92,7 @@ def submit_file(file: Path, *, address: str | None = None) -> str:
         The run id (the Ray job's submission id).
     """
     path = file.resolve()
-    run_id = _new_run_id()
+    run_id = new_run_id()
     command = (f"cd {shlex.quote(str(path.parent))} && {shlex.quote(sys.executable)} -m "
                f"ray_orch.cli job-run {shlex.quote(str(path))} --run-id {run_id}")
     _client(address).submit_job(
@@ -286,7 +281,7 @@ def detach(process: Any, mode: str, **kwargs: Any) -> DetachedRun:
     ensure_ray(runtime_env=process.runtime_env, **process.ray_init)
     from ray.experimental.internal_kv import _internal_kv_put
 
-    run_id = kwargs.pop("run_id", None) or _new_run_id()
+    run_id = kwargs.pop("run_id", None) or new_run_id()
     clean = _portable(process)
     blob = pickle.dumps((clean, mode, kwargs))
     _internal_kv_put(f"rayorch:detached:{run_id}", blob, namespace=_KV_NAMESPACE)
@@ -308,10 +303,7 @@ def _portable(process: Any) -> Any:
     clean._supervisor = None
     clean.events = []
     clean.last_result = None
-    for task in clean.task_list:  # as Process._pack does (a complete model needs no scope)
-        schema = task.output_schema()
-        if schema is not None and getattr(schema, "__pydantic_complete__", False):
-            schema.__pydantic_parent_namespace__ = None
+    detach_schemas(clean.task_list)  # as a run's spec is packed
     import ray.cloudpickle as pickle
 
     try:

@@ -15,17 +15,17 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
+from ray_orch.api.run_checks import check_hierarchical, check_run
+from ray_orch.api.supervisors import keep_supervisor, new_run_id, pack, take_supervisor
 from ray_orch.core import trace
 from ray_orch.core.errors import (
     InvalidTaskFieldError,
-    MissingAgentError,
     RayOrchError,
     RunCancelledError,
     RunError,
-    SerializationError,
 )
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
@@ -47,32 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["Process"]
 
 _announced = False  # the metrics endpoint is printed once per driver process
-
-# Supervisors this driver ran with and may run with again, by registry: a run then starts
-# without a registry round trip (~3 ms here). The registry still owns them.
-_idle_supervisors: dict[Any, list[Any]] = {}
-_idle_lock = threading.Lock()
-_IDLE_SUPERVISORS = 4
-
-
-def _take_supervisor(registry: Any) -> Any | None:
-    with _idle_lock:
-        idle = _idle_supervisors.get(registry._actor_id)
-        return idle.pop() if idle else None
-
-
-def _keep_supervisor(registry: Any, handle: Any) -> None:
-    from ray_orch.api.heal import return_supervisor
-
-    if return_supervisor(registry, handle):  # a standing runtime's: back to its registry
-        return
-    with _idle_lock:
-        idle = _idle_supervisors.setdefault(registry._actor_id, [])
-        if len(idle) < _IDLE_SUPERVISORS:
-            idle.append(handle)
-            return
-    registry.give_back_supervisor.remote(handle)
-
 
 class Process:
     """A set of tasks and the agents that do them.
@@ -281,7 +255,7 @@ class Process:
         """
         default = self._default_agent(mode)
         if mode == "hierarchical":
-            self._check_hierarchical()
+            check_hierarchical(self)
         graph = build_graph(self.task_list, mode, has_default_agent=default is not None,
                             needs_agents=mode != "hierarchical")
         for agent in self.agents + [t.agent for t in self.task_list] + \
@@ -294,45 +268,7 @@ class Process:
     def _check_run(self, mode: Mode, **kwargs: Any) -> None:
         """The run's own arguments (``resume=``, ...), checked before Ray starts; the CLI's
         ``validate`` checks them too."""
-        from ray_orch.policy.fields import accept_keywords
-
-        accept_keywords("Process", kwargs, known={"resume", "allow_drift", "run_id", "answers"},
-                        extra={"resume", "allow_drift", "run_id", "answers"},
-                        label=f"Process '{self.name}'.{mode}()")
-        resume = kwargs.get("resume")
-        allow_drift = kwargs.get("allow_drift", False)
-        run_id = kwargs.get("run_id")
-        for fieldname, value, ok, wanted in (
-                ("resume", resume, isinstance(resume, (str, bool, type(None))),
-                 "a run id, True or None"),
-                ("allow_drift", allow_drift, isinstance(allow_drift, bool), "True or False"),
-                ("run_id", run_id, run_id is None or (isinstance(run_id, str) and
-                                                      run_id.strip() != ""), "a run id")):
-            if not ok:
-                raise InvalidTaskFieldError(f"Process '{self.name}'.{mode}(): {fieldname} "
-                                            f"must be {wanted}, not {value!r}", field=fieldname)
-        if resume and not self.checkpoint_dir:
-            raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
-                                        "no checkpoint store to resume from", field="resume")
-
-    def _check_hierarchical(self) -> None:
-        from ray_orch.model.resolve import resolve_llm
-
-        if not self.agents:
-            raise MissingAgentError("hierarchical() needs agents=[...] for the manager to "
-                                    "assign tasks to", field="agents")
-        roles = [str(getattr(a, "role", "")) for a in self.agents]
-        duplicates = sorted({r for r in roles if roles.count(r) > 1})
-        if duplicates:
-            raise InvalidTaskFieldError(f"hierarchical agents need unique roles; repeated: "
-                                        f"{duplicates}", field="agents")
-        for task in self.task_list:
-            if task.agent is not None and not any(task.agent is a for a in self.agents):
-                raise InvalidTaskFieldError(
-                    f"task '{task.id}': its agent '{getattr(task.agent, 'role', task.agent)}' "
-                    "is not in the process's agents", task=task.id, field="agent")
-        # Raises ModelNotConfiguredError (with how to fix it) when there is no model.
-        resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
+        check_run(self, mode, kwargs)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -387,32 +323,11 @@ class Process:
         approvals = approval_mode(self)
         answers = check_answers(self, run_id, answers)
         asker = Asker(self.approval_handler) if approvals == "inline" else None
-        default_agent = self._default_agent(mode)
-        agents = self.agents + [a for a in (default_agent,) if a is not None]
-        for agent in agents + [t.agent for t in self.task_list] + \
-                [t.fallback_agent for t in self.task_list]:
-            if isinstance(agent, Agent):
-                _ = agent.llm_config  # resolve on the driver, where the env is set
-        manager = self.manager_llm
-        if mode == "hierarchical":
-            from ray_orch.model.resolve import resolve_llm
-
-            # Here, where RAY_ORCH_MODEL is set, like every agent's model: the
-            # Supervisor's environment is the cluster's, not this driver's.
-            manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
-        spec = RunSpec(run_id=run_id or _new_run_id(), workflow=self.name, mode=mode,
-                       tasks=self.task_list, agents=self.agents, default_agent=default_agent,
-                       manager=manager, max_visits=self.max_visits,
-                       max_steps=self.max_steps, on_failure=self.on_failure,
-                       max_manager_calls=self.max_manager_calls,
-                       checkpoint_dir=self.checkpoint_dir, resume=bool(resume),
-                       allow_drift=allow_drift, cache=self.cache,
-                       budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
-                       metrics=self.metrics_enabled, metrics_host=self.metrics_host,
-                       metrics_port=self.metrics_port, stream=live is not None,
-                       tokens=tokens, telemetry=telemetry, trace_context=trace.carrier(),
-                       approvals=approvals, answers=answers)
-        packed = _pack(spec)
+        spec = self._spec(mode, run_id=run_id, resume=bool(resume), allow_drift=allow_drift,
+                          live=live, tokens=tokens, telemetry=telemetry,
+                          approvals=approvals, answers=answers)
+        agents = spec.agents + [a for a in (spec.default_agent,) if a is not None]
+        packed = pack(spec)
         from ray_orch.api.runtime import ensure_ray
 
         try:
@@ -426,7 +341,7 @@ class Process:
         from ray_orch.api import heal
 
         if heal.prepare(spec):  # a standing runtime journals every run
-            packed = _pack(spec)
+            packed = pack(spec)
         from actors.registry import get_registry
 
         registry = get_registry()
@@ -437,7 +352,7 @@ class Process:
                                                   if t.agent is not None],
                               metrics=self.metrics_enabled, metrics_host=self.metrics_host,
                               metrics_port=self.metrics_port)
-        kept = _take_supervisor(registry)
+        kept = take_supervisor(registry)
         self._supervisor = kept or await registry.lease_supervisor.remote()
         self.events = []
         self._by_name = {t.id: t for t in self.task_list}  # once a run, not once an event
@@ -450,7 +365,7 @@ class Process:
         alive = True
         try:
             try:  # a lost Supervisor is replaced, resuming from the journal
-                result = await heal.follow(self, spec, packed, registry, pack=_pack,
+                result = await heal.follow(self, spec, packed, registry, pack=pack,
                                            live=live, asker=asker)
             except (ActorDiedError, ActorUnavailableError):
                 if kept is None or self.events:
@@ -477,7 +392,7 @@ class Process:
             raise typed from exc
         finally:
             if alive:  # idle again, whether its run ended well or not
-                _keep_supervisor(registry, self._supervisor)
+                keep_supervisor(registry, self._supervisor)
             await self._deliveries.drain()  # async callbacks end before the run returns
             if asker is not None:
                 await asyncio.gather(*asker.jobs, return_exceptions=True)
@@ -487,19 +402,39 @@ class Process:
         self._apply(result, graph)
         self._deliveries.finish(result.outputs)
         if result.error is not None:
-            error = result.error
-            if isinstance(error, RunError):
-                error.results = dict(result.outputs)
-                error.run_id = error.run_id or spec.run_id
-                original = getattr(error, "original", None)
-                if isinstance(original, BaseException):
-                    raise error from original  # the user's own exception stays reachable
-                raise error
-            if isinstance(error, RayOrchError):
-                raise error  # a mistake only the run could find (loop items it produced)
-            raise RunError(str(error), results=dict(result.outputs),
-                           run_id=spec.run_id) from error
+            _raise_for(result, spec)
         return result.outputs
+
+    def _spec(self, mode: Mode, *, run_id: str | None, resume: bool, allow_drift: bool,
+              live: Any, tokens: bool, telemetry: dict[str, str], approvals: str | None,
+              answers: dict[str, Any]) -> RunSpec:
+        """The run as its Supervisor gets it; models are resolved here, where the
+        driver's environment (``RAY_ORCH_MODEL``, keys) is set."""
+        default_agent = self._default_agent(mode)
+        agents = self.agents + [a for a in (default_agent,) if a is not None]
+        for agent in agents + [t.agent for t in self.task_list] + \
+                [t.fallback_agent for t in self.task_list]:
+            if isinstance(agent, Agent):
+                _ = agent.llm_config  # resolve on the driver, where the env is set
+        manager = self.manager_llm
+        if mode == "hierarchical":
+            from ray_orch.model.resolve import resolve_llm
+
+            # Here, where RAY_ORCH_MODEL is set, like every agent's model: the
+            # Supervisor's environment is the cluster's, not this driver's.
+            manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
+        return RunSpec(run_id=run_id or new_run_id(), workflow=self.name, mode=mode,
+                       tasks=self.task_list, agents=self.agents, default_agent=default_agent,
+                       manager=manager, max_visits=self.max_visits,
+                       max_steps=self.max_steps, on_failure=self.on_failure,
+                       max_manager_calls=self.max_manager_calls,
+                       checkpoint_dir=self.checkpoint_dir, resume=resume,
+                       allow_drift=allow_drift, cache=self.cache,
+                       budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
+                       metrics=self.metrics_enabled, metrics_host=self.metrics_host,
+                       metrics_port=self.metrics_port, stream=live is not None,
+                       tokens=tokens, telemetry=telemetry, trace_context=trace.carrier(),
+                       approvals=approvals, answers=answers)
 
     async def _follow(self, spec: RunSpec, packed: bytes,
                       live: Callable[[Event], None] | None = None,
@@ -616,47 +551,24 @@ class Process:
         return dict(self.last_result.outputs) if self.last_result else {}
 
 
+def _raise_for(result: RunResult, spec: RunSpec) -> NoReturn:
+    """Raise a run's error as the driver's caller sees it: typed, with the run id and
+    what completed, the user's own exception chained."""
+    error = result.error
+    if isinstance(error, RunError):
+        error.results = dict(result.outputs)
+        error.run_id = error.run_id or spec.run_id
+        original = getattr(error, "original", None)
+        if isinstance(original, BaseException):
+            raise error from original  # the user's own exception stays reachable
+        raise error
+    if isinstance(error, RayOrchError):
+        raise error  # a mistake only the run could find (loop items it produced)
+    raise RunError(str(error), results=dict(result.outputs), run_id=spec.run_id) from error
+
+
 def _known_keywords() -> frozenset[str]:
     import inspect
 
     return frozenset(inspect.signature(Process.__init__).parameters) - {
         "self", "positional", "unknown"}
-
-
-def _new_run_id() -> str:
-    import time
-    import uuid
-
-    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-
-
-def _detach_schemas(tasks: list[Task]) -> None:
-    # A pydantic model defined inside a function keeps that function's locals (open
-    # servers, locks, ...) for resolving forward references later; a complete model no
-    # longer needs them, and they would make it impossible to send to the cluster.
-    for task in tasks:
-        schema = task.output_schema()
-        if schema is not None and getattr(schema, "__pydantic_complete__", False):
-            schema.__pydantic_parent_namespace__ = None
-
-
-def _pack(spec: RunSpec) -> bytes:
-    """The spec, pickled once: here, to name what cannot be sent, and as what is sent."""
-    import ray.cloudpickle as pickle
-
-    _detach_schemas(spec.tasks)
-    try:
-        return pickle.dumps(spec)  # type: ignore[no-any-return]
-    except Exception:
-        for task in spec.tasks:
-            for label, value in (("agent", task.agent), ("fallback_agent", task.fallback_agent),
-                                 ("task", task)):
-                try:
-                    pickle.dumps(value)
-                except Exception as exc:
-                    raise SerializationError(
-                        f"task '{task.id}': its {label} cannot be sent to the cluster "
-                        f"({type(exc).__name__}: {exc}); keep tasks and agents free of open "
-                        "files, locks, sockets and Mock objects", task=task.id,
-                        field=label) from None
-        raise

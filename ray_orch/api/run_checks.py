@@ -1,0 +1,66 @@
+"""Checks a run of a ``Process`` makes before Ray starts or any model is called."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ray_orch.core.errors import InvalidTaskFieldError, MissingAgentError
+
+if TYPE_CHECKING:
+    from ray_orch.api.process import Process
+    from ray_orch.engine.graph import Mode
+
+__all__ = ["check_hierarchical", "check_run"]
+
+
+def check_run(process: Process, mode: Mode, kwargs: dict[str, Any]) -> None:
+    """A run's own arguments (``resume=``, ...), checked before Ray starts.
+
+    Raises:
+        UnknownKeywordError, InvalidTaskFieldError: naming the argument.
+    """
+    from ray_orch.policy.fields import accept_keywords
+
+    accept_keywords("Process", kwargs, known={"resume", "allow_drift", "run_id", "answers"},
+                    extra={"resume", "allow_drift", "run_id", "answers"},
+                    label=f"Process '{process.name}'.{mode}()")
+    resume = kwargs.get("resume")
+    allow_drift = kwargs.get("allow_drift", False)
+    run_id = kwargs.get("run_id")
+    for fieldname, value, ok, wanted in (
+            ("resume", resume, isinstance(resume, (str, bool, type(None))),
+             "a run id, True or None"),
+            ("allow_drift", allow_drift, isinstance(allow_drift, bool), "True or False"),
+            ("run_id", run_id, run_id is None or (isinstance(run_id, str) and
+                                                  run_id.strip() != ""), "a run id")):
+        if not ok:
+            raise InvalidTaskFieldError(f"Process '{process.name}'.{mode}(): {fieldname} "
+                                        f"must be {wanted}, not {value!r}", field=fieldname)
+    if resume and not process.checkpoint_dir:
+        raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
+                                    "no checkpoint store to resume from", field="resume")
+
+def check_hierarchical(process: Process) -> None:
+    """What a hierarchical run needs: agents with unique roles, every task's agent among
+    them, and a model for the manager.
+
+    Raises:
+        MissingAgentError, InvalidTaskFieldError, ModelNotConfiguredError.
+    """
+    from ray_orch.model.resolve import resolve_llm
+
+    if not process.agents:
+        raise MissingAgentError("hierarchical() needs agents=[...] for the manager to "
+                                "assign tasks to", field="agents")
+    roles = [str(getattr(a, "role", "")) for a in process.agents]
+    duplicates = sorted({r for r in roles if roles.count(r) > 1})
+    if duplicates:
+        raise InvalidTaskFieldError(f"hierarchical agents need unique roles; repeated: "
+                                    f"{duplicates}", field="agents")
+    for task in process.task_list:
+        if task.agent is not None and not any(task.agent is a for a in process.agents):
+            raise InvalidTaskFieldError(
+                f"task '{task.id}': its agent '{getattr(task.agent, 'role', task.agent)}' "
+                "is not in the process's agents", task=task.id, field="agent")
+    # Raises ModelNotConfiguredError (with how to fix it) when there is no model.
+    resolve_llm(process.manager_llm, who="the hierarchical manager (manager_llm)")
