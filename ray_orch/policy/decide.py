@@ -22,7 +22,11 @@ Where glosses come from (generic, for any decision):
 
 - the decision's description, when it describes its keys (``"billing: payments,
   charges, refunds; ..."``, ``"billing - ..."``, ``"billing = ..."``): that text;
-- otherwise the key's own words (``needs_escalation`` -> ``"needs escalation"``).
+- otherwise the key's own words (``needs_escalation`` -> ``"needs escalation"``); then,
+  when the workflow graph described every route by what it leads to (its targets'
+  agents' goals, ``describe_routes``, on the task as ``_route_descriptions``), the
+  keys' words and those descriptions are each scored under a plainer framing
+  (``Customer message: "..."\nThis is a``) and summed (``score_described``).
 
 The message scored is the longest quoted text in the description when there is one
 (the inquiry in ``'Categorize this inquiry: "..."'``), else the description with the
