@@ -13,15 +13,17 @@ import random
 
 import pytest
 
-from ray_orch import Agent, Task
+from ray_orch import Agent, Process, Task
 from ray_orch.core.errors import ModelNotConfiguredError
 from ray_orch.demo import build_workflow
 from ray_orch.model.embedded import EmbeddedServer, embedded_model_path
 from ray_orch.policy.decide import (
     Decision,
     decision_value,
+    describe_routes,
     key_scores,
     route_glosses,
+    score_described,
     score_routes,
     subject_of,
 )
@@ -82,6 +84,64 @@ def test_a_decision_is_its_route_and_reads_as_route_and_scores():
     assert decision_value("simple", '{"decision": "simple"}').scores == {}
     assert decision_value("simple", '{"decision": "simple", "scores": {"simple": 1}}'
                           ).scores == {"simple": 1.0}
+
+
+#: Unseen inquiries for the guide's workflow (examples/02); 2 per route; used nowhere else.
+GUIDE_LABELLED = [
+    ("Every time I press save the page reloads and my changes are gone.", "technical"),
+    ("The barcode scanner in the app does not recognise any codes anymore.", "technical"),
+    ("There is a charge on my statement from you that I do not recognise.", "billing"),
+    ("My coupon expired before I could use it, can you credit my account?", "billing"),
+    ("I have been waiting three weeks for a fix, nobody replies, and I will go to the "
+     "press if this continues.", "complex"),
+    ("A stranger reset my password and now my account holds orders I never made; my "
+     "bank is investigating.", "complex"),
+    ("Do you have a dark mode?", "simple"),
+    ("Where is your office located?", "simple"),
+]
+GUIDE_TARGETS = {"technical": "tech_support", "billing": "billing_support",
+                 "complex": "escalate", "simple": "quick_response"}
+
+
+def _guide_tasks(inquiries: list[str], *, order: list[str]) -> dict[str, Task]:
+    """examples/02's workflow once per inquiry, the decision's keys in ``order``."""
+    support = Agent(role="Support", goal="Handle inquiries", max_tokens=4)
+    tech = Agent(role="Technical", goal="Solve technical issues", max_tokens=4)
+    billing = Agent(role="Billing", goal="Handle payments", max_tokens=4)
+    escalation = Agent(role="Escalation", goal="Handle complex cases", max_tokens=4)
+    tasks: dict[str, Task] = {}
+    for i, inquiry in enumerate(inquiries):
+        tasks[f"categorize_{i}"] = Task(
+            description=f"Categorize customer inquiry: {inquiry!r}", agent=support,
+            task_type="decision",
+            condition={key: [f"{GUIDE_TARGETS[key]}_{i}"] for key in order})
+        tasks[f"tech_support_{i}"] = Task(description=f"Resolve technical issue: {inquiry!r}",
+                                          agent=tech)
+        tasks[f"billing_support_{i}"] = Task(
+            description=f"Handle billing inquiry: {inquiry!r}", agent=billing)
+        tasks[f"escalate_{i}"] = Task(description=f"Handle complex case: {inquiry!r}",
+                                      agent=escalation)
+        tasks[f"quick_response_{i}"] = Task(
+            description=f"Send automated response to: {inquiry!r}", agent=support)
+    return tasks
+
+
+def test_routes_are_described_by_what_they_lead_to():
+    tasks = _guide_tasks(["My app crashes."], order=["technical", "billing", "complex",
+                                                     "simple"])
+    Process(tasks=tasks)  # builds and validates the graph
+    from ray_orch.engine.graph import build_graph, name_tasks
+
+    build_graph(name_tasks(tasks), "workflow", has_default_agent=True)
+    decision = tasks["categorize_0"]
+    assert decision._route_descriptions == {
+        "technical": "solve technical issues", "billing": "handle payments",
+        "complex": "handle complex cases", "simple": "handle inquiries"}
+    assert pickle.loads(pickle.dumps(decision))._route_descriptions == \
+        decision._route_descriptions  # carried to the cluster with the task
+    assert tasks["tech_support_0"]._route_descriptions == {}
+    assert describe_routes({"a": ["x"], "b": ["y"]}, {"x": tasks["tech_support_0"]}) == {
+        "a": "solve technical issues"}
 
 
 # -- the real embedded model ---------------------------------------------------------------
@@ -212,3 +272,48 @@ def test_free_text_is_bounded_by_the_server_cap():
                                                body, 60))
     assert 0 < reply["usage"]["completion_tokens"] <= 12
     assert reply["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.slow
+@needs_model
+def test_the_guides_workflow_scores_routes_by_what_they_lead_to_with_keys_shuffled(
+        ray_session, server, monkeypatch):
+    """examples/02's form through a real ``Process(...).workflow()``: the decision's text
+    does not describe its keys, so each route is scored with its targets' agents' goals
+    too, on the cluster as in this process, whatever the keys' order.
+
+    Accuracy is not asserted here: on this form it is short of 7/8 (measured 3/8 on
+    ``GUIDE_LABELLED``, 18/24 and 16/24 on the benchmark's held-out and dev splits; see
+    docs/EMBEDDED.md); ``benchmarks/embedded_decisions.py`` prints it.
+    """
+    monkeypatch.delenv("RAY_ORCH_MODEL", raising=False)
+    monkeypatch.delenv("RAY_ORCH_DISABLE_EMBEDDED", raising=False)
+    inquiries = [inquiry for inquiry, _ in GUIDE_LABELLED]
+    keys = ["technical", "billing", "complex", "simple"]
+    shuffled = random.Random(2).sample(keys, len(keys))
+    assert shuffled != keys
+    decided: list[list[Decision]] = []
+    for order in (keys, shuffled):
+        tasks = _guide_tasks(inquiries, order=order)
+        results = Process(tasks=tasks, name="guide_routing").workflow()
+        decided.append([results[f"categorize_{i}"].metadata["decision"]
+                        for i in range(len(inquiries))])
+        for i, decision in enumerate(decided[-1]):
+            # the route it took ran; the others were skipped
+            assert tasks[f"{GUIDE_TARGETS[str(decision)]}_{i}"].status == "completed"
+    assert [str(d) for d in decided[0]] == [str(d) for d in decided[1]]
+
+    goals = {"technical": "solve technical issues", "billing": "handle payments",
+             "complex": "handle complex cases", "simple": "handle inquiries"}
+
+    async def local(inquiry: str) -> dict[str, float]:
+        description = f"Categorize customer inquiry: {inquiry!r}"
+        glosses = route_glosses(description, keys)
+        return await score_described(server.address, subject_of(description, glosses),
+                                     glosses, goals)
+
+    for decision, inquiry in zip(decided[0], inquiries, strict=True):
+        expected = asyncio.run(local(inquiry))
+        assert set(decision["scores"]) == set(keys)
+        assert decision["scores"] == pytest.approx(expected, abs=0.05), inquiry
+        assert str(decision) == max(sorted(expected), key=lambda k: expected[k])

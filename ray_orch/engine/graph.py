@@ -33,6 +33,7 @@ from ray_orch.core.errors import (
 )
 from ray_orch.core.loops import fields_of, load_items
 from ray_orch.core.prompt import placeholders
+from ray_orch.policy.decide import describe_routes
 from ray_orch.policy.fields import check_task_fields, refs
 from ray_orch.policy.task import Task
 
@@ -171,6 +172,12 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
         # gated only by a route from a task defined before it, so every task is reachable.
     if problems:
         _raise_problems(problems)
+    by_name = {name: node.task for name, node in nodes.items()}
+    for node in nodes.values():
+        # An offline decision whose text does not describe its keys describes them by
+        # what they lead to (policy/decide.py); carried to the cluster with the task.
+        node.task._route_descriptions = (describe_routes(node.routes, by_name)
+                                         if node.routes else {})
     return graph
 
 

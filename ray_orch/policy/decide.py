@@ -22,7 +22,11 @@ Where glosses come from (generic, for any decision):
 
 - the decision's description, when it describes its keys (``"billing: payments,
   charges, refunds; ..."``, ``"billing - ..."``, ``"billing = ..."``): that text;
-- otherwise the key's own words (``needs_escalation`` -> ``"needs escalation"``).
+- otherwise the key's own words (``needs_escalation`` -> ``"needs escalation"``); then,
+  when the workflow graph described every route by what it leads to (its targets'
+  agents' goals, ``describe_routes``, on the task as ``_route_descriptions``), the
+  keys' words and those descriptions are each scored under a plainer framing
+  (``Customer message: "..."\nThis is a``) and summed (``score_described``).
 
 The message scored is the longest quoted text in the description when there is one
 (the inquiry in ``'Categorize this inquiry: "..."'``), else the description with the
@@ -41,15 +45,18 @@ from typing import Any
 
 from ray_orch.core.errors import LLMError
 
-__all__ = ["Decision", "decide_hosted", "decide_locally", "key_scores", "route_glosses",
-           "score_routes", "subject_of", "uses_local_decisions", "wants_logprobs"]
+__all__ = ["Decision", "decide_hosted", "decide_locally", "describe_routes", "key_scores",
+           "route_glosses", "score_described", "score_routes", "subject_of",
+           "uses_local_decisions", "wants_logprobs"]
 
 #: The content-free message whose scores calibrate every route (contextual calibration).
 NEUTRAL = "N/A"
 _TEMPLATE = 'Message: "{subject}"\nThe message is about'
+#: The framing for routes described only by their key and the tasks they lead to.
+_TEMPLATE_PLAIN = 'Customer message: "{subject}"\nThis is a'
 _MAX_SUBJECT = 600  # characters scored; a decision needs the gist, not a whole document
 _QUOTED = re.compile(r'"([^"]{8,})"|“([^”]{8,})”|\'([^\']{8,})\'')
-_neutral_cache: dict[tuple[str, str], float] = {}
+_neutral_cache: dict[tuple[str, str, str], float] = {}
 _token_cache: dict[str, list[int]] = {}
 
 
@@ -232,7 +239,7 @@ async def _logprob(address: str, prompt: str, continuation: list[int],
 
 
 async def score_routes(address: str, subject: str, glosses: dict[str, str], *,
-                       timeout: float = 60.0) -> dict[str, float]:
+                       timeout: float = 60.0, template: str = _TEMPLATE) -> dict[str, float]:
     """Score every route for a subject (higher is likelier); see the module docstring.
 
     Args:
@@ -240,6 +247,7 @@ async def score_routes(address: str, subject: str, glosses: dict[str, str], *,
         subject: the text the decision is about.
         glosses: ``{key: description}`` of every route.
         timeout: seconds per request.
+        template: the framing, with a ``{subject}`` placeholder.
 
     Returns:
         ``{key: pointwise mutual information per token}``, keys in sorted order.
@@ -249,19 +257,85 @@ async def score_routes(address: str, subject: str, glosses: dict[str, str], *,
     """
     keys = sorted(glosses)
     tokens = [await _tokens(address, " " + glosses[key], timeout) for key in keys]
-    prompt = _TEMPLATE.format(subject=subject)
-    neutral_prompt = _TEMPLATE.format(subject=NEUTRAL)
+    prompt = template.format(subject=subject)
+    neutral_prompt = template.format(subject=NEUTRAL)
     missing = [(key, toks) for key, toks in zip(keys, tokens, strict=True)
-               if (address, glosses[key]) not in _neutral_cache]
+               if (address, template, glosses[key]) not in _neutral_cache]
     if missing:
         priors = await asyncio.gather(*(_logprob(address, neutral_prompt, toks, timeout)
                                         for _, toks in missing))
         for (key, _), prior in zip(missing, priors, strict=True):
-            _neutral_cache[(address, glosses[key])] = prior
+            _neutral_cache[(address, template, glosses[key])] = prior
     given = await asyncio.gather(*(_logprob(address, prompt, toks, timeout)
                                    for toks in tokens))
-    return {key: round((lp - _neutral_cache[(address, glosses[key])]) / max(1, len(toks)), 4)
+    return {key: round((lp - _neutral_cache[(address, template, glosses[key])])
+                       / max(1, len(toks)), 4)
             for key, lp, toks in zip(keys, given, tokens, strict=True)}
+
+
+async def score_described(address: str, subject: str, glosses: dict[str, str],
+                          described: dict[str, str], *,
+                          timeout: float = 60.0) -> dict[str, float]:
+    """Score routes; when the text describes none, add what the routes lead to.
+
+    A decision whose text describes its keys is scored on those descriptions alone.
+    One that does not (only the key's own words) is scored twice under a plainer
+    framing: on the keys' words and on ``described`` (what each route leads to, see
+    ``describe_routes``); the two scores are summed per key.
+
+    Args:
+        address: the llama.cpp server.
+        subject: the text the decision is about.
+        glosses: ``route_glosses`` of the decision.
+        described: ``{key: text}`` from the tasks each route leads to (may be empty).
+        timeout: seconds per request.
+
+    Returns:
+        ``{key: score}``, keys in sorted order.
+    """
+    plain = all(gloss == _words(key) for key, gloss in glosses.items())
+    if not plain or not all(key in described for key in glosses):
+        return await score_routes(address, subject, glosses, timeout=timeout)
+    targets = {key: described[key] for key in glosses}
+    by_words, by_targets = await asyncio.gather(
+        score_routes(address, subject, glosses, timeout=timeout, template=_TEMPLATE_PLAIN),
+        score_routes(address, subject, targets, timeout=timeout, template=_TEMPLATE_PLAIN))
+    return {key: round(by_words[key] + by_targets[key], 4) for key in sorted(glosses)}
+
+
+def describe_routes(routes: dict[str, list[str]], tasks: dict[str, Any]) -> dict[str, str]:
+    """What each route of a decision leads to, in words: its targets' agents' goals.
+
+    Used for a decision whose text does not describe its keys (the guide's
+    ``Categorize customer inquiry: '...'``). Each key gets the goals of the agents of the
+    tasks it routes to (``"Solve technical issues"``), joined by ``" and "``; a key whose
+    targets have no agent with a goal is left out.
+
+    Args:
+        routes: the decision's routes, ``{key: [task names]}`` (the default route too).
+        tasks: the workflow's tasks by name.
+
+    Returns:
+        ``{key: description}`` for the keys that have one.
+
+    Example:
+        >>> class A: goal = "Handle payments"
+        >>> class T: agent = A()
+        >>> describe_routes({"billing": ["pay"]}, {"pay": T()})
+        {'billing': 'handle payments'}
+    """
+    described: dict[str, str] = {}
+    for key, targets in routes.items():
+        goals = []
+        for name in targets:
+            goal = getattr(getattr(tasks.get(name), "agent", None), "goal", None)
+            if isinstance(goal, str) and goal.strip() and goal.strip() not in goals:
+                goals.append(goal.strip())
+        if not goals:
+            continue
+        text = " and ".join(goals)
+        described[key] = text[:1].lower() + text[1:]
+    return described
 
 
 def uses_local_decisions(agent: Any) -> bool:
@@ -301,8 +375,9 @@ async def decide_locally(agent: Any, task: Any, parts: Any,
     subject = subject_of(parts.description, glosses, parts.context_text())
     started = time.perf_counter()
     try:
-        scores = await score_routes(address, subject, glosses,
-                                    timeout=agent.llm_config.timeout)
+        scores = await score_described(address, subject, glosses,
+                                       getattr(task, "_route_descriptions", None) or {},
+                                       timeout=agent.llm_config.timeout)
     except LLMError:
         calls.append({"model": options["model"], "duration_s": time.perf_counter() - started,
                       "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,

@@ -202,6 +202,8 @@ class Task:
         self._peers: dict[str, Task] | None = None
         # Set by a run with checkpoints: where its members journal this task's tool calls.
         self._tool_journal: Any = None
+        # Set by the workflow graph: what each decision route leads to (policy/decide.py).
+        self._route_descriptions: dict[str, str] = {}
 
     # -- identity ----------------------------------------------------------------------
 
