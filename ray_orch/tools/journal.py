@@ -33,7 +33,6 @@ from ray_orch.store.checkpoint import (
 
 __all__ = ["ToolJournal", "ToolJournalRef", "visit_digest"]
 
-_FILENAME = "ray_orch.sqlite"  # the run's checkpoint file (SQLiteCheckpointStore's)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tool_calls (
     run_id TEXT NOT NULL, task_id TEXT NOT NULL, visit TEXT NOT NULL, tool TEXT NOT NULL,
