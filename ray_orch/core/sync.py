@@ -14,7 +14,7 @@ import contextlib
 import threading
 from typing import Any
 
-__all__ = ["background_loop", "run_sync"]
+__all__ = ["background_loop", "run_in_thread", "run_sync"]
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -62,6 +62,12 @@ def run_sync(coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
     # Called from a coroutine on the background loop itself: it cannot wait on its own
     # loop, so this one call gets a thread and a loop of its own.
+    return run_in_thread(coro, name="ray-orch-execute")
+
+
+def run_in_thread(coro: Any, *, name: str) -> Any:
+    """Run a coroutine to completion in a new thread with an event loop of its own (for
+    callers that may be inside a running loop); its result, or its exception raised."""
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -70,7 +76,7 @@ def run_sync(coro: Any) -> Any:
         except BaseException as exc:
             box["error"] = exc
 
-    thread = threading.Thread(target=target, name="ray-orch-execute")
+    thread = threading.Thread(target=target, name=name)
     thread.start()
     thread.join()
     if "error" in box:

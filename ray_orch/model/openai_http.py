@@ -170,6 +170,15 @@ def _error(name: str, model: str, message: str, *, status: int | None, retryable
                     status_code=status, retry_after=retry_after)
 
 
+def transport_error(exc: BaseException, model: str, timeout: float) -> LLMError:
+    """The ``LLMError`` of a request that timed out or lost its connection (retryable)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return _error("Timeout", model, f"request timed out after {timeout:g} s", status=408,
+                      retryable=True)
+    return _error("APIConnectionError", model, f"Connection error: {exc}", status=None,
+                  retryable=True)
+
+
 def retry_after_of(headers: Any) -> float | None:
     """Seconds to wait from ``retry-after-ms`` / ``retry-after`` headers, or None."""
     try:
@@ -222,12 +231,8 @@ async def achat(model: str, base_url: str, api_key: str | None, body: dict[str, 
                 name, retryable = _STATUS.get(status, ("APIError", status >= 500))
                 raise _error(name, model, f"{status} {_message_of(raw)}", status=status,
                              retryable=retryable, retry_after=retry_after_of(response.headers))
-    except asyncio.TimeoutError:
-        raise _error("Timeout", model, f"request timed out after {timeout:g} s",
-                     status=408, retryable=True) from None
-    except aiohttp.ClientError as exc:
-        raise _error("APIConnectionError", model, f"Connection error: {exc}", status=None,
-                     retryable=True) from None
+    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        raise transport_error(exc, model, timeout) from None
     try:
         data = json.loads(raw)
     except ValueError:

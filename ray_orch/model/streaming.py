@@ -33,7 +33,14 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
     """
     import aiohttp
 
-    from ray_orch.model.openai_http import _STATUS, _error, _message_of, _session, retry_after_of
+    from ray_orch.model.openai_http import (
+        _STATUS,
+        _error,
+        _message_of,
+        _session,
+        retry_after_of,
+        transport_error,
+    )
 
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -70,12 +77,8 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
                     for piece in delta.get("tool_calls") or []:
                         _add_call_piece(calls, piece)
                     finish = choice.get("finish_reason") or finish
-    except asyncio.TimeoutError:
-        raise _error("Timeout", model, f"request timed out after {timeout:g} s",
-                     status=408, retryable=True) from None
-    except aiohttp.ClientError as exc:
-        raise _error("APIConnectionError", model, f"Connection error: {exc}", status=None,
-                     retryable=True) from None
+    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        raise transport_error(exc, model, timeout) from None
     message: dict[str, Any] = {"role": "assistant", "content": "".join(parts)}
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]

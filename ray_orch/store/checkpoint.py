@@ -23,10 +23,12 @@ before it is written. :func:`seal` and :func:`unseal` do both for the stores.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -113,6 +115,27 @@ def open_private(path: str | os.PathLike[str]) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.fchmod(fd, 0o600)  # the umask cannot have widened it, but may have narrowed it
     return fd
+
+
+def open_side_tables(directory: str | os.PathLike[str], schema: str
+                     ) -> tuple[str, sqlite3.Connection]:
+    """A connection to the run's checkpoint file (``ray_orch.sqlite``, made private) with
+    ``schema``'s tables of its own beside the journal's (tool calls, paused runs).
+
+    Returns:
+        ``(the file's path, a connection usable from any thread, in autocommit)``.
+    """
+    make_private_dirs(directory)
+    path = os.path.join(os.fspath(directory), "ray_orch.sqlite")
+    with contextlib.suppress(FileExistsError):
+        os.close(open_private(path))
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout=30000")
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(schema)
+    return path, conn
 
 
 def definition_hash(definition: dict[str, Any]) -> str:

@@ -9,18 +9,15 @@ Records are sealed and checked like every checkpoint record; the file is private
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 import threading
 import time
 from typing import Any
 
-from ray_orch.store.checkpoint import make_private_dirs, open_private, seal, unseal
+from ray_orch.store.checkpoint import open_side_tables, seal, unseal
 
 __all__ = ["PauseStore"]
 
-_FILENAME = "ray_orch.sqlite"  # the run's checkpoint file (SQLiteCheckpointStore's)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS approvals (
     run_id TEXT NOT NULL, request_id TEXT NOT NULL, task_id TEXT NOT NULL,
@@ -48,18 +45,8 @@ class PauseStore:
     """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        make_private_dirs(directory)
-        self.path = os.path.join(os.fspath(directory), _FILENAME)
-        with contextlib.suppress(FileExistsError):
-            os.close(open_private(self.path))
+        self.path, self.conn = open_side_tables(directory, _SCHEMA)
         self.lock = threading.Lock()
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                    timeout=30)
-        self.conn.execute("PRAGMA busy_timeout=30000")
-        with contextlib.suppress(sqlite3.OperationalError):
-            self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(_SCHEMA)
 
     def close(self) -> None:
         """Release the connection."""

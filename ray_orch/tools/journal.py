@@ -18,9 +18,6 @@ outputs, so it runs its tools again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -28,8 +25,7 @@ from typing import Any
 
 from ray_orch.store.checkpoint import (
     canonical_json,
-    make_private_dirs,
-    open_private,
+    open_side_tables,
     seal,
     sha256_hex,
     unseal,
@@ -37,7 +33,6 @@ from ray_orch.store.checkpoint import (
 
 __all__ = ["ToolJournal", "ToolJournalRef", "visit_digest"]
 
-_FILENAME = "ray_orch.sqlite"  # the run's checkpoint file (SQLiteCheckpointStore's)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tool_calls (
     run_id TEXT NOT NULL, task_id TEXT NOT NULL, visit TEXT NOT NULL, tool TEXT NOT NULL,
@@ -71,18 +66,9 @@ class _Store:
     _guard = threading.Lock()
 
     def __init__(self, directory: str) -> None:
-        make_private_dirs(directory)  # 0700 / 0600: tool results hold what the run saw
-        self.path = os.path.join(directory, _FILENAME)
-        with contextlib.suppress(FileExistsError):
-            os.close(open_private(self.path))
+        # 0700 / 0600: tool results hold what the run saw.
+        self.path, self.conn = open_side_tables(directory, _SCHEMA)
         self.lock = threading.Lock()
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                    timeout=30)
-        self.conn.execute("PRAGMA busy_timeout=30000")
-        with contextlib.suppress(sqlite3.OperationalError):
-            self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(_SCHEMA)
 
     @classmethod
     def of(cls, directory: str) -> _Store:

@@ -21,11 +21,11 @@ import os
 import shlex
 import sys
 import tempfile
-import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ray_orch.core.errors import ToolDefinitionError
+from ray_orch.core.sync import run_in_thread
 
 if TYPE_CHECKING:
     pass
@@ -94,7 +94,7 @@ class MCP:
                 command and gives the tail of its stderr.
         """
         if self.listed is None:
-            self.listed = _run_in_thread(self._list())
+            self.listed = run_in_thread(self._list(), name="ray-orch-mcp-probe")
         return self.listed
 
     async def _list(self) -> list[dict[str, Any]]:
@@ -104,24 +104,6 @@ class MCP:
             return connection.tools
         finally:
             await connection.close()
-
-
-def _run_in_thread(coro: Awaitable[Any]) -> Any:
-    # The driver may already run an event loop (aworkflow); the probe gets one of its own.
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)  # type: ignore[arg-type]
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="ray-orch-mcp-probe")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 class MCPConnection:
