@@ -37,6 +37,10 @@ def role_of(agent: Any) -> str | None:
     return role if isinstance(role, str) else None
 
 
+DEFAULT_MAX_POOL = 4
+"""How far a default agent's pool grows with its backlog (one member to start)."""
+
+
 class Agent:
     """An LLM agent.
 
@@ -60,8 +64,10 @@ class Agent:
         name: a unique name (defaults to the role).
         pool_size: how many actors serve this agent in a process (its resource pool).
         max_pool_size: the pool may grow to this many actors while attempts queue behind
-            busy members (default: ``pool_size``, no growth); members beyond
-            ``pool_size`` go back to the registry after the run (reaped once idle).
+            busy members; members beyond ``pool_size`` go back to the registry after the
+            run (reaped once idle). Default: an agent given none of ``pool_size``,
+            ``max_concurrency`` and ``max_pool_size`` grows up to ``DEFAULT_MAX_POOL`` (4);
+            one given any of them does not grow unless asked.
         max_concurrency: attempts one actor runs at once; past pool_size x this,
             dispatch waits (backpressure).
         timeout: seconds per model call.
@@ -98,7 +104,8 @@ class Agent:
                  backstory: str = "", llm: str | dict[str, Any] | LLMConfig | None = None,
                  base_url: str | None = None, api_key: str | None = None,
                  tools: list[Callable[..., Any] | Any] | None = None, instructions: str = "",
-                 name: str | None = None, pool_size: int = 1, max_concurrency: int = 64,
+                 name: str | None = None, pool_size: int | None = None,
+                 max_concurrency: int | None = None,
                  timeout: float = 120.0, num_cpus: float = 0.0,
                  resources: dict[str, float] | None = None,
                  scheduling_strategy: Any = None, circuit_breaker: Any = None,
@@ -127,6 +134,13 @@ class Agent:
         self.tool_errors = tool_errors
         self.instructions = instructions
         self.name = name or role
+        # A default agent (no pool_size, max_concurrency nor max_pool_size given) grows
+        # with its backlog up to DEFAULT_MAX_POOL members; limits a user sets hold as set.
+        grows = pool_size is None and max_concurrency is None and max_pool_size is None
+        pool_size = 1 if pool_size is None else pool_size
+        max_concurrency = 64 if max_concurrency is None else max_concurrency
+        if grows:
+            max_pool_size = DEFAULT_MAX_POOL
         if max_pool_size is not None and (not isinstance(max_pool_size, int)
                                           or max_pool_size < pool_size):
             raise InvalidTaskFieldError(
