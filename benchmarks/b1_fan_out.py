@@ -1,7 +1,9 @@
 """B1 (W1): split -> loop over N items -> aggregate, 100 ms per stub reply.
 
 Prints ray-orch's makespan beside a plain asyncio + aiohttp driver making the same N
-calls to the same stub, and the ratio (target: <= 1.5x). Usage: b1_fan_out.py [N] [repeat]
+calls to the same stub, and the ratio (target: <= 1.5x). Usage:
+b1_fan_out.py [N] [repeat] [pool_size]   (pool_size 0: a default Agent(), which grows with
+its backlog; target <= 1.2x the floor)
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ def workflow(stub: StubLLMServer, n: int, pool_size: int) -> Process:
     splitter = Agent(role="Splitter", goal="Split", llm=stub.llm)
     # The most parallel form, as the baseline: every item in flight at once (a member
     # runs up to max_concurrency attempts concurrently; B1_MC lowers it).
-    analyzer = Agent(role="Analyzer", goal="Analyze", llm=stub.llm, pool_size=pool_size,
-                     max_concurrency=int(os.environ.get("B1_MC", 0)) or max(1, n))
+    analyzer = (Agent(role="Analyzer", goal="Analyze", llm=stub.llm) if pool_size == 0 else
+                Agent(role="Analyzer", goal="Analyze", llm=stub.llm, pool_size=pool_size,
+                      max_concurrency=int(os.environ.get("B1_MC", 0)) or max(1, n)))
     aggregator = Agent(role="Aggregator", goal="Aggregate", llm=stub.llm)
     tasks = {
         "split": Task(description="Split dataset into chunks", agent=splitter),
