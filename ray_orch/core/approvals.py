@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from ray_orch.core.errors import ResumeError, RunError
 from ray_orch.core.output import TaskOutput
@@ -147,4 +147,3 @@ class RunPaused(RunError):
         self.requests = requests
 
 
-Kind = Literal["output", "tool"]

@@ -285,19 +285,12 @@ class ToolCallError(TaskFailedError):
     """The arguments the model gave."""
     retryable: bool
     """Always True: another attempt may call the tool differently."""
-    attempt_log: list[dict[str, Any]]
-    """The model calls of the task's attempts."""
-    tool_calls: list[dict[str, Any]]
-    """Every tool call of the task's attempts (as ``TaskOutput.metadata["tool_calls"]``)."""
-
     def __init__(self, message: str, *, task: str | None = None, tool: str | None = None,
                  arguments: dict[str, Any] | None = None) -> None:
         super().__init__(message, task=task)
         self.tool = tool
         self.arguments = dict(arguments or {})
         self.retryable = True
-        self.attempt_log = []
-        self.tool_calls = []
 
 
 class ToolLoopError(TaskFailedError):
@@ -307,18 +300,11 @@ class ToolLoopError(TaskFailedError):
     """The tool called most in the attempt."""
     calls: int
     """How many tool calls the attempt had made or asked for."""
-    attempt_log: list[dict[str, Any]]
-    """The model calls of the task's attempts."""
-    tool_calls: list[dict[str, Any]]
-    """Every tool call of the task's attempts."""
-
     def __init__(self, message: str, *, task: str | None = None, tool: str | None = None,
                  calls: int = 0) -> None:
         super().__init__(message, task=task)
         self.tool = tool
         self.calls = calls
-        self.attempt_log = []
-        self.tool_calls = []
 
 
 class LLMError(RunError):
