@@ -38,13 +38,12 @@ class Supervisor:
         self.job: asyncio.Task[Any] | None = None
         self.registry = registry
         self.kept = KeptMembers()  # members kept between this Supervisor's runs
-        # The run in progress: what its members know it by, and where its events wait.
-        self.current: tuple[str, asyncio.Queue[Event], asyncio.Event, RunSpec] | None = None
+        # The run in progress, and where its events wait.
         self.running: Run | None = None
+        self.events: tuple[asyncio.Queue[Event], asyncio.Event] | None = None
         # Token batches of a member that arrived before an earlier one, by member.
         self.held: dict[str, dict[int, list[dict[str, Any]]]] = {}
         self.expected: dict[str, int] = {}
-        self.run_id: str | None = None  # the run in progress, if any
         settle_heap()
 
     async def _services(self, spec: RunSpec) -> Services:
@@ -92,10 +91,9 @@ class Supervisor:
             arrived.set()
 
         run = Run(spec, emit=emit, services=await self._services(spec))
-        self.current = (run.members_key, queue, arrived, spec)
+        self.events = (queue, arrived)
         self.held, self.expected = {}, {}
         self.running = run
-        self.run_id = spec.run_id
         self.job = asyncio.ensure_future(run.execute())
         try:
             while True:
@@ -117,9 +115,8 @@ class Supervisor:
                 if batch:
                     yield ("events", [e.model_dump() for e in batch])
         finally:
-            self.current = None
+            self.events = None
             self.running = None
-            self.run_id = None
 
     async def _wait(self, arrived: asyncio.Event, streaming: bool) -> None:
         # Events of a window go out together (a 10,000-task run does not pay a driver
@@ -145,7 +142,7 @@ class Supervisor:
     async def ask_tool(self, members_key: str, task: str, tool: str,
                        arguments: dict[str, Any]) -> dict[str, Any]:
         """A member asks whether a tool call may run: the driver's answer (as data)."""
-        if self.running is None or self.current is None or self.current[0] != members_key:
+        if self.running is None or self.running.members_key != members_key:
             return {"answer": "reject", "reason": "the run has ended"}
         return await self.running.approvals.ask_tool(task, tool, arguments)
 
@@ -154,9 +151,11 @@ class Supervisor:
         """Live events from the run's members (token deltas), streamed to the driver with
         the run's own, each member's batches in the order it numbered them (calls to an
         async actor may run in any order); those of a run that has ended are dropped."""
-        if self.current is None or self.current[0] != members_key:
+        run = self.running
+        if run is None or self.events is None or run.members_key != members_key:
             return
-        _, queue, arrived, spec = self.current
+        queue, arrived = self.events
+        spec = run.spec
         held = self.held.setdefault(member, {})
         held[batch] = events
         expected = self.expected.get(member, 0)  # a member numbers a run's batches from 0
@@ -170,7 +169,7 @@ class Supervisor:
 
     def info(self) -> dict[str, Any]:
         """This Supervisor's pid, its run in progress and how many members it keeps."""
-        return {"pid": os.getpid(), "run_id": self.run_id,
+        return {"pid": os.getpid(), "run_id": self.running.spec.run_id if self.running else None,
                 "kept": sum(len(v) for v in self.kept.held.values())}
 
     def release(self) -> int:
