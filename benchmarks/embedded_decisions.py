@@ -1,19 +1,24 @@
-"""Decisions on the embedded model: accuracy, order-invariance and latency.
+"""Decisions on the embedded default: accuracy, order-invariance and latency.
 
 Runs the demo's ``categorize`` decision (``ray_orch.demo.build_workflow``) for every
-inquiry of ``benchmarks/decision_set.py`` through the same scoring the attempt path
-uses (``ray_orch.policy.decide``), on an ``EmbeddedServer`` in this process, each
-inquiry with the condition's keys in their order and shuffled. It also runs the guide's
-workflow (``examples/02``: no key descriptions; each route described by the goals of the
-agents of the tasks it leads to, ``describe_routes``).
+inquiry of a labelled set through the same scoring the attempt path uses
+(``ray_orch.policy.decide``), each inquiry with the condition's keys in their order and
+shuffled. It also runs the guide's workflow (``examples/02``: no key descriptions; each
+route described by the goals of the agents of the tasks it leads to, ``describe_routes``).
 
-Run: ``python benchmarks/embedded_decisions.py [--split dev|held_out|all]``
+Sets: ``dev`` and ``held_out`` (``decision_set.py``), and ``extra``, ``helper``, ``h3``,
+``h4``, ``h5`` (``decision_sets.json``, which says how each was written and used).
+
+Run: ``python benchmarks/embedded_decisions.py [--split NAME|all] [--fallback]``;
+``--fallback`` measures the language-model likelihood scoring used when the sentence
+model is not installed (it starts an ``EmbeddedServer`` in this process).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import sys
@@ -31,7 +36,25 @@ from ray_orch.core.routing import route_keys
 from ray_orch.demo import build_workflow
 from ray_orch.engine.graph import build_graph, name_tasks
 from ray_orch.model.embedded import EmbeddedServer
-from ray_orch.policy.decide import route_glosses, score_described, subject_of
+from ray_orch.policy.decide import (
+    route_glosses,
+    score_by_meaning,
+    score_described,
+    subject_of,
+)
+from ray_orch.policy.route_examples import examples_for
+
+_SETS = Path(__file__).resolve().parent / "decision_sets.json"
+
+
+def labelled(split: str) -> list[tuple[str, str]]:
+    """The inquiries of one split (or of all), as ``(inquiry, route)``."""
+    named = {"dev": DEV, "held_out": HELD_OUT}
+    named.update({name: [tuple(row) for row in rows]
+                  for name, rows in json.loads(_SETS.read_text()).items() if name != "about"})
+    if split == "all":
+        return [row for rows in named.values() for row in rows]
+    return named[split]
 
 
 def guide_workflow(inquiry: str) -> dict[str, Task]:
@@ -60,22 +83,28 @@ def guide_workflow(inquiry: str) -> dict[str, Task]:
     }
 
 
-async def _decide(address: str, task: Task, keys: list[str]) -> tuple[str, float]:
+async def _decide(address: str | None, task: Task, keys: list[str]) -> tuple[str, float]:
     description = task_prompt(task, None, {}).description
     glosses = route_glosses(description, keys)
+    subject = subject_of(description, glosses)
     started = time.perf_counter()
-    scores = await score_described(address, subject_of(description, glosses), glosses,
-                                   task._route_descriptions)
+    if address is None:
+        scores = score_by_meaning(subject, glosses, task._route_descriptions,
+                                  examples_for(keys))
+    else:
+        scores = await score_described(address, subject, glosses, task._route_descriptions)
     return max(sorted(scores), key=lambda k: scores[k]), time.perf_counter() - started
 
 
-async def run(split: str) -> None:
-    data = {"dev": DEV, "held_out": HELD_OUT, "all": DEV + HELD_OUT}[split]
+async def run(split: str, fallback: bool) -> None:
+    data = labelled(split)
     rng = random.Random(7)
-    with EmbeddedServer() as server:
-        address = server.address
-        print(f"embedded model: {server.model_name}, threads={server.threads}, "
-              f"load {server.load_seconds:.2f} s; {len(data)} inquiries ({split})")
+    server = EmbeddedServer() if fallback else None
+    address = server.address if server is not None else None
+    method = ("language-model likelihoods (fallback)" if fallback
+              else "sentence embeddings + route glossary (default)")
+    print(f"{method}; {len(data)} inquiries ({split})")
+    try:
         for style in ("demo", "guide"):
             right = same = 0
             seconds: list[float] = []
@@ -96,14 +125,23 @@ async def run(split: str) -> None:
             print(f"{style:>5} description: {right}/{len(data)} right "
                   f"({100 * right / len(data):.0f}%), same route with keys shuffled "
                   f"{same}/{len(data)}; decision latency median "
-                  f"{statistics.median(seconds):.3f} s, p90 "
-                  f"{seconds[int(0.9 * (len(seconds) - 1))]:.3f} s, max {seconds[-1]:.3f} s")
+                  f"{statistics.median(seconds) * 1000:.1f} ms, p90 "
+                  f"{seconds[int(0.9 * (len(seconds) - 1))] * 1000:.1f} ms, "
+                  f"max {seconds[-1] * 1000:.1f} ms (the first includes loading)")
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("dev", "held_out", "all"), default="all")
-    asyncio.run(run(parser.parse_args().split))
+    parser.add_argument("--split", default="all",
+                        choices=("dev", "held_out", "extra", "helper", "h3", "h4", "h5",
+                                 "all"))
+    parser.add_argument("--fallback", action="store_true",
+                        help="measure the language-model fallback instead")
+    args = parser.parse_args()
+    asyncio.run(run(args.split, args.fallback))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ every branch ends in ``send_confirmation``) and shows the inquiry, the route tak
 task's output and time, the metrics endpoint, the bottleneck summary, and writes the
 workflow picture (Mermaid text and a PNG).
 
-With no model configured it uses the embedded offline model (SmolLM2-135M-Instruct on
-llama.cpp): no key, no network. Its decisions score every route by likelihood (see
-``ray_orch.policy.decide``), and the demo prints each key's score; the free text of a 135M
-model is illustrative only. Point
+With no model configured it uses the embedded offline models: no key, no network. Its
+decisions compare the inquiry's meaning with each route's description and example
+messages (all-MiniLM-L6-v2 sentence embeddings; see ``ray_orch.policy.decide``), and the
+demo prints each key's score; the free text comes from SmolLM2-135M-Instruct on llama.cpp
+and is illustrative only. Point
 ``RAY_ORCH_MODEL`` at any litellm model for real answers.
 
 Usage::
@@ -53,9 +54,10 @@ INQUIRIES = [
 ]
 
 _HOW_TO_SWITCH = (
-    "Answers above come from a 135M-parameter model running on this CPU: routes are "
-    "chosen by scoring every key (about 3 in 4 right on our labelled inquiries), the "
-    "text is illustrative only. For real answers, point RAY_ORCH_MODEL at any litellm model:\n"
+    "Routes are chosen offline by meaning: the inquiry's sentence embedding against each "
+    "route's description and example messages (about 9 in 10 right on labelled inquiries "
+    "we did not tune on). The text comes from a 135M-parameter model on this CPU and is "
+    "illustrative only. For real answers, point RAY_ORCH_MODEL at any litellm model:\n"
     "  RAY_ORCH_MODEL=gpt-4o-mini OPENAI_API_KEY=... ray-orch demo\n"
     "  RAY_ORCH_MODEL=ollama/llama3.1 ray-orch demo\n"
     "  RAY_ORCH_MODEL=openai/<name> RAY_ORCH_BASE_URL=http://host:port/v1 ray-orch demo")
@@ -89,10 +91,17 @@ def build_workflow(inquiry: str, *, max_tokens: int = 80
     tasks = {
         "categorize": Task(
             description=(f"Categorize this customer inquiry: {quoted}\n"
-                         # Each key described: the embedded model scores these.
-                         "technical: a bug, crash or error in the app; billing: a payment, "
-                         "charge, invoice or refund; complex: legal, security, privacy or "
-                         "repeated complaints; simple: a general question."),
+                         # Each key described, with examples in parentheses: the
+                         # embedded default compares the inquiry with these.
+                         "technical: a bug, crash or error in the app (an outage, a login or "
+                         "sync failure, a slow or broken app, website or device); "
+                         "billing: a payment, charge, invoice or refund (a receipt, a price, "
+                         "a discount, a subscription or plan change); "
+                         "complex: legal, security, privacy or repeated complaints (a lawyer, "
+                         "a hacked account, a data breach, a personal data demand, a "
+                         "regulator, an angry customer asking for a manager); "
+                         "simple: a general question (opening hours, contact details, "
+                         "countries, languages, features, a thank-you)."),
             agent=support_agent,
             task_type="decision",
             condition={
@@ -144,8 +153,12 @@ def _model_line() -> str:
 
     config = default_llm(who="the demo")
     if config.model == EMBEDDED:
-        return ("embedded offline model: SmolLM2-135M-Instruct on llama.cpp "
-                "(no key, no network)")
+        from ray_orch.model.sentence import sentence_model_available
+
+        routes = ("all-MiniLM-L6-v2 embeddings" if sentence_model_available()
+                  else "the same model's likelihoods")
+        return ("embedded offline models (no key, no network): SmolLM2-135M-Instruct on "
+                f"llama.cpp writes; routes are chosen by {routes}")
     where = f" at {config.base_url}" if config.base_url else ""
     return f"{config.model}{where} (from RAY_ORCH_MODEL)"
 

@@ -1,38 +1,46 @@
-"""Decisions on the embedded model: each route scored by likelihood, not generated.
+"""Decisions on the embedded default: every route scored by meaning, none generated.
 
 A 135M model asked to *write* one of a condition's keys mostly writes the first one it
-was shown (measured: 2 of 8 inquiries routed right). Here the model writes nothing.
-Each route gets a short description (its *gloss*), and the model scores how likely that
-gloss is as the continuation of::
+was shown (measured: 2 of 8 inquiries routed right). Here no model writes the route.
+Every key is scored and the highest score wins; the scores go to
+``metadata["decision"]["scores"]``.
+
+**By meaning (the default; ``score_by_meaning``).** The message and what each key means
+are embedded by the sentence encoder (all-MiniLM-L6-v2, ``ray_orch.model.sentence``);
+a key's score is the cosine similarity of the message with
+
+- the key's description: the text the decision gives for it (``"billing: a payment,
+  charge, invoice or refund (a receipt, a price, ...)"``, also ``billing - ...``,
+  ``billing = ...``), else the key's words and what its route leads to (its targets'
+  agents' goals, ``describe_routes``, set on the task when the graph is built); and
+- for keys the route glossary knows (``ray_orch.policy.route_examples``: common triage
+  keys such as ``technical``, ``billing``, ``complex``, ``simple``, with about 80-150
+  example messages each), the mean of the three nearest example messages.
+
+The two are averaged ``1 : 0.5`` (examples : the decision's own description) or
+``1 : 0.25`` when the description is only derived from the key's words and targets.
+
+**By likelihood (the fallback when the sentence model is not installed;
+``score_routes``/``score_described``).** The embedded language model scores how likely
+each key's description (its *gloss*) is as the continuation of::
 
     Message: "<the inquiry>"
     The message is about
 
-The score is the pointwise mutual information per token: the log-probability of the
-gloss after the message, minus its log-probability after a content-free message
-(``"N/A"``), divided by the gloss's token count. Subtracting the content-free prior
-removes how likely a gloss is on its own (short, common words win otherwise); dividing
-by its length removes the bias to short glosses. The highest score is the route.
+as the pointwise mutual information per token: the log-probability of the gloss after
+the message, minus its log-probability after a content-free message (``"N/A"``),
+divided by the gloss's token count.
 
-Every key is scored by its own request, in sorted key order, and nothing in a prompt
-depends on the order of the condition's keys, so shuffling them cannot change the
-choice. Ties go to the first key in sorted order.
-
-Where glosses come from (generic, for any decision):
-
-- the decision's description, when it describes its keys (``"billing: payments,
-  charges, refunds; ..."``, ``"billing - ..."``, ``"billing = ..."``): that text;
-- otherwise the key's own words (``needs_escalation`` -> ``"needs escalation"``); then,
-  when the workflow graph described every route by what it leads to (its targets'
-  agents' goals, ``describe_routes``, on the task as ``_route_descriptions``), the
-  keys' words and those descriptions are each scored under a plainer framing
-  (``Customer message: "..."\nThis is a``) and summed (``score_described``).
+Both score every key on its own, in sorted key order, and nothing depends on the order
+of the condition's keys, so shuffling them cannot change the choice. Ties go to the
+first key in sorted order.
 
 The message scored is the longest quoted text in the description when there is one
 (the inquiry in ``'Categorize this inquiry: "..."'``), else the description with the
 key descriptions removed, followed by the context from previous tasks.
 
-Measured on ``benchmarks/decision_set.py`` (see ``docs/EMBEDDED.md``).
+Measured on ``benchmarks/decision_set.py`` and ``benchmarks/decision_sets.json`` (see
+``docs/EMBEDDED.md``).
 """
 
 from __future__ import annotations
@@ -278,7 +286,8 @@ async def score_described(address: str, subject: str, glosses: dict[str, str],
                           timeout: float = 60.0) -> dict[str, float]:
     """Score routes; when the text describes none, add what the routes lead to.
 
-    A decision whose text describes its keys is scored on those descriptions alone.
+    A decision whose text describes its keys is scored on those descriptions alone,
+    without any examples they give in parentheses.
     One that does not (only the key's own words) is scored twice under a plainer
     framing: on the keys' words and on ``described`` (what each route leads to, see
     ``describe_routes``); the two scores are summed per key.
@@ -293,6 +302,11 @@ async def score_described(address: str, subject: str, glosses: dict[str, str],
     Returns:
         ``{key: score}``, keys in sorted order.
     """
+    # Examples in parentheses are for the sentence encoder: scored here they dilute the
+    # per-token score and cost a forced token each (measured: 15/24 and 1.7 s a decision
+    # on the demo's descriptions with them, 19/24 and 0.6 s without).
+    glosses = {key: re.sub(r"\s*\([^)]*\)", "", gloss).strip() or gloss
+               for key, gloss in glosses.items()}
     plain = all(gloss == _words(key) for key, gloss in glosses.items())
     if not plain or not all(key in described for key in glosses):
         return await score_routes(address, subject, glosses, timeout=timeout)
@@ -301,6 +315,78 @@ async def score_described(address: str, subject: str, glosses: dict[str, str],
         score_routes(address, subject, glosses, timeout=timeout, template=_TEMPLATE_PLAIN),
         score_routes(address, subject, targets, timeout=timeout, template=_TEMPLATE_PLAIN))
     return {key: round(by_words[key] + by_targets[key], 4) for key in sorted(glosses)}
+
+
+# -- scoring by meaning: the embedded sentence encoder ----------------------------------
+
+#: How much a key's description counts beside its examples, when the decision's text
+#: describes the key, and when the description is only its words and targets (measured:
+#: see docs/EMBEDDED.md).
+DESCRIPTION_WEIGHT = 0.5
+DERIVED_WEIGHT = 0.25
+#: Nearest examples averaged per key.
+TOP_EXAMPLES = 3
+
+
+def _key_text(key: str, gloss: str, described: dict[str, str]) -> str:
+    """What a key means, in words: its description, else its words and its targets."""
+    words = _words(key)
+    if gloss != words:
+        return f"{words}: {gloss}"
+    target = described.get(key)
+    return f"{words}: {target}" if target else words
+
+
+def score_by_meaning(subject: str, glosses: dict[str, str],
+                     described: dict[str, str] | None = None,
+                     examples: dict[str, tuple[str, ...]] | None = None) -> dict[str, float]:
+    """Score every route by the meaning of the message (sentence embeddings).
+
+    Each key's score is the cosine similarity of the message with what the key means:
+    its description (the decision's text, else the key's words and what its route leads
+    to), and, for keys the route glossary knows (``route_examples``), the mean of the
+    ``TOP_EXAMPLES`` most similar example messages, weighted ``1 : DESCRIPTION_WEIGHT``
+    against the description. Keys are scored one by one, in sorted order: the order of
+    a condition's keys cannot change a score.
+
+    Args:
+        subject: the text the decision is about.
+        glosses: ``route_glosses`` of the decision.
+        described: ``{key: text}`` from the tasks each route leads to.
+        examples: ``{key: example messages}``.
+
+    Returns:
+        ``{key: score}`` (cosine similarities, -1..1), keys in sorted order.
+
+    Raises:
+        ModelNotConfiguredError: the sentence model is not installed.
+
+    Example:
+        >>> scores = score_by_meaning("You charged my card twice.",
+        ...                           {"billing": "billing", "technical": "technical"})
+        >>> max(scores, key=scores.get)
+        'billing'
+    """
+    from ray_orch.model.sentence import encoder
+    from ray_orch.policy.route_examples import preload_vectors
+
+    enc = encoder()
+    described = described or {}
+    examples = examples or {}
+    if examples:
+        preload_vectors(enc)
+    message = enc.encode([subject])[0]
+    scores: dict[str, float] = {}
+    for key in sorted(glosses):
+        meaning = float(enc.encode([_key_text(key, glosses[key], described)])[0] @ message)
+        shown = examples.get(key)
+        if shown:
+            sims = sorted((enc.encode(list(shown)) @ message).tolist(), reverse=True)
+            nearest = sum(sims[:TOP_EXAMPLES]) / min(TOP_EXAMPLES, len(sims))
+            weight = (DESCRIPTION_WEIGHT if glosses[key] != _words(key) else DERIVED_WEIGHT)
+            meaning = (nearest + weight * meaning) / (1.0 + weight)
+        scores[key] = round(meaning, 4)
+    return scores
 
 
 def describe_routes(routes: dict[str, list[str]], tasks: dict[str, Any]) -> dict[str, str]:
@@ -350,7 +436,13 @@ def uses_local_decisions(agent: Any) -> bool:
 
 async def decide_locally(agent: Any, task: Any, parts: Any,
                          calls: list[dict[str, Any]]) -> tuple[str, str | None]:
-    """Choose a decision's route on the embedded model by scoring every key.
+    """Choose a decision's route on the embedded default by scoring every key.
+
+    With the sentence model installed (the README's install has it) the keys are scored
+    by meaning (``score_by_meaning``: the message against each key's description and,
+    for keys the route glossary knows, its example messages); without it, by the
+    likelihood the embedded language model gives each key's description
+    (``score_described``).
 
     Args:
         agent: an ``Agent`` on the embedded model (see ``uses_local_decisions``).
@@ -366,28 +458,37 @@ async def decide_locally(agent: Any, task: Any, parts: Any,
         LLMError: the embedded model failed.
     """
     from ray_orch.core.routing import route_keys
-    from ray_orch.model.embedded import aembedded_llm_options
+    from ray_orch.model.sentence import MODEL_NAME, sentence_model_available
+    from ray_orch.policy.route_examples import examples_for
 
-    options = await aembedded_llm_options()
-    address = options["api_base"].rstrip("/").removesuffix("/v1")
     keys = route_keys(task.condition or {})
     glosses = route_glosses(parts.description, keys)
     subject = subject_of(parts.description, glosses, parts.context_text())
+    described = getattr(task, "_route_descriptions", None) or {}
     started = time.perf_counter()
+    model = MODEL_NAME
     try:
-        scores = await score_described(address, subject, glosses,
-                                       getattr(task, "_route_descriptions", None) or {},
-                                       timeout=agent.llm_config.timeout)
+        if sentence_model_available():
+            scores = await asyncio.to_thread(score_by_meaning, subject, glosses, described,
+                                             examples_for(keys))
+        else:
+            from ray_orch.model.embedded import aembedded_llm_options
+
+            options = await aembedded_llm_options()
+            model = options["model"]
+            address = options["api_base"].rstrip("/").removesuffix("/v1")
+            scores = await score_described(address, subject, glosses, described,
+                                           timeout=agent.llm_config.timeout)
     except LLMError:
-        calls.append({"model": options["model"], "duration_s": time.perf_counter() - started,
+        calls.append({"model": model, "duration_s": time.perf_counter() - started,
                       "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
                       "outcome": "llm"})
         raise
     route = max(sorted(scores), key=lambda key: scores[key])
-    calls.append({"model": options["model"], "duration_s": time.perf_counter() - started,
+    calls.append({"model": model, "duration_s": time.perf_counter() - started,
                   "prompt_tokens": len(subject) // 4, "completion_tokens": 0,
                   "cost_usd": 0.0, "outcome": "success"})
-    return json.dumps({"decision": route, "scores": scores}), options["model"]
+    return json.dumps({"decision": route, "scores": scores}), model
 
 
 # -- hosted models: the provider's log-probabilities of the answer ------------------------
