@@ -72,8 +72,15 @@ def test_the_subject_is_the_quoted_inquiry_else_the_description():
                       glosses) == "I was charged twice this month"
     assert subject_of("Route the ticket. billing: payments; simple: a quick question.",
                       glosses) == "Route the ticket."
-    assert subject_of("Decide.", glosses, "upstream said: refund") == (
-        "Decide. upstream said: refund")
+    # a short instruction is not the message: the context is
+    assert subject_of("Decide.", glosses, "upstream said: refund") == "upstream said: refund"
+    assert subject_of("Categorize customer inquiry: my app crashes on start", {}) == (
+        "my app crashes on start")
+    # a phrase the message quotes is not the message
+    assert subject_of("Login fails with 'invalid token' although my password is right",
+                      {}) == "Login fails with 'invalid token' although my password is right"
+    assert subject_of("A long instruction that explains at length what to do with the "
+                      "message: it crashes", {}).startswith("A long instruction")
 
 
 def test_a_decision_is_its_route_and_reads_as_route_and_scores():

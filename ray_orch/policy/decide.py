@@ -35,9 +35,11 @@ Both score every key on its own, in sorted key order, and nothing depends on the
 of the condition's keys, so shuffling them cannot change the choice. Ties go to the
 first key in sorted order.
 
-The message scored is the longest quoted text in the description when there is one
-(the inquiry in ``'Categorize this inquiry: "..."'``), else the description with the
-key descriptions removed, followed by the context from previous tasks.
+The message scored is the message, not the instruction around it (``subject_of``): the
+quoted text when the description is mostly a quotation (``'Categorize this inquiry:
+"..."'``), else the description without its key descriptions and without a short
+leading instruction ending in a colon, followed by the context from previous tasks (the
+context alone when the description is only a short instruction).
 
 Measured on ``benchmarks/decision_set.py`` and ``benchmarks/decision_sets.json`` (see
 ``docs/EMBEDDED.md``).
@@ -172,24 +174,51 @@ def route_glosses(description: str, keys: list[str]) -> dict[str, str]:
     return glosses
 
 
+_INSTRUCTION_WORDS = 8  # "Categorize customer inquiry:" is an instruction, not the message
+
+
 def subject_of(description: str, glosses: dict[str, str], context: str = "") -> str:
-    """The text a decision is about: the longest quoted text, else the description.
+    """The text a decision is about: the message, not the instruction around it.
+
+    - the longest quoted text, when the description is mostly that quotation;
+    - else the description without its key descriptions, and without a short leading
+      instruction that ends in a colon (``"Categorize customer inquiry: <message>"``);
+    - the context (previous tasks' outputs) follows; when all the description says is a
+      short instruction (``"Categorize customer inquiry"``), the context alone.
 
     Args:
         description: the decision task's description.
         glosses: the keys' descriptions (removed from the description when it is used).
-        context: the text of previous tasks' outputs, appended.
+        context: the text of previous tasks' outputs.
+
+    Example:
+        >>> subject_of("Categorize customer inquiry: I was charged twice", {})
+        'I was charged twice'
+        >>> subject_of("Categorize customer inquiry", {}, "My app crashes on start.")
+        'My app crashes on start.'
     """
-    quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(description)]
-    if quoted:
-        subject = max(quoted, key=len)
+    subject = description
+    for key, gloss in glosses.items():
+        subject = re.sub(rf"(?<![\w]){re.escape(key)}\s*(?:[:=]|\s[-\u2013]\s)\s*"
+                         rf"{re.escape(gloss)}[;,.]?", " ", subject, flags=re.IGNORECASE)
+    subject = " ".join(subject.split())
+    quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(subject)]
+    longest = max(quoted, key=len) if quoted else ""
+    # The quoted message, not a phrase the message itself quotes ("fails with 'error 5'").
+    if quoted and 2 * len(longest) >= len(subject):
+        subject = longest
     else:
-        subject = description
-        for key, gloss in glosses.items():
-            subject = re.sub(rf"(?<![\w]){re.escape(key)}\s*(?:[:=]|\s[-\u2013]\s)\s*"
-                             rf"{re.escape(gloss)}[;,.]?", " ", subject, flags=re.IGNORECASE)
+        head, colon, rest = subject.partition(":")
+        if colon and len(head.split()) <= _INSTRUCTION_WORDS and len(rest.split()) >= 2:
+            rest = rest.strip()
+            pairs = {'"': '"', "'": "'", "\u201c": "\u201d"}
+            if len(rest) > 1 and pairs.get(rest[0]) == rest[-1]:
+                rest = rest[1:-1]  # "Categorize: 'short message'"
+            subject = rest.strip()
+        elif context and len(subject.split()) <= _INSTRUCTION_WORDS:
+            subject = ""
     if context:
-        subject = f"{subject}\n{context}"
+        subject = f"{subject}\n{context}" if subject else context
     subject = " ".join(subject.split())
     return subject[:_MAX_SUBJECT]
 
@@ -463,7 +492,8 @@ async def decide_locally(agent: Any, task: Any, parts: Any,
 
     keys = route_keys(task.condition or {})
     glosses = route_glosses(parts.description, keys)
-    subject = subject_of(parts.description, glosses, parts.context_text())
+    subject = subject_of(parts.description, glosses,
+                         "\n".join(item.text for item in parts.context))
     described = getattr(task, "_route_descriptions", None) or {}
     started = time.perf_counter()
     model = MODEL_NAME
