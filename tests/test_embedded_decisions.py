@@ -435,3 +435,20 @@ def test_the_shipped_example_vectors_are_current():
     shipped = fresh.encode(sample)
     recomputed = SentenceEncoder(sentence_model_path()).encode(sample)
     assert np.abs(shipped - recomputed).max() < 2e-3
+
+
+@needs_sentence
+def test_the_numpy_encoder_matches_sentence_transformers():
+    """The forward pass in ray_orch.model.sentence against reference embeddings that
+    sentence-transformers (PyTorch) computed from the same files."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from ray_orch.model.sentence import encoder
+
+    reference = json.loads((Path(__file__).parent / "data" / "minilm_reference.json")
+                           .read_text())
+    ours = encoder().encode(reference["texts"])
+    assert np.abs(ours - np.array(reference["vectors"])).max() < 1e-5

@@ -116,15 +116,15 @@ class SentenceEncoder:
     """
 
     def __init__(self, path: Path) -> None:
+        import numpy as np
         from tokenizers import Tokenizer
 
         self.path = path
         self.config = json.loads((path / "config.json").read_text())
         self.weights = _load_safetensors(path / "model.safetensors")
+        # The layers' matrices, transposed once and contiguous: each product is one BLAS call.
         for name in [n for n in self.weights if n.startswith("encoder.") and
                      n.endswith(".weight") and self.weights[n].ndim == 2]:
-            import numpy as np
-
             self.weights[f"{name}_t"] = np.ascontiguousarray(self.weights.pop(name).T)
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.enable_truncation(_MAX_TOKENS)
@@ -161,7 +161,6 @@ class SentenceEncoder:
             p = f"encoder.layer.{layer}."
 
             def linear(t: Any, name: str, p: str = p) -> Any:
-                # 2-D against a contiguous transposed weight: one BLAS call
                 out = t.reshape(-1, t.shape[-1]) @ w[f"{p}{name}.weight_t"]
                 return (out + w[f"{p}{name}.bias"]).reshape(*t.shape[:-1], -1)
 
