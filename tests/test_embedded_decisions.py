@@ -179,12 +179,28 @@ needs_sentence = pytest.mark.skipif(not sentence_model_available(),
                                     reason="embedded sentence model not installed")
 
 
-def _route(inquiry: str, keys: list[str]) -> tuple[str, dict[str, float]]:
-    """The demo's ``categorize`` decision, scored as the embedded default scores it."""
-    description = build_workflow(inquiry)[0]["categorize"].description
+#: What the guide's routes lead to (their targets' agents' goals, ``describe_routes``).
+GUIDE_GOALS = {"technical": "solve technical issues", "billing": "handle payments",
+               "complex": "handle complex cases", "simple": "handle inquiries"}
+
+
+def _meaning(description: str, keys: list[str],
+             described: dict[str, str] | None = None) -> dict[str, float]:
+    """A decision's scores as the embedded default computes them."""
     glosses = route_glosses(description, keys)
-    scores = score_by_meaning(subject_of(description, glosses), glosses, {},
-                              examples_for(keys))
+    return score_by_meaning(subject_of(description, glosses), glosses, described,
+                            examples_for(keys))
+
+
+def _route(inquiry: str, keys: list[str]) -> tuple[str, dict[str, float]]:
+    """The demo's ``categorize`` decision."""
+    scores = _meaning(build_workflow(inquiry)[0]["categorize"].description, keys)
+    return best_route(scores), scores
+
+
+def _guide_route(inquiry: str, keys: list[str]) -> tuple[str, dict[str, float]]:
+    """The guide's ``categorize`` decision: key names only, routes described by targets."""
+    scores = _meaning(f"Categorize customer inquiry: {inquiry!r}", keys, GUIDE_GOALS)
     return best_route(scores), scores
 
 
@@ -220,17 +236,7 @@ def test_routes_by_meaning_and_the_key_order_does_not_matter():
 def test_keys_alone_route_by_meaning_through_the_glossary():
     """The guide's own form: the decision's text names no key; the keys' meaning comes
     from the route glossary's example messages and what each route leads to."""
-    goals = {"technical": "solve technical issues", "billing": "handle payments",
-             "complex": "handle complex cases", "simple": "handle inquiries"}
-
-    def route(inquiry: str, keys: list[str]) -> tuple[str, dict[str, float]]:
-        description = f"Categorize customer inquiry: {inquiry!r}"
-        glosses = route_glosses(description, keys)
-        scores = score_by_meaning(subject_of(description, glosses), glosses, goals,
-                                  examples_for(keys))
-        return best_route(scores), scores
-
-    right, moved = _check(GUIDE_LABELLED + LABELLED, route)
+    right, moved = _check(GUIDE_LABELLED + LABELLED, _guide_route)
     assert moved == []
     total = len(GUIDE_LABELLED) + len(LABELLED)
     assert right * 8 >= 7 * total, f"{right}/{total} routed right"
@@ -410,15 +416,10 @@ def test_the_guides_workflow_routes_by_meaning_with_keys_shuffled(ray_session, m
                                                          strict=True))
     assert right * 8 >= 7 * len(GUIDE_LABELLED), f"{right}/{len(GUIDE_LABELLED)}"
 
-    goals = {"technical": "solve technical issues", "billing": "handle payments",
-             "complex": "handle complex cases", "simple": "handle inquiries"}
     for decision, inquiry in zip(decided[0], inquiries, strict=True):
-        description = f"Categorize customer inquiry: {inquiry!r}"
-        glosses = route_glosses(description, keys)
-        expected = score_by_meaning(subject_of(description, glosses), glosses, goals,
-                                    examples_for(keys))
+        route, expected = _guide_route(inquiry, keys)
         assert decision["scores"] == pytest.approx(expected, abs=1e-3), inquiry
-        assert str(decision) == best_route(expected)
+        assert str(decision) == route
 
 
 @needs_sentence

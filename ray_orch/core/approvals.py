@@ -145,5 +145,3 @@ class RunPaused(RunError):
         super().__init__(message, results=results)
         self.run_id = run_id
         self.requests = requests
-
-

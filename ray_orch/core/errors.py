@@ -285,6 +285,7 @@ class ToolCallError(TaskFailedError):
     """The arguments the model gave."""
     retryable: bool
     """Always True: another attempt may call the tool differently."""
+
     def __init__(self, message: str, *, task: str | None = None, tool: str | None = None,
                  arguments: dict[str, Any] | None = None) -> None:
         super().__init__(message, task=task)
@@ -300,6 +301,7 @@ class ToolLoopError(TaskFailedError):
     """The tool called most in the attempt."""
     calls: int
     """How many tool calls the attempt had made or asked for."""
+
     def __init__(self, message: str, *, task: str | None = None, tool: str | None = None,
                  calls: int = 0) -> None:
         super().__init__(message, task=task)

@@ -30,7 +30,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MODEL_NAME", "SentenceEncoder", "encoder", "sentence_model_available", "sentence_model_path"]
+__all__ = ["MODEL_NAME", "SentenceEncoder", "encoder", "sentence_model_available",
+           "sentence_model_path"]
 
 MODEL_NAME = "all-minilm-l6-v2"
 MODEL_PATH_ENV = "RAY_ORCH_SENTENCE_MODEL_PATH"

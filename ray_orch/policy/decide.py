@@ -392,8 +392,9 @@ def score_by_meaning(subject: str, glosses: dict[str, str],
     its description (the decision's text, else the key's words and what its route leads
     to), and, for keys the route glossary knows (``route_examples``), the mean of the
     ``TOP_EXAMPLES`` most similar example messages, weighted ``1 : DESCRIPTION_WEIGHT``
-    against the description. Keys are scored one by one, in sorted order: the order of
-    a condition's keys cannot change a score.
+    against a description the decision's text gives (``1 : DERIVED_WEIGHT`` against one
+    made of the key's words and targets). Keys are scored one by one, in sorted order:
+    the order of a condition's keys cannot change a score.
 
     Args:
         subject: the text the decision is about.
