@@ -98,3 +98,29 @@ class BusyMemberKiller:
 @pytest.fixture
 def kill_a_busy_member():
     return BusyMemberKiller()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL server on 127.0.0.1 for the whole test run (Debian's
+    binaries, a cluster in a temp dir run as the ``postgres`` user); skipped where
+    PostgreSQL is not installed (``.ci/run`` installs it)."""
+    from ray_orch.testing.postgres import PostgresServer, postgres_available
+
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server):
+    """A DSN of a fresh, empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
