@@ -112,6 +112,10 @@ class Process:
         check_process(dict(locals()))
         for key in PROCESS_KEYWORDS:  # read by other features; None if not given
             setattr(self, key, unknown.get(key))
+        from ray_orch.policy.recall import MEMORY_KEYWORDS, memory_plan
+
+        self._memory = memory_plan({k: unknown.get(k) for k in MEMORY_KEYWORDS},
+                                   who="Process")
         assert tasks is not None  # check_process refused None
         self.tasks = tasks
         self.task_list = name_tasks(tasks)
@@ -327,6 +331,10 @@ class Process:
                           live=live, tokens=tokens, telemetry=telemetry,
                           approvals=approvals, answers=answers)
         agents = spec.agents + [a for a in (spec.default_agent,) if a is not None]
+        if spec.memory is not None:  # knowledge files indexed here, once, before Ray
+            from ray_orch.policy.recall import index_for_run
+
+            index_for_run(spec.memory, agents + [t.agent for t in self.task_list])
         packed = pack(spec)
         from ray_orch.api.runtime import ensure_ray
 
@@ -423,7 +431,8 @@ class Process:
             # Here, where RAY_ORCH_MODEL is set, like every agent's model: the
             # Supervisor's environment is the cluster's, not this driver's.
             manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
-        return RunSpec(run_id=run_id or new_run_id(), workflow=self.name, mode=mode,
+        run_id = run_id or new_run_id()
+        return RunSpec(run_id=run_id, workflow=self.name, mode=mode,
                        tasks=self.task_list, agents=self.agents, default_agent=default_agent,
                        manager=manager, max_visits=self.max_visits,
                        max_steps=self.max_steps, on_failure=self.on_failure,
@@ -434,7 +443,24 @@ class Process:
                        metrics=self.metrics_enabled, metrics_host=self.metrics_host,
                        metrics_port=self.metrics_port, stream=live is not None,
                        tokens=tokens, telemetry=telemetry, trace_context=trace.carrier(),
-                       approvals=approvals, answers=answers)
+                       approvals=approvals, answers=answers,
+                       memory=self._memory_plan(agents, run_id))
+
+    def _memory_plan(self, agents: list[Any], run_id: str) -> Any:
+        """The run's memory settings: the process's, or empty ones when only agents have
+        memory or knowledge (what they remember is tagged with the run)."""
+        import dataclasses
+
+        from ray_orch.policy.recall import MemoryPlan
+
+        plan = self._memory
+        if plan is None:
+            owners = agents + [t.agent for t in self.task_list]
+            if not any(isinstance(a, Agent) and (a.memory or a.knowledge_paths)
+                       for a in owners):
+                return None
+            plan = MemoryPlan()
+        return dataclasses.replace(plan, run_id=run_id, workflow=self.name)
 
     async def _follow(self, spec: RunSpec, packed: bytes,
                       live: Callable[[Event], None] | None = None,

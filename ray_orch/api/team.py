@@ -28,6 +28,7 @@ from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.routing import DEFAULT_KEYS
+from ray_orch.policy.fields import PROCESS_KEYWORDS
 from ray_orch.policy.praison import TEAM_NO_EFFECT, no_effect, use_input_file
 from ray_orch.policy.task import Task
 
@@ -39,7 +40,7 @@ _PROCESSES = ("sequential", "workflow", "hierarchical")
 # Process keywords a team passes on (checkpoint_dir, budgets, on_failure, ...).
 _PROCESS_KEYWORDS = {name for name in inspect.signature(Process.__init__).parameters
                      if name not in ("self", "tasks", "agents", "manager_llm", "name",
-                                     "verbose", "cache")}
+                                     "verbose", "cache")} | PROCESS_KEYWORDS
 _EXIT = ("exit", "end", "stop", "")
 # PraisonAI's statuses for ray-orch's.
 _STATUS = {"completed": "completed", "failed": "failed"}

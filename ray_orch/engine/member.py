@@ -44,6 +44,8 @@ class RunOptions:
     """The run's trace context, the parent of this member's spans."""
     approvals: bool = False
     """A person answers this run's approval requests inline (tool calls may ask)."""
+    memory: Any = None
+    """The run's memory settings (``policy.recall.MemoryPlan``), or None."""
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -246,7 +248,7 @@ class AgentMember:
                 output = await run_attempts(task, agent, RunInputs(
                     inputs=inputs, context=context, missing=missing, iteration=iteration,
                     on_token=self._tokens_to(run_id, options, task_name, iteration),
-                    feedback=feedback,
+                    feedback=feedback, memory=options.memory if options else None,
                     approve_tool=self._approvals_to(run_id, options, task_name)))
             if options is not None and options.tokens:
                 self._flush_tokens()

@@ -94,6 +94,8 @@ class RunSpec:
     """How the run asks a person: ``"inline"`` (the driver answers) or ``"pause"``."""
     answers: dict[str, Any] = field(default_factory=dict)
     """Answers to the pending requests of the run being resumed, by request id."""
+    memory: Any = None
+    """The run's memory settings (``policy.recall.MemoryPlan``: its run id set), or None."""
 
 
 @dataclass(kw_only=True)
@@ -241,7 +243,8 @@ class Run:
                              options=RunOptions(listener=self.services.listener,
                                                 tokens=spec.tokens, telemetry=spec.telemetry,
                                                 trace_context=spec.trace_context,
-                                                approvals=spec.approvals == "inline"))
+                                                approvals=spec.approvals == "inline",
+                                                memory=spec.memory))
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
         await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()))
         self.handoffs.enabled = not any(t.human_input for t in tasks.values()) and chaining_allowed(

@@ -167,6 +167,9 @@ class Agent:
                 setattr(self, key, llm_options.pop(key, None))
         self.llm_options = llm_options
         check_agent(self)
+        from ray_orch.policy.recall import agent_settings
+
+        agent_settings(self)  # memory=, knowledge=: checked, knowledge paths listed
         self._config: LLMConfig | None = None
         self.last_result: LLMResult | None = None
 

@@ -205,7 +205,7 @@ class Memory:
             row.embedder, row.vector = tag, vector
         self.store.add(rows)
 
-    def delete(self, id: str | None = None, *, user_id: str | None = None,  # noqa: A002
+    def delete(self, id: str | None = None, *, user_id: str | None = None,
                agent: str | None = None) -> int:
         """Erase memories: one by id, or every memory of a user (and/or an agent).
 
@@ -236,7 +236,7 @@ class Memory:
 
     # -- reading -----------------------------------------------------------------------
 
-    def get(self, id: str) -> MemoryItem | None:  # noqa: A002
+    def get(self, id: str) -> MemoryItem | None:
         """One memory by id, or None."""
         row = self.store.get(self.namespace, id)
         return None if row is None else _item(row, None)

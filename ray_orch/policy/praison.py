@@ -47,7 +47,7 @@ TASK_NO_EFFECT: dict[str, Any] = {
 }
 
 AGENT_NO_EFFECT: dict[str, Any] = {
-    "auth": None, "toolsets": None, "handoffs": None, "memory": None, "knowledge": None,
+    "auth": None, "toolsets": None, "handoffs": None,
     "planning": False, "rules": None, "guardrails": None, "web": None, "context": None,
     "autonomy": None, "output": None, "execution": None, "templates": None,
     "caching": None, "hooks": None, "skills": None, "self_improve": False,
@@ -62,8 +62,8 @@ AGENT_NO_EFFECT: dict[str, Any] = {
 }
 
 TEAM_NO_EFFECT: dict[str, Any] = {
-    "memory": False, "planning": False, "context": False, "output": None,
-    "execution": None, "hooks": None, "autonomy": None, "knowledge": None,
+    "planning": False, "context": False, "output": None,
+    "execution": None, "hooks": None, "autonomy": None,
     "guardrails": None, "web": None, "reflection": None, "learn": None,
     "tools_run_on": None, "run_on": None,
 }
