@@ -70,6 +70,8 @@ if typing.TYPE_CHECKING:
     from ray_orch.observe.visualize import visualize_workflow
     from ray_orch.policy.agent import Agent
     from ray_orch.policy.breaker import CircuitBreaker
+    from ray_orch.policy.memory import Memory
+    from ray_orch.store.memory import MemoryItem
     from ray_orch.policy.praison import PraisonCompatWarning
     from ray_orch.policy.task import Task
     from ray_orch.tools import MCP, tool
@@ -90,6 +92,8 @@ _LAZY = {
     "CircuitBreaker": "policy.breaker",
     "GuardrailResult": "core.output",
     "MCP": "tools",
+    "Memory": "policy.memory",
+    "MemoryItem": "store.memory",
     "MetricsCollector": "observe.analysis",
     "PraisonAIAgents": "api.team",
     "PraisonCompatWarning": "policy.praison",
@@ -152,6 +156,8 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "LoopDataError",
     "LoopLimitError",
     "MCP",
+    "Memory",
+    "MemoryItem",
     "MetricsCollector",
     "MissingAgentError",
     "ModelNotConfiguredError",

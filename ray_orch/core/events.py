@@ -37,6 +37,9 @@ EventKind = Literal[
     "token",            # data: {"text": str, "attempt": int, "iteration": int | None}
     "tool_call",        # data: {"tool", "arguments", "ok", "duration_s", "where", ...}
     "approval_requested",  # data: {"tool", "arguments", "request": {...}}
+    "memory",           # a task's recall and what it remembered: data: {"recalled": [{"id",
+                        #   "score", "kind", ...}], "remembered", "user_id", "search_s",
+                        #   "searches", "iteration"}
 ]
 
 

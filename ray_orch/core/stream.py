@@ -8,6 +8,7 @@ Kinds, in the order a run produces them:
 | ``run_started`` | the Supervisor took the run | ``data["tasks"]``, ``data["resumed"]`` |
 | ``task_started`` | a member took a task (or a loop iteration) | ``task``, ``agent``, ``iteration`` |
 | ``token`` | the model sent a piece of its answer (``stream(tokens=True)``) | ``task``, ``iteration``, ``text``, ``attempt`` |
+| ``memory`` | a task's attempt recalled memories or knowledge (before its model call) and, once completed, remembered its output | ``task``, ``iteration``, ``data["recalled"]`` (``id``, ``score``, ``kind``; knowledge: ``source``, ``chunk``), ``data["remembered"]`` (an id or None), ``data["user_id"]`` |
 | ``tool_call`` | a tool call ended | ``task``, ``tool``, ``arguments``, ``data`` (ok, duration, where) |
 | ``approval_requested`` | a task or tool call waits for a person | ``task``, ``tool``, ``arguments``, ``data["request"]`` |
 | ``loop_iteration`` | one iteration of a loop task succeeded | ``task``, ``iteration``, ``output`` |
@@ -45,7 +46,7 @@ __all__ = ["StreamEvent", "StreamKind", "to_stream"]
 StreamKind = Literal[
     "run_started", "run_completed", "run_failed",
     "task_started", "task_completed", "task_failed", "task_retried", "task_skipped",
-    "decision", "loop_iteration", "tool_call", "token", "approval_requested",
+    "decision", "loop_iteration", "tool_call", "token", "approval_requested", "memory",
 ]
 
 
@@ -115,6 +116,9 @@ def to_stream(event: Event) -> list[StreamEvent]:
     if kind == "token":
         return [StreamEvent(kind="token", **base, text=str(event.data.get("text", "")),
                             attempt=event.data.get("attempt"))]
+    if kind == "memory":
+        return [StreamEvent(kind="memory", **base, data={
+            k: event.data.get(k) for k in ("recalled", "remembered", "user_id")})]
     if kind in ("tool_call", "approval_requested"):
         return [StreamEvent(kind=kind, **base, tool=event.data.get("tool"),
                             arguments=event.data.get("arguments"),

@@ -48,6 +48,7 @@ _log = logging.getLogger(__name__)
 _LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 _TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_MEMORY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 _RUN_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 
 _BREAKER_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
@@ -104,6 +105,17 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec(MetricDoc("rayorch_tool_call_duration_seconds", "histogram", ("tool", "outcome"),
                     "Duration of one tool call (local, remote Ray task or MCP)."),
           _LLM_BUCKETS),
+    # memory
+    _Spec(MetricDoc("rayorch_memory_searches_total", "counter", ("workflow", "agent_role"),
+                    "Memory and knowledge searches made before task attempts.")),
+    _Spec(MetricDoc("rayorch_memory_search_duration_seconds", "histogram", ("agent_role",),
+                    "Time of one task's recall: embedding the query, the vector search "
+                    "and reading the memories found."), _MEMORY_BUCKETS),
+    _Spec(MetricDoc("rayorch_memory_adds_total", "counter", ("workflow", "agent_role"),
+                    "Task outputs remembered (the remember tool's adds are not counted).")),
+    _Spec(MetricDoc("rayorch_memory_recalled_total", "counter", ("workflow", "kind"),
+                    "Memories (kind memory) and knowledge chunks (kind knowledge) put "
+                    "into prompts.")),
     # resilience and cache
     _Spec(MetricDoc("rayorch_breaker_state", "gauge", ("breaker",),
                     "Circuit breaker state: 0 closed, 1 half-open, 2 open.")),
@@ -297,6 +309,8 @@ class MetricsRegistry:
             (hits if ev.outcome == "hit" else misses).inc()
         elif kind == "breaker":
             self._apply_breaker(ev)
+        elif kind == "memory":
+            self._apply_memory(ev)
         elif kind == "pool":
             source = str(ev.data.get("pool") or ev.run_id)
             self._pools[(_label(ev.agent_role), source)] = {
@@ -345,6 +359,22 @@ class MetricsRegistry:
         m["rayorch_tokens_total"].labels(model, role, "completion").inc(
             max(0, ev.tokens_completion))
         m["rayorch_cost_usd_total"].labels(model, role).inc(max(0.0, ev.cost_usd))
+
+    def _apply_memory(self, ev: Event) -> None:
+        m = self._metrics
+        labels = (_label(ev.workflow), _label(ev.agent_role))
+        searches = ev.data.get("searches") or 0
+        if isinstance(searches, int) and searches > 0:
+            m["rayorch_memory_searches_total"].labels(*labels).inc(searches)
+        took = ev.data.get("search_s")
+        if isinstance(took, (int, float)) and took >= 0:
+            m["rayorch_memory_search_duration_seconds"].labels(labels[1]).observe(took)
+        if ev.data.get("remembered"):
+            m["rayorch_memory_adds_total"].labels(*labels).inc()
+        for item in ev.data.get("recalled") or []:
+            kind = item.get("kind") if isinstance(item, dict) else None
+            m["rayorch_memory_recalled_total"].labels(
+                labels[0], "knowledge" if kind == "knowledge" else "memory").inc()
 
     def _apply_breaker(self, ev: Event) -> None:
         name = _label(ev.data.get("breaker") or ev.agent_role or ev.model)
