@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from ray_orch.core.errors import InvalidTaskFieldError, LLMError
 
-__all__ = ["Embedder", "LiteLLMEmbedder", "LocalEmbedder", "embed_per_node", "embedder_for"]
+__all__ = ["Embedder", "LiteLLMEmbedder", "LocalEmbedder", "embed_per_node", "embedder_for",
+           "encode_here", "local_tag"]
 
 
 class Embedder(Protocol):
@@ -45,14 +46,21 @@ def embed_per_node(node_service: Callable[[], Any]) -> None:
     _node_service = node_service
 
 
+_handle: Any = None
+
+
 def _service() -> Any:
+    """This node's embedding service under Ray (the handle kept per process), or None."""
+    global _handle
     if _node_service is None or "ray" not in sys.modules:
         return None
     import ray
 
     if not ray.is_initialized():
         return None
-    return _node_service()
+    if _handle is None:
+        _handle = _node_service()
+    return _handle
 
 
 def _one_blas_thread() -> Any:
@@ -112,10 +120,7 @@ class LocalEmbedder:
             import ray
 
             return np.asarray(ray.get(service.embed.remote(list(texts))), dtype=np.float32)
-        from ray_orch.model.sentence import encoder
-
-        with _one_blas_thread():
-            return encoder().encode(list(texts))
+        return encode_here(list(texts))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LocalEmbedder)
@@ -125,6 +130,14 @@ class LocalEmbedder:
 
     def __repr__(self) -> str:
         return "LocalEmbedder()"
+
+
+def encode_here(texts: list[str]) -> Any:
+    """Encode in this process (the node's service does), BLAS on one thread."""
+    from ray_orch.model.sentence import encoder
+
+    with _one_blas_thread():
+        return encoder().encode(texts)
 
 
 def local_tag() -> str:
