@@ -451,15 +451,19 @@ class Process:
         memory or knowledge (what they remember is tagged with the run)."""
         import dataclasses
 
+        from ray_orch.policy.memory import Memory
         from ray_orch.policy.recall import MemoryPlan
 
         plan = self._memory
         if plan is None:
-            owners = agents + [t.agent for t in self.task_list]
-            if not any(isinstance(a, Agent) and (a.memory or a.knowledge_paths)
-                       for a in owners):
+            owners = [a for a in agents + [t.agent for t in self.task_list]
+                      if isinstance(a, Agent)]
+            if not any(a.memory or a.knowledge_paths for a in owners):
                 return None
-            plan = MemoryPlan()
+            # Agent(memory=True)'s default store, resolved here: a member's HOME and
+            # environment may differ from the driver's.
+            plan = MemoryPlan(default=Memory() if any(a.memory is True for a in owners)
+                              else None)
         return dataclasses.replace(plan, run_id=run_id, workflow=self.name)
 
     async def _follow(self, spec: RunSpec, packed: bytes,

@@ -47,6 +47,9 @@ class MemoryPlan:
     """The process's knowledge files (absolute paths, indexed by the driver)."""
     tools: bool = False
     """Give every agent the ``remember`` / ``recall`` tools."""
+    default: Memory | None = None
+    """``Memory()`` as the driver resolved it, for ``Agent(memory=True)`` in a process
+    without memory (a member's environment may differ from the driver's)."""
 
 
 def agent_memory(agent: Any, plan: MemoryPlan | None) -> Memory | None:
@@ -57,21 +60,23 @@ def agent_memory(agent: Any, plan: MemoryPlan | None) -> Memory | None:
         return own
     if plan is not None and plan.memory is not None:
         return plan.memory
-    if own is True:
-        return _default_memory()
-    if _sources(agent, plan):  # knowledge alone: kept in the default store
-        return _default_memory()
+    if own is True or _sources(agent, plan):  # knowledge alone: in the default store
+        return plan.default if plan is not None and plan.default is not None \
+            else _default_memory()
     return None
 
 
-_default: Memory | None = None
+_defaults: dict[str, Memory] = {}
 
 
 def _default_memory() -> Memory:
-    global _default
-    if _default is None:
-        _default = Memory()
-    return _default
+    """``Memory()``, one per default folder (``RAY_ORCH_MEMORY_DIR`` may change)."""
+    from ray_orch.policy.memory import default_memory_dir
+
+    folder = str(default_memory_dir())
+    if folder not in _defaults:
+        _defaults[folder] = Memory(folder)
+    return _defaults[folder]
 
 
 def _sources(agent: Any, plan: MemoryPlan | None) -> list[str]:
@@ -192,7 +197,8 @@ def memory_tools(agent: Any, plan: MemoryPlan | None) -> list[Any]:
     """The ``remember`` and ``recall`` tools for this agent and user (empty unless
     ``memory_tools=True`` on the process or the agent)."""
     wanted = getattr(agent, "memory_tools", None) is True or (plan is not None and plan.tools)
-    memory = agent_memory(agent, plan) if wanted else None
+    memory = (agent_memory(agent, plan) or (plan.default if plan else None)) if wanted \
+        else None
     if memory is None:
         return []
     user = plan.user_id if plan else None
@@ -318,10 +324,9 @@ def memory_plan(fields: dict[str, Any], *, who: str) -> MemoryPlan | None:
     sources = _knowledge_of(fields, who)
     if memory is None and not sources and not tools and user is None:
         return None
-    if memory is None and sources:
-        memory = _default_memory()
     return MemoryPlan(memory=memory, user_id=user, limit=limit, knowledge=sources,
-                      tools=bool(tools))
+                      tools=bool(tools),
+                      default=_default_memory() if sources or (tools and not memory) else None)
 
 
 def _knowledge_of(fields: dict[str, Any], who: str) -> list[str]:
@@ -373,7 +378,8 @@ def index_for_run(plan: MemoryPlan | None, agents: list[Any]) -> dict[str, str]:
         sources = [s for s in _sources(agent, plan) if s not in done]
         if memory is not None and sources:
             done.update(index_knowledge(memory, [Path(s) for s in sources]))
-    if plan is not None and plan.knowledge and plan.memory is not None:
+    owner = plan and (plan.memory or plan.default)
+    if plan is not None and owner is not None:
         rest = [Path(s) for s in plan.knowledge if s not in done]
-        done.update(index_knowledge(plan.memory, rest))
+        done.update(index_knowledge(owner, rest))
     return done
