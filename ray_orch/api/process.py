@@ -454,17 +454,19 @@ class Process:
         from ray_orch.policy.memory import Memory
         from ray_orch.policy.recall import MemoryPlan
 
+        owners = [a for a in agents + [t.agent for t in self.task_list]
+                  if isinstance(a, Agent)]
         plan = self._memory
         if plan is None:
-            owners = [a for a in agents + [t.agent for t in self.task_list]
-                      if isinstance(a, Agent)]
             if not any(a.memory or a.knowledge_paths for a in owners):
                 return None
+            plan = MemoryPlan()
+        default = plan.default
+        if default is None and any(a.memory is True or a.knowledge_paths for a in owners):
             # Agent(memory=True)'s default store, resolved here: a member's HOME and
             # environment may differ from the driver's.
-            plan = MemoryPlan(default=Memory() if any(a.memory is True for a in owners)
-                              else None)
-        return dataclasses.replace(plan, run_id=run_id, workflow=self.name)
+            default = Memory()
+        return dataclasses.replace(plan, run_id=run_id, workflow=self.name, default=default)
 
     async def _follow(self, spec: RunSpec, packed: bytes,
                       live: Callable[[Event], None] | None = None,

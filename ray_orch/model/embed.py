@@ -76,6 +76,12 @@ def _one_blas_thread() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def _wait(ref: Any) -> Any:
+    """A Ray call's result, waited for in this thread (recall runs off a member's event
+    loop: ``ray.get`` would warn there that it blocks an async actor, which it does not)."""
+    return ref.future().result()
+
+
 def _unit(vectors: Any) -> Any:
     import numpy as np
 
@@ -102,9 +108,7 @@ class LocalEmbedder:
         if LocalEmbedder._tag is None:
             service = _service()
             if service is not None:
-                import ray
-
-                LocalEmbedder._tag = str(ray.get(service.tag.remote()))
+                LocalEmbedder._tag = str(_wait(service.tag.remote()))
             else:
                 LocalEmbedder._tag = local_tag()
         return LocalEmbedder._tag
@@ -117,9 +121,7 @@ class LocalEmbedder:
             return np.zeros((0, 384), dtype=np.float32)
         service = _service()
         if service is not None:
-            import ray
-
-            return np.asarray(ray.get(service.embed.remote(list(texts))), dtype=np.float32)
+            return np.asarray(_wait(service.embed.remote(list(texts))), dtype=np.float32)
         return encode_here(list(texts))
 
     def __eq__(self, other: object) -> bool:
