@@ -71,9 +71,9 @@ if typing.TYPE_CHECKING:
     from ray_orch.policy.agent import Agent
     from ray_orch.policy.breaker import CircuitBreaker
     from ray_orch.policy.memory import Memory
-    from ray_orch.store.memory import MemoryItem
     from ray_orch.policy.praison import PraisonCompatWarning
     from ray_orch.policy.task import Task
+    from ray_orch.store.memory import MemoryItem
     from ray_orch.tools import MCP, tool
 
 # Names from the heavier modules load on first use: an agent actor unpickles an Agent and

@@ -79,7 +79,7 @@ def test_knowledge_is_recalled_with_its_source_indexed_once_and_again_on_change(
 
 
 def test_bad_knowledge_paths_are_typed_errors_naming_the_agent(tmp_path):
-    with pytest.raises(InvalidTaskFieldError, match="agent 'Support'.*does not exist"):
+    with pytest.raises(InvalidTaskFieldError, match=r"agent 'Support'.*does not exist"):
         Agent(role="Support", knowledge=[str(tmp_path / "missing.md")])
     (tmp_path / "data.bin").write_bytes(b"x")
     with pytest.raises(InvalidTaskFieldError, match="not one of"):
