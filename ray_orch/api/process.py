@@ -68,6 +68,15 @@ class Process:
         budget_tokens / budget_usd: stop dispatching once the run has used this much.
         progress: live progress on a terminal (default: on when stdout is a TTY).
         runtime_env / ray_init: passed to ``ray.init`` when the process starts Ray.
+        memory: ``True`` (``Memory()``: ``~/.ray-orch/memory``), a ``Memory``, or a
+            folder / ``postgresql://`` DSN: every task's output is remembered for
+            ``user_id`` and the closest memories are recalled into prompts.
+        user_id: whose memories the run reads and writes (users never mix).
+        knowledge / knowledge_sources: files or folders every agent may draw on (indexed
+            once by the driver, recalled by meaning).
+        memory_config / embedder: PraisonAI's and CrewAI's settings (``user_id``, a store
+            path, ``namespace``, ``limit``, the embedding model).
+        memory_tools: give the model ``remember`` / ``recall`` tools.
 
     Every argument is checked here, before Ray starts: an unknown keyword is an
     ``UnknownKeywordError``; a wrong type, range or an empty ``tasks`` an

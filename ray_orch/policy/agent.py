@@ -79,6 +79,13 @@ class Agent:
             ``{"min_iterations": m, "max_iterations": n}``; the agent judges each plain
             answer and answers again until satisfied.
 
+        memory: ``True`` (the run's memory, else ``Memory()``) or a ``Memory``: the
+            agent's outputs are remembered for the run's user and recalled into its
+            prompts (``memory_config`` / ``embedder``: PraisonAI's and CrewAI's settings).
+        knowledge: files or folders (``.md``, ``.txt``, ``.rst``, ``.pdf``) the agent draws
+            on, recalled by meaning (CrewAI's ``knowledge_sources`` too).
+        memory_tools: give the model ``remember`` / ``recall`` tools.
+
     Without a ``role``, the agent's ``name`` is its role (PraisonAI's agents are often
     named only). PraisonAI's other Agent keywords are accepted with a warning that they
     have no effect (``docs/PRAISONAI.md``).
