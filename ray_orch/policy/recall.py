@@ -7,9 +7,11 @@ knowledge", best first, as long as it fits in the task's context budget (what th
 context leaves of it; 1 byte counts as 1 token, an upper bound, so nothing is counted
 by a tokenizer). Memories are optional context: one that does not fit is left out, never
 an error. Once the task completed, ``remember`` keeps its output (tagged with the run,
-the task, the agent and the user). ``memory_tools=True`` gives the model ``remember`` and
-``recall`` tools for the same user. The output's ``metadata["memory"]`` says what was
-recalled (ids, scores, sources) and remembered.
+the task, the agent and the user; the task's description, cut to 300 characters, is
+kept beside it and shown with it: what the user asked is context too).
+``memory_tools=True`` gives the model ``remember`` and ``recall`` tools for the same user.
+The output's ``metadata["memory"]`` says what was recalled (ids, scores, sources) and
+remembered.
 """
 
 from __future__ import annotations
@@ -137,7 +139,9 @@ def recall(task: Any, agent: Any, plan: MemoryPlan | None, parts: PromptParts, *
             name = f"{item.metadata.get('source')} #{item.metadata.get('chunk')}"
             parts.knowledge.append(ContextItem(name=name, text=item.text))
         else:
-            parts.memories.append(ContextItem(name=f"memory {item.id[:8]}", text=item.text))
+            asked = item.metadata.get("question")
+            text = f"{item.text} (in answer to: {asked})" if asked else item.text
+            parts.memories.append(ContextItem(name=f"memory {item.id[:8]}", text=text))
     return {"recalled": [_cite(item) for item in chosen], "user_id": user,
             "search_s": round(elapsed, 6), "searches": 1 + bool(sources)}
 
@@ -162,6 +166,7 @@ def _fit(found: list[Any], parts: PromptParts, budget: int | None, limit: int) -
         if per_kind.get(kind, 0) >= limit or _norm(item.text) in have:
             continue
         size = len(item.text.encode()) + 40  # the heading and name around it
+        size += len(str(item.metadata.get("question") or "").encode()) + 20
         if size > room:
             continue
         room -= size
@@ -186,7 +191,8 @@ def remember(task: Any, agent: Any, plan: MemoryPlan | None, output: Any, *,
         return None
     role = getattr(agent, "role", None)
     meta = {"task": getattr(task, "id", None), "run_id": plan.run_id if plan else None,
-            "workflow": plan.workflow if plan else None, "source": "task_output"}
+            "workflow": plan.workflow if plan else None, "source": "task_output",
+            "question": " ".join(str(getattr(task, "description", "")).split())[:300]}
     if iteration is not None:
         meta["iteration"] = iteration
     return memory.add(text, user_id=plan.user_id if plan else None,

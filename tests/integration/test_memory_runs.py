@@ -44,6 +44,7 @@ def test_two_driver_processes_share_one_users_memory_and_not_anothers(tmp_path):
         second = _drive(stub, home, "u1", "What is the code of my room safe?")
         prompt = stub.requests[-1].prompt
         assert "Relevant memories" in prompt and FACT in prompt
+        assert "(in answer to: Store this for later" in prompt  # what was asked, too
         assert second["memory"]["recalled"][0]["id"] == first["memory"]["remembered"]
         assert second["memory"]["recalled"][0]["score"] > 0.3
         stub.clear()
@@ -87,6 +88,7 @@ def test_a_process_recalls_within_the_run_and_streams_what_it_recalled(ray_sessi
     kept = memory.get(out.metadata["memory"]["remembered"])
     assert kept.text == "Noted." and kept.metadata["user_id"] == "ana"
     assert kept.metadata["task"] == "menu" and kept.metadata["run_id"]
+    assert kept.metadata["question"].startswith("Plan a dinner menu")
 
 
 def test_memory_already_in_the_context_is_not_repeated(ray_session, memory):
