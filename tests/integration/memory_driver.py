@@ -3,7 +3,7 @@ in a process of its own (as a user's second script would be).
 
 Usage: ``python memory_driver.py <base_url> <user_id> <description> [store]`` with the
 stub's model and key in ``STUB_MODEL`` / ``STUB_KEY``. Memories go to ``store`` when given,
-else to ``Memory()``'s default (``~/.ray-orch/memory``: the test gives a private HOME).
+else to ``Memory()``'s default (``RAY_ORCH_MEMORY_DIR``: the test gives a private folder).
 Prints ``RESULT {"raw": ..., "memory": ...}``.
 """
 

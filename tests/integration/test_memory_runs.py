@@ -20,10 +20,14 @@ FACT = "The guest's room safe code is 4471"
 
 
 def _drive(stub: StubLLMServer, home: Path, user: str, description: str) -> dict:
-    env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT),
-           "STUB_MODEL": stub.model, "STUB_KEY": stub.api_key, "RAY_ORCH_PROGRESS": "0"}
-    env.pop("RAY_ADDRESS", None)
-    env.pop("RAY_ORCH_MEMORY_DIR", None)
+    # Each driver is a process (and a Ray job) of its own; they join the session's Ray
+    # rather than start three (a start takes 10-30 s on this loaded machine, or fails).
+    import ray
+
+    # Memory() is the default store: here a private folder instead of ~/.ray-orch/memory.
+    env = {**os.environ, "RAY_ORCH_MEMORY_DIR": str(home / "memory"), "PYTHONPATH": str(ROOT),
+           "STUB_MODEL": stub.model, "STUB_KEY": stub.api_key, "RAY_ORCH_PROGRESS": "0",
+           "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     done = subprocess.run([sys.executable, str(HERE / "memory_driver.py"), stub.base_url,
                            user, description], env=env, capture_output=True, text=True,
                           timeout=600)
@@ -32,7 +36,7 @@ def _drive(stub: StubLLMServer, home: Path, user: str, description: str) -> dict
     return json.loads(line.removeprefix("RESULT "))
 
 
-def test_two_driver_processes_share_one_users_memory_and_not_anothers(tmp_path):
+def test_two_driver_processes_share_one_users_memory_and_not_anothers(ray_session, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     with StubLLMServer(reply="Understood.") as stub:
@@ -52,8 +56,8 @@ def test_two_driver_processes_share_one_users_memory_and_not_anothers(tmp_path):
         prompt = stub.requests[-1].prompt
         assert "4471" not in prompt and "Relevant memories" not in prompt
         assert other["memory"]["recalled"] == []
-    # The default store is the private HOME's, 0700 / 0600.
-    folder = home / ".ray-orch" / "memory"
+    # The default store (RAY_ORCH_MEMORY_DIR here), 0700 / 0600.
+    folder = home / "memory"
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert oct((folder / "memory.sqlite").stat().st_mode & 0o777) == "0o600"
 
