@@ -63,19 +63,6 @@ def _service() -> Any:
     return _handle
 
 
-def _one_blas_thread() -> Any:
-    """BLAS on one thread while encoding: on a loaded machine its default thread per core
-    fights every other process for the cores (a short text took 0.5-1.6 s instead of
-    40 ms on this project's 2-core machine)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # not installed: BLAS's own threads
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _wait(ref: Any) -> Any:
     """A Ray call's result, waited for in this thread (recall runs off a member's event
     loop: ``ray.get`` would warn there that it blocks an async actor, which it does not)."""
@@ -137,8 +124,9 @@ class LocalEmbedder:
 def encode_here(texts: list[str]) -> Any:
     """Encode in this process (the node's service does), BLAS on one thread."""
     from ray_orch.model.sentence import encoder
+    from ray_orch.store.memory import one_blas_thread
 
-    with _one_blas_thread():
+    with one_blas_thread():
         return encoder().encode(texts)
 
 

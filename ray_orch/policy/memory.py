@@ -173,7 +173,8 @@ class Memory:
 
         Args:
             texts: strings, or dicts ``{"text": ..., "user_id": ..., "agent": ...,
-                "metadata": {...}}`` whose keys win over the keyword arguments.
+                "metadata": {...}}`` whose keys win over the keyword arguments (and an
+                ``"id"``: a text added again under the same id is kept once).
             user_id, agent, metadata: for every text that does not say.
 
         Returns:
@@ -188,7 +189,8 @@ class Memory:
                 raise InvalidTaskFieldError(f"Memory: metadata must be a dict, not {meta!r}",
                                             field="metadata")
             rows.append(MemoryRow(
-                id=uuid.uuid4().hex, namespace=self.namespace,
+                id=_optional(item.get("id"), "id") or uuid.uuid4().hex,
+                namespace=self.namespace,
                 text=_text(item.get("text"), "text"),
                 user_id=_optional(item.get("user_id", user_id), "user_id"),
                 agent=_optional(item.get("agent", agent), "agent"),

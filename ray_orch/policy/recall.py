@@ -195,8 +195,17 @@ def remember(task: Any, agent: Any, plan: MemoryPlan | None, output: Any, *,
             "question": " ".join(str(getattr(task, "description", "")).split())[:300]}
     if iteration is not None:
         meta["iteration"] = iteration
-    return memory.add(text, user_id=plan.user_id if plan else None,
-                      agent=role if isinstance(role, str) else None, metadata=meta)
+    item: dict[str, Any] = {"text": text, "metadata": meta}
+    if plan is not None and plan.run_id:
+        # One id per run, task, iteration and answer: a task run again after a lost
+        # Supervisor (resumed from the journal) is not remembered twice.
+        import hashlib
+
+        key = "|".join(map(str, (memory.namespace, plan.run_id, meta["task"], iteration,
+                                 plan.user_id, text)))
+        item["id"] = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return memory.add_many([item], user_id=plan.user_id if plan else None,
+                           agent=role if isinstance(role, str) else None)[0]
 
 
 def memory_tools(agent: Any, plan: MemoryPlan | None) -> list[Any]:

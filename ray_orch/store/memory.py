@@ -20,7 +20,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["COLUMNS", "MemoryItem", "MemoryRow", "MemoryStore", "VectorIndex"]
+__all__ = ["COLUMNS", "MemoryItem", "MemoryRow", "MemoryStore", "VectorIndex",
+           "one_blas_thread"]
 
 COLUMNS = ("id", "user_id", "agent", "kind", "source")
 """Columns a deletion may filter on (``MemoryStore.delete``'s ``where``)."""
@@ -86,7 +87,8 @@ class MemoryStore(Protocol):
     """The store as a message names it (a path, or a DSN without its password)."""
 
     def add(self, rows: list[MemoryRow]) -> None:
-        """Insert rows (one transaction)."""
+        """Insert rows (one transaction), their text and metadata scrubbed of secrets
+        (``core.secrets``); a row whose id is already kept is left out."""
 
     def get(self, namespace: str, memory_id: str) -> MemoryRow | None:
         """One row by id (without its vector)."""
@@ -123,6 +125,32 @@ class MemoryStore(Protocol):
 
     def close(self) -> None:
         """Release connections (they are opened again on next use)."""
+
+
+_blas: Any = None
+
+
+def one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread (``threadpoolctl``; ~10 us to enter).
+
+    Vector search and encoding are small products repeated often: BLAS's default of a
+    thread per core makes them fight every other process for the cores (on this
+    project's loaded 2-core machine a short text took 0.5-1.6 s to encode instead of
+    40 ms). Without threadpoolctl installed, BLAS keeps its own threads.
+    """
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _blas = False
+        else:
+            _blas = ThreadpoolController()
+    if _blas is False:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return _blas.limit(limits=1, user_api="blas")
 
 
 def _codes(values: list[Any], table: dict[Any, int]) -> Any:
@@ -217,10 +245,11 @@ class VectorIndex:
         rows = np.flatnonzero(mask)
         if len(rows) == 0:
             return []
-        if len(rows) * 4 < self.size:  # few rows: gather them rather than score all
-            scores = self.matrix[rows] @ query
-        else:
-            scores = (self.matrix[:self.size] @ query)[rows]
+        with one_blas_thread():
+            if len(rows) * 4 < self.size:  # few rows: gather them rather than score all
+                scores = self.matrix[rows] @ query
+            else:
+                scores = (self.matrix[:self.size] @ query)[rows]
         k = min(limit, len(rows))
         best = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
         best = best[np.argsort(-scores[best], kind="stable")]

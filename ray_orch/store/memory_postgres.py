@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from ray_orch.core.errors import StoreError
+from ray_orch.core.secrets import scrub_secrets
 from ray_orch.store.memory import COLUMNS, MemoryRow
 
 __all__ = ["PostgresMemoryStore", "redact_dsn"]
@@ -148,10 +149,11 @@ class PostgresMemoryStore:
             cur.executemany(
                 "INSERT INTO ray_orch_memories (id, namespace, kind, user_id, agent, source, "
                 "text, metadata, created_at, embedder, vector) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [(r.id, r.namespace, r.kind, r.user_id, r.agent, r.source, r.text,
-                  json.dumps(r.metadata, default=str), r.created_at, r.embedder,
-                  np.asarray(r.vector, dtype=np.float32).tobytes()) for r in rows])
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                [(r.id, r.namespace, r.kind, r.user_id, r.agent, r.source,
+                  scrub_secrets(r.text), json.dumps(scrub_secrets(r.metadata), default=str),
+                  r.created_at, r.embedder, np.asarray(r.vector, dtype=np.float32).tobytes())
+                 for r in rows])
 
     def add(self, rows: list[MemoryRow]) -> None:
         """See ``MemoryStore.add``."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_orch.core.errors import StoreError
+from ray_orch.core.secrets import scrub_secrets
 from ray_orch.store.checkpoint import make_private_dirs, open_private
 from ray_orch.store.memory import COLUMNS, MemoryRow
 
@@ -181,12 +182,13 @@ class SQLiteMemoryStore:
 
     @staticmethod
     def _insert(db: sqlite3.Connection, rows: list[MemoryRow]) -> None:
-        db.executemany(
-            "INSERT INTO memories (id, namespace, kind, user_id, agent, source, text, "
-            "metadata, created_at, embedder, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r.id, r.namespace, r.kind, r.user_id, r.agent, r.source, r.text,
-              json.dumps(r.metadata, default=str), r.created_at, r.embedder, _blob(r.vector))
-             for r in rows])
+        db.executemany(  # an id already kept (a task's output remembered again) is kept once
+            "INSERT OR IGNORE INTO memories (id, namespace, kind, user_id, agent, source, "
+            "text, metadata, created_at, embedder, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r.id, r.namespace, r.kind, r.user_id, r.agent, r.source,
+              scrub_secrets(r.text), json.dumps(scrub_secrets(r.metadata), default=str),
+              r.created_at, r.embedder, _blob(r.vector)) for r in rows])
 
     def add(self, rows: list[MemoryRow]) -> None:
         """See ``MemoryStore.add``."""

@@ -127,3 +127,14 @@ def test_delete_erases_text_and_vectors_from_the_files(location):
     assert b"the office opens at eight" in after
     assert memory.search("office hours", user_id="stayer")[0].text == "the office opens at eight"
     assert memory.search("vault", user_id="leaver") == []
+
+
+def test_secrets_are_scrubbed_and_an_id_is_kept_once(tmp_path):
+    memory = Memory(tmp_path)
+    key = "sk-" + "a1B2c3D4e5F6g7H8i9J0kLmN"
+    first = memory.add_many([{"id": "fixed", "text": f"the key is {key}"}], user_id="u")
+    again = memory.add_many([{"id": "fixed", "text": "something else"}], user_id="u")
+    assert first == again == ["fixed"]
+    assert memory.get("fixed").text == "the key is ***"
+    assert key.encode() not in _sqlite_bytes(tmp_path)
+    assert len(memory.search("key", user_id="u")) == 1
