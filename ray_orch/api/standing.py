@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray_orch.store.checkpoint import make_private_dirs
+
 __all__ = ["RuntimeInfo", "discover", "down", "joined", "read_runtime", "runtime_file", "status",
            "up"]
 
@@ -174,7 +176,21 @@ def _auth_mode() -> str:
         if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH") \
                 and not _get_default_token_path().exists():
             generate_and_save_token()
+        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or _get_default_token_path())
+        if token.exists():
+            _make_private(token)
     return mode
+
+
+def _make_private(path: Path) -> None:
+    """``path`` readable by this user only (0600) in a folder only this user can enter
+    (0700), whatever the umask; a path of another user's is left alone (and not used
+    by that user's runtime)."""
+    if path.is_file() and path.stat().st_uid == os.geteuid():
+        path.chmod(0o600)
+    folder = path.parent if path.is_file() else path
+    if folder.is_dir() and folder.stat().st_uid == os.geteuid() and folder != Path.home():
+        folder.chmod(0o700)
 
 
 def _code_path() -> str:
@@ -204,7 +220,8 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
     if num_cpus is not None:
         command += ["--num-cpus", str(num_cpus)]
     log = state_dir / "ray-start.log"
-    with open(log, "wb") as out:
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        os.fchmod(out.fileno(), 0o600)
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
         code = proc.wait()
@@ -215,6 +232,9 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
         _stop_session(info)
         tail = log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"`ray start --head` failed (exit {code}):\n{tail}")
+    # Ray opens its temp dir to everyone (0777: /tmp/ray is meant to be shared); this one
+    # holds the session's sockets and job logs, which carry runs' outputs: ours alone.
+    os.chmod(temp_dir, 0o700)
     return info
 
 
@@ -240,7 +260,8 @@ def up(*, address: str | None = None, port: int | None = None,
     if existing is not None:
         return existing
     path = runtime_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
+    _make_private(path.parent)
     state_dir = path.parent
     env = {**os.environ, **_RAY_ENV, "RAY_AUTH_MODE": _auth_mode(),
            "PYTHONPATH": _code_path()}
