@@ -207,14 +207,17 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
     """``ray start --head`` on 127.0.0.1 in a session of its own (so ``down`` can stop
     exactly its processes); returns once the head is up."""
     gcs, dash = _free_port(port or 6379), _free_port(dashboard_port or 8265)
-    # A short path: Ray's socket paths must stay under 107 characters.
+    # A short path: Ray's socket paths must stay under 107 characters. Ray opens its
+    # temp dir to everyone (0777: /tmp/ray is meant to be shared), and this one holds the
+    # session's sockets and job logs, which carry runs' outputs: Ray's dir goes inside a
+    # private one (0700) that no other user can enter.
     temp_dir = tempfile.mkdtemp(prefix="rayorch-", dir="/tmp")
     command = [str(Path(sys.executable).with_name("ray")), "start", "--head",
                "--node-ip-address", "127.0.0.1", "--port", str(gcs),
                "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                "--dashboard-port", str(dash), "--ray-client-server-port", str(_free_port()),
                "--dashboard-agent-listen-port", str(_free_port()),
-               "--temp-dir", temp_dir, "--disable-usage-stats"]
+               "--temp-dir", os.path.join(temp_dir, "ray"), "--disable-usage-stats"]
     if not Path(command[0]).exists():
         command[:1] = [sys.executable, "-m", "ray.scripts.scripts"]
     if num_cpus is not None:
@@ -232,9 +235,6 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
         _stop_session(info)
         tail = log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"`ray start --head` failed (exit {code}):\n{tail}")
-    # Ray opens its temp dir to everyone (0777: /tmp/ray is meant to be shared); this one
-    # holds the session's sockets and job logs, which carry runs' outputs: ours alone.
-    os.chmod(temp_dir, 0o700)
     return info
 
 
