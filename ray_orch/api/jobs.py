@@ -356,6 +356,13 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"  dashboard: {report['dashboard_url']}")
     if report.get("extra", {}).get("metrics_url"):
         lines.append(f"  metrics:   {report['extra']['metrics_url']}")
+    if report.get("memory"):
+        memory = report["memory"]
+        lines.append(f"  memory:    {memory['rss_mb']:.0f} MB in {memory['processes']} processes")
+    auto = report.get("extra", {}).get("auto")
+    if auto:
+        lines.append(f"  started by a script; stops after {auto['idle_shutdown_s']:g} s "
+                     "without a driver")
     registry = report.get("registry")
     if registry:
         lines.append(f"  idle TTL {registry['idle_ttl']} s, at most {registry['idle_limit']} "

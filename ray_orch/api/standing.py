@@ -32,7 +32,7 @@ from typing import Any
 from ray_orch.store.checkpoint import make_private_dirs
 
 __all__ = ["RuntimeInfo", "discover", "down", "joined", "read_runtime", "runtime_file", "status",
-           "up"]
+           "up", "write_runtime"]
 
 RUNTIME_FILE_ENV = "RAY_ORCH_RUNTIME_FILE"
 _joined: RuntimeInfo | None = None  # the runtime this process joined (``discover``)
@@ -279,11 +279,19 @@ def up(*, address: str | None = None, port: int | None = None,
         if info.started_head:
             _stop_session(info)
         raise
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2))
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_runtime(info, path)
     return info
+
+
+def write_runtime(info: RuntimeInfo, path: Path | None = None) -> None:
+    """Write the runtime file (0600), whole or not at all."""
+    path = path or runtime_file()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as out:
+        os.fchmod(fd, 0o600)
+        out.write(json.dumps(asdict(info), indent=2))
+    tmp.replace(path)
 
 
 def _connect(info: RuntimeInfo) -> None:
@@ -347,6 +355,16 @@ def _session_pids(session: int) -> list[int]:
     return pids
 
 
+def _rss_mb(pids: list[int]) -> float:
+    """The resident memory of ``pids`` together, in MB (from /proc; gone ones count 0)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+    return total / 1e6
+
+
 def _stop_session(info: RuntimeInfo, grace: float = 3.0) -> list[int]:
     """Stop every process of the head's session: SIGTERM, then SIGKILL after ``grace``."""
     if info.session is None:
@@ -377,6 +395,10 @@ def down() -> str:
     info = read_runtime(path)
     if info is None:
         return "no ray-orch runtime is up"
+    watchdog = info.extra.get("watchdog_pid")
+    if isinstance(watchdog, int) and watchdog != os.getpid():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(watchdog, signal.SIGTERM)  # the self-started runtime's idle watch
     if info.started_head:
         _stop_session(info)
         message = f"stopped the Ray head at {info.address} and everything on it"
@@ -422,6 +444,9 @@ def status() -> dict[str, Any]:
     from actors.registry import REGISTRY_NAME
 
     report: dict[str, Any] = {"up": True, **asdict(info)}
+    if info.session is not None:
+        pids = _session_pids(info.session)
+        report["memory"] = {"processes": len(pids), "rss_mb": round(_rss_mb(pids), 1)}
     _connect(info)
     try:
         with contextlib.suppress(ValueError):
