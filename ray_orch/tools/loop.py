@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ray_orch.core.errors import LLMError, ToolCallError, ToolDefinitionError, ToolLoopError
 from ray_orch.tools.spec import ToolSpec, combined_tools, tool_specs
@@ -217,12 +217,14 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
     arguments = _arguments_of(raw)
     replay = spec is not None and spec.options.replay and arguments is not None
     nth = 0
+    same = arguments
     if replay:
-        assert arguments is not None
-        key = (name, args_digest(arguments))
+        assert arguments is not None and spec is not None
+        same = same_call_arguments(spec, arguments)
+        key = (name, args_digest(same))
         nth = identical[key]
         identical[key] += 1  # counted before any await: the order is the model's
-        found = await run.journal.lookup(name, arguments, nth)
+        found = await run.journal.lookup(name, same, nth)
         if found is not None and spec is not None:
             return ToolCall(name=name, arguments=arguments, ok=True, result=found["result"],
                             where=found.get("where", spec.where), node=found.get("node"),
@@ -236,12 +238,36 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
     call = await execute_call(spec, name, raw, call_id=call_id,
                               available=[s.name for s in run.specs])
     if replay and call.ok:
-        assert arguments is not None
-        await run.journal.record(name, arguments, nth, {
+        assert same is not None
+        await run.journal.record(name, same, nth, {
             "tool": name, "arguments": arguments, "result": call.result,
             "where": call.where, "node": call.node, "pid": call.pid,
             "duration_s": call.duration_s})
     return call
+
+
+def same_call_arguments(spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments that say which call this is, for the journal: after the tool's own
+    schema checked and coerced them (``10``, ``10.0`` and ``"10"`` for an ``int`` are one
+    call; a default left out and given are one call). Arguments the schema refuses, and
+    MCP tools' (their server checks them), count as sent.
+
+    Example:
+        >>> from ray_orch.tools.spec import tool_specs
+        >>> def charge(amount: int, currency: str = "EUR") -> str: ...
+        >>> [spec] = tool_specs([charge], who="agent")
+        >>> same_call_arguments(spec, {"amount": "10"})
+        {'amount': 10, 'currency': 'EUR'}
+        >>> same_call_arguments(spec, {"amount": 10.0, "currency": "EUR"})
+        {'amount': 10, 'currency': 'EUR'}
+    """
+    model = spec.arguments_model()
+    if model is None:
+        return arguments
+    try:
+        return model.model_validate(arguments).model_dump(mode="json")  # type: ignore[no-any-return]
+    except ValidationError:
+        return arguments
 
 
 async def _approved(run: ToolRun, name: str, arguments: dict[str, Any]
