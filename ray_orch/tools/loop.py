@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ray_orch.core.errors import LLMError, ToolCallError, ToolDefinitionError, ToolLoopError
+from ray_orch.core.secrets import scrub_secrets
 from ray_orch.tools.spec import ToolSpec, combined_tools, tool_specs
 
 from .constrained import choice_schema, parse_choice, protocol_prompt, results_message
@@ -52,6 +53,9 @@ class ToolRun:
     approve: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
     """Asks a person about a call of a ``requires_approval`` tool: the answer as data
     (``approvals.answer_of``); None: no one can be asked (the call is refused)."""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Known secret values (the agent's API key) scrubbed from tool errors, with the
+    environment's (``core/secrets.py``), before the model, metadata or events see them."""
 
     @property
     def by_name(self) -> dict[str, ToolSpec]:
@@ -88,7 +92,16 @@ def tool_run_for(task: Any, agent: Any, *, inputs: Any, context: dict[str, Any],
     return ToolRun(task_id=task.id, specs=specs, journal=journal,
                    max_tool_calls=int(_setting(task, agent, "max_tool_calls",
                                                DEFAULT_MAX_TOOL_CALLS)),
-                   raise_errors=errors == "raise")
+                   raise_errors=errors == "raise", secrets=_agent_secrets(agent))
+
+
+def _agent_secrets(agent: Any) -> tuple[str, ...]:
+    """The API key the agent's model was given, if any (a Mock agent has none)."""
+    try:
+        key = agent.llm_config.api_key
+    except Exception:
+        return ()
+    return (key,) if isinstance(key, str) and key else ()
 
 
 _specs: dict[tuple[int, ...], tuple[tuple[Any, ...], list[ToolSpec]]] = {}
@@ -208,6 +221,10 @@ async def _turn(run: ToolRun, requested: list[dict[str, Any]],
         name, raw = function["name"], function.get("arguments")
         jobs.append(_one(run, specs.get(name), name, raw, request.get("id", ""), identical))
     done = list(await asyncio.gather(*jobs))
+    for call in done:
+        if not call.ok:  # an exception's text may carry a secret the tool had
+            call.error = scrub_secrets(call.error, run.secrets)
+            call.result = scrub_secrets(call.result, run.secrets)
     run.log.extend(call.as_dict() for call in done)
     return done
 
