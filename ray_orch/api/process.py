@@ -446,7 +446,9 @@ class Process:
 
         stream = self._supervisor.run.options(num_returns="streaming").remote(packed)
         result: RunResult | None = None
-        with Progress(total=len(self.task_list), enabled=self.progress, verbose=self.verbose,
+        units, pending = self._graph.work_units() if self._graph is not None else (None, [])
+        with Progress(total=units or len(self.task_list), pending=pending,
+                      enabled=self.progress, verbose=self.verbose,
                       description=self.name) as progress:
             async for ref in stream:
                 try:
