@@ -274,3 +274,37 @@ def test_another_local_user_can_read_nothing_and_submit_nothing(runtime, stub, t
     assert submit.returncode == 0, submit.stderr[-2000:]
     assert int(submit.stdout.strip()) in (401, 403), submit.stdout
     assert not Path("/tmp/rayorch-redteam-pwned").exists()
+
+
+def test_a_submitted_yaml_takes_the_variables_it_names_from_the_submitting_shell(
+        runtime, stub, tmp_path):
+    # The runtime started before these were set (red team, round 3: the job failed and
+    # `logs` said completed).
+    workflow = tmp_path / "vars.yaml"
+    workflow.write_text("""\
+name: vars
+process: workflow
+agents:
+  support:
+    role: Support
+    goal: Handle inquiries
+    llm: {model: openai/stub, base_url: "${RAYORCH_JOB_STUB}", api_key: "${RAYORCH_JOB_KEY}"}
+tasks:
+  answer:
+    description: Answer the customer from the variables
+    agent: support
+""")
+    env = _env(runtime, RAYORCH_JOB_STUB=stub.base_url, RAYORCH_JOB_KEY="sk-job-0123456789")
+    submitted = subprocess.run([PY, "-m", "ray_orch.cli", "submit", str(workflow)], env=env,
+                               cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    run_id = submitted.stdout.strip().splitlines()[-1]
+    attached = _cli(runtime, "attach", run_id, timeout=300)
+    assert f"run {run_id}: SUCCEEDED" in attached.stdout, attached.stdout[-3000:]
+    assert stub.count("Answer the customer from the variables") == 1
+    # A variable set nowhere is a typed error naming it, before anything is submitted.
+    before = _cli(runtime, "runs").stdout
+    unset = _cli(runtime, "submit", str(workflow))
+    assert unset.returncode != 0
+    assert "RAYORCH_JOB_STUB" in unset.stdout + unset.stderr
+    assert _cli(runtime, "runs").stdout.count("vars.yaml") == before.count("vars.yaml")
