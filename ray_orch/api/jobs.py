@@ -381,12 +381,13 @@ def format_status(report: dict[str, Any]) -> str:
     registry = report.get("registry")
     if registry:
         lines.append(f"  idle TTL {registry['idle_ttl']} s, at most {registry['idle_limit']} "
-                     "idle members")
+                     "idle members and 4 idle Supervisors kept")
         lines.append(f"  pools (idle members by placement): {registry['pools'] or 'none'}")
         for row in registry["actors"]:
             run = f" run {row['run_id']}" if row.get("run_id") else ""
+            memory = f" {row['rss_mb']:.0f} MB" if row.get("rss_mb") else ""
             lines.append(f"  {row['kind']:<10} pid {row.get('pid', '?'):<8} "
-                         f"{row['state']:<7}{run}")
+                         f"{row['state']:<7}{memory}{run}")
     for run in report.get("runs", []):
         lines.append(f"  run {run['run_id']}  {run['status']}  {run['entrypoint']}")
     return "\n".join(lines)
