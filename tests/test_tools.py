@@ -392,3 +392,26 @@ def test_tool_calls_through_litellm_too(stub):
     assert [m["role"] for m in second.messages][-3:] == ["assistant", "tool", "tool"]
     assert [c["function"]["name"] for c in second.messages[-3]["tool_calls"]] == \
         ["instant", "ping"]
+
+
+def test_a_retry_with_the_same_call_spelled_otherwise_reuses_it(stub, tmp_path):
+    # Red team, round 3: charge(amount=10), then on the retried attempt amount=10.0 and
+    # amount="10": one call after the tool's schema coerced them, so it runs once.
+    log = tmp_path / "charges.txt"
+    spellings = iter([10, 10.0, "10"])
+
+    def script(request):
+        if not request.tool_results:
+            return StubLLMServer.tool_call(
+                "record_charge", {"amount": next(spellings), "ledger": str(log)})
+        return "charged"
+
+    stub.reply = script
+    stub.add_rule(match=lambda r: bool(r.tool_results), fault="500", times=2)
+    agent = Agent(role="Cashier spelled", goal="charge", llm=stub.llm, tools=[record_charge])
+    task = Task(description="Charge it, spelled otherwise", agent=agent, max_retries=2,
+                retry_delay=0)
+    _, results = run_one(task, agent)
+    assert log.read_text().splitlines() == ["10"]
+    assert results["job"].metadata["retry_count"] == 2
+    assert [c["replayed"] for c in results["job"].metadata["tool_calls"]] == [False, True, True]

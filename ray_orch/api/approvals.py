@@ -57,10 +57,10 @@ def approval_mode(process: Process) -> str | None:
 
 
 def _asks_about_tools(task: Any) -> bool:
-    from ray_orch.tools.spec import combined_tools
+    from ray_orch.tools.spec import combined_tools, tool_options
 
     agents = [getattr(task, "agent", None), getattr(task, "fallback_agent", None)]
-    return any(getattr(getattr(item, "__ray_orch_tool__", None), "requires_approval", False)
+    return any(tool_options(item).requires_approval
                for agent in agents for item in combined_tools(agent, task))
 
 
