@@ -25,6 +25,7 @@ from ray_orch.core.approvals import (
     answer_of,
     parse_answer,
 )
+from ray_orch.core.sync import in_daemon_thread
 
 if TYPE_CHECKING:
     from ray_orch.api.process import Process
@@ -147,7 +148,9 @@ class Asker:
             if inspect.iscoroutinefunction(self.handler):
                 answer = await self.handler(request)
             else:
-                answer = await asyncio.to_thread(self.handler, request)
+                # A daemon thread: a handler still deciding never holds the exit.
+                answer = await in_daemon_thread(self.handler, request,
+                                                name="ray-orch-approval")
                 if inspect.isawaitable(answer):
                     answer = await answer
             answer = parse_answer(answer)
