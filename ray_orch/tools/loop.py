@@ -252,15 +252,29 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
         if refused is not None:  # the model hears why, as the call's result
             return fail_call(ToolCall(name=name, arguments=arguments, where=spec.where,
                                       started=time.time(), call_id=call_id), refused)
-    call = await execute_call(spec, name, raw, call_id=call_id,
-                              available=[s.name for s in run.specs])
-    if replay and call.ok:
-        assert same is not None
-        await run.journal.record(name, same, nth, {
-            "tool": name, "arguments": arguments, "result": call.result,
-            "where": call.where, "node": call.node, "pid": call.pid,
-            "duration_s": call.duration_s})
-    return call
+
+    async def call_and_journal() -> ToolCall:
+        call = await execute_call(spec, name, raw, call_id=call_id,
+                                  available=[s.name for s in run.specs])
+        if replay and call.ok:
+            assert same is not None
+            await run.journal.record(name, same, nth, {
+                "tool": name, "arguments": arguments, "result": call.result,
+                "where": call.where, "node": call.node, "pid": call.pid,
+                "duration_s": call.duration_s})
+        return call
+
+    # Shielded: when the attempt is cancelled (Ctrl-C, a cancelled run) while the tool
+    # runs, the call still ends and its result is journaled, so a resumed run reuses it
+    # instead of doing its side effect again.
+    running = asyncio.ensure_future(call_and_journal())
+    _in_flight.add(running)
+    running.add_done_callback(_in_flight.discard)
+    return await asyncio.shield(running)
+
+
+_in_flight: set[asyncio.Future[ToolCall]] = set()
+"""Tool calls still running after their attempt was cancelled (kept referenced)."""
 
 
 def same_call_arguments(spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
