@@ -100,6 +100,7 @@ class EventsHook(RunHook):
             emit("memory", task=name, agent_role=done.output.agent or done.role,
                  data={**meta["memory"], "iteration": done.dispatch.iteration})
         data = {"queue_s": meta.get("queue_s", 0.0), "iteration": done.dispatch.iteration,
+                "of": done.dispatch.of,
                 "started": meta.get("started_at"), "finished": time.time(),
                 "retries": meta.get("retry_count", 0)}
         if self.reporter.streaming and done.dispatch.iteration is not None:
