@@ -107,12 +107,16 @@ def search_timing(folder: str, rows: int) -> dict[str, float]:
         started = time.perf_counter()
         index.search(q, user_id=f"user{i % 100}", limit=5)
         vector_only.append(time.perf_counter() - started)
+    from ray_orch.store.memory import one_blas_thread
+
     every = memory.index()
-    started = time.perf_counter()
+    scans = []
     for _ in range(50):  # the cost of scoring every row (a user who owns them all)
-        scores = every.matrix[:every.size] @ q
+        started = time.perf_counter()
+        with one_blas_thread():  # as VectorIndex.search does
+            scores = every.matrix[:every.size] @ q
         np.argpartition(-scores, 4)[:5]
-    whole = (time.perf_counter() - started) / 50
+        scans.append(time.perf_counter() - started)
 
     def p(values: list[float], pct: int) -> float:
         return round(float(np.percentile(values, pct)) * 1000, 2)
@@ -120,7 +124,7 @@ def search_timing(folder: str, rows: int) -> dict[str, float]:
     return {"rows": rows, "write_s": round(written, 1), "first_search_load_s": round(load, 2),
             "search_p50_ms": p(total, 50), "search_p95_ms": p(total, 95),
             "vector_search_p95_ms": p(vector_only, 95),
-            "whole_matrix_scan_ms": round(whole * 1000, 2)}
+            "whole_matrix_scan_p50_ms": p(scans, 50)}
 
 
 def encoder_memory() -> dict[str, float]:

@@ -428,6 +428,8 @@ class Process:
               answers: dict[str, Any]) -> RunSpec:
         """The run as its Supervisor gets it; models are resolved here, where the
         driver's environment (``RAY_ORCH_MODEL``, keys) is set."""
+        from ray_orch.policy.recall import run_plan
+
         default_agent = self._default_agent(mode)
         agents = self.agents + [a for a in (default_agent,) if a is not None]
         for agent in agents + [t.agent for t in self.task_list] + \
@@ -454,29 +456,8 @@ class Process:
                        metrics_port=self.metrics_port, stream=live is not None,
                        tokens=tokens, telemetry=telemetry, trace_context=trace.carrier(),
                        approvals=approvals, answers=answers,
-                       memory=self._memory_plan(agents, run_id))
-
-    def _memory_plan(self, agents: list[Any], run_id: str) -> Any:
-        """The run's memory settings: the process's, or empty ones when only agents have
-        memory or knowledge (what they remember is tagged with the run)."""
-        import dataclasses
-
-        from ray_orch.policy.memory import Memory
-        from ray_orch.policy.recall import MemoryPlan
-
-        owners = [a for a in agents + [t.agent for t in self.task_list]
-                  if isinstance(a, Agent)]
-        plan = self._memory
-        if plan is None:
-            if not any(a.memory or a.knowledge_paths for a in owners):
-                return None
-            plan = MemoryPlan()
-        default = plan.default
-        if default is None and any(a.memory is True or a.knowledge_paths for a in owners):
-            # Agent(memory=True)'s default store, resolved here: a member's HOME and
-            # environment may differ from the driver's.
-            default = Memory()
-        return dataclasses.replace(plan, run_id=run_id, workflow=self.name, default=default)
+                       memory=run_plan(self._memory, agents + [t.agent for t in self.task_list],
+                                       run_id=run_id, workflow=self.name))
 
     async def _follow(self, spec: RunSpec, packed: bytes,
                       live: Callable[[Event], None] | None = None,

@@ -24,8 +24,9 @@ from ray_orch.core import trace
 from ray_orch.core.prompt import ContextItem, PromptParts
 from ray_orch.policy.memory import Memory
 
-__all__ = ["DEFAULT_RECALL_CHARS", "MemoryPlan", "agent_memory", "memory_tools", "recall",
-           "remember"]
+__all__ = ["DEFAULT_RECALL_CHARS", "MEMORY_KEYWORDS", "MemoryPlan", "agent_memory",
+           "agent_settings", "index_for_run", "memory_from", "memory_plan", "memory_tools",
+           "recall", "remember", "run_plan"]
 
 DEFAULT_RECALL_CHARS = 8000
 """What recalled items may add to a prompt when the model's window is unknown."""
@@ -377,6 +378,35 @@ def agent_settings(agent: Any) -> None:
     agent.knowledge_paths = _knowledge_of(
         {"knowledge": getattr(agent, "knowledge", None),
          "knowledge_sources": getattr(agent, "knowledge_sources", None)}, who)
+
+
+def run_plan(plan: MemoryPlan | None, agents: list[Any], *, run_id: str,
+             workflow: str) -> MemoryPlan | None:
+    """A run's memory settings: the process's (``memory_plan``), or empty ones when only
+    agents have memory or knowledge; tagged with the run.
+
+    Args:
+        plan: the process's plan, or None.
+        agents: every agent of the run (task agents included).
+        run_id, workflow: what the run's memories are tagged with.
+
+    Returns:
+        The plan the members get (``RunSpec.memory``), or None when nothing remembers.
+    """
+    import dataclasses
+
+    # Agents (not a Mock, whose attributes are all Mocks): agent_settings listed these.
+    owners = [a for a in agents if isinstance(getattr(a, "knowledge_paths", None), list)]
+    if plan is None:
+        if not any(a.memory or a.knowledge_paths for a in owners):
+            return None
+        plan = MemoryPlan()
+    default = plan.default
+    if default is None and any(a.memory is True or a.knowledge_paths for a in owners):
+        # Agent(memory=True)'s default store, resolved here: a member's HOME and
+        # environment may differ from the driver's.
+        default = Memory()
+    return dataclasses.replace(plan, run_id=run_id, workflow=workflow, default=default)
 
 
 def index_for_run(plan: MemoryPlan | None, agents: list[Any]) -> dict[str, str]:
