@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 __all__ = ["EMBEDDED", "LLMConfig", "LLMResult", "acomplete", "classify_error", "complete",
-           "uses_litellm"]
+           "takes_images", "uses_litellm"]
 
 # Marker model name: "use the embedded offline model"; resolved in the calling process,
 # because the model server is per node.
@@ -157,6 +157,22 @@ def _resolve(config: LLMConfig, opts: dict[str, Any] | None = None) -> LLMConfig
     return LLMConfig(model=opts["model"], base_url=opts.get("api_base"),
                      api_key=opts.get("api_key"), timeout=config.timeout,
                      options=dict(config.options), client=config.client)
+
+
+def takes_images(config: LLMConfig) -> bool:
+    """Whether the model takes images: the ``supports_vision`` llm option when given,
+    else litellm's model table.
+
+    Example:
+        >>> takes_images(LLMConfig(model="openai/stub", options={"supports_vision": True}))
+        True
+        >>> takes_images(LLMConfig(model="openai/stub"))
+        False
+    """
+    given = config.options.get("supports_vision")
+    if given is not None:
+        return bool(given)
+    return bool(_openai_http.model_info(config.model).get("supports_vision"))
 
 
 def uses_litellm(config: LLMConfig) -> bool:

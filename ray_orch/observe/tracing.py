@@ -16,14 +16,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ray_orch.core import trace
 
-__all__ = ["configure", "flush", "settings_from"]
+__all__ = ["configure", "flush", "remote_scope", "settings_from"]
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 _lock = threading.Lock()
@@ -60,7 +61,7 @@ def configure(settings: Mapping[str, str]) -> bool:
         os.environ.update(settings)  # the SDK and its exporter read their environment
         _switch_to(_processor())
         _installed = settings
-        trace.set_enabled(True)
+        trace.set_enabled(True, settings)
         return True
 
 
@@ -68,6 +69,19 @@ def flush(timeout_s: float = 5.0) -> None:
     """Export every finished span now (a run ended; a process is about to exit)."""
     if _switch is not None:
         _switch.force_flush(int(timeout_s * 1000))
+
+
+@contextlib.contextmanager
+def remote_scope(settings: Mapping[str, str], carrier: Mapping[str, str]) -> Iterator[None]:
+    """Run a remote tool call traced: tracing set up in this Ray worker as the caller's,
+    under the caller's ``execute_tool`` span, its spans exported before it returns."""
+    on = configure(settings) if settings else trace.enabled()
+    with trace.attached(carrier):
+        try:
+            yield
+        finally:
+            if on:
+                flush()
 
 
 def _processor() -> Any:
