@@ -301,7 +301,8 @@ class Process:
             return await self._execute(mode, live=live, tokens=tokens, telemetry={}, **kwargs)
         with trace.span(f"invoke_workflow {self.name}",
                         {"gen_ai.operation.name": "invoke_workflow",
-                         "gen_ai.workflow.name": self.name, "ray_orch.mode": mode}):
+                         "gen_ai.workflow.name": self.name, "ray_orch.mode": mode,
+                         "openinference.span.kind": "CHAIN"}):
             try:
                 return await self._execute(mode, live=live, tokens=tokens,
                                            telemetry=telemetry, **kwargs)

@@ -54,9 +54,11 @@ def content_recorded() -> bool:
 
 
 @contextlib.contextmanager
-def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+def span(name: str, attributes: Mapping[str, Any] | None = None, *,
+         kind: str = "internal") -> Iterator[Any]:
     """A span named ``name`` under the current context, or None when tracing is off.
 
+    ``kind``: ``"internal"`` or ``"client"`` (a call to another service: a model).
     An exception leaving the block marks the span as an error with ``error.type``.
     """
     if not _enabled:
@@ -66,7 +68,9 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any
 
     tracer = trace.get_tracer("ray_orch")
     attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
-    with tracer.start_as_current_span(name, attributes=attrs, record_exception=False,
+    span_kind = trace.SpanKind.CLIENT if kind == "client" else trace.SpanKind.INTERNAL
+    with tracer.start_as_current_span(name, attributes=attrs, kind=span_kind,
+                                      record_exception=False,
                                       set_status_on_exception=False) as current:
         try:
             yield current

@@ -1,7 +1,8 @@
 """OpenTelemetry traces: the SDK set up from the standard ``OTEL_*`` environment.
 
 Tracing is on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set in
-the driver's environment, and off otherwise at no cost. The driver sends its ``OTEL_*``
+the driver's environment, and off otherwise at no cost. ``PHOENIX_PROJECT_NAME`` names
+the project (Phoenix / OpenInference) the spans are filed under. The driver sends its ``OTEL_*``
 settings with the run, so the Supervisor and every member export to the same collector
 with the same service name, whatever their own environment: ``configure(settings)`` in
 each process. Spans are named and shaped in ``ray_orch.core.trace``.
@@ -27,6 +28,9 @@ from ray_orch.core import trace
 __all__ = ["configure", "flush", "remote_scope", "settings_from"]
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+PROJECT_ENV = "PHOENIX_PROJECT_NAME"
+"""The project a trace viewer files the spans under (the ``openinference.project.name``
+resource attribute, which Arize Phoenix reads); ``OTEL_RESOURCE_ATTRIBUTES`` works too."""
 _lock = threading.Lock()
 _installed: dict[str, str] | None = None
 _switch: Any = None
@@ -38,7 +42,8 @@ def settings_from(environ: Mapping[str, str]) -> dict[str, str]:
     if not any(environ.get(name) for name in _ENDPOINTS) or \
             environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return {}
-    return {k: v for k, v in environ.items() if k.startswith("OTEL_")}
+    return {k: v for k, v in environ.items()
+            if k.startswith("OTEL_") or k == PROJECT_ENV}
 
 
 def configure(settings: Mapping[str, str]) -> bool:
@@ -108,7 +113,10 @@ def _switch_to(processor: Any) -> None:
         from opentelemetry.sdk.trace import TracerProvider
 
         _switch = _switch_processor()
-        provider = TracerProvider(resource=Resource.create({"process.pid": os.getpid()}))
+        attributes: dict[str, Any] = {"process.pid": os.getpid()}
+        if os.environ.get(PROJECT_ENV):
+            attributes["openinference.project.name"] = os.environ[PROJECT_ENV]
+        provider = TracerProvider(resource=Resource.create(attributes))
         provider.add_span_processor(_switch)
         otel_trace.set_tracer_provider(provider)
     _switch.replace(processor)
