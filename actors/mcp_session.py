@@ -21,7 +21,8 @@ from ray_orch.core import trace
 from ray_orch.tools.mcp import MCPCall, MCPReply, ProgressSink, call_in
 from ray_orch.tools.mcp_connection import SessionPool
 
-__all__ = ["SESSION_PREFIX", "MCPSessionActor", "route_to_node_session", "session_actor"]
+__all__ = ["SESSION_PREFIX", "MCPSessionActor", "node_sessions", "route_to_node_session",
+           "session_actor"]
 
 SESSION_PREFIX = "rayorch-mcp-"
 """Session actors are named ``rayorch-mcp-<node id prefix>``."""
@@ -121,14 +122,15 @@ async def route_to_node_session(request: MCPCall,
 
 def node_sessions() -> list[dict[str, Any]]:
     """Every node's MCP sessions (for ``ray-orch status``): ``info()`` of each live
-    session actor in this Ray namespace."""
+    session actor, in any namespace."""
     from ray.util import list_named_actors
 
     rows = []
-    for entry in list_named_actors(all_namespaces=False):
-        name = entry if isinstance(entry, str) else entry.get("name", "")
+    for entry in list_named_actors(all_namespaces=True):
+        name, namespace = entry.get("name", ""), entry.get("namespace")
         if not name.startswith(SESSION_PREFIX):
             continue
         with contextlib.suppress(Exception):
-            rows.append(ray.get(ray.get_actor(name).info.remote(), timeout=10))
+            handle = ray.get_actor(name, namespace=namespace)
+            rows.append(ray.get(handle.info.remote(), timeout=10))
     return rows

@@ -365,6 +365,14 @@ def format_status(report: dict[str, Any]) -> str:
             run = f" run {row['run_id']}" if row.get("run_id") else ""
             lines.append(f"  {row['kind']:<10} pid {row.get('pid', '?'):<8} "
                          f"{row['state']:<7}{run}")
+    for node in report.get("mcp_sessions", []):
+        for row in node.get("sessions", []):
+            state = "alive" if row["alive"] else "down"
+            pid = f" server pid {row['server_pid']}" if row.get("server_pid") else ""
+            error = f"; last error: {row['last_error']}" if row.get("last_error") else ""
+            lines.append(f"  mcp {row['name']} ({row['transport']}) {state}{pid}, "
+                         f"{row['tools']} tools, {row['restarts']} restarts, session actor "
+                         f"pid {node['pid']}{error}")
     for run in report.get("runs", []):
         lines.append(f"  run {run['run_id']}  {run['status']}  {run['entrypoint']}")
     return "\n".join(lines)

@@ -109,8 +109,7 @@ class MCPConnection:
             raise failure from None
         self.started_at = time.time()
         if self.server.transport == "stdio":
-            new = sorted(_children() - before)
-            self.server_pid = new[0] if new else None
+            self.server_pid = _started_pid(_children() - before, self.server.argv)
 
     async def _hold(self, ready: asyncio.Future[None]) -> None:
         from mcp import ClientSession
@@ -242,8 +241,10 @@ class MCPConnection:
 
     @property
     def alive(self) -> bool:
-        """Whether the session is open."""
-        return self.session is not None and self._runner is not None and not self._runner.done()
+        """Whether the session is open (and a stdio server's process still runs)."""
+        if self.session is None or self._runner is None or self._runner.done():
+            return False
+        return self.server_pid is None or _running(self.server_pid)
 
     async def close(self) -> None:
         """End the session (and stop a stdio server)."""
@@ -280,6 +281,25 @@ def _executable(command: str) -> str:
         if os.access(beside, os.X_OK):
             return beside
     return command
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (not exited, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _started_pid(new: set[int], argv: list[str]) -> int | None:
+    """Which of the new children is the server (its command line names the server's)."""
+    mark = argv[-1] if len(argv) > 1 else os.path.basename(argv[0]) if argv else ""
+    for pid in sorted(new):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            if mark.encode() in f.read():
+                return pid
+    return min(new) if len(new) == 1 else None
 
 
 def _children() -> set[int]:
@@ -339,6 +359,12 @@ class SessionPool:
         async with health.lock:
             if health.connection is not None and health.connection.alive:
                 return health.connection
+            if health.connection is not None:  # it died between calls
+                health.failures += 1
+                health.last_error = health.last_error or f"{server.describe()} exited"
+                await health.connection.close()
+                health.connection._release()
+                health.connection = None
             if health.starts:
                 await self._before_restart(server, health)
             connection = MCPConnection(server)
