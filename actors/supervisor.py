@@ -51,7 +51,8 @@ class Supervisor:
         services = Services(registry=self.registry, remote=_RayRemote(), kept=self.kept,
                             lessee=ray.get_runtime_context().get_actor_id(),
                             listener=ray.get_runtime_context().current_actor
-                            if spec.tokens or spec.approvals == "inline" else None)
+                            if spec.tokens or spec.stream or spec.approvals == "inline"
+                            else None)
         if spec.metrics:
             try:
                 # Looking the named hub up is a blocking call: keep the event loop free.

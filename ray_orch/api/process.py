@@ -465,7 +465,7 @@ class Process:
                     if event.kind == "task_completed":
                         self._deliveries.on_event(event)  # callbacks, output files
                         continue
-                    if event.kind == "token":
+                    if event.kind in ("token", "tool_progress"):
                         continue  # the stream's alone: not kept with the run's events
                     if event.kind == "approval_requested" and asker is not None:
                         asker.on_event(event.data, self._supervisor)

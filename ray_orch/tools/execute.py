@@ -212,7 +212,8 @@ async def _run(spec: ToolSpec, kwargs: dict[str, Any],
         tool = spec.server_tool or spec.name
         reply = await route_call(MCPCall(server=spec.server, tool=tool, arguments=kwargs,
                                          trace_context=trace.carrier(),
-                                         trace_settings=trace.settings()),
+                                         trace_settings=trace.settings(),
+                                         read_only=spec.server.read_only(tool)),
                                  _progress_sink(call))
         if not reply.ok:
             raise MCPToolError(reply.text or "the MCP tool reported an error",

@@ -124,6 +124,10 @@ class MCP:
             return f"MCP server command {self.target!r}"
         return f"MCP server at {self.target}"
 
+    def read_only(self, tool: str) -> bool:
+        """Whether the server marks ``tool`` (its own name) read-only."""
+        return any(t["name"] == tool and t.get("read_only") for t in self.listed or [])
+
     def tool_name(self, tool: str) -> str:
         """The name a tool of this server is offered under."""
         return f"{self.prefix}{PREFIX_JOINER}{tool}" if self.prefix else tool
@@ -242,6 +246,8 @@ class MCPCall:
     the caller's ``execute_tool`` span."""
     trace_settings: dict[str, str] = field(default_factory=dict)
     """The caller's ``OTEL_*`` settings (a session actor exports with them)."""
+    read_only: bool = False
+    """The tool is marked read-only: a call whose session died is made once more."""
 
 
 @dataclass(kw_only=True)
@@ -299,7 +305,8 @@ async def call_in(pool: SessionPool, call: MCPCall,
             progress(done, total, message)
 
     converted = await pool.call(call.server, call.tool, call.arguments,
-                                progress=on_progress if progress is not None else None)
+                                progress=on_progress if progress is not None else None,
+                                read_only=call.read_only)
     return MCPReply(ok=not converted.is_error, text=converted.text, images=converted.images,
                     where={"pid": os.getpid()})
 

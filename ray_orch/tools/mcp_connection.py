@@ -165,7 +165,13 @@ class MCPConnection:
     def _transport(self) -> Any:
         server = self.server
         if server.transport == "http":
-            from mcp.client.streamable_http import streamable_http_client
+            try:
+                from mcp.client.streamable_http import streamable_http_client
+            except ImportError:  # mcp 1.x: headers go to the transport itself
+                from mcp.client.streamable_http import streamablehttp_client
+
+                return _pair(streamablehttp_client(server.target, headers=dict(server.headers)),
+                             contextlib.nullcontext())
             from mcp.shared._httpx_utils import create_mcp_http_client
 
             client = create_mcp_http_client(headers=dict(server.headers) or None)
@@ -266,9 +272,20 @@ class MCPConnection:
 
 @contextlib.asynccontextmanager
 async def _pair(client: Any, http: Any) -> Any:
-    # streamable HTTP yields (read, write, get_session_id) in mcp 1.x, (read, write) in 2.x.
-    async with http, client as streams:
+    # streamable HTTP yields (read, write, get_session_id) in mcp 1.x, (read, write) in 2.x;
+    # ``http``: the HTTP client we made (closed with the session).
+    async with _entered(http), client as streams:
         yield streams[0], streams[1]
+
+
+@contextlib.asynccontextmanager
+async def _entered(manager: Any) -> Any:
+    if hasattr(manager, "__aenter__"):
+        async with manager:
+            yield
+    else:
+        with manager:
+            yield
 
 
 def _executable(command: str) -> str:
@@ -398,8 +415,12 @@ class SessionPool:
         health.restarts.append(time.monotonic())
 
     async def call(self, server: MCP, tool: str, arguments: dict[str, Any], *,
-                   progress: Progress | None = None) -> Converted:
+                   progress: Progress | None = None, read_only: bool = False) -> Converted:
         """Call a tool on the server's session (started again if it died).
+
+        A ``read_only`` tool (``readOnlyHint``) whose session dies during the call is
+        called once more on a new session (it has no side effects to repeat); any other
+        tool's call fails.
 
         Raises:
             MCPSessionError: the server is gone and could not be started again, or died
@@ -407,18 +428,22 @@ class SessionPool:
             MCPToolError: the server refused the request.
             ToolDefinitionError: the server never started.
         """
-        connection = await self.connection(server)
-        health = self.health[server.key]
-        try:
-            result = await connection.call(tool, arguments, progress=progress)
-        except MCPSessionError as exc:
-            health.failures += 1
-            health.last_error = str(exc)[:300]
-            await connection.close()
-            connection._release()
-            raise
-        health.failures = 0
-        return result
+        for attempt in range(2 if read_only else 1):
+            connection = await self.connection(server)
+            health = self.health[server.key]
+            try:
+                result = await connection.call(tool, arguments, progress=progress)
+            except MCPSessionError as exc:
+                health.failures += 1
+                health.last_error = str(exc)[:300]
+                await connection.close()
+                connection._release()
+                if attempt or not read_only:
+                    raise
+                continue
+            health.failures = 0
+            return result
+        raise AssertionError("unreachable")
 
     def info(self) -> list[dict[str, Any]]:
         """One row per server: transport, target, state, pid, starts, last error."""
