@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 __all__ = ["EMBEDDED", "LLMConfig", "LLMResult", "acomplete", "classify_error", "complete",
-           "takes_images", "uses_litellm"]
+           "takes_images", "traced_chat", "uses_litellm"]
 
 # Marker model name: "use the embedded offline model"; resolved in the calling process,
 # because the model server is per node.
@@ -308,7 +308,8 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
         return _result(response, config, started)
 
     # Paced under the model's rpm / tpm and adaptive window; a direct call without limits.
-    with chat_span(config, messages, structured=schema is not None) as span:
+    with chat_span(config.model, messages, base_url=config.base_url, options=config.options,
+                   structured=schema is not None) as span:
         result = await limited(config, call,
                                tokens_estimate=estimate_tokens(messages, config.options))
         record_reply(span, model=result.response_model, response_id=result.response_id,
@@ -452,3 +453,24 @@ def error_kind(exc: BaseException) -> str:
             return "timeout"
         return "llm"
     return "error"
+
+
+async def traced_chat(config: LLMConfig, messages: list[dict[str, Any]],
+                      call: Callable[[], Awaitable[dict[str, Any]]], *,
+                      structured: bool = False) -> dict[str, Any]:
+    """Run ``call`` (one OpenAI-style request, its reply as a dict) in a ``chat`` span
+    with the reply's attributes (what a decision's own request uses)."""
+    with chat_span(config.model, messages, base_url=config.base_url, options=config.options,
+                   structured=structured) as span:
+        reply = await call()
+        if span is not None:
+            ident = reply_identity(reply)
+            usage = reply.get("usage") or {}
+            message = ((reply.get("choices") or [{}])[0] or {}).get("message") or {}
+            record_reply(span, model=ident["response_model"], response_id=ident["response_id"],
+                         finish_reasons=ident["finish_reasons"],
+                         input_tokens=int(usage.get("prompt_tokens") or 0),
+                         output_tokens=int(usage.get("completion_tokens") or 0),
+                         text=str(message.get("content") or ""),
+                         tool_calls=_tool_calls_of(message.get("tool_calls")))
+        return reply

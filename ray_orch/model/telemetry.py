@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from ray_orch.core import trace
 
-if TYPE_CHECKING:
-    from ray_orch.model.client import LLMConfig
-
 __all__ = ["chat_span", "input_messages", "output_messages", "provider_name", "record_reply",
-           "system_instructions", "traced_chat"]
+           "system_instructions"]
 
 _MAX_CONTENT = 16_000
 # litellm's provider prefixes -> the conventions' well-known gen_ai.provider.name values.
@@ -137,22 +134,31 @@ def _dump(value: Any) -> str:
 
 
 @contextlib.contextmanager
-def chat_span(config: LLMConfig, messages: list[dict[str, Any]], *,
+def chat_span(model: str, messages: list[dict[str, Any]], *, base_url: str | None = None,
+              options: Mapping[str, Any] | None = None,
               structured: bool = False) -> Iterator[Any]:
-    """The ``chat {model}`` span of one model call (None when tracing is off)."""
+    """The ``chat {model}`` span of one model call (None when tracing is off).
+
+    Args:
+        model: the configured (litellm) model string.
+        messages: the request's chat messages.
+        base_url: the server's base URL, if one was given.
+        options: the request's options (temperature, max_tokens, ...).
+        structured: the answer must follow a schema.
+    """
     if not trace.enabled():
         yield None
         return
     attributes: dict[str, Any] = {
-        "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_name(config.model),
-        "gen_ai.request.model": config.model, "openinference.span.kind": "LLM",
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_name(model),
+        "gen_ai.request.model": model, "openinference.span.kind": "LLM",
         "gen_ai.output.type": "json" if structured else None}
-    if config.base_url:
-        address = urlsplit(config.base_url)
+    if base_url:
+        address = urlsplit(base_url)
         attributes["server.address"] = address.hostname
         attributes["server.port"] = address.port
     for key, name in _REQUEST.items():
-        value = config.options.get(key)
+        value = (options or {}).get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             attributes[name] = value
     if trace.content_recorded():
@@ -160,7 +166,7 @@ def chat_span(config: LLMConfig, messages: list[dict[str, Any]], *,
         system = system_instructions(messages)
         if system:
             attributes["gen_ai.system_instructions"] = _dump(system)
-    with trace.span(f"chat {config.model}", attributes, kind="client") as span:
+    with trace.span(f"chat {model}", attributes, kind="client") as span:
         yield span
 
 
@@ -182,24 +188,3 @@ def record_reply(span: Any, *, model: str | None, response_id: str | None,
         span.set_attribute("gen_ai.output.messages", _dump(output_messages(
             text, tool_calls, finish_reasons[0] if finish_reasons else None)))
 
-
-async def traced_chat(config: LLMConfig, messages: list[dict[str, Any]],
-                      call: Callable[[], Awaitable[dict[str, Any]]], *,
-                      structured: bool = False) -> dict[str, Any]:
-    """Run ``call`` (one OpenAI-style request, its reply as a dict) in a ``chat`` span
-    with the reply's attributes (what a decision's own request uses)."""
-    from ray_orch.model.client import _tool_calls_of, reply_identity
-
-    with chat_span(config, messages, structured=structured) as span:
-        reply = await call()
-        if span is not None:
-            ident = reply_identity(reply)
-            usage = reply.get("usage") or {}
-            message = ((reply.get("choices") or [{}])[0] or {}).get("message") or {}
-            record_reply(span, model=ident["response_model"], response_id=ident["response_id"],
-                         finish_reasons=ident["finish_reasons"],
-                         input_tokens=int(usage.get("prompt_tokens") or 0),
-                         output_tokens=int(usage.get("completion_tokens") or 0),
-                         text=str(message.get("content") or ""),
-                         tool_calls=_tool_calls_of(message.get("tool_calls")))
-        return reply

@@ -638,9 +638,8 @@ async def decide_hosted(agent: Any, task: Any, prompt: str, schema: Any,
     """
     from ray_orch.core.routing import match_route, route_keys
     from ray_orch.model import openai_http as _openai_http
-    from ray_orch.model.client import _NO_KEY
+    from ray_orch.model.client import _NO_KEY, traced_chat  # traced_chat: its chat span
     from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
-    from ray_orch.model.telemetry import traced_chat  # the decision's chat span
 
     config = agent.llm_config
     messages = agent.messages(prompt)

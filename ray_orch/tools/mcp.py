@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from ray_orch.core.errors import ToolDefinitionError
 from ray_orch.core.sync import run_in_thread
 
-from .mcp_connection import MCPConnection, SessionPool
+from .mcp_connection import MCPConnection, SessionPool, tool_entry
 from .mcp_content import ToolImage
 
 __all__ = ["MCP", "PREFIX_JOINER", "MCPReply", "local_call", "route_call", "set_mcp_router",
@@ -207,25 +207,6 @@ async def _prompt(connection: MCPConnection, name: str,
 
     got = await connection.session.get_prompt(name, {k: str(v) for k, v in (args or {}).items()})
     return [{"role": str(m.role), "content": _block(m.content, [])} for m in got.messages]
-
-
-def tool_entry(listed: Any) -> dict[str, Any]:
-    """A listed tool as plain data: name, description, parameters, annotations."""
-    schema = getattr(listed, "input_schema", None) or getattr(listed, "inputSchema", None)
-    notes = getattr(listed, "annotations", None)
-
-    def hint(*names: str) -> Any:
-        return next((getattr(notes, n) for n in names if getattr(notes, n, None) is not None),
-                    None)
-
-    execution = getattr(listed, "execution", None)
-    task_support = getattr(execution, "task_support", None) or getattr(
-        execution, "taskSupport", None)
-    return {"name": listed.name, "description": listed.description or "",
-            "parameters": dict(schema) if schema else {"type": "object", "properties": {}},
-            "read_only": bool(hint("read_only_hint", "readOnlyHint")),
-            "destructive": hint("destructive_hint", "destructiveHint") is not False,
-            "task_support": str(task_support) if task_support else None}
 
 
 # -- where calls go ---------------------------------------------------------------------

@@ -25,16 +25,14 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ray_orch.core.errors import MCPSessionError, MCPToolError, ToolDefinitionError
 
 from .mcp_content import Converted, convert_result
 
-if TYPE_CHECKING:
-    from .mcp import MCP
-
-__all__ = ["MCPConnection", "SessionPool", "reason_of", "server_environment"]
+__all__ = ["MCP", "MCPConnection", "SessionPool", "reason_of", "server_environment",
+           "tool_entry"]
 
 _STDERR_TAIL = 2000
 _log = logging.getLogger("ray_orch.mcp")
@@ -43,6 +41,25 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
            "alert": logging.CRITICAL, "emergency": logging.CRITICAL}
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class MCP(Protocol):
+    """What a session needs of a server's configuration (``ray_orch.tools.mcp.MCP``)."""
+
+    target: str
+    transport: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    name: str
+    headers: dict[str, str]
+    startup_timeout: float
+    listed: list[dict[str, Any]] | None
+
+    @property
+    def key(self) -> str: ...
+
+    def describe(self) -> str: ...
 
 
 def server_environment(explicit: dict[str, str]) -> dict[str, str]:
@@ -138,8 +155,6 @@ class MCPConnection:
             otel_context.detach(token)
 
     async def _list(self) -> None:
-        from .mcp import tool_entry
-
         listed = await self.session.list_tools()
         self.tools = [tool_entry(t) for t in listed.tools]
 
@@ -286,6 +301,25 @@ async def _entered(manager: Any) -> Any:
     else:
         with manager:
             yield
+
+
+def tool_entry(listed: Any) -> dict[str, Any]:
+    """A listed tool as plain data: name, description, parameters, annotations."""
+    schema = getattr(listed, "input_schema", None) or getattr(listed, "inputSchema", None)
+    notes = getattr(listed, "annotations", None)
+
+    def hint(*names: str) -> Any:
+        return next((getattr(notes, n) for n in names if getattr(notes, n, None) is not None),
+                    None)
+
+    execution = getattr(listed, "execution", None)
+    task_support = getattr(execution, "task_support", None) or getattr(
+        execution, "taskSupport", None)
+    return {"name": listed.name, "description": listed.description or "",
+            "parameters": dict(schema) if schema else {"type": "object", "properties": {}},
+            "read_only": bool(hint("read_only_hint", "readOnlyHint")),
+            "destructive": hint("destructive_hint", "destructiveHint") is not False,
+            "task_support": str(task_support) if task_support else None}
 
 
 def _executable(command: str) -> str:
