@@ -279,11 +279,11 @@ async def execute_call(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
         call = await _execute(spec, name, raw_arguments, call_id=call_id, available=available)
         if span is not None:
             span.set_attribute("ray_orch.tool.where", call.where)
-            if trace.content_recorded():
+            if call.ok and trace.content_recorded():
                 span.set_attribute("gen_ai.tool.call.result", call.result[:16_000])
-            if not call.ok:
-                trace.record_error(span, call.error or "failed",
-                                   error_type=call.error_type or "ToolError")
+            if not call.ok:  # the type only: an error's text may carry a secret
+                kind = call.error_type or "ToolError"
+                trace.record_error(span, kind, error_type=kind)
         return call
 
 
