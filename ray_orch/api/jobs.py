@@ -388,6 +388,14 @@ def format_status(report: dict[str, Any]) -> str:
             memory = f" {row['rss_mb']:.0f} MB" if row.get("rss_mb") else ""
             lines.append(f"  {row['kind']:<10} pid {row.get('pid', '?'):<8} "
                          f"{row['state']:<7}{memory}{run}")
+    for node in report.get("mcp_sessions", []):
+        for row in node.get("sessions", []):
+            state = "alive" if row["alive"] else "down"
+            pid = f" server pid {row['server_pid']}" if row.get("server_pid") else ""
+            error = f"; last error: {row['last_error']}" if row.get("last_error") else ""
+            lines.append(f"  mcp {row['name']} ({row['transport']}) {state}{pid}, "
+                         f"{row['tools']} tools, {row['restarts']} restarts, session actor "
+                         f"pid {node['pid']}{error}")
     for run in report.get("runs", []):
         lines.append(f"  run {run['run_id']}  {run['status']}  {run['entrypoint']}")
     return "\n".join(lines)

@@ -459,12 +459,23 @@ def _stop_actors(info: RuntimeInfo) -> None:
         ray.shutdown()
 
 
+def _mcp_sessions() -> list[dict[str, Any]]:
+    """Each node's MCP sessions (never fails status: [] when they cannot be read)."""
+    from actors.mcp_session import node_sessions
+
+    try:
+        return node_sessions()
+    except Exception:
+        return []
+
+
 def status() -> dict[str, Any]:
     """The runtime's endpoints, pools, members and Supervisors (with their runs).
 
     Returns:
         ``{"up": False}`` when none is up; else the runtime file's content with
-        ``registry`` (``ActorRegistry.status()``; detached runs: ``jobs.list_runs``).
+        ``registry`` (``ActorRegistry.status()``; detached runs: ``jobs.list_runs``) and
+        ``mcp_sessions`` (one entry per node: ``MCPSessionActor.info()``).
     """
     info = read_runtime()
     if info is None or not _reachable(info.address):
@@ -485,6 +496,7 @@ def status() -> dict[str, Any]:
             for row in report["registry"].get("actors", []):
                 if isinstance(row.get("pid"), int):  # on this machine: its memory
                     row["rss_mb"] = round(_rss_mb([row["pid"]]), 1)
+        report["mcp_sessions"] = _mcp_sessions()
     finally:
         ray.shutdown()
     return report

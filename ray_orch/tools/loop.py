@@ -27,6 +27,7 @@ from ray_orch.tools.spec import ToolSpec, combined_tools, tool_specs
 from .constrained import choice_schema, parse_choice, protocol_prompt, results_message
 from .execute import ToolCall, execute_call, fail_call
 from .journal import ToolJournal, ToolJournalRef, args_digest, visit_digest
+from .mcp_content import image_parts
 
 __all__ = ["DEFAULT_MAX_TOOL_CALLS", "ToolRun", "answer_with_tools", "tool_run_for"]
 
@@ -203,6 +204,7 @@ async def answer_with_tools(agent: Any, prompt: str,
                 task=run.task_id, tool=tool, calls=total)
         done = await _turn(run, requested, identical)
         _append_results(messages, result, requested, done, json_mode)
+        _append_images(messages, done, config)
         failed = next((c for c in done if not c.ok), None)
         if failed is not None and run.raise_errors:
             raise ToolCallError(f"task '{run.task_id}': tool '{failed.name}' failed with "
@@ -251,7 +253,8 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
         refused, raw = await _approved(run, name, arguments)
         if refused is not None:  # the model hears why, as the call's result
             return fail_call(ToolCall(name=name, arguments=arguments, where=spec.where,
-                                      started=time.time(), call_id=call_id), refused)
+                                      started=time.time(), call_id=call_id), refused,
+                             "ApprovalRefused")
 
     async def call_and_journal() -> ToolCall:
         call = await execute_call(spec, name, raw, call_id=call_id,
@@ -337,6 +340,31 @@ def _arguments_of(raw: Any) -> dict[str, Any] | None:
     except (TypeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _append_images(messages: list[dict[str, Any]], done: list[ToolCall], config: Any) -> None:
+    """Images the tools returned, as a user message of image parts, for models that take
+    them (the tool messages hold short placeholders either way)."""
+    from ray_orch.model.client import takes_images
+
+    shown = [c for c in done if c.extra.get("images")]
+    if not shown:
+        return
+    if not takes_images(config):
+        for call in shown:
+            call.result += "\n(the image is not shown: this model does not take images)"
+            _replace_result(messages, call)
+        return
+    for call in shown:
+        messages.append({"role": "user", "content": image_parts(call.name,
+                                                                call.extra["images"])})
+
+
+def _replace_result(messages: list[dict[str, Any]], call: ToolCall) -> None:
+    for message in reversed(messages):
+        if message.get("role") == "tool" and message.get("tool_call_id") == call.call_id:
+            message["content"] = call.result
+            return
 
 
 def _append_results(messages: list[dict[str, Any]], result: Any,
