@@ -1,4 +1,4 @@
-"""A driver script whose run pauses for approval (tests/test_approvals.py runs it as its
+"""A driver script whose run pauses for approval (tests/integration/test_approvals.py runs it as its
 own process, then continues the run from another)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A simulated three-node cluster for ``tests/test_multinode.py`` (run in a subprocess:
+"""A simulated three-node cluster for ``tests/integration/test_multinode.py`` (run in a subprocess:
 a multi-node ``Cluster`` cannot share a pytest process with the session's Ray).
 
 Head + 2 worker nodes (``ray.cluster_utils.Cluster``, 2 CPUs and 4 ``agent_slot`` each

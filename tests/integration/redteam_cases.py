@@ -1,4 +1,4 @@
-"""Malformed definitions for the red-team suite (tests/test_redteam.py).
+"""Malformed definitions for the red-team suite (tests/integration/test_redteam.py).
 
 Each case is code that must raise a typed ray-orch error naming the task (if any) and
 the field, before Ray starts and before any model call. Run as a script, it runs every

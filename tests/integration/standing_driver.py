@@ -1,4 +1,4 @@
-"""A driver script run as its own process against a standing runtime (tests/test_standing.py,
+"""A driver script run as its own process against a standing runtime (tests/integration/test_standing.py,
 benchmarks/b8_one_shot.py): the W2 shape, 3 agents and 7 model calls, or a chain.
 
 Environment: ``STUB_BASE`` (the stub's URL), ``SHAPE`` (``w2`` or ``chain:N``),

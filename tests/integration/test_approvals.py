@@ -26,6 +26,7 @@ from ray_orch import (
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 
 def two_steps(stub, handler=None, **draft_options):
@@ -103,7 +104,7 @@ def test_no_way_to_ask_is_refused_before_any_call(stub):
 def test_a_paused_run_continues_from_another_process_with_an_edit(stub, tmp_path):
     done = subprocess.run([sys.executable, str(HERE / "approval_driver.py"), stub.base_url,
                            str(tmp_path)], capture_output=True, text=True, timeout=300,
-                          cwd=HERE.parent)
+                          cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     paused = json.loads(done.stdout.strip().splitlines()[-1])
     [request] = paused["requests"]
@@ -149,12 +150,12 @@ def test_the_command_line_lists_and_answers_paused_runs(stub, tmp_path):
     run_id, request = caught.value.run_id, caught.value.requests[0]
     cli = [sys.executable, "-m", "ray_orch.cli"]
     listed = subprocess.run([*cli, "runs", "--pending", "--dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, cwd=HERE.parent)
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert listed.returncode == 0, listed.stderr
     assert run_id in listed.stdout and request.id in listed.stdout
     answered = subprocess.run([*cli, "approve", run_id, request.id, "--dir", str(tmp_path),
                                "--reject", "needs a title"],
-                              capture_output=True, text=True, timeout=300, cwd=HERE.parent)
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
     # Rejected: the draft is asked again (with the reason) and waits for approval again.
     assert answered.returncode == 3, answered.stdout + answered.stderr
     assert "paused again" in answered.stdout

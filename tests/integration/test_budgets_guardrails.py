@@ -16,7 +16,7 @@ import ray
 from ray_orch import Agent, BudgetExceededError, GuardrailFailedError, Process, Task
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent
 
 
 def test_token_budget_stops_dispatch_lets_in_flight_finish_and_keeps_results(stub):
@@ -76,7 +76,7 @@ def test_ctrl_c_cancels_the_run_and_keeps_completed_results(stub, tmp_path):
     stub.add_rule(match="Record c0s0", reply="quick")
     stub.add_rule(match="Record", latency=60)
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-           "PYTHONPATH": f"{HERE}{os.pathsep}{HERE.parent}"}
+           "PYTHONPATH": f"{HERE}{os.pathsep}{HERE.parents[1]}"}
     directory = tmp_path / "ckpt"
     proc = subprocess.Popen([sys.executable, str(HERE / "durability_driver.py"), stub.base_url,
                              str(directory), "ctrl-c-run"], env=env,

@@ -7,7 +7,7 @@ import doctest
 import importlib
 
 import pytest
-from test_layers import all_modules
+from sources import all_modules
 
 MODULES = sorted(all_modules())
 

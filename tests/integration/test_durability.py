@@ -26,7 +26,7 @@ from ray_orch import (
 from ray_orch.store.sqlite import SQLiteCheckpointStore
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent
 
 
 def echo(request):
@@ -50,7 +50,7 @@ def test_sigkill_the_driver_at_several_points_then_resume(stub, tmp_path):
     stub.latency = 0.05
     stub.add_rule(match="Record", reply=echo)
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-           "PYTHONPATH": f"{HERE}{os.pathsep}{HERE.parent}"}
+           "PYTHONPATH": f"{HERE}{os.pathsep}{HERE.parents[1]}"}
     directory, run_id = str(tmp_path / "ckpt"), "crash-run-1"
     args = [sys.executable, str(HERE / "durability_driver.py"), stub.base_url, directory, run_id]
     rounds: list[tuple[float, set[str]]] = []  # (killed at, checkpointed tasks then)

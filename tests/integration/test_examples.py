@@ -20,7 +20,7 @@ from ray_orch.testing import StubLLMServer, StubRequest
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # What each example must print, and whether its agents call the environment's model
 # (07, 17 and the tool examples 18-20 only talk to stubs of their own).

@@ -14,7 +14,7 @@ from ray_orch import MCP, Agent, Process, Task, ToolDefinitionError
 from ray_orch.testing import StubLLMServer
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-SERVER = Path(__file__).resolve().parent.parent / "examples" / "mcp_orders_server.py"
+SERVER = Path(__file__).resolve().parents[2] / "examples" / "mcp_orders_server.py"
 
 
 def ask_for(customer: str):

@@ -26,7 +26,7 @@ from ray_orch.observe.metrics import (
 )
 from ray_orch.observe.progress import Progress
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = "run-7f3a9c2e"
 ALLOWED_LABELS = {"workflow", "task", "agent_role", "model", "status", "outcome", "type",
                   "state", "route", "breaker", "kind", "le", "tool"}

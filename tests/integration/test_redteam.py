@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def outcomes() -> dict[str, dict]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), str(HERE)]),
            "RAY_ORCH_PROGRESS": "0"}
     done = subprocess.run([sys.executable, str(HERE / "redteam_cases.py")], env=env,
                           capture_output=True, text=True, timeout=300, check=True)
@@ -94,7 +94,7 @@ def test_cli_validate_refuses_what_workflow_refuses(tmp_path):
         a = Agent(role="W", llm="openai/x", base_url="http://127.0.0.1:9/v1")
         Process(tasks={"t": Task(description="x", agent=a)}).workflow(resume=True)
     """))
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    env = {**os.environ, "PYTHONPATH": str(HERE.parents[1])}
     done = subprocess.run([sys.executable, "-m", "ray_orch.cli", "validate", str(script)],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0

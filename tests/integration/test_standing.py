@@ -21,8 +21,8 @@ import pytest
 
 from ray_orch.testing import StubLLMServer
 
-ROOT = Path(__file__).resolve().parent.parent
-DRIVER = ROOT / "tests" / "standing_driver.py"
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = ROOT / "tests" / "integration" / "standing_driver.py"
 PY = sys.executable
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 def _env(runtime: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env.update({"RAY_ORCH_RUNTIME_FILE": str(runtime), "RAY_ORCH_PROGRESS": "0",
-                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "integration")]),
                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"})
     env.update(extra)
     return env

@@ -322,7 +322,7 @@ def test_mcp_objects_are_picklable_config():
     server = MCP("python examples/mcp_orders_server.py", env={"A": "1"})
     copy = pickle.loads(pickle.dumps(server))
     assert (copy.key, copy.argv, copy.listed) == (server.key, server.argv, None)
-    assert Path(__file__).parent.parent.joinpath("examples/mcp_orders_server.py").exists()
+    assert Path(__file__).resolve().parents[2].joinpath("examples/mcp_orders_server.py").exists()
 
 
 # -- constrained JSON output (the embedded model's path) ---------------------------------
@@ -363,7 +363,7 @@ def test_the_embedded_model_looks_up_an_order(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     import runpy
 
-    example = runpy.run_path(str(Path(__file__).parent.parent / "examples" /
+    example = runpy.run_path(str(Path(__file__).resolve().parents[2] / "examples" /
                                  "tools_offline_orders.py"))
     output = example["order_lookup_workflow"]("alice").workflow()["answer"]
     calls = output.metadata["tool_calls"]

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from sources import all_modules
 
 # Lowest first. A module may import its own layer and the layers below it, never above.
 # ``actors`` sits between the engine and the driver API: actor classes wrap the engine,
@@ -29,18 +28,6 @@ def layer_of(module: str) -> str:
     if len(parts) > 1 and parts[1] in PACKAGES:
         return parts[1]
     return "front"
-
-
-def all_modules() -> dict[str, Path]:
-    found = {}
-    for package in ("ray_orch", "actors"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            rel = path.relative_to(ROOT).with_suffix("")
-            parts = list(rel.parts)
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            found[".".join(parts)] = path
-    return found
 
 
 def _under_type_checking(node: ast.If) -> bool:

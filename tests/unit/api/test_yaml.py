@@ -20,7 +20,7 @@ from ray_orch import (
 )
 from ray_orch.api.yaml_workflow import load_workflow, loads_workflow
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "customer_service.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "customer_service.yaml"
 
 GOOD = """\
 name: customer-service
