@@ -1,5 +1,5 @@
 """The ``ray-orch`` command's shared parts: the app, argument types, and errors as one
-message and an exit code (the commands are in ``cli.py`` and ``cli_runs.py``)."""
+message and an exit code (the commands are in ``workflows.py`` and ``runs.py``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``ray-orch`` commands about runs that outlive a driver: the standing runtime (``up``,
 ``down``, ``status``), detached runs (``submit``, ``runs``, ``logs``, ``cancel``,
 ``attach``) and paused runs (``runs --pending``, ``approve``). Importing this module adds
-them to the app (``cli.py`` does)."""
+them to the app (``ray_orch.cli`` does)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
-from ray_orch.cli_base import FileArg, app
-from ray_orch.cli_base import errors as _errors
-from ray_orch.cli_base import fail as _fail
-from ray_orch.cli_base import one_line as _one_line
+from ray_orch.cli.base import FileArg, app
+from ray_orch.cli.base import errors as _errors
+from ray_orch.cli.base import fail as _fail
+from ray_orch.cli.base import one_line as _one_line
 
 __all__: list[str] = []
 

@@ -26,7 +26,7 @@ from typing import Annotated, Any
 import typer
 
 from ray_orch.api.process import Process
-from ray_orch.cli_base import (
+from ray_orch.cli.base import (
     OUTPUT_WIDTH,
     FileArg,
     FormatChoice,
@@ -34,10 +34,10 @@ from ray_orch.cli_base import (
     ModeOpt,
     app,
 )
-from ray_orch.cli_base import errors as _errors
-from ray_orch.cli_base import fail as _fail
-from ray_orch.cli_base import kind as _kind
-from ray_orch.cli_base import one_line as _one_line
+from ray_orch.cli.base import errors as _errors
+from ray_orch.cli.base import fail as _fail
+from ray_orch.cli.base import kind as _kind
+from ray_orch.cli.base import one_line as _one_line
 from ray_orch.core.errors import RayOrchError, RunError, WorkflowDefinitionError
 from ray_orch.core.output import TaskOutput
 from ray_orch.engine.graph import Mode
@@ -406,8 +406,6 @@ def job_run(file: FileArg, run_id: Annotated[str, typer.Option(help="The run id.
                               "runs": runs})
 
 
-import ray_orch.cli_runs  # noqa: E402,F401  (adds its commands to the app)
-
 
 @app.callback()
 def _main(version: Annotated[bool, typer.Option(
@@ -415,6 +413,3 @@ def _main(version: Annotated[bool, typer.Option(
           ) -> None:
     """Orchestrate LLM agents on Ray."""
 
-
-if __name__ == "__main__":  # pragma: no cover
-    app()

@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"\nworkflow ran in {elapsed:.1f} s (including Ray start-up)")
     if not args.no_tools:
         console.print(Rule(style="blue"))
-        from ray_orch.demo_orders import show_order_lookup
+        from ray_orch.demo.orders import show_order_lookup
 
         if not show_order_lookup(console):
             failed = failed or RunError("the tool workflow failed")

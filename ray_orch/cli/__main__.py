@@ -1,0 +1,5 @@
+"""``python -m ray_orch.cli``: the ``ray-orch`` command."""
+
+from ray_orch.cli import app
+
+app()

@@ -1,0 +1,7 @@
+"""``python -m ray_orch.demo``: the customer-service demo (options: ``--help``)."""
+
+import sys
+
+from ray_orch.demo.customer_service import main
+
+raise SystemExit(main(sys.argv[1:]))
