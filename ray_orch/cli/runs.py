@@ -27,7 +27,7 @@ def _checkpoint_runs(directory: Path, pending: bool) -> None:
     """The runs of a checkpoint directory (paused ones with their requests)."""
     if not directory.is_dir():
         _fail(f"{directory}: no such checkpoint directory", 2)
-    from ray_orch.store.pauses import PauseStore
+    from ray_orch.store.approvals import PauseStore
     from ray_orch.store.sqlite import SQLiteCheckpointStore
 
     if pending:
@@ -58,7 +58,6 @@ def approve(run_id: Annotated[str, typer.Argument(help="The paused run.")],
     with _errors():
         if edit is not None and reject is not None:
             _fail("give --edit or --reject, not both", 2)
-        from ray_orch.api.paused import continue_paused
         from ray_orch.core.approvals import Approve, Edit, Reject, RunPaused
 
         answer = (Edit(_maybe_json(edit), by="cli") if edit is not None else
@@ -72,6 +71,42 @@ def approve(run_id: Annotated[str, typer.Argument(help="The paused run.")],
         for name, output in results.items():
             typer.echo(f"{name}: {_one_line(output.raw)}")
         typer.echo(f"run {run_id} completed")
+
+
+def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dict[str, Any]:
+    """Continue a paused run from its checkpoint store alone (``ray-orch approve``): its
+    definition was stored when it paused.
+
+    Returns:
+        What its ``workflow()`` returns.
+
+    Raises:
+        ApprovalError: no paused run ``run_id`` in ``directory``.
+        RunPaused: it asks again (another request is pending).
+    """
+    import ray.cloudpickle as pickle
+
+    from ray_orch.api.process import Process
+    from ray_orch.core.approvals import ApprovalError, parse_answer
+    from ray_orch.store.approvals import PauseStore
+
+    store = PauseStore(directory)
+    try:
+        found = store.spec(run_id)
+    finally:
+        store.close()
+    if found is None:
+        raise ApprovalError(f"no paused run {run_id!r} in {directory}", field="run")
+    mode, packed = found
+    spec = pickle.loads(packed)
+    process = Process(tasks=spec.tasks, agents=spec.agents, manager_llm=spec.manager,
+                      name=spec.workflow, checkpoint_dir=directory,
+                      max_visits=spec.max_visits, max_steps=spec.max_steps,
+                      on_failure=spec.on_failure, cache=spec.cache,
+                      budget_tokens=spec.budget_tokens, budget_usd=spec.budget_usd,
+                      metrics=spec.metrics)
+    answers = {k: parse_answer(v) for k, v in answers.items()}
+    return getattr(process, mode)(resume=run_id, answers=answers)  # type: ignore[no-any-return]
 
 
 def _maybe_json(text: str) -> Any:
