@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from ray_orch.core import trace
 from ray_orch.core.errors import LLMError, ModelNotConfiguredError
 from ray_orch.model import openai_http as _openai_http
-from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
+from ray_orch.model.ratelimit.client import estimate_tokens, limited, strip_limit_keys
 from ray_orch.model.streaming import achat_stream, litellm_stream
 
 if TYPE_CHECKING:

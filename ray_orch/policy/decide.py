@@ -639,7 +639,7 @@ async def decide_hosted(agent: Any, task: Any, prompt: str, schema: Any,
     from ray_orch.core.routing import match_route, route_keys
     from ray_orch.model import openai_http as _openai_http
     from ray_orch.model.client import _NO_KEY
-    from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
+    from ray_orch.model.ratelimit.client import estimate_tokens, limited, strip_limit_keys
 
     config = agent.llm_config
     messages = agent.messages(prompt)

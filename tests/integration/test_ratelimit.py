@@ -19,7 +19,7 @@ from ray_orch.model.ratelimit import (
     limiter_name,
     limits_of,
 )
-from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
+from ray_orch.model.ratelimit.client import estimate_tokens, limited, strip_limit_keys
 
 
 class Clock:
@@ -233,15 +233,15 @@ class Reply:
 
 @pytest.fixture
 def no_ray(monkeypatch):
-    import ray_orch.model.ratelimit_client
+    import ray_orch.model.ratelimit.client
 
-    monkeypatch.setattr(ray_orch.model.ratelimit_client, "ray_is_running", lambda: False)
+    monkeypatch.setattr(ray_orch.model.ratelimit.client, "ray_is_running", lambda: False)
 
 
 async def test_limited_without_limits_just_calls(no_ray, monkeypatch):
     monkeypatch.delenv("RAY_ORCH_RPM", raising=False)
     monkeypatch.delenv("RAY_ORCH_TPM", raising=False)
-    import ray_orch.model.ratelimit_client as rl
+    import ray_orch.model.ratelimit.client as rl
 
     calls = []
 
@@ -289,7 +289,7 @@ async def test_other_calls_take_slots_after_the_first_call_returns(no_ray):
 
 
 async def test_a_stalled_event_loop_does_not_fire_a_burst(no_ray):
-    import ray_orch.model.ratelimit_client as rl
+    import ray_orch.model.ratelimit.client as rl
 
     # A call that wakes up long after its slot (the loop was busy) takes a fresh slot
     # instead of firing together with the calls scheduled after it.
@@ -310,7 +310,7 @@ async def test_a_stalled_event_loop_does_not_fire_a_burst(no_ray):
 
 
 async def test_limited_reports_a_429_to_the_window(no_ray):
-    import ray_orch.model.ratelimit_client as rl
+    import ray_orch.model.ratelimit.client as rl
 
     config = LLMConfig(model=f"local-429-{time.time_ns()}",
                        options={"rpm": 60_000, "max_in_flight": 8})
@@ -363,7 +363,7 @@ class FakeHandle:
 
 @pytest.fixture
 def fake_actor(monkeypatch):
-    import ray_orch.model.ratelimit_client as client
+    import ray_orch.model.ratelimit.client as client
 
     handles: list[FakeHandle] = []
     broken = [False]

@@ -1,14 +1,14 @@
 """The client side of rate limiting: ``limited`` runs a model call in a paced slot.
 
 Where the budget lives: on Ray, one ``RateLimiter`` actor per model and provider
-(``actors/rate_limiter.py``), so the budget is cluster-wide. Each process talks to it
+(``actors/rate_limiter.py``, a thin shell over ``Limiter``), so the budget is cluster-wide. Each process talks to it
 through one ``_RemoteGate`` that batches: the calls waiting at one moment share one
 ``acquire`` round trip, spare slots are leased while demand lasts, and outcomes travel
 back in batches (piggy-backed on the next ``acquire``, or after ``FLUSH_SECONDS``; a 429
 at once). Without Ray (``Task.execute()`` alone) the limiter lives in the process.
 
 The limits, the pacing and the AIMD window (``Limiter``) are in
-:mod:`ray_orch.model.ratelimit`; this module also holds what the LLM seam computes per call
+:mod:`ray_orch.model.ratelimit.limiter`; this module also holds what the LLM seam computes per call
 (``estimate_tokens``, ``strip_limit_keys``).
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ray_orch.core.proc import ray_is_running
-from ray_orch.model.ratelimit import LIMIT_KEYS, Limiter, Limits, limiter_name, limits_of
+from ray_orch.model.ratelimit.limiter import LIMIT_KEYS, Limiter, Limits, limiter_name, limits_of
 
 if TYPE_CHECKING:
     from ray_orch.model.client import LLMConfig

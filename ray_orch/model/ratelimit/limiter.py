@@ -29,7 +29,7 @@ How the budget is kept (``Limiter``, plain Python, clock injectable):
 - **Leases.** Slots are handed out in leases; a lease whose holder vanished (a dead
   process) is reclaimed after its time to live.
 
-Where the budget lives is the client side's business (``_ratelimit_client.py``, with
+Where the budget lives is the client side's business (``client.py`` in this package, with
 ``limited``, ``Ticket`` and the request helpers ``estimate_tokens`` and
 ``strip_limit_keys``): on Ray, one ``RateLimiter`` actor per model
 and provider (``actors/rate_limiter.py``), so the budget is cluster-wide; without Ray
