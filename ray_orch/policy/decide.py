@@ -245,10 +245,10 @@ def subject_of(description: str, glosses: dict[str, str], context: str = "") -> 
 async def _post(address: str, path: str, body: dict[str, Any], timeout: float) -> Any:
     import aiohttp
 
-    from ray_orch.model.openai_http import _session
+    from ray_orch.model.openai_http import shared_session
 
     try:
-        async with (await _session()).post(
+        async with (await shared_session()).post(
                 f"{address}{path}", json=body,
                 timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             raw = await response.read()
@@ -638,7 +638,7 @@ async def decide_hosted(agent: Any, task: Any, prompt: str, schema: Any,
     """
     from ray_orch.core.routing import match_route, route_keys
     from ray_orch.model import openai_http as _openai_http
-    from ray_orch.model.client import _NO_KEY
+    from ray_orch.model.client import NO_KEY
     from ray_orch.model.ratelimit.client import estimate_tokens, limited, strip_limit_keys
 
     config = agent.llm_config
@@ -652,7 +652,7 @@ async def decide_hosted(agent: Any, task: Any, prompt: str, schema: Any,
 
     async def call() -> dict[str, Any]:
         return await _openai_http.achat(config.model, config.base_url or "",
-                                        config.api_key or _NO_KEY, dict(body),
+                                        config.api_key or NO_KEY, dict(body),
                                         config.timeout)
 
     estimate = estimate_tokens(messages, config.options)
