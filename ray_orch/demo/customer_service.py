@@ -8,8 +8,8 @@ workflow picture (Mermaid text and a PNG).
 
 With no model configured it uses the embedded offline models: no key, no network. Its
 decisions compare the inquiry's meaning with each route's description and example
-messages (all-MiniLM-L6-v2 sentence embeddings; see ``ray_orch.policy.decide``), and the
-demo prints each key's score; the free text comes from SmolLM2-135M-Instruct on llama.cpp
+messages (all-MiniLM-L6-v2 sentence embeddings; see ``ray_orch.policy.decide_local``),
+and the demo prints each key's score; the free text comes from SmolLM2-135M-Instruct on llama.cpp
 and is illustrative only. Point
 ``RAY_ORCH_MODEL`` at any litellm model for real answers.
 

@@ -18,18 +18,17 @@ from ray_orch.core.errors import ModelNotConfiguredError
 from ray_orch.demo import build_workflow
 from ray_orch.model.embedded import EmbeddedServer, embedded_model_path
 from ray_orch.model.sentence import sentence_model_available
-from ray_orch.policy import decide as _decide
+from ray_orch.policy import decide_local as _decide
 from ray_orch.policy.decide import (
     Decision,
     best_route,
     decision_value,
     describe_routes,
-    key_scores,
     route_glosses,
-    score_by_meaning,
-    score_described,
     subject_of,
 )
+from ray_orch.policy.decide_hosted import key_scores
+from ray_orch.policy.decide_local import score_by_meaning, score_described
 from ray_orch.policy.route_examples import canonical_key, examples_for
 
 #: (inquiry, right route of the demo's categorize decision); 3 per route.
