@@ -75,6 +75,20 @@ def _about() -> str:
     return (_BY_MEANING if sentence_model_available() else _BY_LIKELIHOOD) + _HOW_TO_SWITCH
 
 
+#: The categorize decision's keys, each described with examples in parentheses: the
+#: embedded default compares the inquiry with these.
+_CATEGORIES = (
+    "technical: a bug, crash or error in the app (an outage, a login or sync failure, a "
+    "slow or broken app, website or device); "
+    "billing: a payment, charge, invoice or refund (a receipt, a price, a discount, a "
+    "subscription or plan change); "
+    "complex: legal, security, privacy or repeated complaints (a lawyer, a hacked account, "
+    "a data breach, a personal data demand, a regulator, an angry customer asking for a "
+    "manager); "
+    "simple: a general question (opening hours, contact details, countries, languages, "
+    "features, a thank-you).")
+
+
 def build_workflow(inquiry: str, *, max_tokens: int = 80
                    ) -> tuple[dict[str, Task], list[Agent]]:
     """The guide's customer-service workflow, with the inquiry in each task.
@@ -102,18 +116,7 @@ def build_workflow(inquiry: str, *, max_tokens: int = 80
     quoted = f'"{inquiry}"'
     tasks = {
         "categorize": Task(
-            description=(f"Categorize this customer inquiry: {quoted}\n"
-                         # Each key described, with examples in parentheses: the
-                         # embedded default compares the inquiry with these.
-                         "technical: a bug, crash or error in the app (an outage, a login or "
-                         "sync failure, a slow or broken app, website or device); "
-                         "billing: a payment, charge, invoice or refund (a receipt, a price, "
-                         "a discount, a subscription or plan change); "
-                         "complex: legal, security, privacy or repeated complaints (a lawyer, "
-                         "a hacked account, a data breach, a personal data demand, a "
-                         "regulator, an angry customer asking for a manager); "
-                         "simple: a general question (opening hours, contact details, "
-                         "countries, languages, features, a thank-you)."),
+            description=f"Categorize this customer inquiry: {quoted}\n{_CATEGORIES}",
             agent=support_agent,
             task_type="decision",
             condition={
