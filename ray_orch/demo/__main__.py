@@ -4,4 +4,5 @@ import sys
 
 from ray_orch.demo.customer_service import main
 
-raise SystemExit(main(sys.argv[1:]))
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
