@@ -189,9 +189,10 @@ AddressOpt = Annotated[str | None, typer.Option(
 def submit(file: FileArg, address: AddressOpt = None) -> None:
     """Submit a .py or .yaml workflow as a detached run; prints the run id last."""
     from ray_orch.api.jobs import submit_file
+    from ray_orch.api.yaml_workflow import shell_variables
 
     with _errors():
-        typer.echo(submit_file(file, address=address))
+        typer.echo(submit_file(file, address=address, variables=shell_variables(file)))
 
 
 @app.command()

@@ -21,7 +21,7 @@ import yaml
 
 from ray_orch.observe.metrics import dashboard_path, dashboard_queries
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = Path("/usr/bin/prometheus")
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
