@@ -6,6 +6,7 @@ place in ``__all__``)."""
 from __future__ import annotations
 
 import ast
+import functools
 
 from sources import ROOT, all_modules
 
@@ -47,6 +48,7 @@ def _functions(tree: ast.Module) -> list[tuple[str, int]]:
     return found
 
 
+@functools.cache
 def _parsed() -> dict[str, tuple[str, ast.Module]]:
     return {name: (path.read_text(), ast.parse(path.read_text(), filename=str(path)))
             for name, path in all_modules().items()}
