@@ -206,9 +206,7 @@ def _make_private(path: Path) -> None:
 
 def _code_path() -> str:
     """PYTHONPATH for the head's workers: where ``ray_orch`` and ``actors`` are."""
-    import ray_orch
-
-    root = str(Path(ray_orch.__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # ray_orch/api/standing.py
     current = os.environ.get("PYTHONPATH", "")
     return os.pathsep.join([root] + [p for p in current.split(os.pathsep) if p and p != root])
 

@@ -22,6 +22,7 @@ from ray_orch.model.ratelimit.limiter import (
     Lease,
     Limiter,
     Limits,
+    ModelConfig,
     limiter_name,
     limits_of,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "Lease",
     "Limiter",
     "Limits",
+    "ModelConfig",
     "Ticket",
     "estimate_tokens",
     "limit_through",

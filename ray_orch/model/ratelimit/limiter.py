@@ -47,21 +47,33 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ray_orch.core.errors import InvalidTaskFieldError
-
-if TYPE_CHECKING:
-    from ray_orch.model.client import LLMConfig
 
 __all__ = [
     "LIMIT_KEYS",
     "Lease",
     "Limiter",
     "Limits",
+    "ModelConfig",
     "limiter_name",
     "limits_of",
 ]
+
+class ModelConfig(Protocol):
+    """What rate limiting reads of a model's config (``model.client.LLMConfig``; typed
+    here so that the client, which imports this package, is not imported back)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def options(self) -> dict[str, Any]: ...
+
 
 #: ``LLMConfig.options`` keys that configure limiting (never sent to litellm).
 LIMIT_KEYS = frozenset({"rpm", "tpm", "max_in_flight"})
@@ -114,7 +126,7 @@ def _positive(name: str, value: Any) -> float:
     return number
 
 
-def limits_of(config: LLMConfig) -> Limits | None:
+def limits_of(config: ModelConfig) -> Limits | None:
     """The limits configured for ``config``'s model, or None when there are none.
 
     Options win over ``RAY_ORCH_RPM`` / ``RAY_ORCH_TPM``. Cheap: two dict lookups and two
@@ -144,7 +156,7 @@ def limits_of(config: LLMConfig) -> Limits | None:
                                                                                 cap))))
 
 
-def limiter_name(config: LLMConfig) -> str:
+def limiter_name(config: ModelConfig) -> str:
     """The actor name for a model's limiter: ``rayorch-ratelimit-<model>[-<url hash>]``.
 
     The base URL is part of the identity (as a short hash), so the same model name at
