@@ -160,12 +160,12 @@ class LiteLLMEmbedder:
         """Unit vectors of ``texts`` from the provider (in batches of 256)."""
         import numpy as np
 
-        from ray_orch.model.client import _lib
+        from ray_orch.model.client import litellm_module
 
         rows: list[Any] = []
         for start in range(0, len(texts), 256):
             try:
-                reply = _lib().embedding(model=self.model, input=texts[start:start + 256],
+                reply = litellm_module().embedding(model=self.model, input=texts[start:start + 256],
                                          **self.options)
             except Exception as exc:
                 raise LLMError(f"embedding model {self.model!r} failed: "

@@ -48,7 +48,6 @@ _log = logging.getLogger(__name__)
 _LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 _TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-_MEMORY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 _RUN_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 
 _BREAKER_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
@@ -105,17 +104,15 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec(MetricDoc("rayorch_tool_call_duration_seconds", "histogram", ("tool", "outcome"),
                     "Duration of one tool call (local, remote Ray task or MCP)."),
           _LLM_BUCKETS),
-    # memory
     _Spec(MetricDoc("rayorch_memory_searches_total", "counter", ("workflow", "agent_role"),
                     "Memory and knowledge searches made before task attempts.")),
     _Spec(MetricDoc("rayorch_memory_search_duration_seconds", "histogram", ("agent_role",),
-                    "Time of one task's recall: embedding the query, the vector search "
-                    "and reading the memories found."), _MEMORY_BUCKETS),
+                    "Time of one task's recall (query embedding, search, reads)."),
+          (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)),
     _Spec(MetricDoc("rayorch_memory_adds_total", "counter", ("workflow", "agent_role"),
-                    "Task outputs remembered (the remember tool's adds are not counted).")),
+                    "Task outputs remembered (not the remember tool's).")),
     _Spec(MetricDoc("rayorch_memory_recalled_total", "counter", ("workflow", "kind"),
-                    "Memories (kind memory) and knowledge chunks (kind knowledge) put "
-                    "into prompts.")),
+                    "Memories (kind memory) and knowledge chunks put into prompts.")),
     # resilience and cache
     _Spec(MetricDoc("rayorch_breaker_state", "gauge", ("breaker",),
                     "Circuit breaker state: 0 closed, 1 half-open, 2 open.")),
@@ -307,10 +304,8 @@ class MetricsRegistry:
             hits = m["rayorch_cache_hits_total"].labels(*labels)
             misses = m["rayorch_cache_misses_total"].labels(*labels)
             (hits if ev.outcome == "hit" else misses).inc()
-        elif kind == "breaker":
-            self._apply_breaker(ev)
-        elif kind == "memory":
-            self._apply_memory(ev)
+        elif kind in ("breaker", "memory"):
+            (self._apply_breaker if kind == "breaker" else self._apply_memory)(ev)
         elif kind == "pool":
             source = str(ev.data.get("pool") or ev.run_id)
             self._pools[(_label(ev.agent_role), source)] = {
@@ -361,20 +356,14 @@ class MetricsRegistry:
         m["rayorch_cost_usd_total"].labels(model, role).inc(max(0.0, ev.cost_usd))
 
     def _apply_memory(self, ev: Event) -> None:
-        m = self._metrics
-        labels = (_label(ev.workflow), _label(ev.agent_role))
-        searches = ev.data.get("searches") or 0
-        if isinstance(searches, int) and searches > 0:
-            m["rayorch_memory_searches_total"].labels(*labels).inc(searches)
-        took = ev.data.get("search_s")
-        if isinstance(took, (int, float)) and took >= 0:
-            m["rayorch_memory_search_duration_seconds"].labels(labels[1]).observe(took)
-        if ev.data.get("remembered"):
-            m["rayorch_memory_adds_total"].labels(*labels).inc()
-        for item in ev.data.get("recalled") or []:
-            kind = item.get("kind") if isinstance(item, dict) else None
-            m["rayorch_memory_recalled_total"].labels(
-                labels[0], "knowledge" if kind == "knowledge" else "memory").inc()
+        m, data, labels = self._metrics, ev.data, (_label(ev.workflow), _label(ev.agent_role))
+        m["rayorch_memory_searches_total"].labels(*labels).inc(int(data.get("searches") or 0))
+        m["rayorch_memory_search_duration_seconds"].labels(labels[1]).observe(
+            max(0.0, float(data.get("search_s") or 0.0)))
+        m["rayorch_memory_adds_total"].labels(*labels).inc(1 if data.get("remembered") else 0)
+        for item in data.get("recalled") or []:
+            kind = "knowledge" if dict(item).get("kind") == "knowledge" else "memory"
+            m["rayorch_memory_recalled_total"].labels(labels[0], kind).inc()
 
     def _apply_breaker(self, ev: Event) -> None:
         name = _label(ev.data.get("breaker") or ev.agent_role or ev.model)
