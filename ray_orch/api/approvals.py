@@ -27,12 +27,12 @@ from ray_orch.core.approvals import (
 )
 
 if TYPE_CHECKING:
-    from ray_orch.api.process import Process
+    from ray_orch.api.run_checks import Definition
 
 __all__ = ["Asker", "approval_mode", "check_answers", "console_handler"]
 
 
-def approval_mode(process: Process) -> str | None:
+def approval_mode(process: Definition) -> str | None:
     """How a run of ``process`` asks a person: ``"inline"``, ``"pause"`` or None (it has
     nothing to ask).
 
@@ -68,7 +68,7 @@ def _on_a_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def check_answers(process: Process, run_id: str | None, answers: Any) -> dict[str, Any]:
+def check_answers(process: Definition, run_id: str | None, answers: Any) -> dict[str, Any]:
     """``answers=`` of a resumed run, checked against the requests it has pending.
 
     Returns:

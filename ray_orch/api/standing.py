@@ -179,9 +179,9 @@ def _auth_mode() -> str:
 
 def _code_path() -> str:
     """PYTHONPATH for the head's workers: where ``ray_orch`` and ``actors`` are."""
-    import ray_orch
-
-    root = str(Path(ray_orch.__file__).resolve().parent.parent)
+    # ray_orch/api/standing.py -> the folder that holds ray_orch (no import of the package:
+    # its surface sits above this module).
+    root = str(Path(__file__).resolve().parents[2])
     current = os.environ.get("PYTHONPATH", "")
     return os.pathsep.join([root] + [p for p in current.split(os.pathsep) if p and p != root])
 

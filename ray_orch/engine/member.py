@@ -44,6 +44,11 @@ class RunOptions:
     """The run's trace context, the parent of this member's spans."""
     approvals: bool = False
     """A person answers this run's approval requests inline (tool calls may ask)."""
+    tool_journal: Any = None
+    """Where this run's completed tool calls are journaled (``tools.journal``'s
+    ``ToolJournalRef``; None: the run has no checkpoints)."""
+    route_descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per decision task: what each route leads to (the run's ``Graph``)."""
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -247,7 +252,10 @@ class AgentMember:
                     inputs=inputs, context=context, missing=missing, iteration=iteration,
                     on_token=self._tokens_to(run_id, options, task_name, iteration),
                     feedback=feedback,
-                    approve_tool=self._approvals_to(run_id, options, task_name)))
+                    approve_tool=self._approvals_to(run_id, options, task_name),
+                    tool_journal=options.tool_journal if options else None,
+                    route_descriptions=(options.route_descriptions.get(task_name, {})
+                                        if options else {})))
             if options is not None and options.tokens:
                 self._flush_tokens()
                 # Every piece is delivered before the output returns.

@@ -47,21 +47,44 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ray_orch.core.errors import InvalidTaskFieldError
-
-if TYPE_CHECKING:
-    from ray_orch.model.client import LLMConfig
 
 __all__ = [
     "LIMIT_KEYS",
     "Lease",
     "Limiter",
     "Limits",
+    "ModelTarget",
     "limiter_name",
     "limits_of",
 ]
+
+class ModelTarget(Protocol):
+    """What rate limiting reads of a model's config (``model.client.LLMConfig`` is one;
+    a protocol, so that this module does not import the client that imports it)."""
+
+    @property
+    def model(self) -> str:
+        """The model's name (the limiter's key, with ``base_url``)."""
+        ...
+
+    @property
+    def base_url(self) -> str | None:
+        """The server the model is called on, if named."""
+        ...
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The model's options, where the limits (``rpm``, ``tpm``, ...) are set."""
+        ...
+
+    @property
+    def timeout(self) -> float:
+        """Seconds per call (a queued call waits no longer)."""
+        ...
+
 
 #: ``LLMConfig.options`` keys that configure limiting (never sent to litellm).
 LIMIT_KEYS = frozenset({"rpm", "tpm", "max_in_flight"})
@@ -114,7 +137,7 @@ def _positive(name: str, value: Any) -> float:
     return number
 
 
-def limits_of(config: LLMConfig) -> Limits | None:
+def limits_of(config: ModelTarget) -> Limits | None:
     """The limits configured for ``config``'s model, or None when there are none.
 
     Options win over ``RAY_ORCH_RPM`` / ``RAY_ORCH_TPM``. Cheap: two dict lookups and two
@@ -144,7 +167,7 @@ def limits_of(config: LLMConfig) -> Limits | None:
                                                                                 cap))))
 
 
-def limiter_name(config: LLMConfig) -> str:
+def limiter_name(config: ModelTarget) -> str:
     """The actor name for a model's limiter: ``rayorch-ratelimit-<model>[-<url hash>]``.
 
     The base URL is part of the identity (as a short hash), so the same model name at

@@ -24,13 +24,17 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ray_orch.core.proc import ray_is_running
-from ray_orch.model.ratelimit import LIMIT_KEYS, Limiter, Limits, limiter_name, limits_of
-
-if TYPE_CHECKING:
-    from ray_orch.model.client import LLMConfig
+from ray_orch.model.ratelimit import (
+    LIMIT_KEYS,
+    Limiter,
+    Limits,
+    ModelTarget,
+    limiter_name,
+    limits_of,
+)
 
 __all__ = ["Ticket", "estimate_tokens", "limit_through", "limited", "strip_limit_keys"]
 
@@ -392,7 +396,7 @@ def _local_limiter(name: str, limits: Limits) -> Limiter:
     return limiter
 
 
-def _gate(config: LLMConfig, limits: Limits) -> _LocalGate | _RemoteGate:
+def _gate(config: ModelTarget, limits: Limits) -> _LocalGate | _RemoteGate:
     name = limiter_name(config)
     loop = asyncio.get_running_loop()
     gates = _gates.setdefault(loop, {})
@@ -407,7 +411,7 @@ def _gate(config: LLMConfig, limits: Limits) -> _LocalGate | _RemoteGate:
     return gate
 
 
-async def limited(config: LLMConfig, call: Callable[[], Awaitable[T]], *,
+async def limited(config: ModelTarget, call: Callable[[], Awaitable[T]], *,
                   tokens_estimate: int) -> T:
     """Run one model call inside the model's rate limits (just run it when it has none).
 

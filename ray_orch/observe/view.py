@@ -8,15 +8,43 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal, Protocol
 
+from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.routing import DEFAULT_KEYS
 from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
+from ray_orch.engine.run import RunResult
 from ray_orch.policy.task import Task
 
-if TYPE_CHECKING:
-    from ray_orch.api.process import Process
+__all__ = ["Drawable", "HasPicture", "RunPicture"]
+
+
+@dataclass(kw_only=True)
+class RunPicture:
+    """What a picture of a workflow is drawn from: its graph and, after a run, the run's
+    records (observe takes these, never a ``Process``)."""
+
+    graph: Graph
+    """The workflow as ``build_graph`` resolved it."""
+    name: str = "workflow"
+    """The workflow's name (the PNG's title)."""
+    result: RunResult | None = None
+    """The last run's result (statuses, outputs, errors), if it ran."""
+    events: list[Event] = field(default_factory=list)
+    """The last run's events (the decision routes taken)."""
+
+
+class HasPicture(Protocol):
+    """Anything that can say what to draw (``Process`` is one)."""
+
+    def picture(self, mode: Mode | None = None) -> RunPicture:
+        """The graph of ``mode`` (default: the last run's) and the last run's records."""
+        ...
+
+
+Drawable = RunPicture | HasPicture | dict[str, Task] | Iterable[Task]
+"""What the drawing functions take: a picture, a ``Process``, or the guide's tasks."""
 
 EdgeKind = Literal["context", "next", "route", "failure"]
 
@@ -78,44 +106,51 @@ class _View:
 # -- building the view -------------------------------------------------------------------
 
 
-def _view(source: Process | dict[str, Task] | Iterable[Task], mode: Mode | None) -> _View:
-    # A Process (duck-typed: this layer sits below the driver API) or plain tasks.
-    process: Any = source if hasattr(source, "task_list") else None
-    if process is not None:
-        tasks = process.task_list
-        last_graph = process._graph
-        mode = mode or (last_graph.mode if last_graph is not None else "workflow")
-        name = process.name
+def _view(source: Drawable, mode: Mode | None) -> _View:
+    if not isinstance(source, RunPicture) and callable(getattr(source, "picture", None)):
+        source = source.picture(mode)  # type: ignore[union-attr]
+    if isinstance(source, RunPicture):
+        picture = source
+        if mode is not None and picture.graph.mode != mode:
+            picture = RunPicture(name=picture.name, graph=_drawn(
+                [picture.graph.nodes[n].task for n in picture.graph.order], mode))
+        view = _View(name=picture.name, graph=picture.graph, edges=_edges(picture.graph))
+        if picture.result is not None:
+            _ran(view, picture.result, picture.events)
     else:
-        tasks = name_tasks(source)  # type: ignore[arg-type]  # not a Process here
-        mode = mode or "workflow"
-        name = "workflow"
-    # Drawing never needs agents or a model.
-    graph = build_graph(tasks, mode, has_default_agent=True, needs_agents=False)
-    view = _View(name=name, graph=graph, edges=_edges(graph))
-    if process is not None and process.last_result is not None:
-        result = process.last_result
-        view.ran = True
-        view.statuses = {n: result.statuses.get(n, "skipped") for n in graph.order}
-        view.outputs = dict(result.outputs)
-        view.errors = dict(result.errors)
-        view.skip_reasons = dict(result.skip_reasons)
-        for event in process.events:
-            route = event.data.get("route") if event.kind == "decision" else None
-            # hierarchical assignments are reported as decisions too ("assign:<role>")
-            if event.task and isinstance(route, str) and not route.startswith("assign:"):
-                view.routes_taken.add((event.task, route))
-    elif any(t.status != "pending" or t.result is not None for t in tasks):
-        view.ran = True  # Tasks carry their status and result after a Process ran them
-        view.statuses = {t.id: t.status for t in tasks}
-        view.outputs = {t.id: t.result for t in tasks if t.result is not None}
-        view.errors = {t.id: f"{type(t.error).__name__}: {t.error}" for t in tasks
-                       if t.error is not None}
+        tasks = name_tasks(source)  # type: ignore[arg-type]
+        graph = _drawn(tasks, mode or "workflow")
+        view = _View(name="workflow", graph=graph, edges=_edges(graph))
+        if any(t.status != "pending" or t.result is not None for t in tasks):
+            view.ran = True  # a Task's views show its last run
+            view.statuses = {t.id: t.status for t in tasks}
+            view.outputs = {t.id: t.result for t in tasks if t.result is not None}
+            view.errors = {t.id: f"{type(t.error).__name__}: {t.error}" for t in tasks
+                           if t.error is not None}
     for task_name, output in view.outputs.items():
         route = output.metadata.get("decision")
         if isinstance(route, str):
             view.routes_taken.add((task_name, route))
     return view
+
+
+def _drawn(tasks: list[Task], mode: Mode) -> Graph:
+    # Drawing never needs agents or a model.
+    return build_graph(tasks, mode, has_default_agent=True, needs_agents=False)
+
+
+def _ran(view: _View, result: RunResult, events: list[Event]) -> None:
+    """What the run did, onto the view."""
+    view.ran = True
+    view.statuses = {n: result.statuses.get(n, "skipped") for n in view.graph.order}
+    view.outputs = dict(result.outputs)
+    view.errors = dict(result.errors)
+    view.skip_reasons = dict(result.skip_reasons)
+    for event in events:
+        route = event.data.get("route") if event.kind == "decision" else None
+        # hierarchical assignments are reported as decisions too ("assign:<role>")
+        if event.task and isinstance(route, str) and not route.startswith("assign:"):
+            view.routes_taken.add((event.task, route))
 
 
 def _edges(graph: Graph) -> list[_Edge]:
