@@ -142,6 +142,8 @@ class AgentTeam(TeamState):
         to copies (the user's tasks and agents are not changed); ``agents`` maps each
         agent's id to the copy the run uses."""
         tasks = [_copied(task, agents) for task in self.tasks.values()]
+        _relink(tasks, {id(original): task for original, task in
+                        zip(self.tasks.values(), tasks, strict=True)})
         for task in tasks:
             _fill_variables(task, self.variables)
             if _adapt_routes(task):
@@ -418,7 +420,8 @@ def _add_content(tasks: list[Task], content: Any) -> Any:
 def _copied(task: Task, agents: dict[int, Any]) -> Task:
     """A run's copy of a user's task: its own containers (PraisonAI's conventions change
     them) and the run's agents."""
-    copied = copy.copy(task)
+    copied = object.__new__(type(task))  # not copy.copy: pickling's state drops callbacks
+    copied.__dict__.update(vars(task))
     for name in ("context", "next_tasks", "guardrails", "tools"):
         value = getattr(task, name)
         if isinstance(value, list):
@@ -428,3 +431,19 @@ def _copied(task: Task, agents: dict[int, Any]) -> Task:
     copied.agent = agents.get(id(task.agent), task.agent)
     copied.fallback_agent = agents.get(id(task.fallback_agent), task.fallback_agent)
     return copied
+
+
+def _relink(tasks: list[Task], copies: dict[int, Task]) -> None:
+    """Task objects named by the copies (``context``, ``next_tasks``, routes) become
+    their copies too."""
+    def swap(value: Any) -> Any:
+        if isinstance(value, list):
+            return [copies.get(id(item), item) for item in value]
+        return copies.get(id(value), value)
+
+    for task in tasks:
+        if isinstance(task.context, list):
+            task.context = swap(task.context)
+        task.next_tasks = swap(task.next_tasks)
+        if isinstance(task.condition, dict):
+            task.condition = {key: swap(value) for key, value in task.condition.items()}
