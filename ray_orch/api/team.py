@@ -137,11 +137,11 @@ class AgentTeam(TeamState):
         routed = any(t.next_tasks or t.condition for t in self.tasks.values())
         return "workflow" if routed else "sequential"
 
-    def _prepare(self, agents: dict[int, Any]) -> list[Task]:
+    def _prepare(self, agents: dict[int, Any] | None = None) -> list[Task]:
         """The tasks in the order ``Process`` runs them, PraisonAI's conventions applied
         to copies (the user's tasks and agents are not changed); ``agents`` maps each
         agent's id to the copy the run uses."""
-        tasks = [_copied(task, agents) for task in self.tasks.values()]
+        tasks = [_copied(task, agents or {}) for task in self.tasks.values()]
         _relink(tasks, {id(original): task for original, task in
                         zip(self.tasks.values(), tasks, strict=True)})
         for task in tasks:
