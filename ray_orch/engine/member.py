@@ -16,6 +16,7 @@ import contextlib
 import functools
 import itertools
 import os
+import pickle
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -100,9 +101,10 @@ class AgentMember:
         # unbind, so a standing member's memory does not grow with runs.
         self.run_agents: dict[str, set[str]] = {}
 
-    async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
+    async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any] | bytes,
                    prewarm: bool | str = True, options: RunOptions | None = None) -> int:
-        """Register a run's agents (by key) and tasks (by name). Returns this pid.
+        """Register a run's agents (by key) and tasks (by name, or the run's definitions
+        as the driver pickled them: ``RunSpec.definitions``). Returns this pid.
 
         The Supervisor sends it with a member's first call of the run; a call that
         arrives before that one (calls to an async actor start in any order) waits here.
@@ -121,6 +123,9 @@ class AgentMember:
             self.configure(options)
         self.agents.update(agents)
         self.run_agents.setdefault(run_id, set()).update(agents)
+        if isinstance(tasks, bytes):
+            graph = pickle.loads(tasks)[1]  # (tasks, graph, agents, default, manager)
+            tasks = {name: node.task for name, node in graph.nodes.items()}
         for name, task in tasks.items():
             self.tasks[(run_id, name)] = task
         self._bound(run_id).set()

@@ -98,6 +98,18 @@ class RunSpec:
     """How the run asks a person: ``"inline"`` (the driver answers) or ``"pause"``."""
     answers: dict[str, Any] = field(default_factory=dict)
     """Answers to the pending requests of the run being resumed, by request id."""
+    definitions: bytes | None = None
+    """What the user defined, pickled once by the driver: ``tasks``, ``graph``,
+    ``agents``, ``default_agent`` and ``manager`` travel in it (not beside it). The
+    Supervisor opens it (``open_definitions``) and binds its members with these very
+    bytes, so the tasks are not pickled again per member."""
+
+    def open_definitions(self, loads: Callable[[bytes], Any]) -> None:
+        """Fill ``tasks``, ``graph``, ``agents``, ``default_agent`` and ``manager`` from
+        ``definitions`` (nothing to do without it, or once filled)."""
+        if self.definitions is not None and self.graph is None:
+            (self.tasks, self.graph, self.agents, self.default_agent,
+             self.manager) = loads(self.definitions)
 
 
 @dataclass(kw_only=True)
@@ -249,7 +261,8 @@ class Run:
                                                 tool_journal=self.tool_journal,
                                                 route_descriptions=self.graph.route_descriptions))
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
-        await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()))
+        await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()),
+                              shipped=spec.definitions)
         self.handoffs.enabled = not any(t.human_input for t in tasks.values()) and chaining_allowed(
             journal=any(isinstance(h, JournalHook) for h in self.hooks),
             cache=self.cache is not None, manager=self.hierarchy is not None,
