@@ -486,7 +486,9 @@ async def run_local(task: Task, inputs: dict[str, Any] | None) -> TaskOutput:
         peers = peers_of(task)
         for ref in task.context:
             upstream = peers.get(ref) if isinstance(ref, str) else ref
-            result = outcome_of(upstream).result if upstream is not None else None
+            if upstream is None:
+                continue
+            result = outcome_of(upstream).result
             if result is not None:
                 context[upstream.id] = result
     run = RunInputs(inputs=inputs, context=context)
