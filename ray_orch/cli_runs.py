@@ -94,8 +94,9 @@ def up(address: Annotated[str | None, typer.Option(
        num_cpus: Annotated[int | None, typer.Option(help="The head's CPUs.")] = None,
        idle_ttl: Annotated[float, typer.Option(
            help="Seconds idle agent members and Supervisors are kept.")] = 600.0,
-       max_members: Annotated[int, typer.Option(
-           help="The most idle agent members kept.")] = 64,
+       max_members: Annotated[int | None, typer.Option(
+           help="The most idle agent members kept (default: from the machine's cores "
+           "and memory).")] = None,
        prewarm: Annotated[int, typer.Option(
            help="Agent members started now, for a first run to find warm.")] = 4) -> None:
     """Start the standing runtime: a Ray head and ray-orch's control plane."""
@@ -153,9 +154,11 @@ AddressOpt = Annotated[str | None, typer.Option(
 def submit(file: FileArg, address: AddressOpt = None) -> None:
     """Submit a .py or .yaml workflow as a detached run; prints the run id last."""
     from ray_orch.api.jobs import submit_file
+    from ray_orch.api.yaml_workflow import submitted_variables
 
-    with _errors():
-        typer.echo(submit_file(file, address=address))
+    with _errors():  # a YAML workflow is checked before anything is submitted
+        variables = submitted_variables(file.resolve())
+        typer.echo(submit_file(file, address=address, variables=variables))
 
 
 @app.command()

@@ -172,8 +172,10 @@ class RunDriver:
 
         stream = self.supervisor.run.options(num_returns="streaming").remote(packed)
         result: RunResult | None = None
-        with Progress(total=len(self.tasks), enabled=self.options.progress,
-                      verbose=self.options.verbose, description=self.options.name) as progress:
+        units, pending = self.graph.work_units()
+        with Progress(total=units or len(self.tasks), pending=pending,
+                      enabled=self.options.progress, verbose=self.options.verbose,
+                      description=self.options.name) as progress:
             async for ref in stream:
                 try:
                     kind, payload = await ref

@@ -45,7 +45,8 @@ from ray_orch.engine.graph import Mode
 from ray_orch.policy.agent import Agent
 from ray_orch.policy.task import Task
 
-__all__ = ["AgentSpec", "TaskSpec", "WorkflowSpec", "load_workflow", "loads_workflow"]
+__all__ = ["AgentSpec", "TaskSpec", "WorkflowSpec", "load_workflow", "loads_workflow",
+           "submitted_variables"]
 
 Loc = tuple[str | int, ...]
 
@@ -302,6 +303,17 @@ def _pydantic_problems(exc: ValidationError, data: Any, problems: _Problems) -> 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def env_references(text: str) -> list[str]:
+    """The environment variables a workflow file names (``${VAR}``, ``${VAR:-default}``),
+    in order: what a detached run of it takes from the submitting shell.
+
+    Example:
+        >>> env_references("llm: {base_url: '${BASE}', api_key: '${KEY:-none}'}")
+        ['BASE', 'KEY']
+    """
+    return list(dict.fromkeys(match.group(1) for match in _ENV.finditer(text)))
+
+
 def _expand(value: Any, loc: Loc, problems: _Problems) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in strings (recursively in mappings)."""
     if isinstance(value, dict):
@@ -548,3 +560,14 @@ def load_workflow(path: str | os.PathLike[str], *, mode: Mode | None = None,
     text = file.read_text(encoding="utf-8")
     return loads_workflow(text, source=str(path), base_dir=file.parent, mode=mode,
                           validate=validate)
+
+
+def submitted_variables(path: Path) -> dict[str, str]:
+    """For a YAML workflow: checked here first (a typed error with its ``file:line``,
+    before anything is submitted), then the variables it names (``${VAR}``) as this
+    shell has them, for the job: the runtime may have started before they were set."""
+    if path.suffix not in (".yaml", ".yml"):
+        return {}
+    load_workflow(path)
+    names = env_references(path.read_text())
+    return {name: os.environ[name] for name in names if name in os.environ}
