@@ -55,6 +55,7 @@ from ray_orch.core.errors import (
 )
 
 if typing.TYPE_CHECKING:
+    from ray_orch.api.driver import RunDriver
     from ray_orch.api.pool import AgentPool
     from ray_orch.api.process import Process
     from ray_orch.api.team import Agents, AgentTeam, PraisonAIAgents
@@ -96,6 +97,7 @@ _LAZY = {
     "PraisonAIAgents": "api.team",
     "PraisonCompatWarning": "policy.praison",
     "Process": "api.process",
+    "RunDriver": "api.driver",
     "StreamEvent": "core.stream",
     "Task": "policy.task",
     "TaskOutput": "core.output",
@@ -170,6 +172,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "Reject",
     "ResumeError",
     "RunCancelledError",
+    "RunDriver",
     "RunError",
     "RunPaused",
     "SerializationError",

@@ -18,16 +18,20 @@ TaskOutput}}`` keyed by each task's position (PraisonAI's task ids). Callbacks a
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from typing import Any
 
+from ray_orch.api.driver import DriverOptions, RunDriver
 from ray_orch.api.process import Process
 from ray_orch.api.team_state import TeamState, load_state, save_state
 from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.routing import DEFAULT_KEYS
+from ray_orch.engine.run import RunSpec
+from ray_orch.policy.outcomes import set_outcome
 from ray_orch.policy.praison import TEAM_NO_EFFECT, no_effect, use_input_file
 from ray_orch.policy.task import Task
 
@@ -133,14 +137,13 @@ class AgentTeam(TeamState):
         routed = any(t.next_tasks or t.condition for t in self.tasks.values())
         return "workflow" if routed else "sequential"
 
-    def _prepare(self) -> list[Task]:
-        """The tasks in the order ``Process`` runs them, PraisonAI's conventions applied."""
-        tasks = list(self.tasks.values())
-        if self.llm is not None:
-            for agent in self.agents + [t.agent for t in tasks]:
-                if agent is not None and getattr(agent, "llm", 0) is None:
-                    agent.llm = self.llm
-                    agent._config = None
+    def _prepare(self, agents: dict[int, Any] | None = None) -> list[Task]:
+        """The tasks in the order ``Process`` runs them, PraisonAI's conventions applied
+        to copies (the user's tasks and agents are not changed); ``agents`` maps each
+        agent's id to the copy the run uses."""
+        tasks = [_copied(task, agents or {}) for task in self.tasks.values()]
+        _relink(tasks, {id(original): task for original, task in
+                        zip(self.tasks.values(), tasks, strict=True)})
         for task in tasks:
             _fill_variables(task, self.variables)
             if _adapt_routes(task):
@@ -159,18 +162,34 @@ class AgentTeam(TeamState):
         return tasks
 
     def _new_process(self) -> _TeamProcess:
-        agents = list(self.agents)
+        originals = list(self.agents)
         for task in self.tasks.values():
-            if task.agent is not None and not any(task.agent is a for a in agents):
-                agents.append(task.agent)
-        tasks = self._prepare()
+            if task.agent is not None and not any(task.agent is a for a in originals):
+                originals.append(task.agent)
+        copies = {id(agent): self._run_agent(agent) for task in self.tasks.values()
+                  for agent in (task.agent, task.fallback_agent) if agent is not None}
+        copies.update({id(agent): self._run_agent(agent) for agent in originals
+                       if id(agent) not in copies})
+        agents = [copies[id(agent)] for agent in originals]
+        tasks = self._prepare(copies)
         options = dict(self.process_options)
         options.setdefault("progress", self.verbose or None)
         process = _TeamProcess(tasks, agents=agents, manager_llm=self.manager_llm,
                                name=self.name, verbose=self.verbose, cache=self.caching,
                                **options)
         process.team = self
+        process.originals = {task.id: task for task in self.tasks.values()}
         return process
+
+    def _run_agent(self, agent: Any) -> Any:
+        """The agent a run uses: the user's own, or a copy with the team's ``llm`` when
+        it names none (the user's agent is not changed)."""
+        if self.llm is None or getattr(agent, "llm", 0) is not None:
+            return agent
+        copied = copy.copy(agent)
+        copied.llm = self.llm
+        copied._config = None
+        return copied
 
     # -- running -----------------------------------------------------------------------
 
@@ -214,8 +233,9 @@ class AgentTeam(TeamState):
             await getattr(process, "a" + self._mode())(**kwargs)
         finally:
             restore()
-            for task in self.tasks.values():  # PraisonAI's statuses, for scripts that read them
-                task.status = _STATUS.get(task.status, "not started")  # type: ignore[assignment]
+            for ran in process.task_list:  # PraisonAI's statuses, for scripts that read them
+                set_outcome(process.originals[ran.id],
+                            status=_STATUS.get(ran.status, "not started"), result=ran.result)
         return self._answer(return_dict)
 
     def run(self, content: Any = None, return_dict: bool = False, **kwargs: Any) -> Any:
@@ -261,29 +281,47 @@ PraisonAIAgents = AgentTeam
 
 
 class _TeamProcess(Process):
-    """A Process that shows callbacks PraisonAI's view of outputs, keeps the team's state
-    in its actor and snapshots it into the checkpoint directory."""
+    """A Process of the team's run copies of its tasks; its runs' drivers are
+    ``_TeamDriver``s."""
 
     team: AgentTeam
+    originals: dict[str, Task]
+    """The user's tasks by name (the process runs copies of them)."""
 
-    def _ready_state(self, *, resume: Any) -> None:
+    def _new_driver(self, spec: RunSpec, options: DriverOptions) -> RunDriver:
+        return _TeamDriver(spec, tasks=self.task_list, options=options, process=self)
+
+
+class _TeamDriver(RunDriver):
+    """A run that shows callbacks PraisonAI's view of outputs, keeps the team's state
+    in its actor and snapshots it into the checkpoint directory."""
+
+    def __init__(self, spec: RunSpec, *, tasks: list[Task], options: DriverOptions,
+                 process: _TeamProcess) -> None:
+        super().__init__(spec, tasks=tasks, options=options)
+        self.team = process.team
+        agents = process.agents + [t.agent for t in process.task_list]
+        self._names = {getattr(a, "role", None): getattr(a, "name", None) for a in agents}
+
+    def _ready_state(self) -> None:
         from ray_orch.api.runtime import ensure_ray
 
-        ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
-        restored = load_state(self.checkpoint_dir) if resume and self.checkpoint_dir else None
+        ensure_ray(runtime_env=self.options.runtime_env, **self.options.ray_init)
+        directory = self.spec.checkpoint_dir
+        restored = load_state(directory) if self.spec.resume and directory else None
         self.team._start_state(restored)
 
-    async def _arun(self, mode: Any, **kwargs: Any) -> dict[str, TaskOutput]:
-        self._ready_state(resume=kwargs.get("resume"))
+    async def run(self, *, live: Any = None) -> dict[str, TaskOutput]:
+        self._ready_state()
         try:
-            outputs = await super()._arun(mode, **kwargs)
+            outputs = await super().run(live=live)
         finally:
             await self._snapshot()  # after the callbacks, which may have changed it
         for name, output in outputs.items():
             self._as_praison(output, self._by_name.get(name))
         return outputs
 
-    def _output_view(self) -> Any:
+    def output_view(self) -> Any:
         return self._as_praison
 
     def _as_praison(self, output: TaskOutput, task: Task | None) -> TaskOutput:
@@ -291,27 +329,24 @@ class _TeamProcess(Process):
         task's output is JSON only (``json_dict``, no ``pydantic``)."""
         if task is not None and task.output_json is not None and task.output_pydantic is None:
             output.pydantic = None
-        if not hasattr(self, "_names"):
-            agents = self.agents + [t.agent for t in self.task_list]
-            self._names = {getattr(a, "role", None): getattr(a, "name", None) for a in agents}
         name = self._names.get(output.agent)
         if isinstance(name, str):
             output.agent = name
         return output
 
-    def _on_event(self, event: Event) -> None:
-        super()._on_event(event)
+    def on_event(self, event: Event) -> None:
+        super().on_event(event)
         if event.kind == "decision" and event.data.get("route") == "default" and \
                 event.task in self.team._ends_unmatched:
             log.warning("decision task '%s': its answer matched none of its routes; the "
                         "workflow ends there (as PraisonAI's does)", event.task)
-        elif event.kind == "task_finished" and self.checkpoint_dir:
-            self._deliveries.later(self._snapshot())
+        elif event.kind == "task_finished" and self._checkpoint_dir:
+            self.later(self._snapshot())
 
     async def _snapshot(self) -> None:
         store = self.team._store()
-        if store is not None and self.checkpoint_dir:
-            save_state(await store.all.remote(), self.checkpoint_dir)
+        if store is not None and self._checkpoint_dir:
+            save_state(await store.all.remote(), self._checkpoint_dir)
 
 
 # -- PraisonAI's conventions -------------------------------------------------------------
@@ -367,7 +402,8 @@ def _adapt_loop(task: Task) -> None:
 
 
 def _add_content(tasks: list[Task], content: Any) -> Any:
-    """PraisonAI's ``start(content)``: text every task sees; returns the undo."""
+    """PraisonAI's ``start(content)``: text every task sees (``tasks`` are the run's
+    copies); returns the undo."""
     if not content:
         return lambda: None
     text = content if isinstance(content, str) else "\n".join(map(str, content))
@@ -379,3 +415,35 @@ def _add_content(tasks: list[Task], content: Any) -> Any:
         for task in tasks:
             task.description = before[id(task)]
     return restore
+
+
+def _copied(task: Task, agents: dict[int, Any]) -> Task:
+    """A run's copy of a user's task: its own containers (PraisonAI's conventions change
+    them) and the run's agents."""
+    copied = object.__new__(type(task))  # not copy.copy: pickling's state drops callbacks
+    copied.__dict__.update(vars(task))
+    for name in ("context", "next_tasks", "guardrails", "tools"):
+        value = getattr(task, name)
+        if isinstance(value, list):
+            setattr(copied, name, list(value))
+    if isinstance(task.condition, dict):
+        copied.condition = dict(task.condition)
+    copied.agent = agents.get(id(task.agent), task.agent)
+    copied.fallback_agent = agents.get(id(task.fallback_agent), task.fallback_agent)
+    return copied
+
+
+def _relink(tasks: list[Task], copies: dict[int, Task]) -> None:
+    """Task objects named by the copies (``context``, ``next_tasks``, routes) become
+    their copies too."""
+    def swap(value: Any) -> Any:
+        if isinstance(value, list):
+            return [copies.get(id(item), item) for item in value]
+        return copies.get(id(value), value)
+
+    for task in tasks:
+        if isinstance(task.context, list):
+            task.context = swap(task.context)
+        task.next_tasks = swap(task.next_tasks)
+        if isinstance(task.condition, dict):
+            task.condition = {key: swap(value) for key, value in task.condition.items()}

@@ -64,8 +64,14 @@ class Graph:
     """A validated workflow."""
 
     mode: Mode
+    """How the tasks run: ``"sequential"``, ``"workflow"`` or ``"hierarchical"``."""
     nodes: dict[str, Node]
+    """Every task's node, by name."""
     order: list[str]
+    """The task names in definition order."""
+    route_descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per decision: what each route key leads to (the targets' descriptions), for an
+    offline decision whose text does not describe its keys (``policy/decide.py``)."""
 
     def starts(self) -> list[str]:
         """Tasks that run without being routed to."""
@@ -183,11 +189,10 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
     if problems:
         _raise_problems(problems)
     by_name = {name: node.task for name, node in nodes.items()}
-    for node in nodes.values():
-        # An offline decision whose text does not describe its keys describes them by
-        # what they lead to (policy/decide.py); carried to the cluster with the task.
-        node.task._route_descriptions = (describe_routes(node.routes, by_name)
-                                         if node.routes else {})
+    # An offline decision whose text does not describe its keys describes them by what
+    # they lead to (policy/decide.py); carried to the members with the run's graph.
+    graph.route_descriptions = {name: describe_routes(node.routes, by_name)
+                                for name, node in nodes.items() if node.routes}
     return graph
 
 

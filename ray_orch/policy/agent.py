@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -182,14 +183,17 @@ class Agent:
         Raises:
             ModelNotConfiguredError: ``llm`` is None and no default model exists.
         """
-        if self._config is None:
+        if self._config is not None:  # resolved on the driver, carried in the pickle
+            return self._config
+        config = _resolved.get(self)
+        if config is None:
             config = resolve_llm(self.llm, base_url=self.base_url, api_key=self.api_key,
                                  who=f"agent '{self.role}'")
             if self.llm_options or config.timeout != self.timeout:
                 config = dataclasses.replace(config, timeout=self.timeout,
                                              options={**config.options, **self.llm_options})
-            self._config = config
-        return self._config
+            _resolved[self] = config  # kept beside the agent: a run does not write onto it
+        return config
 
     @property
     def model(self) -> str:
@@ -282,8 +286,13 @@ class Agent:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["last_result"] = None
+        # The model as resolved here (the driver's environment), for the cluster to use.
+        state["_config"] = self._config or _resolved.get(self)
         return state
 
+
+# Each agent's resolved model, beside it (weakly): resolved once, on the driver.
+_resolved: weakref.WeakKeyDictionary[Agent, LLMConfig] = weakref.WeakKeyDictionary()
 
 _KNOWN = frozenset(inspect.signature(Agent.__init__).parameters) - {
     "self", "positional", "llm_options"}

@@ -14,7 +14,7 @@ from ray_orch.core.output import GuardrailResult, TaskOutput
 from ray_orch.policy.agent import Agent
 
 if TYPE_CHECKING:
-    from ray_orch.policy.task import Task
+    from ray_orch.policy.definition import TaskDefinition as Task
 
 __all__ = ["Rejected", "call_record", "check_guardrails", "parse_structured"]
 
