@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
+from ray_orch.api.run_checks import check_api_keys
 from ray_orch.api.supervisors import keep_supervisor, pack, take_supervisor
 from ray_orch.core import trace
 from ray_orch.core.errors import RayOrchError, RunCancelledError, RunError
@@ -255,6 +256,7 @@ class RunDriver:
 
         spec, options = self.spec, self.options
         packed = pack(spec)  # here, to name what cannot be sent before Ray starts
+        check_api_keys([*options.warm_agents, *(t.fallback_agent for t in self.tasks)])
         try:
             fresh = ensure_ray(runtime_env=options.runtime_env, **options.ray_init)
         except Exception as exc:

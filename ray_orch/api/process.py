@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ray_orch.api.driver import DriverOptions, RunDriver
-from ray_orch.api.run_checks import check_api_keys, check_hierarchical, check_run
+from ray_orch.api.run_checks import check_hierarchical, check_run
 from ray_orch.api.supervisors import new_run_id
 from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.core.events import Event
@@ -326,7 +326,6 @@ class Process:
         spec = self._spec(mode, graph=graph, run_id=run_id, resume=bool(resume),
                           allow_drift=allow_drift, tokens=tokens, approvals=approvals,
                           answers=check_answers(self, run_id, answers))
-        check_api_keys(self)  # the last check before Ray starts
         agents = spec.agents + [a for a in (spec.default_agent,) if a is not None]
         options = DriverOptions(
             name=self.name, runtime_env=self.runtime_env, ray_init=self.ray_init,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ray_orch.core.errors import InvalidTaskFieldError, MissingAgentError
@@ -76,16 +76,15 @@ def check_run(process: Definition, mode: Mode, kwargs: dict[str, Any]) -> None:
         raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
                                     "no checkpoint store to resume from", field="resume")
 
-def check_api_keys(process: Definition) -> None:
-    """Every hosted model of the run has its key: ``MissingAPIKeyError`` naming the
-    variable, the last check before Ray starts, instead of a provider's refusal (retried)
-    on the cluster."""
+def check_api_keys(agents: Iterable[Any]) -> None:
+    """Every hosted model among ``agents`` has its key: ``MissingAPIKeyError`` naming the
+    variable, the last check before Ray starts (``RunDriver`` makes it once the run's
+    definitions are packed), instead of a provider's refusal, retried, on the cluster."""
     from ray_orch.model.keys import check_api_key
     from ray_orch.policy.agent import Agent
 
     seen: set[int] = set()
-    for agent in [*process.agents, *(t.agent for t in process.task_list),
-                  *(t.fallback_agent for t in process.task_list)]:
+    for agent in agents:
         if isinstance(agent, Agent) and id(agent) not in seen:
             seen.add(id(agent))
             check_api_key(agent.llm_config, who=f"agent '{agent.role}'", agent=agent.role)

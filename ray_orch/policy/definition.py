@@ -69,7 +69,7 @@ class TaskDefinition:
         owner = name or id
         label = f"Task(description={description!r:.60})" if owner is None else f"task '{owner}'"
         no_positional("Task", positional, owner=owner, first="description", label=label)
-        from ray_orch.policy.praison import TASK_NO_EFFECT, no_effect, task_extras
+        from ray_orch.policy.praison import TASK_NO_EFFECT, no_effect
 
         # PraisonAI's keywords with no effect here warn once; any other unknown is an error.
         extra = no_effect("Task", TASK_NO_EFFECT, extra, known=extra)
@@ -111,10 +111,29 @@ class TaskDefinition:
         self.human_input = human_input
         self.on_reject = on_reject
         self.extra = extra
-        for key in TASK_KEYWORDS - _KNOWN:  # read by other features; None if not given
+        self._set_extra_keywords(extra)
+        self._auto_id = f"task_{next(_ids)}"
+        self._set_driver_side(is_start=is_start, callback=callback,
+                              on_task_complete=on_task_complete,
+                              fail_on_callback_error=fail_on_callback_error,
+                              output_file=output_file, create_directory=create_directory,
+                              input_file=input_file, depends_on=depends_on)
+
+    def _set_extra_keywords(self, extra: dict[str, Any]) -> None:
+        """PraisonAI's keywords other features read: as given, else None."""
+        for key in TASK_KEYWORDS - _KNOWN:
             if not hasattr(self, key):
                 setattr(self, key, extra.get(key))
-        self._auto_id = f"task_{next(_ids)}"
+
+    def _set_driver_side(self, *, is_start: bool, callback: Callable[..., Any] | None,
+                         on_task_complete: Callable[..., Any] | None,
+                         fail_on_callback_error: bool, output_file: str | None,
+                         create_directory: bool, input_file: str | None,
+                         depends_on: list[Any] | None) -> None:
+        """The fields PraisonAI's scripts set that act on the driver: the start task,
+        callbacks, output and input files, ``depends_on``."""
+        from ray_orch.policy.praison import task_extras
+
         self.is_start = bool(is_start)
         self.callback = callback if callback is not None else on_task_complete
         self.fail_on_callback_error = bool(fail_on_callback_error)
