@@ -28,10 +28,16 @@ from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.routing import DEFAULT_KEYS
-from ray_orch.policy.praison import TEAM_NO_EFFECT, no_effect, use_input_file
+from ray_orch.policy.praison import (
+    TEAM_NO_EFFECT,
+    MultiAgentHooksConfig,
+    no_effect,
+    team_hooks,
+    use_input_file,
+)
 from ray_orch.policy.task import Task
 
-__all__ = ["AgentTeam", "Agents", "PraisonAIAgents"]
+__all__ = ["AgentTeam", "Agents", "MultiAgentHooksConfig", "PraisonAIAgents"]
 
 log = logging.getLogger("ray_orch.team")
 
@@ -59,7 +65,11 @@ class AgentTeam(TeamState):
             description and expected output.
         llm / model: the model of every agent that names none.
         caching: cache every task's result (``Process(cache=True)``).
-        verbose: print each task's progress.
+        verbose: print each task's progress (and the metrics URL).
+        hooks: a ``MultiAgentHooksConfig`` (or a dict of its fields): ``on_task_start(task,
+            task_id)`` and ``on_task_complete(task, output)`` called on the driver (their
+            exceptions logged, as PraisonAI's), ``completion_checker(task, raw)`` judging
+            each answer (False: the task answers again, within its retries).
         **options: ``Process`` keywords (``checkpoint_dir``, ``on_failure``,
             ``budget_usd``, ...), or PraisonAI team keywords without effect here (warned
             once each).
@@ -78,7 +88,7 @@ class AgentTeam(TeamState):
                  process: str = "sequential", manager_llm: Any = None,
                  name: str | None = None, variables: dict[str, Any] | None = None,
                  llm: Any = None, model: Any = None, caching: Any = None,
-                 verbose: Any = False, **options: Any) -> None:
+                 verbose: Any = False, hooks: Any = None, **options: Any) -> None:
         if process not in _PROCESSES:
             raise InvalidTaskFieldError(f"AgentTeam process must be one of {_PROCESSES}, "
                                         f"not {process!r}", field="process")
@@ -95,6 +105,7 @@ class AgentTeam(TeamState):
         self.llm = model if model is not None else llm
         self.caching = bool(caching)
         self.verbose = bool(verbose)
+        self.hooks = team_hooks(hooks)
         self.tasks = self._number(tasks)
         self.last_process: Process | None = None
         self._ends_unmatched: set[str] = set()  # decisions given PraisonAI's end-on-no-match
@@ -108,7 +119,9 @@ class AgentTeam(TeamState):
             if not self.agents:
                 raise InvalidTaskFieldError("AgentTeam needs agents, tasks, or both",
                                             field="agents")
-            return dict(enumerate(_task_for(agent) for agent in self.agents))
+            tasks = [_task_for(agent) for agent in self.agents]
+            _unique_names(tasks)
+            return dict(enumerate(tasks))
         if isinstance(tasks, dict):
             numbered = {key: task for key, task in tasks.items()}
             for key, task in numbered.items():
@@ -134,18 +147,27 @@ class AgentTeam(TeamState):
         return "workflow" if routed else "sequential"
 
     def _prepare(self) -> list[Task]:
-        """The tasks in the order ``Process`` runs them, PraisonAI's conventions applied."""
+        """The tasks in the order ``Process`` runs them, PraisonAI's conventions applied
+        (what changes only for a run is undone by ``self._undo`` after it)."""
         tasks = list(self.tasks.values())
+        self._undo = []
         if self.llm is not None:
             for agent in self.agents + [t.agent for t in tasks]:
                 if agent is not None and getattr(agent, "llm", 0) is None:
                     agent.llm = self.llm
                     agent._config = None
+        names = {t.id for t in tasks}
         for task in tasks:
-            _fill_variables(task, self.variables)
+            self._undo.append(_fill_variables(task, self.variables))
+            self._undo.append(_context_text(task, names))
+            self._undo.append(self.hooks.apply(task, self._task_id(task)))
+            if task.task_type == "decision" and not task.condition:
+                # PraisonAI: the model's answer is the output; next_tasks follow.
+                task.task_type = "task"
             if _adapt_routes(task):
                 self._ends_unmatched.add(task.id)
             _adapt_loop(task)
+            self._undo.append(_praison_flow(task))
         if self._mode() == "workflow":
             starts = [t for t in tasks if getattr(t, "is_start", False)]
             if len(starts) > 1:
@@ -157,6 +179,9 @@ class AgentTeam(TeamState):
                 tasks.remove(starts[0])
                 tasks.insert(0, starts[0])
         return tasks
+
+    def _task_id(self, task: Task) -> Any:
+        return next((key for key, t in self.tasks.items() if t is task), task.id)
 
     def _new_process(self) -> _TeamProcess:
         agents = list(self.agents)
@@ -214,6 +239,9 @@ class AgentTeam(TeamState):
             await getattr(process, "a" + self._mode())(**kwargs)
         finally:
             restore()
+            for undo in reversed(getattr(self, "_undo", [])):
+                undo()
+            self._undo = []
             for task in self.tasks.values():  # PraisonAI's statuses, for scripts that read them
                 task.status = _STATUS.get(task.status, "not started")  # type: ignore[assignment]
         return self._answer(return_dict)
@@ -300,7 +328,15 @@ class _TeamProcess(Process):
         return output
 
     def _on_event(self, event: Event) -> None:
+        if event.kind == "run_started" and event.data.get("metrics_url") and \
+                not (self.verbose or self.team.process_options.get("metrics")):
+            # PraisonAI prints nothing of the kind: the URL only when asked for.
+            event = event.model_copy(update={"data": {k: v for k, v in event.data.items()
+                                                      if k != "metrics_url"}})
         super()._on_event(event)
+        if event.kind == "task_ready" and event.task in self._by_name:
+            task = self._by_name[event.task]
+            self.team.hooks.started(task, self.team._task_id(task))
         if event.kind == "decision" and event.data.get("route") == "default" and \
                 event.task in self.team._ends_unmatched:
             log.warning("decision task '%s': its answer matched none of its routes; the "
@@ -325,10 +361,60 @@ def _task_for(agent: Any) -> Task:
                 expected_output="Complete the assigned task successfully", agent=agent)
 
 
-def _fill_variables(task: Task, variables: dict[str, Any]) -> None:
-    for key, value in variables.items():
-        task.description = task.description.replace(f"{{{key}}}", str(value))
-        task.expected_output = task.expected_output.replace(f"{{{key}}}", str(value))
+def _unique_names(tasks: list[Task]) -> None:
+    """Tasks built from agents of one name (two unnamed ``Agent(instructions=...)``, both
+    "Assistant") get ``name``, ``name_2``, ... as PraisonAI's numbered tasks never clash."""
+    seen: dict[str, int] = {}
+    for task in tasks:
+        base = task.id
+        seen[base] = seen.get(base, 0) + 1
+        if seen[base] > 1:
+            task.name = f"{base}_{seen[base]}"
+
+
+def _fill_variables(task: Task, variables: dict[str, Any]) -> Any:
+    """Put the task's ``variables`` (over the team's) into ``{{name}}`` (PraisonAI's
+    syntax) and ``{name}`` placeholders of its description and expected output.
+
+    Returns:
+        The undo (the run's text stays out of the user's task afterwards).
+    """
+    merged = {**variables, **(getattr(task, "variables", None) or {})}
+    before = (task.description, task.expected_output)
+    for key, value in merged.items():
+        for pattern in ("{{" + key + "}}", "{" + key + "}"):
+            task.description = task.description.replace(pattern, str(value))
+            task.expected_output = task.expected_output.replace(pattern, str(value))
+
+    def undo() -> None:
+        task.description, task.expected_output = before
+    return undo
+
+
+def _context_text(task: Task, names: set[str]) -> Any:
+    """PraisonAI takes a string in ``context`` that names no task as input text: it is
+    added to the prompt. A string close to a task's name stays, for validation to name
+    with its suggestion (a typo is not input text).
+
+    Returns:
+        The undo.
+    """
+    import difflib
+
+    if not isinstance(task.context, list):
+        return lambda: None
+    texts = [ref for ref in task.context if isinstance(ref, str) and ref not in names
+             and not difflib.get_close_matches(ref.lower(), [n.lower() for n in names],
+                                               n=1, cutoff=0.75)]
+    if not texts:
+        return lambda: None
+    before = (task.context, task.description)
+    task.context = [ref for ref in task.context if not any(ref is t for t in texts)]
+    task.description += "\n\nInput Content:\n" + "\n".join(texts)
+
+    def undo() -> None:
+        task.context, task.description = before
+    return undo
 
 
 def _adapt_routes(task: Task) -> bool:
@@ -347,6 +433,26 @@ def _adapt_routes(task: Task) -> bool:
     return added
 
 
+def _praison_flow(task: Task) -> Any:
+    """PraisonAI's flow, for one run: a decision with a ``condition`` goes where its
+    answer routes and nowhere else (its ``next_tasks`` are followed only without a
+    condition); a task reads whichever of its ``context`` tasks ran (one a decision did
+    not route to is left out, not a reason to skip it).
+
+    Returns:
+        The undo.
+    """
+    before = (task.next_tasks, task.handle_missing_context)
+    if task.task_type == "decision" and task.condition:
+        task.next_tasks = []
+    if task.context:
+        task.handle_missing_context = True
+
+    def undo() -> None:
+        task.next_tasks, task.handle_missing_context = before
+    return undo
+
+
 def _targets(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         return list(value)
@@ -355,14 +461,18 @@ def _targets(value: Any) -> list[Any]:
 
 def _adapt_loop(task: Task) -> None:
     """A PraisonAI loop reads ``input_file`` (``tasks.csv`` by default) at run time; its
-    ``condition`` routes out once every item is done: here its ``next_tasks``."""
+    ``condition`` routes out once every item is done: here its ``next_tasks``; a route
+    back to itself is its own iteration over the items."""
     if task.task_type != "loop":
         return
     if task.loop_data is None and not task.context:
         use_input_file(task, getattr(task, "input_file", None) or "tasks.csv")
     if task.condition:
+        # A route back to the loop itself ("more records to process": [the loop]) is
+        # its own iteration, which runs every item (bounded by max_iterations).
         for targets in task.condition.values():
-            task.next_tasks += [t for t in targets if t not in task.next_tasks]
+            task.next_tasks += [t for t in targets if t not in task.next_tasks
+                                and t is not task and t != task.id]
         task.condition = None
 
 

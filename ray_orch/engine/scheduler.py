@@ -115,7 +115,10 @@ class Scheduler:
         self._out: list[Dispatch] = []
         self._check: deque[str] = deque()   # tasks whose readiness may have changed
         self._checking = False
-        self._reaches: dict[str, set[str]] = {}
+        # The task visits each task's current visit follows from (through routes and
+        # context): re-entering a completed task is a cycle only if its own last visit is
+        # among them; otherwise a second branch joins it and it runs once.
+        self.causes: dict[str, frozenset[tuple[str, int]]] = {}
 
     # -- inputs from the supervisor ----------------------------------------------------
 
@@ -219,8 +222,8 @@ class Scheduler:
         if state in ("waiting", "running"):
             return
         if state == "completed" and by is not None and not rerun and \
-                by not in self.reaches(name):
-            return  # a second branch joining through next_tasks, not a cycle: run once
+                (name, self.visits[name]) not in self.causes.get(by, frozenset()):
+            return  # a second branch joining it, not a cycle: it ran once, for both
         limit = self.graph.nodes[name].task.max_visits or self.max_visits
         if self.visits[name] >= limit:
             self._abort(StepLimitError(
@@ -229,6 +232,8 @@ class Scheduler:
             return
         self.visits[name] += 1
         self.activator[name] = by
+        self.causes[name] = frozenset() if by is None else \
+            self.causes.get(by, frozenset()) | {(by, self.visits[by])}
         self.state[name] = "waiting"
         self.loops.pop(name, None)
         self._check.append(name)
@@ -260,6 +265,8 @@ class Scheduler:
         else:
             by = self.activator[name]
             context = [by] if by and self.state.get(by) == "completed" else []
+        self.causes[name] = self.causes.get(name, frozenset()).union(
+            *(self.causes.get(d, frozenset()) | {(d, self.visits[d])} for d in context))
         self.steps += 1
         if self.steps > self.max_steps:
             self._abort(StepLimitError(f"the run dispatched more than max_steps={self.max_steps}"
@@ -395,26 +402,6 @@ class Scheduler:
                 self._try_ready(self._check.popleft())
         finally:
             self._checking = False
-
-    def reaches(self, name: str) -> set[str]:
-        """Tasks reachable from ``name`` through next_tasks / routes and the context of
-        its readers (computed on demand): re-entering a completed task is a cycle only if
-        the task routing to it is downstream of it."""
-        if name not in self._reaches:
-            seen: set[str] = set()
-            todo = [name]
-            while todo:
-                current = todo.pop()
-                node = self.graph.nodes[current]
-                readers = [d for d in self.dependants.get(current, [])
-                           if current in self.graph.nodes[d].deps]
-                for target in node.next + [t for ts in node.routes.values() for t in ts] + \
-                        readers:
-                    if target not in seen:
-                        seen.add(target)
-                        todo.append(target)
-            self._reaches[name] = seen
-        return self._reaches[name]
 
     def _abort(self, error: RunError | LoopDataError) -> None:
         if self.abort is None:

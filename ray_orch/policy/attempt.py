@@ -216,7 +216,10 @@ class _Attempts:
             ``(text, model)``.
         """
         agent, parts, schema, calls = self.agent, self.parts, self.schema, self.calls
-        scored = self.deciding and (uses_local_decisions(agent) or wants_logprobs(agent))
+        # A decision whose agent has tools takes the tool loop on every path, its final
+        # answer still held to the routes' schema; without tools it may be scored.
+        scored = self.deciding and self.tools is None and (
+            uses_local_decisions(agent) or wants_logprobs(agent))
         if scored and uses_local_decisions(agent):
             answer = await decide_locally(agent, self.task, parts, calls)
         elif scored:
@@ -401,7 +404,9 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
 def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> None:
     condition = task.condition or {}
     route = match_route(text, condition)
-    if route is None:
+    if route is not None:
+        output.raw = route  # the chosen route, not the {"decision": ...} JSON it came in
+    else:
         route = default_key(condition)
         if route is None:
             keys = ", ".join(repr(k) for k in route_keys(condition))

@@ -42,7 +42,7 @@ __all__ = ["AGENT_KEYWORDS", "NO_EFFECT_KEYWORDS", "PROCESS_KEYWORDS", "PROVIDER
 
 # Keywords beyond each constructor's named parameters: stored on the object as given
 # (the tools feature reads them). Add a keyword here to accept it.
-TASK_KEYWORDS: set[str] = set()
+TASK_KEYWORDS: set[str] = {"variables"}  # PraisonAI's {{name}} values (api/team.py)
 AGENT_KEYWORDS: set[str] = set()
 PROCESS_KEYWORDS: set[str] = set()
 

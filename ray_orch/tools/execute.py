@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from ray_orch.core import trace
 
+from .capture import captured, text_of
 from .mcp import route_call
 from .spec import ToolSpec, is_coroutine_result
 
@@ -62,6 +64,8 @@ class ToolCall:
     """``time.time()`` at the start."""
     call_id: str = ""
     """The model's id for the call."""
+    stdout: str = ""
+    """What the tool printed in a Ray worker (the driver prints it; ``tools/capture.py``)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -107,16 +111,19 @@ def _node_id() -> str | None:
     return None
 
 
-def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
-    """A remote call's body: run the function where Ray placed it."""
-    value = fn(**kwargs)
-    if is_coroutine_result(value):
-        value = asyncio.run(value)
-    return value, _node_id(), os.getpid()
+def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int, str]:
+    """A remote call's body: run the function where Ray placed it (what it prints is
+    returned with its value)."""
+    with captured() as printed:
+        value = fn(**kwargs)
+        if is_coroutine_result(value):
+            value = asyncio.run(value)
+    return value, _node_id(), os.getpid(), text_of(printed)
 
 
 def _bound(fn: Any) -> Any:
-    def call(kwargs: dict[str, Any], carrier: dict[str, str]) -> tuple[Any, str | None, int]:
+    def call(kwargs: dict[str, Any], carrier: dict[str, str]
+             ) -> tuple[Any, str | None, int, str]:
         if not carrier:
             return _invoke(fn, kwargs)
         # The caller's trace context: spans the tool makes hang under its execute_tool.
@@ -159,26 +166,29 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
         _keep.append(spec.fn)  # ids stay unique while cached
     ref = remote_fn.remote(kwargs, trace.carrier())
     try:
-        value, node, pid = await ref
+        value, node, pid, printed = await ref
     except asyncio.CancelledError:
         ray.cancel(ref)
         raise
     except ray.exceptions.RayTaskError as exc:  # type: ignore[union-attr]
         cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
         raise cause from None
-    return value, {"node": node, "pid": pid}
+    return value, {"node": node, "pid": pid, "stdout": printed}
 
 
 async def _run_local(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     assert spec.fn is not None
-    if spec.is_async:
-        value = await spec.fn(**kwargs)
-    else:
-        loop = asyncio.get_running_loop()
-        value = await loop.run_in_executor(_threads(), lambda: spec.fn(**kwargs))  # type: ignore[misc]
-        if is_coroutine_result(value):
-            value = await value
-    return value, {"node": _node_id(), "pid": os.getpid()}
+    with captured() as printed:
+        if spec.is_async:
+            value = await spec.fn(**kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            inside = contextvars.copy_context()  # the thread prints into this call's buffer
+            value = await loop.run_in_executor(_threads(), lambda: inside.run(
+                spec.fn, **kwargs))  # type: ignore[misc]
+            if is_coroutine_result(value):
+                value = await value
+    return value, {"node": _node_id(), "pid": os.getpid(), "stdout": text_of(printed)}
 
 
 async def _run(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -284,6 +294,7 @@ async def _execute(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
         except Exception as exc:
             return fail_call(call, f"{type(exc).__name__}: {exc}")
         call.node, call.pid = place.get("node"), place.get("pid")
+        call.stdout = place.get("stdout") or ""
         call.result = result_text(value)
         return call
     finally:

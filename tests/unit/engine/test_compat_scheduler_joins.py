@@ -1,0 +1,65 @@
+"""A task two branches reach runs once, whichever branch arrives first; a cycle through a
+decision still re-enters it (PraisonAI's customer-service shape, without Ray)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ray_orch import Task, TaskOutput
+from ray_orch.engine.graph import build_graph, name_tasks
+from ray_orch.engine.scheduler import Scheduler
+
+
+class A:
+    role = "A"
+
+    def chat(self, prompt):
+        return ""
+
+
+def out(name, **meta):
+    return TaskOutput(raw=name, task_id=name, metadata=meta)
+
+
+def customer_service():
+    a = A()
+    tasks = {
+        "classify": Task(description="c", agent=a, task_type="decision",
+                         condition={"high": ["handle", "evaluate"], "low": ["handle"]}),
+        "handle": Task(description="h", agent=a, next_tasks=["evaluate"]),
+        "evaluate": Task(description="e", agent=a, next_tasks=["optimize"]),
+        "optimize": Task(description="o", agent=a, task_type="decision",
+                         condition={"revise": ["classify"], "keep": []}),
+    }
+    return Scheduler(build_graph(name_tasks(tasks), "workflow", has_default_agent=True))
+
+
+@pytest.mark.parametrize("first", ["handle", "evaluate"])
+def test_a_task_two_branches_reach_runs_once_whichever_finishes_first(first):
+    s = customer_service()
+    ran = [d.task for d in s.start()]
+    ran += [d.task for d in s.completed("classify", out("classify", decision="high"))]
+    assert sorted(ran) == ["classify", "evaluate", "handle"]
+    second = "evaluate" if first == "handle" else "handle"
+    ran += [d.task for d in s.completed(first, out(first))]
+    ran += [d.task for d in s.completed(second, out(second))]
+    # evaluate ran (or was running) when handle's next_tasks reached it: not again
+    assert ran.count("evaluate") == 1 and ran.count("optimize") == 1
+    assert not s.completed("optimize", out("optimize", decision="keep"))
+    assert s.finished and s.visits == {"classify": 1, "handle": 1, "evaluate": 1,
+                                       "optimize": 1}
+
+
+def test_a_cycle_through_a_decision_still_reenters_its_tasks():
+    s = customer_service()
+    s.start()
+    s.completed("classify", out("classify", decision="low"))
+    assert [d.task for d in s.completed("handle", out("handle"))] == ["evaluate"]
+    assert [d.task for d in s.completed("evaluate", out("evaluate"))] == ["optimize"]
+    again = s.completed("optimize", out("optimize", decision="revise"))
+    assert [d.task for d in again] == ["classify"]
+    assert [d.task for d in s.completed("classify", out("classify", decision="low"))] == \
+        ["handle"]
+    # handle's second visit follows evaluate's first: evaluate runs again, once
+    assert [d.task for d in s.completed("handle", out("handle"))] == ["evaluate"]
+    assert s.visits["evaluate"] == 2
