@@ -66,6 +66,10 @@ class AgentTeam(TeamState):
         llm / model: the model of every agent that names none.
         caching: cache every task's result (``Process(cache=True)``).
         verbose: print each task's progress (and the metrics URL).
+        output: PraisonAI's display preset: ``"verbose"``, ``"debug"`` or ``"normal"``
+            is ``verbose=True``; ``"silent"`` (and the rest) prints nothing.
+        execution: PraisonAI's ``{"max_iter": n}`` (or an object with ``max_iter``): at
+            most ``n`` task visits in a run (``Process(max_steps=n)``).
         hooks: a ``MultiAgentHooksConfig`` (or a dict of its fields): ``on_task_start(task,
             task_id)`` and ``on_task_complete(task, output)`` called on the driver (their
             exceptions logged, as PraisonAI's), ``completion_checker(task, raw)`` judging
@@ -88,7 +92,8 @@ class AgentTeam(TeamState):
                  process: str = "sequential", manager_llm: Any = None,
                  name: str | None = None, variables: dict[str, Any] | None = None,
                  llm: Any = None, model: Any = None, caching: Any = None,
-                 verbose: Any = False, hooks: Any = None, **options: Any) -> None:
+                 verbose: Any = False, hooks: Any = None, output: Any = None,
+                 execution: Any = None, **options: Any) -> None:
         if process not in _PROCESSES:
             raise InvalidTaskFieldError(f"AgentTeam process must be one of {_PROCESSES}, "
                                         f"not {process!r}", field="process")
@@ -104,8 +109,11 @@ class AgentTeam(TeamState):
         self.variables = dict(variables or {})
         self.llm = model if model is not None else llm
         self.caching = bool(caching)
-        self.verbose = bool(verbose)
+        self.verbose = bool(verbose) or _verbose_output(output)
         self.hooks = team_hooks(hooks)
+        max_iter = _max_iter(execution)
+        if max_iter is not None:
+            self.process_options.setdefault("max_steps", max_iter)
         self.tasks = self._number(tasks)
         self.last_process: Process | None = None
         self._ends_unmatched: set[str] = set()  # decisions given PraisonAI's end-on-no-match
@@ -227,8 +235,11 @@ class AgentTeam(TeamState):
         return await self._finish(process, restore, return_dict, kwargs)
 
     def _begin(self, content: Any, kwargs: dict[str, Any]) -> tuple[_TeamProcess, Any]:
-        kwargs.pop("output", None)
+        output = kwargs.pop("output", None)
         process = self._new_process()
+        if output is not None:  # start(output=...): this run's display preset
+            process.verbose = _verbose_output(output)
+            process.progress = process.verbose or None
         self.last_process = process
         return process, _add_content(process.task_list, content)
 
@@ -359,6 +370,30 @@ def _task_for(agent: Any) -> Task:
                                    f"with goal: {getattr(agent, 'goal', '')}")
     return Task(name=getattr(agent, "name", None), description=description,
                 expected_output="Complete the assigned task successfully", agent=agent)
+
+
+def _verbose_output(output: Any) -> bool:
+    """Whether PraisonAI's ``output=`` preset shows progress."""
+    return isinstance(output, str) and output.strip().lower() in ("verbose", "debug",
+                                                                   "normal")
+
+
+def _max_iter(execution: Any) -> int | None:
+    """PraisonAI's ``execution`` ``max_iter`` (a dict, or a config object), if given.
+
+    Raises:
+        InvalidTaskFieldError: a max_iter that is not a positive int.
+    """
+    if execution is None or isinstance(execution, str):
+        return None
+    value = execution.get("max_iter") if isinstance(execution, dict) else \
+        getattr(execution, "max_iter", None)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidTaskFieldError(f"AgentTeam execution max_iter must be a positive int, "
+                                    f"not {value!r}", field="execution")
+    return value
 
 
 def _unique_names(tasks: list[Task]) -> None:

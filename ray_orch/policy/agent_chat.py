@@ -148,9 +148,11 @@ def _tool_run(agent: Any, name: str, tools: list[Any] | None) -> Any:
 async def _answer(agent: Any, prompt: str, schema: Any, run: Any) -> str:
     if run is None:
         return str((await agent.acomplete(prompt, output_schema=schema)).text)
+    from ray_orch.policy.handoffs import conversation
     from ray_orch.tools.loop import answer_with_tools
 
-    text, _ = await answer_with_tools(agent, prompt, schema, [], run)
+    with conversation():  # the turn's hand-offs count against max_handoffs together
+        text, _ = await answer_with_tools(agent, prompt, schema, [], run)
     return text
 
 

@@ -225,8 +225,11 @@ class _Attempts:
         elif scored:
             answer = await decide_hosted(agent, self.task, parts.render(), schema, calls)
         elif self.tools is not None:
-            return await answer_with_tools(agent, parts.render(), schema, calls, self.tools,
-                                           on_token=on_token)
+            from ray_orch.policy.handoffs import conversation
+
+            with conversation():  # the attempt's hand-offs count against max_handoffs
+                return await answer_with_tools(agent, parts.render(), schema, calls,
+                                               self.tools, on_token=on_token)
         else:
             return await _ask(agent, parts.render(), schema, calls, on_token)
         if on_token is not None:

@@ -52,7 +52,7 @@ TASK_NO_EFFECT: dict[str, Any] = {
 }
 
 AGENT_NO_EFFECT: dict[str, Any] = {
-    "auth": None, "toolsets": None, "handoffs": None, "memory": None, "knowledge": None,
+    "auth": None, "toolsets": None, "memory": None, "knowledge": None,
     "planning": False, "rules": None, "web": None, "context": None,
     "autonomy": None, "output": None, "execution": None, "templates": None,
     "caching": None, "hooks": None, "skills": None, "self_improve": False,
@@ -67,8 +67,7 @@ AGENT_NO_EFFECT: dict[str, Any] = {
 }
 
 TEAM_NO_EFFECT: dict[str, Any] = {
-    "memory": False, "planning": False, "context": False, "output": None,
-    "execution": None, "hooks": None, "autonomy": None, "knowledge": None,
+    "memory": False, "planning": False, "context": False, "autonomy": None, "knowledge": None,
     "guardrails": None, "web": None, "reflection": None, "learn": None,
     "tools_run_on": None, "run_on": None,
 }
@@ -315,6 +314,12 @@ def agent_extras(agent: Any, *, model: Any, reflection: Any,
 
     agent.guardrails = [g for value in guards
                         for g in agent_guardrails(value, who=f"agent '{agent.role}'")]
+    from ray_orch.policy.handoffs import DEFAULT_MAX_HANDOFFS, handoff_tools
+
+    agent.handoffs = options.pop("handoffs", None)
+    agent.max_handoffs = options.pop("max_handoffs", DEFAULT_MAX_HANDOFFS)
+    agent.tools = [*agent.tools, *handoff_tools(agent.handoffs, who=f"agent '{agent.role}'",
+                                                limit=agent.max_handoffs)]
     table = {k: v for k, v in AGENT_NO_EFFECT.items() if k in options}
     no_effect("Agent", table, {k: options[k] for k in table})
     return {k: v for k, v in options.items() if k not in table}

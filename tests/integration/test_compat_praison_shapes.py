@@ -187,3 +187,31 @@ def test_a_decision_with_tools_on_a_base_url_runs_only_its_route(praison_env, ca
     assert out.index("worker 2 is free") < out.index("RESULT:")
     assert "AgentActor pid" not in out + captured.err
     assert "[ray-orch] metrics:" not in captured.err
+
+
+def _desk(request):
+    persona, last = request.messages[0]["content"].split("\n")[0], request.messages[-1]
+    if last["role"] == "tool":
+        return f"{persona} relayed: {last['content']}"
+    if "Billing Specialist" in persona:
+        return "Billing: the second charge is refunded"
+    if "Triage" in persona:
+        return StubLLMServer.tool_call("transfer_to_billing_agent",
+                                       {"message": "charged twice"})
+    # the refund desk hands off twice in one turn; its max_handoffs is 1
+    return StubLLMServer.tool_calls(("transfer_to_billing_agent", {"message": "invoice 1"}),
+                                    ("transfer_to_billing_agent", {"message": "invoice 2"}))
+
+
+def test_handoffs_are_tool_calls_bounded_by_max_handoffs(praison_env, capsys):
+    stub = praison_env
+    stub.reply = _desk
+    out = run_script("handoffs.py", capsys).out
+    assert line(out, "BILLING:") == ("You are Customer Service Triage. relayed: Billing: the "
+                                     "second charge is refunded")
+    triage = next(r for r in stub.requests if "Triage" in r.messages[0]["content"])
+    assert triage.tools == ["transfer_to_billing_agent", "transfer_to_refund_agent"]
+    refund = [r for r in stub.requests if "Refund Specialist" in r.messages[0]["content"]]
+    results = [m["content"] for m in refund[-1].tool_results]
+    assert sum("Billing: the second charge" in r for r in results) == 1
+    assert sum("max_handoffs=1" in r for r in results) == 1  # the second one was refused
