@@ -28,6 +28,7 @@ from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.routing import DEFAULT_KEYS
+from ray_orch.policy.agent_chat import agent_guardrails
 from ray_orch.policy.praison import (
     TEAM_NO_EFFECT,
     MultiAgentHooksConfig,
@@ -70,6 +71,8 @@ class AgentTeam(TeamState):
             is ``verbose=True``; ``"silent"`` (and the rest) prints nothing.
         execution: PraisonAI's ``{"max_iter": n}`` (or an object with ``max_iter``): at
             most ``n`` task visits in a run (``Process(max_steps=n)``).
+        guardrails: a guardrail (a function, a rule string, PraisonAI's presets) or a
+            list of them, checked on every task's output after the task's own.
         hooks: a ``MultiAgentHooksConfig`` (or a dict of its fields): ``on_task_start(task,
             task_id)`` and ``on_task_complete(task, output)`` called on the driver (their
             exceptions logged, as PraisonAI's), ``completion_checker(task, raw)`` judging
@@ -93,7 +96,7 @@ class AgentTeam(TeamState):
                  name: str | None = None, variables: dict[str, Any] | None = None,
                  llm: Any = None, model: Any = None, caching: Any = None,
                  verbose: Any = False, hooks: Any = None, output: Any = None,
-                 execution: Any = None, **options: Any) -> None:
+                 execution: Any = None, guardrails: Any = None, **options: Any) -> None:
         if process not in _PROCESSES:
             raise InvalidTaskFieldError(f"AgentTeam process must be one of {_PROCESSES}, "
                                         f"not {process!r}", field="process")
@@ -111,6 +114,7 @@ class AgentTeam(TeamState):
         self.caching = bool(caching)
         self.verbose = bool(verbose) or _verbose_output(output)
         self.hooks = team_hooks(hooks)
+        self.guardrails = agent_guardrails(guardrails, who="AgentTeam")
         max_iter = _max_iter(execution)
         if max_iter is not None:
             self.process_options.setdefault("max_steps", max_iter)
@@ -169,6 +173,7 @@ class AgentTeam(TeamState):
             self._undo.append(_fill_variables(task, self.variables))
             self._undo.append(_context_text(task, names))
             self._undo.append(self.hooks.apply(task, self._task_id(task)))
+            self._undo.append(_with_guardrails(task, self.guardrails))
             if task.task_type == "decision" and not task.condition:
                 # PraisonAI: the model's answer is the output; next_tasks follow.
                 task.task_type = "task"
@@ -370,6 +375,17 @@ def _task_for(agent: Any) -> Task:
                                    f"with goal: {getattr(agent, 'goal', '')}")
     return Task(name=getattr(agent, "name", None), description=description,
                 expected_output="Complete the assigned task successfully", agent=agent)
+
+
+def _with_guardrails(task: Task, guardrails: list[Any]) -> Any:
+    """The team's guardrails after the task's own, for one run; returns the undo."""
+    before = task.guardrails
+    if guardrails:
+        task.guardrails = [*task.guardrails, *guardrails]
+
+    def undo() -> None:
+        task.guardrails = before
+    return undo
 
 
 def _verbose_output(output: Any) -> bool:

@@ -68,7 +68,7 @@ AGENT_NO_EFFECT: dict[str, Any] = {
 
 TEAM_NO_EFFECT: dict[str, Any] = {
     "memory": False, "planning": False, "context": False, "autonomy": None, "knowledge": None,
-    "guardrails": None, "web": None, "reflection": None, "learn": None,
+    "web": None, "reflection": None, "learn": None,
     "tools_run_on": None, "run_on": None,
 }
 
