@@ -485,22 +485,19 @@ def _adapt_routes(task: Task) -> bool:
 
 
 def _praison_flow(task: Task) -> Any:
-    """PraisonAI's flow, for one run: a decision with a ``condition`` goes where its
-    answer routes and nowhere else (its ``next_tasks`` are followed only without a
-    condition); a task reads whichever of its ``context`` tasks ran (one a decision did
-    not route to is left out, not a reason to skip it).
+    """PraisonAI's flow, for one run: a task reads whichever of its ``context`` tasks
+    ran (one a decision did not route to is left out, not a reason to skip it). (A
+    decision follows only its route: the scheduler's rule for every workflow.)
 
     Returns:
         The undo.
     """
-    before = (task.next_tasks, task.handle_missing_context)
-    if task.task_type == "decision" and task.condition:
-        task.next_tasks = []
+    before = task.handle_missing_context
     if task.context:
         task.handle_missing_context = True
 
     def undo() -> None:
-        task.next_tasks, task.handle_missing_context = before
+        task.handle_missing_context = before
     return undo
 
 

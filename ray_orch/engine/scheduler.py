@@ -350,10 +350,11 @@ class Scheduler:
         self.state[name] = "completed"
         self.outputs[name] = output
         if self.graph.mode == "workflow":
-            targets = list(node.next)
             route = output.metadata.get("decision")
-            if node.routes and route is not None:
-                targets += node.routes.get(route, [])
+            # A decision goes where its answer routes, and only there (as PraisonAI
+            # documents it): its next_tasks are not followed beside the route.
+            targets = list(node.routes.get(route, [])) if node.routes and route is not None \
+                else list(node.next)
             for target in dict.fromkeys(targets):
                 self._activate(target, by=name)
             if self.visits[name] > 1:

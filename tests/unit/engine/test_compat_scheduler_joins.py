@@ -63,3 +63,23 @@ def test_a_cycle_through_a_decision_still_reenters_its_tasks():
     # handle's second visit follows evaluate's first: evaluate runs again, once
     assert [d.task for d in s.completed("handle", out("handle"))] == ["evaluate"]
     assert s.visits["evaluate"] == 2
+
+
+def test_a_decision_follows_only_its_route_not_its_next_tasks():
+    a = A()
+    tasks = {
+        "route": Task(description="r", agent=a, task_type="decision",
+                      next_tasks=["w1", "w2", "w3"],
+                      condition={"1": ["w1"], "2": ["w2"], "3": ["w3"]}),
+        "w1": Task(description="1", agent=a),
+        "w2": Task(description="2", agent=a),
+        "w3": Task(description="3", agent=a),
+        "only_next": Task(description="n", agent=a),
+    }
+    tasks["route"].next_tasks.append("only_next")
+    s = Scheduler(build_graph(name_tasks(tasks), "workflow", has_default_agent=True))
+    assert [d.task for d in s.start()] == ["route"]  # only_next waits to be routed to
+    assert [d.task for d in s.completed("route", out("route", decision="2"))] == ["w2"]
+    assert not s.completed("w2", out("w2"))
+    assert s.statuses() == {"route": "completed", "w1": "skipped", "w2": "completed",
+                            "w3": "skipped", "only_next": "skipped"}
