@@ -116,7 +116,7 @@ def task_prompt(task: Task, inputs: Mapping[str, Any] | None, context: Mapping[s
     """The prompt parts of one task run (feedback is added per attempt)."""
     schema = task.output_schema()
     hint = None
-    if task.task_type == "decision" and task.condition:
+    if task.task_type in ("decision", "loop") and task.condition:
         from ray_orch.core.routing import route_keys
 
         keys = ", ".join(route_keys(task.condition))

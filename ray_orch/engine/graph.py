@@ -272,7 +272,7 @@ def _mode_edges(node: Node, mode: Mode, resolve: _Resolver, *, order: list[str],
     if mode == "workflow":
         node.next = [r for r in (resolve(name, "next_tasks", ref)
                                  for ref in refs(task.next_tasks)) if r]
-        if isinstance(task.condition, dict) and task.task_type == "decision":
+        if isinstance(task.condition, dict) and task.task_type in ("decision", "loop"):
             for key in task.condition:
                 targets = [resolve(name, f"condition['{key}']", ref)
                            for ref in refs(task.condition[key], one=True)]

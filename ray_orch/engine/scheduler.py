@@ -56,8 +56,15 @@ class Dispatch:
 @dataclass(kw_only=True)
 class _Loop:
     total: int
+    """Iterations to run; -1 while items may still be routed to it (see ``routed``)."""
     done: dict[int, TaskOutput] = field(default_factory=dict)
     failed: bool = False
+    items: list[Any] = field(default_factory=list)
+    """A loop's items (a routed loop sends each to its route's tasks)."""
+    routed: list[str] = field(default_factory=list)
+    """The tasks this loop's items were routed to, this visit."""
+    fed: int = 0
+    """For a task fed items by a routed loop: how many it was given."""
 
 
 class Scheduler:
@@ -217,7 +224,8 @@ class Scheduler:
             for name in idle:
                 self._skip(name, "not routed to")
 
-    def _activate(self, name: str, by: str | None, *, rerun: bool = False) -> None:
+    def _activate(self, name: str, by: str | None, *, rerun: bool = False,
+                  fed: bool = False) -> None:
         state = self.state[name]
         if state in ("waiting", "running"):
             return
@@ -236,6 +244,10 @@ class Scheduler:
             self.causes.get(by, frozenset()) | {(by, self.visits[by])}
         self.state[name] = "waiting"
         self.loops.pop(name, None)
+        if fed:  # fed items by a routed loop: runs them as they come (see _feed)
+            self.state[name] = "running"
+            self.loops[name] = _Loop(total=-1)
+            return
         self._check.append(name)
         self._pump()
 
@@ -310,7 +322,7 @@ class Scheduler:
                 f"loop '{name}' has {len(items)} items, more than max_iterations={limit}",
                 task=name))
             return
-        loop = self.loops[name] = _Loop(total=len(items))
+        loop = self.loops[name] = _Loop(total=len(items), items=list(items))
         loop.done.update(self.restored_iterations.pop((name, base.visit), {}))
         for index, item in enumerate(items):
             if index in loop.done:
@@ -326,13 +338,44 @@ class Scheduler:
         if loop is None or loop.failed or len(loop.done) == loop.total:
             return
         loop.done[index] = output
+        node = self.graph.nodes[name]
+        route = output.metadata.get("decision")
+        if node.routes and route is not None and node.task.task_type == "loop":
+            for target in node.routes.get(route, []):  # this item, on its own, to its branch
+                self._feed(target, source=name, index=index, output=output)
         if len(loop.done) == loop.total:
+            for target in loop.routed:  # every item is routed: the branches know their size
+                fed = self.loops[target]
+                fed.total = fed.fed
+                if len(fed.done) == fed.total and not fed.failed:
+                    self._finish_loop(target)
             self._finish_loop(name)
+
+    def _feed(self, name: str, *, source: str, index: int, output: TaskOutput) -> None:
+        """Run ``name`` for one item of the routed loop ``source``: its iterations are the
+        items routed to it (their inputs are the item's, plus ``route`` and ``answer``),
+        and it completes when the source has routed every item."""
+        source_loop = self.loops[source]
+        fed = self.loops.get(name)
+        if name not in source_loop.routed:
+            self._activate(name, by=source, fed=True)
+            if self.state[name] != "running":
+                return  # its visit limit ended the run
+            source_loop.routed.append(name)
+            fed = self.loops[name]
+        if fed is None or fed.failed:
+            return
+        fed.fed += 1
+        self.steps += 1
+        inputs = {**as_inputs(source_loop.items[index], index),
+                  "route": str(output.metadata.get("decision")), "answer": output.raw}
+        self._out.append(Dispatch(task=name, visit=self.visits[name], context=[],
+                                  inputs=inputs, iteration=index))
 
     def _finish_loop(self, name: str) -> None:
         loop = self.loops[name]
-        ordered = [loop.done[i] for i in range(loop.total)]
-        meta: dict[str, Any] = {"iterations": loop.total}
+        ordered = [loop.done[i] for i in sorted(loop.done)]
+        meta: dict[str, Any] = {"iterations": len(ordered)}
         for key in ("execution_time", "tokens_used", "cost_usd", "retry_count"):
             meta[key] = sum(o.metadata.get(key, 0) or 0 for o in ordered)
         meta["model"] = next((o.metadata.get("model") for o in ordered

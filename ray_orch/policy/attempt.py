@@ -379,7 +379,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     if run.feedback:
         parts.feedback = f"a reviewer rejected your previous answer: {run.feedback}"
     budget_note = await apply_budget(task, agent, parts) if isinstance(agent, Agent) else None
-    deciding = task.task_type == "decision" and bool(task.condition)
+    # A decision, or one item of a loop whose items each take a decision.
+    deciding = task.task_type in ("decision", "loop") and bool(task.condition)
     schema = decision_schema(task.condition or {}) if deciding else task.output_schema()
     started = time.perf_counter()
     tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,

@@ -215,3 +215,37 @@ def test_handoffs_are_tool_calls_bounded_by_max_handoffs(praison_env, capsys):
     results = [m["content"] for m in refund[-1].tool_results]
     assert sum("Billing: the second charge" in r for r in results) == 1
     assert sum("max_handoffs=1" in r for r in results) == 1  # the second one was refused
+
+
+def _desks(request):
+    text = request.messages[-1]["content"]
+    if text.startswith("Classify:"):
+        return {"decision": "billing" if "refund" in text else "tech"}
+    return "refunded" if text.startswith("Refund:") else "fixed"
+
+
+def test_each_item_of_a_loop_routed_on_its_own(stub, ray_session):
+    from ray_orch import Process
+
+    stub.reply = _desks
+    stub.latency = 1.0
+    agent = Agent(role="Support", goal="Help customers", llm=stub.llm)
+    tasks = {
+        "triage": Task(description="Classify: {item}", agent=agent, task_type="loop",
+                       loop_data=["refund please", "the app crashes", "refund my order"],
+                       condition={"billing": ["billing_desk"], "tech": ["tech_desk"]}),
+        "billing_desk": Task(description="Refund: {item} (routed {route})", agent=agent),
+        "tech_desk": Task(description="Fix: {item}", agent=agent),
+    }
+    outputs = Process(tasks=tasks, agents=[agent]).workflow()
+    assert [o.metadata["decision"] for o in outputs["triage"].iterations] == \
+        ["billing", "tech", "billing"]
+    assert [o.raw for o in outputs["billing_desk"].iterations] == ["refunded", "refunded"]
+    assert [o.raw for o in outputs["tech_desk"].iterations] == ["fixed"]
+    refunds = sorted(r.messages[-1]["content"].split("\n")[0] for r in stub.requests
+                     if r.messages[-1]["content"].startswith("Refund:"))
+    assert refunds == ["Refund: refund my order (routed billing)",
+                       "Refund: refund please (routed billing)"]
+    classify = [r for r in stub.requests if "Classify:" in r.messages[-1]["content"]]
+    # the items were classified at once, across the pool
+    assert max(r.t_start for r in classify) < min(r.t_end for r in classify)

@@ -83,3 +83,37 @@ def test_a_decision_follows_only_its_route_not_its_next_tasks():
     assert not s.completed("w2", out("w2"))
     assert s.statuses() == {"route": "completed", "w1": "skipped", "w2": "completed",
                             "w3": "skipped", "only_next": "skipped"}
+
+
+def test_a_loop_whose_items_take_a_decision_routes_each_item_on_its_own():
+    a = A()
+    tasks = {
+        "triage": Task(description="Classify: {item}", agent=a, task_type="loop",
+                       loop_data=["refund please", "app crashes", "refund now"],
+                       condition={"billing": ["billing_desk"], "tech": ["tech_desk"],
+                                  "spam": ["spam_desk"]}, next_tasks=["report"]),
+        "billing_desk": Task(description="Refund: {item}", agent=a),
+        "tech_desk": Task(description="Fix: {item}", agent=a),
+        "spam_desk": Task(description="Drop: {item}", agent=a),
+        "report": Task(description="Report", agent=a),
+    }
+    s = Scheduler(build_graph(name_tasks(tasks), "workflow", has_default_agent=True))
+    first = s.start()
+    assert [(d.task, d.iteration) for d in first] == [("triage", 0), ("triage", 1),
+                                                       ("triage", 2)]
+    # each item goes to its branch the moment it is classified, beside the others
+    fed = s.iteration_completed("triage", 1, out("triage", decision="tech"))
+    assert [(d.task, d.iteration, d.inputs["item"], d.inputs["route"]) for d in fed] == \
+        [("tech_desk", 1, "app crashes", "tech")]
+    fed = s.iteration_completed("triage", 0, out("triage", decision="billing"))
+    assert [(d.task, d.iteration) for d in fed] == [("billing_desk", 0)]
+    assert not s.iteration_completed("tech_desk", 1, out("fixed"))  # tech waits: more may come
+    fed = s.iteration_completed("triage", 2, out("triage", decision="billing"))
+    # the last item routed: tech_desk (1 item, done) completes; the loop's next_tasks follow
+    assert [(d.task, d.iteration) for d in fed] == [("billing_desk", 2), ("report", None)]
+    assert s.state["tech_desk"] == "completed"
+    assert not s.iteration_completed("billing_desk", 2, out("refund 2"))
+    assert not s.iteration_completed("billing_desk", 0, out("refund 0"))
+    assert [o.raw for o in s.outputs["billing_desk"].iterations] == ["refund 0", "refund 2"]
+    assert not s.completed("report", out("report"))
+    assert s.finished and s.statuses()["spam_desk"] == "skipped"
