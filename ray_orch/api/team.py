@@ -174,9 +174,7 @@ class AgentTeam(TeamState):
             self._undo.append(_context_text(task, names))
             self._undo.append(self.hooks.apply(task, self._task_id(task)))
             self._undo.append(_with_guardrails(task, self.guardrails))
-            if task.task_type == "decision" and not task.condition:
-                # PraisonAI: the model's answer is the output; next_tasks follow.
-                task.task_type = "task"
+            self._undo.append(_plain_task(task, self._mode()))
             if _adapt_routes(task):
                 self._ends_unmatched.add(task.id)
             _adapt_loop(task)
@@ -482,6 +480,27 @@ def _adapt_routes(task: Task) -> bool:
             added = True
     task.next_tasks = [t for t in task.next_tasks if not (isinstance(t, str) and t in _EXIT)]
     return added
+
+
+def _plain_task(task: Task, mode: str) -> Any:
+    """What PraisonAI runs as a plain task, for one run: a decision without a
+    ``condition`` (the model's answer is the output; its ``next_tasks`` follow), and,
+    outside a workflow, a loop given no ``input_file`` (PraisonAI's sequential process
+    runs it once, its ``condition`` unused).
+
+    Returns:
+        The undo.
+    """
+    before = (task.task_type, task.condition)
+    if task.task_type == "decision" and not task.condition:
+        task.task_type = "task"
+    elif task.task_type == "loop" and mode != "workflow" and task.loop_data is None and \
+            getattr(task, "input_file", None) is None:
+        task.task_type, task.condition = "task", None
+
+    def undo() -> None:
+        task.task_type, task.condition = before
+    return undo
 
 
 def _praison_flow(task: Task) -> Any:

@@ -249,3 +249,18 @@ def test_each_item_of_a_loop_routed_on_its_own(stub, ray_session):
     classify = [r for r in stub.requests if "Classify:" in r.messages[-1]["content"]]
     # the items were classified at once, across the pool
     assert max(r.t_start for r in classify) < min(r.t_end for r in classify)
+
+
+def test_a_loop_without_input_file_in_a_sequential_team_runs_once(praison_env, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no tasks.csv here: PraisonAI's sequential process needs none
+    stub = praison_env
+    a = Agent(name="Batcher", instructions="Process batches")
+    batches = Task(name="process_batches", description="Process all data batches",
+                   agent=a, task_type="loop",
+                   condition={"more_batches": ["process_batches"], "done": ["report"]})
+    report = Task(name="report", description="Generate final report", agent=a)
+    team = AgentTeam(agents=[a], tasks=[batches, report], process="sequential")
+    assert team.start() == "ok"
+    assert stub.count("Process all data batches") == 1 and stub.count("final report") == 1
+    assert batches.task_type == "loop" and batches.condition  # the user's task, as given
