@@ -174,7 +174,7 @@ class AgentTeam(TeamState):
             self._undo.append(_context_text(task, names))
             self._undo.append(self.hooks.apply(task, self._task_id(task)))
             self._undo.append(_with_guardrails(task, self.guardrails))
-            self._undo.append(_plain_task(task, self._mode()))
+            self._undo.append(_plain_task(task, self.process))
             if _adapt_routes(task):
                 self._ends_unmatched.add(task.id)
             _adapt_loop(task)
