@@ -156,7 +156,7 @@ def reflection_rounds(reflection: Any) -> tuple[int, int] | None:
 
 def task_extras(task: Any, *, callback: Any, on_task_complete: Any, depends_on: Any) -> None:
     """Check a Task's PraisonAI keywords and apply its aliases (called by ``Task.__init__``,
-    after it stored them); a single guardrail becomes a list of one.
+    after it stored them); a single guardrail function becomes a list of one.
 
     Raises:
         InvalidTaskFieldError: both ``callback`` and ``on_task_complete``; a callback that
@@ -170,8 +170,10 @@ def task_extras(task: Any, *, callback: Any, on_task_complete: Any, depends_on: 
         raise InvalidTaskFieldError(f"task '{task.id}': callback must be callable, not "
                                     f"{type(task.callback).__name__}", task=task.id,
                                     field="callback")
-    if callable(task.guardrails) or isinstance(task.guardrails, str):
-        task.guardrails = [task.guardrails]  # PraisonAI's guardrails=fn (or a rule)
+    if callable(task.guardrails):
+        # PraisonAI's guardrails=fn. (A bare string stays a mistake validation names: is
+        # it one rule or a typo'd list? A rule goes in guardrail= or a list.)
+        task.guardrails = [task.guardrails]
     if depends_on is not None:
         if task.context is not None:
             raise InvalidTaskFieldError(
