@@ -4,7 +4,11 @@
 may be sync or async); without one, on a terminal, the console asks; otherwise the run
 pauses in its checkpoint store (``RunPaused``), to be continued with
 ``workflow(resume=run_id, answers={...})`` from any process, or ``ray-orch approve``
-(``api/paused.py``).
+(``cli/runs.py``, from the checkpoint store alone).
+
+Approvals have one module per layer: ``core/approvals.py`` (the requests and answers),
+``store/approvals.py`` (paused runs' requests in the checkpoint file), ``engine/approvals.py``
+(waiting inside a run) and this one (the driver's side).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import inspect
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ray_orch.core.approvals import (
     Answer,
@@ -25,14 +29,24 @@ from ray_orch.core.approvals import (
     answer_of,
     parse_answer,
 )
-
-if TYPE_CHECKING:
-    from ray_orch.api.process import Process
+from ray_orch.core.sync import in_daemon_thread
 
 __all__ = ["Asker", "approval_mode", "check_answers", "console_handler"]
 
 
-def approval_mode(process: Process) -> str | None:
+class Asking(Protocol):
+    """What approvals read of a ``Process`` (typed here, so that this module does not
+    import the Process that imports it)."""
+
+    @property
+    def task_list(self) -> list[Any]: ...
+    @property
+    def approval_handler(self) -> Callable[[ApprovalRequest], Any] | None: ...
+    @property
+    def checkpoint_dir(self) -> str | None: ...
+
+
+def approval_mode(process: Asking) -> str | None:
     """How a run of ``process`` asks a person: ``"inline"``, ``"pause"`` or None (it has
     nothing to ask).
 
@@ -57,10 +71,10 @@ def approval_mode(process: Process) -> str | None:
 
 
 def _asks_about_tools(task: Any) -> bool:
-    from ray_orch.tools.spec import combined_tools
+    from ray_orch.tools.spec import combined_tools, tool_options
 
     agents = [getattr(task, "agent", None), getattr(task, "fallback_agent", None)]
-    return any(getattr(getattr(item, "__ray_orch_tool__", None), "requires_approval", False)
+    return any(tool_options(item).requires_approval
                for agent in agents for item in combined_tools(agent, task))
 
 
@@ -68,7 +82,7 @@ def _on_a_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def check_answers(process: Process, run_id: str | None, answers: Any) -> dict[str, Any]:
+def check_answers(process: Asking, run_id: str | None, answers: Any) -> dict[str, Any]:
     """``answers=`` of a resumed run, checked against the requests it has pending.
 
     Returns:
@@ -86,7 +100,7 @@ def check_answers(process: Process, run_id: str | None, answers: Any) -> dict[st
     if not process.checkpoint_dir or not isinstance(run_id, str):
         raise ApprovalError("answers= continues a paused run: give resume=<run id> and "
                             "Process(checkpoint_dir=...)", field="answers")
-    from ray_orch.store.pauses import PauseStore
+    from ray_orch.store.approvals import PauseStore
 
     store = PauseStore(process.checkpoint_dir)
     try:
@@ -147,7 +161,9 @@ class Asker:
             if inspect.iscoroutinefunction(self.handler):
                 answer = await self.handler(request)
             else:
-                answer = await asyncio.to_thread(self.handler, request)
+                # A daemon thread: a handler still deciding never holds the exit.
+                answer = await in_daemon_thread(self.handler, request,
+                                                name="ray-orch-approval")
                 if inspect.isawaitable(answer):
                     answer = await answer
             answer = parse_answer(answer)

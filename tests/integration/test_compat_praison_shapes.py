@@ -15,7 +15,7 @@ import pytest
 from ray_orch import Agent, AgentTeam, Task, UnknownTaskError
 from ray_orch.testing import StubLLMServer
 
-COMPAT = Path(__file__).resolve().parent.parent / "compat"
+COMPAT = Path(__file__).resolve().parent / "compat"
 
 
 @pytest.fixture
