@@ -73,7 +73,7 @@ if typing.TYPE_CHECKING:
     from ray_orch.observe.visualize import visualize_workflow
     from ray_orch.policy.agent import Agent
     from ray_orch.policy.breaker import CircuitBreaker
-    from ray_orch.policy.praison import PraisonCompatWarning
+    from ray_orch.policy.praison import MultiAgentHooksConfig, PraisonCompatWarning
     from ray_orch.policy.task import Task
     from ray_orch.tools import MCP, tool
 
@@ -94,6 +94,7 @@ _LAZY = {
     "GuardrailResult": "core.output",
     "MCP": "tools",
     "MetricsCollector": "observe.analysis",
+    "MultiAgentHooksConfig": "policy.praison",
     "PraisonAIAgents": "api.team",
     "PraisonCompatWarning": "policy.praison",
     "Process": "api.process",
@@ -162,6 +163,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "MissingAPIKeyError",
     "MissingAgentError",
     "ModelNotConfiguredError",
+    "MultiAgentHooksConfig",
     "OutputValidationError",
     "PraisonAIAgents",
     "PraisonCompatWarning",

@@ -223,6 +223,9 @@ class RunDriver:
         if event.kind == "run_started" and event.data.get("metrics_url") and not _announced:
             _announced = True
             print(f"[ray-orch] metrics: {event.data['metrics_url']}", file=sys.stderr)
+        if event.kind == "tool_call" and event.data.get("stdout"):
+            sys.stdout.write(event.data["stdout"])  # what the tool printed in its worker
+            sys.stdout.flush()
         task = self._by_name.get(event.task or "")
         if task is not None and event.kind == "task_ready" and task.status == "pending":
             set_outcome(task, status="running")

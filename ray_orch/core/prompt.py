@@ -150,7 +150,7 @@ def task_prompt(task: PromptTask, inputs: Mapping[str, Any] | None, context: Map
     """The prompt parts of one task run (feedback is added per attempt)."""
     schema = task.output_schema()
     hint = None
-    if task.task_type == "decision" and task.condition:
+    if task.task_type in ("decision", "loop") and task.condition:
         from ray_orch.core.routing import route_keys
 
         keys = ", ".join(route_keys(task.condition))

@@ -14,6 +14,7 @@ them all; each problem is itself a typed error naming the task and the field.
 
 from __future__ import annotations
 
+import difflib
 import graphlib
 import hashlib
 import json
@@ -252,7 +253,8 @@ class _Resolver:
             return name
         if isinstance(ref, str):
             if ref not in self.nodes:
-                close = [n for n in self.nodes if n.lower() == ref.lower()]
+                close = [n for n in self.nodes if n.lower() == ref.lower()] or \
+                    difflib.get_close_matches(ref, list(self.nodes), n=1, cutoff=0.75)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 self.problems.append(UnknownTaskError(
                     f"task '{owner}': {fieldname} names unknown task '{ref}'{hint}; known: "
@@ -285,7 +287,7 @@ def _mode_edges(node: Node, mode: Mode, resolve: _Resolver, *, order: list[str],
     if mode == "workflow":
         node.next = [r for r in (resolve(name, "next_tasks", ref)
                                  for ref in refs(task.next_tasks)) if r]
-        if isinstance(task.condition, dict) and task.task_type == "decision":
+        if isinstance(task.condition, dict) and task.task_type in ("decision", "loop"):
             for key in task.condition:
                 targets = [resolve(name, f"condition['{key}']", ref)
                            for ref in refs(task.condition[key], one=True)]

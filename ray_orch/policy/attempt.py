@@ -217,15 +217,21 @@ class _Attempts:
             ``(text, model)``.
         """
         agent, parts, schema, calls = self.agent, self.parts, self.schema, self.calls
-        scored = self.deciding and (uses_local_decisions(agent) or wants_logprobs(agent))
+        # A decision whose agent has tools takes the tool loop on every path, its final
+        # answer still held to the routes' schema; without tools it may be scored.
+        scored = self.deciding and self.tools is None and (
+            uses_local_decisions(agent) or wants_logprobs(agent))
         if scored and uses_local_decisions(agent):
             answer = await decide_locally(agent, self.task, parts, calls,
                                           described=self.run.route_descriptions)
         elif scored:
             answer = await decide_hosted(agent, self.task, parts.render(), schema, calls)
         elif self.tools is not None:
-            return await answer_with_tools(agent, parts.render(), schema, calls, self.tools,
-                                           on_token=on_token)
+            from ray_orch.policy.handoffs import conversation
+
+            with conversation():  # the attempt's hand-offs count against max_handoffs
+                return await answer_with_tools(agent, parts.render(), schema, calls,
+                                               self.tools, on_token=on_token)
         else:
             return await _ask(agent, parts.render(), schema, calls, on_token)
         if on_token is not None:
@@ -375,7 +381,8 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     if run.feedback:
         parts.feedback = f"a reviewer rejected your previous answer: {run.feedback}"
     budget_note = await apply_budget(task, agent, parts) if isinstance(agent, Agent) else None
-    deciding = task.task_type == "decision" and bool(task.condition)
+    # A decision, or one item of a loop whose items each take a decision.
+    deciding = task.task_type in ("decision", "loop") and bool(task.condition)
     schema = decision_schema(task.condition or {}) if deciding else task.output_schema()
     started = time.perf_counter()
     tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,
@@ -404,7 +411,9 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
 def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> None:
     condition = task.condition or {}
     route = match_route(text, condition)
-    if route is None:
+    if route is not None:
+        output.raw = route  # the chosen route, not the {"decision": ...} JSON it came in
+    else:
         route = default_key(condition)
         if route is None:
             keys = ", ".join(repr(k) for k in route_keys(condition))

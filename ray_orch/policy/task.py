@@ -121,6 +121,19 @@ class Task(TaskDefinition):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, type={self.task_type!r}, status={self.status!r})"
 
+    # PraisonAI's private guardrail hooks, which its guardrail example calls.
+    @property
+    def _guardrail_fn(self) -> Any:
+        from ray_orch.policy.praison import guardrail_fn
+
+        return guardrail_fn(self)
+
+    def _process_guardrail(self, output: TaskOutput) -> Any:
+        """Judge ``output`` by this task's guardrails now (``GuardrailResult``)."""
+        from ray_orch.policy.agent_chat import judge_now
+
+        return judge_now(self, output)
+
     def overrides_execute(self) -> bool:
         """Whether a subclass replaced ``execute()`` (then it runs in the Supervisor)."""
         return type(self).execute is not Task.execute
