@@ -42,6 +42,7 @@ from ray_orch.core.errors import (
     RunError,
     SerializationError,
     StepLimitError,
+    StoreError,
     SupervisorLostError,
     TaskFailedError,
     TaskTimeoutError,
@@ -73,8 +74,10 @@ if typing.TYPE_CHECKING:
     from ray_orch.observe.visualize import visualize_workflow
     from ray_orch.policy.agent import Agent
     from ray_orch.policy.breaker import CircuitBreaker
+    from ray_orch.policy.memory import Memory
     from ray_orch.policy.praison import MultiAgentHooksConfig, PraisonCompatWarning
     from ray_orch.policy.task import Task
+    from ray_orch.store.memory import MemoryItem
     from ray_orch.tools import MCP, tool
 
 # Names from the heavier modules load on first use: an agent actor unpickles an Agent and
@@ -93,6 +96,8 @@ _LAZY = {
     "CircuitBreaker": "policy.breaker",
     "GuardrailResult": "core.output",
     "MCP": "tools",
+    "Memory": "policy.memory",
+    "MemoryItem": "store.memory",
     "MetricsCollector": "observe.analysis",
     "MultiAgentHooksConfig": "policy.praison",
     "PraisonAIAgents": "api.team",
@@ -159,6 +164,8 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "MCP",
     "MCPSessionError",
     "MCPToolError",
+    "Memory",
+    "MemoryItem",
     "MetricsCollector",
     "MissingAPIKeyError",
     "MissingAgentError",
@@ -179,6 +186,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "RunPaused",
     "SerializationError",
     "StepLimitError",
+    "StoreError",
     "StreamEvent",
     "SupervisorLostError",
     "Task",

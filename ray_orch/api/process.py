@@ -62,6 +62,15 @@ class Process:
         budget_tokens / budget_usd: stop dispatching once the run has used this much.
         progress: live progress on a terminal (default: on when stdout is a TTY).
         runtime_env / ray_init: passed to ``ray.init`` when the process starts Ray.
+        memory: ``True`` (``Memory()``: ``~/.ray-orch/memory``), a ``Memory``, or a
+            folder / ``postgresql://`` DSN: every task's output is remembered for
+            ``user_id`` and the closest memories are recalled into prompts.
+        user_id: whose memories the run reads and writes (users never mix).
+        knowledge / knowledge_sources: files or folders every agent may draw on (indexed
+            once by the driver, recalled by meaning).
+        memory_config / embedder: PraisonAI's and CrewAI's settings (``user_id``, a store
+            path, ``namespace``, ``limit``, the embedding model).
+        memory_tools: give the model ``remember`` / ``recall`` tools.
 
     Every argument is checked here, before Ray starts: an unknown keyword is an
     ``UnknownKeywordError``; a wrong type, range or an empty ``tasks`` an
@@ -106,6 +115,10 @@ class Process:
         check_process(dict(locals()))
         for key in PROCESS_KEYWORDS:  # read by other features; None if not given
             setattr(self, key, unknown.get(key))
+        from ray_orch.policy.recall import MEMORY_KEYWORDS, memory_plan
+
+        self._memory = memory_plan({k: unknown.get(k) for k in MEMORY_KEYWORDS},
+                                   who="Process")
         assert tasks is not None  # check_process refused None
         self.tasks = tasks
         self.task_list = name_tasks(tasks)
@@ -327,6 +340,10 @@ class Process:
                           allow_drift=allow_drift, tokens=tokens, approvals=approvals,
                           answers=check_answers(self, run_id, answers))
         agents = spec.agents + [a for a in (spec.default_agent,) if a is not None]
+        if spec.memory is not None:  # knowledge files indexed here, once, before Ray
+            from ray_orch.policy.recall import index_for_run
+
+            index_for_run(spec.memory, agents + [t.agent for t in self.task_list])
         options = DriverOptions(
             name=self.name, runtime_env=self.runtime_env, ray_init=self.ray_init,
             metrics=self.metrics_enabled, metrics_host=self.metrics_host,
@@ -346,6 +363,8 @@ class Process:
               answers: dict[str, Any]) -> RunSpec:
         """The run as its Supervisor gets it; models are resolved here, where the
         driver's environment (``RAY_ORCH_MODEL``, keys) is set."""
+        from ray_orch.policy.recall import run_plan
+
         default_agent = self._default_agent(mode)
         agents = self.agents + [a for a in (default_agent,) if a is not None]
         for agent in agents + [t.agent for t in self.task_list] + \
@@ -359,7 +378,8 @@ class Process:
             # Here, where RAY_ORCH_MODEL is set, like every agent's model: the
             # Supervisor's environment is the cluster's, not this driver's.
             manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
-        return RunSpec(run_id=run_id or new_run_id(), workflow=self.name, mode=mode,
+        run_id = run_id or new_run_id()
+        return RunSpec(run_id=run_id, workflow=self.name, mode=mode,
                        tasks=self.task_list, graph=graph, agents=self.agents,
                        default_agent=default_agent, manager=manager,
                        max_visits=self.max_visits, max_steps=self.max_steps,
@@ -369,7 +389,9 @@ class Process:
                        budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
                        metrics=self.metrics_enabled, metrics_host=self.metrics_host,
                        metrics_port=self.metrics_port, tokens=tokens,
-                       approvals=approvals, answers=answers)
+                       approvals=approvals, answers=answers,
+                       memory=run_plan(self._memory, agents + [t.agent for t in self.task_list],
+                                       run_id=run_id, workflow=self.name))
 
     # -- the last run (its driver's records) -------------------------------------------
 

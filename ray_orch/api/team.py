@@ -42,6 +42,7 @@ from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.engine.run import RunSpec
 from ray_orch.policy.agent_chat import agent_guardrails
+from ray_orch.policy.fields import PROCESS_KEYWORDS
 from ray_orch.policy.outcomes import set_outcome
 from ray_orch.policy.praison import (
     TEAM_NO_EFFECT,
@@ -59,7 +60,7 @@ _PROCESSES = ("sequential", "workflow", "hierarchical")
 # Process keywords a team passes on (checkpoint_dir, budgets, on_failure, ...).
 _PROCESS_KEYWORDS = {name for name in inspect.signature(Process.__init__).parameters
                      if name not in ("self", "tasks", "agents", "manager_llm", "name",
-                                     "verbose", "cache")}
+                                     "verbose", "cache")} | PROCESS_KEYWORDS
 # PraisonAI's statuses for ray-orch's.
 _STATUS = {"completed": "completed", "failed": "failed"}
 

@@ -19,6 +19,7 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     │   └── SerializationError         a task or agent cannot be pickled for the cluster
     ├── ResumeError                    a checkpoint cannot be resumed (drift, corruption)
     │   └── CheckpointCorruptError     a checkpoint record failed its integrity check
+    ├── StoreError                     a store (runs, memory) cannot be opened, read or written
     └── RunError                       the run itself went wrong
         ├── TaskFailedError            a task exhausted its attempts
         │   ├── OutputValidationError  the reply never matched output_json / output_pydantic
@@ -73,6 +74,7 @@ __all__ = [
     "RunError",
     "SerializationError",
     "StepLimitError",
+    "StoreError",
     "SupervisorLostError",
     "TaskFailedError",
     "TaskTimeoutError",
@@ -175,6 +177,12 @@ class ToolDefinitionError(WorkflowDefinitionError):
     """A tool cannot be offered to the model: not callable, parameters that cannot become
     a JSON schema, two tools with one name on an agent, or an MCP server that fails to
     start (the message names its command and ends with the tail of its stderr)."""
+
+
+class StoreError(RayOrchError):
+    """A store cannot be opened, read or written: a path that is not a directory, a
+    database that refuses the connection, a schema newer than this code, a disk that is
+    full. The message names the store (its path or its DSN without the password)."""
 
 
 class ResumeError(RayOrchError):

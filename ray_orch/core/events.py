@@ -51,6 +51,9 @@ EventKind = Literal[
     "approval_requested",  # data: {"tool", "arguments", "request": {...}}
     "tool_progress",    # an MCP tool's progress notification; data: {"tool", "call_id",
                         #   "progress", "total", "message", "iteration"}
+    "memory",           # a task's recall and what it remembered: data: {"recalled": [{"id",
+                        #   "score", "kind", ...}], "remembered", "user_id", "search_s",
+                        #   "searches", "iteration"}
 ]
 
 #: The kinds of the public stream (``StreamEvent.kind``; see ``core/stream.py``).
@@ -58,6 +61,7 @@ StreamKind = Literal[
     "run_started", "run_completed", "run_failed",
     "task_started", "task_completed", "task_failed", "task_retried", "task_skipped",
     "decision", "loop_iteration", "tool_call", "tool_progress", "token", "approval_requested",
+    "memory",
 ]
 
 #: Which stream kinds each event kind becomes (``core/stream.to_stream``). Kinds not
@@ -73,6 +77,7 @@ STREAMED_AS: dict[str, tuple[str, ...]] = {
     "tool_call": ("tool_call",),
     "tool_progress": ("tool_progress",),
     "approval_requested": ("approval_requested",),
+    "memory": ("memory",),
 }
 
 #: Stream kinds the driver makes itself when the run ends (from its result).

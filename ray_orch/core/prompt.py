@@ -90,6 +90,10 @@ class PromptParts:
     missing: dict[str, str] = field(default_factory=dict)
     feedback: str | None = None
     schema_hint: str | None = None
+    memories: list[ContextItem] = field(default_factory=list)
+    """What the user's memory recalled for this task (``policy/recall.py``), best first."""
+    knowledge: list[ContextItem] = field(default_factory=list)
+    """Chunks of knowledge files recalled for this task, best first."""
 
     def context_text(self) -> str:
         return "\n\n".join(f"--- {item.name} ---\n{item.text}" for item in self.context)
@@ -100,6 +104,13 @@ class PromptParts:
             parts.append(f"Expected output: {self.expected_output}")
         if self.context:
             parts.append("Context from previous tasks:\n" + self.context_text())
+        if self.memories:
+            parts.append("Relevant memories (from earlier conversations with this user):\n"
+                         + "\n".join(f"- {item.text}" for item in self.memories))
+        if self.knowledge:
+            parts.append("Relevant knowledge (cite the source when you use it):\n"
+                         + "\n\n".join(f"--- {item.name} ---\n{item.text}"
+                                       for item in self.knowledge))
         if self.missing:
             listed = ", ".join(f"{name} ({why})" for name, why in sorted(self.missing.items()))
             parts.append(f"Note: some context is missing: {listed}. Work with what is available "

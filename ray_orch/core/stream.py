@@ -11,6 +11,7 @@ Kinds, in the order a run produces them:
 | ``task_started`` | a member took a task (or a loop iteration) | ``task``, ``agent``, ``iteration`` |
 | ``token`` | the model sent a piece of its answer (``stream(tokens=True)``) | ``task``, ``iteration``, ``text``, ``attempt`` |
 | ``tool_progress`` | an MCP tool reported progress | ``task``, ``tool``, ``data`` (``progress``, ``total``, ``message``, ``call_id``) |
+| ``memory`` | a task's attempt recalled memories or knowledge (before its model call) and, once completed, remembered its output | ``task``, ``iteration``, ``data["recalled"]`` (``id``, ``score``, ``kind``; knowledge: ``source``, ``chunk``), ``data["remembered"]`` (an id or None), ``data["user_id"]`` |
 | ``tool_call`` | a tool call ended | ``task``, ``tool``, ``arguments``, ``data`` (ok, duration, where) |
 | ``approval_requested`` | a task or tool call waits for a person | ``task``, ``tool``, ``arguments``, ``data["request"]`` |
 | ``loop_iteration`` | one iteration of a loop task succeeded | ``task``, ``iteration``, ``output`` |
@@ -101,6 +102,9 @@ def to_stream(event: Event) -> list[StreamEvent]:
     if kind == "token":
         return [StreamEvent(kind="token", **base, text=str(event.data.get("text", "")),
                             attempt=event.data.get("attempt"))]
+    if kind == "memory":
+        return [StreamEvent(kind="memory", **base, data={
+            k: event.data.get(k) for k in ("recalled", "remembered", "user_id")})]
     if kind in ("tool_call", "tool_progress", "approval_requested"):
         return [StreamEvent(kind=kind, **base, tool=event.data.get("tool"),
                             arguments=event.data.get("arguments"),

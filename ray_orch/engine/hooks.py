@@ -96,6 +96,9 @@ class EventsHook(RunHook):
             emit("retry", task=name, agent_role=done.role, data={"count": meta["retry_count"]})
         if meta.get("fallback"):
             emit("fallback", task=name, agent_role=done.role)
+        if isinstance(meta.get("memory"), dict):
+            emit("memory", task=name, agent_role=done.output.agent or done.role,
+                 data={**meta["memory"], "iteration": done.dispatch.iteration})
         data = {"queue_s": meta.get("queue_s", 0.0), "iteration": done.dispatch.iteration,
                 "of": done.dispatch.of,
                 "started": meta.get("started_at"), "finished": time.time(),

@@ -51,6 +51,8 @@ class RunOptions:
     ``ToolJournalRef``; None: the run has no checkpoints)."""
     route_descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per decision task: what each route leads to (the run's ``Graph``)."""
+    memory: Any = None
+    """The run's memory settings (``policy.recall.MemoryPlan``), or None."""
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -278,7 +280,7 @@ class AgentMember:
                     output = await run_attempts(task, agent, RunInputs(
                         inputs=inputs, context=context, missing=missing, iteration=iteration,
                         on_token=self._tokens_to(run_id, options, task_name, iteration),
-                        feedback=feedback,
+                        feedback=feedback, memory=options.memory if options else None,
                         approve_tool=self._approvals_to(run_id, options, task_name),
                         tool_journal=options.tool_journal if options else None,
                         route_descriptions=(options.route_descriptions.get(task_name, {})

@@ -98,6 +98,8 @@ class RunSpec:
     """How the run asks a person: ``"inline"`` (the driver answers) or ``"pause"``."""
     answers: dict[str, Any] = field(default_factory=dict)
     """Answers to the pending requests of the run being resumed, by request id."""
+    memory: Any = None
+    """The run's memory settings (``policy.recall.MemoryPlan``: its run id set), or None."""
     definitions: bytes | None = None
     """What the user defined, pickled once by the driver: ``tasks``, ``graph``,
     ``agents``, ``default_agent`` and ``manager`` travel in it (not beside it). The
@@ -261,7 +263,8 @@ class Run:
                                                 trace_context=spec.trace_context,
                                                 approvals=spec.approvals == "inline",
                                                 tool_journal=self.tool_journal,
-                                                route_descriptions=self.graph.route_descriptions))
+                                                route_descriptions=self.graph.route_descriptions,
+                                                memory=spec.memory))
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
         await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()),
                               shipped=spec.definitions)

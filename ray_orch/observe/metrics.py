@@ -104,6 +104,15 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec(MetricDoc("rayorch_tool_call_duration_seconds", "histogram", ("tool", "outcome"),
                     "Duration of one tool call (local, remote Ray task or MCP)."),
           _LLM_BUCKETS),
+    _Spec(MetricDoc("rayorch_memory_searches_total", "counter", ("workflow", "agent_role"),
+                    "Memory and knowledge searches made before task attempts.")),
+    _Spec(MetricDoc("rayorch_memory_search_duration_seconds", "histogram", ("agent_role",),
+                    "Time of one task's recall (query embedding, search, reads)."),
+          (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)),
+    _Spec(MetricDoc("rayorch_memory_adds_total", "counter", ("workflow", "agent_role"),
+                    "Task outputs remembered (not the remember tool's).")),
+    _Spec(MetricDoc("rayorch_memory_recalled_total", "counter", ("workflow", "kind"),
+                    "Memories (kind memory) and knowledge chunks put into prompts.")),
     # resilience and cache
     _Spec(MetricDoc("rayorch_breaker_state", "gauge", ("breaker",),
                     "Circuit breaker state: 0 closed, 1 half-open, 2 open.")),
@@ -295,8 +304,8 @@ class MetricsRegistry:
             hits = m["rayorch_cache_hits_total"].labels(*labels)
             misses = m["rayorch_cache_misses_total"].labels(*labels)
             (hits if ev.outcome == "hit" else misses).inc()
-        elif kind == "breaker":
-            self._apply_breaker(ev)
+        elif kind in ("breaker", "memory"):
+            (self._apply_breaker if kind == "breaker" else self._apply_memory)(ev)
         elif kind == "pool":
             source = str(ev.data.get("pool") or ev.run_id)
             self._pools[(_label(ev.agent_role), source)] = {
@@ -345,6 +354,16 @@ class MetricsRegistry:
         m["rayorch_tokens_total"].labels(model, role, "completion").inc(
             max(0, ev.tokens_completion))
         m["rayorch_cost_usd_total"].labels(model, role).inc(max(0.0, ev.cost_usd))
+
+    def _apply_memory(self, ev: Event) -> None:
+        m, data, labels = self._metrics, ev.data, (_label(ev.workflow), _label(ev.agent_role))
+        m["rayorch_memory_searches_total"].labels(*labels).inc(int(data.get("searches") or 0))
+        m["rayorch_memory_search_duration_seconds"].labels(labels[1]).observe(
+            max(0.0, float(data.get("search_s") or 0.0)))
+        m["rayorch_memory_adds_total"].labels(*labels).inc(1 if data.get("remembered") else 0)
+        for item in data.get("recalled") or []:
+            kind = "knowledge" if dict(item).get("kind") == "knowledge" else "memory"
+            m["rayorch_memory_recalled_total"].labels(labels[0], kind).inc()
 
     def _apply_breaker(self, ev: Event) -> None:
         name = _label(ev.data.get("breaker") or ev.agent_role or ev.model)

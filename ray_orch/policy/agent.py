@@ -80,6 +80,13 @@ class Agent:
             ``{"min_iterations": m, "max_iterations": n}``; the agent judges each plain
             answer and answers again until satisfied.
 
+        memory: ``True`` (the run's memory, else ``Memory()``) or a ``Memory``: the
+            agent's outputs are remembered for the run's user and recalled into its
+            prompts (``memory_config`` / ``embedder``: PraisonAI's and CrewAI's settings).
+        knowledge: files or folders (``.md``, ``.txt``, ``.rst``, ``.pdf``) the agent draws
+            on, recalled by meaning (CrewAI's ``knowledge_sources`` too).
+        memory_tools: give the model ``remember`` / ``recall`` tools.
+
     Without a ``role``, the agent's ``name`` is its role (PraisonAI's agents are often
     named only). PraisonAI's other Agent keywords are accepted with a warning that they
     have no effect (``docs/PRAISONAI.md``).
@@ -168,6 +175,9 @@ class Agent:
                 setattr(self, key, llm_options.pop(key, None))
         self.llm_options = llm_options
         check_agent(self)
+        from ray_orch.policy.recall import agent_settings
+
+        agent_settings(self)  # memory=, knowledge=: checked, knowledge paths listed
         self._config: LLMConfig | None = None
         self.last_result: LLMResult | None = None
 

@@ -75,6 +75,8 @@ class RunInputs:
     """Where the run journals completed tool calls (a ``ToolJournalRef``; None: nowhere)."""
     route_descriptions: dict[str, str] = field(default_factory=dict)
     """A decision's route keys by what they lead to (the run's graph), for scoring."""
+    memory: Any = None
+    """The run's memory settings (``policy.recall.MemoryPlan``; None: agents' own only)."""
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -381,6 +383,7 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     if run.feedback:
         parts.feedback = f"a reviewer rejected your previous answer: {run.feedback}"
     budget_note = await apply_budget(task, agent, parts) if isinstance(agent, Agent) else None
+    memory = await _recall(task, agent, run, parts)
     # A decision, or one item of a loop whose items each take a decision.
     deciding = task.task_type in ("decision", "loop") and bool(task.condition)
     schema = decision_schema(task.condition or {}) if deciding else task.output_schema()
@@ -388,6 +391,7 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,
                           iteration=run.iteration, journal=run.tool_journal)
              if isinstance(agent, Agent) else None)
+    tools = _with_memory_tools(task, agent, run, tools)
     if tools is not None:
         tools.approve = run.approve_tool
     attempts = _Attempts(task=task, agent=agent, run=run, parts=parts, schema=schema,
@@ -405,7 +409,56 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         raise
     except Exception as exc:
         raise attempts.failed_error(exc) from exc
-    return attempts.finish(output, budget_note)
+    output = attempts.finish(output, budget_note)
+    if memory is not None:
+        from ray_orch.policy.recall import remember
+
+        memory["remembered"] = await asyncio.to_thread(remember, task, agent, run.memory,
+                                                       output, iteration=run.iteration)
+        output.metadata["memory"] = memory
+    return output
+
+
+def _uses_memory(agent: Any, run: RunInputs) -> bool:
+    """Whether the run or the agent has memory or knowledge (cheap: nothing imported)."""
+    if run.memory is not None:
+        return True
+    return isinstance(agent, Agent) and bool(getattr(agent, "memory", None) or
+                                             getattr(agent, "knowledge_paths", None))
+
+
+async def _recall(task: Task, agent: Any, run: RunInputs,
+                  parts: PromptParts) -> dict[str, Any] | None:
+    """The retrieval step: memories and knowledge into the prompt, within what the
+    context budget leaves (``policy/recall.py``); off the event loop (embedding, I/O)."""
+    if not _uses_memory(agent, run):
+        return None
+    from ray_orch.policy.budget import budget_for
+    from ray_orch.policy.recall import recall
+
+    model = agent.llm_config.model if isinstance(agent, Agent) else None
+    return await asyncio.to_thread(recall, task, agent, run.memory, parts,
+                                   budget=budget_for(task, model))
+
+
+def _with_memory_tools(task: Task, agent: Any, run: RunInputs,
+                       tools: ToolRun | None) -> ToolRun | None:
+    """``tools`` with the ``remember`` / ``recall`` tools added when asked for."""
+    if not isinstance(agent, Agent) or not _uses_memory(agent, run):
+        return tools
+    from ray_orch.policy.recall import memory_tools
+    from ray_orch.tools.journal import ToolJournal, visit_digest
+    from ray_orch.tools.spec import tool_specs
+
+    extra = memory_tools(agent, run.memory)
+    if not extra:
+        return tools
+    specs = tool_specs(extra, who=f"task '{task.id}'")
+    if tools is None:
+        return ToolRun(task_id=task.id, specs=specs, journal=ToolJournal(
+            task=task.id, visit=visit_digest(run.inputs, run.context, run.iteration)))
+    tools.specs = [*tools.specs, *(s for s in specs if s.name not in tools.by_name)]
+    return tools
 
 
 def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> None:

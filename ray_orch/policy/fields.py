@@ -43,8 +43,13 @@ __all__ = ["AGENT_KEYWORDS", "NO_EFFECT_KEYWORDS", "PROCESS_KEYWORDS", "PROVIDER
 # Keywords beyond each constructor's named parameters: stored on the object as given
 # (the tools feature reads them). Add a keyword here to accept it.
 TASK_KEYWORDS: set[str] = {"variables"}  # PraisonAI's {{name}} values (api/team.py)
-AGENT_KEYWORDS: set[str] = set()
-PROCESS_KEYWORDS: set[str] = set()
+# Memory and knowledge (policy/recall.py's MEMORY_KEYWORDS), PraisonAI's and CrewAI's
+# spellings: memory, memory_config, user_id, knowledge, knowledge_sources, embedder,
+# memory_tools.
+AGENT_KEYWORDS: set[str] = {"memory", "memory_config", "knowledge", "knowledge_sources",
+                            "embedder", "memory_tools"}
+PROCESS_KEYWORDS: set[str] = {"memory", "memory_config", "user_id", "knowledge",
+                              "knowledge_sources", "embedder", "memory_tools"}
 
 # Keywords accepted only for compatibility with other frameworks' scripts: they have no
 # effect here, and say so once per process (a RayOrchWarning).

@@ -52,7 +52,7 @@ TASK_NO_EFFECT: dict[str, Any] = {
 }
 
 AGENT_NO_EFFECT: dict[str, Any] = {
-    "auth": None, "toolsets": None, "memory": None, "knowledge": None,
+    "auth": None, "toolsets": None,
     "planning": False, "rules": None, "web": None, "context": None,
     "autonomy": None, "output": None, "execution": None, "templates": None,
     "caching": None, "hooks": None, "skills": None, "self_improve": False,
@@ -67,7 +67,7 @@ AGENT_NO_EFFECT: dict[str, Any] = {
 }
 
 TEAM_NO_EFFECT: dict[str, Any] = {
-    "memory": False, "planning": False, "context": False, "autonomy": None, "knowledge": None,
+    "planning": False, "context": False, "autonomy": None,
     "web": None, "reflection": None, "learn": None,
     "tools_run_on": None, "run_on": None,
 }

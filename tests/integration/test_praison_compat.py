@@ -301,8 +301,12 @@ def test_praison_keywords_warn_once_or_error():
         Agent(name="A", toolsets=["web"])
     with pytest.raises(InvalidTaskFieldError, match="handoffs must be Agents"):
         Agent(name="A", handoffs=[object()])  # honoured now: a target must be an Agent
-    with pytest.warns(PraisonCompatWarning, match=r"AgentTeam\(memory=\.\.\.\)"):
-        AgentTeam(agents=[Agent(name="A")], memory=True)
+    with pytest.warns(PraisonCompatWarning, match=r"AgentTeam\(planning=\.\.\.\)"):
+        AgentTeam(agents=[Agent(name="A")], planning=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # honoured now (ray_orch.Memory)
+        AgentTeam(agents=[Agent(name="A", memory=True)], memory=True, user_id="u",
+                  memory_config={"provider": "rag"})
     with pytest.raises(InvalidTaskFieldError, match="'descripton'"):
         Task(descripton="typo")
     with pytest.raises(InvalidTaskFieldError, match="not both"):
