@@ -206,7 +206,8 @@ class RunDriver:
         if self.supervisor is not None:
             import ray
 
-            ray.get(self.supervisor.cancel.remote())
+            # Bounded: Ctrl-C must end the driver within seconds, whatever the cluster does.
+            ray.get(self.supervisor.cancel.remote(), timeout=15)
 
     def later(self, job: Awaitable[Any]) -> None:
         """Await ``job`` before the run returns (after-event work, like callbacks)."""

@@ -73,3 +73,47 @@ async def reap_lost_supervisor(registry: Any, supervisor: Any) -> None:
     """Have the registry stop every member the dead Supervisor held (leased or kept)."""
     with contextlib.suppress(Exception):  # the registry may be gone too (driver exit)
         await registry.reclaim.remote(supervisor._actor_id.hex())
+
+
+def interrupted(run_id: str | None, *, mode: str, checkpoint_dir: str | None,
+                verbose: bool) -> KeyboardInterrupt:
+    """The ``KeyboardInterrupt`` a driver raises on Ctrl-C once its run is cancelled:
+    its message names the run and the exact way to resume it. Unless ``verbose``, an
+    uncaught one prints that one line instead of a traceback (``sys.excepthook``); a
+    script that catches ``KeyboardInterrupt`` still can.
+
+    Example:
+        >>> str(interrupted("r1", mode="workflow", checkpoint_dir="ck", verbose=True))
+        "run r1 interrupted (Ctrl-C) and cancelled; completed tasks are kept in ck: resume it with workflow(resume='r1') (or ray-orch run FILE --resume r1)"
+    """
+    if checkpoint_dir:
+        how = (f"completed tasks are kept in {checkpoint_dir}: resume it with "
+               f"{mode}(resume='{run_id}') (or ray-orch run FILE --resume {run_id})")
+    else:
+        how = ("its results are not kept: give Process(checkpoint_dir=...) to resume "
+               "where a run stopped")
+    error = KeyboardInterrupt(f"run {run_id or '(not started)'} interrupted (Ctrl-C) and "
+                              f"cancelled; {how}")
+    if not verbose:
+        _quiet_interrupts()
+    error.ray_orch_line = True  # type: ignore[attr-defined]
+    return error
+
+
+def _quiet_interrupts() -> None:
+    """An uncaught interrupt of ours prints its one line (the process still exits as
+    Ctrl-C makes it); any other exception is printed as before."""
+    import sys
+
+    previous = sys.excepthook
+    if getattr(previous, "ray_orch", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, KeyboardInterrupt) and getattr(value, "ray_orch_line", False):
+            print(f"KeyboardInterrupt: {value}", file=sys.stderr, flush=True)
+            return
+        previous(kind, value, tb)
+
+    hook.ray_orch = True  # type: ignore[attr-defined]
+    sys.excepthook = hook

@@ -9,6 +9,7 @@ user's Tasks are not written: their ``status`` / ``result`` views show the last 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ray_orch.api.driver import DriverOptions, RunDriver
+from ray_orch.api.driver_errors import interrupted
 from ray_orch.api.run_checks import check_hierarchical, check_run
 from ray_orch.api.supervisors import new_run_id
 from ray_orch.core.errors import InvalidTaskFieldError
@@ -296,8 +298,12 @@ class Process:
             try:
                 return run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]
             except KeyboardInterrupt:
-                self.cancel()
-                raise
+                with contextlib.suppress(Exception):  # a lost Supervisor has nothing to stop
+                    self.cancel()
+                run = self.last_run
+                raise interrupted(run.run_id if run is not None else None, mode=mode,
+                                  checkpoint_dir=self.checkpoint_dir,
+                                  verbose=bool(self.verbose)) from None
             finally:
                 signal.signal(signal.SIGINT, previous)
         return run_sync(self._arun(mode, **kwargs))  # type: ignore[no-any-return]

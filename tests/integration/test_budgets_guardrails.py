@@ -88,7 +88,11 @@ def test_ctrl_c_cancels_the_run_and_keeps_completed_results(stub, tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
-    assert "KeyboardInterrupt" in err or "RunCancelledError" in err
+    # One line with the run id and the exact resume command, no traceback.
+    assert "Traceback" not in err, err[-3000:]
+    assert ("KeyboardInterrupt: run ctrl-c-run interrupted (Ctrl-C) and cancelled; "
+            "completed tasks are kept in") in err
+    assert "resume='ctrl-c-run'" in err
     from ray_orch.store.sqlite import SQLiteCheckpointStore
 
     store = SQLiteCheckpointStore(directory)
