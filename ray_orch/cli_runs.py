@@ -208,3 +208,46 @@ def attach(run: str, address: AddressOpt = None) -> None:
         raise typer.Exit(code)
 
 
+
+
+@app.command()
+def ui(directory: Annotated[Path | None, typer.Option(
+           "--dir", help="A checkpoint directory (default: ./checkpoints and the standing "
+           "runtime's journal).")] = None,
+       store: Annotated[str | None, typer.Option(
+           "--store", help="A store DSN instead (sqlite:///DIR).")] = None,
+       port: Annotated[int, typer.Option(help="The port (0: any free one).")] = 0,
+       host: Annotated[str, typer.Option(
+           help="The address to bind; other than 127.0.0.1 shares your runs.")] = "127.0.0.1"
+       ) -> None:
+    """Serve the run viewer in a browser: runs, their graphs live, approvals. Prints its URL (with
+    the session's token) and serves until interrupted."""
+    import os
+    import signal
+    import sys
+    import threading
+
+    from ray_orch.ui import source_for
+    from ray_orch.ui.server import UIServer
+
+    with _errors():
+        try:
+            source = source_for(str(directory) if directory else None, store)
+        except ValueError as exc:
+            _fail(str(exc), 2)
+        # Never ask on this terminal: a run continued here pauses durably again.
+        sys.stdin = open(os.devnull)  # noqa: SIM115
+        try:
+            server = UIServer(source, host=host, port=port).start()  # type: ignore[arg-type]
+        except OSError as exc:
+            _fail(f"cannot serve on {host}:{port}: {exc}", 1)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            typer.echo(f"warning: serving on {host}: anyone who can reach it and has the "
+                       "token sees your runs", err=True)
+        typer.echo(server.url)
+        sys.stdout.flush()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+        server.stop()

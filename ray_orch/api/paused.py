@@ -8,7 +8,7 @@ from ray_orch.api.process import Process
 from ray_orch.core.approvals import ApprovalError, parse_answer
 from ray_orch.store.pauses import PauseStore
 
-__all__ = ["continue_paused"]
+__all__ = ["continue_paused", "paused_process"]
 
 
 def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dict[str, Any]:
@@ -21,6 +21,19 @@ def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dic
     Raises:
         ApprovalError: no paused run ``run_id`` in ``directory``.
         RunPaused: it asks again (another request is pending).
+    """
+    process, mode = paused_process(directory, run_id)
+    answers = {k: parse_answer(v) for k, v in answers.items()}
+    return getattr(process, mode)(resume=run_id, answers=answers)  # type: ignore[no-any-return]
+
+
+def paused_process(directory: str, run_id: str) -> tuple[Process, str]:
+    """The ``Process`` of a paused run, rebuilt from the definition its store keeps, and
+    the mode it ran in (``continue_paused`` and the viewer continue it with
+    ``resume=run_id, answers=...``).
+
+    Raises:
+        ApprovalError: no paused run ``run_id`` in ``directory``.
     """
     import ray.cloudpickle as pickle
 
@@ -39,5 +52,4 @@ def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dic
                       on_failure=spec.on_failure, cache=spec.cache,
                       budget_tokens=spec.budget_tokens, budget_usd=spec.budget_usd,
                       metrics=spec.metrics)
-    answers = {k: parse_answer(v) for k, v in answers.items()}
-    return getattr(process, mode)(resume=run_id, answers=answers)  # type: ignore[no-any-return]
+    return process, mode

@@ -18,6 +18,8 @@ from ray_orch.policy.task import Task
 if TYPE_CHECKING:
     from ray_orch.api.process import Process
 
+__all__ = ["graph_data"]
+
 EdgeKind = Literal["context", "next", "route", "failure"]
 
 _RAN = ("completed", "failed", "running")
@@ -168,3 +170,31 @@ def _tools_note(task: Task) -> str | None:
             remote = " (remote)" if getattr(options, "remote", False) else ""
             names.append(f"{name}{remote}")
     return f"tools: {', '.join(names)}" if names else None
+
+
+def graph_data(source: Process | dict[str, Task] | Iterable[Task],
+               mode: Mode | None = None) -> dict[str, Any]:
+    """The workflow graph as plain data (the run viewer draws it): the nodes in the
+    scheduler's order and the same edges the Mermaid and PNG pictures draw.
+
+    Returns:
+        ``{"name", "mode", "nodes": [{"id", "type", "role", "note", "tools",
+        "description"}], "edges": [{"src", "dst", "kind", "label", "key"}]}``.
+
+    Example:
+        >>> from ray_orch.policy.task import Task
+        >>> data = graph_data({"a": Task(description="A"),
+        ...                    "b": Task(description="B", context=["a"])})
+        >>> [(e["src"], e["dst"], e["kind"]) for e in data["edges"]]
+        [('a', 'b', 'context')]
+    """
+    view = _view(source, mode)
+    graph = view.graph
+    nodes = [{"id": name, "type": graph.nodes[name].task.task_type,
+              "role": _role(graph.nodes[name].task), "note": _loop_note(graph, name),
+              "tools": _tools_note(graph.nodes[name].task),
+              "description": graph.nodes[name].task.description}
+             for name in graph.order]
+    edges = [{"src": e.src, "dst": e.dst, "kind": e.kind, "label": e.label, "key": e.key}
+             for e in view.edges]
+    return {"name": view.name, "mode": graph.mode, "nodes": nodes, "edges": edges}
