@@ -18,7 +18,7 @@ from ray_orch.policy.task import Task
 if TYPE_CHECKING:
     from ray_orch.api.process import Process
 
-__all__ = ["graph_data"]
+__all__ = ["graph_data", "graph_of_definition"]
 
 EdgeKind = Literal["context", "next", "route", "failure"]
 
@@ -198,3 +198,41 @@ def graph_data(source: Process | dict[str, Task] | Iterable[Task],
     edges = [{"src": e.src, "dst": e.dst, "kind": e.kind, "label": e.label, "key": e.key}
              for e in view.edges]
     return {"name": view.name, "mode": graph.mode, "nodes": nodes, "edges": edges}
+
+
+def graph_of_definition(definition: dict[str, Any], name: str = "workflow"
+                        ) -> dict[str, Any]:
+    """``graph_data`` of a stored run, from its ``Graph.definition()`` (the checkpoint
+    store keeps it): the same nodes and edges, but for ``on failure`` edges and tools,
+    which a definition does not record.
+
+    Example:
+        >>> from ray_orch.engine.graph import build_graph
+        >>> from ray_orch.policy.task import Task
+        >>> tasks = {"a": Task(description="A"), "b": Task(description="B", context=["a"])}
+        >>> stored = build_graph(name_tasks(tasks), "workflow", has_default_agent=True,
+        ...                      needs_agents=False).definition()
+        >>> graph_of_definition(stored)["edges"] == graph_data(tasks)["edges"]
+        True
+    """
+    tasks: dict[str, Any] = definition.get("tasks") or {}
+    nodes, edges = [], []
+    for task_name, task in tasks.items():
+        agent = task.get("agent")
+        role = agent.get("role") if isinstance(agent, dict) else agent
+        nodes.append({"id": task_name, "type": task.get("type", "task"),
+                      "role": role if role and role != task_name else None,
+                      "note": "loop" if task.get("type") == "loop" else None, "tools": None,
+                      "description": task.get("description", "")})
+        edges += [{"src": dep, "dst": task_name, "kind": "context", "label": None,
+                   "key": None} for dep in task.get("deps") or []]
+    for task_name, task in tasks.items():
+        edges += [{"src": task_name, "dst": target, "kind": "next", "label": None,
+                   "key": None} for target in task.get("next") or []]
+        for key, targets in (task.get("routes") or {}).items():
+            label = key if key not in DEFAULT_KEYS else ("default" if key == "default"
+                                                         else f"{key} (default)")
+            edges += [{"src": task_name, "dst": t, "kind": "route", "label": label,
+                       "key": key} for t in targets]
+    return {"name": name, "mode": definition.get("mode", "workflow"), "nodes": nodes,
+            "edges": edges}

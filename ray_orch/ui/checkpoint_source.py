@@ -17,6 +17,7 @@ from ray_orch.core.approvals import Answer, ApprovalError, Edit
 from ray_orch.core.errors import ResumeError
 from ray_orch.core.output import TaskOutput
 from ray_orch.store.checkpoint import RunRecord
+from ray_orch.store.definitions import RunDefinitions
 from ray_orch.store.pauses import PauseStore
 from ray_orch.store.sqlite import SQLITE_FILENAME, SQLiteCheckpointStore
 from ray_orch.ui.live import LiveRun
@@ -34,8 +35,9 @@ class _Definition:
 
     graph: dict[str, Any]
     """``observe.view.graph_data`` of it."""
-    tasks: dict[str, Any]
-    """Its tasks by name."""
+    tasks: dict[str, dict[str, Any]]
+    """Its tasks by name, as plain data: ``description``, ``expected_output``, ``type``,
+    ``agent``, ``human_input``, ``schema`` (JSON schema of a structured output)."""
     process: Any = None
     """The ``Process`` to resume it with (None: only continued through its pause)."""
     mode: str = "workflow"
@@ -49,6 +51,7 @@ class _Dir:
     path: str
     runs: SQLiteCheckpointStore
     pauses: PauseStore
+    definitions: RunDefinitions
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -84,7 +87,8 @@ class CheckpointSource:
             for path in self.paths:
                 if path not in self.dirs and os.path.exists(os.path.join(path, SQLITE_FILENAME)):
                     self.dirs[path] = _Dir(path=path, runs=SQLiteCheckpointStore(path),
-                                           pauses=PauseStore(path))
+                                           pauses=PauseStore(path),
+                                           definitions=RunDefinitions(path))
             return list(self.dirs.values())
 
     def _find(self, run_id: str) -> tuple[_Dir, RunRecord] | None:
@@ -104,18 +108,30 @@ class CheckpointSource:
             for folder in self.dirs.values():
                 folder.runs.close()
                 folder.pauses.close()
+                folder.definitions.close()
             self.dirs.clear()
 
     # -- definitions -------------------------------------------------------------------
 
-    def _definition(self, folder: _Dir, run_id: str) -> _Definition | None:
+    def _definition(self, folder: _Dir, run_id: str, workflow: str) -> _Definition | None:
+        """The run's definition: the one this process ran it with, the one its journal
+        keeps, or (a run paused before definitions were kept) its paused run's."""
         known = self.definitions.get(run_id)
         if known is not None:
             return known
-        if folder.pauses.spec(run_id) is None:
+        stored = folder.definitions.get(run_id)
+        if stored is not None:
+            from ray_orch.observe.view import graph_of_definition
+
+            known = _Definition(graph=graph_of_definition(stored, workflow),
+                                tasks={name: _plain_task(task) for name, task in
+                                       (stored.get("tasks") or {}).items()},
+                                mode=stored.get("mode", "workflow"))
+        elif folder.pauses.spec(run_id) is not None:
+            process, mode = _paused_process(folder.path, run_id)
+            known = _define(process, mode, keep=False)
+        else:
             return None
-        process, mode = _paused_process(folder.path, run_id)
-        known = _define(process, mode, keep=False)
         self.definitions[run_id] = known
         return known
 
@@ -135,9 +151,7 @@ class CheckpointSource:
         state, ended = _state(record, live)
         stored = folder.runs.load_tasks(record.run_id)
         done = {key.partition("#")[0] for key in stored}
-        definition = self.definitions.get(record.run_id)
-        if definition is None and state == "paused":
-            definition = self._definition(folder, record.run_id)
+        definition = self._definition(folder, record.run_id, record.workflow)
         total = len(definition.graph["nodes"]) if definition else None
         pending = folder.pauses.pending(record.run_id)
         return RunRow(run_id=record.run_id, workflow=record.workflow, state=state,
@@ -161,7 +175,7 @@ class CheckpointSource:
         live = self.live.get(run_id)
         now = live.snapshot() if live else None
         state, ended = _state(record, live)
-        definition = self._definition(folder, run_id)
+        definition = self._definition(folder, run_id, record.workflow)
         stored = folder.runs.load_tasks(run_id)
         graph = definition.graph if definition else _stored_graph(stored)
         pending = [self._request_view(definition, r) for r in folder.pauses.pending(run_id)]
@@ -194,7 +208,8 @@ class CheckpointSource:
             last = visits[-1] if visits else None
             meta = (last or {}).get("metadata") or {}
             status = "completed" if last else ("skipped" if state == "completed" else "pending")
-            iterations = len(last.get("iterations") or []) if last else None
+            done = last.get("iterations") if last else None
+            iterations = len(done) if done is not None else None
             if last is None and node.get("type") == "loop":
                 if now is not None:
                     iterations = now["iterations"].get(name)
@@ -217,28 +232,27 @@ class CheckpointSource:
     def _request_view(self, definition: _Definition | None,
                       request: dict[str, Any]) -> dict[str, Any]:
         task = definition.tasks.get(request["task"]) if definition else None
-        schema = task.output_schema() if task is not None else None
-        return {**request, "schema": schema.model_json_schema() if schema else None}
+        return {**request, "schema": task.get("schema") if task else None}
 
     def task(self, run_id: str, name: str) -> dict[str, Any] | None:
         """See ``RunSource.task``."""
         found = self._find(run_id)
         if found is None:
             return None
-        folder, _ = found
-        definition = self._definition(folder, run_id)
+        folder, record = found
+        definition = self._definition(folder, run_id, record.workflow)
         stored = folder.runs.load_tasks(run_id)
         task = definition.tasks.get(name) if definition else None
         if task is None and not _visits(stored, name):
             return None
         outputs = [_output_view(o) for o in _visits(stored, name)]
         iterations: list[dict[str, Any]] = []
-        if not outputs and task is not None and task.task_type == "loop":
+        if not outputs and task is not None and task.get("type") == "loop":
             done = folder.runs.load_iterations(run_id, name)
             iterations = [_output_view({**done[i], "index": i}) for i in sorted(done)]
         live = self.live.get(run_id)
         view = live.task_view(name) if live else {"tokens": "", "events": []}
-        return {"name": name, "definition": _task_definition(task),
+        return {"name": name, "definition": task,
                 "outputs": outputs, "iterations": iterations[:_ITERATIONS_SHOWN],
                 "iterations_count": len(iterations),
                 "pending": [r for r in folder.pauses.pending(run_id) if r["task"] == name],
@@ -315,9 +329,25 @@ def _paused_process(directory: str, run_id: str) -> tuple[Any, str]:
 def _define(process: Any, mode: str, *, keep: bool) -> _Definition:
     from ray_orch.observe.view import graph_data
 
+    tasks = {}
+    for task in process.task_list:
+        schema = task.output_schema()
+        tasks[task.id] = {"description": task.description,
+                          "expected_output": task.expected_output, "type": task.task_type,
+                          "agent": task.agent_role,
+                          "human_input": bool(getattr(task, "human_input", False)),
+                          "schema": schema.model_json_schema() if schema else None}
     return _Definition(graph=graph_data(process, mode),  # type: ignore[arg-type]
-                       tasks={t.id: t for t in process.task_list},
-                       process=process if keep else None, mode=mode)
+                       tasks=tasks, process=process if keep else None, mode=mode)
+
+
+def _plain_task(stored: dict[str, Any]) -> dict[str, Any]:
+    """A task of a stored definition, as ``_Definition.tasks`` holds it."""
+    agent = stored.get("agent")
+    return {"description": stored.get("description"),
+            "expected_output": stored.get("expected_output"), "type": stored.get("type"),
+            "agent": agent.get("role") if isinstance(agent, dict) else agent,
+            "human_input": None, "schema": stored.get("schema")}
 
 
 def _check_edit(process: Any, request: dict[str, Any], answer: Edit) -> None:
@@ -380,14 +410,3 @@ def _output_view(output: dict[str, Any]) -> dict[str, Any]:
             "iterations": [_output_view({**it, "index": i}) for i, it in
                            enumerate(iterations[:_ITERATIONS_SHOWN])],
             "iterations_count": len(iterations)}
-
-
-def _task_definition(task: Any) -> dict[str, Any] | None:
-    if task is None:
-        return None
-    schema = task.output_schema()
-    return {"description": task.description, "expected_output": task.expected_output,
-            "type": task.task_type, "agent": task.agent_role,
-            "human_input": bool(getattr(task, "human_input", False)),
-            "schema": schema.model_json_schema() if schema else None}
-

@@ -117,6 +117,11 @@ class LiveRun:
         elif kind == "decision" and event.route is not None:
             self.routes.append([task, event.route])
 
+    def iterations_done(self) -> int:
+        """Loop iterations finished so far, over every loop task."""
+        with self.lock:
+            return sum(self.iterations.values())
+
     def cancel(self) -> None:
         """Ask the run to stop: in-flight work is cancelled, completed results kept. The
         Supervisor is told as soon as the run has one."""
