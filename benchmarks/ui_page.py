@@ -80,6 +80,11 @@ def open_time(browser: Any, url: str) -> float:
     page.goto(url)
     page.wait_for_selector("body[data-ready]", timeout=60_000)
     took = time.perf_counter() - started
+    if "-v" in sys.argv:
+        slow = page.evaluate("""performance.getEntriesByType('resource').concat(
+            performance.getEntriesByType('navigation')).map(
+            e => `${e.name.split('/').slice(-2).join('/')} ${e.startTime.toFixed(0)}+${e.duration.toFixed(0)}`)""")
+        print(f"  {took:.3f}: " + "; ".join(slow))
     page.close()
     return took
 

@@ -78,6 +78,7 @@ class CheckpointSource:
         self.dirs: dict[str, _Dir] = {}
         self.live: dict[str, LiveRun] = {}
         self.definitions: dict[str, _Definition] = {}
+        self.done_counts: dict[str, tuple[Any, int]] = {}
         self.lock = threading.Lock()
 
     # -- stores ------------------------------------------------------------------------
@@ -149,17 +150,27 @@ class CheckpointSource:
     def _row(self, folder: _Dir, record: RunRecord) -> RunRow:
         live = self.live.get(record.run_id)
         state, ended = _state(record, live)
-        stored = folder.runs.load_tasks(record.run_id)
-        done = {key.partition("#")[0] for key in stored}
+        done = self._done(folder, record, state)
         definition = self._definition(folder, record.run_id, record.workflow)
         total = len(definition.graph["nodes"]) if definition else None
         pending = folder.pauses.pending(record.run_id)
         return RunRow(run_id=record.run_id, workflow=record.workflow, state=state,
-                      started=record.created_at, ended=ended, done=len(done), total=total,
+                      started=record.created_at, ended=ended, done=done, total=total,
                       pending=len(pending), where=folder.path,
                       requests=[{"id": r["id"], "task": r["task"], "preview": _preview(r)}
                                 for r in pending if state == "paused"],
                       live=bool(live and live.active))
+
+    def _done(self, folder: _Dir, record: RunRecord, state: str) -> int:
+        """How many tasks completed; counted once for a run that waits or ended."""
+        key = (record.updated_at, state)
+        cached = self.done_counts.get(record.run_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        done = len({k.partition("#")[0] for k in folder.runs.load_tasks(record.run_id)})
+        if state != "running":
+            self.done_counts[record.run_id] = (key, done)
+        return done
 
     def version(self, run_id: str) -> Any:
         """See ``RunSource.version``: a live run's counter; None (unknown) otherwise."""

@@ -4,7 +4,7 @@ nodes turning from running to completed live; markup in an output stays text."""
 from __future__ import annotations
 
 import pytest
-from ui_helpers import HTML, browser, pause, viewer
+from integration.ui_helpers import HTML, browser, pause, viewer
 
 from ray_orch.store.sqlite import SQLiteCheckpointStore
 

@@ -1,6 +1,9 @@
 """Shared parts of the run viewer's browser tests: a workflow that pauses for approval,
 the viewer served over its checkpoint directory, and Debian's Chromium through
-Playwright (the tests skip where either is missing)."""
+Playwright (the tests skip where either is missing).
+
+Import it as ``integration.ui_helpers``: Ray workers (whose path holds ``tests/``) load
+the ``Post`` schema by that name."""
 
 from __future__ import annotations
 
