@@ -29,9 +29,9 @@ class RunDefinitions:
     Example:
         >>> import tempfile
         >>> store = RunDefinitions(tempfile.mkdtemp())
-        >>> store.keep("r1", "demo", {"mode": "workflow", "tasks": {"a": {"deps": []}}})
-        >>> store.get("r1")["tasks"]["a"]["deps"]
-        []
+        >>> store.keep("r1", "demo", {"mode": "workflow", "tasks": {"b": {}, "a": {"deps": ["b"]}}})
+        >>> list(store.get("r1")["tasks"])
+        ['b', 'a']
         >>> store.get("r2") is None
         True
         >>> store.close()
@@ -47,7 +47,9 @@ class RunDefinitions:
 
     def keep(self, run_id: str, workflow: str, definition: dict[str, Any]) -> None:
         """Keep the run's definition (a resumed run's replaces the earlier one)."""
-        text, checksum = seal(definition)
+        # Sealed JSON sorts keys: the tasks' order (the scheduler's) is kept beside them.
+        text, checksum = seal({"definition": definition,
+                               "order": list(definition.get("tasks") or {})})
         with self.lock:
             self.conn.execute("INSERT OR REPLACE INTO run_definitions VALUES (?,?,?,?,?)",
                               (run_id, workflow, text, checksum, time.time()))
@@ -59,5 +61,8 @@ class RunDefinitions:
                                     "run_id=?", (run_id,)).fetchone()
         if row is None:
             return None
-        return unseal(row[0], row[1], "run definition", self.path,  # type: ignore[no-any-return]
-                      run_id=run_id)
+        kept = unseal(row[0], row[1], "run definition", self.path, run_id=run_id)
+        definition: dict[str, Any] = kept["definition"]
+        tasks = definition.get("tasks") or {}
+        definition["tasks"] = {name: tasks[name] for name in kept["order"] if name in tasks}
+        return definition
