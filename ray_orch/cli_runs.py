@@ -97,7 +97,10 @@ def up(address: Annotated[str | None, typer.Option(
        max_members: Annotated[int, typer.Option(
            help="The most idle agent members kept.")] = 64,
        prewarm: Annotated[int, typer.Option(
-           help="Agent members started now, for a first run to find warm.")] = 4) -> None:
+           help="Agent members started now, for a first run to find warm.")] = 4,
+       viewer: Annotated[bool, typer.Option(
+           "--ui/--no-ui", help="Serve the run viewer too (its URL is printed).")] = True
+       ) -> None:
     """Start the standing runtime: a Ray head and ray-orch's control plane."""
     from ray_orch.api.standing import runtime_file
     from ray_orch.api.standing import up as start
@@ -106,12 +109,16 @@ def up(address: Annotated[str | None, typer.Option(
         try:
             info = start(address=address, port=port, dashboard_port=dashboard_port,
                          num_cpus=num_cpus, idle_ttl=idle_ttl, max_members=max_members,
-                         prewarm=prewarm)
+                         prewarm=prewarm, viewer=viewer)
         except (RuntimeError, OSError, ConnectionError) as exc:
             _fail(str(exc), 1)
     typer.echo(f"ray-orch runtime up at {info.address}"
                + (f", dashboard {info.dashboard_url}" if info.dashboard_url else "")
                + f" ({runtime_file()})")
+    if info.extra.get("viewer_url"):
+        typer.echo(f"runs: {info.extra['viewer_url']}")
+    elif info.extra.get("viewer_error"):
+        typer.echo(f"warning: {info.extra['viewer_error']}", err=True)
 
 
 @app.command()

@@ -356,6 +356,8 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"  dashboard: {report['dashboard_url']}")
     if report.get("extra", {}).get("metrics_url"):
         lines.append(f"  metrics:   {report['extra']['metrics_url']}")
+    if report.get("extra", {}).get("viewer_url"):
+        lines.append(f"  runs:      {report['extra']['viewer_url']}")
     registry = report.get("registry")
     if registry:
         lines.append(f"  idle TTL {registry['idle_ttl']} s, at most {registry['idle_limit']} "

@@ -220,7 +220,8 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
 
 def up(*, address: str | None = None, port: int | None = None,
        dashboard_port: int | None = None, num_cpus: int | None = None,
-       idle_ttl: float = 600.0, max_members: int = 64, prewarm: int = 4) -> RuntimeInfo:
+       idle_ttl: float = 600.0, max_members: int = 64, prewarm: int = 4,
+       viewer: bool = True) -> RuntimeInfo:
     """Start (or join) the standing runtime and write the runtime file.
 
     Args:
@@ -231,6 +232,8 @@ def up(*, address: str | None = None, port: int | None = None,
         max_members: the most idle members kept.
         prewarm: generic agent members (default placement) started now, so that a first
             run of up to this many agents starts no process.
+        viewer: also serve the run viewer (``ray-orch ui`` over the runtime's journal);
+            its URL, token included, is ``extra["viewer_url"]`` (the file is private).
 
     Returns:
         The runtime's info (also in ``runtime_file()``). When one is already up, that one.
@@ -258,11 +261,65 @@ def up(*, address: str | None = None, port: int | None = None,
         if info.started_head:
             _stop_session(info)
         raise
+    if viewer:
+        info.extra.update(_start_viewer(info, env))
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(info), indent=2))
     tmp.chmod(0o600)
     tmp.replace(path)
     return info
+
+
+def _start_viewer(info: RuntimeInfo, env: dict[str, str], timeout: float = 120.0
+                  ) -> dict[str, Any]:
+    """``ray-orch ui`` over the runtime's journal, in a session of its own (``down``
+    stops it by its pid): ``viewer_url`` and ``viewer_pid``, or ``viewer_error``."""
+    state = Path(info.state_dir)
+    out = state / "viewer.out"
+    with contextlib.suppress(FileNotFoundError):
+        out.unlink()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it holds the token
+    with os.fdopen(fd, "wb") as stdout, open(state / "viewer.log", "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "ray_orch.cli", "ui", "--dir",
+                                 info.journal_dir()], stdout=stdout, stderr=stderr,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        line = out.read_text().partition("\n")
+        if line[1]:
+            return {"viewer_url": line[0].strip(), "viewer_pid": proc.pid}
+        time.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+    return {"viewer_error": f"the run viewer did not start; see {state / 'viewer.log'}"}
+
+
+def _stop_viewer(info: RuntimeInfo) -> None:
+    """Stop the viewer ``up`` started, if that pid is still it."""
+    pid = info.extra.get("viewer_pid")
+    if not isinstance(pid, int):
+        return
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if b"ray_orch.cli" in command and b"ui" in command:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if _is_zombie(pid):
+                break
+            time.sleep(0.1)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _connect(info: RuntimeInfo) -> None:
@@ -356,6 +413,7 @@ def down() -> str:
     info = read_runtime(path)
     if info is None:
         return "no ray-orch runtime is up"
+    _stop_viewer(info)
     if info.started_head:
         _stop_session(info)
         message = f"stopped the Ray head at {info.address} and everything on it"
