@@ -245,7 +245,7 @@ def ui(directory: Annotated[Path | None, typer.Option(
         # Never ask on this terminal: a run continued here pauses durably again.
         sys.stdin = open(os.devnull)  # noqa: SIM115
         try:
-            server = UIServer(source, host=host, port=port).start()  # type: ignore[arg-type]
+            server = UIServer(source, host=host, port=port).start()
         except OSError as exc:
             _fail(f"cannot serve on {host}:{port}: {exc}", 1)
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -253,6 +253,7 @@ def ui(directory: Annotated[Path | None, typer.Option(
                        "token sees your runs", err=True)
         typer.echo(server.url)
         sys.stdout.flush()
+        source.prewarm()  # a run waits for an answer: Ray starts now
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):

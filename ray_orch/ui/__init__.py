@@ -6,6 +6,10 @@ today's implementation over checkpoint directories, ``live`` the runs it drives,
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ray_orch.ui.checkpoint_source import CheckpointSource
 
 __all__ = ["default_directories", "source_for"]
 
@@ -22,12 +26,14 @@ def default_directories() -> list[str]:
     return found
 
 
-def source_for(directory: str | None = None, store: str | None = None) -> object:
+def source_for(directory: str | None = None, store: str | None = None
+               ) -> CheckpointSource:
     """The ``RunSource`` of a checkpoint directory, a store DSN or the defaults.
 
     Args:
         directory: a checkpoint directory (``Process(checkpoint_dir=...)``).
-        store: a DSN: ``sqlite:///path/to/dir`` (or a plain path) today.
+        store: a DSN: ``sqlite:///path/to/dir`` (or its ``ray_orch.sqlite``, or a plain
+            path) today.
 
     Raises:
         ValueError: a DSN of a store this build cannot read, or both given.
@@ -41,5 +47,7 @@ def source_for(directory: str | None = None, store: str | None = None) -> object
             raise ValueError(f"--store {store.split('://')[0]}://…: this build reads "
                              "SQLite checkpoint stores only (sqlite:///DIR or a directory)")
         path = store.removeprefix("sqlite://")
+        if path.endswith(".sqlite"):  # the store's file itself
+            path = os.path.dirname(path)
         return CheckpointSource([path])
     return CheckpointSource([directory] if directory else default_directories())

@@ -8,8 +8,10 @@ the Supervisor keeps with its requests); a run this process continued keeps its
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +81,7 @@ class CheckpointSource:
         self.live: dict[str, LiveRun] = {}
         self.definitions: dict[str, _Definition] = {}
         self.done_counts: dict[str, tuple[Any, int]] = {}
+        self.warming: Future[None] | None = None
         self.lock = threading.Lock()
 
     # -- stores ------------------------------------------------------------------------
@@ -322,8 +325,30 @@ class CheckpointSource:
         threading.Thread(target=live.cancel, name=f"ui-cancel-{run_id}", daemon=True).start()
         return True
 
+    def prewarm(self) -> None:
+        """When a run waits for an answer, connect this process to Ray now, in the
+        background, so that an answer continues the run without waiting for Ray to
+        start (a run started before it is ready waits for it). Ray starts on the
+        long-lived loop runs are driven from: a process Ray starts dies with the thread
+        that started it."""
+        import asyncio
+
+        from ray_orch.core.sync import background_loop
+
+        async def warm() -> None:
+            if not any(row.state == "paused" for row in self.list_runs()):
+                return
+            from actors.registry import get_registry
+            from ray_orch.api.runtime import ensure_ray
+
+            with contextlib.suppress(Exception):  # a failure shows as the run's error
+                ensure_ray()
+                get_registry()
+
+        self.warming = asyncio.run_coroutine_threadsafe(warm(), background_loop())
+
     def _drive(self, run_id: str, process: Any, mode: str, kwargs: dict[str, Any]) -> None:
-        live = LiveRun(process, mode, run_id=run_id, run_kwargs=kwargs)
+        live = LiveRun(process, mode, run_id=run_id, run_kwargs=kwargs, after=self.warming)
         self.live[run_id] = live
         live.start()
 

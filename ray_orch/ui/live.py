@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, wait
 from typing import Any
 
 from ray_orch.core.stream import StreamEvent
@@ -27,11 +28,13 @@ class LiveRun:
         mode: ``"workflow"``, ``"sequential"`` or ``"hierarchical"``.
         run_id: the stored run it continues.
         run_kwargs: what ``stream()`` gets besides the mode (``resume=``, ``answers=``).
+        after: what to wait for first (Ray being started in the background).
     """
 
     def __init__(self, process: Any, mode: str, *, run_id: str,
-                 run_kwargs: dict[str, Any]) -> None:
+                 run_kwargs: dict[str, Any], after: Future[Any] | None = None) -> None:
         self.process = process
+        self.after = after
         self.mode = mode
         self.run_id = run_id
         self.run_kwargs = run_kwargs
@@ -63,6 +66,8 @@ class LiveRun:
         return self.ended is None
 
     def _drive(self) -> None:
+        if self.after is not None:
+            wait([self.after])
         try:
             for event in self.process.stream(self.mode, tokens=True, **self.run_kwargs):
                 self.apply(event)
