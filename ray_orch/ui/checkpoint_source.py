@@ -81,6 +81,7 @@ class CheckpointSource:
         self.live: dict[str, LiveRun] = {}
         self.definitions: dict[str, _Definition] = {}
         self.done_counts: dict[str, tuple[Any, int]] = {}
+        self.snapshots: dict[str, tuple[Any, dict[str, Any]]] = {}
         self.warming: Future[None] | None = None
         self.lock = threading.Lock()
 
@@ -181,12 +182,25 @@ class CheckpointSource:
         return None if live is None else (live.version, live.state, live.ended)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        """See ``RunSource.run``."""
+        """See ``RunSource.run``. A run that waits or ended, and that this process does
+        not drive, is read once (until its record changes)."""
         found = self._find(run_id)
         if found is None:
             return None
         folder, record = found
         live = self.live.get(run_id)
+        key = (record.updated_at, record.status)
+        cached = self.snapshots.get(run_id)
+        if live is None and cached is not None and cached[0] == key:
+            return cached[1]
+        snapshot = self._snapshot(folder, record, live)
+        if live is None and record.status != "running":
+            self.snapshots[run_id] = (key, snapshot)
+        return snapshot
+
+    def _snapshot(self, folder: _Dir, record: RunRecord, live: LiveRun | None
+                  ) -> dict[str, Any]:
+        run_id = record.run_id
         now = live.snapshot() if live else None
         state, ended = _state(record, live)
         definition = self._definition(folder, run_id, record.workflow)

@@ -78,7 +78,7 @@ const graphView = {};
     const {pos, width, height, index} = layout(graph);
     const root = svg("svg", {width: width + 40, height, viewBox: `0 0 ${width + 40} ${height}`, role: "img", "aria-label": "workflow graph"});
     const defs = svg("defs");
-    const marker = svg("marker", {id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse"});
+    const marker = svg("marker", {id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse"});
     marker.append(svg("path", {d: "M0,0 L10,5 L0,10 z", class: "arrow"}));
     defs.append(marker);
     root.append(defs);
