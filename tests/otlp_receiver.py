@@ -26,11 +26,17 @@ class Span:
     status_code: int
     start: int = 0
     end: int = 0
+    kind: int = 0
+    """SpanKind as OTLP numbers it: 1 internal, 2 server, 3 client."""
+    scope: str = ""
+    """The instrumentation scope (``ray_orch``, ``mcp-python-sdk``, a user's tracer)."""
     children: list[Span] = field(default_factory=list)
 
 
 def _value(v: Any) -> Any:
     kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(item) for item in v.array_value.values]
     return getattr(v, kind) if kind else None
 
 
@@ -73,7 +79,8 @@ class OTLPReceiver:
                         parent_id=s.parent_span_id.hex(),
                         attributes={a.key: _value(a.value) for a in s.attributes},
                         resource=resource, status_code=s.status.code,
-                        start=s.start_time_unix_nano, end=s.end_time_unix_nano))
+                        start=s.start_time_unix_nano, end=s.end_time_unix_nano,
+                        kind=s.kind, scope=scope.scope.name))
         with self.lock:
             self.spans.extend(found)
 

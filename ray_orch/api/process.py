@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
-from ray_orch.api.run_checks import check_hierarchical, check_run
+from ray_orch.api.run_checks import check_api_keys, check_hierarchical, check_run
 from ray_orch.api.supervisors import keep_supervisor, new_run_id, pack, take_supervisor
 from ray_orch.core import trace
 from ray_orch.core.errors import (
@@ -301,7 +301,8 @@ class Process:
             return await self._execute(mode, live=live, tokens=tokens, telemetry={}, **kwargs)
         with trace.span(f"invoke_workflow {self.name}",
                         {"gen_ai.operation.name": "invoke_workflow",
-                         "gen_ai.workflow.name": self.name, "ray_orch.mode": mode}):
+                         "gen_ai.workflow.name": self.name, "ray_orch.mode": mode,
+                         "openinference.span.kind": "CHAIN"}):
             try:
                 return await self._execute(mode, live=live, tokens=tokens,
                                            telemetry=telemetry, **kwargs)
@@ -328,6 +329,7 @@ class Process:
                           approvals=approvals, answers=answers)
         agents = spec.agents + [a for a in (spec.default_agent,) if a is not None]
         packed = pack(spec)
+        check_api_keys(self)
         from ray_orch.api.runtime import ensure_ray
 
         try:
@@ -445,7 +447,9 @@ class Process:
 
         stream = self._supervisor.run.options(num_returns="streaming").remote(packed)
         result: RunResult | None = None
-        with Progress(total=len(self.task_list), enabled=self.progress, verbose=self.verbose,
+        units, pending = self._graph.work_units() if self._graph is not None else (None, [])
+        with Progress(total=units or len(self.task_list), pending=pending,
+                      enabled=self.progress, verbose=self.verbose,
                       description=self.name) as progress:
             async for ref in stream:
                 try:
@@ -464,7 +468,7 @@ class Process:
                     if event.kind == "task_completed":
                         self._deliveries.on_event(event)  # callbacks, output files
                         continue
-                    if event.kind == "token":
+                    if event.kind in ("token", "tool_progress"):
                         continue  # the stream's alone: not kept with the run's events
                     if event.kind == "approval_requested" and asker is not None:
                         asker.on_event(event.data, self._supervisor)

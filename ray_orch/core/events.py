@@ -37,6 +37,8 @@ EventKind = Literal[
     "token",            # data: {"text": str, "attempt": int, "iteration": int | None}
     "tool_call",        # data: {"tool", "arguments", "ok", "duration_s", "where", ...}
     "approval_requested",  # data: {"tool", "arguments", "request": {...}}
+    "tool_progress",    # an MCP tool's progress notification; data: {"tool", "call_id",
+                        #   "progress", "total", "message", "iteration"}
 ]
 
 

@@ -8,6 +8,7 @@ Kinds, in the order a run produces them:
 | ``run_started`` | the Supervisor took the run | ``data["tasks"]``, ``data["resumed"]`` |
 | ``task_started`` | a member took a task (or a loop iteration) | ``task``, ``agent``, ``iteration`` |
 | ``token`` | the model sent a piece of its answer (``stream(tokens=True)``) | ``task``, ``iteration``, ``text``, ``attempt`` |
+| ``tool_progress`` | an MCP tool reported progress | ``task``, ``tool``, ``data`` (``progress``, ``total``, ``message``, ``call_id``) |
 | ``tool_call`` | a tool call ended | ``task``, ``tool``, ``arguments``, ``data`` (ok, duration, where) |
 | ``approval_requested`` | a task or tool call waits for a person | ``task``, ``tool``, ``arguments``, ``data["request"]`` |
 | ``loop_iteration`` | one iteration of a loop task succeeded | ``task``, ``iteration``, ``output`` |
@@ -45,7 +46,7 @@ __all__ = ["StreamEvent", "StreamKind", "to_stream"]
 StreamKind = Literal[
     "run_started", "run_completed", "run_failed",
     "task_started", "task_completed", "task_failed", "task_retried", "task_skipped",
-    "decision", "loop_iteration", "tool_call", "token", "approval_requested",
+    "decision", "loop_iteration", "tool_call", "tool_progress", "token", "approval_requested",
 ]
 
 
@@ -81,7 +82,7 @@ class StreamEvent(BaseModel):
     error_type: str | None = None
     """The error's type name (``TaskFailedError``, ...)."""
     tool: str | None = None
-    """``tool_call`` / ``approval_requested``: the tool's name."""
+    """``tool_call`` / ``tool_progress`` / ``approval_requested``: the tool's name."""
     arguments: dict[str, Any] | None = None
     """``tool_call`` / ``approval_requested``: the call's arguments."""
     data: dict[str, Any] = Field(default_factory=dict)
@@ -115,7 +116,7 @@ def to_stream(event: Event) -> list[StreamEvent]:
     if kind == "token":
         return [StreamEvent(kind="token", **base, text=str(event.data.get("text", "")),
                             attempt=event.data.get("attempt"))]
-    if kind in ("tool_call", "approval_requested"):
+    if kind in ("tool_call", "tool_progress", "approval_requested"):
         return [StreamEvent(kind=kind, **base, tool=event.data.get("tool"),
                             arguments=event.data.get("arguments"),
                             data={k: v for k, v in event.data.items()

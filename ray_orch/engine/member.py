@@ -26,6 +26,7 @@ from ray_orch.core import trace
 from ray_orch.core.errors import RunCancelledError
 from ray_orch.core.output import TaskOutput
 from ray_orch.policy.attempt import RunInputs, run_attempts
+from ray_orch.tools.execute import progress_to
 
 __all__ = ["AgentMember", "RunOptions"]
 
@@ -165,6 +166,24 @@ class AgentMember:
 
         return on_token
 
+    def _progress_to(self, run_id: str, options: RunOptions | None, task_name: str,
+                     iteration: int | None) -> Callable[[dict[str, Any]], None] | None:
+        """Where a task's tool progress goes: ``tool_progress`` events, sent with the
+        token batches (None: the run has no listener)."""
+        if options is None or options.listener is None:
+            return None
+        listener = options.listener
+
+        def on_progress(data: dict[str, Any]) -> None:
+            self.tokens_out.setdefault(run_id, (listener, []))[1].append(
+                {"kind": "tool_progress", "task": task_name, "ts": time.time(),
+                 "data": {**data, "iteration": iteration}})
+            if not self.tokens_due:
+                self.tokens_due = True
+                asyncio.get_running_loop().call_soon(self._flush_tokens)
+
+        return on_progress
+
     def _approvals_to(self, run_id: str, options: RunOptions | None, task_name: str
                       ) -> Callable[[str, dict[str, Any]], Any] | None:
         """Who approves this task's tool calls: the run's Supervisor, which asks the
@@ -242,12 +261,17 @@ class AgentMember:
         self.in_flight += 1
         options = self.run_options.get(run_id)
         try:
-            with trace.attached(options.trace_context if options else None):
-                output = await run_attempts(task, agent, RunInputs(
-                    inputs=inputs, context=context, missing=missing, iteration=iteration,
-                    on_token=self._tokens_to(run_id, options, task_name, iteration),
-                    feedback=feedback,
-                    approve_tool=self._approvals_to(run_id, options, task_name)))
+            progress = progress_to.set(self._progress_to(run_id, options, task_name,
+                                                         iteration))
+            try:
+                with trace.attached(options.trace_context if options else None):
+                    output = await run_attempts(task, agent, RunInputs(
+                        inputs=inputs, context=context, missing=missing, iteration=iteration,
+                        on_token=self._tokens_to(run_id, options, task_name, iteration),
+                        feedback=feedback,
+                        approve_tool=self._approvals_to(run_id, options, task_name)))
+            finally:
+                progress_to.reset(progress)
             if options is not None and options.tokens:
                 self._flush_tokens()
                 # Every piece is delivered before the output returns.

@@ -63,8 +63,9 @@ __all__ = [
     "limits_of",
 ]
 
-#: ``LLMConfig.options`` keys that configure limiting (never sent to litellm).
-LIMIT_KEYS = frozenset({"rpm", "tpm", "max_in_flight"})
+#: ``LLMConfig.options`` keys that configure ray-orch (never sent to litellm): limiting,
+#: and ``supports_vision`` (whether the model takes images; default: litellm's table).
+LIMIT_KEYS = frozenset({"rpm", "tpm", "max_in_flight", "supports_vision"})
 RPM_ENV = "RAY_ORCH_RPM"
 TPM_ENV = "RAY_ORCH_TPM"
 #: Fraction of the configured rates actually used: room for clock jitter between the

@@ -51,6 +51,7 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
     parts: list[str] = []
     calls: dict[int, dict[str, Any]] = {}  # tool calls, their arguments arriving in pieces
     usage: dict[str, Any] = {}
+    ident: dict[str, Any] = {}  # the reply's id and model, as its chunks name them
     finish = None
     try:
         async with (await _session()).post(url, json=body, headers=headers,
@@ -68,6 +69,7 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
                 if chunk is None:
                     continue
                 usage = chunk.get("usage") or usage
+                ident = {k: chunk[k] for k in ("id", "model") if chunk.get(k)} or ident
                 for choice in chunk.get("choices") or []:
                     delta = choice.get("delta") or {}
                     text = delta.get("content")
@@ -82,7 +84,8 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
     message: dict[str, Any] = {"role": "assistant", "content": "".join(parts)}
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
-    return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage}
+    return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage,
+            **ident}
 
 
 def _add_call_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:

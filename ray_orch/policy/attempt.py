@@ -202,6 +202,7 @@ class _Attempts:
             on_token = lambda text: stream(text, number)  # noqa: E731
         with trace.span(f"invoke_agent {role_of(agent) or 'agent'}",
                         {"gen_ai.operation.name": "invoke_agent",
+                         "openinference.span.kind": "AGENT",
                          "gen_ai.agent.name": role_of(agent), "ray_orch.task": task.id,
                          "ray_orch.iteration": run.iteration,
                          "ray_orch.attempt": counts["exception"] + counts["validation"] + 1}):

@@ -638,7 +638,7 @@ async def decide_hosted(agent: Any, task: Any, prompt: str, schema: Any,
     """
     from ray_orch.core.routing import match_route, route_keys
     from ray_orch.model import openai_http as _openai_http
-    from ray_orch.model.client import _NO_KEY
+    from ray_orch.model.client import _NO_KEY, traced_chat  # traced_chat: its chat span
     from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
 
     config = agent.llm_config
@@ -658,14 +658,16 @@ async def decide_hosted(agent: Any, task: Any, prompt: str, schema: Any,
     estimate = estimate_tokens(messages, config.options)
     try:
         try:
-            reply = await limited(config, call, tokens_estimate=estimate)
+            reply = await traced_chat(config, messages, lambda: limited(
+                config, call, tokens_estimate=estimate), structured=schema is not None)
         except LLMError as exc:
             if exc.status_code not in (400, 422):
                 raise
             # A server that refuses log-probabilities still gets its decision asked.
             body.pop("logprobs", None)
             body.pop("top_logprobs", None)
-            reply = await limited(config, call, tokens_estimate=estimate)
+            reply = await traced_chat(config, messages, lambda: limited(
+                config, call, tokens_estimate=estimate), structured=schema is not None)
     except LLMError:
         calls.append({"model": config.model, "duration_s": time.perf_counter() - started,
                       "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,

@@ -9,7 +9,7 @@ agent actors), its name, description and JSON schema, and where it runs. MCP ser
 from __future__ import annotations
 
 import asyncio
-import functools
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ray_orch.core.errors import ToolDefinitionError
 
-from .schema import arguments_model, describe, function_schema
+from .schema import arguments_model, describe, function_schema, inner_callable, unwrap_tool
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from .mcp import MCP
 
-__all__ = ["ToolOptions", "ToolSpec", "tool", "tool_specs"]
+__all__ = ["ToolOptions", "ToolSpec", "tool", "tool_options", "tool_specs", "unwrap_tool"]
 
 Where = Literal["local", "remote", "mcp"]
 
@@ -70,6 +70,8 @@ class ToolSpec:
     """The function (None for an MCP tool)."""
     server: MCP | None = None
     """The MCP server that serves it (None for a function)."""
+    server_tool: str | None = None
+    """The tool's own name on its MCP server (``name`` may carry the server's prefix)."""
     options: ToolOptions = field(default_factory=ToolOptions)
     """Placement, timeout, approval and replay options."""
     _model: Any = field(default=None, repr=False, compare=False)
@@ -84,7 +86,7 @@ class ToolSpec:
     @property
     def is_async(self) -> bool:
         """Whether the function is a coroutine function."""
-        return self.fn is not None and inspect.iscoroutinefunction(_unwrap(self.fn))
+        return self.fn is not None and inspect.iscoroutinefunction(unwrap_tool(self.fn))
 
     def openai(self) -> dict[str, Any]:
         """The entry of the OpenAI ``tools`` request field."""
@@ -97,7 +99,7 @@ class ToolSpec:
         if self.fn is None:
             return None
         if self._model is None:
-            self._model = arguments_model(_unwrap(self.fn), self.name)
+            self._model = arguments_model(self.fn, self.name)
         return self._model  # type: ignore[no-any-return]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -106,8 +108,39 @@ class ToolSpec:
         return state
 
 
-def _unwrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return fn.func if isinstance(fn, functools.partial) else fn
+def _layers(fn: Any) -> list[Any]:
+    """``fn`` and what it wraps (partials, bound methods, decorators), outermost first."""
+    layers: list[Any] = []
+    while fn is not None and len(layers) < 32:
+        layers.append(fn)
+        fn = inner_callable(fn)
+    return layers
+
+
+def tool_options(fn: Any) -> ToolOptions:
+    """The options ``@tool(...)`` recorded on ``fn`` or on anything it wraps (a partial,
+    a bound method, a decorated function): the outermost ones, except that approval
+    cannot be wrapped away: if any layer requires approval, so does the tool.
+
+    Example:
+        >>> import functools
+        >>> @tool(requires_approval=True)
+        ... def charge(amount: int, currency: str) -> str:
+        ...     return f"charged {amount} {currency}"
+        >>> tool_options(functools.partial(charge, currency="EUR")).requires_approval
+        True
+        >>> tool_options(tool(functools.partial(charge, currency="EUR"))).requires_approval
+        True
+    """
+    if isinstance(fn, ToolSpec):
+        return fn.options
+    found = [o for o in (getattr(layer, "__ray_orch_tool__", None) for layer in _layers(fn))
+             if isinstance(o, ToolOptions)]
+    if not found:
+        return ToolOptions()
+    if found[0].requires_approval or not any(o.requires_approval for o in found):
+        return found[0]
+    return dataclasses.replace(found[0], requires_approval=True)
 
 
 @overload
@@ -173,23 +206,26 @@ def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
     def mark(target: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(target):
             raise ToolDefinitionError(f"@tool needs a function, not {target!r}", field="tools")
-        target.__ray_orch_tool__ = options  # type: ignore[attr-defined]
+        try:
+            target.__ray_orch_tool__ = options  # type: ignore[attr-defined]
+        except AttributeError:  # a bound method or a builtin takes no attributes
+            raise ToolDefinitionError(
+                f"@tool cannot mark {target!r}: it takes no attributes; mark the function "
+                "it wraps, or wrap it in a plain function", field="tools") from None
         return target
 
     return mark(fn) if fn is not None else mark
 
 
 def _function_spec(fn: Callable[..., Any], who: str, index: int) -> ToolSpec:
-    options = getattr(fn, "__ray_orch_tool__", None)
-    if not isinstance(options, ToolOptions):
-        options = ToolOptions()
-    target = _unwrap(fn)
+    options = tool_options(fn)
+    target = unwrap_tool(fn)
     name = options.name or getattr(target, "__name__", None)
     if not name or name == "<lambda>":
         raise ToolDefinitionError(f"{who}: tools[{index}] ({fn!r}) has no name; give it one "
                                   "with @tool(name=...)", field="tools")
     try:
-        parameters = function_schema(target, name)
+        parameters = function_schema(fn, name)
     except Exception as exc:
         raise ToolDefinitionError(
             f"{who}: tool '{name}' cannot be offered to a model: its parameters cannot "
@@ -237,14 +273,28 @@ def tool_specs(tools: list[Any] | tuple[Any, ...] | None, *, who: str,
             raise ToolDefinitionError(
                 f"{who}: tools[{index}] is not a tool: {item!r} ({type(item).__name__}); give "
                 "a function, a @tool function or ray_orch.MCP(...)", field="tools")
-    seen: dict[str, int] = {}
+    seen: dict[str, ToolSpec] = {}
     for spec in specs:
         if spec.name in seen:
-            raise ToolDefinitionError(
-                f"{who}: two tools are named '{spec.name}'; rename one with "
-                "@tool(name=...)", field="tools")
-        seen[spec.name] = 1
+            raise _collision(who, seen[spec.name], spec)
+        seen[spec.name] = spec
     return specs
+
+
+def _collision(who: str, first: ToolSpec, second: ToolSpec) -> ToolDefinitionError:
+    """Two tools share a name: say whose they are and how to tell them apart."""
+    def whose(spec: ToolSpec) -> str:
+        return spec.server.describe() if spec.server is not None else "a function"
+
+    if first.server is None and second.server is None:
+        advice = "rename one with @tool(name=...)"
+    else:
+        advice = ("give each MCP server a prefix, e.g. MCP(..., prefix=\"a\") offers "
+                  f"'a_{second.server_tool or second.name}'")
+        if first.server is None or second.server is None:
+            advice += ", or rename the function with @tool(name=...)"
+    return ToolDefinitionError(f"{who}: two tools are named '{second.name}' ({whose(first)} "
+                               f"and {whose(second)}); {advice}", field="tools")
 
 
 def is_coroutine_result(value: Any) -> bool:
@@ -319,8 +369,20 @@ def task_tool_problems(name: str, task: Any) -> list[ToolDefinitionError]:
 
 
 def server_specs(server: MCP) -> list[ToolSpec]:
-    """One ``ToolSpec`` per tool ``server`` listed (empty until listed)."""
-    options = ToolOptions(timeout=server.timeout)
-    return [ToolSpec(name=t["name"], description=t.get("description") or t["name"],
-                     parameters=t.get("parameters") or {"type": "object", "properties": {}},
-                     server=server, options=options) for t in server.listed or []]
+    """One ``ToolSpec`` per tool ``server`` listed (empty until listed); tools that
+    require MCP task support are left out, and the annotations set replay and approval
+    (see ``mcp.py``)."""
+    specs = []
+    for t in server.listed or []:
+        if t.get("task_support") == "required":
+            continue  # ray-orch does not run MCP tasks: a call would always fail
+        read_only = bool(t.get("read_only"))
+        options = ToolOptions(timeout=server.timeout, replay=server.replay and not read_only,
+                              requires_approval=server.approve_destructive and not read_only
+                              and t.get("destructive", True) is not False)
+        specs.append(ToolSpec(name=server.tool_name(t["name"]), server_tool=t["name"],
+                              description=t.get("description") or t["name"],
+                              parameters=t.get("parameters") or {"type": "object",
+                                                                 "properties": {}},
+                              server=server, options=options))
+    return specs
