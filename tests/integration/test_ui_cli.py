@@ -37,7 +37,8 @@ def test_ray_orch_ui_serves_a_paused_run_that_is_approved_with_a_click(stub, tmp
     run_id, request_id = pause(stub, str(directory))
     home = tmp_path / "home"  # no standing runtime of anyone else's is joined
     env = {**os.environ, "HOME": str(home),
-           "RAY_ORCH_RUNTIME_FILE": str(home / ".ray-orch" / "runtime.json")}
+           "RAY_ORCH_RUNTIME_FILE": str(home / ".ray-orch" / "runtime.json"),
+           "RAY_ORCH_AUTO_RUNTIME": "0"}  # a private Ray that ends with the viewer
     env.pop("RAY_ADDRESS", None)
     server = subprocess.Popen([sys.executable, "-m", "ray_orch.cli", "ui", "--dir",
                                str(directory)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
