@@ -23,7 +23,7 @@ from ray_orch.engine.run import Run, RunSpec
 from ray_orch.observe.metrics import EventBatcher
 from ray_orch.observe.tracing import configure as configure_tracing
 from ray_orch.observe.tracing import flush as flush_tracing
-from ray_orch.store.pauses import PauseStore
+from ray_orch.store.approvals import PauseStore
 
 # Events are shipped in batches, one per this many seconds at most, so neither a
 # 10,000-task run nor a chain of short steps pays a driver round trip per event.

@@ -1,36 +1,18 @@
-"""Continuing a paused run from its checkpoint store alone (``ray-orch approve``)."""
+"""A paused run rebuilt from its checkpoint store alone: ``ray-orch approve`` and the run
+viewer continue it with ``resume=run_id, answers=...``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ray_orch.api.process import Process
-from ray_orch.core.approvals import ApprovalError, parse_answer
-from ray_orch.store.pauses import PauseStore
+from ray_orch.core.approvals import ApprovalError
+from ray_orch.store.approvals import PauseStore
 
-__all__ = ["continue_paused", "paused_process"]
-
-
-def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dict[str, Any]:
-    """Continue a paused run from its checkpoint store alone (``ray-orch approve``): its
-    definition was stored when it paused.
-
-    Returns:
-        What its ``workflow()`` returns.
-
-    Raises:
-        ApprovalError: no paused run ``run_id`` in ``directory``.
-        RunPaused: it asks again (another request is pending).
-    """
-    process, mode = paused_process(directory, run_id)
-    answers = {k: parse_answer(v) for k, v in answers.items()}
-    return getattr(process, mode)(resume=run_id, answers=answers)  # type: ignore[no-any-return]
+__all__ = ["paused_process"]
 
 
 def paused_process(directory: str, run_id: str) -> tuple[Process, str]:
     """The ``Process`` of a paused run, rebuilt from the definition its store keeps, and
-    the mode it ran in (``continue_paused`` and the viewer continue it with
-    ``resume=run_id, answers=...``).
+    the mode it ran in.
 
     Raises:
         ApprovalError: no paused run ``run_id`` in ``directory``.

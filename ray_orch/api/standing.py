@@ -33,6 +33,7 @@ from ray_orch.store.checkpoint import make_private_dirs
 
 __all__ = [
     "RuntimeInfo",
+    "connect_to_runtime",
     "discover",
     "down",
     "idle_budget",
@@ -205,9 +206,7 @@ def _make_private(path: Path) -> None:
 
 def _code_path() -> str:
     """PYTHONPATH for the head's workers: where ``ray_orch`` and ``actors`` are."""
-    import ray_orch
-
-    root = str(Path(ray_orch.__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # ray_orch/api/standing.py
     current = os.environ.get("PYTHONPATH", "")
     return os.pathsep.join([root] + [p for p in current.split(os.pathsep) if p and p != root])
 
@@ -385,7 +384,9 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def _connect(info: RuntimeInfo) -> None:
+def connect_to_runtime(info: RuntimeInfo) -> None:
+    """Connect this process to the standing runtime ``info`` describes (its auth mode,
+    its namespace), every worker installing the cluster's services as it starts."""
     loopback_ray()
     import ray
 
@@ -408,7 +409,7 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
     from ray_orch.engine.dispatch import placement_options
     from ray_orch.policy.agent import Agent
 
-    _connect(info)
+    connect_to_runtime(info)
     try:
         registry = start_standing_registry(idle_limit=max_members, idle_ttl=info.idle_ttl)
         hub, _ = start_metrics_hub()
@@ -512,7 +513,7 @@ def _stop_actors(info: RuntimeInfo) -> None:
     from actors.metrics_hub import NAME as METRICS
     from actors.registry import REGISTRY_NAME
 
-    _connect(info)
+    connect_to_runtime(info)
     try:
         for name in (REGISTRY_NAME, METRICS, CACHE):
             with contextlib.suppress(ValueError):
@@ -550,7 +551,7 @@ def status() -> dict[str, Any]:
     if info.session is not None:
         pids = _session_pids(info.session)
         report["memory"] = {"processes": len(pids), "rss_mb": round(_rss_mb(pids), 1)}
-    _connect(info)
+    connect_to_runtime(info)
     try:
         with contextlib.suppress(ValueError):
             registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)

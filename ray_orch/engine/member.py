@@ -122,15 +122,15 @@ class AgentMember:
         self._bound(run_id).set()
         waits = prewarm == "wait"
         if (waits or (prewarm and not self.prewarmed)) and _needs_litellm(agents):
-            from ray_orch.model.client import _lib
+            from ray_orch.model.client import litellm_module
 
             if waits:
                 # At once if imported, else when the import is done. If it fails, the
                 # first call imports it again and reports why.
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(_lib)
+                    await asyncio.to_thread(litellm_module)
             elif not self.prewarmed:
-                threading.Thread(target=_lib, name="litellm-import", daemon=True).start()
+                threading.Thread(target=litellm_module, name="litellm-import", daemon=True).start()
             self.prewarmed = True
         return os.getpid()
 

@@ -21,15 +21,15 @@ from pydantic import BaseModel
 
 from ray_orch.core.errors import LLMError, ModelNotConfiguredError
 from ray_orch.model import openai_http as _openai_http
-from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
+from ray_orch.model.ratelimit.client import estimate_tokens, limited, strip_limit_keys
 from ray_orch.model.streaming import achat_stream, litellm_stream
 from ray_orch.model.telemetry import chat_span, record_reply
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["EMBEDDED", "LLMConfig", "LLMResult", "acomplete", "classify_error", "complete",
-           "takes_images", "traced_chat", "uses_litellm"]
+__all__ = ["EMBEDDED", "NO_KEY", "LLMConfig", "LLMResult", "acomplete", "classify_error",
+           "complete", "litellm_module", "takes_images", "traced_chat", "uses_litellm"]
 
 # Marker model name: "use the embedded offline model"; resolved in the calling process,
 # because the model server is per node.
@@ -37,12 +37,13 @@ EMBEDDED = "ray-orch/embedded"
 
 _CLIENTS = frozenset({"auto", "litellm"})
 # The key sent to an OpenAI-compatible server given without one (local servers need some).
-_NO_KEY = "sk-none"
+NO_KEY = "sk-none"
 _SECRET_KEYS = {"api_key", "apikey", "authorization", "token", "secret", "password"}
 _litellm: ModuleType | None = None
 
 
-def _lib() -> ModuleType:
+def litellm_module() -> ModuleType:
+    """litellm, imported once on first use (with its cost map read locally)."""
     global _litellm
     if _litellm is None:
         # Without this, importing litellm fetches a cost map from the internet.
@@ -200,7 +201,7 @@ def _request(config: LLMConfig, messages: list[dict[str, Any]],
         kwargs["api_key"] = config.api_key
     elif config.base_url:
         # OpenAI-compatible local servers need some key; litellm refuses an empty one.
-        kwargs["api_key"] = _NO_KEY
+        kwargs["api_key"] = NO_KEY
     if schema is not None:
         kwargs["response_format"] = schema
     if tools:
@@ -210,7 +211,7 @@ def _request(config: LLMConfig, messages: list[dict[str, Any]],
 
 
 def _result(response: Any, config: LLMConfig, started: float) -> LLMResult:
-    lib = _lib()
+    lib = litellm_module()
     try:
         text = response.choices[0].message.content or ""
         calls = _tool_calls_of(getattr(response.choices[0].message, "tool_calls", None))
@@ -295,7 +296,7 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
         if lean:
             return await _acomplete_http(config, strip_limit_keys(config.options), messages,
                                          schema, timeout, on_token, tools)
-        lib = _lib()
+        lib = litellm_module()
         started = time.perf_counter()
         try:
             request = _request(config, messages, schema, timeout, tools)
@@ -334,11 +335,11 @@ async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
         body["tools"] = tools
     if on_token is None:
         reply = await _openai_http.achat(config.model, config.base_url or "",
-                                         config.api_key or _NO_KEY, body,
+                                         config.api_key or NO_KEY, body,
                                          timeout or config.timeout)
     else:
         reply = await achat_stream(config.model, config.base_url or "",
-                                   config.api_key or _NO_KEY, body, timeout or config.timeout,
+                                   config.api_key or NO_KEY, body, timeout or config.timeout,
                                    on_token)
     try:
         message = reply["choices"][0]["message"]
@@ -378,7 +379,7 @@ def complete(config: LLMConfig, messages: list[dict[str, Any]], *,
              timeout: float | None = None) -> LLMResult:
     """Call the model once, synchronously. Same contract as ``acomplete``."""
     config = _resolve(config)
-    lib = _lib()
+    lib = litellm_module()
     started = time.perf_counter()
     try:
         response = lib.completion(**_request(config, messages, schema, timeout))
@@ -398,7 +399,7 @@ def classify_error(exc: BaseException, model: str = "") -> LLMError:
     """
     if isinstance(exc, LLMError):
         return exc
-    lib = _lib()
+    lib = litellm_module()
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
     retry_after = _retry_after(exc)

@@ -193,24 +193,34 @@ async def answer_with_tools(agent: Any, prompt: str,
             response_format = choice_schema([], schema)
             continue
         turn += 1
-        made.update(c["function"]["name"] for c in requested)
-        total = sum(made.values())
-        if total > run.max_tool_calls:
-            tool, count = made.most_common(1)[0]
-            raise ToolLoopError(
-                f"task '{run.task_id}': the model asked for {total} tool calls, past "
-                f"max_tool_calls={run.max_tool_calls}; it called '{tool}' most ({count} "
-                "times). Raise max_tool_calls, or make the tool's answer conclusive.",
-                task=run.task_id, tool=tool, calls=total)
+        _count_calls(run, made, requested)
         done = await _turn(run, requested, identical)
         _append_results(messages, result, requested, done, json_mode)
         _append_images(messages, done, config)
-        failed = next((c for c in done if not c.ok), None)
-        if failed is not None and run.raise_errors:
-            raise ToolCallError(f"task '{run.task_id}': tool '{failed.name}' failed with "
-                                f"arguments {json.dumps(failed.arguments, default=str)}: "
-                                f"{failed.error}", task=run.task_id, tool=failed.name,
-                                arguments=failed.arguments)
+        _raise_if_failed(run, done)
+
+
+def _count_calls(run: ToolRun, made: Counter[str], requested: list[dict[str, Any]]) -> None:
+    """Count a turn's requested calls into ``made``; past ``max_tool_calls``, stop."""
+    made.update(c["function"]["name"] for c in requested)
+    total = sum(made.values())
+    if total > run.max_tool_calls:
+        tool, count = made.most_common(1)[0]
+        raise ToolLoopError(
+            f"task '{run.task_id}': the model asked for {total} tool calls, past "
+            f"max_tool_calls={run.max_tool_calls}; it called '{tool}' most ({count} "
+            "times). Raise max_tool_calls, or make the tool's answer conclusive.",
+            task=run.task_id, tool=tool, calls=total)
+
+
+def _raise_if_failed(run: ToolRun, done: list[ToolCall]) -> None:
+    """With ``tool_errors="raise"``, a failed call of the turn fails the attempt."""
+    failed = next((c for c in done if not c.ok), None)
+    if failed is not None and run.raise_errors:
+        raise ToolCallError(f"task '{run.task_id}': tool '{failed.name}' failed with "
+                            f"arguments {json.dumps(failed.arguments, default=str)}: "
+                            f"{failed.error}", task=run.task_id, tool=failed.name,
+                            arguments=failed.arguments)
 
 
 async def _turn(run: ToolRun, requested: list[dict[str, Any]],

@@ -18,9 +18,9 @@ from typing import Any
 from ray_orch.core.approvals import Answer, ApprovalError, Edit
 from ray_orch.core.errors import ResumeError
 from ray_orch.core.output import TaskOutput
+from ray_orch.store.approvals import PauseStore
 from ray_orch.store.checkpoint import RunRecord
 from ray_orch.store.definitions import RunDefinitions
-from ray_orch.store.pauses import PauseStore
 from ray_orch.store.sqlite import SQLITE_FILENAME, SQLiteCheckpointStore
 from ray_orch.ui.live import LiveRun
 from ray_orch.ui.source import RunRow

@@ -10,9 +10,9 @@ from ray_orch.core.approvals import ApprovalError, Approve
 from ray_orch.core.errors import ResumeError
 from ray_orch.engine.graph import build_graph, name_tasks
 from ray_orch.policy.task import Task
+from ray_orch.store.approvals import PauseStore
 from ray_orch.store.checkpoint import definition_hash
 from ray_orch.store.definitions import RunDefinitions
-from ray_orch.store.pauses import PauseStore
 from ray_orch.store.sqlite import SQLiteCheckpointStore
 from ray_orch.ui import source_for
 from ray_orch.ui.checkpoint_source import CheckpointSource
