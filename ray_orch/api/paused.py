@@ -28,6 +28,7 @@ def paused_process(directory: str, run_id: str) -> tuple[Process, str]:
         raise ApprovalError(f"no paused run {run_id!r} in {directory}", field="run")
     mode, packed = found
     spec = pickle.loads(packed)
+    spec.open_definitions(pickle.loads)
     process = Process(tasks=spec.tasks, agents=spec.agents, manager_llm=spec.manager,
                       name=spec.workflow, checkpoint_dir=directory,
                       max_visits=spec.max_visits, max_steps=spec.max_steps,
