@@ -362,6 +362,8 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"  dashboard: {report['dashboard_url']}")
     if report.get("extra", {}).get("metrics_url"):
         lines.append(f"  metrics:   {report['extra']['metrics_url']}")
+    if report.get("extra", {}).get("viewer_url"):
+        lines.append(f"  runs:      {report['extra']['viewer_url']}")
     if report.get("memory"):
         memory = report["memory"]
         lines.append(f"  memory:    {memory['rss_mb']:.0f} MB in {memory['processes']} processes")

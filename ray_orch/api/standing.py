@@ -266,7 +266,7 @@ def idle_budget(cores: int | None = None, memory_gb: float | None = None) -> int
 def up(*, address: str | None = None, port: int | None = None,
        dashboard_port: int | None = None, num_cpus: int | None = None,
        idle_ttl: float = 600.0, max_members: int | None = None,
-       prewarm: int = 4) -> RuntimeInfo:
+       prewarm: int = 4, viewer: bool = False) -> RuntimeInfo:
     """Start (or join) the standing runtime and write the runtime file.
 
     Args:
@@ -278,6 +278,9 @@ def up(*, address: str | None = None, port: int | None = None,
             machine's cores and memory).
         prewarm: generic agent members (default placement) started now, so that a first
             run of up to this many agents starts no process.
+        viewer: also serve the run viewer (``ray-orch ui`` over the runtime's journal;
+            ``ray-orch up`` does unless ``--no-ui``); its URL, token included, is
+            ``extra["viewer_url"]`` (the runtime file is private).
 
     Returns:
         The runtime's info (also in ``runtime_file()``). When one is already up, that one.
@@ -308,6 +311,8 @@ def up(*, address: str | None = None, port: int | None = None,
         if info.started_head:
             _stop_session(info)
         raise
+    if viewer:
+        info.extra.update(_start_viewer(info, env))
     write_runtime(info, path)
     return info
 
@@ -321,6 +326,62 @@ def write_runtime(info: RuntimeInfo, path: Path | None = None) -> None:
         os.fchmod(fd, 0o600)
         out.write(json.dumps(asdict(info), indent=2))
     tmp.replace(path)
+
+
+def _start_viewer(info: RuntimeInfo, env: dict[str, str], timeout: float = 120.0
+                  ) -> dict[str, Any]:
+    """``ray-orch ui`` over the runtime's journal, in a session of its own (``down``
+    stops it by its pid): ``viewer_url`` and ``viewer_pid``, or ``viewer_error``."""
+    state = Path(info.state_dir)
+    out = state / "viewer.out"
+    with contextlib.suppress(FileNotFoundError):
+        out.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        (state / "viewer.log").unlink()
+    # Private, as everything in the state dir: the first holds the token.
+    stdout_fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    stderr_fd = os.open(state / "viewer.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(stdout_fd, "wb") as stdout, os.fdopen(stderr_fd, "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "ray_orch.cli", "ui", "--dir",
+                                 info.journal_dir()], stdout=stdout, stderr=stderr,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        line = out.read_text().partition("\n")
+        if line[1]:
+            return {"viewer_url": line[0].strip(), "viewer_pid": proc.pid}
+        time.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+    return {"viewer_error": f"the run viewer did not start; see {state / 'viewer.log'}"}
+
+
+def _stop_viewer(info: RuntimeInfo) -> None:
+    """Stop the viewer ``up`` started, if that pid is still it."""
+    pid = info.extra.get("viewer_pid")
+    if not isinstance(pid, int):
+        return
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if b"ray_orch.cli" in command and b"ui" in command:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if _is_zombie(pid):
+                break
+            time.sleep(0.1)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def connect_to_runtime(info: RuntimeInfo) -> None:
@@ -430,6 +491,7 @@ def down() -> str:
     if isinstance(watchdog, int) and watchdog != os.getpid():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(watchdog, signal.SIGTERM)  # the self-started runtime's idle watch
+    _stop_viewer(info)
     if info.started_head:
         _stop_session(info)
         message = f"stopped the Ray head at {info.address} and everything on it"

@@ -84,28 +84,10 @@ def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dic
         ApprovalError: no paused run ``run_id`` in ``directory``.
         RunPaused: it asks again (another request is pending).
     """
-    import ray.cloudpickle as pickle
+    from ray_orch.api.paused import paused_process
+    from ray_orch.core.approvals import parse_answer
 
-    from ray_orch.api.process import Process
-    from ray_orch.core.approvals import ApprovalError, parse_answer
-    from ray_orch.store.approvals import PauseStore
-
-    store = PauseStore(directory)
-    try:
-        found = store.spec(run_id)
-    finally:
-        store.close()
-    if found is None:
-        raise ApprovalError(f"no paused run {run_id!r} in {directory}", field="run")
-    mode, packed = found
-    spec = pickle.loads(packed)
-    spec.open_definitions(pickle.loads)
-    process = Process(tasks=spec.tasks, agents=spec.agents, manager_llm=spec.manager,
-                      name=spec.workflow, checkpoint_dir=directory,
-                      max_visits=spec.max_visits, max_steps=spec.max_steps,
-                      on_failure=spec.on_failure, cache=spec.cache,
-                      budget_tokens=spec.budget_tokens, budget_usd=spec.budget_usd,
-                      metrics=spec.metrics)
+    process, mode = paused_process(directory, run_id)
     answers = {k: parse_answer(v) for k, v in answers.items()}
     return getattr(process, mode)(resume=run_id, answers=answers)  # type: ignore[no-any-return]
 
@@ -134,7 +116,10 @@ def up(address: Annotated[str | None, typer.Option(
            help="The most idle agent members kept (default: from the machine's cores "
            "and memory).")] = None,
        prewarm: Annotated[int, typer.Option(
-           help="Agent members started now, for a first run to find warm.")] = 4) -> None:
+           help="Agent members started now, for a first run to find warm.")] = 4,
+       viewer: Annotated[bool, typer.Option(
+           "--ui/--no-ui", help="Serve the run viewer too (its URL is printed).")] = True
+       ) -> None:
     """Start the standing runtime: a Ray head and ray-orch's control plane."""
     from ray_orch.api.standing import runtime_file
     from ray_orch.api.standing import up as start
@@ -143,12 +128,16 @@ def up(address: Annotated[str | None, typer.Option(
         try:
             info = start(address=address, port=port, dashboard_port=dashboard_port,
                          num_cpus=num_cpus, idle_ttl=idle_ttl, max_members=max_members,
-                         prewarm=prewarm)
+                         prewarm=prewarm, viewer=viewer)
         except (RuntimeError, OSError, ConnectionError) as exc:
             _fail(str(exc), 1)
     typer.echo(f"ray-orch runtime up at {info.address}"
                + (f", dashboard {info.dashboard_url}" if info.dashboard_url else "")
                + f" ({runtime_file()})")
+    if info.extra.get("viewer_url"):
+        typer.echo(f"runs: {info.extra['viewer_url']}")
+    elif info.extra.get("viewer_error"):
+        typer.echo(f"warning: {info.extra['viewer_error']}", err=True)
 
 
 @app.command()
@@ -246,3 +235,47 @@ def attach(run: str, address: AddressOpt = None) -> None:
         raise typer.Exit(code)
 
 
+
+
+@app.command()
+def ui(directory: Annotated[Path | None, typer.Option(
+           "--dir", help="A checkpoint directory (default: ./checkpoints and the standing "
+           "runtime's journal).")] = None,
+       store: Annotated[str | None, typer.Option(
+           "--store", help="A store DSN instead (sqlite:///DIR).")] = None,
+       port: Annotated[int, typer.Option(help="The port (0: any free one).")] = 0,
+       host: Annotated[str, typer.Option(
+           help="The address to bind; other than 127.0.0.1 shares your runs.")] = "127.0.0.1"
+       ) -> None:
+    """Serve the run viewer in a browser: runs, their graphs live, approvals. Prints its URL (with
+    the session's token) and serves until interrupted."""
+    import os
+    import signal
+    import sys
+    import threading
+
+    from ray_orch.ui import source_for
+    from ray_orch.ui.server import UIServer
+
+    with _errors():
+        try:
+            source = source_for(str(directory) if directory else None, store)
+        except ValueError as exc:
+            _fail(str(exc), 2)
+        # Never ask on this terminal: a run continued here pauses durably again.
+        sys.stdin = open(os.devnull)  # noqa: SIM115
+        try:
+            server = UIServer(source, host=host, port=port).start()
+        except OSError as exc:
+            _fail(f"cannot serve on {host}:{port}: {exc}", 1)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            typer.echo(f"warning: serving on {host}: anyone who can reach it and has the "
+                       "token sees your runs", err=True)
+        typer.echo(server.url)
+        sys.stdout.flush()
+        source.prewarm()  # a run waits for an answer: Ray starts now
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+        server.stop()

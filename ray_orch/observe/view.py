@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
@@ -18,8 +18,8 @@ from ray_orch.engine.run import RunResult
 from ray_orch.policy.task import Task
 
 __all__ = ["STATUS_FILL", "STATUS_STYLE", "TAKEN", "TYPE_FILL", "Drawable", "Edge", "EdgeKind",
-           "HasPicture", "RunPicture", "View", "loop_note", "task_role", "tools_note",
-           "view_of"]
+           "HasPicture", "RunPicture", "View", "graph_data", "graph_of_definition",
+           "loop_note", "task_role", "tools_note", "view_of"]
 
 
 @dataclass(kw_only=True)
@@ -205,3 +205,69 @@ def tools_note(task: Task) -> str | None:
             remote = " (remote)" if options.remote else ""
             names.append(f"{name}{remote}")
     return f"tools: {', '.join(names)}" if names else None
+
+
+def graph_data(source: Drawable,
+               mode: Mode | None = None) -> dict[str, Any]:
+    """The workflow graph as plain data (the run viewer draws it): the nodes in the
+    scheduler's order and the same edges the Mermaid and PNG pictures draw.
+
+    Returns:
+        ``{"name", "mode", "nodes": [{"id", "type", "role", "note", "tools",
+        "description"}], "edges": [{"src", "dst", "kind", "label", "key"}]}``.
+
+    Example:
+        >>> from ray_orch.policy.task import Task
+        >>> data = graph_data({"a": Task(description="A"),
+        ...                    "b": Task(description="B", context=["a"])})
+        >>> [(e["src"], e["dst"], e["kind"]) for e in data["edges"]]
+        [('a', 'b', 'context')]
+    """
+    view = view_of(source, mode)
+    graph = view.graph
+    nodes = [{"id": name, "type": graph.nodes[name].task.task_type,
+              "role": task_role(graph.nodes[name].task), "note": loop_note(graph, name),
+              "tools": tools_note(graph.nodes[name].task),
+              "description": graph.nodes[name].task.description}
+             for name in graph.order]
+    edges = [{"src": e.src, "dst": e.dst, "kind": e.kind, "label": e.label, "key": e.key}
+             for e in view.edges]
+    return {"name": view.name, "mode": graph.mode, "nodes": nodes, "edges": edges}
+
+
+def graph_of_definition(definition: dict[str, Any], name: str = "workflow"
+                        ) -> dict[str, Any]:
+    """``graph_data`` of a stored run, from its ``Graph.definition()`` (the checkpoint
+    store keeps it): the same nodes and edges, but for ``on failure`` edges and tools,
+    which a definition does not record.
+
+    Example:
+        >>> from ray_orch.engine.graph import build_graph
+        >>> from ray_orch.policy.task import Task
+        >>> tasks = {"a": Task(description="A"), "b": Task(description="B", context=["a"])}
+        >>> stored = build_graph(name_tasks(tasks), "workflow", has_default_agent=True,
+        ...                      needs_agents=False).definition()
+        >>> graph_of_definition(stored)["edges"] == graph_data(tasks)["edges"]
+        True
+    """
+    tasks: dict[str, Any] = definition.get("tasks") or {}
+    nodes, edges = [], []
+    for task_name, task in tasks.items():
+        agent = task.get("agent")
+        role = agent.get("role") if isinstance(agent, dict) else agent
+        nodes.append({"id": task_name, "type": task.get("type", "task"),
+                      "role": role if role and role != task_name else None,
+                      "note": "loop" if task.get("type") == "loop" else None, "tools": None,
+                      "description": task.get("description", "")})
+        edges += [{"src": dep, "dst": task_name, "kind": "context", "label": None,
+                   "key": None} for dep in task.get("deps") or []]
+    for task_name, task in tasks.items():
+        edges += [{"src": task_name, "dst": target, "kind": "next", "label": None,
+                   "key": None} for target in task.get("next") or []]
+        for key, targets in (task.get("routes") or {}).items():
+            label = key if key not in DEFAULT_KEYS else ("default" if key == "default"
+                                                         else f"{key} (default)")
+            edges += [{"src": task_name, "dst": t, "kind": "route", "label": label,
+                       "key": key} for t in targets]
+    return {"name": name, "mode": definition.get("mode", "workflow"), "nodes": nodes,
+            "edges": edges}

@@ -10,6 +10,7 @@ from typing import Any
 from ray_orch.core.errors import ResumeError
 from ray_orch.core.output import TaskOutput
 from ray_orch.store.checkpoint import definition_hash
+from ray_orch.store.definitions import RunDefinitions
 from ray_orch.store.sqlite import SQLiteCheckpointStore
 
 __all__ = ["Journal"]
@@ -54,6 +55,11 @@ class Journal:
         self.run_id = run_id
         self.record = self.store.begin_run(run_id, workflow, definition_hash(definition),
                                            allow_drift=allow_drift)
+        definitions = RunDefinitions(directory)  # what readers (the run viewer) draw
+        try:
+            definitions.keep(run_id, workflow, definition)
+        finally:
+            definitions.close()
 
     def restored(self, loops: list[str], max_visits: int
                  ) -> tuple[dict[tuple[str, int], TaskOutput],

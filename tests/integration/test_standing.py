@@ -73,8 +73,18 @@ def runtime(tmp_path_factory):
             os.kill(pid, signal.SIGKILL)
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert left == [], "`ray-orch down` left processes running"
+    viewer = (info or {}).get("extra", {}).get("viewer_pid")
+    assert viewer is None or not _alive(viewer), "`ray-orch down` left the run viewer"
     assert not runtime.exists()
     assert not Path(info["temp_dir"]).exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +216,38 @@ tasks:
         asked = slow.count()
         time.sleep(3)
         assert slow.count() <= asked + 1  # nothing more is asked once it stopped
+
+
+def test_up_serves_the_run_viewer_over_the_runtimes_journal(runtime, stub):
+    import http.client
+    from urllib.parse import urlsplit
+
+    _drive(runtime, stub)
+    url = json.loads(runtime.read_text())["extra"]["viewer_url"]
+    status = _cli(runtime, "status")
+    assert f"runs:      {url}" in status.stdout
+    address = urlsplit(url)
+    assert address.hostname == "127.0.0.1"
+
+    def get(path: str, headers: dict[str, str]) -> tuple[int, str]:
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            connection.close()
+
+    assert get("/api/runs", {})[0] == 401
+    token = dict(p.split("=", 1) for p in address.query.split("&"))["token"]
+    code, body = get("/api/runs", {"Cookie": f"rayorch_ui_{address.port}={token}"})
+    assert code == 200, body
+    runs = json.loads(body)
+    assert runs and all(r["state"] == "completed" for r in runs)
+    code, body = get(f"/api/runs/{runs[0]['run_id']}",
+                     {"Cookie": f"rayorch_ui_{address.port}={token}"})
+    snapshot = json.loads(body)
+    assert snapshot["graph"]["known"] and snapshot["graph"]["nodes"]
 
 
 OTHER_USER = "rayorch-redteam"
