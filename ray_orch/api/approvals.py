@@ -46,14 +46,15 @@ def approval_mode(process: Process) -> str | None:
         return None
     if process.approval_handler is not None or _on_a_terminal():
         return "inline"
-    if process.checkpoint_dir and asking:
+    if process.store and asking:
         return "pause"  # a tool call that asks then hears that no one can answer now
     asking = asking or tools
     raise ApprovalError(
         f"task '{asking[0]}' asks a person (human_input=True, or a tool with "
         "requires_approval=True) but the run has no way to "
         "ask: give Process(approval_handler=...), run it on a terminal, or give "
-        "Process(checkpoint_dir=...) so that it pauses", task=asking[0], field="human_input")
+        "Process(checkpoint_dir=...) or store= so that it pauses", task=asking[0],
+        field="human_input")
 
 
 def _asks_about_tools(task: Any) -> bool:
@@ -68,7 +69,8 @@ def _on_a_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def check_answers(process: Process, run_id: str | None, answers: Any) -> dict[str, Any]:
+def check_answers(process: Process, run_id: str | None, answers: Any,
+                  store: Any = None) -> dict[str, Any]:
     """``answers=`` of a resumed run, checked against the requests it has pending.
 
     Returns:
@@ -83,16 +85,12 @@ def check_answers(process: Process, run_id: str | None, answers: Any) -> dict[st
     if not isinstance(answers, dict):
         raise ApprovalError(f"answers must be a dict {{request_id: Approve() | Edit(...) | "
                             f"Reject(...)}}, not {type(answers).__name__}", field="answers")
-    if not process.checkpoint_dir or not isinstance(run_id, str):
+    if store is None or not isinstance(run_id, str):
         raise ApprovalError("answers= continues a paused run: give resume=<run id> and "
-                            "Process(checkpoint_dir=...)", field="answers")
+                            "Process(checkpoint_dir=...) or store=", field="answers")
     from ray_orch.store.pauses import PauseStore
 
-    store = PauseStore(process.checkpoint_dir)
-    try:
-        pending = {r["id"]: r for r in store.pending(run_id)}
-    finally:
-        store.close()
+    pending = {r["id"]: r for r in PauseStore(store).pending(run_id)}
     checked = {}
     for request_id, answer in answers.items():
         if request_id not in pending:

@@ -1,4 +1,4 @@
-"""Continuing a paused run from its checkpoint store alone (``ray-orch approve``)."""
+"""Continuing a paused run from its run store alone (``ray-orch approve``)."""
 
 from __future__ import annotations
 
@@ -11,30 +11,37 @@ from ray_orch.store.pauses import PauseStore
 __all__ = ["continue_paused"]
 
 
-def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dict[str, Any]:
-    """Continue a paused run from its checkpoint store alone (``ray-orch approve``): its
-    definition was stored when it paused.
+def continue_paused(store: str, run_id: str, answers: dict[str, Any]) -> dict[str, Any]:
+    """Continue a paused run from its run store alone (``ray-orch approve``): its
+    definition was stored, signed, when it started.
+
+    Args:
+        store: the run store's spec (a directory or a DSN).
+        run_id: the paused run.
+        answers: answers by request id.
 
     Returns:
         What its ``workflow()`` returns.
 
     Raises:
-        ApprovalError: no paused run ``run_id`` in ``directory``.
+        ApprovalError: no paused run ``run_id`` in the store.
+        StoreIntegrityError: its stored definition fails its authentication (changed,
+            or signed with another key): nothing is unpickled, nothing runs.
+        StoreError: the store cannot be used.
         RunPaused: it asks again (another request is pending).
     """
     import ray.cloudpickle as pickle
 
-    store = PauseStore(directory)
-    try:
-        found = store.spec(run_id)
-    finally:
-        store.close()
+    from ray_orch.api.stores import opened
+
+    handle = opened(store)
+    found = PauseStore(handle).spec(run_id)  # verified before anything is unpickled
     if found is None:
-        raise ApprovalError(f"no paused run {run_id!r} in {directory}", field="run")
+        raise ApprovalError(f"no paused run {run_id!r} in {handle.location}", field="run")
     mode, packed = found
     spec = pickle.loads(packed)
     process = Process(tasks=spec.tasks, agents=spec.agents, manager_llm=spec.manager,
-                      name=spec.workflow, checkpoint_dir=directory,
+                      name=spec.workflow, store=store,
                       max_visits=spec.max_visits, max_steps=spec.max_steps,
                       on_failure=spec.on_failure, cache=spec.cache,
                       budget_tokens=spec.budget_tokens, budget_usd=spec.budget_usd,

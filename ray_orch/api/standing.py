@@ -77,6 +77,10 @@ class RuntimeInfo:
     """The head's temp dir (sockets, logs), removed by ``down``."""
     state_dir: str = ""
     """Where runs' journals live (self-healing runs), next to the runtime file."""
+    store: str | None = None
+    """The runtime's run store (``ray-orch up --store``: a directory or a DSN; the file
+    is 0600), where runs without one of their own keep their journals and detached runs
+    their results; None: ``<state_dir>/journal``."""
     idle_ttl: float = 600.0
     """Seconds an idle member or Supervisor is kept before it is stopped."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -85,6 +89,10 @@ class RuntimeInfo:
     def journal_dir(self) -> str:
         """The default checkpoint directory of runs on this runtime."""
         return str(Path(self.state_dir) / "journal")
+
+    def run_store(self) -> str:
+        """The spec of the runtime's run store: ``store``, else the journal directory."""
+        return self.store or self.journal_dir()
 
 
 def read_runtime(path: Path | None = None) -> RuntimeInfo | None:
@@ -220,7 +228,8 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
 
 def up(*, address: str | None = None, port: int | None = None,
        dashboard_port: int | None = None, num_cpus: int | None = None,
-       idle_ttl: float = 600.0, max_members: int = 64, prewarm: int = 4) -> RuntimeInfo:
+       idle_ttl: float = 600.0, max_members: int = 64, prewarm: int = 4,
+       store: str | None = None) -> RuntimeInfo:
     """Start (or join) the standing runtime and write the runtime file.
 
     Args:
@@ -231,10 +240,20 @@ def up(*, address: str | None = None, port: int | None = None,
         max_members: the most idle members kept.
         prewarm: generic agent members (default placement) started now, so that a first
             run of up to this many agents starts no process.
+        store: the runtime's run store (a directory or a ``postgresql://`` DSN; default
+            ``$RAY_ORCH_STORE``, else a directory beside the runtime file), checked here.
+
+    Raises:
+        StoreError: the store cannot be used (before anything starts).
 
     Returns:
         The runtime's info (also in ``runtime_file()``). When one is already up, that one.
     """
+    from ray_orch.store.factory import open_store, store_spec
+
+    store = store_spec(store)
+    if store:
+        open_store(store, check=True).close()  # StoreError before anything starts
     loopback_ray()
     existing = discover()
     if existing is not None:
@@ -252,6 +271,7 @@ def up(*, address: str | None = None, port: int | None = None,
         info = RuntimeInfo(address=address, auth_mode=env["RAY_AUTH_MODE"],
                            state_dir=str(state_dir))
     info.idle_ttl = idle_ttl
+    info.store = store
     try:
         info.extra = _start_control_plane(info, max_members=max_members, prewarm=prewarm)
     except BaseException:
@@ -259,8 +279,11 @@ def up(*, address: str | None = None, port: int | None = None,
             _stop_session(info)
         raise
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2))
-    tmp.chmod(0o600)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    # Created 0600: it may hold the store's DSN.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        out.write(json.dumps(asdict(info), indent=2))
     tmp.replace(path)
     return info
 
@@ -399,8 +422,11 @@ def status() -> dict[str, Any]:
     import ray
 
     from actors.registry import REGISTRY_NAME
+    from ray_orch.core.secrets import redact_dsn
 
     report: dict[str, Any] = {"up": True, **asdict(info)}
+    if info.store:
+        report["store"] = redact_dsn(info.store)
     _connect(info)
     try:
         with contextlib.suppress(ValueError):

@@ -18,6 +18,9 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     │   └── SerializationError         a task or agent cannot be pickled for the cluster
     ├── ResumeError                    a checkpoint cannot be resumed (drift, corruption)
     │   └── CheckpointCorruptError     a checkpoint record failed its integrity check
+    ├── StoreError                     the run store cannot be used: a bad DSN or path, unreachable,
+    │   │                              read-only, full, or a directory others may write
+    │   └── StoreIntegrityError        a stored run definition failed its authentication
     └── RunError                       the run itself went wrong
         ├── TaskFailedError            a task exhausted its attempts
         │   ├── OutputValidationError  the reply never matched output_json / output_pydantic
@@ -65,6 +68,8 @@ __all__ = [
     "RunError",
     "SerializationError",
     "StepLimitError",
+    "StoreError",
+    "StoreIntegrityError",
     "SupervisorLostError",
     "TaskFailedError",
     "TaskTimeoutError",
@@ -184,6 +189,31 @@ class CheckpointCorruptError(ResumeError):
 
     def __reduce__(self) -> Any:
         return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+class StoreError(RayOrchError):
+    """The run store cannot be used: a bad DSN or path, a server that cannot be reached,
+    a read-only or full store, a store directory owned by another user or writable by
+    others. ``store`` names it without its password."""
+
+    store: str | None = None
+    """The store, as it may be shown (a DSN's password replaced by ``***``)."""
+    run_id: str | None = None
+    """The run concerned, if any."""
+
+    def __init__(self, message: str, *, store: str | None = None,
+                 run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.store = store
+        self.run_id = run_id
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+class StoreIntegrityError(StoreError):
+    """A stored run definition (a paused run's) failed its authentication: it was changed
+    by someone without the store key, or signed with another key. Nothing was loaded."""
 
 
 class RunError(RayOrchError):

@@ -73,7 +73,9 @@ class RunSpec:
     max_steps: int | None = None
     max_manager_calls: int | None = None
     on_failure: str = "fail"
-    checkpoint_dir: str | None = None
+    store: Any = None
+    """The run's store handle (``RunStore``), shipped to the Supervisor, which passes it
+    to the run in ``Services``; None: the run keeps no state."""
     resume: bool = False
     allow_drift: bool = False
     cache: bool = False
@@ -158,12 +160,13 @@ class Run:
         restored: dict[tuple[str, int], TaskOutput] = {}
         restored_iterations: dict[tuple[str, int], dict[int, TaskOutput]] = {}
         journal = None
-        store = PauseStore(spec.checkpoint_dir) if spec.checkpoint_dir and (
+        store = self.services.store
+        pauses = PauseStore(store) if store is not None and (
             spec.approvals == "pause" or spec.resume) else None
         self.approvals = Approvals(mode=spec.approvals, run_id=spec.run_id,  # type: ignore[arg-type]
-                                   store=store)
-        if spec.checkpoint_dir:
-            journal = Journal(spec.checkpoint_dir, run_id=spec.run_id,
+                                   store=pauses)
+        if store is not None:
+            journal = Journal(store, run_id=spec.run_id,
                               workflow=spec.workflow, definition=self.graph.definition(),
                               resume=spec.resume, allow_drift=spec.allow_drift)
             spec.run_id = journal.run_id
@@ -178,7 +181,7 @@ class Run:
                 self.approvals.resume(spec.answers, restore, {
                     n: node.task for n, node in self.graph.nodes.items()})
             # Tool calls are journaled where they run (the members), in the same store.
-            tools = ToolJournalRef(directory=spec.checkpoint_dir, run_id=spec.run_id)
+            tools = ToolJournalRef(store=store, run_id=spec.run_id)
             for node in self.graph.nodes.values():
                 node.task._tool_journal = tools
         self.scheduler = Scheduler(self.graph, max_visits=spec.max_visits,

@@ -1,4 +1,4 @@
-"""The run journal: what a Supervisor writes to the checkpoint store, and reads back on
+"""The run journal: what a Supervisor writes to the run store, and reads back on
 resume. Results are keyed by run id, task name and visit (never by position), each
 written once, durably, before anything downstream of it is dispatched.
 """
@@ -10,7 +10,7 @@ from typing import Any
 from ray_orch.core.errors import ResumeError
 from ray_orch.core.output import TaskOutput
 from ray_orch.store.checkpoint import definition_hash
-from ray_orch.store.sqlite import SQLiteCheckpointStore
+from ray_orch.store.port import RunStore
 
 __all__ = ["Journal"]
 
@@ -30,7 +30,7 @@ class Journal:
     """Checkpoint reads and writes of one run.
 
     Args:
-        directory: the checkpoint directory (an SQLite file in WAL mode inside it).
+        store: the run store (:class:`~ray_orch.store.port.RunStore`).
         run_id: this run's id; with ``resume`` it may be ``"latest"``.
         workflow: the workflow's name.
         definition: ``Graph.definition()``; its hash detects drift on resume.
@@ -38,22 +38,21 @@ class Journal:
         allow_drift: resume even if the workflow's definition changed.
     """
 
-    def __init__(self, directory: str, *, run_id: str, workflow: str,
+    def __init__(self, store: RunStore, *, run_id: str, workflow: str,
                  definition: dict[str, Any], resume: bool, allow_drift: bool) -> None:
-        self.store = SQLiteCheckpointStore(directory)
+        self.store = store
+        where = store.location
         if resume and run_id == "latest":
             record = self.store.latest_run(workflow)
             if record is None:
-                raise ResumeError(f"no run of workflow '{workflow}' to resume in {directory}")
+                raise ResumeError(f"no run of workflow '{workflow}' to resume in {where}")
             run_id = record.run_id
         if resume and self.store.get_run(run_id) is None:
-            raise ResumeError(f"run '{run_id}' has no checkpoint in {directory}")
-        if not resume and self.store.get_run(run_id) is not None:
-            raise ResumeError(f"run '{run_id}' already has checkpoints in {directory}; resume "
-                              f"it with workflow(resume='{run_id}'), or give a new run_id")
+            raise ResumeError(f"run '{run_id}' has no checkpoint in {where}")
         self.run_id = run_id
+        # A new run is created only if it does not exist yet, in one transaction.
         self.record = self.store.begin_run(run_id, workflow, definition_hash(definition),
-                                           allow_drift=allow_drift)
+                                           allow_drift=allow_drift, fresh=not resume)
 
     def restored(self, loops: list[str], max_visits: int
                  ) -> tuple[dict[tuple[str, int], TaskOutput],
@@ -86,5 +85,5 @@ class Journal:
                                   output.model_dump(mode="json"))
 
     def finish(self, status: str) -> None:
+        # The store stays open: its connections serve this process's next run.
         self.store.finish_run(self.run_id, status)
-        self.store.close()
