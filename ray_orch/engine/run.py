@@ -113,6 +113,35 @@ class RunResult:
     activated_by: dict[str, str | None] = field(default_factory=dict)
 
 
+def typed(task: Any, output: TaskOutput) -> TaskOutput:
+    """A restored output as a fresh one is: ``.pydantic`` the task's model (the journal
+    keeps JSON), ``.json_dict`` a dict; a loop's iterations too.
+
+    Example:
+        >>> from pydantic import BaseModel
+        >>> class Ticket(BaseModel):
+        ...     category: str
+        >>> class T:
+        ...     def output_schema(self): return Ticket
+        >>> typed(T(), TaskOutput(raw="", pydantic={"category": "billing"})).pydantic.category
+        'billing'
+    """
+    for iteration in output.iterations or []:  # a restored loop's own iterations
+        if isinstance(iteration, TaskOutput):
+            typed(task, iteration)
+    schema = task.output_schema() if hasattr(task, "output_schema") else None
+    data = output.json_dict if isinstance(output.json_dict, dict) else output.pydantic
+    if schema is None or not isinstance(data, dict) or isinstance(output.pydantic, schema):
+        return output
+    try:
+        output.pydantic = schema.model_validate(data)
+    except ValueError:
+        return output  # a definition changed since (allow_drift): the JSON stays as it was
+    if output.json_dict is None:
+        output.json_dict = dict(data)
+    return output
+
+
 class Run:
     """Executes one ``RunSpec`` with the given ``Services``; ``emit`` receives every
     event as it happens."""
@@ -172,6 +201,11 @@ class Run:
             spec.run_id = journal.run_id
             loops = [n for n, node in self.graph.nodes.items() if node.task.task_type == "loop"]
             restored, restored_iterations = journal.restored(loops, spec.max_visits)
+            for (name, _), output in restored.items():
+                typed(self.graph.nodes[name].task, output)
+            for (name, _), outputs in restored_iterations.items():
+                for output in outputs.values():
+                    typed(self.graph.nodes[name].task, output)
             self.approvals.run_id = journal.run_id
             if spec.resume:
                 def restore(task: str, visit: int, output: TaskOutput) -> None:
