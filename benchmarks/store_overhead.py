@@ -97,9 +97,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    from ray_orch.testing.postgres import PostgresServer, postgres_available
-
     import os
+
+    from ray_orch.testing.postgres import PostgresServer, postgres_available
 
     report: dict[str, Any] = {"tasks": args.tasks, "load_average": os.getloadavg()[0],
                               "cpus": os.cpu_count()}

@@ -52,7 +52,7 @@ def start_worker(address: str, private: str, label: str, log: str) -> subprocess
     node = f"{shlex.quote(sys.executable)} {shlex.quote(__file__)} --node {address} {label}"
     command = f"mount -t tmpfs tmpfs {shlex.quote(private)} && exec {node}"
     return subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", command],
-                            start_new_session=True, stdout=open(log, "ab"),  # noqa: SIM115
+                            start_new_session=True, stdout=open(log, "ab"),
                             stderr=subprocess.STDOUT)
 
 
