@@ -3,6 +3,9 @@
 Two measures, each for SQLite (a fresh private directory) and PostgreSQL (a private
 server on 127.0.0.1, ``ray_orch.testing.postgres``), beside the no-store run:
 
+Both are durable: SQLite with ``synchronous=FULL``, PostgreSQL with ``fsync=on`` (and
+``synchronous_commit=on``, its default).
+
 1. ``journal``: the Supervisor's write path per completed task, alone: ``Journal.task_done``
    (a sealed output, with a decision every 4th task) on a run of ``--tasks`` tasks, timed
    per call (median and p95).
@@ -106,7 +109,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder, StubLLMServer(reply="ok") as stub:
         report["fsync_ms"] = fsync_cost(folder)
         specs = {"sqlite": f"{folder}/sqlite"}
-        server = PostgresServer() if postgres_available() else None
+        # Durable like SQLite's synchronous=FULL: the test fixtures run fsync=off.
+        server = PostgresServer(fsync=True) if postgres_available() else None
         if server is not None:
             server.__enter__()
             specs["postgres"] = server.dsn
