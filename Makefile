@@ -1,10 +1,11 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - the guide's customer-service workflow on the embedded offline model
 #   make test   - the whole test suite (Ray, the stub LLM server, a real Prometheus)
+#   make test-unit - tests/unit only: no Ray, under a minute
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv bytecode demo test lint bench clean
+.PHONY: venv bytecode demo test test-unit lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +29,11 @@ demo: bytecode
 
 test: bytecode
 	$(PY) -m pytest -q
+
+# tests/unit/ starts no Ray (tests/unit/conftest.py refuses ray.init); tests/integration/ does.
+# Its one slow test (every module imported in a fresh interpreter) runs under `make test`.
+test-unit: bytecode
+	$(PY) -m pytest -q -m 'not slow' tests/unit
 
 lint: venv
 	$(VENV)/bin/ruff check ray_orch actors tests examples benchmarks

@@ -13,9 +13,11 @@ from actors.breaker import get_breaker_actor
 from actors.mcp_session import route_to_node_session
 from actors.model_server import node_model_server
 from actors.rate_limiter import get_rate_limiter
-from ray_orch.model import embedded, ratelimit_client
+from ray_orch.model import embedded
+from ray_orch.model.ratelimit import client as ratelimit_client
+from ray_orch.observe.tracing import remote_scope
 from ray_orch.policy import breaker
-from ray_orch.tools import mcp
+from ray_orch.tools import execute, mcp
 
 
 def install_ports() -> None:
@@ -24,6 +26,7 @@ def install_ports() -> None:
     ratelimit_client.limit_through(get_rate_limiter)
     embedded.serve_per_node(node_model_server)
     mcp.set_mcp_router(route_to_node_session)
+    execute.trace_remote_with(remote_scope)
 
 
 install_ports()

@@ -23,7 +23,7 @@ from ray_orch.engine.run import Run, RunSpec
 from ray_orch.observe.metrics import EventBatcher
 from ray_orch.observe.tracing import configure as configure_tracing
 from ray_orch.observe.tracing import flush as flush_tracing
-from ray_orch.store.pauses import PauseStore
+from ray_orch.store.approvals import PauseStore
 
 # Events are shipped in batches, one per this many seconds at most, so neither a
 # 10,000-task run nor a chain of short steps pays a driver round trip per event.
@@ -51,7 +51,8 @@ class Supervisor:
         services = Services(registry=self.registry, remote=_RayRemote(), kept=self.kept,
                             lessee=ray.get_runtime_context().get_actor_id(),
                             listener=ray.get_runtime_context().current_actor
-                            if spec.tokens or spec.approvals == "inline" else None)
+                            if spec.tokens or spec.stream or spec.approvals == "inline"
+                            else None)
         if spec.metrics:
             try:
                 # Looking the named hub up is a blocking call: keep the event loop free.
@@ -149,7 +150,7 @@ class Supervisor:
 
     def push(self, members_key: str, member: str, batch: int,
              events: list[dict[str, Any]]) -> None:
-        """Live events from the run's members (token deltas), streamed to the driver with
+        """Live events from the run's members (token deltas, tool progress), streamed to the driver with
         the run's own, each member's batches in the order it numbered them (calls to an
         async actor may run in any order); those of a run that has ended are dropped."""
         run = self.running
@@ -162,7 +163,8 @@ class Supervisor:
         expected = self.expected.get(member, 0)  # a member numbers a run's batches from 0
         while expected in held:
             for event in held.pop(expected):
-                queue.put_nowait(Event(kind="token", workflow=spec.workflow,
+                kind = event.pop("kind", "token")  # token, or tool_progress
+                queue.put_nowait(Event(kind=kind, workflow=spec.workflow,
                                        run_id=spec.run_id, **event))
             expected += 1
         self.expected[member] = expected

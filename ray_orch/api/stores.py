@@ -60,7 +60,7 @@ def shipped(store: Any) -> Any:
 def keep_definition(store: Any, spec: RunSpec, packed: bytes) -> None:
     """Keep a run that may pause: its pickled spec, signed with this user's key, so that
     ``ray-orch approve`` can continue it (and refuses a changed one)."""
-    from ray_orch.store.pauses import PauseStore
+    from ray_orch.store.approvals import PauseStore
 
     PauseStore(store).keep_definition(spec.run_id, spec.workflow, spec.mode, packed)
 

@@ -70,7 +70,7 @@ class RunStore(CheckpointStore, CacheStore, Protocol):
         """Every journaled tool call of a run, oldest first."""
         ...
 
-    # -- approvals and paused runs (store/pauses.py) ------------------------------------
+    # -- approvals and paused runs (store/approvals.py) ------------------------------------
 
     def save_request(self, run_id: str, request: dict[str, Any]) -> None:
         """Record a pending approval request (``ApprovalRequest.to_dict()``: ``id`` and

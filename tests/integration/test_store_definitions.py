@@ -44,7 +44,7 @@ def test_a_tampered_definition_is_refused_and_runs_nothing(stub, store_spec, tmp
                           blob=pickle.dumps(_Planted(str(marker))), tag=tag)
     asked = stub.count()
 
-    from ray_orch.api.paused import continue_paused
+    from ray_orch.cli.runs import continue_paused
 
     with pytest.raises(StoreIntegrityError, match=f"run '{run_id}'.*failed its authentication"):
         continue_paused(store_spec, run_id, {request.id: "approve"})
