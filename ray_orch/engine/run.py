@@ -52,7 +52,7 @@ from ray_orch.policy.breaker import breaker_for, breaker_guard
 from ray_orch.policy.caching import from_cache, key_for, ttl_for
 from ray_orch.policy.task import Task
 from ray_orch.store.approvals import PauseStore
-from ray_orch.store.journal import Journal
+from ray_orch.store.journal import Journal, typed
 from ray_orch.tools.journal import ToolJournalRef
 
 __all__ = ["Run", "RunResult", "RunSpec"]
@@ -111,35 +111,6 @@ class RunResult:
     resumed: list[str] = field(default_factory=list)
     metrics_url: str | None = None
     activated_by: dict[str, str | None] = field(default_factory=dict)
-
-
-def typed(task: Any, output: TaskOutput) -> TaskOutput:
-    """A restored output as a fresh one is: ``.pydantic`` the task's model (the journal
-    keeps JSON), ``.json_dict`` a dict; a loop's iterations too.
-
-    Example:
-        >>> from pydantic import BaseModel
-        >>> class Ticket(BaseModel):
-        ...     category: str
-        >>> class T:
-        ...     def output_schema(self): return Ticket
-        >>> typed(T(), TaskOutput(raw="", pydantic={"category": "billing"})).pydantic.category
-        'billing'
-    """
-    for iteration in output.iterations or []:  # a restored loop's own iterations
-        if isinstance(iteration, TaskOutput):
-            typed(task, iteration)
-    schema = task.output_schema() if hasattr(task, "output_schema") else None
-    data = output.json_dict if isinstance(output.json_dict, dict) else output.pydantic
-    if schema is None or not isinstance(data, dict) or isinstance(output.pydantic, schema):
-        return output
-    try:
-        output.pydantic = schema.model_validate(data)
-    except ValueError:
-        return output  # a definition changed since (allow_drift): the JSON stays as it was
-    if output.json_dict is None:
-        output.json_dict = dict(data)
-    return output
 
 
 class Run:

@@ -12,7 +12,7 @@ from ray_orch.core.output import TaskOutput
 from ray_orch.store.checkpoint import definition_hash
 from ray_orch.store.port import RunStore
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "typed"]
 
 
 def _key(task: str, visit: int) -> str:
@@ -87,3 +87,32 @@ class Journal:
     def finish(self, status: str) -> None:
         # The store stays open: its connections serve this process's next run.
         self.store.finish_run(self.run_id, status)
+
+
+def typed(task: Any, output: TaskOutput) -> TaskOutput:
+    """A restored output as a fresh one is: ``.pydantic`` the task's model (the journal
+    keeps JSON), ``.json_dict`` a dict; a loop's iterations too.
+
+    Example:
+        >>> from pydantic import BaseModel
+        >>> class Ticket(BaseModel):
+        ...     category: str
+        >>> class T:
+        ...     def output_schema(self): return Ticket
+        >>> typed(T(), TaskOutput(raw="", pydantic={"category": "billing"})).pydantic.category
+        'billing'
+    """
+    for iteration in output.iterations or []:  # a restored loop's own iterations
+        if isinstance(iteration, TaskOutput):
+            typed(task, iteration)
+    schema = task.output_schema() if hasattr(task, "output_schema") else None
+    data = output.json_dict if isinstance(output.json_dict, dict) else output.pydantic
+    if schema is None or not isinstance(data, dict) or isinstance(output.pydantic, schema):
+        return output
+    try:
+        output.pydantic = schema.model_validate(data)
+    except ValueError:
+        return output  # a definition changed since (allow_drift): the JSON stays as it was
+    if output.json_dict is None:
+        output.json_dict = dict(data)
+    return output

@@ -12,9 +12,9 @@ import threading
 import pytest
 
 from ray_orch.core.errors import ResumeError, StoreError, StoreIntegrityError
+from ray_orch.store.approvals import PauseStore
 from ray_orch.store.definitions import KEY_ENV, sign
 from ray_orch.store.factory import STORE_ENV, open_store, store_spec
-from ray_orch.store.approvals import PauseStore
 from ray_orch.store.port import RunStore
 from ray_orch.store.postgres import PostgresRunStore
 from ray_orch.store.sqlite import SQLiteRunStore
