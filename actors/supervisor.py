@@ -76,6 +76,7 @@ class Supervisor:
 
         try:  # pickled once by the driver, which checked it
             spec: RunSpec = pickle.loads(packed)
+            spec.open_definitions(pickle.loads)
         except Exception as exc:
             raise SerializationError(
                 f"the run's tasks and agents cannot be loaded on the cluster "

@@ -84,19 +84,20 @@ def guide_workflow(inquiry: str) -> dict[str, Task]:
     }
 
 
-async def _decide(address: str | None, task: Task) -> tuple[str, float]:
+async def _decide(address: str | None, task: Task,
+                  described: dict[str, str]) -> tuple[str, float]:
     """The route and seconds of one decision: by the attempt path's own call
     (``decide_locally``), or, for the fallback, by ``score_described`` on ``address``."""
     parts = task_prompt(task, None, {})
     started = time.perf_counter()
     if address is None:
-        answer, _ = await decide_locally(task.agent, task, parts, [])
+        answer, _ = await decide_locally(task.agent, task, parts, [], described=described)
         route = json.loads(answer)["decision"]
     else:
         keys = route_keys(task.condition or {})
         glosses = route_glosses(parts.description, keys)
         scores = await score_described(address, subject_of(parts.description, glosses),
-                                       glosses, task._route_descriptions)
+                                       glosses, described)
         route = best_route(scores)
     return route, time.perf_counter() - started
 
@@ -125,10 +126,11 @@ async def run(split: str, fallback: bool) -> None:
             for inquiry, label in data:
                 tasks = (build_workflow(inquiry)[0] if style == "demo"
                          else guide_workflow(inquiry))
-                build_graph(name_tasks(tasks), "workflow", has_default_agent=True)
+                graph = build_graph(name_tasks(tasks), "workflow", has_default_agent=True)
                 task = tasks["categorize"]
-                route, took = await _decide(address, task)
-                again, _ = await _decide(address, _shuffled(task, rng))
+                described = graph.route_descriptions.get("categorize", {})
+                route, took = await _decide(address, task, described)
+                again, _ = await _decide(address, _shuffled(task, rng), described)
                 seconds.append(took)  # the shuffled one reuses the message's embedding
                 right += route == label
                 same += route == again

@@ -57,6 +57,7 @@ from ray_orch.core.errors import (
 )
 
 if typing.TYPE_CHECKING:
+    from ray_orch.api.driver import RunDriver
     from ray_orch.api.pool import AgentPool
     from ray_orch.api.process import Process
     from ray_orch.api.team import Agents, AgentTeam, PraisonAIAgents
@@ -74,7 +75,7 @@ if typing.TYPE_CHECKING:
     from ray_orch.observe.visualize import visualize_workflow
     from ray_orch.policy.agent import Agent
     from ray_orch.policy.breaker import CircuitBreaker
-    from ray_orch.policy.praison import PraisonCompatWarning
+    from ray_orch.policy.praison import MultiAgentHooksConfig, PraisonCompatWarning
     from ray_orch.policy.task import Task
     from ray_orch.tools import MCP, tool
 
@@ -95,9 +96,11 @@ _LAZY = {
     "GuardrailResult": "core.output",
     "MCP": "tools",
     "MetricsCollector": "observe.analysis",
+    "MultiAgentHooksConfig": "policy.praison",
     "PraisonAIAgents": "api.team",
     "PraisonCompatWarning": "policy.praison",
     "Process": "api.process",
+    "RunDriver": "api.driver",
     "StreamEvent": "core.stream",
     "Task": "policy.task",
     "TaskOutput": "core.output",
@@ -162,6 +165,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "MissingAPIKeyError",
     "MissingAgentError",
     "ModelNotConfiguredError",
+    "MultiAgentHooksConfig",
     "OutputValidationError",
     "PraisonAIAgents",
     "PraisonCompatWarning",
@@ -172,6 +176,7 @@ __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks
     "Reject",
     "ResumeError",
     "RunCancelledError",
+    "RunDriver",
     "RunError",
     "RunPaused",
     "SerializationError",

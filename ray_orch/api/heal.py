@@ -18,15 +18,14 @@ import atexit
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ray_orch.api.driver_errors import reap_lost_supervisor
 from ray_orch.core.errors import ResumeError
 
 if TYPE_CHECKING:
     from ray_orch.engine.run import RunResult, RunSpec
 
-__all__ = ["MAX_RECOVERIES", "follow", "prepare", "return_supervisor"]
+__all__ = ["MAX_RECOVERIES", "Follower", "follow", "prepare", "return_supervisor"]
 
 MAX_RECOVERIES = 3
 """How many lost Supervisors one run survives."""
@@ -49,11 +48,34 @@ def prepare(spec: RunSpec) -> bool:
     return True
 
 
-async def follow(process: Any, spec: RunSpec, packed: bytes, registry: Any, *,
-                 pack: Callable[[RunSpec], bytes], live: Any = None,
-                 asker: Any = None) -> RunResult:
-    """``process._follow(spec, packed)``, again on a new Supervisor that resumes the run
-    from its journal each time its Supervisor is lost (up to ``MAX_RECOVERIES``).
+class Follower(Protocol):
+    """What healing needs of a run's driver (``api.driver.RunDriver`` is one; a protocol,
+    since the driver calls this module)."""
+
+    @property
+    def spec(self) -> RunSpec:
+        """The run as its Supervisor gets it."""
+        ...
+
+    @property
+    def run_id(self) -> str:
+        """The run's id, as its Supervisor's events name it."""
+        ...
+
+    async def follow(self, packed: bytes, *, live: Any = None, asker: Any = None
+                     ) -> RunResult:
+        """Run ``packed`` on the current Supervisor and follow it to its result."""
+        ...
+
+    async def replace_supervisor(self) -> None:
+        """Stop what the lost Supervisor held and lease a new one."""
+        ...
+
+
+async def follow(driver: Follower, packed: bytes, *, pack: Callable[[RunSpec], bytes],
+                 live: Any = None, asker: Any = None) -> RunResult:
+    """``driver.follow(packed)``, again on a new Supervisor that resumes the run from its
+    journal each time its Supervisor is lost (up to ``MAX_RECOVERIES``).
 
     Raises:
         ActorDiedError / ActorUnavailableError: the Supervisor was lost and the run has
@@ -61,19 +83,20 @@ async def follow(process: Any, spec: RunSpec, packed: bytes, registry: Any, *,
     """
     from ray.exceptions import ActorDiedError, ActorUnavailableError
 
+    spec = driver.spec
     recoveries = 0
     fresh_retry = False
     while True:
         try:
-            return await process._follow(spec, packed, live, asker)  # type: ignore[no-any-return]
+            return await driver.follow(packed, live=live, asker=asker)
         except (ActorDiedError, ActorUnavailableError):
             if spec.store is None or recoveries >= MAX_RECOVERIES:
                 raise
             recoveries += 1
             # The dead one's members are stopped (they may still run its attempts).
-            await reap_lost_supervisor(registry, process._supervisor)
-            process._supervisor = await registry.lease_supervisor.remote()
-            spec.run_id = _real_run_id(process, spec)
+            await driver.replace_supervisor()
+            # resume="latest" is resolved in the Supervisor: its events carry the real id.
+            spec.run_id = driver.run_id
             spec.resume = True
             packed = pack(spec)
         except ResumeError:
@@ -83,14 +106,6 @@ async def follow(process: Any, spec: RunSpec, packed: bytes, registry: Any, *,
             fresh_retry = True
             spec.resume = False
             packed = pack(spec)
-
-
-def _real_run_id(process: Any, spec: RunSpec) -> str:
-    # resume="latest" is resolved in the Supervisor: its events carry the real id.
-    for event in process.events:
-        if event.run_id:
-            return str(event.run_id)
-    return spec.run_id
 
 
 def return_supervisor(registry: Any, handle: Any) -> bool:

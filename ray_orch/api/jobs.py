@@ -365,10 +365,7 @@ def _portable(process: Any) -> Any:
 
     from ray_orch.core.errors import SerializationError
 
-    clean = copy.copy(process)
-    clean._supervisor = None
-    clean.events = []
-    clean.last_result = None
+    clean = copy.copy(process)  # a new object: its last run (kept beside it) is not sent
     detach_schemas(clean.task_list)  # as a run's spec is packed
     import ray.cloudpickle as pickle
 

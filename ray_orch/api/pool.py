@@ -15,6 +15,7 @@ from typing import Any
 
 from ray_orch.core.output import TaskOutput
 from ray_orch.policy.agent import Agent
+from ray_orch.policy.outcomes import set_outcome
 from ray_orch.policy.task import Task
 
 __all__ = ["AgentPool"]
@@ -105,18 +106,18 @@ class AgentPool:
         """
         index = self._acquire()
         member = self.members[index]
-        ref = member.run_task.remote(self._key, task, inputs, dict(task._context_outputs))
+        ref = member.run_task.remote(self._key, task, inputs, {})
         future: concurrent.futures.Future[TaskOutput] = ref.future()
 
         def done(f: concurrent.futures.Future[TaskOutput]) -> None:
             self._release(index)
+            # The task's views (status, result) show this run; the task is not written.
             if f.exception() is None:
-                task.result = f.result()
-                task.status = "completed"
+                set_outcome(task, status="completed", result=f.result())
             else:
-                task.status = "failed"
+                set_outcome(task, status="failed")
 
-        task.status = "running"
+        set_outcome(task, status="running")
         future.add_done_callback(done)
         return future
 

@@ -1,32 +1,26 @@
 """``Process``: runs a set of tasks sequentially, as a workflow, or under a manager, on Ray.
 
-The driver validates the whole workflow before any LLM call, connects to (or starts)
-Ray, starts one Supervisor actor for the run and follows its event stream; the final
-``dict[str, TaskOutput]`` comes back and each driver-side Task gets its ``status`` and
-``result``.
+A ``Process`` builds and validates: the whole workflow is checked before any LLM call,
+and ``driver(mode)`` returns a ``RunDriver`` (``api/driver.py``) with the run's spec and
+graph, built once. The driver connects to (or starts) Ray, starts one Supervisor actor for
+the run and follows its event stream; the final ``dict[str, TaskOutput]`` comes back. The
+user's Tasks are not written: their ``status`` / ``result`` views show the last run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
-from ray_orch.api.run_checks import check_api_keys, check_hierarchical, check_run
-from ray_orch.api.supervisors import keep_supervisor, new_run_id, pack, take_supervisor
-from ray_orch.core import trace
-from ray_orch.core.errors import (
-    InvalidTaskFieldError,
-    RayOrchError,
-    RunCancelledError,
-    RunError,
-)
+from ray_orch.api.driver import DriverOptions, RunDriver
+from ray_orch.api.run_checks import check_hierarchical, check_run
+from ray_orch.api.supervisors import new_run_id
+from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.stream import StreamEvent
@@ -34,10 +28,9 @@ from ray_orch.core.sync import run_sync
 from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
 from ray_orch.engine.run import RunResult, RunSpec
 from ray_orch.model.resolve import has_default_model
-from ray_orch.observe.tracing import configure as configure_tracing
-from ray_orch.observe.tracing import flush as flush_tracing
-from ray_orch.observe.tracing import settings_from
+from ray_orch.observe.view import RunPicture
 from ray_orch.policy.agent import Agent
+from ray_orch.policy.outcomes import set_peers
 from ray_orch.policy.task import Task
 
 if TYPE_CHECKING:
@@ -46,7 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Process"]
 
-_announced = False  # the metrics endpoint is printed once per driver process
+# Each process's last run, kept beside it (a run writes nothing onto the Process).
+_last_runs: weakref.WeakKeyDictionary[Process, RunDriver] = weakref.WeakKeyDictionary()
 
 class Process:
     """A set of tasks and the agents that do them.
@@ -120,9 +114,8 @@ class Process:
         assert tasks is not None  # check_process refused None
         self.tasks = tasks
         self.task_list = name_tasks(tasks)
-        peers = {t.id: t for t in self.task_list if isinstance(t, Task)}
-        for task in peers.values():
-            task._peers = peers
+        # execute() outside a process finds its context by name (kept beside the tasks).
+        set_peers(t for t in self.task_list if isinstance(t, Task))
         self.agents = list(agents or [])
         self.manager_llm = manager_llm
         self.name = name
@@ -150,11 +143,6 @@ class Process:
                                         f"{type(approval_handler).__name__}",
                                         field="approval_handler")
         self.approval_handler = approval_handler
-        self.events: list[Event] = []
-        self.last_result: RunResult | None = None
-        self._supervisor: Any = None
-        self._graph: Graph | None = None
-        self._by_name: dict[str, Task] = {}
 
     # -- public runs -------------------------------------------------------------------
 
@@ -240,21 +228,26 @@ class Process:
         """
         from ray_orch.api.streaming import stream
 
-        return stream(self, mode, tokens=tokens, **kwargs)
+        # Validated here: a definition error is raised before anything runs.
+        return stream(self.driver(mode, tokens=tokens, **kwargs))
 
     def astream(self, mode: Mode = "workflow", *, tokens: bool = False,
                 **kwargs: Any) -> AsyncIterator[StreamEvent]:
         """Async form of ``stream()``: ``async for ev in process.astream(): ...``."""
         from ray_orch.api.streaming import astream
 
-        return astream(self, mode, tokens=tokens, **kwargs)
+        async def events() -> AsyncIterator[StreamEvent]:
+            # Validated on the first step, as an async generator is.
+            async for event in astream(self.driver(mode, tokens=tokens, **kwargs)):
+                yield event
+
+        return events()
 
     def cancel(self) -> None:
         """Cancel the running run: in-flight work is cancelled, completed results kept."""
-        if self._supervisor is not None:
-            import ray
-
-            ray.get(self._supervisor.cancel.remote())
+        run = self.last_run
+        if run is not None:
+            run.cancel()
 
     def validate(self, mode: Mode = "workflow") -> Graph:
         """Check the workflow statically (no Ray, no LLM call).
@@ -271,13 +264,18 @@ class Process:
                 [t.fallback_agent for t in self.task_list]:
             if isinstance(agent, Agent):
                 _ = agent.llm_config  # ModelNotConfiguredError here, not on the cluster
-        self._graph = graph
         return graph
 
-    def _check_run(self, mode: Mode, **kwargs: Any) -> None:
+    def check_run(self, mode: Mode, **kwargs: Any) -> None:
         """The run's own arguments (``resume=``, ...), checked before Ray starts; the CLI's
-        ``validate`` checks them too."""
+        ``validate`` checks them too.
+
+        Raises:
+            UnknownKeywordError, InvalidTaskFieldError: naming the argument.
+        """
         check_run(self, mode, kwargs)
+
+    _check_run = check_run  # the name earlier releases used
 
     # -- internals ---------------------------------------------------------------------
 
@@ -302,130 +300,62 @@ class Process:
 
     async def _arun(self, mode: Mode, *, live: Callable[[Event], None] | None = None,
                     tokens: bool = False, **kwargs: Any) -> dict[str, TaskOutput]:
-        self._check_run(mode, **kwargs)
-        # Traced when the driver's environment names an OTLP endpoint: the run's spans
-        # (Supervisor, members, tools) hang under this one.
-        telemetry = settings_from(os.environ)
-        if not configure_tracing(telemetry):
-            return await self._execute(mode, live=live, tokens=tokens, telemetry={}, **kwargs)
-        with trace.span(f"invoke_workflow {self.name}",
-                        {"gen_ai.operation.name": "invoke_workflow",
-                         "gen_ai.workflow.name": self.name, "ray_orch.mode": mode,
-                         "openinference.span.kind": "CHAIN"}):
-            try:
-                return await self._execute(mode, live=live, tokens=tokens,
-                                           telemetry=telemetry, **kwargs)
-            finally:
-                await asyncio.to_thread(flush_tracing)
+        return await self.driver(mode, tokens=tokens, **kwargs).run(live=live)
 
-    async def _execute(self, mode: Mode, *, live: Callable[[Event], None] | None,
-                       tokens: bool, telemetry: dict[str, str],
-                       resume: str | bool | None = None, allow_drift: bool = False,
-                       run_id: str | None = None, answers: Any = None
-                       ) -> dict[str, TaskOutput]:
+    def driver(self, mode: Mode = "workflow", *, tokens: bool = False,
+               **kwargs: Any) -> RunDriver:
+        """A run of this process, validated and ready to start (nothing runs yet).
+
+        Args:
+            mode: ``"workflow"``, ``"sequential"`` or ``"hierarchical"``.
+            tokens: model calls stream their answers (``token`` events).
+            **kwargs: what ``workflow()`` takes (``resume=``, ``allow_drift=``,
+                ``run_id=``, ``answers=``); an unknown one is an ``UnknownKeywordError``.
+
+        Returns:
+            A ``RunDriver``: ``await driver.run()`` (or ``driver.run_sync()``) runs it;
+            ``process.events`` / ``.results`` / ``.metrics`` show the last driver's run.
+
+        Raises:
+            WorkflowDefinitionError, InvalidTaskFieldError, ApprovalError: before Ray
+                starts or any model is called.
+        """
+        self.check_run(mode, **kwargs)
+        resume, run_id = kwargs.get("resume"), kwargs.get("run_id")
+        allow_drift: bool = kwargs.get("allow_drift", False)
+        answers = kwargs.get("answers")
         if isinstance(resume, str):
             run_id = resume
         elif resume:
             run_id = "latest"
         graph = self.validate(mode)
-        from ray_orch.api.approvals import Asker, approval_mode, check_answers
-        from ray_orch.api.stores import keep_definition, latest_run_id, run_store, shipped
+        from ray_orch.api.approvals import approval_mode, check_answers
+        from ray_orch.api.stores import latest_run_id, run_store
 
         store = run_store(self)  # StoreError here, before Ray starts
         if run_id == "latest" and store is not None:
             run_id = latest_run_id(store, self.name)
         approvals = approval_mode(self)
-        answers = check_answers(self, run_id, answers, store)
-        asker = Asker(self.approval_handler) if approvals == "inline" else None
-        spec = self._spec(mode, run_id=run_id, resume=bool(resume), allow_drift=allow_drift,
-                          live=live, tokens=tokens, telemetry=telemetry,
-                          approvals=approvals, answers=answers, store=store)
+        spec = self._spec(mode, graph=graph, run_id=run_id, resume=bool(resume),
+                          allow_drift=allow_drift, tokens=tokens, approvals=approvals,
+                          answers=check_answers(self, run_id, answers, store), store=store)
         agents = spec.agents + [a for a in (spec.default_agent,) if a is not None]
-        packed = pack(spec)
-        check_api_keys(self)
-        from ray_orch.api.runtime import ensure_ray
+        options = DriverOptions(
+            name=self.name, runtime_env=self.runtime_env, ray_init=self.ray_init,
+            metrics=self.metrics_enabled, metrics_host=self.metrics_host,
+            metrics_port=self.metrics_port, progress=self.progress, verbose=self.verbose,
+            approval_handler=self.approval_handler,
+            warm_agents=agents + [t.agent for t in self.task_list if t.agent is not None])
+        driver = self._new_driver(spec, options)
+        _last_runs[self] = driver
+        return driver
 
-        try:
-            fresh = ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
-        except Exception as exc:
-            raise RunError(f"run {spec.run_id}: Ray could not be started or reached "
-                           f"({type(exc).__name__}: {exc}); check RAY_ADDRESS and "
-                           "Process(ray_init=...)", run_id=spec.run_id) from exc
-        if store is not None:  # members on any node reach the same store
-            spec.store = shipped(store)
-            packed = pack(spec)
-            if approvals == "pause":
-                keep_definition(store, spec, packed)
-        from ray.exceptions import ActorDiedError, ActorUnavailableError
+    def _new_driver(self, spec: RunSpec, options: DriverOptions) -> RunDriver:
+        """The driver of a run (``AgentTeam``'s process gives its own)."""
+        return RunDriver(spec, tasks=self.task_list, options=options)
 
-        from ray_orch.api import heal
-
-        if heal.prepare(spec):  # a standing runtime journals every run
-            packed = pack(spec)
-        from actors.registry import get_registry
-
-        registry = get_registry()
-        if fresh:  # a new private Ray: the run's processes start side by side
-            from ray_orch.api.warm import start_in_parallel
-
-            start_in_parallel(registry, agents + [t.agent for t in self.task_list
-                                                  if t.agent is not None],
-                              metrics=self.metrics_enabled, metrics_host=self.metrics_host,
-                              metrics_port=self.metrics_port)
-        kept = take_supervisor(registry)
-        self._supervisor = kept or await registry.lease_supervisor.remote()
-        self.events = []
-        self._by_name = {t.id: t for t in self.task_list}  # once a run, not once an event
-        from ray_orch.api.callbacks import Deliveries
-
-        self._deliveries = Deliveries(self._by_name, view=self._output_view())
-        for task in self.task_list:
-            task.status = "pending"
-            task.result = None
-        alive = True
-        try:
-            try:  # a lost Supervisor is replaced, resuming from the journal
-                result = await heal.follow(self, spec, packed, registry, pack=pack,
-                                           live=live, asker=asker)
-            except (ActorDiedError, ActorUnavailableError):
-                if kept is None or self.events:
-                    raise
-                # The kept Supervisor died while idle (its node went away): nothing ran.
-                await reap_lost_supervisor(registry, self._supervisor)
-                self._supervisor = await registry.lease_supervisor.remote()
-                result = await self._follow(spec, packed, live, asker)
-        except asyncio.CancelledError:
-            await self._supervisor.cancel.remote()  # returns once the run has wound down
-            raise
-        except (ActorDiedError, ActorUnavailableError) as exc:
-            alive = False  # a dead Supervisor is not kept; what it held is stopped
-            await reap_lost_supervisor(registry, self._supervisor)
-            done = [e.task for e in self.events
-                    if e.kind == "task_finished" and e.status == "completed" and e.task]
-            raise as_run_error(exc, run_id=spec.run_id, store=spec.store,
-                               lost=True, completed=list(dict.fromkeys(done))) from exc
-        except Exception as exc:
-            typed = as_run_error(exc, run_id=spec.run_id, store=spec.store, lost=False)
-            if typed is exc:
-                raise
-            raise typed from exc
-        finally:
-            if alive:  # idle again, whether its run ended well or not
-                keep_supervisor(registry, self._supervisor)
-            await self._deliveries.drain()  # async callbacks end before the run returns
-            if asker is not None:
-                await asyncio.gather(*asker.jobs, return_exceptions=True)
-        if asker is not None:
-            asker.raise_failure()
-        self.last_result = result
-        self._apply(result, graph)
-        self._deliveries.finish(result.outputs)
-        if result.error is not None:
-            _raise_for(result, spec)
-        return result.outputs
-
-    def _spec(self, mode: Mode, *, run_id: str | None, resume: bool, allow_drift: bool,
-              live: Any, tokens: bool, telemetry: dict[str, str], approvals: str | None,
+    def _spec(self, mode: Mode, *, graph: Graph, run_id: str | None, resume: bool,
+              allow_drift: bool, tokens: bool, approvals: str | None,
               answers: dict[str, Any], store: Any) -> RunSpec:
         """The run as its Supervisor gets it; models are resolved here, where the
         driver's environment (``RAY_ORCH_MODEL``, keys) is set."""
@@ -444,83 +374,53 @@ class Process:
             manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
         from ray_orch.api.stores import job_run_id
 
-        run_id = run_id or job_run_id() or new_run_id()
-        return RunSpec(run_id=run_id, workflow=self.name, mode=mode,
-                       tasks=self.task_list, agents=self.agents, default_agent=default_agent,
-                       manager=manager, max_visits=self.max_visits,
-                       max_steps=self.max_steps, on_failure=self.on_failure,
-                       max_manager_calls=self.max_manager_calls,
+        return RunSpec(run_id=run_id or job_run_id() or new_run_id(), workflow=self.name,
+                       mode=mode, tasks=self.task_list, graph=graph, agents=self.agents,
+                       default_agent=default_agent, manager=manager,
+                       max_visits=self.max_visits, max_steps=self.max_steps,
+                       on_failure=self.on_failure, max_manager_calls=self.max_manager_calls,
                        store=store, resume=resume,
                        allow_drift=allow_drift, cache=self.cache,
                        budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
                        metrics=self.metrics_enabled, metrics_host=self.metrics_host,
-                       metrics_port=self.metrics_port, stream=live is not None,
-                       tokens=tokens, telemetry=telemetry, trace_context=trace.carrier(),
+                       metrics_port=self.metrics_port, tokens=tokens,
                        approvals=approvals, answers=answers)
 
-    async def _follow(self, spec: RunSpec, packed: bytes,
-                      live: Callable[[Event], None] | None = None,
-                      asker: Any = None) -> RunResult:
-        from ray.exceptions import RayTaskError
+    # -- the last run (its driver's records) -------------------------------------------
 
-        from ray_orch.observe.progress import Progress
+    @property
+    def last_run(self) -> RunDriver | None:
+        """The driver of this process's last run (None before one)."""
+        return _last_runs.get(self)
 
-        stream = self._supervisor.run.options(num_returns="streaming").remote(packed)
-        result: RunResult | None = None
-        units, pending = self._graph.work_units() if self._graph is not None else (None, [])
-        with Progress(total=units or len(self.task_list), pending=pending,
-                      enabled=self.progress, verbose=self.verbose,
-                      description=self.name) as progress:
-            async for ref in stream:
-                try:
-                    kind, payload = await ref
-                except RayTaskError as exc:
-                    cause = exc.cause if isinstance(exc.cause, RayOrchError) else None
-                    if cause is None:
-                        raise
-                    raise cause from None
-                if kind == "result":
-                    result, payload = payload
-                for raw in payload:
-                    event = Event.model_validate(raw)
-                    if live is not None:
-                        live(event)
-                    if event.kind == "task_completed":
-                        self._deliveries.on_event(event)  # callbacks, output files
-                        continue
-                    if event.kind in ("token", "tool_progress"):
-                        continue  # the stream's alone: not kept with the run's events
-                    if event.kind == "approval_requested" and asker is not None:
-                        asker.on_event(event.data, self._supervisor)
-                    self.events.append(event)
-                    self._on_event(event)
-                    progress(event)
-                if result is not None:
-                    break  # the last item: no need to wait for the stream's end too
-        if result is None:
-            raise RunCancelledError(f"run {spec.run_id} ended without a result")
-        return result
+    @property
+    def last_result(self) -> RunResult | None:
+        """The ``RunResult`` of the last run (None before one ended)."""
+        run = self.last_run
+        return run.result if run is not None else None
 
-    def _output_view(self) -> Any:
-        """What changes an output before its callback sees it (None: nothing)."""
-        return None
+    @property
+    def events(self) -> list[Event]:
+        """The events of the last run (of the one in progress, as they arrive)."""
+        run = self.last_run
+        return run.events if run is not None else []
 
-    def _on_event(self, event: Event) -> None:
-        global _announced
-        if event.kind == "run_started" and event.data.get("metrics_url") and not _announced:
-            _announced = True
-            print(f"[ray-orch] metrics: {event.data['metrics_url']}", file=sys.stderr)
-        task = self._by_name.get(event.task or "")
-        if task is None:
-            return
-        if event.kind == "task_ready" and task.status == "pending":
-            task.status = "running"
+    @property
+    def _supervisor(self) -> Any:
+        # The Supervisor of the run in progress (tests kill it to see the run heal).
+        run = self.last_run
+        return run.supervisor if run is not None else None
 
-    def _apply(self, result: RunResult, graph: Graph) -> None:
-        for task in self.task_list:
-            status = result.statuses.get(task.id, "skipped")
-            task.status = status  # type: ignore[assignment]
-            task.result = result.outputs.get(task.id)
+    def picture(self, mode: Mode | None = None) -> RunPicture:
+        """What ``graph()`` and ``visualize_workflow`` draw: the graph (of ``mode``, else
+        of the last run's mode) and the last run's results and events."""
+        run = self.last_run
+        mode = mode or (run.graph.mode if run is not None else "workflow")
+        graph = run.graph if run is not None and run.graph.mode == mode else build_graph(
+            self.task_list, mode, has_default_agent=True, needs_agents=False)
+        return RunPicture(name=self.name, graph=graph,
+                          result=run.result if run is not None else None,
+                          events=list(run.events) if run is not None else [])
 
     def graph(self, format: Literal["mermaid", "png"] = "mermaid",
               path: str | os.PathLike[str] | None = None) -> str | Path:
@@ -536,7 +436,7 @@ class Process:
         """
         from ray_orch.observe.visualize import process_graph
 
-        return process_graph(self, format, Path(path) if path is not None else None)
+        return process_graph(self.picture(), format, Path(path) if path is not None else None)
 
     @property
     def metrics(self) -> RunMetrics:
@@ -555,7 +455,8 @@ class Process:
         """
         from ray_orch.observe.analysis import RunMetrics
 
-        edges = self._graph.upstream() if self._graph else {}
+        run = self.last_run
+        edges = run.graph.upstream() if run is not None else {}
         if self.last_result is not None:
             # A routed task waited for the task that routed to it: that is an edge of the
             # critical path too.
@@ -573,22 +474,6 @@ class Process:
     def results(self) -> dict[str, TaskOutput]:
         """The outputs of the last run."""
         return dict(self.last_result.outputs) if self.last_result else {}
-
-
-def _raise_for(result: RunResult, spec: RunSpec) -> NoReturn:
-    """Raise a run's error as the driver's caller sees it: typed, with the run id and
-    what completed, the user's own exception chained."""
-    error = result.error
-    if isinstance(error, RunError):
-        error.results = dict(result.outputs)
-        error.run_id = error.run_id or spec.run_id
-        original = getattr(error, "original", None)
-        if isinstance(original, BaseException):
-            raise error from original  # the user's own exception stays reachable
-        raise error
-    if isinstance(error, RayOrchError):
-        raise error  # a mistake only the run could find (loop items it produced)
-    raise RunError(str(error), results=dict(result.outputs), run_id=spec.run_id) from error
 
 
 def _known_keywords() -> frozenset[str]:

@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ray_orch.core.errors import InvalidTaskFieldError, MissingAgentError
 
 if TYPE_CHECKING:
-    from ray_orch.api.process import Process
     from ray_orch.engine.graph import Mode
+    from ray_orch.policy.task import Task
 
-__all__ = ["check_api_keys", "check_hierarchical", "check_run"]
+__all__ = ["Definition", "check_api_keys", "check_hierarchical", "check_run"]
 
 
-def check_run(process: Process, mode: Mode, kwargs: dict[str, Any]) -> None:
+class Definition(Protocol):
+    """What the checks before a run read of a process (``Process`` is one; a protocol,
+    since ``Process`` calls them)."""
+
+    @property
+    def name(self) -> str:
+        """The workflow's name."""
+        ...
+
+    @property
+    def task_list(self) -> list[Task]:
+        """The tasks, in definition order."""
+        ...
+
+    @property
+    def agents(self) -> list[Any]:
+        """The agents (a hierarchical manager assigns to them)."""
+        ...
+
+    @property
+    def manager_llm(self) -> Any:
+        """The hierarchical manager's model."""
+        ...
+
+    @property
+    def checkpoint_dir(self) -> str | None:
+        """The checkpoint store's folder, if any."""
+        ...
+
+    @property
+    def approval_handler(self) -> Callable[..., Any] | None:
+        """Who answers approval requests inline, if anyone."""
+        ...
+
+
+def check_run(process: Definition, mode: Mode, kwargs: dict[str, Any]) -> None:
     """A run's own arguments (``resume=``, ...), checked before Ray starts.
 
     Raises:
@@ -40,22 +76,21 @@ def check_run(process: Process, mode: Mode, kwargs: dict[str, Any]) -> None:
         raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...) or store=: "
                                     "there is no run store to resume from", field="resume")
 
-def check_api_keys(process: Process) -> None:
-    """Every hosted model of the run has its key: ``MissingAPIKeyError`` naming the
-    variable, the last check before Ray starts, instead of a provider's refusal (retried)
-    on the cluster."""
+def check_api_keys(agents: Iterable[Any]) -> None:
+    """Every hosted model among ``agents`` has its key: ``MissingAPIKeyError`` naming the
+    variable, the last check before Ray starts (``RunDriver`` makes it once the run's
+    definitions are packed), instead of a provider's refusal, retried, on the cluster."""
     from ray_orch.model.keys import check_api_key
     from ray_orch.policy.agent import Agent
 
     seen: set[int] = set()
-    for agent in [*process.agents, *(t.agent for t in process.task_list),
-                  *(t.fallback_agent for t in process.task_list)]:
+    for agent in agents:
         if isinstance(agent, Agent) and id(agent) not in seen:
             seen.add(id(agent))
             check_api_key(agent.llm_config, who=f"agent '{agent.role}'", agent=agent.role)
 
 
-def check_hierarchical(process: Process) -> None:
+def check_hierarchical(process: Definition) -> None:
     """What a hierarchical run needs: agents with unique roles, every task's agent among
     them, and a model for the manager.
 

@@ -1,6 +1,8 @@
 """``Process.stream()`` and ``astream()``: a run's events, live, as ``StreamEvent``s.
 
-The run goes as ``workflow()`` runs it, with two differences: its Supervisor sends events
+They take a ``RunDriver`` (``Process.driver(mode)``: validated, not started) and run it
+through its public API (``run(live=...)``, ``result``). The run goes as ``workflow()``
+runs it, with two differences: its Supervisor sends events
 as they happen instead of every 0.1 s, and each event is also turned into the public
 schema (``ray_orch.core.stream``) and handed to the caller. Closing the iterator early
 cancels the run, which winds down before the iterator returns.
@@ -12,76 +14,70 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ray_orch.api.driver import RunDriver
 from ray_orch.core.errors import RayOrchError, RunError
 from ray_orch.core.events import Event
 from ray_orch.core.stream import StreamEvent, to_stream
 from ray_orch.core.sync import background_loop
-
-if TYPE_CHECKING:
-    from ray_orch.api.process import Process
-    from ray_orch.engine.graph import Mode
 
 __all__ = ["astream", "stream"]
 
 _END = object()
 
 
-async def _drive(process: Process, mode: Mode, tokens: bool, kwargs: dict[str, Any],
-                 put: Callable[[Any], None]) -> None:
-    """Run the process, handing every public event to ``put``, and its end."""
+async def _drive(driver: RunDriver, put: Callable[[Any], None]) -> None:
+    """Run the driver's run, handing every public event to ``put``, and its end."""
 
     def live(event: Event) -> None:
         for public in to_stream(event):
             put(public)
 
     try:
-        results = await process._arun(mode, live=live, tokens=tokens, **kwargs)
+        results = await driver.run(live=live)
     except asyncio.CancelledError:
         raise
     except RunError as exc:
-        for event in _skipped(process):
+        for event in _skipped(driver):
             put(event)
-        put(StreamEvent(kind="run_failed", **_ids(process), error=str(exc),
+        put(StreamEvent(kind="run_failed", **_ids(driver), error=str(exc),
                         error_type=type(exc).__name__, results=dict(exc.results or {})))
     except RayOrchError:
         raise  # a definition error: raised to the caller, nothing ran
     else:
-        for event in _skipped(process):
+        for event in _skipped(driver):
             put(event)
-        put(StreamEvent(kind="run_completed", **_ids(process), results=results))
+        put(StreamEvent(kind="run_completed", **_ids(driver), results=results))
 
 
-def _ids(process: Process) -> dict[str, Any]:
-    result = process.last_result
-    return {"run_id": result.run_id if result else "", "workflow": process.name}
+def _ids(driver: RunDriver) -> dict[str, Any]:
+    result = driver.result
+    return {"run_id": result.run_id if result else "", "workflow": driver.spec.workflow}
 
 
-def _skipped(process: Process) -> list[StreamEvent]:
-    result = process.last_result
+def _skipped(driver: RunDriver) -> list[StreamEvent]:
+    result = driver.result
     if result is None:
         return []
-    return [StreamEvent(kind="task_skipped", **_ids(process), task=name,
+    return [StreamEvent(kind="task_skipped", **_ids(driver), task=name,
                         error=result.skip_reasons.get(name))
             for name, status in result.statuses.items() if status == "skipped"]
 
 
-def stream(process: Process, mode: Mode = "workflow", *, tokens: bool = False,
-           **kwargs: Any) -> Iterator[StreamEvent]:
-    """See ``Process.stream``."""
-    process.validate(mode)  # a definition error is raised here, before anything runs
-    return _stream(process, mode, tokens, kwargs)
+def stream(driver: RunDriver) -> Iterator[StreamEvent]:
+    """Run ``driver``'s run and yield its events as they happen (see ``Process.stream``);
+    breaking out of the loop cancels the run."""
+    return _stream(driver)
 
 
-def _stream(process: Process, mode: Mode, tokens: bool,
-            kwargs: dict[str, Any]) -> Iterator[StreamEvent]:
+def _stream(driver: RunDriver) -> Iterator[StreamEvent]:
     events: queue.Queue[Any] = queue.Queue()
     ended = threading.Event()
 
     async def main() -> None:
         try:
-            await _drive(process, mode, tokens, kwargs, events.put)
+            await _drive(driver, events.put)
         except BaseException as exc:
             events.put(exc)
             raise
@@ -106,15 +102,13 @@ def _stream(process: Process, mode: Mode, tokens: bool,
             ended.wait(timeout=60)
 
 
-async def astream(process: Process, mode: Mode = "workflow", *, tokens: bool = False,
-                  **kwargs: Any) -> AsyncIterator[StreamEvent]:
-    """See ``Process.astream``."""
-    process.validate(mode)
+async def astream(driver: RunDriver) -> AsyncIterator[StreamEvent]:
+    """Async form of ``stream()`` (see ``Process.astream``)."""
     events: asyncio.Queue[Any] = asyncio.Queue()
 
     async def main() -> None:
         try:
-            await _drive(process, mode, tokens, kwargs, events.put_nowait)
+            await _drive(driver, events.put_nowait)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -59,12 +59,21 @@ def detach_schemas(tasks: list[Task]) -> None:
 
 
 def pack(spec: RunSpec) -> bytes:
-    """The spec, pickled once: here, to name what cannot be sent, and as what is sent."""
+    """The spec, pickled once: here, to name what cannot be sent, and as what is sent.
+    The user's definitions (tasks, graph, agents, manager) go in ``definitions``, one
+    pickle inside it, which the Supervisor passes on to its members as it is."""
+    import dataclasses
+
     import ray.cloudpickle as pickle
 
     detach_schemas(spec.tasks)
     try:
-        return pickle.dumps(spec)  # type: ignore[no-any-return]
+        definitions = pickle.dumps((spec.tasks, spec.graph, spec.agents, spec.default_agent,
+                                    spec.manager))
+        shipped = dataclasses.replace(spec, tasks=[], graph=None, agents=[],
+                                      default_agent=None, manager=None,
+                                      definitions=definitions)
+        return pickle.dumps(shipped)  # type: ignore[no-any-return]
     except Exception:
         for task in spec.tasks:
             for label, value in (("agent", task.agent), ("fallback_agent", task.fallback_agent),

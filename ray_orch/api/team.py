@@ -18,20 +18,31 @@ TaskOutput}}`` keyed by each task's position (PraisonAI's task ids). Callbacks a
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from typing import Any
 
+from ray_orch.api.driver import DriverOptions, RunDriver
 from ray_orch.api.process import Process
 from ray_orch.api.team_state import TeamState, load_state, save_state
 from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.routing import DEFAULT_KEYS
-from ray_orch.policy.praison import TEAM_NO_EFFECT, no_effect, use_input_file
+from ray_orch.engine.run import RunSpec
+from ray_orch.policy.agent_chat import agent_guardrails
+from ray_orch.policy.outcomes import set_outcome
+from ray_orch.policy.praison import (
+    TEAM_NO_EFFECT,
+    MultiAgentHooksConfig,
+    no_effect,
+    team_hooks,
+    use_input_file,
+)
 from ray_orch.policy.task import Task
 
-__all__ = ["AgentTeam", "Agents", "PraisonAIAgents"]
+__all__ = ["AgentTeam", "Agents", "MultiAgentHooksConfig", "PraisonAIAgents"]
 
 log = logging.getLogger("ray_orch.team")
 
@@ -59,7 +70,17 @@ class AgentTeam(TeamState):
             description and expected output.
         llm / model: the model of every agent that names none.
         caching: cache every task's result (``Process(cache=True)``).
-        verbose: print each task's progress.
+        verbose: print each task's progress (and the metrics URL).
+        output: PraisonAI's display preset: ``"verbose"``, ``"debug"`` or ``"normal"``
+            is ``verbose=True``; ``"silent"`` (and the rest) prints nothing.
+        execution: PraisonAI's ``{"max_iter": n}`` (or an object with ``max_iter``): at
+            most ``n`` task visits in a run (``Process(max_steps=n)``).
+        guardrails: a guardrail (a function, a rule string, PraisonAI's presets) or a
+            list of them, checked on every task's output after the task's own.
+        hooks: a ``MultiAgentHooksConfig`` (or a dict of its fields): ``on_task_start(task,
+            task_id)`` and ``on_task_complete(task, output)`` called on the driver (their
+            exceptions logged, as PraisonAI's), ``completion_checker(task, raw)`` judging
+            each answer (False: the task answers again, within its retries).
         **options: ``Process`` keywords (``checkpoint_dir``, ``on_failure``,
             ``budget_usd``, ...), or PraisonAI team keywords without effect here (warned
             once each).
@@ -78,7 +99,8 @@ class AgentTeam(TeamState):
                  process: str = "sequential", manager_llm: Any = None,
                  name: str | None = None, variables: dict[str, Any] | None = None,
                  llm: Any = None, model: Any = None, caching: Any = None,
-                 verbose: Any = False, **options: Any) -> None:
+                 verbose: Any = False, hooks: Any = None, output: Any = None,
+                 execution: Any = None, guardrails: Any = None, **options: Any) -> None:
         if process not in _PROCESSES:
             raise InvalidTaskFieldError(f"AgentTeam process must be one of {_PROCESSES}, "
                                         f"not {process!r}", field="process")
@@ -94,7 +116,12 @@ class AgentTeam(TeamState):
         self.variables = dict(variables or {})
         self.llm = model if model is not None else llm
         self.caching = bool(caching)
-        self.verbose = bool(verbose)
+        self.verbose = bool(verbose) or _verbose_output(output)
+        self.hooks = team_hooks(hooks)
+        self.guardrails = agent_guardrails(guardrails, who="AgentTeam")
+        max_iter = _max_iter(execution)
+        if max_iter is not None:
+            self.process_options.setdefault("max_steps", max_iter)
         self.tasks = self._number(tasks)
         self.last_process: Process | None = None
         self._ends_unmatched: set[str] = set()  # decisions given PraisonAI's end-on-no-match
@@ -108,7 +135,9 @@ class AgentTeam(TeamState):
             if not self.agents:
                 raise InvalidTaskFieldError("AgentTeam needs agents, tasks, or both",
                                             field="agents")
-            return dict(enumerate(_task_for(agent) for agent in self.agents))
+            tasks = [_task_for(agent) for agent in self.agents]
+            _unique_names(tasks)
+            return dict(enumerate(tasks))
         if isinstance(tasks, dict):
             numbered = {key: task for key, task in tasks.items()}
             for key, task in numbered.items():
@@ -133,19 +162,26 @@ class AgentTeam(TeamState):
         routed = any(t.next_tasks or t.condition for t in self.tasks.values())
         return "workflow" if routed else "sequential"
 
-    def _prepare(self) -> list[Task]:
-        """The tasks in the order ``Process`` runs them, PraisonAI's conventions applied."""
-        tasks = list(self.tasks.values())
-        if self.llm is not None:
-            for agent in self.agents + [t.agent for t in tasks]:
-                if agent is not None and getattr(agent, "llm", 0) is None:
-                    agent.llm = self.llm
-                    agent._config = None
-        for task in tasks:
+    def _prepare(self, agents: dict[int, Any] | None = None) -> list[Task]:
+        """The tasks in the order ``Process`` runs them, PraisonAI's conventions applied
+        to copies (the user's tasks and agents are not changed); ``agents`` maps each
+        agent's id to the copy the run uses."""
+        originals = list(self.tasks.values())
+        tasks = [_copied(task, agents or {}) for task in originals]
+        _relink(tasks, {id(original): task for original, task in
+                        zip(originals, tasks, strict=True)})
+        self._run_keys = {id(task): key for key, task in zip(self.tasks, tasks, strict=True)}
+        names = {t.id for t in tasks}
+        for task in tasks:  # each returns an undo; a run's copies need none
             _fill_variables(task, self.variables)
+            _context_text(task, names)
+            self.hooks.apply(task, self._task_id(task))
+            _with_guardrails(task, self.guardrails)
+            _plain_task(task, self.process)
             if _adapt_routes(task):
                 self._ends_unmatched.add(task.id)
             _adapt_loop(task)
+            _praison_flow(task)
         if self._mode() == "workflow":
             starts = [t for t in tasks if getattr(t, "is_start", False)]
             if len(starts) > 1:
@@ -158,19 +194,42 @@ class AgentTeam(TeamState):
                 tasks.insert(0, starts[0])
         return tasks
 
+    def _task_id(self, task: Task) -> Any:
+        """The key the user gave ``task`` (or its run copy) in the team's tasks."""
+        run_keys = getattr(self, "_run_keys", {})
+        if id(task) in run_keys:
+            return run_keys[id(task)]
+        return next((key for key, t in self.tasks.items() if t is task), task.id)
+
     def _new_process(self) -> _TeamProcess:
-        agents = list(self.agents)
+        originals = list(self.agents)
         for task in self.tasks.values():
-            if task.agent is not None and not any(task.agent is a for a in agents):
-                agents.append(task.agent)
-        tasks = self._prepare()
+            if task.agent is not None and not any(task.agent is a for a in originals):
+                originals.append(task.agent)
+        copies = {id(agent): self._run_agent(agent) for task in self.tasks.values()
+                  for agent in (task.agent, task.fallback_agent) if agent is not None}
+        copies.update({id(agent): self._run_agent(agent) for agent in originals
+                       if id(agent) not in copies})
+        agents = [copies[id(agent)] for agent in originals]
+        tasks = self._prepare(copies)
         options = dict(self.process_options)
         options.setdefault("progress", self.verbose or None)
         process = _TeamProcess(tasks, agents=agents, manager_llm=self.manager_llm,
                                name=self.name, verbose=self.verbose, cache=self.caching,
                                **options)
         process.team = self
+        process.originals = {task.id: task for task in self.tasks.values()}
         return process
+
+    def _run_agent(self, agent: Any) -> Any:
+        """The agent a run uses: the user's own, or a copy with the team's ``llm`` when
+        it names none (the user's agent is not changed)."""
+        if self.llm is None or getattr(agent, "llm", 0) is not None:
+            return agent
+        copied = copy.copy(agent)
+        copied.llm = self.llm
+        copied._config = None
+        return copied
 
     # -- running -----------------------------------------------------------------------
 
@@ -202,8 +261,11 @@ class AgentTeam(TeamState):
         return await self._finish(process, restore, return_dict, kwargs)
 
     def _begin(self, content: Any, kwargs: dict[str, Any]) -> tuple[_TeamProcess, Any]:
-        kwargs.pop("output", None)
+        output = kwargs.pop("output", None)
         process = self._new_process()
+        if output is not None:  # start(output=...): this run's display preset
+            process.verbose = _verbose_output(output)
+            process.progress = process.verbose or None
         self.last_process = process
         return process, _add_content(process.task_list, content)
 
@@ -214,8 +276,9 @@ class AgentTeam(TeamState):
             await getattr(process, "a" + self._mode())(**kwargs)
         finally:
             restore()
-            for task in self.tasks.values():  # PraisonAI's statuses, for scripts that read them
-                task.status = _STATUS.get(task.status, "not started")  # type: ignore[assignment]
+            for ran in process.task_list:  # PraisonAI's statuses, for scripts that read them
+                set_outcome(process.originals[ran.id],
+                            status=_STATUS.get(ran.status, "not started"), result=ran.result)
         return self._answer(return_dict)
 
     def run(self, content: Any = None, return_dict: bool = False, **kwargs: Any) -> Any:
@@ -261,29 +324,50 @@ PraisonAIAgents = AgentTeam
 
 
 class _TeamProcess(Process):
-    """A Process that shows callbacks PraisonAI's view of outputs, keeps the team's state
-    in its actor and snapshots it into the checkpoint directory."""
+    """A Process of the team's run copies of its tasks; its runs' drivers are
+    ``_TeamDriver``s."""
 
     team: AgentTeam
+    originals: dict[str, Task]
+    """The user's tasks by name (the process runs copies of them)."""
 
-    def _ready_state(self, *, resume: Any) -> None:
+    def _new_driver(self, spec: RunSpec, options: DriverOptions) -> RunDriver:
+        return _TeamDriver(spec, tasks=self.task_list, options=options, process=self)
+
+
+class _TeamDriver(RunDriver):
+    """A run that shows callbacks PraisonAI's view of outputs, keeps the team's state
+    in its actor and snapshots it into the checkpoint directory."""
+
+    def __init__(self, spec: RunSpec, *, tasks: list[Task], options: DriverOptions,
+                 process: _TeamProcess) -> None:
+        super().__init__(spec, tasks=tasks, options=options)
+        # The team's state snapshot lives beside an SQLite store's file (a directory
+        # store only; a PostgreSQL run keeps no snapshot).
+        self._state_dir = process.checkpoint_dir
+        self.team = process.team
+        agents = process.agents + [t.agent for t in process.task_list]
+        self._names = {getattr(a, "role", None): getattr(a, "name", None) for a in agents}
+
+    def _ready_state(self) -> None:
         from ray_orch.api.runtime import ensure_ray
 
-        ensure_ray(runtime_env=self.runtime_env, **self.ray_init)
-        restored = load_state(self.checkpoint_dir) if resume and self.checkpoint_dir else None
+        ensure_ray(runtime_env=self.options.runtime_env, **self.options.ray_init)
+        directory = self._state_dir
+        restored = load_state(directory) if self.spec.resume and directory else None
         self.team._start_state(restored)
 
-    async def _arun(self, mode: Any, **kwargs: Any) -> dict[str, TaskOutput]:
-        self._ready_state(resume=kwargs.get("resume"))
+    async def run(self, *, live: Any = None) -> dict[str, TaskOutput]:
+        self._ready_state()
         try:
-            outputs = await super()._arun(mode, **kwargs)
+            outputs = await super().run(live=live)
         finally:
             await self._snapshot()  # after the callbacks, which may have changed it
         for name, output in outputs.items():
             self._as_praison(output, self._by_name.get(name))
         return outputs
 
-    def _output_view(self) -> Any:
+    def output_view(self) -> Any:
         return self._as_praison
 
     def _as_praison(self, output: TaskOutput, task: Task | None) -> TaskOutput:
@@ -291,27 +375,32 @@ class _TeamProcess(Process):
         task's output is JSON only (``json_dict``, no ``pydantic``)."""
         if task is not None and task.output_json is not None and task.output_pydantic is None:
             output.pydantic = None
-        if not hasattr(self, "_names"):
-            agents = self.agents + [t.agent for t in self.task_list]
-            self._names = {getattr(a, "role", None): getattr(a, "name", None) for a in agents}
         name = self._names.get(output.agent)
         if isinstance(name, str):
             output.agent = name
         return output
 
-    def _on_event(self, event: Event) -> None:
-        super()._on_event(event)
+    def on_event(self, event: Event) -> None:
+        if event.kind == "run_started" and event.data.get("metrics_url") and \
+                not (self.options.verbose or self.team.process_options.get("metrics")):
+            # PraisonAI prints nothing of the kind: the URL only when asked for.
+            event = event.model_copy(update={"data": {k: v for k, v in event.data.items()
+                                                      if k != "metrics_url"}})
+        super().on_event(event)
+        if event.kind == "task_ready" and event.task in self._by_name:
+            task = self._by_name[event.task]
+            self.team.hooks.started(task, self.team._task_id(task))
         if event.kind == "decision" and event.data.get("route") == "default" and \
                 event.task in self.team._ends_unmatched:
             log.warning("decision task '%s': its answer matched none of its routes; the "
                         "workflow ends there (as PraisonAI's does)", event.task)
-        elif event.kind == "task_finished" and self.checkpoint_dir:
-            self._deliveries.later(self._snapshot())
+        elif event.kind == "task_finished" and self._state_dir:
+            self.later(self._snapshot())
 
     async def _snapshot(self) -> None:
         store = self.team._store()
-        if store is not None and self.checkpoint_dir:
-            save_state(await store.all.remote(), self.checkpoint_dir)
+        if store is not None and self._state_dir:
+            save_state(await store.all.remote(), self._state_dir)
 
 
 # -- PraisonAI's conventions -------------------------------------------------------------
@@ -325,10 +414,95 @@ def _task_for(agent: Any) -> Task:
                 expected_output="Complete the assigned task successfully", agent=agent)
 
 
-def _fill_variables(task: Task, variables: dict[str, Any]) -> None:
-    for key, value in variables.items():
-        task.description = task.description.replace(f"{{{key}}}", str(value))
-        task.expected_output = task.expected_output.replace(f"{{{key}}}", str(value))
+def _with_guardrails(task: Task, guardrails: list[Any]) -> Any:
+    """The team's guardrails after the task's own, for one run; returns the undo."""
+    before = task.guardrails
+    if guardrails:
+        task.guardrails = [*task.guardrails, *guardrails]
+
+    def undo() -> None:
+        task.guardrails = before
+    return undo
+
+
+def _verbose_output(output: Any) -> bool:
+    """Whether PraisonAI's ``output=`` preset shows progress."""
+    return isinstance(output, str) and output.strip().lower() in ("verbose", "debug",
+                                                                   "normal")
+
+
+def _max_iter(execution: Any) -> int | None:
+    """PraisonAI's ``execution`` ``max_iter`` (a dict, or a config object), if given.
+
+    Raises:
+        InvalidTaskFieldError: a max_iter that is not a positive int.
+    """
+    if execution is None or isinstance(execution, str):
+        return None
+    value = execution.get("max_iter") if isinstance(execution, dict) else \
+        getattr(execution, "max_iter", None)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidTaskFieldError(f"AgentTeam execution max_iter must be a positive int, "
+                                    f"not {value!r}", field="execution")
+    return value
+
+
+def _unique_names(tasks: list[Task]) -> None:
+    """Tasks built from agents of one name (two unnamed ``Agent(instructions=...)``, both
+    "Assistant") get ``name``, ``name_2``, ... as PraisonAI's numbered tasks never clash."""
+    seen: dict[str, int] = {}
+    for task in tasks:
+        base = task.id
+        seen[base] = seen.get(base, 0) + 1
+        if seen[base] > 1:
+            task.name = f"{base}_{seen[base]}"
+
+
+def _fill_variables(task: Task, variables: dict[str, Any]) -> Any:
+    """Put the task's ``variables`` (over the team's) into ``{{name}}`` (PraisonAI's
+    syntax) and ``{name}`` placeholders of its description and expected output.
+
+    Returns:
+        The undo (the run's text stays out of the user's task afterwards).
+    """
+    merged = {**variables, **(getattr(task, "variables", None) or {})}
+    before = (task.description, task.expected_output)
+    for key, value in merged.items():
+        for pattern in ("{{" + key + "}}", "{" + key + "}"):
+            task.description = task.description.replace(pattern, str(value))
+            task.expected_output = task.expected_output.replace(pattern, str(value))
+
+    def undo() -> None:
+        task.description, task.expected_output = before
+    return undo
+
+
+def _context_text(task: Task, names: set[str]) -> Any:
+    """PraisonAI takes a string in ``context`` that names no task as input text: it is
+    added to the prompt. A string close to a task's name stays, for validation to name
+    with its suggestion (a typo is not input text).
+
+    Returns:
+        The undo.
+    """
+    import difflib
+
+    if not isinstance(task.context, list):
+        return lambda: None
+    texts = [ref for ref in task.context if isinstance(ref, str) and ref not in names
+             and not difflib.get_close_matches(ref.lower(), [n.lower() for n in names],
+                                               n=1, cutoff=0.75)]
+    if not texts:
+        return lambda: None
+    before = (task.context, task.description)
+    task.context = [ref for ref in task.context if not any(ref is t for t in texts)]
+    task.description += "\n\nInput Content:\n" + "\n".join(texts)
+
+    def undo() -> None:
+        task.context, task.description = before
+    return undo
 
 
 def _adapt_routes(task: Task) -> bool:
@@ -347,6 +521,44 @@ def _adapt_routes(task: Task) -> bool:
     return added
 
 
+def _plain_task(task: Task, mode: str) -> Any:
+    """What PraisonAI runs as a plain task, for one run: a decision without a
+    ``condition`` (the model's answer is the output; its ``next_tasks`` follow), and,
+    outside a workflow, a loop given no ``input_file`` (PraisonAI's sequential process
+    runs it once, its ``condition`` unused).
+
+    Returns:
+        The undo.
+    """
+    before = (task.task_type, task.condition)
+    if task.task_type == "decision" and not task.condition:
+        task.task_type = "task"
+    elif task.task_type == "loop" and mode != "workflow" and task.loop_data is None and \
+            getattr(task, "input_file", None) is None:
+        task.task_type, task.condition = "task", None
+
+    def undo() -> None:
+        task.task_type, task.condition = before
+    return undo
+
+
+def _praison_flow(task: Task) -> Any:
+    """PraisonAI's flow, for one run: a task reads whichever of its ``context`` tasks
+    ran (one a decision did not route to is left out, not a reason to skip it). (A
+    decision follows only its route: the scheduler's rule for every workflow.)
+
+    Returns:
+        The undo.
+    """
+    before = task.handle_missing_context
+    if task.context:
+        task.handle_missing_context = True
+
+    def undo() -> None:
+        task.handle_missing_context = before
+    return undo
+
+
 def _targets(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         return list(value)
@@ -355,19 +567,24 @@ def _targets(value: Any) -> list[Any]:
 
 def _adapt_loop(task: Task) -> None:
     """A PraisonAI loop reads ``input_file`` (``tasks.csv`` by default) at run time; its
-    ``condition`` routes out once every item is done: here its ``next_tasks``."""
+    ``condition`` routes out once every item is done: here its ``next_tasks``; a route
+    back to itself is its own iteration over the items."""
     if task.task_type != "loop":
         return
     if task.loop_data is None and not task.context:
         use_input_file(task, getattr(task, "input_file", None) or "tasks.csv")
     if task.condition:
+        # A route back to the loop itself ("more records to process": [the loop]) is
+        # its own iteration, which runs every item (bounded by max_iterations).
         for targets in task.condition.values():
-            task.next_tasks += [t for t in targets if t not in task.next_tasks]
+            task.next_tasks += [t for t in targets if t not in task.next_tasks
+                                and t is not task and t != task.id]
         task.condition = None
 
 
 def _add_content(tasks: list[Task], content: Any) -> Any:
-    """PraisonAI's ``start(content)``: text every task sees; returns the undo."""
+    """PraisonAI's ``start(content)``: text every task sees (``tasks`` are the run's
+    copies); returns the undo."""
     if not content:
         return lambda: None
     text = content if isinstance(content, str) else "\n".join(map(str, content))
@@ -379,3 +596,35 @@ def _add_content(tasks: list[Task], content: Any) -> Any:
         for task in tasks:
             task.description = before[id(task)]
     return restore
+
+
+def _copied(task: Task, agents: dict[int, Any]) -> Task:
+    """A run's copy of a user's task: its own containers (PraisonAI's conventions change
+    them) and the run's agents."""
+    copied = object.__new__(type(task))  # not copy.copy: pickling's state drops callbacks
+    copied.__dict__.update(vars(task))
+    for name in ("context", "next_tasks", "guardrails", "tools"):
+        value = getattr(task, name)
+        if isinstance(value, list):
+            setattr(copied, name, list(value))
+    if isinstance(task.condition, dict):
+        copied.condition = dict(task.condition)
+    copied.agent = agents.get(id(task.agent), task.agent)
+    copied.fallback_agent = agents.get(id(task.fallback_agent), task.fallback_agent)
+    return copied
+
+
+def _relink(tasks: list[Task], copies: dict[int, Task]) -> None:
+    """Task objects named by the copies (``context``, ``next_tasks``, routes) become
+    their copies too."""
+    def swap(value: Any) -> Any:
+        if isinstance(value, list):
+            return [copies.get(id(item), item) for item in value]
+        return copies.get(id(value), value)
+
+    for task in tasks:
+        if isinstance(task.context, list):
+            task.context = swap(task.context)
+        task.next_tasks = swap(task.next_tasks)
+        if isinstance(task.condition, dict):
+            task.condition = {key: swap(value) for key, value in task.condition.items()}

@@ -573,3 +573,4 @@ def load_workflow(path: str | os.PathLike[str], *, mode: Mode | None = None,
     text = file.read_text(encoding="utf-8")
     return loads_workflow(text, source=str(path), base_dir=file.parent, mode=mode,
                           validate=validate)
+

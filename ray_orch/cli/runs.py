@@ -114,6 +114,7 @@ def continue_paused(store: str, run_id: str, answers: dict[str, Any]) -> dict[st
         raise ApprovalError(f"no paused run {run_id!r} in {handle.location}", field="run")
     mode, packed = found
     spec = pickle.loads(packed)
+    spec.open_definitions(pickle.loads)
     process = Process(tasks=spec.tasks, agents=spec.agents, manager_llm=spec.manager,
                       name=spec.workflow, store=store,
                       max_visits=spec.max_visits, max_steps=spec.max_steps,

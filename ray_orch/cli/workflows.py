@@ -99,7 +99,7 @@ def _intercept(script: _Script, action: str) -> Iterator[None]:
     def handle(process: Process, mode: Mode, **kwargs: Any) -> dict[str, TaskOutput] | None:
         script.calls.append(_Call(process=process, mode=mode))
         if action == "validate":
-            process._check_run(mode, **kwargs)  # resume= and friends, as the run would
+            process.check_run(mode, **kwargs)  # resume= and friends, as the run would
             process.validate(mode)
         return None if action == "run" else _NotRun()
 
@@ -312,8 +312,8 @@ def validate(file: FileArg, mode: ModeOpt = None) -> None:
 
 
 def _validated(file: Path, process: Process, mode: Mode) -> None:
-    graph = process.validate(mode) if process._graph is None or process._graph.mode != mode \
-        else process._graph
+    run = process.last_run
+    graph = run.graph if run is not None and run.graph.mode == mode else process.validate(mode)
     agents = {id(t.agent) for t in process.task_list if t.agent is not None}
     typer.echo(f"ok: {file}: '{process.name}' ({mode}): {len(graph.order)} tasks, "
                f"{len(agents)} agents; starts: {', '.join(graph.starts())}")

@@ -12,14 +12,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from ray_orch.core.output import TaskOutput
 
-if TYPE_CHECKING:
-    from ray_orch.policy.task import Task
-
-__all__ = ["ContextItem", "fill_placeholders", "placeholders", "render_context", "task_prompt"]
+__all__ = ["ContextItem", "PromptTask", "fill_placeholders", "placeholders", "render_context",
+           "task_prompt"]
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -35,6 +35,40 @@ def fill_placeholders(text: str, values: Mapping[str, Any] | None) -> str:
         return text
     return _PLACEHOLDER.sub(
         lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), text)
+
+
+class PromptTask(Protocol):
+    """What a prompt reads of a task (``policy``'s ``Task`` is one): core imports no
+    layer above it, not even for types."""
+
+    @property
+    def description(self) -> str:
+        """What to do, with ``{placeholders}``."""
+        ...
+
+    @property
+    def expected_output(self) -> str:
+        """What a good answer looks like."""
+        ...
+
+    @property
+    def task_type(self) -> str:
+        """``"task"``, ``"decision"`` or ``"loop"``."""
+        ...
+
+    @property
+    def condition(self) -> Any:
+        """A decision's routes, ``{answer: [task, ...]}`` (None otherwise)."""
+        ...
+
+    @property
+    def context_fields(self) -> list[str] | None:
+        """Only these fields of structured upstream outputs enter the prompt."""
+        ...
+
+    def output_schema(self) -> type[BaseModel] | None:
+        """The pydantic model the answer must follow, if any."""
+        ...
 
 
 @dataclass(kw_only=True)
@@ -111,12 +145,12 @@ def render_context(context: Mapping[str, TaskOutput], fields: list[str] | None) 
     return [ContextItem(name=name, text=render_output(out, fields)) for name, out in context.items()]
 
 
-def task_prompt(task: Task, inputs: Mapping[str, Any] | None, context: Mapping[str, TaskOutput],
+def task_prompt(task: PromptTask, inputs: Mapping[str, Any] | None, context: Mapping[str, TaskOutput],
                 missing: Mapping[str, str] | None = None) -> PromptParts:
     """The prompt parts of one task run (feedback is added per attempt)."""
     schema = task.output_schema()
     hint = None
-    if task.task_type == "decision" and task.condition:
+    if task.task_type in ("decision", "loop") and task.condition:
         from ray_orch.core.routing import route_keys
 
         keys = ", ".join(route_keys(task.condition))

@@ -418,19 +418,22 @@ class PoolSet:
         self.pools: dict[str, Pool] = {}
 
     async def open(self, agents: list[Any], tasks: dict[str, Any],
-                   bind_now: bool = False) -> None:
+                   bind_now: bool = False, shipped: bytes | None = None) -> None:
         """Lease the members of every agent's pool: members this Supervisor kept from its
         last run first (no registry round trip), then the registry's. Nothing is sent to
         them yet: a member's first call of the run carries its bind (``Pool.bind_for``).
 
         With ``bind_now`` (a task of the run has a timeout) every member is bound at once
         instead, and ``Member.ready`` tells when it is up: a timeout does not count a
-        member's process start nor its litellm import."""
+        member's process start nor its litellm import. ``shipped``: the run's definitions
+        as the driver pickled them (``RunSpec.definitions``), sent to members instead of
+        ``tasks`` (not pickled again)."""
         unique: dict[str, Any] = {}
         for agent in agents:
             unique.setdefault(agent_key(agent), agent)
         agent_map = dict(unique)
-        bind_args = (self.run_id, agent_map, tasks, True, self.options)
+        bind_args = (self.run_id, agent_map, shipped if shipped is not None else tasks, True,
+                     self.options)
         wanted = []
         kept_for = {}
         for key, agent in unique.items():  # members that served this very agent first

@@ -14,6 +14,7 @@ them all; each problem is itself a typed error naming the task and the field.
 
 from __future__ import annotations
 
+import difflib
 import graphlib
 import hashlib
 import json
@@ -64,8 +65,14 @@ class Graph:
     """A validated workflow."""
 
     mode: Mode
+    """How the tasks run: ``"sequential"``, ``"workflow"`` or ``"hierarchical"``."""
     nodes: dict[str, Node]
+    """Every task's node, by name."""
     order: list[str]
+    """The task names in definition order."""
+    route_descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per decision: what each route key leads to (the targets' descriptions), for an
+    offline decision whose text does not describe its keys (``policy/decide.py``)."""
 
     def starts(self) -> list[str]:
         """Tasks that run without being routed to."""
@@ -183,11 +190,10 @@ def build_graph(tasks: list[Task], mode: Mode, *, has_default_agent: bool,
     if problems:
         _raise_problems(problems)
     by_name = {name: node.task for name, node in nodes.items()}
-    for node in nodes.values():
-        # An offline decision whose text does not describe its keys describes them by
-        # what they lead to (policy/decide.py); carried to the cluster with the task.
-        node.task._route_descriptions = (describe_routes(node.routes, by_name)
-                                         if node.routes else {})
+    # An offline decision whose text does not describe its keys describes them by what
+    # they lead to (policy/decide.py); carried to the members with the run's graph.
+    graph.route_descriptions = {name: describe_routes(node.routes, by_name)
+                                for name, node in nodes.items() if node.routes}
     return graph
 
 
@@ -247,7 +253,8 @@ class _Resolver:
             return name
         if isinstance(ref, str):
             if ref not in self.nodes:
-                close = [n for n in self.nodes if n.lower() == ref.lower()]
+                close = [n for n in self.nodes if n.lower() == ref.lower()] or \
+                    difflib.get_close_matches(ref, list(self.nodes), n=1, cutoff=0.75)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 self.problems.append(UnknownTaskError(
                     f"task '{owner}': {fieldname} names unknown task '{ref}'{hint}; known: "
@@ -280,7 +287,7 @@ def _mode_edges(node: Node, mode: Mode, resolve: _Resolver, *, order: list[str],
     if mode == "workflow":
         node.next = [r for r in (resolve(name, "next_tasks", ref)
                                  for ref in refs(task.next_tasks)) if r]
-        if isinstance(task.condition, dict) and task.task_type == "decision":
+        if isinstance(task.condition, dict) and task.task_type in ("decision", "loop"):
             for key in task.condition:
                 targets = [resolve(name, f"condition['{key}']", ref)
                            for ref in refs(task.condition[key], one=True)]

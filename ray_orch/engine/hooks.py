@@ -124,7 +124,8 @@ class EventsHook(RunHook):
                 data={"tool": "unknown_tool" if unknown else call.get("name"),
                       "arguments": call.get("arguments"), "where": call.get("where"),
                       "replayed": call.get("replayed", False), "started": call.get("started"),
-                      "iteration": done.dispatch.iteration, "error": call.get("error")})
+                      "iteration": done.dispatch.iteration, "error": call.get("error"),
+                      "stdout": call.get("stdout") or None})
 
     def _calls(self, task: str, role: str | None, calls: list[dict[str, Any]]) -> None:
         for call in calls:

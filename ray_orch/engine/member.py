@@ -16,6 +16,7 @@ import contextlib
 import functools
 import itertools
 import os
+import pickle
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -45,6 +46,11 @@ class RunOptions:
     """The run's trace context, the parent of this member's spans."""
     approvals: bool = False
     """A person answers this run's approval requests inline (tool calls may ask)."""
+    tool_journal: Any = None
+    """Where this run's completed tool calls are journaled (``tools.journal``'s
+    ``ToolJournalRef``; None: the run has no checkpoints)."""
+    route_descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per decision task: what each route leads to (the run's ``Graph``)."""
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -96,9 +102,10 @@ class AgentMember:
         # unbind, so a standing member's memory does not grow with runs.
         self.run_agents: dict[str, set[str]] = {}
 
-    async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any],
+    async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any] | bytes,
                    prewarm: bool | str = True, options: RunOptions | None = None) -> int:
-        """Register a run's agents (by key) and tasks (by name). Returns this pid.
+        """Register a run's agents (by key) and tasks (by name, or the run's definitions
+        as the driver pickled them: ``RunSpec.definitions``). Returns this pid.
 
         The Supervisor sends it with a member's first call of the run; a call that
         arrives before that one (calls to an async actor start in any order) waits here.
@@ -117,6 +124,9 @@ class AgentMember:
             self.configure(options)
         self.agents.update(agents)
         self.run_agents.setdefault(run_id, set()).update(agents)
+        if isinstance(tasks, bytes):
+            graph = pickle.loads(tasks)[1]  # (tasks, graph, agents, default, manager)
+            tasks = {name: node.task for name, node in graph.nodes.items()}
         for name, task in tasks.items():
             self.tasks[(run_id, name)] = task
         self._bound(run_id).set()
@@ -269,7 +279,10 @@ class AgentMember:
                         inputs=inputs, context=context, missing=missing, iteration=iteration,
                         on_token=self._tokens_to(run_id, options, task_name, iteration),
                         feedback=feedback,
-                        approve_tool=self._approvals_to(run_id, options, task_name)))
+                        approve_tool=self._approvals_to(run_id, options, task_name),
+                        tool_journal=options.tool_journal if options else None,
+                        route_descriptions=(options.route_descriptions.get(task_name, {})
+                                            if options else {})))
             finally:
                 progress_to.reset(progress)
             if options is not None and options.tokens:

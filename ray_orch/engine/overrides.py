@@ -1,9 +1,10 @@
 """A user's ``Task.execute()`` override, run in a thread of the Supervisor.
 
 The guide's ``CachedTask`` and ``CircuitBreakerTask`` subclass ``Task`` and override
-``execute()``. In a process the override runs here, on the one Task object of the run (so
-state like failure counts persists between visits); its ``super().execute()`` hands the
-attempt to the pools through ``policy.task``'s bridge.
+``execute()``. In a process the override runs here, on the run's one copy of the Task (so
+state like failure counts persists between visits; the driver's Task is not touched);
+its ``super().execute()`` hands the attempt, with the dispatch's context, to the pools
+through ``policy.task``'s bridge.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ class Overrides:
                   submit: Submit) -> TaskOutput:
         """Run ``task.execute()``; ``submit(agent, inputs)`` runs one attempt on a pool."""
         loop = asyncio.get_running_loop()
-        task._context_outputs = context
-        task._missing_context = dict(dispatch.missing)
         inner_calls: list[concurrent.futures.Future[TaskOutput]] = []
 
         def bridge(inner: Task, inputs: dict[str, Any] | None) -> TaskOutput:

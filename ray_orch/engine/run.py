@@ -66,7 +66,11 @@ class RunSpec:
     workflow: str
     mode: Mode
     tasks: list[Task]
+    """The run's tasks in definition order (the driver's are not changed by the run)."""
     agents: list[Any]
+    graph: Graph | None = None
+    """The tasks' graph, built and validated once, on the driver, and shipped with them
+    (None: the run builds it from ``tasks``)."""
     default_agent: Any = None
     manager: Any = None
     max_visits: int = 10
@@ -96,6 +100,18 @@ class RunSpec:
     """How the run asks a person: ``"inline"`` (the driver answers) or ``"pause"``."""
     answers: dict[str, Any] = field(default_factory=dict)
     """Answers to the pending requests of the run being resumed, by request id."""
+    definitions: bytes | None = None
+    """What the user defined, pickled once by the driver: ``tasks``, ``graph``,
+    ``agents``, ``default_agent`` and ``manager`` travel in it (not beside it). The
+    Supervisor opens it (``open_definitions``) and binds its members with these very
+    bytes, so the tasks are not pickled again per member."""
+
+    def open_definitions(self, loads: Callable[[bytes], Any]) -> None:
+        """Fill ``tasks``, ``graph``, ``agents``, ``default_agent`` and ``manager`` from
+        ``definitions`` (nothing to do without it, or once filled)."""
+        if self.definitions is not None and self.graph is None:
+            (self.tasks, self.graph, self.agents, self.default_agent,
+             self.manager) = loads(self.definitions)
 
 
 @dataclass(kw_only=True)
@@ -121,9 +137,10 @@ class Run:
                  hooks: list[RunHook] | None = None) -> None:
         self.spec = spec
         self.services = services
-        self.graph: Graph = build_graph(spec.tasks, spec.mode,
-                                        has_default_agent=spec.default_agent is not None,
-                                        needs_agents=spec.mode != "hierarchical")
+        self.graph: Graph = spec.graph or build_graph(
+            spec.tasks, spec.mode, has_default_agent=spec.default_agent is not None,
+            needs_agents=spec.mode != "hierarchical")
+        self.tool_journal: ToolJournalRef | None = None
         journal = self._open_journal()
         # What members know this run by: unique to this execution, since a resumed run
         # keeps its run id and a member must tell a late call of the old one apart.
@@ -186,9 +203,7 @@ class Run:
                 self.approvals.resume(spec.answers, restore, {
                     n: node.task for n, node in self.graph.nodes.items()})
             # Tool calls are journaled where they run (the members), in the same store.
-            tools = ToolJournalRef(store=store, run_id=spec.run_id)
-            for node in self.graph.nodes.values():
-                node.task._tool_journal = tools
+            self.tool_journal = ToolJournalRef(store=store, run_id=spec.run_id)
         self.scheduler = Scheduler(self.graph, max_visits=spec.max_visits,
                                    max_steps=spec.max_steps,
                                    on_failure=spec.on_failure,  # type: ignore[arg-type]
@@ -251,9 +266,12 @@ class Run:
                              options=RunOptions(listener=self.services.listener,
                                                 tokens=spec.tokens, telemetry=spec.telemetry,
                                                 trace_context=spec.trace_context,
-                                                approvals=spec.approvals == "inline"))
+                                                approvals=spec.approvals == "inline",
+                                                tool_journal=self.tool_journal,
+                                                route_descriptions=self.graph.route_descriptions))
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
-        await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()))
+        await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()),
+                              shipped=spec.definitions)
         self.handoffs.enabled = not any(t.human_input for t in tasks.values()) and chaining_allowed(
             journal=any(isinstance(h, JournalHook) for h in self.hooks),
             cache=self.cache is not None, manager=self.hierarchy is not None,

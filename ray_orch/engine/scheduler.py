@@ -58,8 +58,15 @@ class Dispatch:
 @dataclass(kw_only=True)
 class _Loop:
     total: int
+    """Iterations to run; -1 while items may still be routed to it (see ``routed``)."""
     done: dict[int, TaskOutput] = field(default_factory=dict)
     failed: bool = False
+    items: list[Any] = field(default_factory=list)
+    """A loop's items (a routed loop sends each to its route's tasks)."""
+    routed: list[str] = field(default_factory=list)
+    """The tasks this loop's items were routed to, this visit."""
+    fed: int = 0
+    """For a task fed items by a routed loop: how many it was given."""
 
 
 class Scheduler:
@@ -117,7 +124,10 @@ class Scheduler:
         self._out: list[Dispatch] = []
         self._check: deque[str] = deque()   # tasks whose readiness may have changed
         self._checking = False
-        self._reaches: dict[str, set[str]] = {}
+        # The task visits each task's current visit follows from (through routes and
+        # context): re-entering a completed task is a cycle only if its own last visit is
+        # among them; otherwise a second branch joins it and it runs once.
+        self.causes: dict[str, frozenset[tuple[str, int]]] = {}
 
     # -- inputs from the supervisor ----------------------------------------------------
 
@@ -216,13 +226,14 @@ class Scheduler:
             for name in idle:
                 self._skip(name, "not routed to")
 
-    def _activate(self, name: str, by: str | None, *, rerun: bool = False) -> None:
+    def _activate(self, name: str, by: str | None, *, rerun: bool = False,
+                  fed: bool = False) -> None:
         state = self.state[name]
         if state in ("waiting", "running"):
             return
         if state == "completed" and by is not None and not rerun and \
-                by not in self.reaches(name):
-            return  # a second branch joining through next_tasks, not a cycle: run once
+                (name, self.visits[name]) not in self.causes.get(by, frozenset()):
+            return  # a second branch joining it, not a cycle: it ran once, for both
         limit = self.graph.nodes[name].task.max_visits or self.max_visits
         if self.visits[name] >= limit:
             self._abort(StepLimitError(
@@ -231,8 +242,14 @@ class Scheduler:
             return
         self.visits[name] += 1
         self.activator[name] = by
+        self.causes[name] = frozenset() if by is None else \
+            self.causes.get(by, frozenset()) | {(by, self.visits[by])}
         self.state[name] = "waiting"
         self.loops.pop(name, None)
+        if fed:  # fed items by a routed loop: runs them as they come (see _feed)
+            self.state[name] = "running"
+            self.loops[name] = _Loop(total=-1)
+            return
         self._check.append(name)
         self._pump()
 
@@ -262,6 +279,8 @@ class Scheduler:
         else:
             by = self.activator[name]
             context = [by] if by and self.state.get(by) == "completed" else []
+        self.causes[name] = self.causes.get(name, frozenset()).union(
+            *(self.causes.get(d, frozenset()) | {(d, self.visits[d])} for d in context))
         self.steps += 1
         if self.steps > self.max_steps:
             self._abort(StepLimitError(f"the run dispatched more than max_steps={self.max_steps}"
@@ -305,7 +324,7 @@ class Scheduler:
                 f"loop '{name}' has {len(items)} items, more than max_iterations={limit}",
                 task=name))
             return
-        loop = self.loops[name] = _Loop(total=len(items))
+        loop = self.loops[name] = _Loop(total=len(items), items=list(items))
         loop.done.update(self.restored_iterations.pop((name, base.visit), {}))
         for index, item in enumerate(items):
             if index in loop.done:
@@ -321,13 +340,44 @@ class Scheduler:
         if loop is None or loop.failed or len(loop.done) == loop.total:
             return
         loop.done[index] = output
+        node = self.graph.nodes[name]
+        route = output.metadata.get("decision")
+        if node.routes and route is not None and node.task.task_type == "loop":
+            for target in node.routes.get(route, []):  # this item, on its own, to its branch
+                self._feed(target, source=name, index=index, output=output)
         if len(loop.done) == loop.total:
+            for target in loop.routed:  # every item is routed: the branches know their size
+                fed = self.loops[target]
+                fed.total = fed.fed
+                if len(fed.done) == fed.total and not fed.failed:
+                    self._finish_loop(target)
             self._finish_loop(name)
+
+    def _feed(self, name: str, *, source: str, index: int, output: TaskOutput) -> None:
+        """Run ``name`` for one item of the routed loop ``source``: its iterations are the
+        items routed to it (their inputs are the item's, plus ``route`` and ``answer``),
+        and it completes when the source has routed every item."""
+        source_loop = self.loops[source]
+        fed = self.loops.get(name)
+        if name not in source_loop.routed:
+            self._activate(name, by=source, fed=True)
+            if self.state[name] != "running":
+                return  # its visit limit ended the run
+            source_loop.routed.append(name)
+            fed = self.loops[name]
+        if fed is None or fed.failed:
+            return
+        fed.fed += 1
+        self.steps += 1
+        inputs = {**as_inputs(source_loop.items[index], index),
+                  "route": str(output.metadata.get("decision")), "answer": output.raw}
+        self._out.append(Dispatch(task=name, visit=self.visits[name], context=[],
+                                  inputs=inputs, iteration=index))
 
     def _finish_loop(self, name: str) -> None:
         loop = self.loops[name]
-        ordered = [loop.done[i] for i in range(loop.total)]
-        meta: dict[str, Any] = {"iterations": loop.total}
+        ordered = [loop.done[i] for i in sorted(loop.done)]
+        meta: dict[str, Any] = {"iterations": len(ordered)}
         for key in ("execution_time", "tokens_used", "cost_usd", "retry_count"):
             meta[key] = sum(o.metadata.get(key, 0) or 0 for o in ordered)
         meta["model"] = next((o.metadata.get("model") for o in ordered
@@ -345,10 +395,11 @@ class Scheduler:
         self.state[name] = "completed"
         self.outputs[name] = output
         if self.graph.mode == "workflow":
-            targets = list(node.next)
             route = output.metadata.get("decision")
-            if node.routes and route is not None:
-                targets += node.routes.get(route, [])
+            # A decision goes where its answer routes, and only there (as PraisonAI
+            # documents it): its next_tasks are not followed beside the route.
+            targets = list(node.routes.get(route, [])) if node.routes and route is not None \
+                else list(node.next)
             for target in dict.fromkeys(targets):
                 self._activate(target, by=name)
             if self.visits[name] > 1:
@@ -397,26 +448,6 @@ class Scheduler:
                 self._try_ready(self._check.popleft())
         finally:
             self._checking = False
-
-    def reaches(self, name: str) -> set[str]:
-        """Tasks reachable from ``name`` through next_tasks / routes and the context of
-        its readers (computed on demand): re-entering a completed task is a cycle only if
-        the task routing to it is downstream of it."""
-        if name not in self._reaches:
-            seen: set[str] = set()
-            todo = [name]
-            while todo:
-                current = todo.pop()
-                node = self.graph.nodes[current]
-                readers = [d for d in self.dependants.get(current, [])
-                           if current in self.graph.nodes[d].deps]
-                for target in node.next + [t for ts in node.routes.values() for t in ts] + \
-                        readers:
-                    if target not in seen:
-                        seen.add(target)
-                        todo.append(target)
-            self._reaches[name] = seen
-        return self._reaches[name]
 
     def _abort(self, error: RunError | LoopDataError) -> None:
         if self.abort is None:

@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ray_orch.engine.graph import Graph, Mode
 from ray_orch.observe.view import (
     STATUS_FILL,
     TAKEN,
     TYPE_FILL,
+    Drawable,
     Edge,
     View,
     loop_note,
     tools_note,
     view_of,
 )
-from ray_orch.policy.task import Task
-
-if TYPE_CHECKING:
-    from ray_orch.api.process import Process
 
 __all__ = ["render_png"]
 
@@ -155,7 +151,7 @@ def _wrap(name: str, width: int = 11) -> str:
     return "\n".join(line.strip() for line in lines if line.strip()) or name
 
 
-def render_png(process_or_tasks: Process | dict[str, Task] | Iterable[Task],
+def render_png(process_or_tasks: Drawable,
                path: str | Path = "workflow_visualization.png",
                mode: Mode | None = None) -> Path:
     """Draw the workflow as a PNG: columns left to right in dependency order.

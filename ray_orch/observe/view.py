@@ -8,53 +8,69 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal, Protocol
 
+from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.routing import DEFAULT_KEYS
 from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
+from ray_orch.engine.run import RunResult
 from ray_orch.policy.task import Task
 
-if TYPE_CHECKING:
-    from ray_orch.api.process import Process
+__all__ = ["STATUS_FILL", "STATUS_STYLE", "TAKEN", "TYPE_FILL", "Drawable", "Edge", "EdgeKind",
+           "HasPicture", "RunPicture", "View", "loop_note", "task_role", "tools_note",
+           "view_of"]
 
-__all__ = ["STATUS_FILL", "STATUS_STYLE", "TAKEN", "TYPE_FILL", "Edge", "EdgeKind", "View",
-           "loop_note", "task_role", "tools_note", "view_of"]
+
+@dataclass(kw_only=True)
+class RunPicture:
+    """What a picture of a workflow is drawn from: its graph and, after a run, the run's
+    records (observe takes these, never a ``Process``)."""
+
+    graph: Graph
+    """The workflow as ``build_graph`` resolved it."""
+    name: str = "workflow"
+    """The workflow's name (the PNG's title)."""
+    result: RunResult | None = None
+    """The last run's result (statuses, outputs, errors), if it ran."""
+    events: list[Event] = field(default_factory=list)
+    """The last run's events (the decision routes taken)."""
+
+
+class HasPicture(Protocol):
+    """Anything that can say what to draw (``Process`` is one)."""
+
+    def picture(self, mode: Mode | None = None) -> RunPicture:
+        """The graph of ``mode`` (default: the last run's) and the last run's records."""
+        ...
+
+
+Drawable = RunPicture | HasPicture | dict[str, Task] | Iterable[Task]
+"""What the drawing functions take: a picture, a ``Process``, or the guide's tasks."""
 
 EdgeKind = Literal["context", "next", "route", "failure"]
 
 _RAN = ("completed", "failed", "running")
-#: Mermaid ``classDef`` styles by task status; the PNG uses their fills (``STATUS_FILL``).
-STATUS_STYLE = {
+STATUS_STYLE = {  # Mermaid classDefs; the PNG uses the fills
     "completed": "fill:#c8e6c9,stroke:#2e7d32,color:#1b5e20",
     "failed": "fill:#ffcdd2,stroke:#c62828,color:#b71c1c",
     "skipped": "fill:#eeeeee,stroke:#9e9e9e,color:#616161,stroke-dasharray:4 3",
     "pending": "fill:#fff3cd,stroke:#f9a825,color:#795548",
     "running": "fill:#bbdefb,stroke:#1565c0,color:#0d47a1",
 }
-#: The fill colour of each status (from ``STATUS_STYLE``).
 STATUS_FILL = {status: style.split(",")[0].split(":")[1] for status, style in
-               STATUS_STYLE.items()}
-#: The fill colour of each node type before a run.
+                STATUS_STYLE.items()}
 TYPE_FILL = {"task": "#cfe2ff", "decision": "#ffe69c", "loop": "#e2d4f5"}
-#: The colour of a decision route the last run took.
 TAKEN = "#2e7d32"
 
 
 @dataclass(kw_only=True)
 class Edge:
-    """One arrow of the picture."""
-
     src: str
-    """The task it leaves."""
     dst: str
-    """The task it enters."""
     kind: EdgeKind
-    """Why: ``context`` (an input), ``next``, a decision's ``route``, or ``failure``."""
     label: str | None = None
-    """What the arrow says, if anything."""
-    key: str | None = None
-    """A decision route's condition key."""
+    key: str | None = None  # the decision route's condition key
 
 
 @dataclass(kw_only=True)
@@ -92,46 +108,51 @@ class View:
 # -- building the view -------------------------------------------------------------------
 
 
-def view_of(source: Process | dict[str, Task] | Iterable[Task], mode: Mode | None) -> View:
-    """What a picture of ``source`` shows: its graph in ``mode`` (the last run's, else
-    ``workflow``) and, after a run, each task's status and output and the routes taken."""
-    # A Process (duck-typed: this layer sits below the driver API) or plain tasks.
-    process: Any = source if hasattr(source, "task_list") else None
-    if process is not None:
-        tasks = process.task_list
-        last_graph = process._graph
-        mode = mode or (last_graph.mode if last_graph is not None else "workflow")
-        name = process.name
+def view_of(source: Drawable, mode: Mode | None) -> View:
+    if not isinstance(source, RunPicture) and callable(getattr(source, "picture", None)):
+        source = source.picture(mode)  # type: ignore[union-attr]
+    if isinstance(source, RunPicture):
+        picture = source
+        if mode is not None and picture.graph.mode != mode:
+            picture = RunPicture(name=picture.name, graph=_drawn(
+                [picture.graph.nodes[n].task for n in picture.graph.order], mode))
+        view = View(name=picture.name, graph=picture.graph, edges=_edges(picture.graph))
+        if picture.result is not None:
+            _ran(view, picture.result, picture.events)
     else:
-        tasks = name_tasks(source)  # type: ignore[arg-type]  # not a Process here
-        mode = mode or "workflow"
-        name = "workflow"
-    # Drawing never needs agents or a model.
-    graph = build_graph(tasks, mode, has_default_agent=True, needs_agents=False)
-    view = View(name=name, graph=graph, edges=_edges(graph))
-    if process is not None and process.last_result is not None:
-        result = process.last_result
-        view.ran = True
-        view.statuses = {n: result.statuses.get(n, "skipped") for n in graph.order}
-        view.outputs = dict(result.outputs)
-        view.errors = dict(result.errors)
-        view.skip_reasons = dict(result.skip_reasons)
-        for event in process.events:
-            route = event.data.get("route") if event.kind == "decision" else None
-            # hierarchical assignments are reported as decisions too ("assign:<role>")
-            if event.task and isinstance(route, str) and not route.startswith("assign:"):
-                view.routes_taken.add((event.task, route))
-    elif any(t.status != "pending" or t.result is not None for t in tasks):
-        view.ran = True  # Tasks carry their status and result after a Process ran them
-        view.statuses = {t.id: t.status for t in tasks}
-        view.outputs = {t.id: t.result for t in tasks if t.result is not None}
-        view.errors = {t.id: f"{type(t.error).__name__}: {t.error}" for t in tasks
-                       if t.error is not None}
+        tasks = name_tasks(source)  # type: ignore[arg-type]
+        graph = _drawn(tasks, mode or "workflow")
+        view = View(name="workflow", graph=graph, edges=_edges(graph))
+        if any(t.status != "pending" or t.result is not None for t in tasks):
+            view.ran = True  # a Task's views show its last run
+            view.statuses = {t.id: t.status for t in tasks}
+            view.outputs = {t.id: t.result for t in tasks if t.result is not None}
+            view.errors = {t.id: f"{type(t.error).__name__}: {t.error}" for t in tasks
+                           if t.error is not None}
     for task_name, output in view.outputs.items():
         route = output.metadata.get("decision")
         if isinstance(route, str):
             view.routes_taken.add((task_name, route))
     return view
+
+
+def _drawn(tasks: list[Task], mode: Mode) -> Graph:
+    # Drawing never needs agents or a model.
+    return build_graph(tasks, mode, has_default_agent=True, needs_agents=False)
+
+
+def _ran(view: View, result: RunResult, events: list[Event]) -> None:
+    """What the run did, onto the view."""
+    view.ran = True
+    view.statuses = {n: result.statuses.get(n, "skipped") for n in view.graph.order}
+    view.outputs = dict(result.outputs)
+    view.errors = dict(result.errors)
+    view.skip_reasons = dict(result.skip_reasons)
+    for event in events:
+        route = event.data.get("route") if event.kind == "decision" else None
+        # hierarchical assignments are reported as decisions too ("assign:<role>")
+        if event.task and isinstance(route, str) and not route.startswith("assign:"):
+            view.routes_taken.add((event.task, route))
 
 
 def _edges(graph: Graph) -> list[Edge]:
@@ -153,7 +174,6 @@ def _edges(graph: Graph) -> list[Edge]:
 
 
 def loop_note(graph: Graph, name: str) -> str | None:
-    """What a loop task iterates over (``loop over 3 items``), or None for other tasks."""
     node = graph.nodes[name]
     if node.task.task_type != "loop":
         return None
@@ -165,7 +185,6 @@ def loop_note(graph: Graph, name: str) -> str | None:
 
 
 def task_role(task: Task) -> str | None:
-    """The role of the task's agent, unless it only repeats the task's name."""
     role = task.agent_role
     return role if role and role != task.id else None
 

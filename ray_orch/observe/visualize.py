@@ -18,15 +18,15 @@ imported only when a PNG is drawn); ``render_png`` is importable from here too.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ray_orch.engine.graph import Mode
 from ray_orch.observe.picture_png import render_png
 from ray_orch.observe.view import (
     STATUS_STYLE,
     TAKEN,
+    Drawable,
     Edge,
     View,
     loop_note,
@@ -34,10 +34,6 @@ from ray_orch.observe.view import (
     tools_note,
     view_of,
 )
-from ray_orch.policy.task import Task
-
-if TYPE_CHECKING:
-    from ray_orch.api.process import Process
 
 __all__ = ["mermaid", "process_graph", "render_png", "visualize_workflow"]
 
@@ -86,7 +82,7 @@ def _edge_text(edge: Edge, src: str, dst: str) -> str:
     return f'{src} {arrow}|"{_escape(edge.label)}"| {dst}'
 
 
-def mermaid(process_or_tasks: Process | dict[str, Task] | Iterable[Task],
+def mermaid(process_or_tasks: Drawable,
             mode: Mode | None = None) -> str:
     """Mermaid flowchart text of a workflow (after a run: statuses, times, path taken).
 
@@ -164,7 +160,7 @@ def _run_styles(view: View, ids: dict[str, str]) -> list[str]:
 # -- the guide's function and Process.graph() ---------------------------------------------
 
 
-def visualize_workflow(tasks: Process | dict[str, Task] | Iterable[Task],
+def visualize_workflow(tasks: Drawable,
                        path: str | Path = "workflow_visualization.png") -> Path:
     """The guide's ``visualize_workflow(tasks)``: write the workflow picture as a PNG.
 
@@ -194,12 +190,13 @@ def visualize_workflow(tasks: Process | dict[str, Task] | Iterable[Task],
     return render_png(tasks, path)
 
 
-def process_graph(process: Process, format: GraphFormat = "mermaid",
+def process_graph(process: Drawable, format: GraphFormat = "mermaid",
                   path: str | Path | None = None) -> str | Path:
     """What ``Process.graph()`` returns: Mermaid text, or the path of a PNG.
 
     Args:
-        process: the process (after a run the picture shows statuses and the path taken).
+        process: a ``Process`` or its ``picture()`` (after a run the picture shows
+            statuses and the path taken).
         format: ``"mermaid"`` or ``"png"``.
         path: for PNG, where to write it (default ``workflow_visualization.png``); for
             Mermaid, a file to also write the text to.

@@ -11,13 +11,14 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from ray_orch.core.errors import InvalidTaskFieldError
-from ray_orch.model.client import LLMConfig, LLMResult, acomplete, complete
+from ray_orch.model.client import LLMConfig, LLMResult, acomplete
 from ray_orch.model.resolve import resolve_llm
 from ray_orch.policy.fields import (
     AGENT_KEYWORDS,
@@ -182,14 +183,17 @@ class Agent:
         Raises:
             ModelNotConfiguredError: ``llm`` is None and no default model exists.
         """
-        if self._config is None:
+        if self._config is not None:  # resolved on the driver, carried in the pickle
+            return self._config
+        config = _resolved.get(self)
+        if config is None:
             config = resolve_llm(self.llm, base_url=self.base_url, api_key=self.api_key,
                                  who=f"agent '{self.role}'")
             if self.llm_options or config.timeout != self.timeout:
                 config = dataclasses.replace(config, timeout=self.timeout,
                                              options={**config.options, **self.llm_options})
-            self._config = config
-        return self._config
+            _resolved[self] = config  # kept beside the agent: a run does not write onto it
+        return config
 
     @property
     def model(self) -> str:
@@ -217,24 +221,33 @@ class Agent:
         return "\n".join(parts)
 
     def messages(self, prompt: str) -> list[dict[str, Any]]:
-        """The chat messages for one prompt."""
-        return [{"role": "system", "content": self.system_prompt()},
+        """The chat messages for one prompt (after the earlier turns of a ``chat``)."""
+        from ray_orch.policy.agent_chat import history_for
+
+        return [{"role": "system", "content": self.system_prompt()}, *history_for(self),
                 {"role": "user", "content": prompt}]
 
     # -- talking -----------------------------------------------------------------------
 
-    def chat(self, prompt: str, *, output_schema: type[BaseModel] | None = None) -> str:
-        """Ask the agent once, synchronously.
+    def chat(self, prompt: str, *, output_schema: type[BaseModel] | None = None,
+             output_json: type[BaseModel] | None = None,
+             output_pydantic: type[BaseModel] | None = None, tools: list[Any] | None = None,
+             **praison: Any) -> str:
+        """Say something to the agent and return its answer: one turn of a conversation
+        the agent keeps (``chat_history``), with its tools and guardrails.
 
         Args:
             prompt: the user message.
-            output_schema: a pydantic model the reply must follow (JSON text comes back).
+            output_schema: a pydantic model the reply must follow (JSON text comes back);
+                PraisonAI's ``output_json`` / ``output_pydantic`` are its aliases.
+            tools: tools for this turn, beside the agent's own.
+            **praison: PraisonAI's other ``chat`` keywords (no effect; warned once).
 
         Returns:
             The reply text.
 
         Raises:
-            LLMError: the model call failed.
+            TaskFailedError: the model, a tool or a guardrail failed for good.
 
         Example:
             >>> from ray_orch.testing import StubLLMServer
@@ -242,26 +255,44 @@ class Agent:
             ...     Agent(role="Writer", goal="Write", llm=stub.llm).chat("Say hi")
             'Hi!'
         """
-        if getattr(self, "reflection_rounds", None) is not None and output_schema is None:
-            from ray_orch.core.sync import run_sync
+        from ray_orch.core.sync import run_sync
 
-            return run_sync(self.acomplete(prompt)).text  # type: ignore[no-any-return]
-        result = complete(self.llm_config, self.messages(prompt), schema=output_schema)
-        self.last_result = result
-        return result.text
+        return run_sync(self.achat(prompt, output_schema=output_schema,  # type: ignore[no-any-return]
+                                   output_json=output_json, output_pydantic=output_pydantic,
+                                   tools=tools, **praison))
 
-    def start(self, prompt: str) -> str:
-        """PraisonAI's name for ``chat``: ask once and return the reply text."""
-        return self.chat(prompt)
+    def start(self, prompt: str | None = None, **kwargs: Any) -> str:
+        """PraisonAI's name for ``chat``."""
+        return self.chat(prompt, **kwargs)  # type: ignore[arg-type]
 
-    async def astart(self, prompt: str) -> str:
+    def run(self, prompt: str | None = None, **kwargs: Any) -> str:
+        """PraisonAI's silent ``start``: the same here."""
+        return self.chat(prompt, **kwargs)  # type: ignore[arg-type]
+
+    async def astart(self, prompt: str | None = None, **kwargs: Any) -> str:
         """PraisonAI's name for ``achat``."""
-        return await self.achat(prompt)
+        return await self.achat(prompt, **kwargs)  # type: ignore[arg-type]
 
-    async def achat(self, prompt: str, *, output_schema: type[BaseModel] | None = None) -> str:
-        """Ask the agent once, asynchronously. Same contract as ``chat``."""
-        result = await self.acomplete(prompt, output_schema=output_schema)
-        return result.text
+    async def arun(self, prompt: str | None = None, **kwargs: Any) -> str:
+        """PraisonAI's silent ``astart``: the same here."""
+        return await self.achat(prompt, **kwargs)  # type: ignore[arg-type]
+
+    async def achat(self, prompt: str, *, output_schema: type[BaseModel] | None = None,
+                    output_json: type[BaseModel] | None = None,
+                    output_pydantic: type[BaseModel] | None = None,
+                    tools: list[Any] | None = None, **praison: Any) -> str:
+        """Async form of ``chat``; same contract."""
+        from ray_orch.policy.agent_chat import CHAT_NO_EFFECT, converse
+        from ray_orch.policy.praison import no_effect
+
+        no_effect("Agent.chat", CHAT_NO_EFFECT, praison)
+        schema = output_schema or output_pydantic or output_json
+        output = await converse(self, prompt, schema=schema, tools=tools)
+        return output.raw
+
+    def clear_history(self) -> None:
+        """Forget the conversation (PraisonAI's ``clear_history``)."""
+        self.chat_history = []
 
     async def acomplete(self, prompt: str, *,
                         output_schema: type[BaseModel] | dict[str, Any] | None = None,
@@ -282,8 +313,14 @@ class Agent:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["last_result"] = None
+        # The model as resolved here (the driver's environment), for the cluster to use.
+        state["_config"] = self._config or _resolved.get(self)
+        state["chat_history"] = []  # the driver's conversation stays there
         return state
 
+
+# Each agent's resolved model, beside it (weakly): resolved once, on the driver.
+_resolved: weakref.WeakKeyDictionary[Agent, LLMConfig] = weakref.WeakKeyDictionary()
 
 _KNOWN = frozenset(inspect.signature(Agent.__init__).parameters) - {
     "self", "positional", "llm_options"}

@@ -50,7 +50,7 @@ from ray_orch.policy.guardrails import Rejected, call_record, check_guardrails, 
 from ray_orch.tools.loop import ToolRun, answer_with_tools, tool_run_for
 
 if TYPE_CHECKING:
-    from ray_orch.policy.task import Task
+    from ray_orch.policy.definition import TaskDefinition as Task
 
 __all__ = ["RunInputs", "parse_structured", "run_attempts", "run_local"]
 
@@ -71,6 +71,10 @@ class RunInputs:
     """Why a person rejected the last output: the prompt says so."""
     approve_tool: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
     """Asks a person about a call of a ``requires_approval`` tool (see ``tools.loop``)."""
+    tool_journal: Any = None
+    """Where the run journals completed tool calls (a ``ToolJournalRef``; None: nowhere)."""
+    route_descriptions: dict[str, str] = field(default_factory=dict)
+    """A decision's route keys by what they lead to (the run's graph), for scoring."""
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -213,14 +217,21 @@ class _Attempts:
             ``(text, model)``.
         """
         agent, parts, schema, calls = self.agent, self.parts, self.schema, self.calls
-        scored = self.deciding and (uses_local_decisions(agent) or wants_logprobs(agent))
+        # A decision whose agent has tools takes the tool loop on every path, its final
+        # answer still held to the routes' schema; without tools it may be scored.
+        scored = self.deciding and self.tools is None and (
+            uses_local_decisions(agent) or wants_logprobs(agent))
         if scored and uses_local_decisions(agent):
-            answer = await decide_locally(agent, self.task, parts, calls)
+            answer = await decide_locally(agent, self.task, parts, calls,
+                                          described=self.run.route_descriptions)
         elif scored:
             answer = await decide_hosted(agent, self.task, parts.render(), schema, calls)
         elif self.tools is not None:
-            return await answer_with_tools(agent, parts.render(), schema, calls, self.tools,
-                                           on_token=on_token)
+            from ray_orch.policy.handoffs import conversation
+
+            with conversation():  # the attempt's hand-offs count against max_handoffs
+                return await answer_with_tools(agent, parts.render(), schema, calls,
+                                               self.tools, on_token=on_token)
         else:
             return await _ask(agent, parts.render(), schema, calls, on_token)
         if on_token is not None:
@@ -370,11 +381,13 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     if run.feedback:
         parts.feedback = f"a reviewer rejected your previous answer: {run.feedback}"
     budget_note = await apply_budget(task, agent, parts) if isinstance(agent, Agent) else None
-    deciding = task.task_type == "decision" and bool(task.condition)
+    # A decision, or one item of a loop whose items each take a decision.
+    deciding = task.task_type in ("decision", "loop") and bool(task.condition)
     schema = decision_schema(task.condition or {}) if deciding else task.output_schema()
     started = time.perf_counter()
     tools = (tool_run_for(task, agent, inputs=run.inputs, context=run.context,
-                          iteration=run.iteration) if isinstance(agent, Agent) else None)
+                          iteration=run.iteration, journal=run.tool_journal)
+             if isinstance(agent, Agent) else None)
     if tools is not None:
         tools.approve = run.approve_tool
     attempts = _Attempts(task=task, agent=agent, run=run, parts=parts, schema=schema,
@@ -398,7 +411,9 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
 def _decide(task: Task, text: str, output: TaskOutput, parts: PromptParts) -> None:
     condition = task.condition or {}
     route = match_route(text, condition)
-    if route is None:
+    if route is not None:
+        output.raw = route  # the chosen route, not the {"decision": ...} JSON it came in
+    else:
         route = default_key(condition)
         if route is None:
             keys = ", ".join(repr(k) for k in route_keys(condition))
@@ -466,20 +481,24 @@ async def run_local(task: Task, inputs: dict[str, Any] | None) -> TaskOutput:
     """``Task.execute()``: everything in this process, no Ray."""
     from ray_orch.policy.breaker import breaker_guard
     from ray_orch.policy.fields import check_task_alone
+    from ray_orch.policy.outcomes import outcome_of, peers_of, set_outcome
 
     check_task_alone(task)  # the same static checks a process makes, before any call
 
-    context = dict(task._context_outputs)
-    if not context and task.context:
+    context: dict[str, TaskOutput] = {}
+    if task.context:
         # Outside a process, upstream tasks that already ran feed this one (the guide's
         # CheckpointedProcess runs task.execute() in order and sets task.result on resume).
-        peers = task._peers or {}
+        peers = peers_of(task)
         for ref in task.context:
             upstream = peers.get(ref) if isinstance(ref, str) else ref
-            if upstream is not None and upstream.result is not None:
-                context[upstream.id] = upstream.result
-    run = RunInputs(inputs=inputs, context=context, missing=dict(task._missing_context))
-    task.status = "running"
+            if upstream is None:
+                continue
+            result = outcome_of(upstream).result
+            if result is not None:
+                context[upstream.id] = result
+    run = RunInputs(inputs=inputs, context=context)
+    set_outcome(task, status="running", error=None)
 
     async def body() -> TaskOutput:
         from ray_orch.policy.caching import from_cache, key_for, local_cache, ttl_for
@@ -500,15 +519,12 @@ async def run_local(task: Task, inputs: dict[str, Any] | None) -> TaskOutput:
         coro = breaker_guard(task, body)
         output = await (asyncio.wait_for(coro, task.timeout) if task.timeout else coro)
     except asyncio.TimeoutError:
-        task.status = "failed"
         error = TaskTimeoutError(f"task '{task.id}' exceeded its timeout of {task.timeout} s",
                                  task=task.id)
-        task.error = error
+        set_outcome(task, status="failed", error=error)
         raise error from None
     except BaseException as exc:
-        task.status = "failed"
-        task.error = exc
+        set_outcome(task, status="failed", error=exc)
         raise
-    task.status = "completed"
-    task.result = output
+    set_outcome(task, status="completed", result=output)
     return output

@@ -13,16 +13,13 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from ray_orch.core.errors import CircuitOpenError
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.proc import ray_is_running
 
-if TYPE_CHECKING:
-    from ray_orch.policy.task import Task
-
-__all__ = ["BreakerState", "CircuitBreaker", "breaker_guard", "share_breakers"]
+__all__ = ["BreakerState", "CircuitBreaker", "Guarded", "breaker_guard", "share_breakers"]
 
 State = Literal["closed", "open", "half_open"]
 OPEN_MESSAGE = "Circuit breaker open - service temporarily unavailable"
@@ -139,13 +136,38 @@ class CircuitBreaker:
         return await self._call("peek")
 
 
-def breaker_for(task: Task) -> CircuitBreaker | None:
+class Guarded(Protocol):
+    """What a breaker reads of a task (``Task`` is one; a protocol, since the task's
+    definition names ``CircuitBreaker``)."""
+
+    @property
+    def id(self) -> str:
+        """The task's name."""
+        ...
+
+    @property
+    def agent(self) -> Any:
+        """Its agent (whose ``circuit_breaker`` guards it when it has none)."""
+        ...
+
+    @property
+    def agent_role(self) -> str | None:
+        """Its agent's role (the open breaker's answer names it)."""
+        ...
+
+    @property
+    def circuit_breaker(self) -> Any:
+        """Its own breaker, if any."""
+        ...
+
+
+def breaker_for(task: Guarded) -> CircuitBreaker | None:
     """The breaker guarding a task: its own, else its agent's."""
     breaker = task.circuit_breaker or getattr(task.agent, "circuit_breaker", None)
     return breaker if isinstance(breaker, CircuitBreaker) else None
 
 
-async def breaker_guard(task: Task, body: Callable[[], Awaitable[TaskOutput]],
+async def breaker_guard(task: Guarded, body: Callable[[], Awaitable[TaskOutput]],
                         on_state: Callable[[str, str], None] | None = None) -> TaskOutput:
     """Run ``body`` behind the task's breaker (if any); ``on_state(name, state)`` hears
     the breaker's state before the call and after it."""

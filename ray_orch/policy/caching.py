@@ -15,7 +15,7 @@ from ray_orch.core.prompt import PromptParts
 from ray_orch.store.cache import ResultCache, cache_key
 
 if TYPE_CHECKING:
-    from ray_orch.policy.task import Task
+    from ray_orch.policy.definition import TaskDefinition as Task
 
 __all__ = ["DEFAULT_TTL", "from_cache", "key_for", "local_cache", "ttl_for"]
 

@@ -269,8 +269,8 @@ def uses_local_decisions(agent: Any) -> bool:
     return agent.llm_config.model == EMBEDDED
 
 
-async def decide_locally(agent: Any, task: Any, parts: Any,
-                         calls: list[dict[str, Any]]) -> tuple[str, str | None]:
+async def decide_locally(agent: Any, task: Any, parts: Any, calls: list[dict[str, Any]], *,
+                         described: dict[str, str] | None = None) -> tuple[str, str | None]:
     """Choose a decision's route on the embedded default by scoring every key.
 
     With the sentence model installed (the README's install has it) the keys are scored
@@ -284,6 +284,7 @@ async def decide_locally(agent: Any, task: Any, parts: Any,
         task: the decision task (its ``condition`` and description).
         parts: the prompt parts of this attempt (description, context).
         calls: the attempt's call log; one record is added.
+        described: what each route key leads to (the run graph's ``route_descriptions``).
 
     Returns:
         ``(answer, model)``: the answer is ``{"decision": key, "scores": {...}}`` JSON,
@@ -301,7 +302,7 @@ async def decide_locally(agent: Any, task: Any, parts: Any,
     glosses = route_glosses(parts.description, keys)
     subject = subject_of(parts.description, glosses,
                          "\n".join(item.text for item in parts.context))
-    described = getattr(task, "_route_descriptions", None) or {}
+    described = described or {}
     started = time.perf_counter()
     model = MODEL_NAME
     if not subject.strip():

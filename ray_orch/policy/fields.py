@@ -42,7 +42,7 @@ __all__ = ["AGENT_KEYWORDS", "NO_EFFECT_KEYWORDS", "PROCESS_KEYWORDS", "PROVIDER
 
 # Keywords beyond each constructor's named parameters: stored on the object as given
 # (the tools feature reads them). Add a keyword here to accept it.
-TASK_KEYWORDS: set[str] = set()
+TASK_KEYWORDS: set[str] = {"variables"}  # PraisonAI's {{name}} values (api/team.py)
 AGENT_KEYWORDS: set[str] = set()
 PROCESS_KEYWORDS: set[str] = set()
 
@@ -268,7 +268,7 @@ def task_problems(name: str, task: Any) -> list[WorkflowDefinitionError]:
             isinstance(task.context_fields, (list, tuple))
             and all(_is_str(f, empty=False) for f in task.context_fields)):
         bad("context_fields", f"must be a list of field names, not {task.context_fields!r}")
-    if task.condition is not None and task.task_type == "decision":
+    if task.condition is not None and task.task_type in ("decision", "loop"):
         for fieldname, message in condition_problems(task.condition):
             bad(fieldname, message)
     if not isinstance(task.guardrails, list):
@@ -515,9 +515,9 @@ def check_task_fields(name: str, task: Any, problems: list[WorkflowDefinitionErr
             bad(fieldname, f"must be a pydantic BaseModel subclass, not {value!r}")
     if task.task_type == "decision" and not task.condition:
         bad("condition", "is required for a decision task: {'answer': ['task', ...]}")
-    if task.condition and task.task_type != "decision":
-        bad("condition", "only applies to task_type='decision'")
-    if isinstance(task.condition, dict) and task.task_type == "decision" and \
+    if task.condition and task.task_type not in ("decision", "loop"):
+        bad("condition", "only applies to task_type='decision' (or 'loop': each item routed)")
+    if isinstance(task.condition, dict) and task.task_type in ("decision", "loop") and \
             not route_keys(task.condition):
         bad("condition", "must map at least one answer to a list of task names")
     for i, guard in enumerate(refs(task.guardrails)):

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ValidationError
 
 from ray_orch.core.errors import GuardrailFailedError, TaskFailedError
 from ray_orch.core.output import GuardrailResult, TaskOutput
-from ray_orch.policy.agent import Agent
+from ray_orch.model.client import LLMConfig
 
 if TYPE_CHECKING:
-    from ray_orch.policy.task import Task
+    from ray_orch.policy.definition import TaskDefinition as Task
 
 __all__ = ["Rejected", "call_record", "check_guardrails", "parse_structured"]
 
@@ -58,7 +58,9 @@ class _Verdict(BaseModel):
 
 async def check_guardrails(task: Task, agent: Any, output: TaskOutput,
                             calls: list[dict[str, Any]]) -> TaskOutput:
-    for guard in task.guardrails:
+    # The task's guardrails, then its agent's (PraisonAI's Agent(guardrails=...)).
+    own = getattr(agent, "guardrails", None)
+    for guard in [*task.guardrails, *(own if isinstance(own, list) else [])]:
         if isinstance(guard, str):
             verdict = await _judge(agent, guard, output, calls)
             if not verdict.passes:
@@ -111,7 +113,7 @@ def _verdict_of(result: Any, *, task: Task, name: str,
 
 async def _judge(agent: Any, rule: str, output: TaskOutput,
                  calls: list[dict[str, Any]]) -> _Verdict:
-    if not isinstance(agent, Agent):
+    if not isinstance(getattr(agent, "llm_config", None), LLMConfig):  # an Agent's model
         raise TaskFailedError(f"string guardrail '{rule}' needs an Agent with a model to judge it")
     prompt = (f"Check this output against the rule.\nRule: {rule}\n\nOutput:\n{output.raw}\n\n"
               "Does the output satisfy the rule? Answer with JSON {\"passes\": true|false, "

@@ -12,9 +12,12 @@ and a keyword neither side knows is an ``InvalidTaskFieldError``.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
 import threading
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from ray_orch.core.errors import InvalidTaskFieldError
@@ -23,9 +26,11 @@ __all__ = [
     "AGENT_NO_EFFECT",
     "TASK_NO_EFFECT",
     "TEAM_NO_EFFECT",
+    "MultiAgentHooksConfig",
     "PraisonCompatWarning",
     "no_effect",
     "reflection_rounds",
+    "team_hooks",
 ]
 
 
@@ -38,7 +43,7 @@ TASK_NO_EFFECT: dict[str, Any] = {
     "config": None, "status": "not started", "result": None, "images": None,
 "human_review_prompt": None, "loop_state": None, "memory": None,
     "quality_check": True, "rerun": False, "retain_full_context": False, "retry_count": 0,
-    "agent_config": None, "variables": None, "skip_on_failure": False, "on_error": "stop",
+    "agent_config": None, "skip_on_failure": False, "on_error": "stop",
     "action": None, "handler": None, "should_run": None, "loop_over": None,
     "loop_var": "item", "execution": None, "routing": None, "output_config": None,
     "output": None, "when": None, "then_task": None, "else_task": None, "autonomy": None,
@@ -47,8 +52,8 @@ TASK_NO_EFFECT: dict[str, Any] = {
 }
 
 AGENT_NO_EFFECT: dict[str, Any] = {
-    "auth": None, "toolsets": None, "handoffs": None, "memory": None, "knowledge": None,
-    "planning": False, "rules": None, "guardrails": None, "web": None, "context": None,
+    "auth": None, "toolsets": None, "memory": None, "knowledge": None,
+    "planning": False, "rules": None, "web": None, "context": None,
     "autonomy": None, "output": None, "execution": None, "templates": None,
     "caching": None, "hooks": None, "skills": None, "self_improve": False,
     "approval": None, "tool_config": None, "learn": None, "backend": None, "run_on": None,
@@ -62,9 +67,8 @@ AGENT_NO_EFFECT: dict[str, Any] = {
 }
 
 TEAM_NO_EFFECT: dict[str, Any] = {
-    "memory": False, "planning": False, "context": False, "output": None,
-    "execution": None, "hooks": None, "autonomy": None, "knowledge": None,
-    "guardrails": None, "web": None, "reflection": None, "learn": None,
+    "memory": False, "planning": False, "context": False, "autonomy": None, "knowledge": None,
+    "web": None, "reflection": None, "learn": None,
     "tools_run_on": None, "run_on": None,
 }
 
@@ -152,7 +156,7 @@ def reflection_rounds(reflection: Any) -> tuple[int, int] | None:
 
 def task_extras(task: Any, *, callback: Any, on_task_complete: Any, depends_on: Any) -> None:
     """Check a Task's PraisonAI keywords and apply its aliases (called by ``Task.__init__``,
-    after it stored them).
+    after it stored them); a single guardrail function becomes a list of one.
 
     Raises:
         InvalidTaskFieldError: both ``callback`` and ``on_task_complete``; a callback that
@@ -166,6 +170,10 @@ def task_extras(task: Any, *, callback: Any, on_task_complete: Any, depends_on: 
         raise InvalidTaskFieldError(f"task '{task.id}': callback must be callable, not "
                                     f"{type(task.callback).__name__}", task=task.id,
                                     field="callback")
+    if callable(task.guardrails):
+        # PraisonAI's guardrails=fn. (A bare string stays a mistake validation names: is
+        # it one rule or a typo'd list? A rule goes in guardrail= or a list.)
+        task.guardrails = [task.guardrails]
     if depends_on is not None:
         if task.context is not None:
             raise InvalidTaskFieldError(
@@ -300,6 +308,149 @@ def agent_extras(agent: Any, *, model: Any, reflection: Any,
         agent.llm = model
     agent.reflection = reflection
     agent.reflection_rounds = reflection_rounds(reflection)
+    agent.chat_history = []
+    options = dict(options)
+    guards = [options.pop(k) for k in ("guardrails", "guardrail") if k in options]
+    options.pop("max_guardrail_retries", None)  # the retries are the task's validation_steps
+    from ray_orch.policy.agent_chat import agent_guardrails
+
+    agent.guardrails = [g for value in guards
+                        for g in agent_guardrails(value, who=f"agent '{agent.role}'")]
+    from ray_orch.policy.handoffs import DEFAULT_MAX_HANDOFFS, handoff_tools
+
+    agent.handoffs = options.pop("handoffs", None)
+    agent.max_handoffs = options.pop("max_handoffs", DEFAULT_MAX_HANDOFFS)
+    agent.tools = [*agent.tools, *handoff_tools(agent.handoffs, who=f"agent '{agent.role}'",
+                                                limit=agent.max_handoffs)]
     table = {k: v for k, v in AGENT_NO_EFFECT.items() if k in options}
     no_effect("Agent", table, {k: options[k] for k in table})
     return {k: v for k, v in options.items() if k not in table}
+
+
+# -- team hooks --------------------------------------------------------------------------
+
+log = logging.getLogger("ray_orch.team")
+
+
+@dataclass(kw_only=True)
+class MultiAgentHooksConfig:
+    """PraisonAI's team hooks (``AgentTeam(hooks=MultiAgentHooksConfig(...))``).
+
+    Example:
+        >>> hooks = MultiAgentHooksConfig(on_task_start=lambda task, task_id: None)
+        >>> hooks.on_task_complete is None
+        True
+    """
+
+    on_task_start: Any = None
+    """``fn(task, task_id)``, called on the driver as each task becomes ready to run
+    (``task_id`` is PraisonAI's: the task's position, or its key in a ``tasks={}``)."""
+    on_task_complete: Any = None
+    """``fn(task, output)``, called on the driver with each completed task's output,
+    before the task's own callback; its exception is logged, not raised (as PraisonAI's)."""
+    completion_checker: Any = None
+    """``fn(task, raw) -> bool``: False sends the answer back (a failed guardrail: the
+    task answers again, within its ``validation_steps``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """PraisonAI's description of the hooks (their reprs)."""
+        return {name: None if fn is None else str(fn) for name, fn in vars(self).items()}
+
+
+def team_hooks(hooks: Any) -> _TeamHooks:
+    """A team's hooks from PraisonAI's ``hooks=`` (a ``MultiAgentHooksConfig``, an object
+    with its attributes, a dict of them, or None).
+
+    Raises:
+        InvalidTaskFieldError: a hook that is not callable.
+    """
+    get = hooks.get if isinstance(hooks, dict) else (lambda name: getattr(hooks, name, None))
+    found = {name: get(name) for name in ("on_task_start", "on_task_complete",
+                                          "completion_checker")} if hooks else {}
+    for name, fn in found.items():
+        if fn is not None and not callable(fn):
+            raise InvalidTaskFieldError(f"AgentTeam hooks: {name} must be callable, not "
+                                        f"{type(fn).__name__}", field="hooks")
+    return _TeamHooks(**found)
+
+
+@dataclass(kw_only=True)
+class _TeamHooks:
+    on_task_start: Any = None
+    on_task_complete: Any = None
+    completion_checker: Any = None
+
+    def started(self, task: Any, task_id: Any) -> None:
+        """Call ``on_task_start``; its exception is logged (PraisonAI's behaviour)."""
+        if self.on_task_start is None:
+            return
+        try:
+            self.on_task_start(task, task_id)
+        except Exception as exc:
+            log.error("Error in on_task_start callback: %s", exc)
+
+    def apply(self, task: Any, task_id: Any) -> Any:
+        """Hook ``task`` for one run; returns the undo."""
+        before = (task.callback, list(task.guardrails))
+        if self.on_task_complete is not None:
+            task.callback = _Completed(hook=self.on_task_complete, task=task,
+                                       own=task.callback)
+        if self.completion_checker is not None:
+            task.guardrails = [*task.guardrails, _Checker(check=self.completion_checker,
+                                                          task_name=task.id)]
+
+        def undo() -> None:
+            task.callback, task.guardrails = before
+        return undo
+
+
+@dataclass(kw_only=True)
+class _Completed:
+    """A task's callback with the team's ``on_task_complete`` called first."""
+
+    hook: Any
+    task: Any
+    own: Any
+
+    def __call__(self, output: Any) -> Any:
+        try:
+            result = self.hook(self.task, output)
+        except Exception as exc:
+            log.error("Error in on_task_complete callback: %s", exc)
+            result = None
+        if inspect.isawaitable(result):
+            return self._then(result, output)
+        return self.own(output) if self.own is not None else None
+
+    async def _then(self, pending: Any, output: Any) -> Any:
+        try:
+            await pending
+        except Exception as exc:
+            log.error("Error in on_task_complete callback: %s", exc)
+        result = self.own(output) if self.own is not None else None
+        return await result if inspect.isawaitable(result) else result
+
+
+@dataclass(kw_only=True)
+class _Checker:
+    """A team's ``completion_checker`` as a guardrail."""
+
+    check: Any
+    task_name: str
+
+    @property
+    def __name__(self) -> str:
+        return "completion_checker"
+
+    def __call__(self, output: Any) -> tuple[bool, Any]:
+        from types import SimpleNamespace
+
+        ok = bool(self.check(SimpleNamespace(name=self.task_name), output.raw))
+        return (True, output) if ok else (False, "the team's completion_checker rejected it")
+
+
+# -- PraisonAI's private guardrail hook --------------------------------------------------
+
+def guardrail_fn(task: Any) -> Any:
+    """PraisonAI's ``Task._guardrail_fn``: the task's first guardrail, or None."""
+    return task.guardrails[0] if task.guardrails else None

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from ray_orch.core import trace
 from ray_orch.core.errors import MCPToolError
 
+from .capture import captured, text_of
 from .mcp import MCPCall, route_call
 from .spec import ToolSpec, is_coroutine_result
 
@@ -79,6 +80,8 @@ class ToolCall:
     """``time.time()`` at the start."""
     call_id: str = ""
     """The model's id for the call."""
+    stdout: str = ""
+    """What the tool printed in a Ray worker (the driver prints it; ``tools/capture.py``)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """What stays in the attempt: ``images`` (``ToolImage``s an MCP tool returned)."""
 
@@ -125,17 +128,19 @@ def _node_id() -> str | None:
     return None
 
 
-def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
-    """A remote call's body: run the function where Ray placed it."""
-    value = fn(**kwargs)
-    if is_coroutine_result(value):
-        value = asyncio.run(value)
-    return value, _node_id(), os.getpid()
+def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int, str]:
+    """A remote call's body: run the function where Ray placed it (what it prints is
+    returned with its value)."""
+    with captured() as printed:
+        value = fn(**kwargs)
+        if is_coroutine_result(value):
+            value = asyncio.run(value)
+    return value, _node_id(), os.getpid(), text_of(printed)
 
 
 def _bound(fn: Any, scope: Any) -> Any:
     def call(kwargs: dict[str, Any], carrier: dict[str, str],
-             settings: dict[str, str]) -> tuple[Any, str | None, int]:
+             settings: dict[str, str]) -> tuple[Any, str | None, int, str]:
         if not carrier:
             return _invoke(fn, kwargs)
         if scope is not None:  # tracing set up here, spans exported before returning
@@ -182,28 +187,31 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
         _keep.append(spec.fn)  # ids stay unique while cached
     ref = remote_fn.remote(kwargs, trace.carrier(), trace.settings())
     try:
-        value, node, pid = await ref
+        value, node, pid, printed = await ref
     except asyncio.CancelledError:
         ray.cancel(ref)
         raise
     except ray.exceptions.RayTaskError as exc:  # type: ignore[union-attr]
         cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
         raise cause from None
-    return value, {"node": node, "pid": pid}
+    return value, {"node": node, "pid": pid, "stdout": printed}
 
 
 async def _run_local(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     assert spec.fn is not None
-    if spec.is_async:
-        value = await spec.fn(**kwargs)
-    else:
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()  # the tool's own spans: under execute_tool
-        value = await loop.run_in_executor(_threads(), lambda: context.run(
-            spec.fn, **kwargs))  # type: ignore[misc]
-        if is_coroutine_result(value):
-            value = await value
-    return value, {"node": _node_id(), "pid": os.getpid()}
+    with captured() as printed:
+        if spec.is_async:
+            value = await spec.fn(**kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            # The tool's own spans hang under execute_tool, and it prints into this
+            # call's buffer: the thread runs in a copy of this context.
+            context = contextvars.copy_context()
+            value = await loop.run_in_executor(_threads(), lambda: context.run(
+                spec.fn, **kwargs))  # type: ignore[misc]
+            if is_coroutine_result(value):
+                value = await value
+    return value, {"node": _node_id(), "pid": os.getpid(), "stdout": text_of(printed)}
 
 
 async def _run(spec: ToolSpec, kwargs: dict[str, Any],
@@ -336,6 +344,7 @@ async def _execute(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
         except Exception as exc:
             return fail_call(call, f"{type(exc).__name__}: {exc}", type(exc).__name__)
         call.node, call.pid = place.get("node"), place.get("pid")
+        call.stdout = place.get("stdout") or ""
         call.result = result_text(value)
         return call
     finally:

@@ -72,8 +72,9 @@ def _setting(task: Any, agent: Any, name: str, default: Any) -> Any:
 
 
 def tool_run_for(task: Any, agent: Any, *, inputs: Any, context: dict[str, Any],
-                 iteration: int | None) -> ToolRun | None:
-    """The tool run of ``task`` with ``agent``, or None when neither has tools.
+                 iteration: int | None, journal: Any = None) -> ToolRun | None:
+    """The tool run of ``task`` with ``agent``, or None when neither has tools;
+    ``journal`` is the run's ``ToolJournalRef`` (None: calls are not journaled).
 
     Raises:
         ToolDefinitionError: the tools are not valid (normally found at validation).
@@ -87,10 +88,9 @@ def tool_run_for(task: Any, agent: Any, *, inputs: Any, context: dict[str, Any],
     if errors not in _TOOL_ERRORS:
         raise ToolDefinitionError(f"{who}: tool_errors must be 'return' or 'raise', not "
                                   f"{errors!r}", task=task.id, field="tool_errors")
-    ref = getattr(task, "_tool_journal", None)
-    journal = ToolJournal(task=task.id, visit=visit_digest(inputs, context, iteration),
-                          ref=ref if isinstance(ref, ToolJournalRef) else None)
-    return ToolRun(task_id=task.id, specs=specs, journal=journal,
+    calls = ToolJournal(task=task.id, visit=visit_digest(inputs, context, iteration),
+                        ref=journal if isinstance(journal, ToolJournalRef) else None)
+    return ToolRun(task_id=task.id, specs=specs, journal=calls,
                    max_tool_calls=int(_setting(task, agent, "max_tool_calls",
                                                DEFAULT_MAX_TOOL_CALLS)),
                    raise_errors=errors == "raise", secrets=_agent_secrets(agent))

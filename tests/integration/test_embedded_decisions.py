@@ -142,14 +142,14 @@ def test_routes_are_described_by_what_they_lead_to():
     Process(tasks=tasks)  # builds and validates the graph
     from ray_orch.engine.graph import build_graph, name_tasks
 
-    build_graph(name_tasks(tasks), "workflow", has_default_agent=True)
-    decision = tasks["categorize_0"]
-    assert decision._route_descriptions == {
+    graph = build_graph(name_tasks(tasks), "workflow", has_default_agent=True)
+    assert graph.route_descriptions["categorize_0"] == {
         "technical": "solve technical issues", "billing": "handle payments",
         "complex": "handle complex cases", "simple": "handle inquiries"}
-    assert pickle.loads(pickle.dumps(decision))._route_descriptions == \
-        decision._route_descriptions  # carried to the cluster with the task
-    assert tasks["tech_support_0"]._route_descriptions == {}
+    # Carried to the cluster with the graph, not written onto the user's task.
+    assert pickle.loads(pickle.dumps(graph)).route_descriptions == graph.route_descriptions
+    assert not hasattr(tasks["categorize_0"], "_route_descriptions")
+    assert "tech_support_0" not in graph.route_descriptions
     assert describe_routes({"a": ["x"], "b": ["y"]}, {"x": tasks["tech_support_0"]}) == {
         "a": "solve technical issues"}
 

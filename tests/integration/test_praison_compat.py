@@ -297,8 +297,10 @@ def test_praison_keywords_warn_once_or_error():
         Task(description="x", rerun=True)  # once only
         Task(description="x", human_input=True)  # honoured here (approvals)
         Task(description="x", rerun=False, quality_check=True)  # PraisonAI's defaults
-    with pytest.warns(PraisonCompatWarning, match=r"Agent\(handoffs=\.\.\.\)"):
-        Agent(name="A", handoffs=[object()])
+    with pytest.warns(PraisonCompatWarning, match=r"Agent\(toolsets=\.\.\.\)"):
+        Agent(name="A", toolsets=["web"])
+    with pytest.raises(InvalidTaskFieldError, match="handoffs must be Agents"):
+        Agent(name="A", handoffs=[object()])  # honoured now: a target must be an Agent
     with pytest.warns(PraisonCompatWarning, match=r"AgentTeam\(memory=\.\.\.\)"):
         AgentTeam(agents=[Agent(name="A")], memory=True)
     with pytest.raises(InvalidTaskFieldError, match="'descripton'"):

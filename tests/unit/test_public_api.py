@@ -14,6 +14,17 @@ def test_all_is_sorted_and_complete():
     assert public == set(ray_orch.__all__)
 
 
+def test_the_run_driver_is_public():
+    # Process builds and validates; the driver starts, follows, heals, streams, cancels.
+    from ray_orch.api.driver import RunDriver
+
+    assert "RunDriver" in ray_orch.__all__ and ray_orch.RunDriver is RunDriver
+    for method in ("run", "run_sync", "follow", "cancel", "replace_supervisor", "later"):
+        assert callable(getattr(RunDriver, method)), method
+    assert isinstance(ray_orch.Process(tasks=[ray_orch.Task("A", agent=object())]).driver,
+                      types.MethodType)
+
+
 def test_errors_form_one_tree():
     for name in ray_orch.__all__:
         value = getattr(ray_orch, name)
