@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -13,8 +13,16 @@ from ray_orch.core.errors import GuardrailFailedError, TaskFailedError
 from ray_orch.core.output import GuardrailResult, TaskOutput
 from ray_orch.model.client import LLMConfig
 
-if TYPE_CHECKING:
-    from ray_orch.policy.definition import TaskDefinition as Task
+
+class Task(Protocol):
+    """What guardrails read of a task (``policy.definition.TaskDefinition`` is one; a
+    protocol, so that this module does not import the definitions that import it)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def guardrails(self) -> list[Any]: ...
 
 __all__ = ["Rejected", "call_record", "check_guardrails", "parse_structured"]
 
