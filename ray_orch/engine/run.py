@@ -52,7 +52,7 @@ from ray_orch.policy.breaker import breaker_for, breaker_guard
 from ray_orch.policy.caching import from_cache, key_for, ttl_for
 from ray_orch.policy.task import Task
 from ray_orch.store.approvals import PauseStore
-from ray_orch.store.journal import Journal, typed
+from ray_orch.store.journal import Journal
 from ray_orch.tools.journal import ToolJournalRef
 
 __all__ = ["Run", "RunResult", "RunSpec"]
@@ -188,12 +188,8 @@ class Run:
                               resume=spec.resume, allow_drift=spec.allow_drift)
             spec.run_id = journal.run_id
             loops = [n for n, node in self.graph.nodes.items() if node.task.task_type == "loop"]
-            restored, restored_iterations = journal.restored(loops, spec.max_visits)
-            for (name, _), output in restored.items():
-                typed(self.graph.nodes[name].task, output)
-            for (name, _), outputs in restored_iterations.items():
-                for output in outputs.values():
-                    typed(self.graph.nodes[name].task, output)
+            restored, restored_iterations = journal.restored(loops, spec.max_visits, tasks={
+                name: node.task for name, node in self.graph.nodes.items()})
             self.approvals.run_id = journal.run_id
             if spec.resume:
                 def restore(task: str, visit: int, output: TaskOutput) -> None:

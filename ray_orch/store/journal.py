@@ -54,25 +54,35 @@ class Journal:
         self.record = self.store.begin_run(run_id, workflow, definition_hash(definition),
                                            allow_drift=allow_drift, fresh=not resume)
 
-    def restored(self, loops: list[str], max_visits: int
+    def restored(self, loops: list[str], max_visits: int, *,
+                 tasks: dict[str, Any] | None = None
                  ) -> tuple[dict[tuple[str, int], TaskOutput],
                             dict[tuple[str, int], dict[int, TaskOutput]]]:
-        """Completed task visits, and iterations of the given loop tasks, so far.
+        """Completed task visits, and iterations of the given loop tasks, so far; with
+        ``tasks`` (by name), typed as fresh outputs are (:func:`typed`).
 
         Raises:
             CheckpointCorruptError: a record failed its integrity check.
         """
-        tasks = {_unkey(k): TaskOutput(**v) for k, v in self.store.load_tasks(self.run_id).items()}
+        outputs = {_unkey(k): TaskOutput(**v)
+                   for k, v in self.store.load_tasks(self.run_id).items()}
         iterations: dict[tuple[str, int], dict[int, TaskOutput]] = {}
         for name in loops:
             for visit in range(1, max_visits + 1):
-                if (name, visit) in tasks:
+                if (name, visit) in outputs:
                     continue
                 done = self.store.load_iterations(self.run_id, _key(name, visit))
                 if not done:
                     break
                 iterations[(name, visit)] = {i: TaskOutput(**v) for i, v in done.items()}
-        return tasks, iterations
+        for (name, _), output in outputs.items():
+            if tasks and name in tasks:
+                typed(tasks[name], output)
+        for (name, _), by_index in iterations.items():
+            for output in by_index.values():
+                if tasks and name in tasks:
+                    typed(tasks[name], output)
+        return outputs, iterations
 
     def task_done(self, task: str, visit: int, output: TaskOutput) -> None:
         self.store.save_task(self.run_id, _key(task, visit), output.model_dump(mode="json"))
