@@ -63,8 +63,9 @@ class Supervisor:
                 services.metrics_error = f"{type(exc).__name__}: {exc}"
             else:
                 services.metrics = EventBatcher(lambda batch: hub.push.remote(batch))
+        services.store = spec.store
         if spec.cache or any(t.cache_ttl for t in spec.tasks):
-            services.cache = get_cache_actor(spec.checkpoint_dir)
+            services.cache = get_cache_actor(spec.store)
         return services
 
     async def run(self, packed: bytes) -> AsyncIterator[tuple[str, Any]]:
@@ -108,10 +109,10 @@ class Supervisor:
                         await asyncio.to_thread(flush_tracing)
                     result = self.job.result()
                     _make_portable(result)
-                    if isinstance(result.error, RunPaused) and spec.checkpoint_dir:
-                        # Its definition stays with its requests: any process continues it.
-                        PauseStore(spec.checkpoint_dir).pause(spec.run_id, spec.workflow,
-                                                              spec.mode, packed)
+                    if isinstance(result.error, RunPaused) and spec.store is not None:
+                        # Its definition (kept, signed, by the driver) stays with its
+                        # requests: any process continues it.
+                        await asyncio.to_thread(PauseStore(spec.store).pause, spec.run_id)
                     yield ("result", (result, [e.model_dump() for e in batch]))
                     return
                 if batch:

@@ -129,3 +129,12 @@ def postgres_dsn(postgres_server):
     with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield postgres_server.dsn.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_spec(request, tmp_path):
+    """A run store of each backend, empty: a fresh directory (SQLite), then a fresh
+    database on the session's PostgreSQL server (``Process(store=...)``)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("postgres_dsn")

@@ -4,10 +4,10 @@
 may be sync or async); without one, on a terminal, the console asks; otherwise the run
 pauses in its checkpoint store (``RunPaused``), to be continued with
 ``workflow(resume=run_id, answers={...})`` from any process, or ``ray-orch approve``
-(``cli/runs.py``, from the checkpoint store alone).
+(``cli/runs.py``, from the run store alone).
 
 Approvals have one module per layer: ``core/approvals.py`` (the requests and answers),
-``store/approvals.py`` (paused runs' requests in the checkpoint file), ``engine/approvals.py``
+``store/approvals.py`` (paused runs' requests in the run store), ``engine/approvals.py``
 (waiting inside a run) and this one (the driver's side).
 """
 
@@ -43,7 +43,7 @@ class Asking(Protocol):
     @property
     def approval_handler(self) -> Callable[[ApprovalRequest], Any] | None: ...
     @property
-    def checkpoint_dir(self) -> str | None: ...
+    def store(self) -> str | None: ...
 
 
 def approval_mode(process: Asking) -> str | None:
@@ -60,14 +60,15 @@ def approval_mode(process: Asking) -> str | None:
         return None
     if process.approval_handler is not None or _on_a_terminal():
         return "inline"
-    if process.checkpoint_dir and asking:
+    if process.store and asking:
         return "pause"  # a tool call that asks then hears that no one can answer now
     asking = asking or tools
     raise ApprovalError(
         f"task '{asking[0]}' asks a person (human_input=True, or a tool with "
         "requires_approval=True) but the run has no way to "
         "ask: give Process(approval_handler=...), run it on a terminal, or give "
-        "Process(checkpoint_dir=...) so that it pauses", task=asking[0], field="human_input")
+        "Process(checkpoint_dir=...) or store= so that it pauses", task=asking[0],
+        field="human_input")
 
 
 def _asks_about_tools(task: Any) -> bool:
@@ -82,7 +83,8 @@ def _on_a_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def check_answers(process: Asking, run_id: str | None, answers: Any) -> dict[str, Any]:
+def check_answers(process: Asking, run_id: str | None, answers: Any,
+                  store: Any = None) -> dict[str, Any]:
     """``answers=`` of a resumed run, checked against the requests it has pending.
 
     Returns:
@@ -97,16 +99,12 @@ def check_answers(process: Asking, run_id: str | None, answers: Any) -> dict[str
     if not isinstance(answers, dict):
         raise ApprovalError(f"answers must be a dict {{request_id: Approve() | Edit(...) | "
                             f"Reject(...)}}, not {type(answers).__name__}", field="answers")
-    if not process.checkpoint_dir or not isinstance(run_id, str):
+    if store is None or not isinstance(run_id, str):
         raise ApprovalError("answers= continues a paused run: give resume=<run id> and "
-                            "Process(checkpoint_dir=...)", field="answers")
+                            "Process(checkpoint_dir=...) or store=", field="answers")
     from ray_orch.store.approvals import PauseStore
 
-    store = PauseStore(process.checkpoint_dir)
-    try:
-        pending = {r["id"]: r for r in store.pending(run_id)}
-    finally:
-        store.close()
+    pending = {r["id"]: r for r in PauseStore(store).pending(run_id)}
     checked = {}
     for request_id, answer in answers.items():
         if request_id not in pending:

@@ -102,7 +102,7 @@ class RunDriver:
         self.registry: Any = None
         self._by_name = {t.id: t for t in self.tasks}  # once a run, not once an event
         # The user's store, if any: where a lost run's partial results are read from.
-        self._checkpoint_dir = spec.checkpoint_dir
+        self._store = spec.store
         self._deliveries: Any = None
         self._pending_jobs: list[Awaitable[Any]] = []
 
@@ -267,6 +267,14 @@ class RunDriver:
             raise RunError(f"run {spec.run_id}: Ray could not be started or reached "
                            f"({type(exc).__name__}: {exc}); check RAY_ADDRESS and "
                            "Process(ray_init=...)", run_id=spec.run_id) from exc
+        if spec.store is not None:  # members on any node reach the same store
+            from ray_orch.api.stores import keep_definition, shipped
+
+            store = spec.store
+            spec.store = shipped(store)
+            packed = pack(spec)
+            if spec.approvals == "pause":
+                keep_definition(store, spec, packed)
         if heal.prepare(spec):  # a standing runtime journals every run
             packed = pack(spec)
         from actors.registry import get_registry
@@ -317,11 +325,10 @@ class RunDriver:
             await reap_lost_supervisor(self.registry, self.supervisor)
             done = [e.task for e in self.events
                     if e.kind == "task_finished" and e.status == "completed" and e.task]
-            raise as_run_error(exc, run_id=spec.run_id, checkpoint_dir=self._checkpoint_dir,
+            raise as_run_error(exc, run_id=spec.run_id, store=self._store,
                                lost=True, completed=list(dict.fromkeys(done))) from exc
         except Exception as exc:
-            typed = as_run_error(exc, run_id=spec.run_id, checkpoint_dir=self._checkpoint_dir,
-                                 lost=False)
+            typed = as_run_error(exc, run_id=spec.run_id, store=self._store, lost=False)
             if typed is exc:
                 raise
             raise typed from exc

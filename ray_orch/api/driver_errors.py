@@ -17,33 +17,27 @@ from ray_orch.core.output import TaskOutput
 __all__ = ["as_run_error", "partial_results", "reap_lost_supervisor"]
 
 
-def partial_results(checkpoint_dir: str | None, run_id: str) -> dict[str, TaskOutput]:
-    """The outputs a lost run had recorded: its checkpoints' latest visit of each task
-    (nothing without ``checkpoint_dir``: the driver sees no outputs before the end)."""
-    if not checkpoint_dir:
+def partial_results(store: Any, run_id: str) -> dict[str, TaskOutput]:
+    """The outputs a lost run had recorded: its store's latest visit of each task
+    (nothing without a store: the driver sees no outputs before the end)."""
+    if store is None:
         return {}
-    from ray_orch.store.sqlite import SQLiteCheckpointStore
-
     outputs: dict[str, TaskOutput] = {}
     with contextlib.suppress(Exception):  # a damaged store must not hide the real error
-        store = SQLiteCheckpointStore(checkpoint_dir)
-        try:
-            saved = store.load_tasks(run_id)
-        finally:
-            store.close()
+        saved = store.load_tasks(run_id)
         for key in sorted(saved, key=lambda k: int(k.partition("#")[2] or 1)):
             outputs[key.partition("#")[0]] = TaskOutput(**saved[key])
     return outputs
 
 
-def as_run_error(exc: BaseException, *, run_id: str, checkpoint_dir: str | None,
-                 lost: bool, completed: list[str] | None = None) -> RayOrchError:
+def as_run_error(exc: BaseException, *, run_id: str, store: Any, lost: bool,
+                 completed: list[str] | None = None) -> RayOrchError:
     """``exc`` as the driver raises it (chain it with ``raise ... from exc``).
 
     Args:
         exc: what came back (or failed on the way back) from the Supervisor.
         run_id: the run's id.
-        checkpoint_dir: where the run's checkpoints are, for the partial results.
+        store: the run's store (``RunStore``) or None, for the partial results.
         lost: the Supervisor itself died.
         completed: tasks the driver heard complete (named in the message; their outputs
             are in ``results`` only when checkpoints hold them).
@@ -56,9 +50,9 @@ def as_run_error(exc: BaseException, *, run_id: str, checkpoint_dir: str | None,
         if isinstance(exc, RunError):
             exc.run_id = exc.run_id or run_id
         return exc
-    results = partial_results(checkpoint_dir, run_id)
+    results = partial_results(store, run_id)
     if lost:
-        resume = (f"; resume it with workflow(resume='{run_id}')" if checkpoint_dir else
+        resume = (f"; resume it with workflow(resume='{run_id}')" if store is not None else
                   "; with Process(checkpoint_dir=...) a rerun resumes where it stopped")
         heard = f" (completed before: {', '.join(completed)})" if completed else ""
         return SupervisorLostError(

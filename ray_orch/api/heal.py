@@ -3,7 +3,7 @@
 A run whose Supervisor dies mid-run (its process killed, its node lost) continues when
 it has a journal: a new Supervisor resumes it from the journal, so no task that had
 completed is asked of the model again, and the driver's ``workflow()`` returns the
-results. A run has a journal when it has a ``checkpoint_dir``, or when a standing
+results. A run has a journal when it has a run store (``checkpoint_dir`` / ``store``), or when a standing
 runtime started by ``ray-orch up`` gives it one (``RuntimeInfo.journal_dir()``). Without
 a journal the loss reaches the driver at once, as an error.
 
@@ -40,9 +40,11 @@ def prepare(spec: RunSpec) -> bool:
     from ray_orch.api import standing
 
     info = standing.joined()
-    if spec.checkpoint_dir or info is None or not info.started_head:
+    if spec.store is not None or info is None or not info.started_head:
         return False
-    spec.checkpoint_dir = info.journal_dir()
+    from ray_orch.api.stores import opened, shipped
+
+    spec.store = shipped(opened(info.run_store()))
     return True
 
 
@@ -88,7 +90,7 @@ async def follow(driver: Follower, packed: bytes, *, pack: Callable[[RunSpec], b
         try:
             return await driver.follow(packed, live=live, asker=asker)
         except (ActorDiedError, ActorUnavailableError):
-            if not spec.checkpoint_dir or recoveries >= MAX_RECOVERIES:
+            if spec.store is None or recoveries >= MAX_RECOVERIES:
                 raise
             recoveries += 1
             # The dead one's members are stopped (they may still run its attempts).

@@ -6,8 +6,9 @@ through Ray's Job Submission API (the dashboard that ``ray-orch up`` starts on
 127.0.0.1). The job's id is the run id. The job's driver runs the workflow like any
 driver on the standing runtime (warm pools, a journal, a new Supervisor if one is
 lost) and stores its results by run id: as the last line of the job's log
-(``RESULT_MARKER`` + JSON, kept by Ray with the job) and in the runtime's state
-directory (``runs/<run id>.json``). ``ray-orch runs`` / ``logs`` / ``cancel`` /
+(``RESULT_MARKER`` + JSON, kept by Ray with the job) and in the runtime's run store
+(``results`` table; ``ray-orch up --store``, else a directory beside the runtime file).
+The job's id, the run's id in the store and in its events are one id. ``ray-orch runs`` / ``logs`` / ``cancel`` /
 ``attach`` and ``DetachedRun`` read them back.
 """
 
@@ -78,15 +79,20 @@ def _client(address: str | None) -> Any:
         raise StandingRuntimeError(f"cannot reach the Ray dashboard at {url}: {exc}") from None
 
 
-def _job_env(run_id: str) -> dict[str, str]:
+def _job_env(run_id: str, store: str | None = None) -> dict[str, str]:
     from ray_orch.api.standing import runtime_file
 
-    return {RUN_ID_ENV: run_id, "RAY_ORCH_PROGRESS": "0",
-            "RAY_ORCH_RUNTIME_FILE": str(runtime_file())}
+    env = {RUN_ID_ENV: run_id, "RAY_ORCH_PROGRESS": "0",
+           "RAY_ORCH_RUNTIME_FILE": str(runtime_file())}
+    if store:
+        from ray_orch.store.factory import STORE_ENV
+
+        env[STORE_ENV] = store
+    return env
 
 
 def submit_file(file: Path, *, address: str | None = None,
-                variables: dict[str, str] | None = None) -> str:
+                variables: dict[str, str] | None = None, store: str | None = None) -> str:
     """Submit a ``.py`` driver script or a ``.yaml`` workflow as a detached run.
 
     Args:
@@ -95,15 +101,23 @@ def submit_file(file: Path, *, address: str | None = None,
         variables: environment variables for the job: for a YAML workflow, those it
             names as the submitting shell has them (``yaml_workflow.shell_variables``
             checks the file first; ``ray-orch submit`` passes them).
+        store: the run's store (the job's ``$RAY_ORCH_STORE``), checked here.
 
     Returns:
         The run id (the Ray job's submission id).
+
+    Raises:
+        StoreError: ``store`` cannot be used (nothing was submitted).
     """
     path = file.resolve()
+    if store:
+        from ray_orch.store.factory import open_store
+
+        open_store(store, check=True).close()
     run_id = new_run_id()
     command = (f"cd {shlex.quote(str(path.parent))} && {shlex.quote(sys.executable)} -m "
                f"ray_orch.cli job-run {shlex.quote(str(path))} --run-id {run_id}")
-    env = {**(variables or {}), **_job_env(run_id)}
+    env = {**(variables or {}), **_job_env(run_id, store)}
     _client(address).submit_job(
         entrypoint=command, submission_id=run_id,
         runtime_env={"env_vars": env},
@@ -118,10 +132,36 @@ def list_runs(*, address: str | None = None) -> list[dict[str, Any]]:
         if (job.metadata or {}).get("ray-orch") != "1" or not job.submission_id:
             continue
         what = job.metadata.get("file") or job.metadata.get("workflow") or job.entrypoint
-        rows.append({"run_id": job.submission_id, "status": str(job.status),
-                     "entrypoint": what, "start_time": job.start_time,
+        status = str(job.status)
+        report = stored_result(job.submission_id) if status in _TERMINAL else None
+        state, error = true_state(status, report, job.message)
+        rows.append({"run_id": job.submission_id, "status": state, "job_status": status,
+                     "error": error, "entrypoint": what, "start_time": job.start_time,
                      "end_time": job.end_time, "message": job.message})
     return sorted(rows, key=lambda r: r["start_time"] or 0)
+
+
+def true_state(job_status: str, report: dict[str, Any] | None,
+               message: str | None = None) -> tuple[str, str | None]:
+    """A detached run's state and error from its job's status and its stored report: a
+    job that failed is ``failed`` whatever its report says.
+
+    Example:
+        >>> true_state("FAILED", {"status": "completed", "error": None}, "exit 1")
+        ('failed', 'exit 1')
+        >>> true_state("SUCCEEDED", {"status": "completed", "error": None})
+        ('completed', None)
+    """
+    report = report or {}
+    if job_status == "FAILED":
+        return "failed", report.get("error") or message or "the run's job failed"
+    if job_status == "STOPPED":
+        return "cancelled", report.get("error")
+    if job_status == "SUCCEEDED":
+        if report.get("status") == "failed" or report.get("error"):
+            return "failed", report.get("error")
+        return "completed", None
+    return job_status.lower(), None
 
 
 def _status(client: Any, run_id: str) -> str:
@@ -134,22 +174,34 @@ def _status(client: Any, run_id: str) -> str:
 
 def run_logs(run_id: str, *, address: str | None = None, follow: bool = False
              ) -> Iterator[str]:
-    """A detached run's log: all of it, or (``follow``) streamed until the run ends."""
+    """A detached run's log: all of it, or (``follow``) streamed until the run ends; an
+    ended run's log ends with its true state (``run ID: failed: error``)."""
     client = _client(address)
-    _status(client, run_id)
+    status = _status(client, run_id)
     if not follow:
-        yield client.get_job_logs(run_id)
+        text = client.get_job_logs(run_id)
+        yield text
+        if status in _TERMINAL:
+            yield _state_line(client, run_id, status, text)
         return
     seen = 0
     while True:
-        done = _status(client, run_id) in _TERMINAL
+        status = _status(client, run_id)
+        done = status in _TERMINAL
         text = client.get_job_logs(run_id)
         if len(text) > seen:
             yield text[seen:]
             seen = len(text)
         if done:
+            yield _state_line(client, run_id, status, text)
             return
         time.sleep(0.5)
+
+
+def _state_line(client: Any, run_id: str, status: str, log: str) -> str:
+    state, error = true_state(status, stored_result(run_id, log),
+                              client.get_job_info(run_id).message)
+    return f"run {run_id}: {state}" + (f": {error}" if error else "") + "\n"
 
 
 def cancel_run(run_id: str, *, address: str | None = None) -> bool:
@@ -172,15 +224,26 @@ def cancel_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def stored_result(run_id: str, log: str | None = None) -> dict[str, Any] | None:
-    """The report a detached run stored (None while it runs, or if it stored none)."""
+def _runtime_store() -> Any:
+    """The standing runtime's run store (results of detached runs), or None."""
     from ray_orch.api.standing import read_runtime
+    from ray_orch.api.stores import opened
 
     info = read_runtime()
-    if info is not None:
-        path = Path(info.state_dir) / "runs" / f"{run_id}.json"
-        if path.exists():
-            return json.loads(path.read_text())  # type: ignore[no-any-return]
+    if info is None or not (info.store or info.state_dir):
+        return None
+    return opened(info.run_store())
+
+
+def stored_result(run_id: str, log: str | None = None) -> dict[str, Any] | None:
+    """The report a detached run stored (None while it runs, or if it stored none)."""
+    import contextlib
+
+    with contextlib.suppress(RayOrchError):  # a store that is gone: the log still has it
+        store = _runtime_store()
+        found = store.load_result(run_id) if store is not None else None
+        if found is not None:
+            return found  # type: ignore[no-any-return]
     for line in reversed((log or "").splitlines()):
         if line.startswith(RESULT_MARKER):
             return json.loads(line[len(RESULT_MARKER):])  # type: ignore[no-any-return]
@@ -188,18 +251,12 @@ def stored_result(run_id: str, log: str | None = None) -> dict[str, Any] | None:
 
 
 def store_result(run_id: str, report: dict[str, Any]) -> None:
-    """Store a detached run's report by run id: in the state directory, and as the last
-    line of its log (printed here)."""
-    from ray_orch.api.standing import read_runtime
-
+    """Store a detached run's report by run id: in the runtime's run store, and as the
+    last line of its log (printed here)."""
     line = json.dumps(report, default=str)
-    info = read_runtime()
-    if info is not None and info.state_dir:
-        folder = Path(info.state_dir) / "runs"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{run_id}.tmp"
-        tmp.write_text(line)
-        tmp.replace(folder / f"{run_id}.json")
+    store = _runtime_store()
+    if store is not None:
+        store.save_result(run_id, json.loads(line))
     print(RESULT_MARKER + line, flush=True)
 
 
@@ -217,11 +274,11 @@ def attach_run(run_id: str, *, address: str | None = None,
                      if not line.startswith(RESULT_MARKER)))
     status = _status(_client(address), run_id)
     report = stored_result(run_id, log)
-    echo(f"run {run_id}: {status}\n")
     for run in (report or {}).get("runs", []):
         for name, task in run.get("tasks", {}).items():
             echo(f"  {name}: {task.get('status')}  {(task.get('output') or '')[:200]}\n")
-    return {"SUCCEEDED": 0, "STOPPED": 130}.get(status, 1)
+    state, _ = true_state(status, report)
+    return {"completed": 0, "cancelled": 130}.get(state, 1)
 
 
 @dataclass
@@ -340,13 +397,13 @@ def _main(run_id: str) -> int:
     error: BaseException | None = None
     try:
         getattr(process, mode)(run_id=run_id, **kwargs)
-    except RayOrchError as exc:
+    except Exception as exc:  # any failure is the run's: stored as failed, with its error
         error = exc
     result = process.last_result
     outputs = dict(result.outputs) if result is not None else dict(getattr(error, "results", {})
                                                                    or {})
     store_result(run_id, {"run_id": run_id, "status": "failed" if error else "completed",
-                          "error": str(error) if error else None,
+                          "error": (str(error) or type(error).__name__) if error else None,
                           "outputs": {k: v.model_dump(mode="json") for k, v in outputs.items()},
                           "runs": [{"name": process.name, "tasks": {
                               k: {"status": "completed", "output": v.raw}

@@ -59,7 +59,11 @@ class Process:
         max_steps: task visits in the whole run (default: max(1000, 10 x tasks)).
         max_manager_calls: hierarchical mode: manager model calls in the whole run
             (default: max(10, 4 x tasks)); past it, the deterministic fallback assigns.
-        checkpoint_dir: where completed results are persisted (resume with ``resume=``).
+        checkpoint_dir: where completed results are persisted (resume with ``resume=``):
+            a directory, the SQLite run store's shorthand.
+        store: the run store: a directory, ``sqlite:///dir`` or a
+            ``postgresql://user:pw@host/db`` DSN (default: ``checkpoint_dir``, else
+            ``$RAY_ORCH_STORE``). Checked before Ray starts: ``StoreError``.
         cache: cache every task's result (``Task(cache_ttl=...)`` per task).
         budget_tokens / budget_usd: stop dispatching once the run has used this much.
         progress: live progress on a terminal (default: on when stdout is a TTY).
@@ -97,7 +101,8 @@ class Process:
                  agents: list[Any] | None = None, manager_llm: Any = None, *positional: Any,
                  name: str = "workflow", on_failure: str = "fail",
                  max_visits: int = 10, max_steps: int | None = None,
-                 checkpoint_dir: str | os.PathLike[str] | None = None, cache: bool = False,
+                 checkpoint_dir: str | os.PathLike[str] | None = None,
+                 store: str | os.PathLike[str] | None = None, cache: bool = False,
                  budget_tokens: int | None = None, budget_usd: float | None = None,
                  progress: bool | None = None, verbose: bool = False,
                  runtime_env: dict[str, Any] | None = None,
@@ -132,6 +137,10 @@ class Process:
         self.on_failure = on_failure
         self.max_visits = max_visits
         self.max_steps = max_steps
+        from ray_orch.store.factory import store_spec
+
+        # The run store's spec (a directory or a DSN), or None: runs keep no state.
+        self.store = store_spec(store, checkpoint_dir)
         self.checkpoint_dir = os.fspath(checkpoint_dir) if checkpoint_dir else None
         self.cache = cache
         self.budget_tokens = budget_tokens
@@ -340,11 +349,15 @@ class Process:
             run_id = "latest"
         graph = self.validate(mode)
         from ray_orch.api.approvals import approval_mode, check_answers
+        from ray_orch.api.stores import latest_run_id, run_store
 
+        store = run_store(self)  # StoreError here, before Ray starts
+        if run_id == "latest" and store is not None:
+            run_id = latest_run_id(store, self.name)
         approvals = approval_mode(self)
         spec = self._spec(mode, graph=graph, run_id=run_id, resume=bool(resume),
                           allow_drift=allow_drift, tokens=tokens, approvals=approvals,
-                          answers=check_answers(self, run_id, answers))
+                          answers=check_answers(self, run_id, answers, store), store=store)
         agents = spec.agents + [a for a in (spec.default_agent,) if a is not None]
         if spec.memory is not None:  # knowledge files indexed here, once, before Ray
             from ray_orch.policy.recall import index_for_run
@@ -366,7 +379,7 @@ class Process:
 
     def _spec(self, mode: Mode, *, graph: Graph, run_id: str | None, resume: bool,
               allow_drift: bool, tokens: bool, approvals: str | None,
-              answers: dict[str, Any]) -> RunSpec:
+              answers: dict[str, Any], store: Any) -> RunSpec:
         """The run as its Supervisor gets it; models are resolved here, where the
         driver's environment (``RAY_ORCH_MODEL``, keys) is set."""
         from ray_orch.policy.recall import run_plan
@@ -384,13 +397,14 @@ class Process:
             # Here, where RAY_ORCH_MODEL is set, like every agent's model: the
             # Supervisor's environment is the cluster's, not this driver's.
             manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
-        run_id = run_id or new_run_id()
-        return RunSpec(run_id=run_id, workflow=self.name, mode=mode,
-                       tasks=self.task_list, graph=graph, agents=self.agents,
+        from ray_orch.api.stores import job_run_id
+
+        return RunSpec(run_id=run_id or job_run_id() or new_run_id(), workflow=self.name,
+                       mode=mode, tasks=self.task_list, graph=graph, agents=self.agents,
                        default_agent=default_agent, manager=manager,
                        max_visits=self.max_visits, max_steps=self.max_steps,
                        on_failure=self.on_failure, max_manager_calls=self.max_manager_calls,
-                       checkpoint_dir=self.checkpoint_dir, resume=resume,
+                       store=store, resume=resume,
                        allow_drift=allow_drift, cache=self.cache,
                        budget_tokens=self.budget_tokens, budget_usd=self.budget_usd,
                        metrics=self.metrics_enabled, metrics_host=self.metrics_host,

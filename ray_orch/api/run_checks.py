@@ -72,9 +72,9 @@ def check_run(process: Definition, mode: Mode, kwargs: dict[str, Any]) -> None:
         if not ok:
             raise InvalidTaskFieldError(f"Process '{process.name}'.{mode}(): {fieldname} "
                                         f"must be {wanted}, not {value!r}", field=fieldname)
-    if resume and not process.checkpoint_dir:
-        raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
-                                    "no checkpoint store to resume from", field="resume")
+    if resume and not process.store:
+        raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...) or store=: "
+                                    "there is no run store to resume from", field="resume")
 
 def check_api_keys(agents: Iterable[Any]) -> None:
     """Every hosted model among ``agents`` has its key: ``MissingAPIKeyError`` naming the

@@ -90,6 +90,10 @@ class RuntimeInfo:
     """The head's temp dir (sockets, logs), removed by ``down``."""
     state_dir: str = ""
     """Where runs' journals live (self-healing runs), next to the runtime file."""
+    store: str | None = None
+    """The runtime's run store (``ray-orch up --store``: a directory or a DSN; the file
+    is 0600), where runs without one of their own keep their journals and detached runs
+    their results; None: ``<state_dir>/journal``."""
     idle_ttl: float = 600.0
     """Seconds an idle member or Supervisor is kept before it is stopped."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +102,10 @@ class RuntimeInfo:
     def journal_dir(self) -> str:
         """The default checkpoint directory of runs on this runtime."""
         return str(Path(self.state_dir) / "journal")
+
+    def run_store(self) -> str:
+        """The spec of the runtime's run store: ``store``, else the journal directory."""
+        return self.store or self.journal_dir()
 
 
 def read_runtime(path: Path | None = None) -> RuntimeInfo | None:
@@ -266,7 +274,7 @@ def idle_budget(cores: int | None = None, memory_gb: float | None = None) -> int
 def up(*, address: str | None = None, port: int | None = None,
        dashboard_port: int | None = None, num_cpus: int | None = None,
        idle_ttl: float = 600.0, max_members: int | None = None,
-       prewarm: int = 4, viewer: bool = False) -> RuntimeInfo:
+       prewarm: int = 4, store: str | None = None, viewer: bool = False) -> RuntimeInfo:
     """Start (or join) the standing runtime and write the runtime file.
 
     Args:
@@ -281,10 +289,20 @@ def up(*, address: str | None = None, port: int | None = None,
         viewer: also serve the run viewer (``ray-orch ui`` over the runtime's journal;
             ``ray-orch up`` does unless ``--no-ui``); its URL, token included, is
             ``extra["viewer_url"]`` (the runtime file is private).
+        store: the runtime's run store (a directory or a ``postgresql://`` DSN; default
+            ``$RAY_ORCH_STORE``, else a directory beside the runtime file), checked here.
+
+    Raises:
+        StoreError: the store cannot be used (before anything starts).
 
     Returns:
         The runtime's info (also in ``runtime_file()``). When one is already up, that one.
     """
+    from ray_orch.store.factory import open_store, store_spec
+
+    store = store_spec(store)
+    if store:
+        open_store(store, check=True).close()  # StoreError before anything starts
     loopback_ray()
     existing = discover()
     if existing is not None:
@@ -303,6 +321,7 @@ def up(*, address: str | None = None, port: int | None = None,
         info = RuntimeInfo(address=address, auth_mode=env["RAY_AUTH_MODE"],
                            state_dir=str(state_dir))
     info.idle_ttl = idle_ttl
+    info.store = store
     try:
         kept = idle_budget() if max_members is None else max_members
         info.extra = _start_control_plane(info, max_members=kept, prewarm=min(prewarm, kept))
@@ -313,7 +332,7 @@ def up(*, address: str | None = None, port: int | None = None,
         raise
     if viewer:
         info.extra.update(_start_viewer(info, env))
-    write_runtime(info, path)
+    write_runtime(info, path)  # 0600: it may hold the store's DSN
     return info
 
 
@@ -546,8 +565,11 @@ def status() -> dict[str, Any]:
     import ray
 
     from actors.registry import REGISTRY_NAME
+    from ray_orch.core.secrets import redact_dsn
 
     report: dict[str, Any] = {"up": True, **asdict(info)}
+    if info.store:
+        report["store"] = redact_dsn(info.store)
     if info.session is not None:
         pids = _session_pids(info.session)
         report["memory"] = {"processes": len(pids), "rss_mb": round(_rss_mb(pids), 1)}

@@ -351,6 +351,9 @@ class _TeamDriver(RunDriver):
     def __init__(self, spec: RunSpec, *, tasks: list[Task], options: DriverOptions,
                  process: _TeamProcess) -> None:
         super().__init__(spec, tasks=tasks, options=options)
+        # The team's state snapshot lives beside an SQLite store's file (a directory
+        # store only; a PostgreSQL run keeps no snapshot).
+        self._state_dir = process.checkpoint_dir
         self.team = process.team
         agents = process.agents + [t.agent for t in process.task_list]
         self._names = {getattr(a, "role", None): getattr(a, "name", None) for a in agents}
@@ -359,7 +362,7 @@ class _TeamDriver(RunDriver):
         from ray_orch.api.runtime import ensure_ray
 
         ensure_ray(runtime_env=self.options.runtime_env, **self.options.ray_init)
-        directory = self.spec.checkpoint_dir
+        directory = self._state_dir
         restored = load_state(directory) if self.spec.resume and directory else None
         self.team._start_state(restored)
 
@@ -400,13 +403,13 @@ class _TeamDriver(RunDriver):
                 event.task in self.team._ends_unmatched:
             log.warning("decision task '%s': its answer matched none of its routes; the "
                         "workflow ends there (as PraisonAI's does)", event.task)
-        elif event.kind == "task_finished" and self._checkpoint_dir:
+        elif event.kind == "task_finished" and self._state_dir:
             self.later(self._snapshot())
 
     async def _snapshot(self) -> None:
         store = self.team._store()
-        if store is not None and self._checkpoint_dir:
-            save_state(await store.all.remote(), self._checkpoint_dir)
+        if store is not None and self._state_dir:
+            save_state(await store.all.remote(), self._state_dir)
 
 
 # -- PraisonAI's conventions -------------------------------------------------------------

@@ -62,8 +62,8 @@ def errors() -> Iterator[None]:
     except _Exit as exc:
         die(str(exc), exc.code)
     except KeyboardInterrupt:
-        die("interrupted; the run was cancelled (completed results are kept in "
-             "checkpoints when checkpoint_dir is set)", 130)
+        die("interrupted; the run was cancelled (completed results are kept in the run "
+            "store when it has one: resume with --resume)", 130)
     except RunCancelledError as exc:
         die(str(exc), 130)
     except WorkflowDefinitionError as exc:

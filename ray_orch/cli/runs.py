@@ -20,36 +20,44 @@ from ray_orch.cli.base import one_line as _one_line
 __all__: list[str] = []
 
 
-DirOpt = Annotated[Path, typer.Option("--dir", help="The checkpoint directory of the runs.")]
+DirOpt = Annotated[Path | None, typer.Option(
+    "--dir", help="The checkpoint directory of the runs (the SQLite store's shorthand).")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="The run store: a directory or a postgresql:// DSN (default: --dir, "
+    "else $RAY_ORCH_STORE, else ./checkpoints).")]
 
 
-def _checkpoint_runs(directory: Path, pending: bool) -> None:
-    """The runs of a checkpoint directory (paused ones with their requests)."""
-    if not directory.is_dir():
-        _fail(f"{directory}: no such checkpoint directory", 2)
+def _store_of(store: str | None, directory: Path | None) -> Any:
+    """The run store the options name, opened (StoreError when it cannot be used)."""
+    from ray_orch.store.factory import is_postgres, open_store, store_spec
+
+    spec = store_spec(store, str(directory) if directory else None) or "checkpoints"
+    if not is_postgres(spec) and "://" not in spec and not Path(spec).is_dir():
+        _fail(f"{spec}: no such checkpoint directory", 2)
+    return open_store(spec)
+
+
+def _stored_runs(store: Any, pending: bool) -> None:
+    """The runs of a run store (paused ones with their requests)."""
     from ray_orch.store.approvals import PauseStore
-    from ray_orch.store.sqlite import SQLiteCheckpointStore
 
     if pending:
-        store = PauseStore(directory)
-        for run in store.paused():
+        for run in PauseStore(store).paused():
             typer.echo(f"{run['run_id']}  {run['workflow']} ({run['mode']})  paused")
             for request in run["requests"]:
                 what = (f"tool {request['tool']}({request['arguments']})"
                         if request.get("tool") else "output: " + _one_line(
                             (request.get("output") or {}).get("raw")))
                 typer.echo(f"  {request['id']}  task {request['task']}  {what}")
-        store.close()
         return
-    with SQLiteCheckpointStore(directory) as checkpoints:
-        for record in checkpoints.list_runs():
-            typer.echo(f"{record.run_id}  {record.workflow}  {record.status}")
+    for record in store.list_runs():
+        typer.echo(f"{record.run_id}  {record.workflow}  {record.status}")
 
 
 @app.command()
 def approve(run_id: Annotated[str, typer.Argument(help="The paused run.")],
             request: Annotated[str, typer.Argument(help="The request to answer.")],
-            directory: DirOpt = Path("checkpoints"),
+            directory: DirOpt = None, store: StoreOpt = None,
             edit: Annotated[str | None, typer.Option(
                 "--edit", help="Replace the output (or the tool's arguments, as JSON).")] = None,
             reject: Annotated[str | None, typer.Option(
@@ -62,8 +70,9 @@ def approve(run_id: Annotated[str, typer.Argument(help="The paused run.")],
 
         answer = (Edit(_maybe_json(edit), by="cli") if edit is not None else
                   Reject(reject, by="cli") if reject is not None else Approve(by="cli"))
+        spec = _store_of(store, directory).spec
         try:
-            results = continue_paused(str(directory), run_id, {request: answer})
+            results = continue_paused(spec, run_id, {request: answer})
         except RunPaused as paused:
             for asked in paused.requests:
                 typer.echo(f"paused again: {asked.id}  task {asked.task}")
@@ -73,21 +82,29 @@ def approve(run_id: Annotated[str, typer.Argument(help="The paused run.")],
         typer.echo(f"run {run_id} completed")
 
 
-def continue_paused(directory: str, run_id: str, answers: dict[str, Any]) -> dict[str, Any]:
-    """Continue a paused run from its checkpoint store alone (``ray-orch approve``): its
-    definition was stored when it paused.
+def continue_paused(store: str, run_id: str, answers: dict[str, Any]) -> dict[str, Any]:
+    """Continue a paused run from its run store alone (``ray-orch approve``): its
+    definition was stored, signed, when it started.
+
+    Args:
+        store: the run store's spec (a directory or a DSN).
+        run_id: the paused run.
+        answers: answers by request id.
 
     Returns:
         What its ``workflow()`` returns.
 
     Raises:
-        ApprovalError: no paused run ``run_id`` in ``directory``.
+        ApprovalError: no paused run ``run_id`` in the store.
+        StoreIntegrityError: its stored definition fails its authentication (changed,
+            or signed with another key): nothing is unpickled, nothing runs.
+        StoreError: the store cannot be used.
         RunPaused: it asks again (another request is pending).
     """
     from ray_orch.api.paused import paused_process
     from ray_orch.core.approvals import parse_answer
 
-    process, mode = paused_process(directory, run_id)
+    process, mode = paused_process(store, run_id)
     answers = {k: parse_answer(v) for k, v in answers.items()}
     return getattr(process, mode)(resume=run_id, answers=answers)  # type: ignore[no-any-return]
 
@@ -118,8 +135,10 @@ def up(address: Annotated[str | None, typer.Option(
        prewarm: Annotated[int, typer.Option(
            help="Agent members started now, for a first run to find warm.")] = 4,
        viewer: Annotated[bool, typer.Option(
-           "--ui/--no-ui", help="Serve the run viewer too (its URL is printed).")] = True
-       ) -> None:
+           "--ui/--no-ui", help="Serve the run viewer too (its URL is printed).")] = True,
+       store: Annotated[str | None, typer.Option(
+           "--store", help="The runtime's run store (a directory or a postgresql:// DSN) "
+           "for runs without their own and for detached runs' results.")] = None) -> None:
     """Start the standing runtime: a Ray head and ray-orch's control plane."""
     from ray_orch.api.standing import runtime_file
     from ray_orch.api.standing import up as start
@@ -128,7 +147,7 @@ def up(address: Annotated[str | None, typer.Option(
         try:
             info = start(address=address, port=port, dashboard_port=dashboard_port,
                          num_cpus=num_cpus, idle_ttl=idle_ttl, max_members=max_members,
-                         prewarm=prewarm, viewer=viewer)
+                         prewarm=prewarm, viewer=viewer, store=store)
         except (RuntimeError, OSError, ConnectionError) as exc:
             _fail(str(exc), 1)
     typer.echo(f"ray-orch runtime up at {info.address}"
@@ -176,29 +195,36 @@ AddressOpt = Annotated[str | None, typer.Option(
 
 
 @app.command()
-def submit(file: FileArg, address: AddressOpt = None) -> None:
+def submit(file: FileArg, address: AddressOpt = None, store: Annotated[str | None, typer.Option(
+        "--store", help="The run's store (a directory or a postgresql:// DSN), given to "
+        "the job as $RAY_ORCH_STORE.")] = None) -> None:
     """Submit a .py or .yaml workflow as a detached run; prints the run id last."""
     from ray_orch.api.jobs import submit_file
     from ray_orch.api.yaml_workflow import shell_variables
 
     with _errors():
-        typer.echo(submit_file(file, address=address, variables=shell_variables(file)))
+        typer.echo(submit_file(file, address=address, variables=shell_variables(file),
+                               store=store))
 
 
 @app.command()
 def runs(address: AddressOpt = None,
          directory: Annotated[Path | None, typer.Option(
              "--dir", help="List the runs of this checkpoint directory instead.")] = None,
+         store: Annotated[str | None, typer.Option(
+             "--store", help="List the runs of this run store (a directory or a "
+             "postgresql:// DSN) instead.")] = None,
          pending: Annotated[bool, typer.Option(
              "--pending", help="Only paused runs, with the requests they wait on "
-             "(in --dir, default ./checkpoints).")] = False) -> None:
-    """List the detached runs and their states (--dir / --pending: a checkpoint
-    directory's runs, paused ones with the requests they wait on)."""
+             "(in --store / --dir, default $RAY_ORCH_STORE, else ./checkpoints).")] = False
+         ) -> None:
+    """List the detached runs and their states (--store / --dir / --pending: a run
+    store's runs, paused ones with the requests they wait on)."""
     from ray_orch.api.jobs import list_runs
 
     with _errors():
-        if directory is not None or pending:
-            _checkpoint_runs(directory or Path("checkpoints"), pending)
+        if directory is not None or store is not None or pending:
+            _stored_runs(_store_of(store, directory), pending)
             return
         for row in list_runs(address=address):
             typer.echo(f"{row['run_id']}  {row['status']:<9} {row['entrypoint']}")

@@ -222,24 +222,40 @@ def _report(runs: list[dict[str, Any]], file: Path, as_json: bool,
 
 
 @app.command()
-def run(file: FileArg, mode: ModeOpt = None,
+def run(file: FileArg,
+        run_id: Annotated[str | None, typer.Argument(
+            metavar="[RUN]", help="With --resume: the run to continue (default: the "
+            "workflow's latest).")] = None,
+        mode: ModeOpt = None,
         no_progress: Annotated[bool, typer.Option(
             "--no-progress", help="No live progress display.")] = False,
         as_json: Annotated[bool, typer.Option(
             "--json", help="Print the results as JSON on stdout.")] = False,
         stream: Annotated[bool, typer.Option(
             "--stream", help="Print the run's events live, model answers as they come.")
-        ] = False) -> None:
+        ] = False,
+        resume: Annotated[bool, typer.Option(
+            "--resume", help="YAML: continue a stored run (RUN, else the workflow's "
+            "latest), reusing what it completed.")] = False,
+        store: Annotated[str | None, typer.Option(
+            "--store", help="YAML: the run store (a directory or a postgresql:// DSN; "
+            "default: the file's checkpoint_dir, else $RAY_ORCH_STORE).")] = None) -> None:
     """Run a workflow: each task's status, time and output (or JSON with --json)."""
     with _errors():
         kind = _kind(file)
+        if (resume or store is not None) and kind != "yaml":
+            _fail("--resume and --store apply to YAML workflows; a .py driver passes "
+                  "resume= and store= to its Process", 2)
+        if run_id is not None and not resume:
+            _fail(f"unexpected argument {run_id!r}: a run id goes with --resume", 2)
         if no_progress or stream:
             os.environ["RAY_ORCH_PROGRESS"] = "0"
         if stream:
             from ray_orch.api.live import streamed_runs
 
             with streamed_runs():
-                run(file, mode=mode, no_progress=True, as_json=as_json, stream=False)
+                run(file, run_id, mode=mode, no_progress=True, as_json=as_json,
+                    stream=False, resume=resume, store=store)
             return
         if kind == "yaml":
             from ray_orch.api.yaml_workflow import load_workflow
@@ -247,8 +263,10 @@ def run(file: FileArg, mode: ModeOpt = None,
             process, chosen = load_workflow(file, mode=mode.value if mode else None)
             if no_progress:
                 process.progress = False
+            if store is not None:
+                process.store = store
             try:
-                getattr(process, chosen)()
+                getattr(process, chosen)(**({"resume": run_id or True} if resume else {}))
             except RunError as exc:
                 _report([_summary(process, chosen, exc)], file, as_json, exc)
                 raise

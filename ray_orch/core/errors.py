@@ -19,7 +19,9 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     │   └── SerializationError         a task or agent cannot be pickled for the cluster
     ├── ResumeError                    a checkpoint cannot be resumed (drift, corruption)
     │   └── CheckpointCorruptError     a checkpoint record failed its integrity check
-    ├── StoreError                     a store (runs, memory) cannot be opened, read or written
+    ├── StoreError                     the run store cannot be used: a bad DSN or path, unreachable,
+    │   │                              read-only, full, or a directory others may write
+    │   └── StoreIntegrityError        a stored run definition failed its authentication
     └── RunError                       the run itself went wrong
         ├── TaskFailedError            a task exhausted its attempts
         │   ├── OutputValidationError  the reply never matched output_json / output_pydantic
@@ -75,6 +77,7 @@ __all__ = [
     "SerializationError",
     "StepLimitError",
     "StoreError",
+    "StoreIntegrityError",
     "SupervisorLostError",
     "TaskFailedError",
     "TaskTimeoutError",
@@ -179,12 +182,6 @@ class ToolDefinitionError(WorkflowDefinitionError):
     start (the message names its command and ends with the tail of its stderr)."""
 
 
-class StoreError(RayOrchError):
-    """A store cannot be opened, read or written: a path that is not a directory, a
-    database that refuses the connection, a schema newer than this code, a disk that is
-    full. The message names the store (its path or its DSN without the password)."""
-
-
 class ResumeError(RayOrchError):
     """A run cannot be resumed from its checkpoint."""
 
@@ -205,6 +202,32 @@ class CheckpointCorruptError(ResumeError):
 
     def __reduce__(self) -> Any:
         return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+class StoreError(RayOrchError):
+    """A store (runs, memory) cannot be used: a bad DSN or path, a server that cannot be
+    reached, a schema newer than this code, a read-only or full store, a store directory
+    owned by another user or writable by others. ``store`` names it without its
+    password."""
+
+    store: str | None = None
+    """The store, as it may be shown (a DSN's password replaced by ``***``)."""
+    run_id: str | None = None
+    """The run concerned, if any."""
+
+    def __init__(self, message: str, *, store: str | None = None,
+                 run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.store = store
+        self.run_id = run_id
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+class StoreIntegrityError(StoreError):
+    """A stored run definition (a paused run's) failed its authentication: it was changed
+    by someone without the store key, or signed with another key. Nothing was loaded."""
 
 
 class RunError(RayOrchError):

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["scrub_secrets"]
+__all__ = ["redact_dsn", "scrub_secrets"]
 
 _REDACTED = "***"
 
@@ -93,3 +93,38 @@ def scrub_secrets(obj: Any, secrets: Iterable[str] = ()) -> Any:
         return copy.deepcopy(node)
 
     return walk(obj)
+
+
+_URL_PASSWORD_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/@:\s]*:)(?P<pw>[^@\s]*)@")
+_KV_PASSWORD_RE = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)",
+                             re.IGNORECASE)
+
+
+def redact_dsn(text: str) -> str:
+    """``text`` with the password of every URL (``scheme://user:PASSWORD@host``) and every
+    ``password=...`` setting replaced by ``***``: a store as it may be shown.
+
+    Example:
+        >>> redact_dsn("postgresql://app:s3cret@db:5432/runs")
+        'postgresql://app:***@db:5432/runs'
+        >>> redact_dsn("host=db password='a b' user=app")
+        'host=db password=*** user=app'
+        >>> redact_dsn("/home/me/checkpoints")
+        '/home/me/checkpoints'
+    """
+    text = _URL_PASSWORD_RE.sub(lambda m: m.group("head") + _REDACTED + "@", text)
+    return _KV_PASSWORD_RE.sub(lambda m: m.group("head") + _REDACTED, text)
+
+
+def dsn_password(dsn: str) -> str | None:
+    """The password a DSN holds, or None (to scrub it from messages that quote it).
+
+    Example:
+        >>> dsn_password("postgresql://app:s3cret@db/runs")
+        's3cret'
+    """
+    for pattern in (_URL_PASSWORD_RE, _KV_PASSWORD_RE):
+        found = pattern.search(dsn)
+        if found and found.group("pw"):
+            return found.group("pw").strip("'")
+    return None

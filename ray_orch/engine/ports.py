@@ -138,3 +138,6 @@ class Services:
     them if it is lost."""
     listener: Any = None
     """Where members send live events (tokens): ``listener.push.remote(key, events)``."""
+    store: Any = None
+    """The run's store (``ray_orch.store.port.RunStore``), when it keeps state: journal,
+    tool calls, pauses. A handle that reaches the same data from any node."""

@@ -77,7 +77,9 @@ class RunSpec:
     max_steps: int | None = None
     max_manager_calls: int | None = None
     on_failure: str = "fail"
-    checkpoint_dir: str | None = None
+    store: Any = None
+    """The run's store handle (``RunStore``), shipped to the Supervisor, which passes it
+    to the run in ``Services``; None: the run keeps no state."""
     resume: bool = False
     allow_drift: bool = False
     cache: bool = False
@@ -177,17 +179,19 @@ class Run:
         restored: dict[tuple[str, int], TaskOutput] = {}
         restored_iterations: dict[tuple[str, int], dict[int, TaskOutput]] = {}
         journal = None
-        store = PauseStore(spec.checkpoint_dir) if spec.checkpoint_dir and (
+        store = self.services.store
+        pauses = PauseStore(store) if store is not None and (
             spec.approvals == "pause" or spec.resume) else None
         self.approvals = Approvals(mode=spec.approvals, run_id=spec.run_id,  # type: ignore[arg-type]
-                                   store=store)
-        if spec.checkpoint_dir:
-            journal = Journal(spec.checkpoint_dir, run_id=spec.run_id,
+                                   store=pauses)
+        if store is not None:
+            journal = Journal(store, run_id=spec.run_id,
                               workflow=spec.workflow, definition=self.graph.definition(),
                               resume=spec.resume, allow_drift=spec.allow_drift)
             spec.run_id = journal.run_id
             loops = [n for n, node in self.graph.nodes.items() if node.task.task_type == "loop"]
-            restored, restored_iterations = journal.restored(loops, spec.max_visits)
+            restored, restored_iterations = journal.restored(loops, spec.max_visits, tasks={
+                name: node.task for name, node in self.graph.nodes.items()})
             self.approvals.run_id = journal.run_id
             if spec.resume:
                 def restore(task: str, visit: int, output: TaskOutput) -> None:
@@ -197,8 +201,7 @@ class Run:
                 self.approvals.resume(spec.answers, restore, {
                     n: node.task for n, node in self.graph.nodes.items()})
             # Tool calls are journaled where they run (the members), in the same store.
-            self.tool_journal = ToolJournalRef(directory=spec.checkpoint_dir,
-                                               run_id=spec.run_id)
+            self.tool_journal = ToolJournalRef(store=store, run_id=spec.run_id)
         self.scheduler = Scheduler(self.graph, max_visits=spec.max_visits,
                                    max_steps=spec.max_steps,
                                    on_failure=spec.on_failure,  # type: ignore[arg-type]

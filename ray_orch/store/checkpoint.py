@@ -5,15 +5,12 @@ a decision task) and each loop iteration, so that a resumed run skips finished w
 Records are keyed by ``(run_id, task_id)``, never by position, so a resumed run cannot
 replay one task's output onto another.
 
-Two stores implement :class:`CheckpointStore` (and :class:`CacheStore`, the result cache's
-persistence, kept apart from the journal's protocol):
-
-- :class:`SQLiteCheckpointStore` (``store/sqlite.py``), the default: one file
-  ``<dir>/ray_orch.sqlite`` in WAL mode with ``synchronous=FULL``; every write is its
-  own transaction.
-- :class:`JsonDirCheckpointStore` (``store/jsondir.py``): the guide's file-per-task
-  layout, each file written through a temporary file, fsync, ``os.replace`` and an fsync
-  of the directory.
+:class:`CheckpointStore` (the journal) and :class:`CacheStore` (the result cache's
+persistence) are parts of the run store port, :class:`~ray_orch.store.port.RunStore`,
+which the SQLite and PostgreSQL backends implement whole. :class:`JsonDirCheckpointStore`
+(``store/jsondir.py``) implements the journal's part only: the guide's file-per-task
+layout, each file written through a temporary file, fsync, ``os.replace`` and an fsync
+of the directory.
 
 Every payload is stored with the SHA-256 of its canonical JSON and checked on load: a
 torn or tampered record raises :class:`~ray_orch.core.errors.CheckpointCorruptError` and is
@@ -23,12 +20,10 @@ before it is written. :func:`seal` and :func:`unseal` do both for the stores.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import secrets
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -117,27 +112,6 @@ def open_private(path: str | os.PathLike[str]) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.fchmod(fd, 0o600)  # the umask cannot have widened it, but may have narrowed it
     return fd
-
-
-def open_side_tables(directory: str | os.PathLike[str], schema: str
-                     ) -> tuple[str, sqlite3.Connection]:
-    """A connection to the run's checkpoint file (``ray_orch.sqlite``, made private) with
-    ``schema``'s tables of its own beside the journal's (tool calls, paused runs).
-
-    Returns:
-        ``(the file's path, a connection usable from any thread, in autocommit)``.
-    """
-    make_private_dirs(directory)
-    path = os.path.join(os.fspath(directory), "ray_orch.sqlite")
-    with contextlib.suppress(FileExistsError):
-        os.close(open_private(path))
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA busy_timeout=30000")
-    with contextlib.suppress(sqlite3.OperationalError):
-        conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(schema)
-    return path, conn
 
 
 def definition_hash(definition: dict[str, Any]) -> str:
@@ -242,8 +216,8 @@ class CheckpointStore(Protocol):
 
     Example:
         >>> import tempfile
-        >>> from ray_orch.store.sqlite import SQLiteCheckpointStore
-        >>> store = SQLiteCheckpointStore(tempfile.mkdtemp())
+        >>> from ray_orch.store.sqlite import SQLiteRunStore
+        >>> store = SQLiteRunStore(tempfile.mkdtemp())
         >>> run = store.begin_run("r1", "demo", definition_hash({"tasks": ["a"]}))
         >>> store.save_task("r1", "a", {"raw": "done", "task_id": "a"})
         >>> store.load_tasks("r1")["a"]["raw"]
@@ -254,7 +228,7 @@ class CheckpointStore(Protocol):
     """Path of the store (file or directory), for messages."""
 
     def begin_run(self, run_id: str, workflow: str, definition_hash: str,
-                  allow_drift: bool = False) -> RunRecord:
+                  allow_drift: bool = False, *, fresh: bool = False) -> RunRecord:
         """Create the run, or reopen it for resuming.
 
         Args:
@@ -263,6 +237,7 @@ class CheckpointStore(Protocol):
             definition_hash: :func:`definition_hash` of the current workflow.
             allow_drift: accept a changed definition when resuming; the stored hash is
                 then replaced by the new one.
+            fresh: the run must be new (ResumeError if it exists), checked atomically.
 
         Returns:
             The run's record; ``resumed`` tells whether it existed already (its status

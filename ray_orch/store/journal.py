@@ -1,4 +1,4 @@
-"""The run journal: what a Supervisor writes to the checkpoint store, and reads back on
+"""The run journal: what a Supervisor writes to the run store, and reads back on
 resume. Results are keyed by run id, task name and visit (never by position), each
 written once, durably, before anything downstream of it is dispatched.
 """
@@ -10,10 +10,9 @@ from typing import Any
 from ray_orch.core.errors import ResumeError
 from ray_orch.core.output import TaskOutput
 from ray_orch.store.checkpoint import definition_hash
-from ray_orch.store.definitions import RunDefinitions
-from ray_orch.store.sqlite import SQLiteCheckpointStore
+from ray_orch.store.port import RunStore
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "typed"]
 
 
 def _key(task: str, visit: int) -> str:
@@ -31,7 +30,7 @@ class Journal:
     """Checkpoint reads and writes of one run.
 
     Args:
-        directory: the checkpoint directory (an SQLite file in WAL mode inside it).
+        store: the run store (:class:`~ray_orch.store.port.RunStore`).
         run_id: this run's id; with ``resume`` it may be ``"latest"``.
         workflow: the workflow's name.
         definition: ``Graph.definition()``; its hash detects drift on resume.
@@ -39,47 +38,51 @@ class Journal:
         allow_drift: resume even if the workflow's definition changed.
     """
 
-    def __init__(self, directory: str, *, run_id: str, workflow: str,
+    def __init__(self, store: RunStore, *, run_id: str, workflow: str,
                  definition: dict[str, Any], resume: bool, allow_drift: bool) -> None:
-        self.store = SQLiteCheckpointStore(directory)
+        self.store = store
+        where = store.location
         if resume and run_id == "latest":
             record = self.store.latest_run(workflow)
             if record is None:
-                raise ResumeError(f"no run of workflow '{workflow}' to resume in {directory}")
+                raise ResumeError(f"no run of workflow '{workflow}' to resume in {where}")
             run_id = record.run_id
         if resume and self.store.get_run(run_id) is None:
-            raise ResumeError(f"run '{run_id}' has no checkpoint in {directory}")
-        if not resume and self.store.get_run(run_id) is not None:
-            raise ResumeError(f"run '{run_id}' already has checkpoints in {directory}; resume "
-                              f"it with workflow(resume='{run_id}'), or give a new run_id")
+            raise ResumeError(f"run '{run_id}' has no checkpoint in {where}")
         self.run_id = run_id
+        # A new run is created only if it does not exist yet, in one transaction.
         self.record = self.store.begin_run(run_id, workflow, definition_hash(definition),
-                                           allow_drift=allow_drift)
-        definitions = RunDefinitions(directory)  # what readers (the run viewer) draw
-        try:
-            definitions.keep(run_id, workflow, definition)
-        finally:
-            definitions.close()
+                                           allow_drift=allow_drift, fresh=not resume)
 
-    def restored(self, loops: list[str], max_visits: int
+    def restored(self, loops: list[str], max_visits: int, *,
+                 tasks: dict[str, Any] | None = None
                  ) -> tuple[dict[tuple[str, int], TaskOutput],
                             dict[tuple[str, int], dict[int, TaskOutput]]]:
-        """Completed task visits, and iterations of the given loop tasks, so far.
+        """Completed task visits, and iterations of the given loop tasks, so far; with
+        ``tasks`` (by name), typed as fresh outputs are (:func:`typed`).
 
         Raises:
             CheckpointCorruptError: a record failed its integrity check.
         """
-        tasks = {_unkey(k): TaskOutput(**v) for k, v in self.store.load_tasks(self.run_id).items()}
+        outputs = {_unkey(k): TaskOutput(**v)
+                   for k, v in self.store.load_tasks(self.run_id).items()}
         iterations: dict[tuple[str, int], dict[int, TaskOutput]] = {}
         for name in loops:
             for visit in range(1, max_visits + 1):
-                if (name, visit) in tasks:
+                if (name, visit) in outputs:
                     continue
                 done = self.store.load_iterations(self.run_id, _key(name, visit))
                 if not done:
                     break
                 iterations[(name, visit)] = {i: TaskOutput(**v) for i, v in done.items()}
-        return tasks, iterations
+        for (name, _), output in outputs.items():
+            if tasks and name in tasks:
+                typed(tasks[name], output)
+        for (name, _), by_index in iterations.items():
+            for output in by_index.values():
+                if tasks and name in tasks:
+                    typed(tasks[name], output)
+        return outputs, iterations
 
     def task_done(self, task: str, visit: int, output: TaskOutput) -> None:
         self.store.save_task(self.run_id, _key(task, visit), output.model_dump(mode="json"))
@@ -92,5 +95,34 @@ class Journal:
                                   output.model_dump(mode="json"))
 
     def finish(self, status: str) -> None:
+        # The store stays open: its connections serve this process's next run.
         self.store.finish_run(self.run_id, status)
-        self.store.close()
+
+
+def typed(task: Any, output: TaskOutput) -> TaskOutput:
+    """A restored output as a fresh one is: ``.pydantic`` the task's model (the journal
+    keeps JSON), ``.json_dict`` a dict; a loop's iterations too.
+
+    Example:
+        >>> from pydantic import BaseModel
+        >>> class Ticket(BaseModel):
+        ...     category: str
+        >>> class T:
+        ...     def output_schema(self): return Ticket
+        >>> typed(T(), TaskOutput(raw="", pydantic={"category": "billing"})).pydantic.category
+        'billing'
+    """
+    for iteration in output.iterations or []:  # a restored loop's own iterations
+        if isinstance(iteration, TaskOutput):
+            typed(task, iteration)
+    schema = task.output_schema() if hasattr(task, "output_schema") else None
+    data = output.json_dict if isinstance(output.json_dict, dict) else output.pydantic
+    if schema is None or not isinstance(data, dict) or isinstance(output.pydantic, schema):
+        return output
+    try:
+        output.pydantic = schema.model_validate(data)
+    except ValueError:
+        return output  # a definition changed since (allow_drift): the JSON stays as it was
+    if output.json_dict is None:
+        output.json_dict = dict(data)
+    return output

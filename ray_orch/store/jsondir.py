@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ray_orch.core.errors import ResumeError
 from ray_orch.core.secrets import scrub_secrets
 from ray_orch.store.checkpoint import (
     RunRecord,
@@ -151,10 +152,12 @@ class JsonDirCheckpointStore:
                 yield found
 
     def begin_run(self, run_id: str, workflow: str, definition_hash: str,
-                  allow_drift: bool = False) -> RunRecord:
+                  allow_drift: bool = False, *, fresh: bool = False) -> RunRecord:
         """See :meth:`CheckpointStore.begin_run`."""
         existing = self.get_run(run_id)
         now = time.time()
+        if existing is not None and fresh:
+            raise ResumeError(f"run '{run_id}' already has checkpoints in {self.location}")
         if existing is None:
             run = RunRecord(run_id=run_id, workflow=workflow, definition_hash=definition_hash,
                             created_at=now, updated_at=now)

@@ -1,7 +1,10 @@
-"""The default checkpoint store: one SQLite file in WAL mode, ``synchronous=FULL``.
+"""The SQLite run store: one file, ``<dir>/ray_orch.sqlite``, in WAL mode with
+``synchronous=FULL``; every write is its own transaction, durable when the call returns.
 
-See :mod:`ray_orch.store.checkpoint` for the protocol it implements and the integrity checks
-(checksums, secret scrubbing) every record goes through.
+The directory is private: created 0700 (the file 0600), and refused when it belongs to
+another user or others may write it (whoever can write the store could change what a
+resumed run reuses). See :mod:`ray_orch.store.port` for the protocol and
+:mod:`ray_orch.store.sql` for the statements it shares with PostgreSQL.
 """
 
 from __future__ import annotations
@@ -9,47 +12,23 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ray_orch.store.checkpoint import (
-    RunRecord,
-    check_drift,
-    corrupt_error,
-    make_private_dirs,
-    open_private,
-    seal,
-    unseal,
-)
+from ray_orch.core.errors import StoreError
+from ray_orch.store.checkpoint import corrupt_error, make_private_dirs, open_private
+from ray_orch.store.sql import Db, SQLRunStore, schema_v1
 
-__all__ = ["SQLITE_FILENAME", "SQLiteCheckpointStore"]
+__all__ = ["SQLITE_FILENAME", "SQLiteCheckpointStore", "SQLiteRunStore", "check_private_dir"]
 
 SQLITE_FILENAME = "ray_orch.sqlite"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, definition_hash TEXT NOT NULL,
-    status TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow, created_at);
-CREATE TABLE IF NOT EXISTS tasks (
-    run_id TEXT NOT NULL, task_id TEXT NOT NULL, payload TEXT NOT NULL,
-    checksum TEXT NOT NULL, saved_at REAL NOT NULL, PRIMARY KEY (run_id, task_id));
-CREATE TABLE IF NOT EXISTS decisions (
-    run_id TEXT NOT NULL, task_id TEXT NOT NULL, visit INTEGER NOT NULL,
-    payload TEXT NOT NULL, checksum TEXT NOT NULL, saved_at REAL NOT NULL,
-    PRIMARY KEY (run_id, task_id, visit));
-CREATE TABLE IF NOT EXISTS iterations (
-    run_id TEXT NOT NULL, task_id TEXT NOT NULL, idx INTEGER NOT NULL,
-    payload TEXT NOT NULL, checksum TEXT NOT NULL, saved_at REAL NOT NULL,
-    PRIMARY KEY (run_id, task_id, idx));
-CREATE TABLE IF NOT EXISTS cache (
-    key TEXT PRIMARY KEY, payload TEXT NOT NULL, checksum TEXT NOT NULL,
-    expires_at REAL, saved_at REAL NOT NULL);
-"""
+_MIGRATIONS = [schema_v1(real="REAL", blob="BLOB")]
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_MIN_FREE_BYTES = 1 << 20
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -60,30 +39,69 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     return type(exc) is sqlite3.DatabaseError
 
 
-class SQLiteCheckpointStore:
-    """The default store: ``<directory>/ray_orch.sqlite`` in WAL mode, ``synchronous=FULL``.
+def check_private_dir(directory: Path) -> None:
+    """Refuse a store directory another user owns, or that group or others may write.
 
-    Each write is its own transaction, durable when the call returns. Several processes
-    may open the same directory: each process (and each fork) opens its own connection,
-    and writers wait for each other (``busy_timeout``). The store pickles as its
-    directory, so it can be handed to an actor.
-
-    Args:
-        directory: created if missing.
-        busy_timeout_s: how long a write waits for another process's write.
+    Raises:
+        StoreError: naming the directory, its owner and mode.
 
     Example:
         >>> import tempfile
-        >>> store = SQLiteCheckpointStore(tempfile.mkdtemp())
+        >>> check_private_dir(Path(tempfile.mkdtemp()))
+    """
+    try:
+        info = directory.stat()
+    except OSError as exc:
+        raise StoreError(f"the run store directory {directory} cannot be read ({exc})",
+                         store=str(directory)) from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"the run store {directory} is not a directory", store=str(directory))
+    if info.st_uid != os.geteuid():
+        raise StoreError(f"the run store directory {directory} belongs to uid {info.st_uid}, "
+                         f"not to this user (uid {os.geteuid()}): refused, since its owner "
+                         "could change what a resumed run reuses", store=str(directory))
+    if info.st_mode & 0o022:
+        raise StoreError(f"the run store directory {directory} may be written by "
+                         f"{'group and others' if info.st_mode & 0o002 else 'its group'} "
+                         f"(mode {stat.S_IMODE(info.st_mode):o}): refused; chmod 700 it",
+                         store=str(directory))
+
+
+class SQLiteRunStore(SQLRunStore):
+    """The default run store: ``<directory>/ray_orch.sqlite``.
+
+    Several processes may open the same directory: each process (and each fork) opens
+    its own connection, and writers wait for each other (``busy_timeout``). The store
+    pickles as its directory, so it can be handed to an actor on the same node (members
+    on other nodes reach it through the runtime's store service).
+
+    Args:
+        directory: created (0700) if missing; refused if another user owns it or others
+            may write it.
+        busy_timeout_s: how long a write waits for another process's write.
+
+    Raises:
+        StoreError: the directory is refused or cannot be created.
+
+    Example:
+        >>> import tempfile
+        >>> store = SQLiteRunStore(tempfile.mkdtemp())
         >>> store.begin_run("r1", "demo", "abc").status
         'running'
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
         self.directory = Path(directory).absolute()
-        make_private_dirs(self.directory)
+        try:
+            make_private_dirs(self.directory)
+        except OSError as exc:
+            raise StoreError(f"the run store directory {self.directory} cannot be created "
+                             f"({exc.strerror or exc})", store=str(self.directory)) from None
+        check_private_dir(self.directory)
+        self.spec = str(self.directory)
         self.location = str(self.directory / SQLITE_FILENAME)
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self._migrations = _MIGRATIONS
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -95,18 +113,29 @@ class SQLiteCheckpointStore:
         self.__init__(state["directory"], busy_timeout_s=state["busy_timeout_s"])  # type: ignore[misc]
 
     def __repr__(self) -> str:
-        return f"SQLiteCheckpointStore({str(self.directory)!r})"
-
-    def __enter__(self) -> SQLiteCheckpointStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return f"SQLiteRunStore({str(self.directory)!r})"
 
     def close(self) -> None:
         """Close this process's connection (it is reopened on next use)."""
         with self._lock:
             self._drop_connection()
+
+    def check(self) -> None:
+        """Open the store now (schema created or migrated) and check there is room to
+        write: the errors a run would otherwise meet mid-way.
+
+        Raises:
+            StoreError: unreadable, read-only or full.
+        """
+        with self._tx(write=True) as db:
+            db.execute("UPDATE schema_version SET version = version")
+        try:
+            free = os.statvfs(self.directory)
+        except OSError:
+            return
+        if free.f_bavail * free.f_frsize < _MIN_FREE_BYTES:
+            raise StoreError(f"the run store {self.location} is on a full disk (less than "
+                             "1 MiB free)", store=self.location)
 
     def _drop_connection(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
@@ -143,7 +172,13 @@ class SQLiteCheckpointStore:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(_SCHEMA)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._migrate(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -152,8 +187,8 @@ class SQLiteCheckpointStore:
             pause = min(pause * 2, 0.2)
 
     @contextlib.contextmanager
-    def _db(self, *, write: bool = False, run_id: str | None = None,
-            task_id: str | None = None) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, write: bool = False, run_id: str | None = None,
+            task_id: str | None = None) -> Iterator[Db]:
         with self._lock:
             try:
                 conn = self._connection()
@@ -173,144 +208,17 @@ class SQLiteCheckpointStore:
                     self._drop_connection()
                     raise corrupt_error("database", self.location, run_id=run_id,
                                         task_id=task_id, why=str(exc)) from exc
+                if isinstance(exc, sqlite3.OperationalError):
+                    self._drop_connection()
+                    raise StoreError(f"the run store {self.location} cannot be used: {exc}"
+                                     f"{' (run ' + repr(run_id) + ')' if run_id else ''}",
+                                     store=self.location, run_id=run_id) from exc
                 raise
+            except OSError as exc:
+                raise StoreError(f"the run store {self.location} cannot be opened: "
+                                 f"{exc.strerror or exc}", store=self.location,
+                                 run_id=run_id) from exc
 
-    def _run_from_row(self, row: tuple[Any, ...], resumed: bool = False) -> RunRecord:
-        return RunRecord(run_id=row[0], workflow=row[1], definition_hash=row[2], status=row[3],
-                         created_at=row[4], updated_at=row[5], resumed=resumed)
 
-    _RUN_COLS = "run_id, workflow, definition_hash, status, created_at, updated_at"
-
-    def begin_run(self, run_id: str, workflow: str, definition_hash: str,
-                  allow_drift: bool = False) -> RunRecord:
-        """See :meth:`CheckpointStore.begin_run`."""
-        now = time.time()
-        with self._db(write=True, run_id=run_id) as db:
-            row = db.execute(f"SELECT {self._RUN_COLS} FROM runs WHERE run_id = ?",
-                             (run_id,)).fetchone()
-            if row is None:
-                db.execute("INSERT INTO runs VALUES (?, ?, ?, 'running', ?, ?)",
-                           (run_id, workflow, definition_hash, now, now))
-                return RunRecord(run_id=run_id, workflow=workflow,
-                                 definition_hash=definition_hash, created_at=now, updated_at=now)
-            existing = self._run_from_row(row)
-            check_drift(existing, definition_hash, allow_drift)
-            db.execute("UPDATE runs SET status = 'running', definition_hash = ?, updated_at = ? "
-                       "WHERE run_id = ?", (definition_hash, now, run_id))
-            return existing.model_copy(update={"status": "running", "updated_at": now,
-                                               "definition_hash": definition_hash,
-                                               "resumed": True})
-
-    def get_run(self, run_id: str) -> RunRecord | None:
-        """See :meth:`CheckpointStore.get_run`."""
-        with self._db(run_id=run_id) as db:
-            row = db.execute(f"SELECT {self._RUN_COLS} FROM runs WHERE run_id = ?",
-                             (run_id,)).fetchone()
-        return None if row is None else self._run_from_row(row)
-
-    def latest_run(self, workflow: str) -> RunRecord | None:
-        """See :meth:`CheckpointStore.latest_run`."""
-        with self._db() as db:
-            row = db.execute(f"SELECT {self._RUN_COLS} FROM runs WHERE workflow = ? "
-                             "ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                             (workflow,)).fetchone()
-        return None if row is None else self._run_from_row(row)
-
-    def list_runs(self, workflow: str | None = None) -> list[RunRecord]:
-        """See :meth:`CheckpointStore.list_runs`."""
-        with self._db() as db:
-            rows = db.execute(f"SELECT {self._RUN_COLS} FROM runs WHERE ?1 IS NULL OR "
-                              "workflow = ?1 ORDER BY created_at, rowid", (workflow,)).fetchall()
-        return [self._run_from_row(row) for row in rows]
-
-    def finish_run(self, run_id: str, status: str) -> None:
-        """See :meth:`CheckpointStore.finish_run`."""
-        with self._db(write=True, run_id=run_id) as db:
-            cur = db.execute("UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?",
-                             (status, time.time(), run_id))
-            if cur.rowcount == 0:
-                raise KeyError(f"no run {run_id!r} in {self.location}")
-
-    def save_task(self, run_id: str, task_id: str, output: dict[str, Any]) -> None:
-        """See :meth:`CheckpointStore.save_task`."""
-        text, checksum = seal(output)
-        with self._db(write=True, run_id=run_id, task_id=task_id) as db:
-            db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
-                       (run_id, task_id, text, checksum, time.time()))
-
-    def load_task(self, run_id: str, task_id: str) -> dict[str, Any] | None:
-        """See :meth:`CheckpointStore.load_task`."""
-        with self._db(run_id=run_id, task_id=task_id) as db:
-            row = db.execute("SELECT payload, checksum FROM tasks WHERE run_id = ? AND "
-                             "task_id = ?", (run_id, task_id)).fetchone()
-        if row is None:
-            return None
-        return unseal(row[0], row[1], "record", self.location, run_id=run_id, task_id=task_id)
-
-    def load_tasks(self, run_id: str) -> dict[str, dict[str, Any]]:
-        """See :meth:`CheckpointStore.load_tasks`."""
-        with self._db(run_id=run_id) as db:
-            rows = db.execute("SELECT task_id, payload, checksum FROM tasks WHERE run_id = ?",
-                              (run_id,)).fetchall()
-        return {task_id: unseal(text, checksum, "record", self.location, run_id=run_id,
-                                task_id=task_id)
-                for task_id, text, checksum in rows}
-
-    def save_decision(self, run_id: str, task_id: str, visit: int, route: str) -> None:
-        """See :meth:`CheckpointStore.save_decision`."""
-        text, checksum = seal(route)
-        with self._db(write=True, run_id=run_id, task_id=task_id) as db:
-            db.execute("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?)",
-                       (run_id, task_id, visit, text, checksum, time.time()))
-
-    def load_decisions(self, run_id: str) -> dict[tuple[str, int], str]:
-        """See :meth:`CheckpointStore.load_decisions`."""
-        with self._db(run_id=run_id) as db:
-            rows = db.execute("SELECT task_id, visit, payload, checksum FROM decisions "
-                              "WHERE run_id = ?", (run_id,)).fetchall()
-        return {(task_id, visit): unseal(text, checksum, "decision", self.location,
-                                         run_id=run_id, task_id=task_id)
-                for task_id, visit, text, checksum in rows}
-
-    def save_iteration(self, run_id: str, task_id: str, index: int,
-                       output: dict[str, Any]) -> None:
-        """See :meth:`CheckpointStore.save_iteration`."""
-        text, checksum = seal(output)
-        with self._db(write=True, run_id=run_id, task_id=task_id) as db:
-            db.execute("INSERT OR REPLACE INTO iterations VALUES (?, ?, ?, ?, ?, ?)",
-                       (run_id, task_id, index, text, checksum, time.time()))
-
-    def load_iterations(self, run_id: str, task_id: str) -> dict[int, dict[str, Any]]:
-        """See :meth:`CheckpointStore.load_iterations`."""
-        with self._db(run_id=run_id, task_id=task_id) as db:
-            rows = db.execute("SELECT idx, payload, checksum FROM iterations WHERE run_id = ? "
-                              "AND task_id = ? ORDER BY idx", (run_id, task_id)).fetchall()
-        return {idx: unseal(text, checksum, f"iteration {idx}", self.location,
-                            run_id=run_id, task_id=task_id)
-                for idx, text, checksum in rows}
-
-    def cache_get(self, key: str, now: float) -> dict[str, Any] | None:
-        """See :meth:`CheckpointStore.cache_get`."""
-        with self._db() as db:
-            row = db.execute("SELECT payload, checksum FROM cache WHERE key = ? AND "
-                             "(expires_at IS NULL OR expires_at > ?)", (key, now)).fetchone()
-        if row is None:
-            return None
-        return unseal(row[0], row[1], f"cache entry {key[:12]}", self.location)
-
-    def cache_put(self, key: str, value: dict[str, Any], expires_at: float | None) -> None:
-        """See :meth:`CheckpointStore.cache_put`."""
-        text, checksum = seal(value)
-        with self._db(write=True) as db:
-            db.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?, ?)",
-                       (key, text, checksum, expires_at, time.time()))
-
-    def cache_delete(self, key: str) -> None:
-        """See :meth:`CheckpointStore.cache_delete`."""
-        with self._db(write=True) as db:
-            db.execute("DELETE FROM cache WHERE key = ?", (key,))
-
-    def cache_clear(self) -> None:
-        """See :meth:`CheckpointStore.cache_clear`."""
-        with self._db(write=True) as db:
-            db.execute("DELETE FROM cache")
+SQLiteCheckpointStore = SQLiteRunStore
+"""The name this store had before it held everything a run persists."""

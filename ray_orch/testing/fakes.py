@@ -199,7 +199,8 @@ class ListSink:
 
 
 def fake_services(*, registry: FakeRegistry | None = None, cache: bool = False,
-                  sink: ListSink | None = None, kept: KeptMembers | None = None) -> Services:
+                  sink: ListSink | None = None, kept: KeptMembers | None = None,
+                  store: Any = None) -> Services:
     """``Services`` for a ``Run`` in this process: fake registry and members, an
     optional in-process cache and metrics sink.
 
@@ -208,8 +209,9 @@ def fake_services(*, registry: FakeRegistry | None = None, cache: bool = False,
         cache: give the run a result cache.
         sink: where metrics events go.
         kept: members kept between runs (as a Supervisor keeps them).
+        store: the run store (``ray_orch.store.factory.open_store(...)``), if any.
     """
     return Services(registry=FakeHandle(registry or FakeRegistry()), remote=FakeRemote(),
                     kept=kept or KeptMembers(),
                     cache=FakeHandle(FakeCache()) if cache else None,  # type: ignore[arg-type]
-                    metrics=sink)
+                    metrics=sink, store=store)

@@ -63,9 +63,15 @@ class PostgresServer:
         dsn: ``postgresql://ray_orch:<password>@127.0.0.1:<port>/ray_orch``.
         port: the TCP port on 127.0.0.1.
         password: the ``ray_orch`` role's password (tests check it never leaks).
+
+    Args:
+        database / user: the database created and the role that owns it.
+        fsync: run durably (``fsync=on``, as in production: benchmarks); tests run with
+            ``fsync=off``, which only a crash of the machine would notice.
     """
 
-    def __init__(self, *, database: str = "ray_orch", user: str = "ray_orch") -> None:
+    def __init__(self, *, database: str = "ray_orch", user: str = "ray_orch",
+                 fsync: bool = False) -> None:
         bin_dir = pg_bin_dir()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL's binaries are not installed "
@@ -77,6 +83,7 @@ class PostgresServer:
         self.port = 0
         self._dir: str | None = None
         self._as_postgres = os.geteuid() == 0
+        self.fsync = fsync
 
     @property
     def dsn(self) -> str:
@@ -106,7 +113,7 @@ class PostgresServer:
         os.unlink(pwfile)
         self.port = _free_port()
         options = (f"-k {sock} -p {self.port} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c max_connections=200")
+                   f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200")
         self._run("pg_ctl", "-D", data, "-o", options, "-l",
                   os.path.join(self._dir, "log"), "-w", "-t", "120", "start")
         self._run("createdb", "-h", sock, "-p", str(self.port), "-U", self.user,

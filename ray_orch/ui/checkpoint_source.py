@@ -20,7 +20,7 @@ from ray_orch.core.errors import ResumeError
 from ray_orch.core.output import TaskOutput
 from ray_orch.store.approvals import PauseStore
 from ray_orch.store.checkpoint import RunRecord
-from ray_orch.store.definitions import RunDefinitions
+from ray_orch.store.run_graphs import RunDefinitions
 from ray_orch.store.sqlite import SQLITE_FILENAME, SQLiteCheckpointStore
 from ray_orch.ui.live import LiveRun
 from ray_orch.ui.source import RunRow

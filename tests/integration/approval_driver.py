@@ -9,7 +9,7 @@ import sys
 from ray_orch import Agent, Process, RunPaused, Task
 
 
-def build(llm: dict, checkpoint_dir: str, **options) -> Process:
+def build(llm: dict, store: str, **options) -> Process:
     writer = Agent(role="Writer", goal="Write", llm=llm)
     tasks = {
         "research": Task(description="Research the topic", agent=writer),
@@ -18,7 +18,7 @@ def build(llm: dict, checkpoint_dir: str, **options) -> Process:
         "publish": Task(description="Publish the post", agent=writer, context=["draft"]),
         "side": Task(description="Side branch work", agent=writer),
     }
-    return Process(tasks=tasks, agents=[writer], checkpoint_dir=checkpoint_dir, **options)
+    return Process(tasks=tasks, agents=[writer], store=store, **options)
 
 
 if __name__ == "__main__":

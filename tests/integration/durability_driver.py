@@ -1,5 +1,6 @@
 """A driver for the crash tests: a 50-task workflow, run in its own process so the test
-can SIGKILL it. Usage: durability_driver.py STUB_BASE_URL CHECKPOINT_DIR RUN_ID [resume]"""
+can SIGKILL it. Usage: durability_driver.py STUB_BASE_URL STORE RUN_ID [resume] (STORE: a directory or a
+postgresql:// DSN)"""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def build(base_url: str) -> tuple[dict[str, Task], list[Agent]]:
 def main(argv: list[str]) -> int:
     base_url, directory, run_id = argv[:3]
     tasks, agents = build(base_url)
-    process = Process(tasks=tasks, agents=agents, checkpoint_dir=directory, name="crashy",
+    process = Process(tasks=tasks, agents=agents, store=directory, name="crashy",
                       metrics=False)
     if len(argv) > 3 and argv[3] == "resume":
         process.workflow(resume=run_id)

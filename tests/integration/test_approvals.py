@@ -101,9 +101,9 @@ def test_no_way_to_ask_is_refused_before_any_call(stub):
     assert caught.value.task == "draft" and stub.count() == 0
 
 
-def test_a_paused_run_continues_from_another_process_with_an_edit(stub, tmp_path):
+def test_a_paused_run_continues_from_another_process_with_an_edit(stub, store_spec):
     done = subprocess.run([sys.executable, str(HERE / "approval_driver.py"), stub.base_url,
-                           str(tmp_path)], capture_output=True, text=True, timeout=300,
+                           store_spec], capture_output=True, text=True, timeout=300,
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     paused = json.loads(done.stdout.strip().splitlines()[-1])
@@ -112,9 +112,10 @@ def test_a_paused_run_continues_from_another_process_with_an_edit(stub, tmp_path
     # The other branch went on while the draft waited; nothing downstream of it ran.
     assert paused["completed"] == ["research", "side"]
     assert stub.count("Publish") == 0
-    assert (tmp_path / "ray_orch.sqlite").stat().st_mode & 0o077 == 0
+    if "://" not in store_spec:
+        assert (Path(store_spec) / "ray_orch.sqlite").stat().st_mode & 0o077 == 0
     # A new driver (this process), after the first exited, with the database reopened.
-    process = build(stub.llm, str(tmp_path))
+    process = build(stub.llm, store_spec)
     results = process.workflow(resume=paused["run_id"],
                                answers={request["id"]: Edit("The approved post")})
     assert results["draft"].raw == "The approved post"
@@ -125,13 +126,13 @@ def test_a_paused_run_continues_from_another_process_with_an_edit(stub, tmp_path
     assert "The approved post" in publish.prompt
 
 
-def test_answers_are_checked_against_the_pending_requests(stub, tmp_path):
+def test_answers_are_checked_against_the_pending_requests(stub, store_spec):
     with pytest.raises(RunPaused) as caught:
-        build(stub.llm, str(tmp_path)).workflow()
+        build(stub.llm, store_spec).workflow()
     paused = caught.value
     [request] = paused.requests
     assert paused.run_id and request.output is not None
-    process = build(stub.llm, str(tmp_path))
+    process = build(stub.llm, store_spec)
     with pytest.raises(ApprovalError, match="no pending request 'nope'"):
         process.workflow(resume=paused.run_id, answers={"nope": Approve()})
     with pytest.raises(ApprovalError, match="must be Approve"):
@@ -144,16 +145,16 @@ def test_answers_are_checked_against_the_pending_requests(stub, tmp_path):
     assert stub.count() == asked
 
 
-def test_the_command_line_lists_and_answers_paused_runs(stub, tmp_path):
+def test_the_command_line_lists_and_answers_paused_runs(stub, store_spec):
     with pytest.raises(RunPaused) as caught:
-        build(stub.llm, str(tmp_path)).workflow()
+        build(stub.llm, store_spec).workflow()
     run_id, request = caught.value.run_id, caught.value.requests[0]
     cli = [sys.executable, "-m", "ray_orch.cli"]
-    listed = subprocess.run([*cli, "runs", "--pending", "--dir", str(tmp_path)],
+    listed = subprocess.run([*cli, "runs", "--pending", "--store", store_spec],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert listed.returncode == 0, listed.stderr
     assert run_id in listed.stdout and request.id in listed.stdout
-    answered = subprocess.run([*cli, "approve", run_id, request.id, "--dir", str(tmp_path),
+    answered = subprocess.run([*cli, "approve", run_id, request.id, "--store", store_spec,
                                "--reject", "needs a title"],
                               capture_output=True, text=True, timeout=300, cwd=ROOT)
     # Rejected: the draft is asked again (with the reason) and waits for approval again.

@@ -140,18 +140,21 @@ def test_corrupt_persisted_entry_is_a_miss(tmp_path):
 
 def test_cache_actor_is_shared_and_persists(ray_session, tmp_path):
     from actors.cache_actor import NAME, NAMESPACE, get_cache_actor
+    from actors.store_service import route
+    from ray_orch.store.factory import open_store
 
     ray = ray_session
-    handle = get_cache_actor(str(tmp_path))
+    store = route(open_store(tmp_path))  # the handle a run gives its Supervisor
+    handle = get_cache_actor(store)
     try:
         assert ray.get(handle.get.remote("k"), timeout=60) is None
         ray.get(handle.put.remote("k", {"raw": "answer"}, 60), timeout=60)
-        again = get_cache_actor(str(tmp_path))
+        again = get_cache_actor(store)
         assert ray.get(again.get.remote("k"), timeout=60) == {"raw": "answer"}
         stats = ray.get(again.stats.remote(), timeout=60)
         assert (stats["hits"], stats["misses"]) == (1, 1)
         assert ray.get_actor(NAME, namespace=NAMESPACE) is not None
-        # Persisted in the directory's SQLite store, readable without the actor.
+        # Persisted in the run store, readable without the actor.
         with SQLiteCheckpointStore(tmp_path) as reader:
             assert reader.cache_get("k", 0) == {"raw": "answer"}
     finally:

@@ -23,7 +23,7 @@ from ray_orch import (
     Task,
     TaskFailedError,
 )
-from ray_orch.store.sqlite import SQLiteCheckpointStore
+from ray_orch.store.factory import open_store
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 HERE = Path(__file__).resolve().parent
@@ -33,8 +33,8 @@ def echo(request):
     return "done " + re.search(r"Record (\w+)", request.prompt).group(1)
 
 
-def completed_in(directory, run_id):
-    store = SQLiteCheckpointStore(directory)
+def completed_in(spec, run_id):
+    store = open_store(spec)
     try:
         return set(store.load_tasks(run_id))
     finally:
@@ -46,19 +46,19 @@ def task_of(request) -> str:
 
 
 @pytest.mark.slow
-def test_sigkill_the_driver_at_several_points_then_resume(stub, tmp_path):
+def test_sigkill_the_driver_at_several_points_then_resume(stub, store_spec):
     stub.latency = 0.05
     stub.add_rule(match="Record", reply=echo)
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
            "PYTHONPATH": f"{HERE}{os.pathsep}{HERE.parents[1]}"}
-    directory, run_id = str(tmp_path / "ckpt"), "crash-run-1"
+    directory, run_id = store_spec, "crash-run-1"
     args = [sys.executable, str(HERE / "durability_driver.py"), stub.base_url, directory, run_id]
     rounds: list[tuple[float, set[str]]] = []  # (killed at, checkpointed tasks then)
     for kill_after in (5, 20, 35):
         proc = subprocess.Popen([*args, "resume"] if rounds else args, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = time.monotonic()
-        while proc.poll() is None and (not os.path.exists(directory) or
+        while proc.poll() is None and (not _exists(directory) or
                                        len(completed_in(directory, run_id)) < kill_after):
             assert time.monotonic() - started < 90, "driver made no progress"
             time.sleep(0.005)
@@ -73,13 +73,17 @@ def test_sigkill_the_driver_at_several_points_then_resume(stub, tmp_path):
     for killed_at, done in rounds:
         asked_later = {task_of(r) for r in stub.requests if r.t_start > killed_at}
         assert not asked_later & done, "a checkpointed task ran again after a resume"
-    store = SQLiteCheckpointStore(directory)
+    store = open_store(directory)
     results = store.load_tasks(run_id)
     assert store.get_run(run_id).status == "completed"
     # final results equal an uninterrupted run's
     clean, agents = build(stub.base_url)
     expected = Process(tasks=clean, agents=agents, metrics=False).workflow()
     assert {k: v["raw"] for k, v in results.items()} == {k: v.raw for k, v in expected.items()}
+
+
+def _exists(spec: str) -> bool:
+    return "://" in spec or os.path.exists(spec)
 
 
 def small_workflow(stub, description="Summarise the notes"):
@@ -89,24 +93,24 @@ def small_workflow(stub, description="Summarise the notes"):
     return tasks, [agent]
 
 
-def test_resume_skips_completed_and_refuses_drift(stub, tmp_path):
+def test_resume_skips_completed_and_refuses_drift(stub, store_spec):
     stub.add_rule(match="Polish the summary", fault="401")
     tasks, agents = small_workflow(stub)
-    process = Process(tasks=tasks, agents=agents, checkpoint_dir=tmp_path, name="resumable")
+    process = Process(tasks=tasks, agents=agents, store=store_spec, name="resumable")
     with pytest.raises(TaskFailedError):
         process.workflow(run_id="r1")
     assert stub.count("Summarise the notes") == 1
     stub.clear_rules()
-    results = Process(tasks=tasks, agents=agents, checkpoint_dir=tmp_path,
+    results = Process(tasks=tasks, agents=agents, store=store_spec,
                       name="resumable").workflow(resume=True)
     assert stub.count("Summarise the notes") == 1  # not asked again
     assert sorted(results) == ["first", "second"]
 
     changed, agents2 = small_workflow(stub, description="Summarise the notes briefly")
     with pytest.raises(ResumeError, match="allow_drift"):
-        Process(tasks=changed, agents=agents2, checkpoint_dir=tmp_path,
+        Process(tasks=changed, agents=agents2, store=store_spec,
                 name="resumable").workflow(resume="r1")
-    Process(tasks=changed, agents=agents2, checkpoint_dir=tmp_path,
+    Process(tasks=changed, agents=agents2, store=store_spec,
             name="resumable").workflow(resume="r1", allow_drift=True)
 
 

@@ -248,14 +248,14 @@ def _charging(stub, name: str, ledger: Path, fault: str = "401"):
     stub.add_rule(match=lambda r: bool(r.tool_results), fault=fault, times=1)
 
 
-def test_a_resumed_run_reuses_the_journaled_call(stub, tmp_path):
+def test_a_resumed_run_reuses_the_journaled_call(stub, tmp_path, store_spec):
     log = tmp_path / "charges.txt"
     _charging(stub, "record_charge", log)
     agent = Agent(role="Cashier", goal="charge", llm=stub.llm, tools=[record_charge])
 
     def workflow(**kwargs):
         task = Task(description="Charge the customer", agent=agent, max_retries=0)
-        return Process(tasks={"charge": task}, agents=[agent], checkpoint_dir=tmp_path / "ck",
+        return Process(tasks={"charge": task}, agents=[agent], store=store_spec,
                        name="charges").workflow(**kwargs)
 
     with pytest.raises(TaskFailedError):
@@ -265,9 +265,10 @@ def test_a_resumed_run_reuses_the_journaled_call(stub, tmp_path):
     assert log.read_text().splitlines() == ["42"]  # not charged again
     call = results["charge"].metadata["tool_calls"][0]
     assert call["replayed"] and call["result"] == "charged 42"
+    from ray_orch.store.factory import open_store
     from ray_orch.tools.journal import journaled_calls
 
-    [entry] = journaled_calls(str(tmp_path / "ck"), "pay-1")
+    [entry] = journaled_calls(open_store(store_spec), "pay-1")
     assert (entry["task"], entry["tool"], entry["arguments"]["amount"]) == (
         "charge", "record_charge", 42)
 

@@ -172,11 +172,13 @@ def test_the_journal_hook_lets_a_resumed_run_skip_finished_work(stub, tmp_path):
     stub.add_rule(match="Second", fault="500", times=10)
     tasks = [Task(name="one", description="First", agent=a),
              Task(name="two", description="Second", agent=a, context=["one"], max_retries=0)]
-    first, _, _ = run(spec_of(tasks, [a], checkpoint_dir=str(tmp_path)))
+    from ray_orch.store.factory import open_store
+
+    store = open_store(tmp_path / "store")
+    first, _, _ = run(spec_of(tasks, [a]), store=store)
     assert first.statuses["one"] == "completed" and first.statuses["two"] == "failed"
     stub.clear_rules()
-    second, _, _ = run(spec_of(tasks, [a], checkpoint_dir=str(tmp_path), resume=True,
-                               run_id=first.run_id))
+    second, _, _ = run(spec_of(tasks, [a], resume=True, run_id=first.run_id), store=store)
     assert second.error is None
     assert second.resumed == ["one"]
     assert stub.count("First") == 1

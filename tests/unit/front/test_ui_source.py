@@ -12,7 +12,7 @@ from ray_orch.engine.graph import build_graph, name_tasks
 from ray_orch.policy.task import Task
 from ray_orch.store.approvals import PauseStore
 from ray_orch.store.checkpoint import definition_hash
-from ray_orch.store.definitions import RunDefinitions
+from ray_orch.store.run_graphs import RunDefinitions
 from ray_orch.store.sqlite import SQLiteCheckpointStore
 from ray_orch.ui import source_for
 from ray_orch.ui.checkpoint_source import CheckpointSource
