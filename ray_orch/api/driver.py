@@ -25,6 +25,7 @@ from ray_orch.core import trace
 from ray_orch.core.errors import RayOrchError, RunCancelledError, RunError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
+from ray_orch.core.secrets import storing
 from ray_orch.engine.graph import Graph
 from ray_orch.engine.run import RunResult, RunSpec
 from ray_orch.observe.tracing import configure as configure_tracing
@@ -274,7 +275,8 @@ class RunDriver:
             spec.store = shipped(store)
             packed = pack(spec)
             if spec.approvals == "pause":
-                keep_definition(store, spec, packed)
+                with storing():  # API keys as references to their variables, not values
+                    keep_definition(store, spec, pack(spec))
         if heal.prepare(spec):  # a standing runtime journals every run
             packed = pack(spec)
         from actors.registry import get_registry

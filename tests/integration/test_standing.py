@@ -129,7 +129,7 @@ def test_a_submitted_run_completes_after_its_driver_exited(runtime, stub, tmp_pa
     assert {k: v.raw for k, v in outputs.items()} == {k: "ok" for k in (
         "plan", "facts1", "facts2", "facts3", "analyse", "draft", "edit")}
     listed = _cli(runtime, "runs")
-    assert f"{run_id}  SUCCEEDED" in listed.stdout
+    assert f"{run_id}  completed" in listed.stdout
 
 
 def test_ray_orch_submit_runs_a_script_and_attach_prints_its_results(runtime, stub, tmp_path):
@@ -141,7 +141,7 @@ def test_ray_orch_submit_runs_a_script_and_attach_prints_its_results(runtime, st
     run_id = submitted.stdout.strip().splitlines()[-1]
     attached = _cli(runtime, "attach", run_id, timeout=300)
     assert attached.returncode == 0, attached.stdout[-3000:] + attached.stderr[-3000:]
-    assert f"run {run_id}: SUCCEEDED" in attached.stdout
+    assert f"run {run_id}: completed" in attached.stdout
     assert "  edit: completed  ok" in attached.stdout
 
 
@@ -194,7 +194,7 @@ tasks:
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     run_id = submitted.stdout.strip().splitlines()[-1]
     attached = _cli(runtime, "attach", run_id, timeout=300)
-    assert f"run {run_id}: SUCCEEDED" in attached.stdout, attached.stdout[-3000:]
+    assert f"run {run_id}: completed" in attached.stdout, attached.stdout[-3000:]
     assert "  answer: completed  ok" in attached.stdout
 
     with StubLLMServer(reply="ok", latency=2.0) as slow:
@@ -210,7 +210,7 @@ tasks:
         cancelled = _cli(runtime, "cancel", run_id)
         assert f"{run_id}: cancelled" in cancelled.stdout, cancelled.stderr[-2000:]
         deadline = time.monotonic() + 120
-        while f"{run_id}  STOPPED" not in _cli(runtime, "runs").stdout:
+        while f"{run_id}  cancelled" not in _cli(runtime, "runs").stdout:
             assert time.monotonic() < deadline, "the cancelled run did not stop"
             time.sleep(1)
         asked = slow.count()
@@ -342,7 +342,7 @@ tasks:
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     run_id = submitted.stdout.strip().splitlines()[-1]
     attached = _cli(runtime, "attach", run_id, timeout=300)
-    assert f"run {run_id}: SUCCEEDED" in attached.stdout, attached.stdout[-3000:]
+    assert f"run {run_id}: completed" in attached.stdout, attached.stdout[-3000:]
     assert stub.count("Answer the customer from the variables") == 1
     # A variable set nowhere is a typed error naming it, before anything is submitted.
     before = _cli(runtime, "runs").stdout
