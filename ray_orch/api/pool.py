@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from ray_orch.core.output import TaskOutput
+from ray_orch.engine.messages import TaskRequest
 from ray_orch.policy.agent import Agent
 from ray_orch.policy.task import Task
 
@@ -48,6 +49,7 @@ class AgentPool:
         from actors.registry import get_registry
         from ray_orch.api.runtime import ensure_ray
         from ray_orch.engine.dispatch import placement_options
+        from ray_orch.engine.messages import Binding, LeaseRequest
 
         template = agent_template if isinstance(agent_template, Agent) else Agent(**agent_template)
         self.agent = template
@@ -59,15 +61,16 @@ class AgentPool:
         self._placement_key, options = placement_options(template)
         import ray
 
-        self.members = ray.get(self._registry.lease.remote(self._placement_key, pool_size,
-                                                           options))
+        self.members = ray.get(self._registry.lease.remote(LeaseRequest(
+            placement_key=self._placement_key, count=pool_size, options=options)))
         self.agents = [template] * pool_size  # the guide's attribute
         self._run_id = f"pool-{uuid.uuid4().hex[:8]}"
         self._key = template.key()
         self._in_flight = [0] * pool_size
         self._free = threading.Condition()
-        ray.get([m.bind.remote(self._run_id, {self._key: template}, {}, False)
-                 for m in self.members])
+        binding = Binding(run_id=self._run_id, agents={self._key: template}, tasks={},
+                          prewarm=False)
+        ray.get([m.bind.remote(binding) for m in self.members])
 
     def _acquire(self) -> int:
         with self._free:
@@ -105,7 +108,8 @@ class AgentPool:
         """
         index = self._acquire()
         member = self.members[index]
-        ref = member.run_task.remote(self._key, task, inputs, dict(task._context_outputs))
+        ref = member.run_task.remote(TaskRequest(agent_key=self._key, task=task, inputs=inputs,
+                                                 context=dict(task._context_outputs)))
         future: concurrent.futures.Future[TaskOutput] = ref.future()
 
         def done(f: concurrent.futures.Future[TaskOutput]) -> None:

@@ -286,6 +286,7 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
     from actors.metrics_hub import start_metrics_hub
     from actors.registry import start_standing_registry
     from ray_orch.engine.dispatch import placement_options
+    from ray_orch.engine.messages import LeaseRequest
     from ray_orch.policy.agent import Agent
 
     _connect(info)
@@ -300,7 +301,8 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
         if prewarm:
             placement_key, options = placement_options(
                 Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
-            members = ray.get(registry.lease.remote(placement_key, prewarm, options))
+            members = ray.get(registry.lease.remote(LeaseRequest(
+                placement_key=placement_key, count=prewarm, options=options)))
             ray.get([m.warm_imports.remote() for m in members])
             ray.get(registry.give_back.remote(placement_key, members))
         metrics_url = ray.get(hub.endpoint.remote())

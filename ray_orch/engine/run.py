@@ -40,7 +40,7 @@ from ray_orch.engine.hooks import (
     JournalHook,
     RunHook,
 )
-from ray_orch.engine.member import RunOptions
+from ray_orch.engine.messages import Question, RunOptions
 from ray_orch.engine.overrides import Overrides
 from ray_orch.engine.ports import Services
 from ray_orch.engine.reporting import Reporter
@@ -322,9 +322,9 @@ class Run:
             assert self.pools is not None
             pool = self.pools.pool_for(agent)
             member = min(pool.members, key=lambda m: m.in_flight)
-            return await member.handle.ask.remote(  # type: ignore[no-any-return]
-                agent.key(), prompt, schema.model_json_schema(), self.members_key,
-                pool.bind_for(member))
+            return await member.handle.ask.remote(Question(  # type: ignore[no-any-return]
+                agent_key=agent.key(), prompt=prompt, schema=schema.model_json_schema(),
+                run_id=self.members_key, bind=pool.bind_for(member)))
 
         hierarchy = Hierarchy(
             manager_llm=self.spec.manager,

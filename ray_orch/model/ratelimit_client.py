@@ -276,7 +276,7 @@ class _RemoteGate(_Gate):
             sent = time.monotonic()
             try:
                 grant = await self._actor().acquire.remote(
-                    estimates, self.limits.as_dict(), reports, self.ttl)
+                    estimates, self.limits.as_dict(), reports, ttl=self.ttl)
             except Exception as exc:  # the actor died, or cannot be reached or created
                 self._failures += 1
                 self._handle = None
