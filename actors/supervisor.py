@@ -13,8 +13,10 @@ from typing import Any
 
 import ray
 
+from actors import cluster_services
 from actors.cache_actor import get_cache_actor
 from actors.metrics_hub import checked_endpoint, start_metrics_hub
+from ray_orch.core import shared
 from ray_orch.core.approvals import RunPaused
 from ray_orch.core.errors import SerializationError
 from ray_orch.core.events import Event
@@ -50,6 +52,7 @@ class Supervisor:
         """The cluster services ``spec`` uses: metrics hub and result cache."""
         services = Services(registry=self.registry, remote=_RayRemote(), kept=self.kept,
                             lessee=ray.get_runtime_context().get_actor_id(),
+                            shared=cluster_services(),
                             listener=ray.get_runtime_context().current_actor
                             if spec.tokens or spec.approvals == "inline" else None)
         if spec.metrics:
@@ -94,7 +97,9 @@ class Supervisor:
         self.listener.follow(members_key=run.members_key, workflow=spec.workflow,
                              run_id=spec.run_id, emit=emit, approvals=run.approvals)
         self.running = run
-        self.job = asyncio.ensure_future(run.execute())
+        # What the run does here (decisions on the embedded model...) shares them too.
+        self.job = asyncio.get_running_loop().create_task(
+            run.execute(), context=shared.context_with(run.services.shared))
         try:
             while True:
                 await self._wait(arrived, spec.stream)

@@ -49,7 +49,7 @@ class AgentPool:
         from actors.registry import get_registry
         from ray_orch.api.runtime import ensure_ray
         from ray_orch.engine.dispatch import placement_options
-        from ray_orch.engine.messages import Binding, LeaseRequest
+        from ray_orch.engine.messages import Binding, LeaseRequest, RunOptions
 
         template = agent_template if isinstance(agent_template, Agent) else Agent(**agent_template)
         self.agent = template
@@ -68,8 +68,10 @@ class AgentPool:
         self._key = template.key()
         self._in_flight = [0] * pool_size
         self._free = threading.Condition()
+        from actors import cluster_services
+
         binding = Binding(run_id=self._run_id, agents={self._key: template}, tasks={},
-                          prewarm=False)
+                          prewarm=False, options=RunOptions(shared=cluster_services()))
         ray.get([m.bind.remote(binding) for m in self.members])
 
     def _acquire(self) -> int:
@@ -109,7 +111,8 @@ class AgentPool:
         index = self._acquire()
         member = self.members[index]
         ref = member.run_task.remote(TaskRequest(agent_key=self._key, task=task, inputs=inputs,
-                                                 context=dict(task._context_outputs)))
+                                                 context=dict(task._context_outputs),
+                                                 run_id=self._run_id))
         future: concurrent.futures.Future[TaskOutput] = ref.future()
 
         def done(f: concurrent.futures.Future[TaskOutput]) -> None:

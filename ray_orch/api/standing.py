@@ -272,8 +272,7 @@ def _connect(info: RuntimeInfo) -> None:
     set_auth_mode(info.auth_mode)
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address=info.address, namespace=NAMESPACE, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": "actors.install_ports"})
+    ray.init(address=info.address, namespace=NAMESPACE, log_to_driver=False)
 
 
 def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int

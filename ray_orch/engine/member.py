@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ray_orch.core import trace
+from ray_orch.core import shared, trace
 from ray_orch.core.errors import RunCancelledError
 from ray_orch.core.output import TaskOutput
 from ray_orch.engine.messages import (
@@ -210,9 +210,11 @@ class AgentMember:
         """Run a task that travels with the call (the public ``AgentPool`` path)."""
         agent = self.agents[request.agent_key]
         self.in_flight += 1
+        options = self.run_options.get(request.run_id or "")
         try:
-            output = await run_attempts(request.task, agent, RunInputs(
-                inputs=request.inputs, context=request.context))
+            with shared.using(options.shared if options else None):
+                output = await run_attempts(request.task, agent, RunInputs(
+                    inputs=request.inputs, context=request.context))
         finally:
             self.in_flight -= 1
         self.completed += 1
@@ -236,7 +238,8 @@ class AgentMember:
         self.in_flight += 1
         options = self.run_options.get(run_id)
         try:
-            with trace.attached(options.trace_context if options else None):
+            with trace.attached(options.trace_context if options else None), \
+                    shared.using(options.shared if options else None):
                 output = await run_attempts(task, agent, RunInputs(
                     inputs=request.inputs, context=request.context, missing=request.missing,
                     iteration=iteration,
@@ -379,7 +382,9 @@ class AgentMember:
             response_format = {"type": "json_schema",
                                "json_schema": {"name": schema.get("title", "answer"),
                                                "schema": schema, "strict": True}}
-        result = await agent.acomplete(prompt, output_schema=response_format)
+        options = self.run_options.get(question.run_id or "")
+        with shared.using(options.shared if options else None):
+            result = await agent.acomplete(prompt, output_schema=response_format)
         return result.text
 
     def portable(self, exc: BaseException) -> BaseException:

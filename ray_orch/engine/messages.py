@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ray_orch.core.output import TaskOutput
+from ray_orch.core.shared import SharedServices
 
 __all__ = ["AttemptRequest", "BatchRequest", "Binding", "HandOffRequest", "LeaseRequest",
            "Question", "RunOptions", "TaskRequest", "TokenBatch", "ToolQuestion"]
@@ -39,10 +40,10 @@ class RunOptions:
     """The run's trace context, the parent of this member's spans."""
     approvals: bool = False
     """A person answers this run's approval requests inline (tool calls may ask)."""
-    shared: Any = None
-    """The cluster's shared services (``ray_orch.core.shared.SharedServices``: breakers,
-    rate limits, the embedded model's node server, MCP sessions) this run's attempts use;
-    None: each member keeps them in its own process."""
+    shared: SharedServices | None = None
+    """The cluster's shared services (breakers, rate limits, the embedded model's node
+    server, MCP sessions) this run's attempts use; None: each member keeps them in its
+    own process."""
 
 
 @dataclass(kw_only=True)
@@ -145,6 +146,8 @@ class TaskRequest:
     """Values for its description's ``{placeholders}``."""
     context: dict[str, TaskOutput] = field(default_factory=dict)
     """Outputs it reads."""
+    run_id: str | None = None
+    """The pool's binding (its ``RunOptions`` hold for the task), if any."""
 
 
 @dataclass(kw_only=True)

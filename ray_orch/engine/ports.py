@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ray_orch.core.shared import SharedServices
+
 __all__ = ["Cache", "KeptMembers", "Listener", "Member", "MetricsSink", "Registry", "Remote",
            "RemoteMethod", "Services"]
 
@@ -199,3 +201,7 @@ class Services:
     them if it is lost."""
     listener: Listener | None = None
     """Where members send live events (tokens) and tool-call questions (the Supervisor)."""
+    shared: SharedServices | None = None
+    """The cluster services attempts share (breakers, rate limits, the embedded model's
+    node server, MCP sessions), sent to every member with the run; None: each member
+    keeps them in its own process."""

@@ -241,7 +241,8 @@ class Run:
                              options=RunOptions(listener=self.services.listener,
                                                 tokens=spec.tokens, telemetry=spec.telemetry,
                                                 trace_context=spec.trace_context,
-                                                approvals=spec.approvals == "inline"))
+                                                approvals=spec.approvals == "inline",
+                                                shared=self.services.shared))
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
         await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()))
         self.handoffs.enabled = not any(t.human_input for t in tasks.values()) and chaining_allowed(

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ray_orch.core import trace
+from ray_orch.core import shared, trace
 
 from .mcp import route_call
 from .spec import ToolSpec, is_coroutine_result
@@ -116,7 +116,14 @@ def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
 
 
 def _bound(fn: Any) -> Any:
-    def call(kwargs: dict[str, Any], carrier: dict[str, str]) -> tuple[Any, str | None, int]:
+    def call(kwargs: dict[str, Any], carrier: dict[str, str],
+             services: shared.SharedServices | None = None) -> tuple[Any, str | None, int]:
+        # The caller's shared services (breakers, limits, model server, MCP sessions)
+        # hold for what the tool does too: a Ray worker installs none by itself.
+        with shared.using(services):
+            return _traced(kwargs, carrier)
+
+    def _traced(kwargs: dict[str, Any], carrier: dict[str, str]) -> tuple[Any, str | None, int]:
         if not carrier:
             return _invoke(fn, kwargs)
         # The caller's trace context: spans the tool makes hang under its execute_tool.
@@ -157,7 +164,7 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
         remote_fn = ray.remote(_bound(spec.fn)).options(**_ray_options(spec))
         _remote_fns[id(spec.fn)] = remote_fn
         _keep.append(spec.fn)  # ids stay unique while cached
-    ref = remote_fn.remote(kwargs, trace.carrier())
+    ref = remote_fn.remote(kwargs, trace.carrier(), shared.current())
     try:
         value, node, pid = await ref
     except asyncio.CancelledError:

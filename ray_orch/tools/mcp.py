@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ray_orch.core import shared
 from ray_orch.core.errors import ToolDefinitionError
 from ray_orch.core.sync import run_in_thread
 
@@ -263,23 +265,23 @@ def _reason(exc: BaseException) -> str:
 # -- where calls go ---------------------------------------------------------------------
 
 Router = Callable[["MCP", str, dict[str, Any]], Awaitable[tuple[bool, str, dict[str, Any]]]]
-_router: Router | None = None
 _local: dict[tuple[asyncio.AbstractEventLoop, str], MCPConnection] = {}
 _local_lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
 
 def set_mcp_router(router: Router | None) -> None:
-    """Send MCP calls of this process to ``router`` (the agent actor routes them to its
-    node's session actor); None: sessions in this process."""
-    global _router
-    _router = router
+    """Send this process's MCP calls outside a run to ``router`` (a run's members route
+    theirs to the node's session actor, ``ray_orch.core.shared``); None: sessions in
+    this process."""
+    shared.install(dataclasses.replace(shared.installed(), mcp_router=router))
 
 
 async def route_call(server: MCP, tool: str,
                      arguments: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
     """Call an MCP tool where this process sends MCP calls; ``(ok, text, where)``."""
-    if _router is not None:
-        return await _router(server, tool, arguments)
+    router = shared.current().mcp_router
+    if router is not None:
+        return await router(server, tool, arguments)
     return await local_call(server, tool, arguments)
 
 

@@ -1,0 +1,98 @@
+"""``SharedServices``: the cluster services that attempts share across processes (circuit
+breakers, rate limits, the embedded model's per-node server, MCP sessions), as one record
+passed in, never installed by an import.
+
+A run gets them in ``Services.shared`` (the Supervisor builds them with
+``actors.cluster_services()``); they travel to members with the run's ``RunOptions``, and
+a member runs each attempt ``using`` them. The layers that consume them (policy's
+breakers, model's rate limits and embedded model, tools' MCP calls) read ``current()``:
+what the attempt in progress uses (a ``ContextVar``: asyncio tasks and ``to_thread``
+carry it), else this process's default, which is empty (everything in-process) unless a
+driver that connected to Ray chose otherwise (``install``).
+
+Example:
+    >>> current() == SharedServices()          # nothing shared: all in this process
+    True
+    >>> def router(server, tool, arguments): ...
+    >>> with using(SharedServices(mcp_router=router)):
+    ...     current().mcp_router is router
+    True
+    >>> current().mcp_router is None
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SharedServices", "context_with", "current", "install", "installed", "using"]
+
+
+@dataclass(kw_only=True, frozen=True)
+class SharedServices:
+    """Where shared state lives; each None: in the calling process. Each is a plain
+    function (picklable by reference), so the record travels with a run."""
+
+    breakers: Callable[[], Any] | None = None
+    """Returns the cluster's breaker actor (``BreakerActor``): breaker state is shared
+    by every member, run and node."""
+    limiters: Callable[[str], Any] | None = None
+    """Returns the ``RateLimiter`` actor of one model, by limiter name: rpm/tpm hold
+    cluster-wide."""
+    model_server: Callable[[], tuple[str, Any]] | None = None
+    """Returns this node's id and its embedded model server (``ModelServer``): one model
+    per node, not per process."""
+    mcp_router: Callable[[Any, str, dict[str, Any]],
+                         Awaitable[tuple[bool, str, dict[str, Any]]]] | None = None
+    """Sends an MCP call ``(server, tool, arguments)`` to the node's session actor."""
+
+
+_LOCAL = SharedServices()
+_current: contextvars.ContextVar[SharedServices | None] = contextvars.ContextVar(
+    "ray_orch_shared_services", default=None)
+_default = _LOCAL
+
+
+def current() -> SharedServices:
+    """The shared services of the work in progress (see the module's docstring)."""
+    services = _current.get()
+    return services if services is not None else _default
+
+
+@contextlib.contextmanager
+def using(services: SharedServices | None) -> Iterator[None]:
+    """Run the block (and the tasks it starts) with ``services``; None changes nothing."""
+    if services is None:
+        yield
+        return
+    token = _current.set(services)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def context_with(services: SharedServices | None) -> contextvars.Context:
+    """A copy of the current context in which ``current()`` is ``services`` (for a task
+    started with ``loop.create_task(..., context=...)``)."""
+    context = contextvars.copy_context()
+    if services is not None:
+        context.run(_current.set, services)
+    return context
+
+
+def installed() -> SharedServices:
+    """This process's default (what ``install`` set; empty otherwise)."""
+    return _default
+
+
+def install(services: SharedServices | None) -> None:
+    """Make ``services`` this process's default (None: back to in-process). Only an
+    explicit call does this (a driver that connected to Ray: ``ensure_ray``); no import
+    does."""
+    global _default
+    _default = services if services is not None else _LOCAL
