@@ -37,7 +37,7 @@ from ray_orch.engine.ports import KeptMembers, Services
 from ray_orch.store.cache import ResultCache
 
 __all__ = ["FakeCache", "FakeHandle", "FakeRegistry", "FakeRemote", "FakeSupervisor",
-           "ListSink", "MemberLost", "fake_services", "follow_run"]
+           "ListSink", "MemberLost", "fake_services", "follow_run", "run_on_fakes", "spec_of"]
 
 _ids = itertools.count(1)
 
@@ -299,3 +299,57 @@ def follow_run(listener: RunListener, run: Any, emit: Callable[[Event], None]) -
     its events going to ``emit``, as the Supervisor does before executing it."""
     listener.follow(members_key=run.members_key, workflow=run.spec.workflow,
                     run_id=run.spec.run_id, emit=emit, approvals=run.approvals)
+
+
+def run_on_fakes(spec: Any, *, services: Services | None = None,
+                 listener: RunListener | None = None,
+                 on_event: Callable[[Event, Any], None] | None = None) -> tuple[Any, list[Event]]:
+    """Run ``spec`` (a ``RunSpec``) to its end in this process, on fakes; returns its
+    ``RunResult`` and every event it emitted, in order.
+
+    Args:
+        spec: the run.
+        services: its ports (``fake_services()`` by default, with ``listener``).
+        listener: where members send tokens and tool-call questions (followed here, as
+            the Supervisor follows its run).
+        on_event: called with each event and the ``Run`` as it is emitted (to answer an
+            approval request, cancel...).
+    """
+    from ray_orch.engine.run import Run
+
+    events: list[Event] = []
+    if services is None:
+        services = fake_services(listener=listener)
+
+    async def go() -> Any:
+        def emit(event: Event) -> None:
+            events.append(event)
+            if on_event is not None:
+                on_event(event, run)
+
+        run = Run(spec, emit=emit, services=services)
+        if listener is not None:
+            follow_run(listener, run, emit)
+        try:
+            return await run.execute()
+        finally:
+            if listener is not None:
+                listener.stop()
+
+    return asyncio.run(go()), events
+
+
+def spec_of(tasks: list[Any], agents: list[Any], **options: Any) -> Any:
+    """A ``RunSpec`` of ``tasks`` for ``run_on_fakes``: workflow mode, run id ``"r1"``,
+    no metrics hub, unless ``options`` say otherwise.
+
+    Example:
+        >>> spec_of([], [], mode="sequential").mode
+        'sequential'
+    """
+    from ray_orch.engine.run import RunSpec
+
+    options.setdefault("mode", "workflow")
+    options.setdefault("metrics", False)
+    return RunSpec(run_id=options.pop("run_id", "r1"), workflow=options.pop("workflow", "w"),
+                   tasks=tasks, agents=agents, **options)
