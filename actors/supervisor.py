@@ -16,7 +16,6 @@ import ray
 from actors import cluster_services
 from actors.cache_actor import get_cache_actor
 from actors.metrics_hub import checked_endpoint, start_metrics_hub
-from ray_orch.core import shared
 from ray_orch.core.approvals import RunPaused
 from ray_orch.core.errors import SerializationError
 from ray_orch.core.events import Event
@@ -97,9 +96,7 @@ class Supervisor:
         self.listener.follow(members_key=run.members_key, workflow=spec.workflow,
                              run_id=spec.run_id, emit=emit, approvals=run.approvals)
         self.running = run
-        # What the run does here (decisions on the embedded model...) shares them too.
-        self.job = asyncio.get_running_loop().create_task(
-            run.execute(), context=shared.context_with(run.services.shared))
+        self.job = asyncio.ensure_future(run.execute())
         try:
             while True:
                 await self._wait(arrived, spec.stream)

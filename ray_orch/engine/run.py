@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray_orch.core import shared
 from ray_orch.core.approvals import Edit, Reject, RunPaused
 from ray_orch.core.errors import RunCancelledError, RunError, TaskFailedError, TaskTimeoutError
 from ray_orch.core.events import Event
@@ -194,6 +195,11 @@ class Run:
 
     async def execute(self) -> RunResult:
         """Run to the end (or the first unhandled failure) and return the result."""
+        # What runs here (breakers, decisions) shares the run's services too.
+        with shared.using(self.services.shared):
+            return await self._execute()
+
+    async def _execute(self) -> RunResult:
         self.started = time.time()
         internal: BaseException | None = None
         try:

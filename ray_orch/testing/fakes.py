@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ray_orch.core.events import Event
+from ray_orch.core.shared import SharedServices
 from ray_orch.engine.listener import RunListener
 from ray_orch.engine.member import AgentMember
 from ray_orch.engine.messages import LeaseRequest
@@ -273,7 +274,8 @@ class ListSink:
 
 def fake_services(*, registry: FakeRegistry | None = None, cache: bool = False,
                   sink: ListSink | None = None, kept: KeptMembers | None = None,
-                  listener: RunListener | None = None, lessee: str | None = None) -> Services:
+                  listener: RunListener | None = None, lessee: str | None = None,
+                  shared: SharedServices | None = None) -> Services:
     """``Services`` for a ``Run`` in this process: fake registry and members, an
     optional in-process cache, metrics sink and listener.
 
@@ -286,11 +288,12 @@ def fake_services(*, registry: FakeRegistry | None = None, cache: bool = False,
             Supervisor wraps): call its ``follow`` with the ``Run`` once made, as the
             Supervisor does (``follow_run``).
         lessee: who leases the members (a Supervisor's id).
+        shared: the services the run's attempts share (``SharedServices``).
     """
     return Services(registry=FakeHandle(registry or FakeRegistry()),  # type: ignore[arg-type]
                     remote=FakeRemote(), kept=kept or KeptMembers(),
                     cache=FakeHandle(FakeCache()) if cache else None,  # type: ignore[arg-type]
-                    metrics=sink, lessee=lessee,
+                    metrics=sink, lessee=lessee, shared=shared,
                     listener=FakeHandle(listener) if listener else None)  # type: ignore[arg-type]
 
 

@@ -63,7 +63,7 @@ def test_attempts_spread_over_members_and_wait_beyond_their_capacity(stub):
         await pools.close()
         return [j.result().raw for j in jobs], pool
 
-    outputs, pool = asyncio.run(go())
+    outputs, _ = asyncio.run(go())
     assert outputs == ["ok"] * 4 and peak == 2
     # Each member ran two: least loaded first, then whoever freed a slot.
     assert sorted(h.target.completed for h in registry.created) == [2, 2]

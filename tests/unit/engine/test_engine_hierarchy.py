@@ -31,8 +31,8 @@ def test_the_manager_assigns_each_task_to_the_agent_it_names(stub):
     stub.add_rule(match=MANAGER, reply=lambda req: {"assignments": [
         {"task": t, "agent": WHO[t], "reason": f"{WHO[t]} fits"} for t in ready_ids(req.prompt)]})
     tasks, agents = team(stub)
-    result, events = run_on_fakes(spec_of(tasks, agents, mode="hierarchical",
-                                          manager=stub.llm))
+    result, _ = run_on_fakes(spec_of(tasks, agents, mode="hierarchical",
+                                     manager=stub.llm))
     assert result.error is None
     for name, output in result.outputs.items():
         assert output.agent == WHO[name]
