@@ -1,10 +1,12 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - the guide's customer-service workflow on the embedded offline model
 #   make test   - the whole test suite (Ray, the stub LLM server, a real Prometheus)
+#   make test-unit - the unit tests only (tests/unit: the engine on in-process fakes, no
+#                 Ray; under a minute)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv bytecode demo test lint bench clean
+.PHONY: venv bytecode demo test test-unit lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +30,9 @@ demo: bytecode
 
 test: bytecode
 	$(PY) -m pytest -q
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
 
 lint: venv
 	$(VENV)/bin/ruff check ray_orch actors tests examples benchmarks
