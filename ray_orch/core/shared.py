@@ -11,13 +11,12 @@ carry it), else this process's default, which is empty (everything in-process) u
 driver that connected to Ray chose otherwise (``install``).
 
 Example:
-    >>> current() == SharedServices()          # nothing shared: all in this process
-    True
     >>> def router(server, tool, arguments): ...
     >>> with using(SharedServices(mcp_router=router)):
     ...     current().mcp_router is router
     True
-    >>> current().mcp_router is None
+    >>> with using(SharedServices()):             # nothing shared: all in this process
+    ...     current().mcp_router is None
     True
 """
 
