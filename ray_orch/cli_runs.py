@@ -94,8 +94,9 @@ def up(address: Annotated[str | None, typer.Option(
        num_cpus: Annotated[int | None, typer.Option(help="The head's CPUs.")] = None,
        idle_ttl: Annotated[float, typer.Option(
            help="Seconds idle agent members and Supervisors are kept.")] = 600.0,
-       max_members: Annotated[int, typer.Option(
-           help="The most idle agent members kept.")] = 64,
+       max_members: Annotated[int | None, typer.Option(
+           help="The most idle agent members kept (default: from the machine's cores "
+           "and memory).")] = None,
        prewarm: Annotated[int, typer.Option(
            help="Agent members started now, for a first run to find warm.")] = 4) -> None:
     """Start the standing runtime: a Ray head and ray-orch's control plane."""

@@ -10,6 +10,9 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("RAY_ORCH_PROGRESS", "0")
+# Driver scripts the tests start run a private Ray (or the runtime a test started), never
+# a self-started standing runtime that would outlive the test (tests of it turn it on).
+os.environ.setdefault("RAY_ORCH_AUTO_RUNTIME", "0")
 
 
 @pytest.fixture(scope="session")

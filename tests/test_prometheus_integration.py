@@ -21,6 +21,7 @@ import yaml
 
 from ray_orch.observe.metrics import dashboard_path, dashboard_queries
 
+ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = Path("/usr/bin/prometheus")
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
@@ -36,13 +37,25 @@ WORKFLOW = "prom-test"  # the workflow that feed_run() runs
 def feed_run(stub: Any) -> None:
     """Two real runs of a workflow against the stub that exercise every panel: a retry
     after a failed attempt, a fallback, a breaker, cache misses then hits, a decision,
-    pools and the scheduler."""
+    a tool call, pools and the scheduler."""
     from ray_orch import Agent, CircuitBreaker, Process, Task
+    from ray_orch.testing import StubLLMServer
 
     stub.latency = 0.05
     stub.add_rule(match="Fetch the numbers", fault="500", times=1)
     stub.add_rule(match=lambda r: "You are Writer" in r.prompt, fault="401")
     stub.add_rule(match="Route the report", reply="approve")
+
+    def post_then_answer(request: Any) -> Any:
+        if not request.tool_results:
+            return StubLLMServer.tool_call("post_report", {"title": "numbers"})
+        return "published"
+
+    def post_report(title: str) -> str:
+        """Post the report."""
+        return f"posted {title}"
+
+    stub.add_rule(match="Publish it", reply=post_then_answer)
     researcher = Agent(role="Researcher", goal="Research", llm=stub.llm, pool_size=2)
     writer = Agent(role="Writer", goal="Write", llm=stub.llm,
                    circuit_breaker=CircuitBreaker(name="prom-writer"))
@@ -57,7 +70,7 @@ def feed_run(stub: Any) -> None:
         "review": Task(description="Route the report", agent=editor, task_type="decision",
                        condition={"approve": ["publish"], "revise": ["draft"]},
                        context=["draft"]),
-        "publish": Task(description="Publish it", agent=editor),
+        "publish": Task(description="Publish it", agent=editor, tools=[post_report]),
     }
     for _ in range(2):
         Process(tasks=tasks, agents=[researcher, writer, editor], name=WORKFLOW).workflow()
@@ -119,6 +132,14 @@ def test_every_dashboard_panel_returns_data(ray_session, stub, tmp_path):
         missing = _wait_all_panels(base, deadline_s=60.0)
         assert not missing, "panels without data:\n" + "\n".join(
             f"  {title}: {expr}" for title, expr in missing)
+        # The outcome labels the endpoint serves are the ones docs/METRICS.md names.
+        documented = (ROOT / "docs" / "METRICS.md").read_text()
+        for metric, label, doc in (
+                ("rayorch_llm_request_duration_seconds_count", "success",
+                 "by outcome (success or the error kind)"),
+                ("rayorch_tool_calls_total", "ok", "by tool and outcome (ok or error)")):
+            assert _query(base, f'{metric}{{outcome="{label}"}}'), metric
+            assert doc in documented, doc
     finally:
         proc.terminate()
         try:

@@ -206,3 +206,105 @@ tasks:
         asked = slow.count()
         time.sleep(3)
         assert slow.count() <= asked + 1  # nothing more is asked once it stopped
+
+
+OTHER_USER = "rayorch-redteam"
+
+
+def _as_other_user(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in Python as a second local user, made for the test (as the red team
+    did): a user of this machine who must read nothing of the runtime's and run nothing
+    on it."""
+    if subprocess.run(["id", OTHER_USER], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        OTHER_USER], check=True, capture_output=True)
+    # The system's Python: this user cannot reach ours (it may live under /root).
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else PY
+    return subprocess.run(["runuser", "-u", OTHER_USER, "--", python, "-c", code],
+                          capture_output=True, text=True, timeout=120, cwd="/",
+                          env={"PATH": os.environ["PATH"], "HOME": "/nonexistent",
+                               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a second local user")
+def test_another_local_user_can_read_nothing_and_submit_nothing(runtime, stub, tmp_path):
+    _drive(runtime, stub)  # a run's outputs are in the job logs and state now
+    info = json.loads(runtime.read_text())
+    state, temp = runtime.parent, Path(info["temp_dir"])
+    from ray._private.authentication.authentication_token_setup import (
+        _get_default_token_path,
+    )
+
+    token = _get_default_token_path()
+    private = {state: 0o700, runtime: 0o600, state / "ray-start.log": 0o600, temp: 0o700}
+    if info.get("auth_mode") == "token":
+        private.update({token: 0o600, token.parent: 0o700})
+    for path, mode in private.items():
+        assert path.stat().st_mode & 0o777 == mode, f"{path}: {oct(path.stat().st_mode)}"
+    # Everything under the state dir is this user's alone.
+    for path in state.rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, f"{path}: {oct(path.stat().st_mode)}"
+    logs = [str(p) for p in temp.glob("ray/session_*/logs/*")]
+    assert logs, "the session's logs are not where this test looks"
+    paths = [str(p) for p in private] + logs[:20]
+    read = _as_other_user(
+        "import json, sys\n"
+        "got = []\n"
+        f"for p in {paths!r}:\n"
+        "    try:\n"
+        "        open(p, 'rb').read(1); got.append(p)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(json.dumps(got))\n")
+    assert read.returncode == 0, read.stderr[-2000:]
+    assert json.loads(read.stdout) == []
+    # Without the token, the Job API refuses a submission (the job would run as us).
+    # Without the token, the Job API refuses a submission (the job would run as us): the
+    # request Ray's JobSubmissionClient sends, from plain urllib.
+    submit = _as_other_user(
+        "import json, urllib.request, urllib.error\n"
+        f"url = {info['dashboard_url']!r} + '/api/jobs/'\n"
+        "body = json.dumps({'entrypoint': 'touch /tmp/rayorch-redteam-pwned'}).encode()\n"
+        "request = urllib.request.Request(url, data=body, method='POST',\n"
+        "                                 headers={'Content-Type': 'application/json'})\n"
+        "try:\n"
+        "    print(urllib.request.urlopen(request, timeout=30).status)\n"
+        "except urllib.error.HTTPError as exc:\n"
+        "    print(exc.code)\n")
+    assert submit.returncode == 0, submit.stderr[-2000:]
+    assert int(submit.stdout.strip()) in (401, 403), submit.stdout
+    assert not Path("/tmp/rayorch-redteam-pwned").exists()
+
+
+def test_a_submitted_yaml_takes_the_variables_it_names_from_the_submitting_shell(
+        runtime, stub, tmp_path):
+    # The runtime started before these were set (red team, round 3: the job failed and
+    # `logs` said completed).
+    workflow = tmp_path / "vars.yaml"
+    workflow.write_text("""\
+name: vars
+process: workflow
+agents:
+  support:
+    role: Support
+    goal: Handle inquiries
+    llm: {model: openai/stub, base_url: "${RAYORCH_JOB_STUB}", api_key: "${RAYORCH_JOB_KEY}"}
+tasks:
+  answer:
+    description: Answer the customer from the variables
+    agent: support
+""")
+    env = _env(runtime, RAYORCH_JOB_STUB=stub.base_url, RAYORCH_JOB_KEY="sk-job-0123456789")
+    submitted = subprocess.run([PY, "-m", "ray_orch.cli", "submit", str(workflow)], env=env,
+                               cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    run_id = submitted.stdout.strip().splitlines()[-1]
+    attached = _cli(runtime, "attach", run_id, timeout=300)
+    assert f"run {run_id}: SUCCEEDED" in attached.stdout, attached.stdout[-3000:]
+    assert stub.count("Answer the customer from the variables") == 1
+    # A variable set nowhere is a typed error naming it, before anything is submitted.
+    before = _cli(runtime, "runs").stdout
+    unset = _cli(runtime, "submit", str(workflow))
+    assert unset.returncode != 0
+    assert "RAYORCH_JOB_STUB" in unset.stdout + unset.stderr
+    assert _cli(runtime, "runs").stdout.count("vars.yaml") == before.count("vars.yaml")

@@ -392,3 +392,83 @@ def test_tool_calls_through_litellm_too(stub):
     assert [m["role"] for m in second.messages][-3:] == ["assistant", "tool", "tool"]
     assert [c["function"]["name"] for c in second.messages[-3]["tool_calls"]] == \
         ["instant", "ping"]
+
+
+def test_a_retry_with_the_same_call_spelled_otherwise_reuses_it(stub, tmp_path):
+    # Red team, round 3: charge(amount=10), then on the retried attempt amount=10.0 and
+    # amount="10": one call after the tool's schema coerced them, so it runs once.
+    log = tmp_path / "charges.txt"
+    spellings = iter([10, 10.0, "10"])
+
+    def script(request):
+        if not request.tool_results:
+            return StubLLMServer.tool_call(
+                "record_charge", {"amount": next(spellings), "ledger": str(log)})
+        return "charged"
+
+    stub.reply = script
+    stub.add_rule(match=lambda r: bool(r.tool_results), fault="500", times=2)
+    agent = Agent(role="Cashier spelled", goal="charge", llm=stub.llm, tools=[record_charge])
+    task = Task(description="Charge it, spelled otherwise", agent=agent, max_retries=2,
+                retry_delay=0)
+    _, results = run_one(task, agent)
+    assert log.read_text().splitlines() == ["10"]
+    assert results["job"].metadata["retry_count"] == 2
+    assert [c["replayed"] for c in results["job"].metadata["tool_calls"]] == [False, True, True]
+
+
+def test_a_call_in_flight_when_the_run_is_cancelled_is_journaled_not_run_again(stub,
+                                                                                tmp_path):
+    # Red team, round 3: Ctrl-C during a tool call, then resume: the tool finished after
+    # the cancel, its result was not journaled, and the resume ran it again.
+    import threading
+
+    from ray_orch import RunCancelledError
+    from ray_orch.tools.journal import journaled_calls
+
+    ledger, started = tmp_path / "ledger.txt", tmp_path / "started"
+
+    def slow_charge(amount: int) -> str:
+        """Charge a card, slowly."""
+        import pathlib
+        import time as clock
+
+        pathlib.Path(started).write_text("1")
+        clock.sleep(2)
+        with open(ledger, "a") as out:
+            out.write(f"{amount}\n")
+        return f"charged {amount}"
+
+    def script(request):
+        if not request.tool_results:
+            return StubLLMServer.tool_call("slow_charge", {"amount": 7})
+        return "charged"
+
+    stub.reply = script
+    agent = Agent(role="Slow cashier", goal="charge", llm=stub.llm, tools=[slow_charge])
+
+    def process():
+        return Process(tasks={"pay": Task(description="Charge slowly", agent=agent)},
+                       agents=[agent], checkpoint_dir=tmp_path / "ck", name="slow")
+
+    first = process()
+
+    def cancel_once_the_tool_runs():
+        deadline = time.monotonic() + 120
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.cancel()
+
+    canceller = threading.Thread(target=cancel_once_the_tool_runs)
+    canceller.start()
+    with pytest.raises(RunCancelledError):
+        first.workflow(run_id="slow-1")
+    canceller.join()
+    deadline = time.monotonic() + 120  # the call goes on in its member, then is journaled
+    while not journaled_calls(str(tmp_path / "ck"), "slow-1") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ledger.read_text().splitlines() == ["7"]
+    results = process().workflow(resume="slow-1")
+    assert ledger.read_text().splitlines() == ["7"]  # not charged again
+    [call] = results["pay"].metadata["tool_calls"]
+    assert call["replayed"] and call["result"] == "charged 7"

@@ -25,6 +25,7 @@ from ray_orch.core.approvals import (
     answer_of,
     parse_answer,
 )
+from ray_orch.core.sync import in_daemon_thread
 
 if TYPE_CHECKING:
     from ray_orch.api.process import Process
@@ -57,10 +58,10 @@ def approval_mode(process: Process) -> str | None:
 
 
 def _asks_about_tools(task: Any) -> bool:
-    from ray_orch.tools.spec import combined_tools
+    from ray_orch.tools.spec import combined_tools, tool_options
 
     agents = [getattr(task, "agent", None), getattr(task, "fallback_agent", None)]
-    return any(getattr(getattr(item, "__ray_orch_tool__", None), "requires_approval", False)
+    return any(tool_options(item).requires_approval
                for agent in agents for item in combined_tools(agent, task))
 
 
@@ -147,7 +148,9 @@ class Asker:
             if inspect.iscoroutinefunction(self.handler):
                 answer = await self.handler(request)
             else:
-                answer = await asyncio.to_thread(self.handler, request)
+                # A daemon thread: a handler still deciding never holds the exit.
+                answer = await in_daemon_thread(self.handler, request,
+                                                name="ray-orch-approval")
                 if inspect.isawaitable(answer):
                     answer = await answer
             answer = parse_answer(answer)

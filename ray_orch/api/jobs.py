@@ -14,6 +14,7 @@ directory (``runs/<run id>.json``). ``ray-orch runs`` / ``logs`` / ``cancel`` /
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -95,11 +96,25 @@ def submit_file(file: Path, *, address: str | None = None) -> str:
     run_id = new_run_id()
     command = (f"cd {shlex.quote(str(path.parent))} && {shlex.quote(sys.executable)} -m "
                f"ray_orch.cli job-run {shlex.quote(str(path))} --run-id {run_id}")
+    env = {**_shell_variables(path), **_job_env(run_id)}
     _client(address).submit_job(
         entrypoint=command, submission_id=run_id,
-        runtime_env={"env_vars": _job_env(run_id)},
+        runtime_env={"env_vars": env},
         metadata={"ray-orch": "1", "file": str(path)})
     return run_id
+
+
+def _shell_variables(path: Path) -> dict[str, str]:
+    """For a YAML workflow: checked here first (a typed error with its ``file:line``,
+    before anything is submitted), then the variables it names (``${VAR}``) as this
+    shell has them, for the job: the runtime may have started before they were set."""
+    if path.suffix not in (".yaml", ".yml"):
+        return {}
+    from ray_orch.api.yaml_workflow import env_references, load_workflow
+
+    load_workflow(path)
+    names = env_references(path.read_text())
+    return {name: os.environ[name] for name in names if name in os.environ}
 
 
 def list_runs(*, address: str | None = None) -> list[dict[str, Any]]:
@@ -356,15 +371,23 @@ def format_status(report: dict[str, Any]) -> str:
         lines.append(f"  dashboard: {report['dashboard_url']}")
     if report.get("extra", {}).get("metrics_url"):
         lines.append(f"  metrics:   {report['extra']['metrics_url']}")
+    if report.get("memory"):
+        memory = report["memory"]
+        lines.append(f"  memory:    {memory['rss_mb']:.0f} MB in {memory['processes']} processes")
+    auto = report.get("extra", {}).get("auto")
+    if auto:
+        lines.append(f"  started by a script; stops after {auto['idle_shutdown_s']:g} s "
+                     "without a driver")
     registry = report.get("registry")
     if registry:
         lines.append(f"  idle TTL {registry['idle_ttl']} s, at most {registry['idle_limit']} "
-                     "idle members")
+                     "idle members and 4 idle Supervisors kept")
         lines.append(f"  pools (idle members by placement): {registry['pools'] or 'none'}")
         for row in registry["actors"]:
             run = f" run {row['run_id']}" if row.get("run_id") else ""
+            memory = f" {row['rss_mb']:.0f} MB" if row.get("rss_mb") else ""
             lines.append(f"  {row['kind']:<10} pid {row.get('pid', '?'):<8} "
-                         f"{row['state']:<7}{run}")
+                         f"{row['state']:<7}{memory}{run}")
     for run in report.get("runs", []):
         lines.append(f"  run {run['run_id']}  {run['status']}  {run['entrypoint']}")
     return "\n".join(lines)

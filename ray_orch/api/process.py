@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
-from ray_orch.api.run_checks import check_hierarchical, check_run
+from ray_orch.api.run_checks import check_api_keys, check_hierarchical, check_run
 from ray_orch.api.supervisors import keep_supervisor, new_run_id, pack, take_supervisor
 from ray_orch.core import trace
 from ray_orch.core.errors import (
@@ -328,6 +328,7 @@ class Process:
                           approvals=approvals, answers=answers)
         agents = spec.agents + [a for a in (spec.default_agent,) if a is not None]
         packed = pack(spec)
+        check_api_keys(self)
         from ray_orch.api.runtime import ensure_ray
 
         try:
@@ -445,7 +446,9 @@ class Process:
 
         stream = self._supervisor.run.options(num_returns="streaming").remote(packed)
         result: RunResult | None = None
-        with Progress(total=len(self.task_list), enabled=self.progress, verbose=self.verbose,
+        units, pending = self._graph.work_units() if self._graph is not None else (None, [])
+        with Progress(total=units or len(self.task_list), pending=pending,
+                      enabled=self.progress, verbose=self.verbose,
                       description=self.name) as progress:
             async for ref in stream:
                 try:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ray_orch.api.process import Process
     from ray_orch.engine.graph import Mode
 
-__all__ = ["check_hierarchical", "check_run"]
+__all__ = ["check_api_keys", "check_hierarchical", "check_run"]
 
 
 def check_run(process: Process, mode: Mode, kwargs: dict[str, Any]) -> None:
@@ -40,6 +40,21 @@ def check_run(process: Process, mode: Mode, kwargs: dict[str, Any]) -> None:
         raise InvalidTaskFieldError("resume= needs Process(checkpoint_dir=...): there is "
                                     "no checkpoint store to resume from", field="resume")
 
+def check_api_keys(process: Process) -> None:
+    """Every hosted model of the run has its key: ``MissingAPIKeyError`` naming the
+    variable, the last check before Ray starts, instead of a provider's refusal (retried)
+    on the cluster."""
+    from ray_orch.model.keys import check_api_key
+    from ray_orch.policy.agent import Agent
+
+    seen: set[int] = set()
+    for agent in [*process.agents, *(t.agent for t in process.task_list),
+                  *(t.fallback_agent for t in process.task_list)]:
+        if isinstance(agent, Agent) and id(agent) not in seen:
+            seen.add(id(agent))
+            check_api_key(agent.llm_config, who=f"agent '{agent.role}'", agent=agent.role)
+
+
 def check_hierarchical(process: Process) -> None:
     """What a hierarchical run needs: agents with unique roles, every task's agent among
     them, and a model for the manager.
@@ -47,6 +62,7 @@ def check_hierarchical(process: Process) -> None:
     Raises:
         MissingAgentError, InvalidTaskFieldError, ModelNotConfiguredError.
     """
+    from ray_orch.model.keys import check_api_key
     from ray_orch.model.resolve import resolve_llm
 
     if not process.agents:
@@ -62,5 +78,7 @@ def check_hierarchical(process: Process) -> None:
             raise InvalidTaskFieldError(
                 f"task '{task.id}': its agent '{getattr(task.agent, 'role', task.agent)}' "
                 "is not in the process's agents", task=task.id, field="agent")
-    # Raises ModelNotConfiguredError (with how to fix it) when there is no model.
-    resolve_llm(process.manager_llm, who="the hierarchical manager (manager_llm)")
+    # Raises ModelNotConfiguredError (with how to fix it) when there is no model, and
+    # MissingAPIKeyError when a hosted one has no key.
+    who = "the hierarchical manager (manager_llm)"
+    check_api_key(resolve_llm(process.manager_llm, who=who), who=who)

@@ -1,7 +1,9 @@
 """Ray lifecycle: connect to a cluster, or start a local Ray bound to 127.0.0.1.
 
 Connect when ``RAY_ADDRESS`` is set, Ray is already initialised, or a standing runtime
-is up (``ray-orch up``, found through ``ray_orch.api.standing.runtime_file()``);
+is up (``ray-orch up``, found through ``ray_orch.api.standing.runtime_file()``); else,
+on a laptop, start the standing runtime in the background and join it
+(``api/autostart.py``: not under CI, in tests, or with ``RAY_ORCH_AUTO_RUNTIME=0``);
 otherwise start a local Ray whose every port binds to loopback. A Ray that ray-orch did not start is never
 shut down by ray-orch.
 """
@@ -55,6 +57,11 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
     from ray_orch.api.standing import discover
 
     standing = discover(address)  # the standing runtime, if this driver should join it
+    if standing is None and not address:
+        from ray_orch.api.autostart import auto_runtime_wanted, start_auto_runtime
+
+        if auto_runtime_wanted(init_kwargs):
+            standing = start_auto_runtime()
     if standing is not None and not address:
         address = kwargs["address"] = standing.address
     if not address:

@@ -29,8 +29,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RuntimeInfo", "discover", "down", "joined", "read_runtime", "runtime_file", "status",
-           "up"]
+from ray_orch.store.checkpoint import make_private_dirs
+
+__all__ = [
+    "RuntimeInfo",
+    "discover",
+    "down",
+    "idle_budget",
+    "joined",
+    "read_runtime",
+    "runtime_file",
+    "status",
+    "up",
+    "write_runtime",
+]
 
 RUNTIME_FILE_ENV = "RAY_ORCH_RUNTIME_FILE"
 _joined: RuntimeInfo | None = None  # the runtime this process joined (``discover``)
@@ -174,7 +186,21 @@ def _auth_mode() -> str:
         if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH") \
                 and not _get_default_token_path().exists():
             generate_and_save_token()
+        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or _get_default_token_path())
+        if token.exists():
+            _make_private(token)
     return mode
+
+
+def _make_private(path: Path) -> None:
+    """``path`` readable by this user only (0600) in a folder only this user can enter
+    (0700), whatever the umask; a path of another user's is left alone (and not used
+    by that user's runtime)."""
+    if path.is_file() and path.stat().st_uid == os.geteuid():
+        path.chmod(0o600)
+    folder = path.parent if path.is_file() else path
+    if folder.is_dir() and folder.stat().st_uid == os.geteuid() and folder != Path.home():
+        folder.chmod(0o700)
 
 
 def _code_path() -> str:
@@ -191,20 +217,24 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
     """``ray start --head`` on 127.0.0.1 in a session of its own (so ``down`` can stop
     exactly its processes); returns once the head is up."""
     gcs, dash = _free_port(port or 6379), _free_port(dashboard_port or 8265)
-    # A short path: Ray's socket paths must stay under 107 characters.
+    # A short path: Ray's socket paths must stay under 107 characters. Ray opens its
+    # temp dir to everyone (0777: /tmp/ray is meant to be shared), and this one holds the
+    # session's sockets and job logs, which carry runs' outputs: Ray's dir goes inside a
+    # private one (0700) that no other user can enter.
     temp_dir = tempfile.mkdtemp(prefix="rayorch-", dir="/tmp")
     command = [str(Path(sys.executable).with_name("ray")), "start", "--head",
                "--node-ip-address", "127.0.0.1", "--port", str(gcs),
                "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                "--dashboard-port", str(dash), "--ray-client-server-port", str(_free_port()),
                "--dashboard-agent-listen-port", str(_free_port()),
-               "--temp-dir", temp_dir, "--disable-usage-stats"]
+               "--temp-dir", os.path.join(temp_dir, "ray"), "--disable-usage-stats"]
     if not Path(command[0]).exists():
         command[:1] = [sys.executable, "-m", "ray.scripts.scripts"]
     if num_cpus is not None:
         command += ["--num-cpus", str(num_cpus)]
     log = state_dir / "ray-start.log"
-    with open(log, "wb") as out:
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        os.fchmod(out.fileno(), 0o600)
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
         code = proc.wait()
@@ -218,9 +248,26 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
     return info
 
 
+def idle_budget(cores: int | None = None, memory_gb: float | None = None) -> int:
+    """How many idle agent members the standing runtime keeps warm by default: four a
+    core and one a GB of memory, whichever is fewer (between 2 and 64). An idle member
+    holds ~150-250 MB and wakes for nothing; more than the cores can serve at once only
+    costs memory (two waves of 20 drivers kept 40 members, 7.2 GB, on 2 cores).
+
+    Example:
+        >>> idle_budget(cores=2, memory_gb=24), idle_budget(cores=64, memory_gb=512)
+        (8, 64)
+    """
+    cores = cores or os.cpu_count() or 1
+    if memory_gb is None:
+        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(2, min(64, 4 * cores, int(memory_gb)))
+
+
 def up(*, address: str | None = None, port: int | None = None,
        dashboard_port: int | None = None, num_cpus: int | None = None,
-       idle_ttl: float = 600.0, max_members: int = 64, prewarm: int = 4) -> RuntimeInfo:
+       idle_ttl: float = 600.0, max_members: int | None = None,
+       prewarm: int = 4) -> RuntimeInfo:
     """Start (or join) the standing runtime and write the runtime file.
 
     Args:
@@ -228,7 +275,8 @@ def up(*, address: str | None = None, port: int | None = None,
         port / dashboard_port: the head's GCS and dashboard ports (free ones if taken).
         num_cpus: the head's CPUs (Ray's default: all).
         idle_ttl: seconds idle members and Supervisors are kept.
-        max_members: the most idle members kept.
+        max_members: the most idle members kept (default: ``idle_budget()``, from the
+            machine's cores and memory).
         prewarm: generic agent members (default placement) started now, so that a first
             run of up to this many agents starts no process.
 
@@ -240,7 +288,8 @@ def up(*, address: str | None = None, port: int | None = None,
     if existing is not None:
         return existing
     path = runtime_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
+    _make_private(path.parent)
     state_dir = path.parent
     env = {**os.environ, **_RAY_ENV, "RAY_AUTH_MODE": _auth_mode(),
            "PYTHONPATH": _code_path()}
@@ -253,16 +302,26 @@ def up(*, address: str | None = None, port: int | None = None,
                            state_dir=str(state_dir))
     info.idle_ttl = idle_ttl
     try:
-        info.extra = _start_control_plane(info, max_members=max_members, prewarm=prewarm)
+        kept = idle_budget() if max_members is None else max_members
+        info.extra = _start_control_plane(info, max_members=kept, prewarm=min(prewarm, kept))
+        info.extra["idle_budget"] = {"members": kept, "supervisors": 4}
     except BaseException:
         if info.started_head:
             _stop_session(info)
         raise
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2))
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_runtime(info, path)
     return info
+
+
+def write_runtime(info: RuntimeInfo, path: Path | None = None) -> None:
+    """Write the runtime file (0600), whole or not at all."""
+    path = path or runtime_file()
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as out:
+        os.fchmod(fd, 0o600)
+        out.write(json.dumps(asdict(info), indent=2))
+    tmp.replace(path)
 
 
 def _connect(info: RuntimeInfo) -> None:
@@ -327,6 +386,16 @@ def _session_pids(session: int) -> list[int]:
     return pids
 
 
+def _rss_mb(pids: list[int]) -> float:
+    """The resident memory of ``pids`` together, in MB (from /proc; gone ones count 0)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+    return total / 1e6
+
+
 def _stop_session(info: RuntimeInfo, grace: float = 3.0) -> list[int]:
     """Stop every process of the head's session: SIGTERM, then SIGKILL after ``grace``."""
     if info.session is None:
@@ -357,6 +426,10 @@ def down() -> str:
     info = read_runtime(path)
     if info is None:
         return "no ray-orch runtime is up"
+    watchdog = info.extra.get("watchdog_pid")
+    if isinstance(watchdog, int) and watchdog != os.getpid():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(watchdog, signal.SIGTERM)  # the self-started runtime's idle watch
     if info.started_head:
         _stop_session(info)
         message = f"stopped the Ray head at {info.address} and everything on it"
@@ -402,11 +475,17 @@ def status() -> dict[str, Any]:
     from actors.registry import REGISTRY_NAME
 
     report: dict[str, Any] = {"up": True, **asdict(info)}
+    if info.session is not None:
+        pids = _session_pids(info.session)
+        report["memory"] = {"processes": len(pids), "rss_mb": round(_rss_mb(pids), 1)}
     _connect(info)
     try:
         with contextlib.suppress(ValueError):
             registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
             report["registry"] = ray.get(registry.status.remote(), timeout=30)
+            for row in report["registry"].get("actors", []):
+                if isinstance(row.get("pid"), int):  # on this machine: its memory
+                    row["rss_mb"] = round(_rss_mb([row["pid"]]), 1)
     finally:
         ray.shutdown()
     return report

@@ -302,6 +302,17 @@ def _pydantic_problems(exc: ValidationError, data: Any, problems: _Problems) -> 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def env_references(text: str) -> list[str]:
+    """The environment variables a workflow file names (``${VAR}``, ``${VAR:-default}``),
+    in order: what a detached run of it takes from the submitting shell.
+
+    Example:
+        >>> env_references("llm: {base_url: '${BASE}', api_key: '${KEY:-none}'}")
+        ['BASE', 'KEY']
+    """
+    return list(dict.fromkeys(match.group(1) for match in _ENV.finditer(text)))
+
+
 def _expand(value: Any, loc: Loc, problems: _Problems) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in strings (recursively in mappings)."""
     if isinstance(value, dict):

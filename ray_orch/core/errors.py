@@ -13,6 +13,7 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
     │   ├── UnboundedCycleError        a cycle that no bound can end
     │   ├── MissingAgentError          a task has no agent and no default exists
     │   ├── ModelNotConfiguredError    no model given and no default model available
+    │   │   └── MissingAPIKeyError     a hosted model's key variable is not set
     │   ├── ToolDefinitionError        a tool cannot be offered (not callable, no schema, duplicate
     │   │                              name, an MCP server that fails to start)
     │   └── SerializationError         a task or agent cannot be pickled for the cluster
@@ -54,6 +55,7 @@ __all__ = [
     "LLMError",
     "LoopDataError",
     "LoopLimitError",
+    "MissingAPIKeyError",
     "MissingAgentError",
     "ModelNotConfiguredError",
     "OutputValidationError",
@@ -152,6 +154,11 @@ class MissingAgentError(WorkflowDefinitionError):
 
 class ModelNotConfiguredError(WorkflowDefinitionError):
     """No model was given and no default model is available."""
+
+
+class MissingAPIKeyError(ModelNotConfiguredError):
+    """A hosted model needs an API key and its provider's variable is not set (say
+    ``OPENAI_API_KEY``): known before Ray starts, never a retried authentication error."""
 
 
 class SerializationError(WorkflowDefinitionError):

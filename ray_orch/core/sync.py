@@ -14,7 +14,7 @@ import contextlib
 import threading
 from typing import Any
 
-__all__ = ["background_loop", "run_in_thread", "run_sync"]
+__all__ = ["background_loop", "in_daemon_thread", "run_in_thread", "run_sync"]
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -82,3 +82,37 @@ def run_in_thread(coro: Any, *, name: str) -> Any:
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+async def in_daemon_thread(fn: Any, *args: Any, name: str = "ray-orch-call") -> Any:
+    """``fn(*args)`` in a daemon thread of its own, awaited: unlike ``asyncio.to_thread``
+    (whose pool's threads the interpreter joins at exit), a call that blocks forever (a
+    console prompt, a person's handler) never keeps the process from exiting on Ctrl-C.
+
+    Example:
+        >>> asyncio.run(in_daemon_thread(sum, [1, 2, 3]))
+        6
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(error: BaseException | None, value: Any) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)
+
+    def target() -> None:
+        try:
+            value = fn(*args)
+        except BaseException as exc:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(settle, exc, None)
+            return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(settle, None, value)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return await done

@@ -74,6 +74,16 @@ class Graph:
         starts = [name for name in self.order if not self.nodes[name].controlled]
         return starts or self.order[:1]
 
+    def work_units(self) -> tuple[int, list[str]]:
+        """How many units of work the run has (a task, or one item of a loop over static
+        data), and the loops over an upstream output (counted 1 each until their items
+        are known): the progress bar's total."""
+        nodes = [self.nodes[name] for name in self.order]
+        pending = [n.name for n in nodes if n.task.task_type == "loop" and n.loop_items is None]
+        units = sum(len(n.loop_items) if n.task.task_type == "loop" and n.loop_items is not None
+                    else 1 for n in nodes)
+        return units, pending
+
     def upstream(self) -> dict[str, list[str]]:
         """What each task waited for (data, order and control edges: ``next_tasks`` and
         decision routes), for critical-path analysis."""

@@ -97,6 +97,7 @@ class EventsHook(RunHook):
         if meta.get("fallback"):
             emit("fallback", task=name, agent_role=done.role)
         data = {"queue_s": meta.get("queue_s", 0.0), "iteration": done.dispatch.iteration,
+                "of": done.dispatch.of,
                 "started": meta.get("started_at"), "finished": time.time(),
                 "retries": meta.get("retry_count", 0)}
         if self.reporter.streaming and done.dispatch.iteration is not None:

@@ -233,7 +233,9 @@ class Run:
     async def _open(self) -> None:
         spec = self.spec
         resumed = sorted({k[0] for k in self.scheduler.restored})
+        units, pending = self.graph.work_units()
         self.emit("run_started", data={"tasks": len(self.graph.order), "mode": spec.mode,
+                                       "units": units, "loops_pending": pending,
                                        "metrics_url": self.services.metrics_url,
                                        "metrics_error": self.services.metrics_error,
                                        "resumed": resumed})
@@ -477,7 +479,8 @@ class Run:
             meta.setdefault("started_at", now)
             meta["pool"] = pool
             self.emit("task_started", task=dispatch.task, agent_role=pool.agent.role,
-                      data={"queue_s": now - queued, "iteration": dispatch.iteration})
+                      data={"queue_s": now - queued, "iteration": dispatch.iteration,
+                            "of": dispatch.of})
             self.reporter.send(pool.event(self.spec.workflow, self.spec.run_id))
 
         async def call(agent: Any) -> TaskOutput:

@@ -47,6 +47,8 @@ class Dispatch:
     missing: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, Any] | None = None
     iteration: int | None = None
+    of: int | None = None
+    """For a loop iteration, how many items its loop has (the progress bar's total)."""
 
     @property
     def key(self) -> tuple[str, int, int | None]:
@@ -310,7 +312,7 @@ class Scheduler:
                 continue
             self._out.append(Dispatch(task=name, visit=base.visit, context=base.context,
                                       missing=base.missing, inputs=as_inputs(item, index),
-                                      iteration=index))
+                                      iteration=index, of=len(items)))
         if len(loop.done) == loop.total:
             self._finish_loop(name)
 

@@ -92,7 +92,7 @@ _SPECS: tuple[_Spec, ...] = (
     # LLM
     _Spec(MetricDoc("rayorch_llm_request_duration_seconds", "histogram",
                     ("model", "agent_role", "outcome"),
-                    "Duration of one model call, by outcome (ok or the error kind)."),
+                    "Duration of one model call, by outcome (success or the error kind)."),
           _LLM_BUCKETS),
     _Spec(MetricDoc("rayorch_tokens_total", "counter", ("model", "agent_role", "type"),
                     "Tokens used by model calls; type is prompt or completion.")),

@@ -65,8 +65,11 @@ class Progress:
     """Event sink that draws the run's progress.
 
     Args:
-        total: number of tasks, if known (a ``run_started`` event's ``data["tasks"]``
-            sets it too; loops may raise it).
+        total: units of work, if known: a task, or one item of a loop. A ``run_started``
+            event's ``data["units"]`` sets it (each loop over static data counts its
+            items; a loop over an upstream output counts 1 until its first iteration
+            says how many items it has, and the line under the bar says so), so the
+            total is known before the bar fills.
         enabled: True/False, or None to follow ``RAY_ORCH_PROGRESS`` (default on);
             either way the live display only runs on a terminal.
         verbose: print one line per finished task (on a terminal: above the bar).
@@ -80,7 +83,8 @@ class Progress:
         1
     """
 
-    def __init__(self, total: int | None = None, *, enabled: bool | None = None,
+    def __init__(self, total: int | None = None, *, pending: list[str] | None = None,
+                 enabled: bool | None = None,
                  verbose: bool = False, console: Console | None = None,
                  description: str | None = None) -> None:
         self.console = console or Console()
@@ -90,6 +94,8 @@ class Progress:
         self.done = 0
         self.failed = 0
         self.running: dict[str, None] = {}  # ordered set: oldest first
+        # Loops whose items come from an upstream output (each counted 1 in ``total``).
+        self.pending: dict[str, None] = dict.fromkeys(pending or [])
         self.live = progress_enabled(enabled, self.console)
         self._display: _Display | None = None
         self._bar: Any = None
@@ -158,9 +164,16 @@ class Progress:
         line: str | None = None
         with self._lock:
             if ev.kind == "run_started":
-                self.total = int(ev.data.get("tasks", self.total or 0)) or self.total
+                units = ev.data.get("units", ev.data.get("tasks", self.total or 0))
+                self.total = int(units or 0) or self.total
+                self.pending = dict.fromkeys(ev.data.get("loops_pending") or [])
                 self.description = self.description or ev.workflow
-            elif ev.kind == "task_started" and ev.task:
+            elif ev.kind in ("task_started", "task_finished") and ev.task in self.pending \
+                    and isinstance(ev.data.get("of"), int) and self.total is not None:
+                # A loop over an upstream output: its items are known now (it counted 1).
+                self.total += ev.data["of"] - 1
+                del self.pending[ev.task]
+            if ev.kind == "task_started" and ev.task:
                 self.running[ev.task] = None
             elif ev.kind == "task_finished" and ev.task:
                 self.running.pop(ev.task, None)
@@ -174,7 +187,7 @@ class Progress:
                     took = f" in {ev.duration_s:.2f} s" if ev.duration_s is not None else ""
                     of = f"/{self.total}" if self.total else ""
                     line = f"[{self.done}{of}] {ev.task} {status}{took}"
-            elif ev.kind != "run_finished":
+            elif ev.kind not in ("run_finished", "run_started", "task_started"):
                 return
         if line is not None:
             self.console.print(line, markup=False, highlight=False)
@@ -192,7 +205,10 @@ class Progress:
             return
         names = list(self.running)
         shown = ", ".join(names[:4]) + (f" +{len(names) - 4}" if len(names) > 4 else "")
-        display.current = f"now: {shown}" if shown else ""
+        waiting = ", ".join(self.pending)
+        notes = [f"now: {shown}" if shown else "",
+                 f"items of loop {waiting}: counted once their input arrives" if waiting else ""]
+        display.current = "  ".join(n for n in notes if n)
         display.update(self._bar, completed=self.done, total=self.total,
                        description=self.description or "tasks",
                        running=len(names), failed=self.failed)

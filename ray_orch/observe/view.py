@@ -155,7 +155,7 @@ def _role(task: Task) -> str | None:
 def _tools_note(task: Task) -> str | None:
     """The tools the task's agent can call (its own and the task's), by name."""
     from ray_orch.tools.mcp import MCP
-    from ray_orch.tools.spec import combined_tools
+    from ray_orch.tools.spec import combined_tools, tool_options, unwrap_tool
 
     names: list[str] = []
     for item in combined_tools(task.agent, task):
@@ -163,8 +163,8 @@ def _tools_note(task: Task) -> str | None:
             listed = [t["name"] for t in item.listed or []]
             names.append(f"MCP {item.name}" if not listed else ", ".join(listed))
         else:
-            options = getattr(item, "__ray_orch_tool__", None)
-            name = getattr(options, "name", None) or getattr(item, "__name__", repr(item))
-            remote = " (remote)" if getattr(options, "remote", False) else ""
+            options = tool_options(item)
+            name = options.name or getattr(unwrap_tool(item), "__name__", repr(item))
+            remote = " (remote)" if options.remote else ""
             names.append(f"{name}{remote}")
     return f"tools: {', '.join(names)}" if names else None

@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ray_orch.core.errors import LLMError, ToolCallError, ToolDefinitionError, ToolLoopError
+from ray_orch.core.secrets import scrub_secrets
 from ray_orch.tools.spec import ToolSpec, combined_tools, tool_specs
 
 from .constrained import choice_schema, parse_choice, protocol_prompt, results_message
@@ -52,6 +53,9 @@ class ToolRun:
     approve: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
     """Asks a person about a call of a ``requires_approval`` tool: the answer as data
     (``approvals.answer_of``); None: no one can be asked (the call is refused)."""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Known secret values (the agent's API key) scrubbed from tool errors, with the
+    environment's (``core/secrets.py``), before the model, metadata or events see them."""
 
     @property
     def by_name(self) -> dict[str, ToolSpec]:
@@ -88,7 +92,16 @@ def tool_run_for(task: Any, agent: Any, *, inputs: Any, context: dict[str, Any],
     return ToolRun(task_id=task.id, specs=specs, journal=journal,
                    max_tool_calls=int(_setting(task, agent, "max_tool_calls",
                                                DEFAULT_MAX_TOOL_CALLS)),
-                   raise_errors=errors == "raise")
+                   raise_errors=errors == "raise", secrets=_agent_secrets(agent))
+
+
+def _agent_secrets(agent: Any) -> tuple[str, ...]:
+    """The API key the agent's model was given, if any (a Mock agent has none)."""
+    try:
+        key = agent.llm_config.api_key
+    except Exception:
+        return ()
+    return (key,) if isinstance(key, str) and key else ()
 
 
 _specs: dict[tuple[int, ...], tuple[tuple[Any, ...], list[ToolSpec]]] = {}
@@ -208,6 +221,10 @@ async def _turn(run: ToolRun, requested: list[dict[str, Any]],
         name, raw = function["name"], function.get("arguments")
         jobs.append(_one(run, specs.get(name), name, raw, request.get("id", ""), identical))
     done = list(await asyncio.gather(*jobs))
+    for call in done:
+        if not call.ok:  # an exception's text may carry a secret the tool had
+            call.error = scrub_secrets(call.error, run.secrets)
+            call.result = scrub_secrets(call.result, run.secrets)
     run.log.extend(call.as_dict() for call in done)
     return done
 
@@ -217,12 +234,14 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
     arguments = _arguments_of(raw)
     replay = spec is not None and spec.options.replay and arguments is not None
     nth = 0
+    same = arguments
     if replay:
-        assert arguments is not None
-        key = (name, args_digest(arguments))
+        assert arguments is not None and spec is not None
+        same = same_call_arguments(spec, arguments)
+        key = (name, args_digest(same))
         nth = identical[key]
         identical[key] += 1  # counted before any await: the order is the model's
-        found = await run.journal.lookup(name, arguments, nth)
+        found = await run.journal.lookup(name, same, nth)
         if found is not None and spec is not None:
             return ToolCall(name=name, arguments=arguments, ok=True, result=found["result"],
                             where=found.get("where", spec.where), node=found.get("node"),
@@ -233,15 +252,53 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
         if refused is not None:  # the model hears why, as the call's result
             return fail_call(ToolCall(name=name, arguments=arguments, where=spec.where,
                                       started=time.time(), call_id=call_id), refused)
-    call = await execute_call(spec, name, raw, call_id=call_id,
-                              available=[s.name for s in run.specs])
-    if replay and call.ok:
-        assert arguments is not None
-        await run.journal.record(name, arguments, nth, {
-            "tool": name, "arguments": arguments, "result": call.result,
-            "where": call.where, "node": call.node, "pid": call.pid,
-            "duration_s": call.duration_s})
-    return call
+
+    async def call_and_journal() -> ToolCall:
+        call = await execute_call(spec, name, raw, call_id=call_id,
+                                  available=[s.name for s in run.specs])
+        if replay and call.ok:
+            assert same is not None
+            await run.journal.record(name, same, nth, {
+                "tool": name, "arguments": arguments, "result": call.result,
+                "where": call.where, "node": call.node, "pid": call.pid,
+                "duration_s": call.duration_s})
+        return call
+
+    # Shielded: when the attempt is cancelled (Ctrl-C, a cancelled run) while the tool
+    # runs, the call still ends and its result is journaled, so a resumed run reuses it
+    # instead of doing its side effect again.
+    running = asyncio.ensure_future(call_and_journal())
+    _in_flight.add(running)
+    running.add_done_callback(_in_flight.discard)
+    return await asyncio.shield(running)
+
+
+_in_flight: set[asyncio.Future[ToolCall]] = set()
+"""Tool calls still running after their attempt was cancelled (kept referenced)."""
+
+
+def same_call_arguments(spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments that say which call this is, for the journal: after the tool's own
+    schema checked and coerced them (``10``, ``10.0`` and ``"10"`` for an ``int`` are one
+    call; a default left out and given are one call). Arguments the schema refuses, and
+    MCP tools' (their server checks them), count as sent.
+
+    Example:
+        >>> from ray_orch.tools.spec import tool_specs
+        >>> def charge(amount: int, currency: str = "EUR") -> str: ...
+        >>> [spec] = tool_specs([charge], who="agent")
+        >>> same_call_arguments(spec, {"amount": "10"})
+        {'amount': 10, 'currency': 'EUR'}
+        >>> same_call_arguments(spec, {"amount": 10.0, "currency": "EUR"})
+        {'amount': 10, 'currency': 'EUR'}
+    """
+    model = spec.arguments_model()
+    if model is None:
+        return arguments
+    try:
+        return model.model_validate(arguments).model_dump(mode="json")  # type: ignore[no-any-return]
+    except ValidationError:
+        return arguments
 
 
 async def _approved(run: ToolRun, name: str, arguments: dict[str, Any]

@@ -7,6 +7,7 @@ the arguments a model sends back before the function is called.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import typing
@@ -15,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-__all__ = ["arguments_model", "describe", "function_schema"]
+__all__ = ["arguments_model", "describe", "function_schema", "inner_callable", "unwrap_tool"]
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Example|Examples)"
                       r"\s*:\s*$")
@@ -61,21 +62,65 @@ def describe(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     return "\n".join(head).strip(), params
 
 
+def unwrap_tool(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The function under ``functools.partial``s, bound methods and ``functools.wraps``
+    decorators: its hints and docstring describe the tool.
+
+    Example:
+        >>> import functools
+        >>> def charge(amount: int, currency: str) -> str: ...
+        >>> unwrap_tool(functools.partial(charge, currency="EUR")) is charge
+        True
+    """
+    for _ in range(32):
+        inner = inner_callable(fn)
+        if inner is None:
+            break
+        fn = inner
+    return fn
+
+
+def inner_callable(fn: Any) -> Any:
+    """What ``fn`` wraps (a partial's function, a method's, a decorator's), or None."""
+    if isinstance(fn, functools.partial):
+        return fn.func
+    if inspect.ismethod(fn):
+        return fn.__func__
+    return getattr(fn, "__wrapped__", None)
+
+
+def _bound_keywords(fn: Any) -> set[str]:
+    """The parameters a ``functools.partial`` (at any depth) fixed by keyword."""
+    bound: set[str] = set()
+    for _ in range(32):
+        if isinstance(fn, functools.partial):
+            bound |= set(fn.keywords)
+        fn = inner_callable(fn)
+        if fn is None:
+            break
+    return bound
+
+
 def arguments_model(fn: Callable[..., Any], name: str) -> type[BaseModel]:
-    """A pydantic model of ``fn``'s parameters (extra arguments are refused).
+    """A pydantic model of ``fn``'s parameters (extra arguments are refused). Through a
+    ``functools.partial`` or a bound method, only what is left for the caller to give.
 
     Raises:
         TypeError: a parameter is ``*args``/``**kwargs``, positional-only, or has no type hint.
         Exception: pydantic cannot build a model of the hints (its own error).
     """
     signature = inspect.signature(fn)
+    target = unwrap_tool(fn)
     try:
-        hints = typing.get_type_hints(fn, include_extras=True)
+        hints = typing.get_type_hints(target, include_extras=True)
     except Exception as exc:
         raise TypeError(f"its type hints cannot be resolved ({exc})") from exc
-    _, docs = describe(fn)
+    _, docs = describe(target)
+    bound = _bound_keywords(fn)
     fields: dict[str, Any] = {}
     for param in signature.parameters.values():
+        if param.name in bound:
+            continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise TypeError(f"parameter '{param.name}' is *args/**kwargs; a model can only "
                             "pass named arguments")

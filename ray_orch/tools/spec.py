@@ -9,7 +9,7 @@ agent actors), its name, description and JSON schema, and where it runs. MCP ser
 from __future__ import annotations
 
 import asyncio
-import functools
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ray_orch.core.errors import ToolDefinitionError
 
-from .schema import arguments_model, describe, function_schema
+from .schema import arguments_model, describe, function_schema, inner_callable, unwrap_tool
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from .mcp import MCP
 
-__all__ = ["ToolOptions", "ToolSpec", "tool", "tool_specs"]
+__all__ = ["ToolOptions", "ToolSpec", "tool", "tool_options", "tool_specs", "unwrap_tool"]
 
 Where = Literal["local", "remote", "mcp"]
 
@@ -84,7 +84,7 @@ class ToolSpec:
     @property
     def is_async(self) -> bool:
         """Whether the function is a coroutine function."""
-        return self.fn is not None and inspect.iscoroutinefunction(_unwrap(self.fn))
+        return self.fn is not None and inspect.iscoroutinefunction(unwrap_tool(self.fn))
 
     def openai(self) -> dict[str, Any]:
         """The entry of the OpenAI ``tools`` request field."""
@@ -97,7 +97,7 @@ class ToolSpec:
         if self.fn is None:
             return None
         if self._model is None:
-            self._model = arguments_model(_unwrap(self.fn), self.name)
+            self._model = arguments_model(self.fn, self.name)
         return self._model  # type: ignore[no-any-return]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -106,8 +106,39 @@ class ToolSpec:
         return state
 
 
-def _unwrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return fn.func if isinstance(fn, functools.partial) else fn
+def _layers(fn: Any) -> list[Any]:
+    """``fn`` and what it wraps (partials, bound methods, decorators), outermost first."""
+    layers: list[Any] = []
+    while fn is not None and len(layers) < 32:
+        layers.append(fn)
+        fn = inner_callable(fn)
+    return layers
+
+
+def tool_options(fn: Any) -> ToolOptions:
+    """The options ``@tool(...)`` recorded on ``fn`` or on anything it wraps (a partial,
+    a bound method, a decorated function): the outermost ones, except that approval
+    cannot be wrapped away: if any layer requires approval, so does the tool.
+
+    Example:
+        >>> import functools
+        >>> @tool(requires_approval=True)
+        ... def charge(amount: int, currency: str) -> str:
+        ...     return f"charged {amount} {currency}"
+        >>> tool_options(functools.partial(charge, currency="EUR")).requires_approval
+        True
+        >>> tool_options(tool(functools.partial(charge, currency="EUR"))).requires_approval
+        True
+    """
+    if isinstance(fn, ToolSpec):
+        return fn.options
+    found = [o for o in (getattr(layer, "__ray_orch_tool__", None) for layer in _layers(fn))
+             if isinstance(o, ToolOptions)]
+    if not found:
+        return ToolOptions()
+    if found[0].requires_approval or not any(o.requires_approval for o in found):
+        return found[0]
+    return dataclasses.replace(found[0], requires_approval=True)
 
 
 @overload
@@ -173,23 +204,26 @@ def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
     def mark(target: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(target):
             raise ToolDefinitionError(f"@tool needs a function, not {target!r}", field="tools")
-        target.__ray_orch_tool__ = options  # type: ignore[attr-defined]
+        try:
+            target.__ray_orch_tool__ = options  # type: ignore[attr-defined]
+        except AttributeError:  # a bound method or a builtin takes no attributes
+            raise ToolDefinitionError(
+                f"@tool cannot mark {target!r}: it takes no attributes; mark the function "
+                "it wraps, or wrap it in a plain function", field="tools") from None
         return target
 
     return mark(fn) if fn is not None else mark
 
 
 def _function_spec(fn: Callable[..., Any], who: str, index: int) -> ToolSpec:
-    options = getattr(fn, "__ray_orch_tool__", None)
-    if not isinstance(options, ToolOptions):
-        options = ToolOptions()
-    target = _unwrap(fn)
+    options = tool_options(fn)
+    target = unwrap_tool(fn)
     name = options.name or getattr(target, "__name__", None)
     if not name or name == "<lambda>":
         raise ToolDefinitionError(f"{who}: tools[{index}] ({fn!r}) has no name; give it one "
                                   "with @tool(name=...)", field="tools")
     try:
-        parameters = function_schema(target, name)
+        parameters = function_schema(fn, name)
     except Exception as exc:
         raise ToolDefinitionError(
             f"{who}: tool '{name}' cannot be offered to a model: its parameters cannot "
