@@ -1,8 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - the guide's customer-service workflow on the embedded offline model
 #   make test   - the whole test suite (Ray, the stub LLM server, a real Prometheus)
-#   make test-unit - the unit tests only (tests/unit: the engine on in-process fakes, no
-#                 Ray; under a minute)
+#   make test-unit - tests/unit only: no Ray, under a minute
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
@@ -31,8 +30,10 @@ demo: bytecode
 test: bytecode
 	$(PY) -m pytest -q
 
-test-unit: venv
-	$(PY) -m pytest -q tests/unit
+# tests/unit/ starts no Ray (tests/unit/conftest.py refuses ray.init); tests/integration/ does.
+# Its one slow test (every module imported in a fresh interpreter) runs under `make test`.
+test-unit: bytecode
+	$(PY) -m pytest -q -m 'not slow' tests/unit
 
 lint: venv
 	$(VENV)/bin/ruff check ray_orch actors tests examples benchmarks

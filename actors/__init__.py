@@ -14,6 +14,7 @@ from actors.model_server import node_model_server
 from actors.rate_limiter import get_rate_limiter
 from ray_orch.core import shared
 from ray_orch.core.shared import SharedServices
+from ray_orch.observe.tracing import remote_scope
 
 __all__ = ["cluster_services", "install_ports"]
 
@@ -26,7 +27,8 @@ def cluster_services() -> SharedServices:
         'get_breaker_actor'
     """
     return SharedServices(breakers=get_breaker_actor, limiters=get_rate_limiter,
-                          model_server=node_model_server, mcp_router=route_to_node_session)
+                          model_server=node_model_server, mcp_router=route_to_node_session,
+                          tool_scope=remote_scope)
 
 
 def install_ports() -> None:

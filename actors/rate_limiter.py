@@ -1,8 +1,8 @@
 """``RateLimiter``: one per model and provider, the cluster-wide rpm / tpm budget and the
 adaptive (AIMD) window for calls to that model.
 
-A thin shell over ``ray_orch.model.ratelimit.Limiter``: it holds the state, hands out slots in
-leases and takes outcomes back. Callers reach it through ``ray_orch.model.ratelimit_client.limited``,
+A thin shell over ``ray_orch.model.ratelimit.limiter.Limiter``: it holds the state, hands out slots in
+leases and takes outcomes back. Callers reach it through ``ray_orch.model.ratelimit.client.limited``,
 which batches (one ``acquire`` for all the calls waiting in a process at one moment;
 outcomes in batches through ``report``), so a fan-out of hundreds of calls costs a few
 round trips, not one per call.
@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 
-from ray_orch.model.ratelimit import Limiter, Limits
+from ray_orch.model.ratelimit.limiter import Limiter, Limits
 
 NAMESPACE = "ray_orch"
 # Ray's own resource on the head node (Ray Train pins its state actor the same way).

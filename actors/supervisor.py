@@ -27,7 +27,7 @@ from ray_orch.engine.run import Run, RunSpec
 from ray_orch.observe.metrics import EventBatcher
 from ray_orch.observe.tracing import configure as configure_tracing
 from ray_orch.observe.tracing import flush as flush_tracing
-from ray_orch.store.pauses import PauseStore
+from ray_orch.store.approvals import PauseStore
 
 # Events are shipped in batches, one per this many seconds at most, so neither a
 # 10,000-task run nor a chain of short steps pays a driver round trip per event.
@@ -53,7 +53,8 @@ class Supervisor:
                             lessee=ray.get_runtime_context().get_actor_id(),
                             shared=cluster_services(),
                             listener=ray.get_runtime_context().current_actor
-                            if spec.tokens or spec.approvals == "inline" else None)
+                            if spec.tokens or spec.stream or spec.approvals == "inline"
+                            else None)
         if spec.metrics:
             try:
                 # Looking the named hub up is a blocking call: keep the event loop free.
@@ -144,7 +145,7 @@ class Supervisor:
         return await self.listener.ask_tool(question)
 
     def push(self, batch: TokenBatch) -> None:
-        """Live events from the run's members (token deltas), streamed to the driver with
+        """Live events from the run's members (token deltas, tool progress), streamed to the driver with
         the run's own, in each member's order (``RunListener.push``)."""
         self.listener.push(batch)
 

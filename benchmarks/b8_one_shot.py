@@ -1,6 +1,6 @@
 """B8: one-shot driver scripts, whole processes, wall time from exec to exit.
 
-The W2 shape (``tests/standing_driver.py``: 3 agents, 7 model calls of 50-100 ms,
+The W2 shape (``tests/integration/standing_driver.py``: 3 agents, 7 model calls of 50-100 ms,
 critical path 0.30 s) run as a fresh Python process each time:
 - ``asyncio``: a plain asyncio + aiohttp script of the same shape (the floor);
 - ``cold``: no runtime up: the driver starts its own private Ray (compared with Ray's
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from ray_orch.testing import StubLLMServer  # noqa: E402
 
-DRIVER = ROOT / "tests" / "standing_driver.py"
+DRIVER = ROOT / "tests" / "integration" / "standing_driver.py"
 LATENCY = {"[plan]": 0.05, "[facts1]": 0.1, "[facts2]": 0.1, "[facts3]": 0.1,
            "[analyse]": 0.05, "[draft]": 0.05, "[edit]": 0.05}
 

@@ -4,7 +4,7 @@ Four routes (the keys of ``ray_orch.demo``'s condition): ``technical`` (somethin
 work), ``billing`` (payments, charges, refunds), ``complex`` (legal, security, repeated
 complaints) and ``simple`` (a quick question). ``DEV`` was used to choose how the embedded
 model scores a decision; ``HELD_OUT`` was only run once that choice was made, to report
-accuracy on inquiries the method was not tuned on. (``tests/test_embedded_decisions.py``
+accuracy on inquiries the method was not tuned on. (``tests/integration/test_embedded_decisions.py``
 has a third, separate set.)
 """
 

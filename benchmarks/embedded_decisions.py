@@ -2,7 +2,7 @@
 
 Runs the demo's ``categorize`` decision (``ray_orch.demo.build_workflow``) for every
 inquiry of a labelled set through the attempt path's own call
-(``ray_orch.policy.decide.decide_locally``), each inquiry with the condition's keys in
+(``ray_orch.policy.decide_local.decide_locally``), each inquiry with the condition's keys in
 their order and shuffled. It also runs the guide's workflow (``examples/02``: no key
 descriptions; each route described by the goals of the agents of the tasks it leads to,
 ``describe_routes``).
@@ -42,13 +42,8 @@ from ray_orch.core.routing import route_keys
 from ray_orch.demo import build_workflow
 from ray_orch.engine.graph import build_graph, name_tasks
 from ray_orch.model.embedded import EmbeddedServer
-from ray_orch.policy.decide import (
-    best_route,
-    decide_locally,
-    route_glosses,
-    score_described,
-    subject_of,
-)
+from ray_orch.policy.decide import best_route, route_glosses, subject_of
+from ray_orch.policy.decide_local import decide_locally, score_described
 
 _SETS = Path(__file__).resolve().parent / "decision_sets.json"
 

@@ -5,7 +5,7 @@ the tools through constrained JSON output: the tool choice and its arguments are
 schema sent as ``response_format``, and llama.cpp's grammar makes the reply parse. The
 result goes back to the model, which then answers.
 
-The workflow lives in ``ray_orch/demo_orders.py`` (the demo runs it); this file runs it on
+The workflow lives in ``ray_orch/demo/orders.py`` (the demo runs it); this file runs it on
 its own:
 
     python examples/tools_offline_orders.py [customer]
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from ray_orch.demo_orders import order_lookup_workflow
+from ray_orch.demo.orders import order_lookup_workflow
 
 
 def main(argv: list[str]) -> int:

@@ -22,9 +22,11 @@ def ray_session():
 
     from ray_orch.api.runtime import ensure_ray, shutdown_if_owned
 
-    # Workers import test modules by name when a test's classes are pickled by reference.
+    # Workers import test modules (and the helpers beside them) by name when a test's
+    # classes are pickled by reference: pytest's default "prepend" import mode puts each
+    # test file's folder on sys.path, so the workers get the folders that use Ray.
     here = os.path.dirname(os.path.abspath(__file__))
-    path = os.pathsep.join([here, os.path.dirname(here)])
+    path = os.pathsep.join([os.path.join(here, "integration"), here, os.path.dirname(here)])
     ensure_ray(num_cpus=4, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     shutdown_if_owned()

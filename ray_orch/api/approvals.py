@@ -4,7 +4,11 @@
 may be sync or async); without one, on a terminal, the console asks; otherwise the run
 pauses in its checkpoint store (``RunPaused``), to be continued with
 ``workflow(resume=run_id, answers={...})`` from any process, or ``ray-orch approve``
-(``api/paused.py``).
+(``cli/runs.py``, from the checkpoint store alone).
+
+Approvals have one module per layer: ``core/approvals.py`` (the requests and answers),
+``store/approvals.py`` (paused runs' requests in the checkpoint file), ``engine/approvals.py``
+(waiting inside a run) and this one (the driver's side).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import inspect
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ray_orch.core.approvals import (
     Answer,
@@ -27,13 +31,22 @@ from ray_orch.core.approvals import (
 )
 from ray_orch.core.sync import in_daemon_thread
 
-if TYPE_CHECKING:
-    from ray_orch.api.process import Process
-
 __all__ = ["Asker", "approval_mode", "check_answers", "console_handler"]
 
 
-def approval_mode(process: Process) -> str | None:
+class Asking(Protocol):
+    """What approvals read of a ``Process`` (typed here, so that this module does not
+    import the Process that imports it)."""
+
+    @property
+    def task_list(self) -> list[Any]: ...
+    @property
+    def approval_handler(self) -> Callable[[ApprovalRequest], Any] | None: ...
+    @property
+    def checkpoint_dir(self) -> str | None: ...
+
+
+def approval_mode(process: Asking) -> str | None:
     """How a run of ``process`` asks a person: ``"inline"``, ``"pause"`` or None (it has
     nothing to ask).
 
@@ -69,7 +82,7 @@ def _on_a_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def check_answers(process: Process, run_id: str | None, answers: Any) -> dict[str, Any]:
+def check_answers(process: Asking, run_id: str | None, answers: Any) -> dict[str, Any]:
     """``answers=`` of a resumed run, checked against the requests it has pending.
 
     Returns:
@@ -87,7 +100,7 @@ def check_answers(process: Process, run_id: str | None, answers: Any) -> dict[st
     if not process.checkpoint_dir or not isinstance(run_id, str):
         raise ApprovalError("answers= continues a paused run: give resume=<run id> and "
                             "Process(checkpoint_dir=...)", field="answers")
-    from ray_orch.store.pauses import PauseStore
+    from ray_orch.store.approvals import PauseStore
 
     store = PauseStore(process.checkpoint_dir)
     try:

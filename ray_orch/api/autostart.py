@@ -147,12 +147,12 @@ def watch(idle_s: float, *, poll_s: float = _POLL_S) -> str:
     then stop it (``down``). Returns why it ended, one line."""
     import ray
 
-    from ray_orch.api.standing import _connect, down, read_runtime
+    from ray_orch.api.standing import connect_to_runtime, down, read_runtime
 
     info = read_runtime()
     if info is None:
         return "no runtime to watch"
-    _connect(info)
+    connect_to_runtime(info)
     own = ray.get_runtime_context().get_job_id()
     idle_since = time.monotonic()
     try:

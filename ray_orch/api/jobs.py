@@ -14,7 +14,6 @@ directory (``runs/<run id>.json``). ``ray-orch runs`` / ``logs`` / ``cancel`` /
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
@@ -86,8 +85,16 @@ def _job_env(run_id: str) -> dict[str, str]:
             "RAY_ORCH_RUNTIME_FILE": str(runtime_file())}
 
 
-def submit_file(file: Path, *, address: str | None = None) -> str:
+def submit_file(file: Path, *, address: str | None = None,
+                variables: dict[str, str] | None = None) -> str:
     """Submit a ``.py`` driver script or a ``.yaml`` workflow as a detached run.
+
+    Args:
+        file: the script or workflow file.
+        address: the dashboard (job submission) address; default: the standing runtime's.
+        variables: environment variables for the job: for a YAML workflow, those it
+            names as the submitting shell has them (``yaml_workflow.shell_variables``
+            checks the file first; ``ray-orch submit`` passes them).
 
     Returns:
         The run id (the Ray job's submission id).
@@ -96,25 +103,12 @@ def submit_file(file: Path, *, address: str | None = None) -> str:
     run_id = new_run_id()
     command = (f"cd {shlex.quote(str(path.parent))} && {shlex.quote(sys.executable)} -m "
                f"ray_orch.cli job-run {shlex.quote(str(path))} --run-id {run_id}")
-    env = {**_shell_variables(path), **_job_env(run_id)}
+    env = {**(variables or {}), **_job_env(run_id)}
     _client(address).submit_job(
         entrypoint=command, submission_id=run_id,
         runtime_env={"env_vars": env},
         metadata={"ray-orch": "1", "file": str(path)})
     return run_id
-
-
-def _shell_variables(path: Path) -> dict[str, str]:
-    """For a YAML workflow: checked here first (a typed error with its ``file:line``,
-    before anything is submitted), then the variables it names (``${VAR}``) as this
-    shell has them, for the job: the runtime may have started before they were set."""
-    if path.suffix not in (".yaml", ".yml"):
-        return {}
-    from ray_orch.api.yaml_workflow import env_references, load_workflow
-
-    load_workflow(path)
-    names = env_references(path.read_text())
-    return {name: os.environ[name] for name in names if name in os.environ}
 
 
 def list_runs(*, address: str | None = None) -> list[dict[str, Any]]:
@@ -388,6 +382,14 @@ def format_status(report: dict[str, Any]) -> str:
             memory = f" {row['rss_mb']:.0f} MB" if row.get("rss_mb") else ""
             lines.append(f"  {row['kind']:<10} pid {row.get('pid', '?'):<8} "
                          f"{row['state']:<7}{memory}{run}")
+    for node in report.get("mcp_sessions", []):
+        for row in node.get("sessions", []):
+            state = "alive" if row["alive"] else "down"
+            pid = f" server pid {row['server_pid']}" if row.get("server_pid") else ""
+            error = f"; last error: {row['last_error']}" if row.get("last_error") else ""
+            lines.append(f"  mcp {row['name']} ({row['transport']}) {state}{pid}, "
+                         f"{row['tools']} tools, {row['restarts']} restarts, session actor "
+                         f"pid {node['pid']}{error}")
     for run in report.get("runs", []):
         lines.append(f"  run {run['run_id']}  {run['status']}  {run['entrypoint']}")
     return "\n".join(lines)

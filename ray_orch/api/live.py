@@ -84,6 +84,11 @@ class EventPrinter:
             return f"  · {ev.task} skipped ({ev.error})"
         if ev.kind == "tool_call":
             return f"  ⚙ {ev.task} called {ev.tool}({ev.arguments})"
+        if ev.kind == "tool_progress":
+            total = ev.data.get("total")
+            done = f"{ev.data.get('progress'):g}" + (f"/{total:g}" if total else "")
+            note = f": {ev.data['message']}" if ev.data.get("message") else ""
+            return f"  … {ev.task} {ev.tool} {done}{note}"
         if ev.kind == "approval_requested":
             return f"  ? {ev.task} waits for approval ({ev.tool or 'output'})"
         if ev.kind == "run_completed":

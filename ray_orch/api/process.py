@@ -301,7 +301,8 @@ class Process:
             return await self._execute(mode, live=live, tokens=tokens, telemetry={}, **kwargs)
         with trace.span(f"invoke_workflow {self.name}",
                         {"gen_ai.operation.name": "invoke_workflow",
-                         "gen_ai.workflow.name": self.name, "ray_orch.mode": mode}):
+                         "gen_ai.workflow.name": self.name, "ray_orch.mode": mode,
+                         "openinference.span.kind": "CHAIN"}):
             try:
                 return await self._execute(mode, live=live, tokens=tokens,
                                            telemetry=telemetry, **kwargs)
@@ -467,7 +468,7 @@ class Process:
                     if event.kind == "task_completed":
                         self._deliveries.on_event(event)  # callbacks, output files
                         continue
-                    if event.kind == "token":
+                    if event.kind in ("token", "tool_progress"):
                         continue  # the stream's alone: not kept with the run's events
                     if event.kind == "approval_requested" and asker is not None:
                         asker.on_event(event.data, self._supervisor)

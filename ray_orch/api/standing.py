@@ -33,6 +33,7 @@ from ray_orch.store.checkpoint import make_private_dirs
 
 __all__ = [
     "RuntimeInfo",
+    "connect_to_runtime",
     "discover",
     "down",
     "idle_budget",
@@ -205,9 +206,7 @@ def _make_private(path: Path) -> None:
 
 def _code_path() -> str:
     """PYTHONPATH for the head's workers: where ``ray_orch`` and ``actors`` are."""
-    import ray_orch
-
-    root = str(Path(ray_orch.__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # ray_orch/api/standing.py
     current = os.environ.get("PYTHONPATH", "")
     return os.pathsep.join([root] + [p for p in current.split(os.pathsep) if p and p != root])
 
@@ -324,7 +323,9 @@ def write_runtime(info: RuntimeInfo, path: Path | None = None) -> None:
     tmp.replace(path)
 
 
-def _connect(info: RuntimeInfo) -> None:
+def connect_to_runtime(info: RuntimeInfo) -> None:
+    """Connect this process to the standing runtime ``info`` describes (its auth mode,
+    its namespace), every worker installing the cluster's services as it starts."""
     loopback_ray()
     import ray
 
@@ -347,7 +348,7 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
     from ray_orch.engine.messages import LeaseRequest
     from ray_orch.policy.agent import Agent
 
-    _connect(info)
+    connect_to_runtime(info)
     try:
         registry = start_standing_registry(idle_limit=max_members, idle_ttl=info.idle_ttl)
         hub, _ = start_metrics_hub()
@@ -451,7 +452,7 @@ def _stop_actors(info: RuntimeInfo) -> None:
     from actors.metrics_hub import NAME as METRICS
     from actors.registry import REGISTRY_NAME
 
-    _connect(info)
+    connect_to_runtime(info)
     try:
         for name in (REGISTRY_NAME, METRICS, CACHE):
             with contextlib.suppress(ValueError):
@@ -460,12 +461,23 @@ def _stop_actors(info: RuntimeInfo) -> None:
         ray.shutdown()
 
 
+def _mcp_sessions() -> list[dict[str, Any]]:
+    """Each node's MCP sessions (never fails status: [] when they cannot be read)."""
+    from actors.mcp_session import node_sessions
+
+    try:
+        return node_sessions()
+    except Exception:
+        return []
+
+
 def status() -> dict[str, Any]:
     """The runtime's endpoints, pools, members and Supervisors (with their runs).
 
     Returns:
         ``{"up": False}`` when none is up; else the runtime file's content with
-        ``registry`` (``ActorRegistry.status()``; detached runs: ``jobs.list_runs``).
+        ``registry`` (``ActorRegistry.status()``; detached runs: ``jobs.list_runs``) and
+        ``mcp_sessions`` (one entry per node: ``MCPSessionActor.info()``).
     """
     info = read_runtime()
     if info is None or not _reachable(info.address):
@@ -478,7 +490,7 @@ def status() -> dict[str, Any]:
     if info.session is not None:
         pids = _session_pids(info.session)
         report["memory"] = {"processes": len(pids), "rss_mb": round(_rss_mb(pids), 1)}
-    _connect(info)
+    connect_to_runtime(info)
     try:
         with contextlib.suppress(ValueError):
             registry = ray.get_actor(REGISTRY_NAME, namespace=NAMESPACE)
@@ -486,6 +498,7 @@ def status() -> dict[str, Any]:
             for row in report["registry"].get("actors", []):
                 if isinstance(row.get("pid"), int):  # on this machine: its memory
                     row["rss_mb"] = round(_rss_mb([row["pid"]]), 1)
+        report["mcp_sessions"] = _mcp_sessions()
     finally:
         ray.shutdown()
     return report

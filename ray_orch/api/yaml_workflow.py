@@ -45,7 +45,8 @@ from ray_orch.engine.graph import Mode
 from ray_orch.policy.agent import Agent
 from ray_orch.policy.task import Task
 
-__all__ = ["AgentSpec", "TaskSpec", "WorkflowSpec", "load_workflow", "loads_workflow"]
+__all__ = ["AgentSpec", "TaskSpec", "WorkflowSpec", "load_workflow", "loads_workflow",
+           "shell_variables"]
 
 Loc = tuple[str | int, ...]
 
@@ -300,6 +301,19 @@ def _pydantic_problems(exc: ValidationError, data: Any, problems: _Problems) -> 
 # -- ${ENV} in model settings --------------------------------------------------------------
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def shell_variables(path: str | os.PathLike[str]) -> dict[str, str]:
+    """For a YAML workflow about to be submitted as a detached run: checked first (a
+    typed error with its ``file:line``, before anything is submitted), then the
+    variables it names (``${VAR}``) as this shell has them, for the job: the runtime
+    may have started before they were set. Other files: ``{}``."""
+    path = Path(path)
+    if path.suffix not in (".yaml", ".yml"):
+        return {}
+    load_workflow(path)
+    names = env_references(path.read_text())
+    return {name: os.environ[name] for name in names if name in os.environ}
 
 
 def env_references(text: str) -> list[str]:

@@ -28,6 +28,10 @@ failures, so a caller can tell "fix your script" from "the run went wrong":
         │   ├── ToolCallError          a tool call failed and the task has tool_errors="raise"
         │   └── ToolLoopError          the model kept calling tools past max_tool_calls
         ├── LLMError                   a model call failed (``retryable`` says whether to retry)
+        ├── MCPSessionError            an MCP server's session broke (the server exited, the
+        │                              connection dropped) or it cannot be started again
+        ├── MCPToolError               an MCP server refused a tool call (unknown tool, bad
+        │                              arguments, a result marked as an error)
         ├── TaskTimeoutError           a task exceeded its timeout
         ├── CircuitOpenError           a circuit breaker refused the call (raise mode)
         ├── DecisionError              a decision's answer matched no route and there is no default
@@ -55,6 +59,8 @@ __all__ = [
     "LLMError",
     "LoopDataError",
     "LoopLimitError",
+    "MCPSessionError",
+    "MCPToolError",
     "MissingAPIKeyError",
     "MissingAgentError",
     "ModelNotConfiguredError",
@@ -325,6 +331,39 @@ class LLMError(RunError):
         self.retryable = retryable
         self.status_code = status_code
         self.retry_after = retry_after
+
+
+class MCPSessionError(RunError):
+    """An MCP server's session broke during a call (the server exited, the connection
+    dropped), or the server cannot be started again; the model reads it as the tool's
+    result, and the next call starts the server again (see ``tools/mcp_connection.py``)."""
+
+    server: str | None
+    """The server's name (``MCP(..., name=)``, default its command or URL)."""
+    tool: str | None
+    """The tool being called, if any."""
+
+    def __init__(self, message: str, *, server: str | None = None, tool: str | None = None,
+                 task: str | None = None) -> None:
+        super().__init__(message, task=task)
+        self.server = server
+        self.tool = tool
+
+
+class MCPToolError(RunError):
+    """An MCP server refused a tool call or answered it with an error result; the
+    session is fine."""
+
+    server: str | None
+    """The server's name."""
+    tool: str | None
+    """The tool called."""
+
+    def __init__(self, message: str, *, server: str | None = None, tool: str | None = None,
+                 task: str | None = None) -> None:
+        super().__init__(message, task=task)
+        self.server = server
+        self.tool = tool
 
 
 class TaskTimeoutError(RunError):

@@ -1,5 +1,6 @@
 """``SharedServices``: the cluster services that attempts share across processes (circuit
-breakers, rate limits, the embedded model's per-node server, MCP sessions), as one record
+breakers, rate limits, the embedded model's per-node server, MCP sessions, remote tools'
+tracing), as one record
 passed in, never installed by an import.
 
 A run gets them in ``Services.shared`` (the Supervisor builds them with
@@ -11,7 +12,7 @@ carry it), else this process's default, which is empty (everything in-process) u
 driver that connected to Ray chose otherwise (``install``).
 
 Example:
-    >>> def router(server, tool, arguments): ...
+    >>> async def router(call, progress): ...
     >>> with using(SharedServices(mcp_router=router)):
     ...     current().mcp_router is router
     True
@@ -45,9 +46,12 @@ class SharedServices:
     model_server: Callable[[], tuple[str, Any]] | None = None
     """Returns this node's id and its embedded model server (``ModelServer``): one model
     per node, not per process."""
-    mcp_router: Callable[[Any, str, dict[str, Any]],
-                         Awaitable[tuple[bool, str, dict[str, Any]]]] | None = None
-    """Sends an MCP call ``(server, tool, arguments)`` to the node's session actor."""
+    mcp_router: Callable[..., Awaitable[Any]] | None = None
+    """Sends an MCP call (``tools.mcp.MCPCall``, and where its progress goes) to the
+    node's session actor; returns its ``MCPReply``."""
+    tool_scope: Callable[[Any, Any], Any] | None = None
+    """A remote tool's tracing scope in its Ray worker: ``scope(settings, carrier)``, a
+    context manager that sets tracing up there and exports the spans before returning."""
 
 
 _LOCAL = SharedServices()

@@ -1,5 +1,7 @@
 """``StreamEvent``: what ``Process.stream()`` and ``astream()`` yield, one schema for
-``sequential``, ``workflow`` and ``hierarchical`` runs.
+``sequential``, ``workflow`` and ``hierarchical`` runs, derived from the run's events
+(``core/events.py``: ``StreamEvent`` is a ``RunEvent``, its kinds are ``StreamKind``, and
+``STREAMED_AS`` says which event kind becomes which).
 
 Kinds, in the order a run produces them:
 
@@ -8,6 +10,7 @@ Kinds, in the order a run produces them:
 | ``run_started`` | the Supervisor took the run | ``data["tasks"]``, ``data["resumed"]`` |
 | ``task_started`` | a member took a task (or a loop iteration) | ``task``, ``agent``, ``iteration`` |
 | ``token`` | the model sent a piece of its answer (``stream(tokens=True)``) | ``task``, ``iteration``, ``text``, ``attempt`` |
+| ``tool_progress`` | an MCP tool reported progress | ``task``, ``tool``, ``data`` (``progress``, ``total``, ``message``, ``call_id``) |
 | ``tool_call`` | a tool call ended | ``task``, ``tool``, ``arguments``, ``data`` (ok, duration, where) |
 | ``approval_requested`` | a task or tool call waits for a person | ``task``, ``tool``, ``arguments``, ``data["request"]`` |
 | ``loop_iteration`` | one iteration of a loop task succeeded | ``task``, ``iteration``, ``output`` |
@@ -32,40 +35,24 @@ Example:
 
 from __future__ import annotations
 
-import time
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
-
-from ray_orch.core.events import Event
+from ray_orch.core.events import Event, RunEvent, StreamKind
 from ray_orch.core.output import TaskOutput
 
 __all__ = ["StreamEvent", "StreamKind", "to_stream"]
 
-StreamKind = Literal[
-    "run_started", "run_completed", "run_failed",
-    "task_started", "task_completed", "task_failed", "task_retried", "task_skipped",
-    "decision", "loop_iteration", "tool_call", "token", "approval_requested",
-]
 
-
-class StreamEvent(BaseModel):
-    """One thing that happened in a run, as the driver sees it live."""
+class StreamEvent(RunEvent):
+    """One thing that happened in a run, as the driver sees it live (``kind``,
+    ``run_id``, ``workflow``, ``task``, ``ts`` and ``data`` are ``RunEvent``'s)."""
 
     kind: StreamKind
     """What happened (see the table in this module's docstring)."""
-    run_id: str = ""
-    """The run's id (checkpoints, ``resume=``, ``ray-orch runs``)."""
-    workflow: str = "workflow"
-    """The process's name."""
-    task: str | None = None
-    """The task it concerns, if any."""
     iteration: int | None = None
     """The loop iteration it concerns, if any."""
     agent: str | None = None
     """The role of the agent concerned, if any."""
-    ts: float = Field(default_factory=time.time)
-    """When it happened (Unix time, where it happened)."""
     route: str | None = None
     """``decision``: the chosen condition key."""
     text: str | None = None
@@ -81,16 +68,15 @@ class StreamEvent(BaseModel):
     error_type: str | None = None
     """The error's type name (``TaskFailedError``, ...)."""
     tool: str | None = None
-    """``tool_call`` / ``approval_requested``: the tool's name."""
+    """``tool_call`` / ``tool_progress`` / ``approval_requested``: the tool's name."""
     arguments: dict[str, Any] | None = None
     """``tool_call`` / ``approval_requested``: the call's arguments."""
-    data: dict[str, Any] = Field(default_factory=dict)
-    """Further details of the kind (stable keys are documented with each kind)."""
 
 
 def to_stream(event: Event) -> list[StreamEvent]:
-    """The public events an internal ``Event`` stands for (none for metrics-only kinds:
-    model calls, gauges, cache and breaker states)."""
+    """The public events an internal ``Event`` stands for: of the kinds
+    ``STREAMED_AS[event.kind]`` names (none for metrics-only kinds: model calls, gauges,
+    cache and breaker states)."""
     base: dict[str, Any] = {"run_id": event.run_id, "workflow": event.workflow,
                             "task": event.task, "agent": event.agent_role, "ts": event.ts,
                             "iteration": event.data.get("iteration")}
@@ -115,7 +101,7 @@ def to_stream(event: Event) -> list[StreamEvent]:
     if kind == "token":
         return [StreamEvent(kind="token", **base, text=str(event.data.get("text", "")),
                             attempt=event.data.get("attempt"))]
-    if kind in ("tool_call", "approval_requested"):
+    if kind in ("tool_call", "tool_progress", "approval_requested"):
         return [StreamEvent(kind=kind, **base, tool=event.data.get("tool"),
                             arguments=event.data.get("arguments"),
                             data={k: v for k, v in event.data.items()

@@ -21,9 +21,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["attached", "carrier", "content_recorded", "enabled", "record_error", "set_enabled",
-           "span"]
+           "settings", "span"]
 
 _enabled = False
+_settings: dict[str, str] = {}
 
 
 def enabled() -> bool:
@@ -31,10 +32,18 @@ def enabled() -> bool:
     return _enabled
 
 
-def set_enabled(on: bool) -> None:
-    """Turn span recording on or off in this process (``observe.tracing`` does it)."""
-    global _enabled
+def set_enabled(on: bool, settings: Mapping[str, str] | None = None) -> None:
+    """Turn span recording on or off in this process (``observe.tracing`` does it, with
+    the ``OTEL_*`` settings it exports with)."""
+    global _enabled, _settings
     _enabled = on
+    _settings = dict(settings or {}) if on else {}
+
+
+def settings() -> dict[str, str]:
+    """The ``OTEL_*`` settings this process exports with ({} when off): what a process
+    this one asks to work (a remote tool, an MCP session) needs to export alike."""
+    return dict(_settings)
 
 
 def content_recorded() -> bool:
@@ -45,9 +54,11 @@ def content_recorded() -> bool:
 
 
 @contextlib.contextmanager
-def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+def span(name: str, attributes: Mapping[str, Any] | None = None, *,
+         kind: str = "internal") -> Iterator[Any]:
     """A span named ``name`` under the current context, or None when tracing is off.
 
+    ``kind``: ``"internal"`` or ``"client"`` (a call to another service: a model).
     An exception leaving the block marks the span as an error with ``error.type``.
     """
     if not _enabled:
@@ -57,7 +68,9 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any
 
     tracer = trace.get_tracer("ray_orch")
     attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
-    with tracer.start_as_current_span(name, attributes=attrs, record_exception=False,
+    span_kind = trace.SpanKind.CLIENT if kind == "client" else trace.SpanKind.INTERNAL
+    with tracer.start_as_current_span(name, attributes=attrs, kind=span_kind,
+                                      record_exception=False,
                                       set_status_on_exception=False) as current:
         try:
             yield current
@@ -66,13 +79,16 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Any
             raise
 
 
-def record_error(current: Any, exc: BaseException) -> None:
-    """Mark ``current`` (a span, or None) as failed by ``exc``."""
+def record_error(current: Any, exc: BaseException | str, *,
+                 error_type: str | None = None) -> None:
+    """Mark ``current`` (a span, or None) as failed by ``exc`` (an exception, or a
+    message with its ``error_type``: the type name of the exception that caused it)."""
     if current is None:
         return
     from opentelemetry.trace import Status, StatusCode
 
-    current.set_attribute("error.type", type(exc).__name__)
+    kind = error_type or (type(exc).__name__ if isinstance(exc, BaseException) else "Error")
+    current.set_attribute("error.type", kind)
     current.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
 
 

@@ -118,9 +118,9 @@ def _items_hash(items: list[Any]) -> str:
     try:
         text = json.dumps(items, sort_keys=True, default=str)
     except TypeError:  # keys that cannot be sorted together (None beside str)
-        from ray_orch.store.checkpoint import _string_keys
+        from ray_orch.store.checkpoint import string_keys
 
-        text = json.dumps(_string_keys(items), sort_keys=True, default=str)
+        text = json.dumps(string_keys(items), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -1,5 +1,5 @@
 """``RunListener``: the ``Listener`` port's logic, in plain Python. A run's members send
-it token events (``push``), each member's batches delivered in the order the member
+it token and tool-progress events (``push``), each member's batches delivered in the order the member
 numbered them, and ask it whether a tool call may run (``ask_tool``); a person's
 answers come in through ``answer``.
 
@@ -73,7 +73,8 @@ class RunListener:
         expected = self.expected.get(batch.member, 0)
         while expected in held:
             for event in held.pop(expected):
-                self.emit(Event(kind="token", workflow=self.workflow, run_id=self.run_id,
+                kind = event.pop("kind", "token")  # token, or tool_progress
+                self.emit(Event(kind=kind, workflow=self.workflow, run_id=self.run_id,
                                 **event))
             expected += 1
         self.expected[batch.member] = expected

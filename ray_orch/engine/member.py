@@ -36,6 +36,7 @@ from ray_orch.engine.messages import (
     ToolQuestion,
 )
 from ray_orch.policy.attempt import RunInputs, run_attempts
+from ray_orch.tools.execute import progress_to
 
 __all__ = ["AgentMember", "RunOptions"]
 
@@ -116,15 +117,15 @@ class AgentMember:
         self._bound(run_id).set()
         waits = prewarm == "wait"
         if (waits or (prewarm and not self.prewarmed)) and _needs_litellm(agents):
-            from ray_orch.model.client import _lib
+            from ray_orch.model.client import litellm_module
 
             if waits:
                 # At once if imported, else when the import is done. If it fails, the
                 # first call imports it again and reports why.
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(_lib)
+                    await asyncio.to_thread(litellm_module)
             elif not self.prewarmed:
-                threading.Thread(target=_lib, name="litellm-import", daemon=True).start()
+                threading.Thread(target=litellm_module, name="litellm-import", daemon=True).start()
             self.prewarmed = True
         return os.getpid()
 
@@ -159,6 +160,24 @@ class AgentMember:
                 asyncio.get_running_loop().call_soon(self._flush_tokens)
 
         return on_token
+
+    def _progress_to(self, run_id: str, options: RunOptions | None, task_name: str,
+                     iteration: int | None) -> Callable[[dict[str, Any]], None] | None:
+        """Where a task's tool progress goes: ``tool_progress`` events, sent with the
+        token batches (None: the run has no listener)."""
+        if options is None or options.listener is None:
+            return None
+        listener = options.listener
+
+        def on_progress(data: dict[str, Any]) -> None:
+            self.tokens_out.setdefault(run_id, (listener, []))[1].append(
+                {"kind": "tool_progress", "task": task_name, "ts": time.time(),
+                 "data": {**data, "iteration": iteration}})
+            if not self.tokens_due:
+                self.tokens_due = True
+                asyncio.get_running_loop().call_soon(self._flush_tokens)
+
+        return on_progress
 
     def _approvals_to(self, run_id: str, options: RunOptions | None, task_name: str
                       ) -> Callable[[str, dict[str, Any]], Any] | None:
@@ -238,14 +257,19 @@ class AgentMember:
         self.in_flight += 1
         options = self.run_options.get(run_id)
         try:
-            with trace.attached(options.trace_context if options else None), \
-                    shared.using(options.shared if options else None):
-                output = await run_attempts(task, agent, RunInputs(
-                    inputs=request.inputs, context=request.context, missing=request.missing,
-                    iteration=iteration,
-                    on_token=self._tokens_to(run_id, options, task_name, iteration),
-                    feedback=request.feedback,
-                    approve_tool=self._approvals_to(run_id, options, task_name)))
+            progress = progress_to.set(self._progress_to(run_id, options, task_name,
+                                                         iteration))
+            try:
+                with trace.attached(options.trace_context if options else None), \
+                        shared.using(options.shared if options else None):
+                    output = await run_attempts(task, agent, RunInputs(
+                        inputs=request.inputs, context=request.context,
+                        missing=request.missing, iteration=iteration,
+                        on_token=self._tokens_to(run_id, options, task_name, iteration),
+                        feedback=request.feedback,
+                        approve_tool=self._approvals_to(run_id, options, task_name)))
+            finally:
+                progress_to.reset(progress)
             if options is not None and options.tokens:
                 self._flush_tokens()
                 # Every piece is delivered before the output returns.

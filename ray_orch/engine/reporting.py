@@ -14,7 +14,7 @@ __all__ = ["Reporter"]
 
 _GAUGES = ("pool", "scheduler")
 # For the driver's live stream only: the metrics hub has no use for outputs or tokens.
-_DRIVER_ONLY = ("task_completed", "token", "approval_requested")
+_DRIVER_ONLY = ("task_completed", "token", "tool_progress", "approval_requested")
 _GAUGE_INTERVAL = 0.1
 
 

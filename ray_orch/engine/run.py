@@ -52,8 +52,8 @@ from ray_orch.policy.attempt import run_with_fallback
 from ray_orch.policy.breaker import breaker_for, breaker_guard
 from ray_orch.policy.caching import from_cache, key_for, ttl_for
 from ray_orch.policy.task import Task
+from ray_orch.store.approvals import PauseStore
 from ray_orch.store.journal import Journal
-from ray_orch.store.pauses import PauseStore
 from ray_orch.tools.journal import ToolJournalRef
 
 __all__ = ["Run", "RunResult", "RunSpec"]

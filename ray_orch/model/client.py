@@ -13,23 +13,23 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ray_orch.core import trace
 from ray_orch.core.errors import LLMError, ModelNotConfiguredError
 from ray_orch.model import openai_http as _openai_http
-from ray_orch.model.ratelimit_client import estimate_tokens, limited, strip_limit_keys
+from ray_orch.model.ratelimit.client import estimate_tokens, limited, strip_limit_keys
 from ray_orch.model.streaming import achat_stream, litellm_stream
+from ray_orch.model.telemetry import chat_span, record_reply
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["EMBEDDED", "LLMConfig", "LLMResult", "acomplete", "classify_error", "complete",
-           "uses_litellm"]
+__all__ = ["EMBEDDED", "NO_KEY", "LLMConfig", "LLMResult", "acomplete", "classify_error",
+           "complete", "litellm_module", "takes_images", "traced_chat", "uses_litellm"]
 
 # Marker model name: "use the embedded offline model"; resolved in the calling process,
 # because the model server is per node.
@@ -37,12 +37,13 @@ EMBEDDED = "ray-orch/embedded"
 
 _CLIENTS = frozenset({"auto", "litellm"})
 # The key sent to an OpenAI-compatible server given without one (local servers need some).
-_NO_KEY = "sk-none"
+NO_KEY = "sk-none"
 _SECRET_KEYS = {"api_key", "apikey", "authorization", "token", "secret", "password"}
 _litellm: ModuleType | None = None
 
 
-def _lib() -> ModuleType:
+def litellm_module() -> ModuleType:
+    """litellm, imported once on first use (with its cost map read locally)."""
     global _litellm
     if _litellm is None:
         # Without this, importing litellm fetches a cost map from the internet.
@@ -141,6 +142,12 @@ class LLMResult:
     duration_s: float = 0.0
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """Tool calls the model asked for (OpenAI format: id, type, function name/arguments)."""
+    response_model: str | None = None
+    """The model as the server named it in its reply (None when it did not)."""
+    response_id: str | None = None
+    """The reply's id (``chatcmpl-...``), when the server gave one."""
+    finish_reasons: list[str] = field(default_factory=list)
+    """Why the answer ended, per choice (``stop``, ``tool_calls``, ``length``)."""
 
     @property
     def tokens(self) -> int:
@@ -157,6 +164,22 @@ def _resolve(config: LLMConfig, opts: dict[str, Any] | None = None) -> LLMConfig
     return LLMConfig(model=opts["model"], base_url=opts.get("api_base"),
                      api_key=opts.get("api_key"), timeout=config.timeout,
                      options=dict(config.options), client=config.client)
+
+
+def takes_images(config: LLMConfig) -> bool:
+    """Whether the model takes images: the ``supports_vision`` llm option when given,
+    else litellm's model table.
+
+    Example:
+        >>> takes_images(LLMConfig(model="openai/stub", options={"supports_vision": True}))
+        True
+        >>> takes_images(LLMConfig(model="openai/stub"))
+        False
+    """
+    given = config.options.get("supports_vision")
+    if given is not None:
+        return bool(given)
+    return bool(_openai_http.model_info(config.model).get("supports_vision"))
 
 
 def uses_litellm(config: LLMConfig) -> bool:
@@ -178,7 +201,7 @@ def _request(config: LLMConfig, messages: list[dict[str, Any]],
         kwargs["api_key"] = config.api_key
     elif config.base_url:
         # OpenAI-compatible local servers need some key; litellm refuses an empty one.
-        kwargs["api_key"] = _NO_KEY
+        kwargs["api_key"] = NO_KEY
     if schema is not None:
         kwargs["response_format"] = schema
     if tools:
@@ -188,7 +211,7 @@ def _request(config: LLMConfig, messages: list[dict[str, Any]],
 
 
 def _result(response: Any, config: LLMConfig, started: float) -> LLMResult:
-    lib = _lib()
+    lib = litellm_module()
     try:
         text = response.choices[0].message.content or ""
         calls = _tool_calls_of(getattr(response.choices[0].message, "tool_calls", None))
@@ -207,9 +230,13 @@ def _result(response: Any, config: LLMConfig, started: float) -> LLMResult:
         except Exception:
             cost = 0.0  # unknown models (local, stub) have no price
     cost = float(cost or 0.0)
+    finish = [str(c.finish_reason) for c in getattr(response, "choices", None) or []
+              if getattr(c, "finish_reason", None)]
     return LLMResult(text=text, model=config.model, prompt_tokens=prompt,
                      completion_tokens=completion, cost_usd=cost,
-                     duration_s=time.perf_counter() - started, tool_calls=calls)
+                     duration_s=time.perf_counter() - started, tool_calls=calls,
+                     response_model=getattr(response, "model", None) or None,
+                     response_id=getattr(response, "id", None) or None, finish_reasons=finish)
 
 
 def _tool_calls_of(calls: Any) -> list[dict[str, Any]]:
@@ -269,7 +296,7 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
         if lean:
             return await _acomplete_http(config, strip_limit_keys(config.options), messages,
                                          schema, timeout, on_token, tools)
-        lib = _lib()
+        lib = litellm_module()
         started = time.perf_counter()
         try:
             request = _request(config, messages, schema, timeout, tools)
@@ -282,26 +309,15 @@ async def acomplete(config: LLMConfig, messages: list[dict[str, Any]], *,
         return _result(response, config, started)
 
     # Paced under the model's rpm / tpm and adaptive window; a direct call without limits.
-    with trace.span(f"chat {config.model}", {"gen_ai.operation.name": "chat",
-                                            "gen_ai.request.model": config.model}) as span:
+    with chat_span(config.model, messages, base_url=config.base_url, options=config.options,
+                   structured=schema is not None) as span:
         result = await limited(config, call,
                                tokens_estimate=estimate_tokens(messages, config.options))
-        if span is not None:
-            _describe(span, result, messages)
+        record_reply(span, model=result.response_model, response_id=result.response_id,
+                     finish_reasons=result.finish_reasons, input_tokens=result.prompt_tokens,
+                     output_tokens=result.completion_tokens, text=result.text,
+                     tool_calls=result.tool_calls)
     return result
-
-
-def _describe(span: Any, result: LLMResult, messages: list[dict[str, Any]]) -> None:
-    """The GenAI attributes of a finished model call (content only when opted in)."""
-    span.set_attribute("gen_ai.response.model", result.model)
-    span.set_attribute("gen_ai.usage.input_tokens", result.prompt_tokens)
-    span.set_attribute("gen_ai.usage.output_tokens", result.completion_tokens)
-    if trace.content_recorded():
-        import json
-
-        span.set_attribute("gen_ai.input.messages", json.dumps(messages)[:16_000])
-        span.set_attribute("gen_ai.output.messages", json.dumps(
-            [{"role": "assistant", "content": result.text}])[:16_000])
 
 
 async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
@@ -319,11 +335,11 @@ async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
         body["tools"] = tools
     if on_token is None:
         reply = await _openai_http.achat(config.model, config.base_url or "",
-                                         config.api_key or _NO_KEY, body,
+                                         config.api_key or NO_KEY, body,
                                          timeout or config.timeout)
     else:
         reply = await achat_stream(config.model, config.base_url or "",
-                                   config.api_key or _NO_KEY, body, timeout or config.timeout,
+                                   config.api_key or NO_KEY, body, timeout or config.timeout,
                                    on_token)
     try:
         message = reply["choices"][0]["message"]
@@ -339,7 +355,23 @@ async def _acomplete_http(config: LLMConfig, options: dict[str, Any],
     return LLMResult(text=str(text), model=config.model, prompt_tokens=prompt,
                      completion_tokens=completion,
                      cost_usd=prompt * price_in + completion * price_out,
-                     duration_s=time.perf_counter() - started, tool_calls=calls)
+                     duration_s=time.perf_counter() - started, tool_calls=calls,
+                     **reply_identity(reply))
+
+
+def reply_identity(reply: dict[str, Any]) -> dict[str, Any]:
+    """``response_model``, ``response_id`` and ``finish_reasons`` of an OpenAI-style reply.
+
+    Example:
+        >>> reply_identity({"id": "c-1", "model": "m-2024", "choices": [
+        ...     {"finish_reason": "stop"}]})["finish_reasons"]
+        ['stop']
+    """
+    choices = reply.get("choices") or []
+    return {"response_model": str(reply["model"]) if reply.get("model") else None,
+            "response_id": str(reply["id"]) if reply.get("id") else None,
+            "finish_reasons": [str(c["finish_reason"]) for c in choices
+                               if isinstance(c, dict) and c.get("finish_reason")]}
 
 
 def complete(config: LLMConfig, messages: list[dict[str, Any]], *,
@@ -347,7 +379,7 @@ def complete(config: LLMConfig, messages: list[dict[str, Any]], *,
              timeout: float | None = None) -> LLMResult:
     """Call the model once, synchronously. Same contract as ``acomplete``."""
     config = _resolve(config)
-    lib = _lib()
+    lib = litellm_module()
     started = time.perf_counter()
     try:
         response = lib.completion(**_request(config, messages, schema, timeout))
@@ -367,7 +399,7 @@ def classify_error(exc: BaseException, model: str = "") -> LLMError:
     """
     if isinstance(exc, LLMError):
         return exc
-    lib = _lib()
+    lib = litellm_module()
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
     retry_after = _retry_after(exc)
@@ -422,3 +454,24 @@ def error_kind(exc: BaseException) -> str:
             return "timeout"
         return "llm"
     return "error"
+
+
+async def traced_chat(config: LLMConfig, messages: list[dict[str, Any]],
+                      call: Callable[[], Awaitable[dict[str, Any]]], *,
+                      structured: bool = False) -> dict[str, Any]:
+    """Run ``call`` (one OpenAI-style request, its reply as a dict) in a ``chat`` span
+    with the reply's attributes (what a decision's own request uses)."""
+    with chat_span(config.model, messages, base_url=config.base_url, options=config.options,
+                   structured=structured) as span:
+        reply = await call()
+        if span is not None:
+            ident = reply_identity(reply)
+            usage = reply.get("usage") or {}
+            message = ((reply.get("choices") or [{}])[0] or {}).get("message") or {}
+            record_reply(span, model=ident["response_model"], response_id=ident["response_id"],
+                         finish_reasons=ident["finish_reasons"],
+                         input_tokens=int(usage.get("prompt_tokens") or 0),
+                         output_tokens=int(usage.get("completion_tokens") or 0),
+                         text=str(message.get("content") or ""),
+                         tool_calls=_tool_calls_of(message.get("tool_calls")))
+        return reply

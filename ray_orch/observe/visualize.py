@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Literal
 from ray_orch.engine.graph import Mode
 from ray_orch.observe.picture_png import render_png
 from ray_orch.observe.view import (
-    _STATUS_STYLE,
-    _TAKEN,
-    _Edge,
-    _loop_note,
-    _role,
-    _tools_note,
-    _View,
-    _view,
+    STATUS_STYLE,
+    TAKEN,
+    Edge,
+    View,
+    loop_note,
+    task_role,
+    tools_note,
+    view_of,
 )
 from ray_orch.policy.task import Task
 
@@ -77,7 +77,7 @@ def _node_ids(order: list[str]) -> dict[str, str]:
     return ids
 
 
-def _edge_text(edge: _Edge, src: str, dst: str) -> str:
+def _edge_text(edge: Edge, src: str, dst: str) -> str:
     arrow = {"context": "-->", "route": "-->", "next": "-.->", "failure": "-.->"}[edge.kind]
     if edge.label is None:
         return f"{src} {arrow} {dst}"
@@ -113,13 +113,13 @@ def mermaid(process_or_tasks: Process | dict[str, Task] | Iterable[Task],
             load["load"]
             extract --> load
     """
-    view = _view(process_or_tasks, mode)
+    view = view_of(process_or_tasks, mode)
     graph = view.graph
     ids = _node_ids(graph.order)
     lines = ["flowchart LR", f"    %% {_comment(view.name)} (mode: {graph.mode})"]
     for name in graph.order:
         task = graph.nodes[name].task
-        parts = [name] + [p for p in (_role(task), _tools_note(task), _loop_note(graph, name))
+        parts = [name] + [p for p in (task_role(task), tools_note(task), loop_note(graph, name))
                           if p]
         if view.ran:
             status = view.statuses.get(name, "pending")
@@ -140,19 +140,19 @@ def _comment(text: str) -> str:
     return " ".join(str(text).split()).replace("%%", "%")
 
 
-def _run_styles(view: _View, ids: dict[str, str]) -> list[str]:
+def _run_styles(view: View, ids: dict[str, str]) -> list[str]:
     lines = []
     by_status: dict[str, list[str]] = {}
     for name in view.graph.order:
         status = view.statuses.get(name, "pending")
-        by_status.setdefault(status if status in _STATUS_STYLE else "pending", []).append(name)
+        by_status.setdefault(status if status in STATUS_STYLE else "pending", []).append(name)
     for status, names in by_status.items():
-        lines.append(f"    classDef {status} {_STATUS_STYLE[status]}")
+        lines.append(f"    classDef {status} {STATUS_STYLE[status]}")
         lines.append(f"    class {','.join(ids[n] for n in names)} {status}")
     taken = [str(i) for i, e in enumerate(view.edges) if view.taken(e)]
     faded = [str(i) for i, e in enumerate(view.edges) if not view.taken(e)]
     if taken:
-        lines.append(f"    linkStyle {','.join(taken)} stroke:{_TAKEN},stroke-width:3px")
+        lines.append(f"    linkStyle {','.join(taken)} stroke:{TAKEN},stroke-width:3px")
     if faded:
         lines.append(f"    linkStyle {','.join(faded)} stroke:#bdbdbd")
     for name in view.graph.order:

@@ -43,13 +43,9 @@ from ray_orch.core.routing import decision_schema, default_key, match_route, rou
 from ray_orch.model.client import error_kind
 from ray_orch.policy.agent import Agent, role_of
 from ray_orch.policy.budget import apply_budget
-from ray_orch.policy.decide import (
-    decide_hosted,
-    decide_locally,
-    decision_value,
-    uses_local_decisions,
-    wants_logprobs,
-)
+from ray_orch.policy.decide import decision_value
+from ray_orch.policy.decide_hosted import decide_hosted, wants_logprobs
+from ray_orch.policy.decide_local import decide_locally, uses_local_decisions
 from ray_orch.policy.guardrails import Rejected, call_record, check_guardrails, parse_structured
 from ray_orch.tools.loop import ToolRun, answer_with_tools, tool_run_for
 
@@ -202,6 +198,7 @@ class _Attempts:
             on_token = lambda text: stream(text, number)  # noqa: E731
         with trace.span(f"invoke_agent {role_of(agent) or 'agent'}",
                         {"gen_ai.operation.name": "invoke_agent",
+                         "openinference.span.kind": "AGENT",
                          "gen_ai.agent.name": role_of(agent), "ray_orch.task": task.id,
                          "ray_orch.iteration": run.iteration,
                          "ray_orch.attempt": counts["exception"] + counts["validation"] + 1}):

@@ -24,9 +24,9 @@ __all__ = ["apply_budget", "budget_for"]
 
 
 def _counter(model: str) -> Any:
-    from ray_orch.model.client import _lib
+    from ray_orch.model.client import litellm_module
 
-    lib = _lib()
+    lib = litellm_module()
 
     def count(text: str) -> int:
         try:

@@ -60,8 +60,9 @@ PROVIDER_OPTIONS: frozenset[str] = frozenset({
     "custom_llm_provider", "drop_params", "top_k", "repetition_penalty", "min_p",
     "thinking", "web_search_options", "deployment_id", "organization", "api_base",
     "stream", "mock_response",
-    # ray-orch's own: cluster-wide rate limits (ray_orch.model.ratelimit.LIMIT_KEYS)
-    "rpm", "tpm", "max_in_flight",
+    # ray-orch's own (ray_orch.model.ratelimit.LIMIT_KEYS): cluster-wide rate limits, and
+    # whether the model takes images (tool results' images are attached for it)
+    "rpm", "tpm", "max_in_flight", "supports_vision",
 })
 # Keys of an ``llm={...}`` dict besides the provider options.
 _LLM_DICT_KEYS = frozenset({"model", "base_url", "api_base", "api_key", "timeout", "client"})

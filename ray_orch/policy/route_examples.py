@@ -6,7 +6,7 @@ model only the keys' words to go on; a hosted model knows what a "complex" suppo
 is, a 22M-parameter encoder does not. This glossary is that knowledge, written down: for
 route keys common in triage workflows, 80-150 example messages each for ``technical``,
 ``billing``, ``complex`` and ``simple`` and about forty for the others, which the
-embedded default compares a message with (nearest examples, ``ray_orch.policy.decide``).
+embedded default compares a message with (nearest examples, ``ray_orch.policy.decide_local``).
 
 The examples are in ``route_examples.json`` beside this module (written for this
 purpose; examples close to any inquiry of the labelled sets that measure accuracy were

@@ -45,6 +45,7 @@ __all__ = [
     "canonical_json",
     "definition_hash",
     "new_run_id",
+    "string_keys",
 ]
 
 
@@ -63,7 +64,7 @@ def canonical_json(obj: Any) -> str:
     except TypeError:
         # Keys of mixed types (a None key from a ragged CSV row next to str keys) cannot be
         # sorted: the same keys as JSON writes them (strings) can.
-        obj = _string_keys(obj)
+        obj = string_keys(obj)
         text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     try:
         text.encode("utf-8")
@@ -73,12 +74,13 @@ def canonical_json(obj: Any) -> str:
     return text
 
 
-def _string_keys(obj: Any) -> Any:
+def string_keys(obj: Any) -> Any:
+    """``obj`` with every dict key a string (non-string keys as their JSON text)."""
     if isinstance(obj, dict):
-        return {k if isinstance(k, str) else json.dumps(k, default=str): _string_keys(v)
+        return {k if isinstance(k, str) else json.dumps(k, default=str): string_keys(v)
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_string_keys(v) for v in obj]
+        return [string_keys(v) for v in obj]
     return obj
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
+import dataclasses
 import json
 import os
 import sys
@@ -21,16 +23,30 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ray_orch.core import shared, trace
+from ray_orch.core.errors import MCPToolError
 
-from .mcp import route_call
+from .mcp import MCPCall, route_call
 from .spec import ToolSpec, is_coroutine_result
 
-__all__ = ["ToolCall", "execute_call", "result_text"]
+__all__ = ["ToolCall", "execute_call", "progress_to", "result_text", "trace_remote_with"]
 
 _THREADS = int(os.environ.get("RAY_ORCH_TOOL_THREADS", "64"))
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _remote_fns: dict[int, Any] = {}
 _keep: list[Any] = []
+
+progress_to: contextvars.ContextVar[Any] = contextvars.ContextVar("ray_orch_tool_progress",
+                                                                  default=None)
+"""Where tool progress goes in this context: ``fn(data)`` with ``tool``, ``call_id``,
+``progress``, ``total``, ``message`` (the agent's member sets it for a streamed run)."""
+
+
+def trace_remote_with(scope: Any) -> None:
+    """Run this process's remote tool calls outside a run inside ``scope(settings,
+    carrier)`` (a context manager that sets tracing up in the Ray worker, attaches the
+    caller's trace context and exports the spans at the end); a run's members get
+    ``observe.tracing.remote_scope`` with the run (``SharedServices.tool_scope``)."""
+    shared.install(dataclasses.replace(shared.installed(), tool_scope=scope))
 
 
 @dataclass(kw_only=True)
@@ -47,6 +63,8 @@ class ToolCall:
     """What went back to the model (the result, or the error as JSON)."""
     error: str | None = None
     """The error text, when not ok."""
+    error_type: str | None = None
+    """The error's type name (the tool's own exception's, ``MCPSessionError``, ...)."""
     duration_s: float = 0.0
     """Seconds the call took (0 when replayed from the journal)."""
     where: str = "local"
@@ -63,6 +81,7 @@ class ToolCall:
     call_id: str = ""
     """The model's id for the call."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """What stays in the attempt: ``images`` (``ToolImage``s an MCP tool returned)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A plain dict (what metadata holds)."""
@@ -115,17 +134,21 @@ def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int]:
     return value, _node_id(), os.getpid()
 
 
-def _bound(fn: Any) -> Any:
-    def call(kwargs: dict[str, Any], carrier: dict[str, str],
+def _bound(fn: Any, scope: Any) -> Any:
+    def call(kwargs: dict[str, Any], carrier: dict[str, str], settings: dict[str, str],
              services: shared.SharedServices | None = None) -> tuple[Any, str | None, int]:
         # The caller's shared services (breakers, limits, model server, MCP sessions)
         # hold for what the tool does too: a Ray worker installs none by itself.
         with shared.using(services):
-            return _traced(kwargs, carrier)
+            return _traced(kwargs, carrier, settings)
 
-    def _traced(kwargs: dict[str, Any], carrier: dict[str, str]) -> tuple[Any, str | None, int]:
+    def _traced(kwargs: dict[str, Any], carrier: dict[str, str],
+                settings: dict[str, str]) -> tuple[Any, str | None, int]:
         if not carrier:
             return _invoke(fn, kwargs)
+        if scope is not None:  # tracing set up here, spans exported before returning
+            with scope(settings, carrier):
+                return _invoke(fn, kwargs)
         # The caller's trace context: spans the tool makes hang under its execute_tool.
         from opentelemetry import context
         from opentelemetry.propagate import extract
@@ -161,10 +184,11 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
     if remote_fn is None:
         # One remote function per tool, with its options: Ray exports its definition
         # once, and each call sends only the arguments.
-        remote_fn = ray.remote(_bound(spec.fn)).options(**_ray_options(spec))
+        remote_fn = ray.remote(_bound(spec.fn, shared.current().tool_scope)
+                               ).options(**_ray_options(spec))
         _remote_fns[id(spec.fn)] = remote_fn
         _keep.append(spec.fn)  # ids stay unique while cached
-    ref = remote_fn.remote(kwargs, trace.carrier(), shared.current())
+    ref = remote_fn.remote(kwargs, trace.carrier(), trace.settings(), services=shared.current())
     try:
         value, node, pid = await ref
     except asyncio.CancelledError:
@@ -182,25 +206,44 @@ async def _run_local(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[
         value = await spec.fn(**kwargs)
     else:
         loop = asyncio.get_running_loop()
-        value = await loop.run_in_executor(_threads(), lambda: spec.fn(**kwargs))  # type: ignore[misc]
+        context = contextvars.copy_context()  # the tool's own spans: under execute_tool
+        value = await loop.run_in_executor(_threads(), lambda: context.run(
+            spec.fn, **kwargs))  # type: ignore[misc]
         if is_coroutine_result(value):
             value = await value
     return value, {"node": _node_id(), "pid": os.getpid()}
 
 
-async def _run(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+async def _run(spec: ToolSpec, kwargs: dict[str, Any],
+               call: ToolCall) -> tuple[Any, dict[str, Any]]:
     if spec.server is not None:
-        ok, text, where = await route_call(spec.server, spec.name, kwargs)
-        if not ok:
-            raise _MCPToolError(text or "the MCP tool reported an error")
-        return text, where
+        tool = spec.server_tool or spec.name
+        reply = await route_call(MCPCall(server=spec.server, tool=tool, arguments=kwargs,
+                                         trace_context=trace.carrier(),
+                                         trace_settings=trace.settings(),
+                                         read_only=spec.server.read_only(tool)),
+                                 _progress_sink(call))
+        if not reply.ok:
+            raise MCPToolError(reply.text or "the MCP tool reported an error",
+                               server=spec.server.name, tool=tool)
+        if reply.images:
+            call.extra["images"] = reply.images
+        return reply.text, reply.where
     if spec.options.remote:
         return await _run_remote(spec, kwargs)
     return await _run_local(spec, kwargs)
 
 
-class _MCPToolError(Exception):
-    """An MCP tool answered with ``isError``."""
+def _progress_sink(call: ToolCall) -> Any:
+    sink = progress_to.get()
+    if sink is None:
+        return None
+
+    def report(progress: float, total: float | None, message: str | None) -> None:
+        sink({"tool": call.name, "call_id": call.call_id, "progress": progress,
+              "total": total, "message": message})
+
+    return report
 
 
 def _parse(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -217,9 +260,11 @@ def _parse(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     return value, None
 
 
-def fail_call(call: ToolCall, error: str) -> ToolCall:
+def fail_call(call: ToolCall, error: str, error_type: str | None = None) -> ToolCall:
+    """Mark ``call`` failed; the model reads ``error`` as the call's result."""
     call.ok = False
     call.error = error
+    call.error_type = error_type or call.error_type or "ToolError"
     call.result = json.dumps({"error": error, "tool": call.name, "arguments": call.arguments},
                              default=str)
     return call
@@ -228,19 +273,26 @@ def fail_call(call: ToolCall, error: str) -> ToolCall:
 async def execute_call(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
                        call_id: str = "", available: list[str] | None = None) -> ToolCall:
     """Run one call of a tool the model asked for, in an ``execute_tool {name}`` span."""
-    with trace.span(f"execute_tool {name}", {"gen_ai.operation.name": "execute_tool",
-                                             "gen_ai.tool.name": name,
-                                             "gen_ai.tool.call.id": call_id}) as span:
+    attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
+                  "gen_ai.tool.call.id": call_id or None,
+                  "gen_ai.tool.type": None if spec is None else
+                  "extension" if spec.server is not None else "function",
+                  "gen_ai.tool.description": spec.description[:500] if spec else None,
+                  "openinference.span.kind": "TOOL"}
+    if trace.enabled() and trace.content_recorded():
+        attributes["gen_ai.tool.call.arguments"] = (
+            raw_arguments if isinstance(raw_arguments, str)
+            else json.dumps(raw_arguments, default=str))[:16_000]
+    with trace.span(f"execute_tool {name}", attributes) as span:
         call = await _execute(spec, name, raw_arguments, call_id=call_id, available=available)
         if span is not None:
             span.set_attribute("ray_orch.tool.where", call.where)
-            if not call.ok:
-                trace.record_error(span, _ToolFailed(call.error or "failed"))
+            if call.ok and trace.content_recorded():
+                span.set_attribute("gen_ai.tool.call.result", call.result[:16_000])
+            if not call.ok:  # the type only: an error's text may carry a secret
+                kind = call.error_type or "ToolError"
+                trace.record_error(span, kind, error_type=kind)
         return call
-
-
-class _ToolFailed(Exception):
-    """A tool call that failed (its error went back to the model)."""
 
 
 async def _execute(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
@@ -266,10 +318,10 @@ async def _execute(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
         if spec is None:
             call.where = "unknown"  # metrics label it so: a model's invented names are unbounded
             return fail_call(call, f"unknown tool '{name}'; the tools are: "
-                               f"{', '.join(available or []) or 'none'}")
+                               f"{', '.join(available or []) or 'none'}", "UnknownTool")
         call.where = spec.where
         if problem is not None:
-            return fail_call(call, problem)
+            return fail_call(call, problem, "InvalidArguments")
         assert arguments is not None
         kwargs = arguments
         model = spec.arguments_model()
@@ -277,19 +329,20 @@ async def _execute(spec: ToolSpec | None, name: str, raw_arguments: Any, *,
             try:
                 checked = model.model_validate(arguments)
             except ValidationError as exc:
-                return fail_call(call, f"the arguments do not match the tool's schema: {exc}")
+                return fail_call(call, f"the arguments do not match the tool's schema: {exc}",
+                                 "ValidationError")
             kwargs = {key: getattr(checked, key) for key in type(checked).model_fields}
         try:
-            coro = _run(spec, kwargs)
+            coro = _run(spec, kwargs, call)
             timeout = spec.options.timeout
             value, place = await (asyncio.wait_for(coro, timeout) if timeout else coro)
         except asyncio.TimeoutError:
             return fail_call(call, f"TimeoutError: tool '{name}' did not finish within its "
-                               f"timeout of {spec.options.timeout:g} s")
+                               f"timeout of {spec.options.timeout:g} s", "TimeoutError")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            return fail_call(call, f"{type(exc).__name__}: {exc}")
+            return fail_call(call, f"{type(exc).__name__}: {exc}", type(exc).__name__)
         call.node, call.pid = place.get("node"), place.get("pid")
         call.result = result_text(value)
         return call

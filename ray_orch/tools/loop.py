@@ -27,6 +27,7 @@ from ray_orch.tools.spec import ToolSpec, combined_tools, tool_specs
 from .constrained import choice_schema, parse_choice, protocol_prompt, results_message
 from .execute import ToolCall, execute_call, fail_call
 from .journal import ToolJournal, ToolJournalRef, args_digest, visit_digest
+from .mcp_content import image_parts
 
 __all__ = ["DEFAULT_MAX_TOOL_CALLS", "ToolRun", "answer_with_tools", "tool_run_for"]
 
@@ -192,23 +193,34 @@ async def answer_with_tools(agent: Any, prompt: str,
             response_format = choice_schema([], schema)
             continue
         turn += 1
-        made.update(c["function"]["name"] for c in requested)
-        total = sum(made.values())
-        if total > run.max_tool_calls:
-            tool, count = made.most_common(1)[0]
-            raise ToolLoopError(
-                f"task '{run.task_id}': the model asked for {total} tool calls, past "
-                f"max_tool_calls={run.max_tool_calls}; it called '{tool}' most ({count} "
-                "times). Raise max_tool_calls, or make the tool's answer conclusive.",
-                task=run.task_id, tool=tool, calls=total)
+        _count_calls(run, made, requested)
         done = await _turn(run, requested, identical)
         _append_results(messages, result, requested, done, json_mode)
-        failed = next((c for c in done if not c.ok), None)
-        if failed is not None and run.raise_errors:
-            raise ToolCallError(f"task '{run.task_id}': tool '{failed.name}' failed with "
-                                f"arguments {json.dumps(failed.arguments, default=str)}: "
-                                f"{failed.error}", task=run.task_id, tool=failed.name,
-                                arguments=failed.arguments)
+        _append_images(messages, done, config)
+        _raise_if_failed(run, done)
+
+
+def _count_calls(run: ToolRun, made: Counter[str], requested: list[dict[str, Any]]) -> None:
+    """Count a turn's requested calls into ``made``; past ``max_tool_calls``, stop."""
+    made.update(c["function"]["name"] for c in requested)
+    total = sum(made.values())
+    if total > run.max_tool_calls:
+        tool, count = made.most_common(1)[0]
+        raise ToolLoopError(
+            f"task '{run.task_id}': the model asked for {total} tool calls, past "
+            f"max_tool_calls={run.max_tool_calls}; it called '{tool}' most ({count} "
+            "times). Raise max_tool_calls, or make the tool's answer conclusive.",
+            task=run.task_id, tool=tool, calls=total)
+
+
+def _raise_if_failed(run: ToolRun, done: list[ToolCall]) -> None:
+    """With ``tool_errors="raise"``, a failed call of the turn fails the attempt."""
+    failed = next((c for c in done if not c.ok), None)
+    if failed is not None and run.raise_errors:
+        raise ToolCallError(f"task '{run.task_id}': tool '{failed.name}' failed with "
+                            f"arguments {json.dumps(failed.arguments, default=str)}: "
+                            f"{failed.error}", task=run.task_id, tool=failed.name,
+                            arguments=failed.arguments)
 
 
 async def _turn(run: ToolRun, requested: list[dict[str, Any]],
@@ -251,7 +263,8 @@ async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id
         refused, raw = await _approved(run, name, arguments)
         if refused is not None:  # the model hears why, as the call's result
             return fail_call(ToolCall(name=name, arguments=arguments, where=spec.where,
-                                      started=time.time(), call_id=call_id), refused)
+                                      started=time.time(), call_id=call_id), refused,
+                             "ApprovalRefused")
 
     async def call_and_journal() -> ToolCall:
         call = await execute_call(spec, name, raw, call_id=call_id,
@@ -337,6 +350,31 @@ def _arguments_of(raw: Any) -> dict[str, Any] | None:
     except (TypeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _append_images(messages: list[dict[str, Any]], done: list[ToolCall], config: Any) -> None:
+    """Images the tools returned, as a user message of image parts, for models that take
+    them (the tool messages hold short placeholders either way)."""
+    from ray_orch.model.client import takes_images
+
+    shown = [c for c in done if c.extra.get("images")]
+    if not shown:
+        return
+    if not takes_images(config):
+        for call in shown:
+            call.result += "\n(the image is not shown: this model does not take images)"
+            _replace_result(messages, call)
+        return
+    for call in shown:
+        messages.append({"role": "user", "content": image_parts(call.name,
+                                                                call.extra["images"])})
+
+
+def _replace_result(messages: list[dict[str, Any]], call: ToolCall) -> None:
+    for message in reversed(messages):
+        if message.get("role") == "tool" and message.get("tool_call_id") == call.call_id:
+            message["content"] = call.result
+            return
 
 
 def _append_results(messages: list[dict[str, Any]], result: Any,

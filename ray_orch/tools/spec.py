@@ -70,6 +70,8 @@ class ToolSpec:
     """The function (None for an MCP tool)."""
     server: MCP | None = None
     """The MCP server that serves it (None for a function)."""
+    server_tool: str | None = None
+    """The tool's own name on its MCP server (``name`` may carry the server's prefix)."""
     options: ToolOptions = field(default_factory=ToolOptions)
     """Placement, timeout, approval and replay options."""
     _model: Any = field(default=None, repr=False, compare=False)
@@ -271,14 +273,28 @@ def tool_specs(tools: list[Any] | tuple[Any, ...] | None, *, who: str,
             raise ToolDefinitionError(
                 f"{who}: tools[{index}] is not a tool: {item!r} ({type(item).__name__}); give "
                 "a function, a @tool function or ray_orch.MCP(...)", field="tools")
-    seen: dict[str, int] = {}
+    seen: dict[str, ToolSpec] = {}
     for spec in specs:
         if spec.name in seen:
-            raise ToolDefinitionError(
-                f"{who}: two tools are named '{spec.name}'; rename one with "
-                "@tool(name=...)", field="tools")
-        seen[spec.name] = 1
+            raise _collision(who, seen[spec.name], spec)
+        seen[spec.name] = spec
     return specs
+
+
+def _collision(who: str, first: ToolSpec, second: ToolSpec) -> ToolDefinitionError:
+    """Two tools share a name: say whose they are and how to tell them apart."""
+    def whose(spec: ToolSpec) -> str:
+        return spec.server.describe() if spec.server is not None else "a function"
+
+    if first.server is None and second.server is None:
+        advice = "rename one with @tool(name=...)"
+    else:
+        advice = ("give each MCP server a prefix, e.g. MCP(..., prefix=\"a\") offers "
+                  f"'a_{second.server_tool or second.name}'")
+        if first.server is None or second.server is None:
+            advice += ", or rename the function with @tool(name=...)"
+    return ToolDefinitionError(f"{who}: two tools are named '{second.name}' ({whose(first)} "
+                               f"and {whose(second)}); {advice}", field="tools")
 
 
 def is_coroutine_result(value: Any) -> bool:
@@ -353,8 +369,20 @@ def task_tool_problems(name: str, task: Any) -> list[ToolDefinitionError]:
 
 
 def server_specs(server: MCP) -> list[ToolSpec]:
-    """One ``ToolSpec`` per tool ``server`` listed (empty until listed)."""
-    options = ToolOptions(timeout=server.timeout)
-    return [ToolSpec(name=t["name"], description=t.get("description") or t["name"],
-                     parameters=t.get("parameters") or {"type": "object", "properties": {}},
-                     server=server, options=options) for t in server.listed or []]
+    """One ``ToolSpec`` per tool ``server`` listed (empty until listed); tools that
+    require MCP task support are left out, and the annotations set replay and approval
+    (see ``mcp.py``)."""
+    specs = []
+    for t in server.listed or []:
+        if t.get("task_support") == "required":
+            continue  # ray-orch does not run MCP tasks: a call would always fail
+        read_only = bool(t.get("read_only"))
+        options = ToolOptions(timeout=server.timeout, replay=server.replay and not read_only,
+                              requires_approval=server.approve_destructive and not read_only
+                              and t.get("destructive", True) is not False)
+        specs.append(ToolSpec(name=server.tool_name(t["name"]), server_tool=t["name"],
+                              description=t.get("description") or t["name"],
+                              parameters=t.get("parameters") or {"type": "object",
+                                                                 "properties": {}},
+                              server=server, options=options))
+    return specs
