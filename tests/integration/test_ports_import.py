@@ -23,7 +23,7 @@ PROBE = textwrap.dedent("""
         ray.init(address="local", num_cpus=1, include_dashboard=False,
                  logging_level="ERROR", log_to_driver=False)
     import ray_orch
-    import ray_orch.api.process, ray_orch.policy.breaker, ray_orch.model.ratelimit_client
+    import ray_orch.api.process, ray_orch.policy.breaker, ray_orch.model.ratelimit.client
     import ray_orch.model.embedded, ray_orch.tools.mcp
     from ray_orch.core import shared
 
