@@ -399,7 +399,8 @@ class Process:
             manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
         from ray_orch.api.stores import job_run_id
 
-        return RunSpec(run_id=run_id or job_run_id() or new_run_id(), workflow=self.name,
+        run_id = run_id or job_run_id() or new_run_id()  # memories are tagged with it too
+        return RunSpec(run_id=run_id, workflow=self.name,
                        mode=mode, tasks=self.task_list, graph=graph, agents=self.agents,
                        default_agent=default_agent, manager=manager,
                        max_visits=self.max_visits, max_steps=self.max_steps,
