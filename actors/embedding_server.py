@@ -2,8 +2,8 @@
 
 A detached, named async actor (``rayorch-embed-<node_id>`` in namespace ``ray_orch``)
 pinned to its node holds the node's one all-MiniLM-L6-v2 (~90 MB). Members of that node
-send their texts here (``ray_orch.model.embed.LocalEmbedder``, through the port that
-importing ``actors`` installs) instead of each loading the encoder. Requests that arrive
+send their texts here (``ray_orch.model.embed.LocalEmbedder``, through the run's
+``SharedServices.embedder``) instead of each loading the encoder. Requests that arrive
 while a batch is being encoded wait for the next one, which takes them all: concurrent
 recalls of many members cost one forward pass per turn, not one each. It reserves no CPU
 (``num_cpus=0``) and encodes on one BLAS thread, off its event loop.

@@ -1,7 +1,8 @@
-"""``Supervisor``: owns one run. A thin shell over ``ray_orch.engine.run.Run``: it opens the
-cluster services the run uses (its ports: the registry, the result cache, the metrics
-hub), runs the loop in its event loop and streams event batches, then the result, back
-to the driver through a Ray streaming generator."""
+"""``Supervisor``: owns one run. A thin shell over ``ray_orch.engine.run.Run`` and
+``ray_orch.engine.listener.RunListener``: it opens the cluster services the run uses (its
+ports: the registry, the result cache, the metrics hub), runs the loop in its event loop
+and streams event batches, then the result, back to the driver through a Ray streaming
+generator; members' token batches and tool-call questions go to its listener."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from typing import Any
 
 import ray
 
+from actors import cluster_services
 from actors.cache_actor import get_cache_actor
 from actors.metrics_hub import checked_endpoint, start_metrics_hub
 from ray_orch.core.approvals import RunPaused
 from ray_orch.core.errors import SerializationError
 from ray_orch.core.events import Event
 from ray_orch.core.proc import settle_heap
+from ray_orch.engine.listener import RunListener
+from ray_orch.engine.messages import TokenBatch, ToolQuestion
 from ray_orch.engine.ports import KeptMembers, Services
 from ray_orch.engine.run import Run, RunSpec
 from ray_orch.observe.metrics import EventBatcher
@@ -40,16 +44,14 @@ class Supervisor:
         self.kept = KeptMembers()  # members kept between this Supervisor's runs
         # The run in progress, and where its events wait.
         self.running: Run | None = None
-        self.events: tuple[asyncio.Queue[Event], asyncio.Event] | None = None
-        # Token batches of a member that arrived before an earlier one, by member.
-        self.held: dict[str, dict[int, list[dict[str, Any]]]] = {}
-        self.expected: dict[str, int] = {}
+        self.listener = RunListener()  # members' token batches and questions
         settle_heap()
 
     async def _services(self, spec: RunSpec) -> Services:
         """The cluster services ``spec`` uses: metrics hub and result cache."""
         services = Services(registry=self.registry, remote=_RayRemote(), kept=self.kept,
                             lessee=ray.get_runtime_context().get_actor_id(),
+                            shared=cluster_services(),
                             listener=ray.get_runtime_context().current_actor
                             if spec.tokens or spec.stream or spec.approvals == "inline"
                             else None)
@@ -94,8 +96,8 @@ class Supervisor:
             arrived.set()
 
         run = Run(spec, emit=emit, services=await self._services(spec))
-        self.events = (queue, arrived)
-        self.held, self.expected = {}, {}
+        self.listener.follow(members_key=run.members_key, workflow=spec.workflow,
+                             run_id=spec.run_id, emit=emit, approvals=run.approvals)
         self.running = run
         self.job = asyncio.ensure_future(run.execute())
         try:
@@ -118,7 +120,7 @@ class Supervisor:
                 if batch:
                     yield ("events", [e.model_dump() for e in batch])
         finally:
-            self.events = None
+            self.listener.stop()
             self.running = None
 
     async def _wait(self, arrived: asyncio.Event, streaming: bool) -> None:
@@ -138,38 +140,16 @@ class Supervisor:
 
     def answer(self, request_id: str, answer: dict[str, Any]) -> bool:
         """A person's answer to an inline approval request of the run in progress."""
-        if self.running is None:
-            return False
-        return self.running.approvals.answer(request_id, answer)
+        return self.listener.answer(request_id, answer)
 
-    async def ask_tool(self, members_key: str, task: str, tool: str,
-                       arguments: dict[str, Any]) -> dict[str, Any]:
+    async def ask_tool(self, question: ToolQuestion) -> dict[str, Any]:
         """A member asks whether a tool call may run: the driver's answer (as data)."""
-        if self.running is None or self.running.members_key != members_key:
-            return {"answer": "reject", "reason": "the run has ended"}
-        return await self.running.approvals.ask_tool(task, tool, arguments)
+        return await self.listener.ask_tool(question)
 
-    def push(self, members_key: str, member: str, batch: int,
-             events: list[dict[str, Any]]) -> None:
+    def push(self, batch: TokenBatch) -> None:
         """Live events from the run's members (token deltas, tool progress), streamed to the driver with
-        the run's own, each member's batches in the order it numbered them (calls to an
-        async actor may run in any order); those of a run that has ended are dropped."""
-        run = self.running
-        if run is None or self.events is None or run.members_key != members_key:
-            return
-        queue, arrived = self.events
-        spec = run.spec
-        held = self.held.setdefault(member, {})
-        held[batch] = events
-        expected = self.expected.get(member, 0)  # a member numbers a run's batches from 0
-        while expected in held:
-            for event in held.pop(expected):
-                kind = event.pop("kind", "token")  # token, or tool_progress
-                queue.put_nowait(Event(kind=kind, workflow=spec.workflow,
-                                       run_id=spec.run_id, **event))
-            expected += 1
-        self.expected[member] = expected
-        arrived.set()
+        the run's own, in each member's order (``RunListener.push``)."""
+        self.listener.push(batch)
 
     def info(self) -> dict[str, Any]:
         """This Supervisor's pid, its run in progress and how many members it keeps."""
@@ -181,7 +161,7 @@ class Supervisor:
         (before it is stopped); returns how many."""
         count = 0
         for (placement_key, key), handles in self.kept.release().items():
-            self.registry.give_back.remote(placement_key, handles, key)
+            self.registry.give_back.remote(placement_key, handles, agent_key=key)
             count += len(handles)
         return count
 

@@ -126,18 +126,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-def _join_the_cluster_services() -> None:
-    # In a process of a Ray cluster (a worker running a remote tool, a plain Ray task),
-    # breakers, rate limits, the embedded model's node server and MCP sessions are the
-    # cluster's: importing ``actors`` installs them. Elsewhere this costs one dict lookup.
-    from ray_orch.core.proc import ray_is_running
-
-    if ray_is_running():
-        import actors  # noqa: F401
-
-
-_join_the_cluster_services()
-
 __version__ = "0.1.0"
 
 __all__ = [  # noqa: RUF022 - plain sorted() order, as test_public_api checks

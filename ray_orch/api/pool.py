@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from ray_orch.core.output import TaskOutput
+from ray_orch.engine.messages import TaskRequest
 from ray_orch.policy.agent import Agent
 from ray_orch.policy.outcomes import set_outcome
 from ray_orch.policy.task import Task
@@ -49,6 +50,7 @@ class AgentPool:
         from actors.registry import get_registry
         from ray_orch.api.runtime import ensure_ray
         from ray_orch.engine.dispatch import placement_options
+        from ray_orch.engine.messages import Binding, LeaseRequest, RunOptions
 
         template = agent_template if isinstance(agent_template, Agent) else Agent(**agent_template)
         self.agent = template
@@ -60,15 +62,18 @@ class AgentPool:
         self._placement_key, options = placement_options(template)
         import ray
 
-        self.members = ray.get(self._registry.lease.remote(self._placement_key, pool_size,
-                                                           options))
+        self.members = ray.get(self._registry.lease.remote(LeaseRequest(
+            placement_key=self._placement_key, count=pool_size, options=options)))
         self.agents = [template] * pool_size  # the guide's attribute
         self._run_id = f"pool-{uuid.uuid4().hex[:8]}"
         self._key = template.key()
         self._in_flight = [0] * pool_size
         self._free = threading.Condition()
-        ray.get([m.bind.remote(self._run_id, {self._key: template}, {}, False)
-                 for m in self.members])
+        from actors import cluster_services
+
+        binding = Binding(run_id=self._run_id, agents={self._key: template}, tasks={},
+                          prewarm=False, options=RunOptions(shared=cluster_services()))
+        ray.get([m.bind.remote(binding) for m in self.members])
 
     def _acquire(self) -> int:
         with self._free:
@@ -106,7 +111,8 @@ class AgentPool:
         """
         index = self._acquire()
         member = self.members[index]
-        ref = member.run_task.remote(self._key, task, inputs, {})
+        ref = member.run_task.remote(TaskRequest(agent_key=self._key, task=task, inputs=inputs,
+                                                 run_id=self._run_id))
         future: concurrent.futures.Future[TaskOutput] = ref.future()
 
         def done(f: concurrent.futures.Future[TaskOutput]) -> None:

@@ -73,7 +73,9 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
     from actors import install_ports
     from actors.registry import find_standing_registry
 
-    install_ports()  # this driver too (the workers do it as they start)
+    # Model calls this driver makes outside a run share the cluster's breakers, limits and
+    # model server (a run brings its own: Services.shared); no import installs them.
+    install_ports()
     if address and address != "local" and find_standing_registry() is not None:
         # Warm pools and Supervisors shared across drivers. Leave at exit without Ray's
         # own exit hook, which sleeps 0.5 s for worker logs: the actors printing them on

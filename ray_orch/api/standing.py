@@ -412,8 +412,7 @@ def connect_to_runtime(info: RuntimeInfo) -> None:
     set_auth_mode(info.auth_mode)
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address=info.address, namespace=NAMESPACE, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": "actors.install_ports"})
+    ray.init(address=info.address, namespace=NAMESPACE, log_to_driver=False)
 
 
 def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
@@ -426,6 +425,7 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
     from actors.metrics_hub import start_metrics_hub
     from actors.registry import start_standing_registry
     from ray_orch.engine.dispatch import placement_options
+    from ray_orch.engine.messages import LeaseRequest
     from ray_orch.policy.agent import Agent
 
     connect_to_runtime(info)
@@ -440,7 +440,8 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
         if prewarm:
             placement_key, options = placement_options(
                 Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
-            members = ray.get(registry.lease.remote(placement_key, prewarm, options))
+            members = ray.get(registry.lease.remote(LeaseRequest(
+                placement_key=placement_key, count=prewarm, options=options)))
             ray.get([m.warm_imports.remote() for m in members])
             ray.get(registry.give_back.remote(placement_key, members))
         metrics_url = ray.get(hub.endpoint.remote())

@@ -7,6 +7,7 @@ actor handles on the cluster, in-process fakes in tests.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import json
@@ -17,7 +18,14 @@ from typing import Any
 
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
-from ray_orch.engine.ports import KeptMembers, Remote
+from ray_orch.engine.messages import (
+    AttemptRequest,
+    BatchRequest,
+    Binding,
+    HandOffRequest,
+    LeaseRequest,
+)
+from ray_orch.engine.ports import KeptMembers, Registry, Remote
 from ray_orch.policy.agent import role_of
 
 __all__ = ["Pool", "PoolSet", "placement_options"]
@@ -98,10 +106,10 @@ class Pool:
     capacity: int
     placement_key: str
     options: dict[str, Any]
-    registry: Any
+    registry: Registry
     remote: Remote
     lessee: str | None = None  # who leases (the Supervisor): the registry reclaims on loss
-    bind_args: tuple[Any, ...] = ()
+    binding: Binding | None = None  # the run's agents and tasks, sent with a first call
     max_size: int = 0  # the most members it grows to while attempts queue (0: no growth)
     waiters: int = 0
     replaced: int = 0
@@ -151,13 +159,14 @@ class Pool:
 
     async def _grow(self) -> None:
         try:
-            [handle] = await self.registry.lease.remote(self.placement_key, 1, self.options,
-                                                        self.key)
+            [handle] = await self.registry.lease.remote(LeaseRequest(
+                placement_key=self.placement_key, count=1, options=self.options,
+                agent_key=self.key))
         except Exception:  # growth is best effort: the pool goes on at its size
             self._growing = None
             return
         if self.closed:  # the run ended meanwhile: the member is not needed
-            self.registry.give_back.remote(self.placement_key, [handle], self.key)
+            self.registry.give_back.remote(self.placement_key, [handle], agent_key=self.key)
             return
         async with self._free:
             self.members.append(Member(handle=handle))
@@ -170,7 +179,7 @@ class Pool:
             member.in_flight -= 1
             self._free.notify()
 
-    def bind_for(self, member: Member) -> tuple[Any, ...] | None:
+    def bind_for(self, member: Member) -> Binding | None:
         """The bind a call to ``member`` must carry: the run's agents and tasks with its
         first call (one message instead of two), nothing after. Calls that reach the
         member before that one wait there for it (an async actor starts calls in any
@@ -178,13 +187,13 @@ class Pool:
         if member.bound:
             return None
         member.bound = True
-        return self.bind_args
+        return self.binding
 
     def _bind_again(self, member: Member) -> None:
         """A call that carried ``member``'s bind may never have run there (cancelled
         while queued, or never sent): bind now, or its other calls of this run would
         wait for it."""
-        member.handle.bind.remote(*self.bind_args)
+        member.handle.bind.remote(self.binding)
 
     async def submit(self, run_id: str, task_name: str, inputs: dict[str, Any] | None,
                      context: dict[str, TaskOutput], missing: dict[str, str],
@@ -221,8 +230,10 @@ class Pool:
                         continue
                 bind = self.bind_for(member)
                 carried = bind is not None
-                ref = member.handle.run.remote(run_id, self.key, task_name, inputs, context,
-                                               missing, iteration, sent_token, bind, feedback)
+                ref = member.handle.run.remote(AttemptRequest(
+                    run_id=run_id, agent_key=self.key, task_name=task_name, inputs=inputs,
+                    context=context, missing=missing, iteration=iteration, token=sent_token,
+                    bind=bind, feedback=feedback))
                 if on_sent is not None and sent_token is not None:
                     on_sent(self, member, sent_token)
                 return await ref  # type: ignore[no-any-return]
@@ -273,9 +284,12 @@ class Pool:
             bind = self.bind_for(member)
             try:
                 stream = member.handle.run_many.options(num_returns="streaming").remote(
-                    items[0].run_id, self.key, batch,
-                    [(i.task_name, i.inputs, i.context, i.missing, i.iteration) for i in items],
-                    bind)
+                    BatchRequest(run_id=items[0].run_id, agent_key=self.key, batch=batch,
+                                 items=[AttemptRequest(
+                                     run_id=i.run_id, agent_key=self.key, task_name=i.task_name,
+                                     inputs=i.inputs, context=i.context, missing=i.missing,
+                                     iteration=i.iteration) for i in items],
+                                 bind=bind))
             except Exception as exc:  # e.g. an item that cannot be pickled
                 if bind is not None:
                     self._bind_again(member)
@@ -317,8 +331,10 @@ class Pool:
         ``AgentActor.run_after``); returns the call's ref, and whether it carries the
         member's bind (then ``_bind_again`` if it is cancelled)."""
         bind = self.bind_for(member)
-        ref = member.handle.run_after.remote(after, run_id, agent_key, task_name, context,
-                                             token, bind, order)
+        ref = member.handle.run_after.remote(HandOffRequest(
+            after=after, order=order,
+            attempt=AttemptRequest(run_id=run_id, agent_key=agent_key, task_name=task_name,
+                                   context=context, token=token, bind=bind)))
         return ref, bind is not None
 
     def reserve(self, member: Member) -> bool:
@@ -381,10 +397,11 @@ class Pool:
             dead = [member.handle]
             for _ in range(_MAX_REPLACEMENTS):
                 self.registry.forget.remote(dead)
-                [handle] = await self.registry.lease.remote(self.placement_key, 1,
-                                                            self.options, self.key, self.lessee)
+                [handle] = await self.registry.lease.remote(LeaseRequest(
+                    placement_key=self.placement_key, count=1, options=self.options,
+                    agent_key=self.key, lessee=self.lessee))
                 try:
-                    await handle.bind.remote(*self.bind_args)
+                    await handle.bind.remote(self.binding)
                     break
                 except self.remote.lost:
                     dead = [handle]  # a warm actor that died with its node: try another
@@ -406,7 +423,7 @@ class Pool:
 class PoolSet:
     """Every pool of one run, keyed by agent key."""
 
-    def __init__(self, registry: Any, run_id: str, *, remote: Remote,
+    def __init__(self, registry: Registry, run_id: str, *, remote: Remote,
                  kept: KeptMembers | None = None, options: Any = None,
                  lessee: str | None = None) -> None:
         self.registry = registry
@@ -432,8 +449,8 @@ class PoolSet:
         for agent in agents:
             unique.setdefault(agent_key(agent), agent)
         agent_map = dict(unique)
-        bind_args = (self.run_id, agent_map, shipped if shipped is not None else tasks, True,
-                     self.options)
+        binding = Binding(run_id=self.run_id, agents=agent_map,
+                          tasks=shipped if shipped is not None else tasks, options=self.options)
         wanted = []
         kept_for = {}
         for key, agent in unique.items():  # members that served this very agent first
@@ -447,10 +464,10 @@ class PoolSet:
                 kept += self.kept.take_placed(placement_key, size - len(kept))
             handles, spare = kept[:size], kept[size:]
             if spare:
-                self.registry.give_back.remote(placement_key, spare, key)
-            lease = (self.registry.lease.remote(placement_key, size - len(handles), options, key,
-                                                self.lessee)
-                     if len(handles) < size else None)
+                self.registry.give_back.remote(placement_key, spare, agent_key=key)
+            lease = (self.registry.lease.remote(LeaseRequest(
+                placement_key=placement_key, count=size - len(handles), options=options,
+                agent_key=key, lessee=self.lessee)) if len(handles) < size else None)
             wanted.append((key, agent, placement_key, options, handles, lease))
         for key, agent, placement_key, options, handles, lease in wanted:
             if lease is not None:
@@ -459,15 +476,15 @@ class PoolSet:
             if bind_now:
                 for member in members:
                     member.bound = True
-                    member.ready = asyncio.ensure_future(
-                        member.handle.bind.remote(*bind_args[:3], "wait", self.options))
+                    member.ready = asyncio.ensure_future(member.handle.bind.remote(
+                        dataclasses.replace(binding, prewarm="wait")))
                     member.ready.add_done_callback(
                         functools.partial(_bind_done, member, self.remote.lost))
             self.pools[key] = Pool(
                 key=key, agent=agent, members=members,
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
                 options=options, registry=self.registry, remote=self.remote, lessee=self.lessee,
-                bind_args=bind_args, max_size=getattr(agent, "max_pool_size", 0) or 0)
+                binding=binding, max_size=getattr(agent, "max_pool_size", 0) or 0)
 
     def pool_for(self, agent: Any) -> Pool:
         return self.pools[agent_key(agent)]
@@ -484,7 +501,7 @@ class PoolSet:
             size = getattr(pool.agent, "pool_size", 1)
             back = self.kept.keep((pool.placement_key, pool.key), handles[:size]) + handles[size:]
             if back:
-                self.registry.give_back.remote(pool.placement_key, back, pool.key)
+                self.registry.give_back.remote(pool.placement_key, back, agent_key=pool.key)
 
 
 def _bind_done(member: Member, lost: tuple[type[BaseException], ...],

@@ -20,39 +20,26 @@ import pickle
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from ray_orch.core import trace
+from ray_orch.core import shared, trace
 from ray_orch.core.errors import RunCancelledError
 from ray_orch.core.output import TaskOutput
+from ray_orch.engine.messages import (
+    AttemptRequest,
+    BatchRequest,
+    Binding,
+    HandOffRequest,
+    Question,
+    RunOptions,
+    TaskRequest,
+    TokenBatch,
+    ToolQuestion,
+)
 from ray_orch.policy.attempt import RunInputs, run_attempts
 from ray_orch.tools.execute import progress_to
 
 __all__ = ["AgentMember", "RunOptions"]
-
-
-@dataclass(kw_only=True)
-class RunOptions:
-    """What a run asks of every member it binds, beside its agents and tasks."""
-
-    listener: Any = None
-    """Where live events go (the run's Supervisor: ``listener.push.remote(key, events)``)."""
-    tokens: bool = False
-    """Stream model answers and send each piece as a ``token`` event."""
-    telemetry: dict[str, str] = field(default_factory=dict)
-    """The driver's ``OTEL_*`` settings (tracing is on when they name an endpoint)."""
-    trace_context: dict[str, str] = field(default_factory=dict)
-    """The run's trace context, the parent of this member's spans."""
-    approvals: bool = False
-    """A person answers this run's approval requests inline (tool calls may ask)."""
-    tool_journal: Any = None
-    """Where this run's completed tool calls are journaled (``tools.journal``'s
-    ``ToolJournalRef``; None: the run has no checkpoints)."""
-    route_descriptions: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Per decision task: what each route leads to (the run's ``Graph``)."""
-    memory: Any = None
-    """The run's memory settings (``policy.recall.MemoryPlan``), or None."""
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -104,8 +91,7 @@ class AgentMember:
         # unbind, so a standing member's memory does not grow with runs.
         self.run_agents: dict[str, set[str]] = {}
 
-    async def bind(self, run_id: str, agents: dict[str, Any], tasks: dict[str, Any] | bytes,
-                   prewarm: bool | str = True, options: RunOptions | None = None) -> int:
+    async def bind(self, binding: Binding) -> int:
         """Register a run's agents (by key) and tasks (by name, or the run's definitions
         as the driver pickled them: ``RunSpec.definitions``). Returns this pid.
 
@@ -119,6 +105,8 @@ class AgentMember:
         ``prewarm="wait"`` the bind returns once that import is done (the member is then
         ready to call a model at once: a task's timeout starts from there).
         """
+        run_id, agents, options = binding.run_id, binding.agents, binding.options
+        prewarm = binding.prewarm
         if run_id in self.unbound:  # the bind of a call that arrived after its run ended
             return os.getpid()
         if options is not None:
@@ -126,6 +114,7 @@ class AgentMember:
             self.configure(options)
         self.agents.update(agents)
         self.run_agents.setdefault(run_id, set()).update(agents)
+        tasks = binding.tasks
         if isinstance(tasks, bytes):
             graph = pickle.loads(tasks)[1]  # (tasks, graph, agents, default, manager)
             tasks = {name: node.task for name, node in graph.nodes.items()}
@@ -206,7 +195,7 @@ class AgentMember:
 
         async def approve(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
             return await listener.ask_tool.remote(  # type: ignore[no-any-return]
-                run_id, task_name, tool, arguments)
+                ToolQuestion(run_id=run_id, task=task_name, tool=tool, arguments=arguments))
 
         return approve
 
@@ -215,7 +204,8 @@ class AgentMember:
         out, self.tokens_out = self.tokens_out, {}
         for run_id, (listener, events) in out.items():
             numbers = self.token_batches.setdefault(run_id, itertools.count())
-            sent = listener.push.remote(run_id, self.member_id, next(numbers), events)
+            sent = listener.push.remote(TokenBatch(run_id=run_id, member=self.member_id,
+                                                   number=next(numbers), events=events))
             self.token_sends.setdefault(run_id, []).append(sent)
 
     def configure(self, options: RunOptions) -> None:
@@ -241,34 +231,34 @@ class AgentMember:
             if not future.done():
                 future.set_result(None)
 
-    async def run_task(self, agent_key: str, task: Any, inputs: dict[str, Any] | None,
-                       context: dict[str, TaskOutput]) -> TaskOutput:
+    async def run_task(self, request: TaskRequest) -> TaskOutput:
         """Run a task that travels with the call (the public ``AgentPool`` path)."""
-        agent = self.agents[agent_key]
+        agent = self.agents[request.agent_key]
         self.in_flight += 1
+        options = self.run_options.get(request.run_id or "")
         try:
-            output = await run_attempts(task, agent, RunInputs(inputs=inputs, context=context))
+            with shared.using(options.shared if options else None):
+                output = await run_attempts(request.task, agent, RunInputs(
+                    inputs=request.inputs, context=request.context))
         finally:
             self.in_flight -= 1
         self.completed += 1
         output.metadata["actor_pid"] = os.getpid()
         return output
 
-    async def run(self, run_id: str, agent_key: str, task_name: str,
-                  inputs: dict[str, Any] | None, context: dict[str, TaskOutput],
-                  missing: dict[str, str], iteration: int | None,
-                  token: str | None = None, bind: tuple[Any, ...] | None = None,
-                  feedback: str | None = None) -> TaskOutput:
+    async def run(self, request: AttemptRequest) -> TaskOutput:
         """Run one task (all its attempts) with one agent and return its output.
 
         With a ``token``, the output is also handed to a ``run_after`` of that token here
         (a hand-off: the next task of a chain starts without a Supervisor round trip).
-        The first call of a run to this member carries the run's ``bind`` arguments.
+        The first call of a run to this member carries the run's ``bind``.
         """
-        if bind is not None:
-            await self.bind(*bind)
+        if request.bind is not None:
+            await self.bind(request.bind)
+        run_id, task_name, token = request.run_id, request.task_name, request.token
+        iteration = request.iteration
         task = await self._task_of(run_id, task_name)
-        agent = self.agents[agent_key]
+        agent = self.agents[request.agent_key]
         handoff = self._handoff(run_id, token) if token is not None else None
         self.in_flight += 1
         options = self.run_options.get(run_id)
@@ -276,11 +266,13 @@ class AgentMember:
             progress = progress_to.set(self._progress_to(run_id, options, task_name,
                                                          iteration))
             try:
-                with trace.attached(options.trace_context if options else None):
+                with trace.attached(options.trace_context if options else None), \
+                        shared.using(options.shared if options else None):
                     output = await run_attempts(task, agent, RunInputs(
-                        inputs=inputs, context=context, missing=missing, iteration=iteration,
+                        inputs=request.inputs, context=request.context,
+                        missing=request.missing, iteration=iteration,
                         on_token=self._tokens_to(run_id, options, task_name, iteration),
-                        feedback=feedback, memory=options.memory if options else None,
+                        feedback=request.feedback, memory=options.memory if options else None,
                         approve_tool=self._approvals_to(run_id, options, task_name),
                         tool_journal=options.tool_journal if options else None,
                         route_descriptions=(options.route_descriptions.get(task_name, {})
@@ -303,25 +295,17 @@ class AgentMember:
             handoff.set_result((task_name, output))
         return output
 
-    async def run_many(self, run_id: str, agent_key: str, batch: int,
-                       items: list[tuple[str, dict[str, Any] | None, dict[str, TaskOutput],
-                                         dict[str, str], int | None]],
-                       bind: tuple[Any, ...] | None = None
+    async def run_many(self, request: BatchRequest
                        ) -> AsyncIterator[list[tuple[int, TaskOutput | None,
                                                      BaseException | None]]]:
         """Run many tasks at once (loop iterations, sent together: one call instead of one
         each); yields ``(index, output, error)`` lists as they finish, what finished
         together in one item."""
-        if bind is not None:
-            await self.bind(*bind)
+        if request.bind is not None:
+            await self.bind(request.bind)
+        run_id, batch, items = request.run_id, request.batch, request.items
         done: asyncio.Queue[tuple[int, TaskOutput | None, BaseException | None]] = \
             asyncio.Queue()
-
-        async def one(name: str, inputs: dict[str, Any] | None,
-                      context: dict[str, TaskOutput], missing: dict[str, str],
-                      iteration: int | None) -> TaskOutput:
-            return await self.run(run_id, agent_key, name, inputs, context, missing,
-                                  iteration)
 
         def report(index: int, name: str, job: asyncio.Future[TaskOutput]) -> None:
             # Every job reports once, even one cancelled before it started.
@@ -332,9 +316,9 @@ class AgentMember:
             else:
                 done.put_nowait((index, job.result(), None))
 
-        jobs = {index: asyncio.ensure_future(one(*item)) for index, item in enumerate(items)}
+        jobs = {index: asyncio.ensure_future(self.run(item)) for index, item in enumerate(items)}
         for index, job in jobs.items():
-            job.add_done_callback(functools.partial(report, index, items[index][0]))
+            job.add_done_callback(functools.partial(report, index, items[index].task_name))
         for index, job in jobs.items():
             self.batched[(run_id, batch, index)] = job
             if (run_id, batch, index) in self.tombstones:
@@ -361,17 +345,16 @@ class AgentMember:
         elif run_id not in self.unbound:
             self.tombstones.add((run_id, batch, index))  # the batch has not started yet
 
-    async def run_after(self, after: str, run_id: str, agent_key: str, task_name: str,
-                        context: dict[str, TaskOutput], token: str | None = None,
-                        bind: tuple[Any, ...] | None = None,
-                        order: list[str] | None = None) -> TaskOutput | None:
+    async def run_after(self, request: HandOffRequest) -> TaskOutput | None:
         """Run a task as soon as the ``run`` of token ``after`` has succeeded, here or in a
         member that ``deliver``s its outcome, with its output added to ``context``; None
         (nothing run) if that run failed or was cancelled. The Supervisor checks, when
         ``after`` completes, that this is the dispatch it would have made, and cancels
         it otherwise."""
-        if bind is not None:
-            await self.bind(*bind)
+        attempt, after, order = request.attempt, request.after, request.order
+        run_id = attempt.run_id
+        if attempt.bind is not None:
+            await self.bind(attempt.bind)
         # The hand-off stays until the run is unbound: another follower of the same task
         # may still arrive (calls to an async actor start in any order).
         # Shielded: cancelling one follower must not cancel what its siblings wait for.
@@ -380,10 +363,12 @@ class AgentMember:
             return None
         name, previous = handed
         # The context in the order the task lists it, as when the Supervisor sends it.
-        full = {**context, name: previous}
+        full = {**attempt.context, name: previous}
         if order is not None:
             full = {key: full[key] for key in order if key in full}
-        output = await self.run(run_id, agent_key, task_name, None, full, {}, None, token)
+        output = await self.run(AttemptRequest(run_id=run_id, agent_key=attempt.agent_key,
+                                               task_name=attempt.task_name, context=full,
+                                               token=attempt.token))
         output.metadata["handed_off"] = True
         return output
 
@@ -417,20 +402,22 @@ class AgentMember:
             future = self.handoffs[key] = asyncio.get_running_loop().create_future()
         return future
 
-    async def ask(self, agent_key: str, prompt: str, schema: dict[str, Any] | None,
-                  run_id: str | None = None, bind: tuple[Any, ...] | None = None) -> str:
+    async def ask(self, question: Question) -> str:
         """One plain model call as this agent (the hierarchical manager uses it)."""
-        if bind is not None:
-            await self.bind(*bind)
-        if agent_key not in self.agents and run_id is not None:
-            await self._bound(run_id).wait()
-        agent = self.agents[agent_key]
+        if question.bind is not None:
+            await self.bind(question.bind)
+        if question.agent_key not in self.agents and question.run_id is not None:
+            await self._bound(question.run_id).wait()
+        agent = self.agents[question.agent_key]
+        prompt, schema = question.prompt, question.schema
         response_format = None
         if schema is not None:
             response_format = {"type": "json_schema",
                                "json_schema": {"name": schema.get("title", "answer"),
                                                "schema": schema, "strict": True}}
-        result = await agent.acomplete(prompt, output_schema=response_format)
+        options = self.run_options.get(question.run_id or "")
+        with shared.using(options.shared if options else None):
+            result = await agent.acomplete(prompt, output_schema=response_format)
         return result.text
 
     def portable(self, exc: BaseException) -> BaseException:

@@ -6,9 +6,19 @@ Ray's cancel; the tests pass in-process fakes (``ray_orch.testing.fakes``) that 
 the same calls, so the run loop is tested without Ray.
 
 Remote calls keep Ray's calling convention: a member's or the registry's method is called
-as ``handle.method.remote(*args)`` and returns an awaitable (an ``ObjectRef`` on Ray, a
+as ``handle.method.remote(record)`` and returns an awaitable (an ``ObjectRef`` on Ray, a
 future in a fake); ``handle.method.options(num_returns="streaming").remote(...)`` returns
-an async iterator of awaitables.
+an async iterator of awaitables. A call takes a record of ``engine/messages.py`` (or at
+most three plain values), never a long positional list.
+
+| Port        | On the cluster (``actors/``)            | In tests (``testing/fakes.py``)      |
+|-------------|-----------------------------------------|--------------------------------------|
+| ``Registry``| ``ActorRegistry`` over ``MemberPool``   | ``FakeRegistry`` over ``MemberPool`` |
+| ``Member``  | ``AgentActor`` (an ``AgentMember``)     | ``FakeHandle(AgentMember())``        |
+| ``Listener``| ``Supervisor`` over ``RunListener``     | ``FakeHandle(RunListener())``        |
+| ``Cache``   | ``CacheActor`` over ``ResultCache``     | ``FakeCache`` over ``ResultCache``   |
+| ``Remote``  | Ray's cancel, ``ActorDiedError``        | ``FakeRemote``, ``MemberLost``       |
+| ``MetricsSink`` | ``EventBatcher`` to ``MetricsHub``  | ``ListSink``                         |
 """
 
 from __future__ import annotations
@@ -16,13 +26,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Cache", "KeptMembers", "MetricsSink", "Remote", "RemoteMethod", "Services"]
+from ray_orch.core.shared import SharedServices
+
+__all__ = ["Cache", "KeptMembers", "Listener", "Member", "MetricsSink", "Registry", "Remote",
+           "RemoteMethod", "Services"]
 
 
 class RemoteMethod(Protocol):
     """One method of a remote object (an actor handle's ``handle.method``)."""
 
-    def remote(self, *args: Any) -> Any:
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Start the call; returns an awaitable of its result (or a stream, see above)."""
         ...
 
@@ -47,6 +60,56 @@ class Cache(Protocol):
 
     get: RemoteMethod
     put: RemoteMethod
+
+
+class Registry(Protocol):
+    """Leases members to runs and keeps them warm between runs (``ActorRegistry``; its
+    logic is ``ray_orch.engine.pooling.MemberPool``). Remote methods:
+
+    - ``lease(LeaseRequest)`` -> the members' handles;
+    - ``give_back(placement_key, handles, agent_key=...)``: members a run is done with;
+    - ``forget(handles)``: members that died.
+    """
+
+    lease: RemoteMethod
+    give_back: RemoteMethod
+    forget: RemoteMethod
+
+
+class Member(Protocol):
+    """One pool member (``AgentActor``: ``ray_orch.engine.member.AgentMember``). Remote
+    methods, each taking a record of ``engine/messages.py``:
+
+    - ``bind(Binding)``, ``unbind(run_id)``: a run's agents and tasks, and their end;
+    - ``run(AttemptRequest)``, ``run_many(BatchRequest)`` (streaming),
+      ``cancel_one(run_id, batch, index)``: task attempts;
+    - ``run_after(HandOffRequest)``, ``forward(run_id, token, target)``,
+      ``deliver(run_id, token, handed)``: hand-offs;
+    - ``ask(Question)``: one model call (the hierarchical manager).
+    """
+
+    bind: RemoteMethod
+    unbind: RemoteMethod
+    run: RemoteMethod
+    run_many: RemoteMethod
+    cancel_one: RemoteMethod
+    run_after: RemoteMethod
+    forward: RemoteMethod
+    deliver: RemoteMethod
+    ask: RemoteMethod
+
+
+class Listener(Protocol):
+    """Where a run's members send live events and questions (the run's ``Supervisor``;
+    its logic is ``ray_orch.engine.listener.RunListener``). Remote methods:
+
+    - ``push(TokenBatch)``: token events, delivered in each member's order;
+    - ``ask_tool(ToolQuestion)`` -> the answer (``{"answer": ...}``) to a tool call
+      waiting for approval.
+    """
+
+    push: RemoteMethod
+    ask_tool: RemoteMethod
 
 
 class MetricsSink(Protocol):
@@ -119,8 +182,8 @@ class KeptMembers:
 class Services:
     """What one run uses outside its own process, passed to ``Run``."""
 
-    registry: Any
-    """Leases members: ``lease``, ``give_back`` and ``forget`` remote methods (``ActorRegistry``)."""
+    registry: Registry
+    """Leases members (``ActorRegistry`` on the cluster)."""
     remote: Remote
     """Cancels remote calls and says which errors mean a lost member."""
     kept: KeptMembers = field(default_factory=KeptMembers)
@@ -136,8 +199,13 @@ class Services:
     lessee: str | None = None
     """Who leases the run's members (the Supervisor's actor id): the registry reclaims
     them if it is lost."""
-    listener: Any = None
-    """Where members send live events (tokens): ``listener.push.remote(key, events)``."""
+    listener: Listener | None = None
+    """Where members send live events (tokens, tool progress) and tool-call questions
+    (the Supervisor)."""
     store: Any = None
     """The run's store (``ray_orch.store.port.RunStore``), when it keeps state: journal,
     tool calls, pauses. A handle that reaches the same data from any node."""
+    shared: SharedServices | None = None
+    """The cluster services attempts share (breakers, rate limits, the embedded model's
+    and the sentence encoder's node servers, MCP sessions), sent to every member with
+    the run; None: each member keeps them in its own process."""

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray_orch.core import shared
 from ray_orch.core.approvals import Edit, Reject, RunPaused
 from ray_orch.core.errors import RunCancelledError, RunError, TaskFailedError, TaskTimeoutError
 from ray_orch.core.events import Event
@@ -40,7 +41,7 @@ from ray_orch.engine.hooks import (
     JournalHook,
     RunHook,
 )
-from ray_orch.engine.member import RunOptions
+from ray_orch.engine.messages import Question, RunOptions
 from ray_orch.engine.overrides import Overrides
 from ray_orch.engine.ports import Services
 from ray_orch.engine.reporting import Reporter
@@ -215,6 +216,11 @@ class Run:
 
     async def execute(self) -> RunResult:
         """Run to the end (or the first unhandled failure) and return the result."""
+        # What runs here (breakers, decisions) shares the run's services too.
+        with shared.using(self.services.shared):
+            return await self._execute()
+
+    async def _execute(self) -> RunResult:
         self.started = time.time()
         internal: BaseException | None = None
         try:
@@ -258,16 +264,14 @@ class Run:
         if spec.mode == "hierarchical":
             self.hierarchy = self._hierarchy()
             agents.append(self.hierarchy.agent)
-        self.pools = PoolSet(self.services.registry, self.members_key,
+        options = RunOptions(
+            listener=self.services.listener, tokens=spec.tokens, telemetry=spec.telemetry,
+            trace_context=spec.trace_context, approvals=spec.approvals == "inline",
+            tool_journal=self.tool_journal, route_descriptions=self.graph.route_descriptions,
+            memory=spec.memory, shared=self.services.shared)
+        self.pools = PoolSet(self.services.registry, self.members_key, options=options,
                              remote=self.services.remote, kept=self.services.kept,
-                             lessee=self.services.lessee,
-                             options=RunOptions(listener=self.services.listener,
-                                                tokens=spec.tokens, telemetry=spec.telemetry,
-                                                trace_context=spec.trace_context,
-                                                approvals=spec.approvals == "inline",
-                                                tool_journal=self.tool_journal,
-                                                route_descriptions=self.graph.route_descriptions,
-                                                memory=spec.memory))
+                             lessee=self.services.lessee)
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
         await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()),
                               shipped=spec.definitions)
@@ -334,11 +338,8 @@ class Run:
                          activated_by=dict(self.scheduler.activator))
 
     def _all_agents(self) -> list[Any]:
-        agents = list(self.spec.agents)
-        for task in self.spec.tasks:
-            for agent in (task.agent, task.fallback_agent):
-                if agent is not None:
-                    agents.append(agent)
+        agents = list(self.spec.agents) + [a for t in self.spec.tasks
+                                           for a in (t.agent, t.fallback_agent) if a is not None]
         if self.spec.default_agent is not None and any(t.agent is None for t in self.spec.tasks):
             agents.append(self.spec.default_agent)
         # Agents, and any object with chat(prompt) (the Task docstring's adapters).
@@ -349,9 +350,9 @@ class Run:
             assert self.pools is not None
             pool = self.pools.pool_for(agent)
             member = min(pool.members, key=lambda m: m.in_flight)
-            return await member.handle.ask.remote(  # type: ignore[no-any-return]
-                agent.key(), prompt, schema.model_json_schema(), self.members_key,
-                pool.bind_for(member))
+            return await member.handle.ask.remote(Question(  # type: ignore[no-any-return]
+                agent_key=agent.key(), prompt=prompt, schema=schema.model_json_schema(),
+                run_id=self.members_key, bind=pool.bind_for(member)))
 
         hierarchy = Hierarchy(
             manager_llm=self.spec.manager,
@@ -473,8 +474,7 @@ class Run:
         # Counting is O(tasks); gauges are shipped at most every 0.1 s anyway.
         if not self.reporter.gauge_due(force):
             return
-        states = self.scheduler.state
-        waiting = sum(1 for s in states.values() if s == "waiting")
+        waiting = sum(1 for s in self.scheduler.state.values() if s == "waiting")
         queued = sum(p.waiters for p in self.pools.pools.values()) if self.pools else 0
         manager_queue = len(self.hierarchy.queue) if self.hierarchy is not None else 0
         self.emit("scheduler", data={"running": len(self.pending) - queued,
@@ -557,8 +557,7 @@ class Run:
         ttl = ttl_for(task, self.spec.cache) if self.cache is not None else None
         if ttl is None or self.cache is None:
             return None
-        key = key_for(task, agent, task_prompt(task, dispatch.inputs, context,
-                                               dispatch.missing))
+        key = key_for(task, agent, task_prompt(task, dispatch.inputs, context, dispatch.missing))
         hit = await self.cache.cache.get.remote(key)
         self.emit("cache", task=dispatch.task, outcome="hit" if hit else "miss")
         if hit is not None:

@@ -6,17 +6,20 @@ calls the provider. Each embedder has a ``tag`` stored beside every vector it ma
 that vectors of two models are never compared.
 
 Under Ray the offline encoder runs in one actor per node (``actors/embedding_server.py``,
-installed as this module's port by ``actors``): every member of the node sends its texts
+reached through the work in progress's shared services, ``ray_orch.core.shared``
+``embedder``): every member of the node sends its texts
 there, and concurrent requests are encoded in one batch, instead of each process loading
 its own ~90 MB copy. Without Ray it runs in this process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ray_orch.core import shared
 from ray_orch.core.errors import InvalidTaskFieldError, LLMError
 
 __all__ = ["Embedder", "LiteLLMEmbedder", "LocalEmbedder", "embed_per_node", "embedder_for",
@@ -34,33 +37,31 @@ class Embedder(Protocol):
         """A ``(len(texts), dim)`` float32 array of unit vectors."""
 
 
-# How this process reaches its node's embedding service under Ray: a callable returning
-# the ``EmbeddingServer`` handle, installed by ``actors`` (``embed_per_node``).
-_node_service: Callable[[], Any] | None = None
+# How the work in progress reaches its node's embedding service under Ray comes with it
+# (``ray_orch.core.shared``: ``embedder`` returns the ``EmbeddingServer`` handle).
 
 
 def embed_per_node(node_service: Callable[[], Any]) -> None:
-    """Encode through one service per node under Ray (the port ``EmbeddingServer``
-    implements): ``node_service()`` returns this node's actor handle."""
-    global _node_service
-    _node_service = node_service
+    """Encode through one service per node under Ray, for work outside a run (the port
+    ``EmbeddingServer`` implements): ``node_service()`` returns this node's actor handle."""
+    shared.install(dataclasses.replace(shared.installed(), embedder=node_service))
 
 
-_handle: Any = None
+_handles: dict[Callable[[], Any], Any] = {}
 
 
 def _service() -> Any:
     """This node's embedding service under Ray (the handle kept per process), or None."""
-    global _handle
-    if _node_service is None or "ray" not in sys.modules:
+    node_service = shared.current().embedder
+    if node_service is None or "ray" not in sys.modules:
         return None
     import ray
 
     if not ray.is_initialized():
         return None
-    if _handle is None:
-        _handle = _node_service()
-    return _handle
+    if node_service not in _handles:
+        _handles[node_service] = node_service()
+    return _handles[node_service]
 
 
 def _wait(ref: Any) -> Any:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -45,6 +46,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ray_orch.core import shared
 from ray_orch.core.errors import LLMError, ModelNotConfiguredError
 
 __all__ = [
@@ -337,7 +339,7 @@ _by_node: dict[str, dict[str, str]] = {}
 def _ray_active() -> bool:
     # Ray cannot be initialised in a process that never imported it; this avoids paying
     # Ray's import time just to find that out.
-    if "ray" not in sys.modules or _node_actor is None:
+    if "ray" not in sys.modules or shared.current().model_server is None:
         return False
     import ray
 
@@ -350,17 +352,21 @@ def check_installed() -> None:
     _xllamacpp()
 
 
-# How this process reaches its node's model server when Ray runs: a callable that
-# returns ``(node_id, ModelServer handle)``, installed by ``actors`` (``serve_per_node``).
-# Until then (Ray not in use) the model runs in this process.
-_node_actor: Callable[[], tuple[str, Any]] | None = None
+# How the work in progress reaches its node's model server when Ray runs comes with it
+# (``ray_orch.core.shared``: ``model_server`` returns ``(node_id, ModelServer handle)``).
+# Without it the model runs in this process.
+
+
+def _node_actor() -> tuple[str, Any]:
+    node_actor = shared.current().model_server
+    assert node_actor is not None
+    return node_actor()
 
 
 def serve_per_node(node_actor: Callable[[], tuple[str, Any]]) -> None:
-    """Serve the model from one actor per node under Ray (the port ``ModelServer``
-    implements): ``node_actor()`` returns this node's id and the server's handle."""
-    global _node_actor
-    _node_actor = node_actor
+    """Serve this process's model from one actor per node under Ray, for work outside a
+    run: ``node_actor()`` returns this node's id and the server's handle."""
+    shared.install(dataclasses.replace(shared.installed(), model_server=node_actor))
 
 
 def _options_from_info(info: dict[str, Any]) -> dict[str, str]:
@@ -411,7 +417,6 @@ def embedded_llm_options() -> dict[str, str]:
     cached = _by_node.get(node_id)
     if cached is not None:
         return dict(cached)
-    assert _node_actor is not None
     node_id, handle = _node_actor()
     try:
         info = ray.get(handle.info.remote())
@@ -437,7 +442,6 @@ async def aembedded_llm_options() -> dict[str, str]:
     cached = _by_node.get(node_id)
     if cached is not None:
         return dict(cached)
-    assert _node_actor is not None
     node_id, handle = _node_actor()
     try:
         info = await handle.info.remote()

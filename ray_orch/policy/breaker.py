@@ -10,11 +10,13 @@ member, run and node shares it; without Ray it lives in this process.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
+from ray_orch.core import shared
 from ray_orch.core.errors import CircuitOpenError
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.proc import ray_is_running
@@ -25,16 +27,14 @@ State = Literal["closed", "open", "half_open"]
 OPEN_MESSAGE = "Circuit breaker open - service temporarily unavailable"
 _names = itertools.count(1)
 
-# Where breaker state lives when Ray runs: a callable returning the cluster's breaker
-# actor, installed by ``actors`` (``share_breakers``); until then, in this process.
-_shared: Callable[[], Any] | None = None
+# Where breaker state lives when Ray runs: the cluster's breaker actor when the work in
+# progress shares it (``ray_orch.core.shared``: a run's members do); else this process.
 
 
 def share_breakers(get_actor: Callable[[], Any]) -> None:
-    """Keep breaker state in the actor ``get_actor()`` returns while Ray runs, so every
-    pool member, run and node shares it (the port the breaker actor implements)."""
-    global _shared
-    _shared = get_actor
+    """Keep this process's breaker state in the actor ``get_actor()`` returns while Ray
+    runs, for work outside a run (a run's attempts get theirs with the run)."""
+    shared.install(dataclasses.replace(shared.installed(), breakers=get_actor))
 
 
 class BreakerState:
@@ -113,8 +113,9 @@ class CircuitBreaker:
         return {**self.__dict__, "_local": None}
 
     async def _call(self, method: str) -> State:
-        if _shared is not None and ray_is_running():
-            actor = _shared()
+        get_actor = shared.current().breakers
+        if get_actor is not None and ray_is_running():
+            actor = get_actor()
             return await getattr(actor, method).remote(self.name, self.failure_threshold,  # type: ignore[no-any-return]
                                                        self.timeout)
         if self._local is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import dataclasses
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ray_orch.core import trace
+from ray_orch.core import shared, trace
 from ray_orch.core.errors import MCPToolError
 
 from .capture import captured, text_of
@@ -34,7 +35,6 @@ _THREADS = int(os.environ.get("RAY_ORCH_TOOL_THREADS", "64"))
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _remote_fns: dict[int, Any] = {}
 _keep: list[Any] = []
-_remote_scope: list[Any] = []
 
 progress_to: contextvars.ContextVar[Any] = contextvars.ContextVar("ray_orch_tool_progress",
                                                                   default=None)
@@ -43,10 +43,11 @@ progress_to: contextvars.ContextVar[Any] = contextvars.ContextVar("ray_orch_tool
 
 
 def trace_remote_with(scope: Any) -> None:
-    """Run each remote tool call inside ``scope(settings, carrier)`` (a context manager
-    that sets tracing up in the Ray worker, attaches the caller's trace context and
-    exports the spans at the end; ``actors`` installs ``observe.tracing.remote_scope``)."""
-    _remote_scope[:] = [scope]
+    """Run this process's remote tool calls outside a run inside ``scope(settings,
+    carrier)`` (a context manager that sets tracing up in the Ray worker, attaches the
+    caller's trace context and exports the spans at the end); a run's members get
+    ``observe.tracing.remote_scope`` with the run (``SharedServices.tool_scope``)."""
+    shared.install(dataclasses.replace(shared.installed(), tool_scope=scope))
 
 
 @dataclass(kw_only=True)
@@ -139,8 +140,15 @@ def _invoke(fn: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None, int, str]
 
 
 def _bound(fn: Any, scope: Any) -> Any:
-    def call(kwargs: dict[str, Any], carrier: dict[str, str],
-             settings: dict[str, str]) -> tuple[Any, str | None, int, str]:
+    def call(kwargs: dict[str, Any], carrier: dict[str, str], settings: dict[str, str],
+             services: shared.SharedServices | None = None) -> tuple[Any, str | None, int, str]:
+        # The caller's shared services (breakers, limits, model server, MCP sessions)
+        # hold for what the tool does too: a Ray worker installs none by itself.
+        with shared.using(services):
+            return _traced(kwargs, carrier, settings)
+
+    def _traced(kwargs: dict[str, Any], carrier: dict[str, str],
+                settings: dict[str, str]) -> tuple[Any, str | None, int, str]:
         if not carrier:
             return _invoke(fn, kwargs)
         if scope is not None:  # tracing set up here, spans exported before returning
@@ -181,11 +189,11 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
     if remote_fn is None:
         # One remote function per tool, with its options: Ray exports its definition
         # once, and each call sends only the arguments.
-        remote_fn = ray.remote(_bound(spec.fn, _remote_scope[0] if _remote_scope else None)
+        remote_fn = ray.remote(_bound(spec.fn, shared.current().tool_scope)
                                ).options(**_ray_options(spec))
         _remote_fns[id(spec.fn)] = remote_fn
         _keep.append(spec.fn)  # ids stay unique while cached
-    ref = remote_fn.remote(kwargs, trace.carrier(), trace.settings())
+    ref = remote_fn.remote(kwargs, trace.carrier(), trace.settings(), services=shared.current())
     try:
         value, node, pid, printed = await ref
     except asyncio.CancelledError:

@@ -23,6 +23,7 @@ are not offered (ray-orch does not run MCP tasks).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ray_orch.core import shared
 from ray_orch.core.errors import ToolDefinitionError
 from ray_orch.core.sync import run_in_thread
 
@@ -252,21 +254,21 @@ class ProgressSink(Protocol):
 
 
 Router = Callable[[MCPCall, "ProgressSink | None"], Awaitable[MCPReply]]
-_router: Router | None = None
 _pools: dict[asyncio.AbstractEventLoop, SessionPool] = {}
 
 
 def set_mcp_router(router: Router | None) -> None:
-    """Send MCP calls of this process to ``router`` (the agent actor routes them to its
-    node's session actor); None: sessions in this process."""
-    global _router
-    _router = router
+    """Send this process's MCP calls outside a run to ``router`` (a run's members route
+    theirs to the node's session actor, ``ray_orch.core.shared``); None: sessions in
+    this process."""
+    shared.install(dataclasses.replace(shared.installed(), mcp_router=router))
 
 
 async def route_call(call: MCPCall, progress: ProgressSink | None = None) -> MCPReply:
     """Call an MCP tool where this process sends MCP calls."""
-    if _router is not None:
-        return await _router(call, progress)
+    router = shared.current().mcp_router
+    if router is not None:
+        return await router(call, progress)  # type: ignore[no-any-return]
     return await local_call(call, progress)
 
 

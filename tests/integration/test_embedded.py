@@ -191,10 +191,17 @@ def test_one_server_per_node_under_ray(ray_session, litellm):
         assert _embedded._local is None  # nothing loaded in the driver
 
         @ray.remote(num_cpus=0)
-        def from_a_worker() -> dict[str, str]:
-            return _embedded.embedded_llm_options()
+        def from_a_worker(services) -> dict[str, str]:
+            from ray_orch.core import shared
 
-        assert ray.get(from_a_worker.remote()) == opts
+            # A worker shares the node's server when its work brings the services (a
+            # run's members do); importing ray_orch installs nothing there.
+            with shared.using(services):
+                return _embedded.embedded_llm_options()
+
+        from actors import cluster_services
+
+        assert ray.get(from_a_worker.remote(cluster_services())) == opts
         reply = litellm.completion(**opts, response_format=Route, max_tokens=64,
                                    messages=[{"role": "user", "content": INQUIRIES[0]}])
         Route.model_validate_json(reply.choices[0].message.content)

@@ -11,12 +11,14 @@ from ray_orch.testing import StubLLMServer
 
 
 @ray.remote(num_cpus=0)
-def _embed_in_a_worker(texts: list[str]) -> tuple[object, bool]:
-    import ray_orch  # noqa: F401  (joins the cluster's services, as members do)
+def _embed_in_a_worker(texts: list[str], services: object) -> tuple[object, bool]:
+    from ray_orch.core import shared
     from ray_orch.model import sentence
     from ray_orch.model.embed import LocalEmbedder
 
-    vectors = LocalEmbedder().embed(texts)
+    # The cluster's services come with the work, as a run's members get them.
+    with shared.using(services):  # type: ignore[arg-type]
+        vectors = LocalEmbedder().embed(texts)
     return vectors, sentence._encoder is None
 
 
@@ -30,7 +32,10 @@ def test_workers_embed_through_the_node_service_in_shared_batches(ray_session):
     server = _server()
     before = ray.get(server.info.remote())
     texts = [[f"request {i}: the guest asked about breakfast hours"] for i in range(8)]
-    results = ray.get([_embed_in_a_worker.remote(t) for t in texts])
+    from actors import cluster_services
+
+    services = cluster_services()
+    results = ray.get([_embed_in_a_worker.remote(t, services) for t in texts])
     after = ray.get(server.info.remote())
     assert all(unloaded for _, unloaded in results)  # no worker loaded the encoder
     assert after["requests"] - before["requests"] >= 8

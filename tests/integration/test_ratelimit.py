@@ -365,6 +365,7 @@ class FakeHandle:
 @pytest.fixture
 def fake_actor(monkeypatch):
     import ray_orch.model.ratelimit.client as client
+    from ray_orch.core import shared
 
     handles: list[FakeHandle] = []
     broken = [False]
@@ -375,7 +376,7 @@ def fake_actor(monkeypatch):
 
     # The port the RateLimiter actor implements, served by a fake.
     monkeypatch.setattr(client, "ray_is_running", lambda: True)
-    monkeypatch.setattr(client, "_cluster_limiters", get)
+    monkeypatch.setattr(shared, "_default", shared.SharedServices(limiters=get))
     return handles, broken
 
 

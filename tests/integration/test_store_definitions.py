@@ -77,9 +77,8 @@ def test_a_paused_runs_definition_holds_no_api_key_and_continues(stub, store_spe
         for path in folder.rglob("*"):
             if path.is_file():
                 assert key.encode() not in path.read_bytes(), path
-    from ray_orch.cli.runs import continue_paused
-
     from ray_orch import Approve
+    from ray_orch.cli.runs import continue_paused
 
     results = continue_paused(store_spec, run_id, {request.id: Approve()})
     assert results["draft"].raw  # the key was read again from where it came from

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import threading
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ray_orch.core import shared
 from ray_orch.core.proc import ray_is_running
 from ray_orch.model.ratelimit.limiter import (
     LIMIT_KEYS,
@@ -38,16 +40,15 @@ from ray_orch.model.ratelimit.limiter import (
 
 __all__ = ["Ticket", "estimate_tokens", "limit_through", "limited", "strip_limit_keys"]
 
-# The cluster's limiters while Ray runs: ``name -> RateLimiter handle``, installed by
-# ``actors`` (``limit_through``). Until then limits hold in this process only.
-_cluster_limiters: Callable[[str], Any] | None = None
+# The cluster's limiters while Ray runs (``name -> RateLimiter handle``) come with the
+# work in progress (``ray_orch.core.shared``: a run's members get them); without them,
+# limits hold in this process only.
 
 
 def limit_through(get_limiter: Callable[[str], Any]) -> None:
-    """Share rate limits cluster-wide while Ray runs: ``get_limiter(name)`` returns the
-    ``RateLimiter`` actor of one model (the port that actor implements)."""
-    global _cluster_limiters
-    _cluster_limiters = get_limiter
+    """Share this process's rate limits cluster-wide while Ray runs, for work outside a
+    run: ``get_limiter(name)`` returns the ``RateLimiter`` actor of one model."""
+    shared.install(dataclasses.replace(shared.installed(), limiters=get_limiter))
 
 T = TypeVar("T")
 
@@ -191,10 +192,11 @@ _Report = tuple[int | None, int, str, int, int, float | None, float | None]
 class _RemoteGate(_Gate):
     """This process's side of a ``RateLimiter`` actor: batched acquires and reports."""
 
-    def __init__(self, name: str, limits: Limits) -> None:
+    def __init__(self, name: str, limits: Limits, get_limiter: Callable[[str], Any]) -> None:
         super().__init__()
         self.name = name
         self.limits = limits
+        self._get_limiter = get_limiter  # the cluster's limiter actor, by name
         self.ttl = 300.0
         self.round_trips = 0
         self._handle: Any = None
@@ -211,8 +213,7 @@ class _RemoteGate(_Gate):
 
     def _actor(self) -> Any:
         if self._handle is None:
-            assert _cluster_limiters is not None
-            self._handle = _cluster_limiters(self.name)
+            self._handle = self._get_limiter(self.name)
         return self._handle
 
     async def slot(self, estimate: int, ttl: float) -> Ticket:
@@ -280,7 +281,7 @@ class _RemoteGate(_Gate):
             sent = time.monotonic()
             try:
                 grant = await self._actor().acquire.remote(
-                    estimates, self.limits.as_dict(), reports, self.ttl)
+                    estimates, self.limits.as_dict(), reports, ttl=self.ttl)
             except Exception as exc:  # the actor died, or cannot be reached or created
                 self._failures += 1
                 self._handle = None
@@ -402,7 +403,9 @@ def _gate(config: ModelConfig, limits: Limits) -> _LocalGate | _RemoteGate:
     gates = _gates.setdefault(loop, {})
     gate = gates.get(name)
     if gate is None:
-        gate = gates[name] = (_RemoteGate(name, limits) if _cluster_limiters and ray_is_running()
+        get_limiter = shared.current().limiters
+        gate = gates[name] = (_RemoteGate(name, limits, get_limiter)
+                              if get_limiter is not None and ray_is_running()
                               else _LocalGate(_local_limiter(name, limits)))
     elif isinstance(gate, _RemoteGate):
         gate.limits = limits

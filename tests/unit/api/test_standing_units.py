@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 from ray_orch.api import standing
 from ray_orch.engine.member import AgentMember
+from ray_orch.engine.messages import Binding
 
 
 def test_the_runtime_file_is_overridable_and_a_stale_one_is_ignored(tmp_path, monkeypatch):
@@ -50,8 +51,11 @@ def test_a_member_forgets_the_agents_of_runs_it_no_longer_serves():
     member = AgentMember()
 
     async def go():
-        await member.bind("run1", {"agent-a": object(), "agent-b": object()}, {}, False)
-        await member.bind("run2", {"agent-b": object()}, {}, False)
+        await member.bind(Binding(run_id="run1", agents={"agent-a": object(),
+                                                         "agent-b": object()},
+                                  tasks={}, prewarm=False))
+        await member.bind(Binding(run_id="run2", agents={"agent-b": object()}, tasks={},
+                                  prewarm=False))
         member.unbind("run1")
         assert set(member.agents) == {"agent-b"}  # run2 still uses it
         member.unbind("run2")

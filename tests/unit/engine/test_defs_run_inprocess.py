@@ -10,6 +10,7 @@ import pickle
 from ray_orch import Agent, Task, TaskOutput
 from ray_orch.engine.graph import build_graph
 from ray_orch.engine.run import Run, RunSpec
+from ray_orch.store.factory import open_store
 from ray_orch.testing.fakes import fake_services
 
 
@@ -37,11 +38,11 @@ def test_a_run_without_ray_writes_nothing_onto_its_tasks(stub, tmp_path):
     graph = build_graph(tasks, "workflow", has_default_agent=False)
     before = _attributes(tasks)
     spec = RunSpec(run_id="r1", workflow="w", mode="workflow", tasks=tasks, graph=graph,
-                   agents=[agent], metrics=False, checkpoint_dir=str(tmp_path))
+                   agents=[agent], metrics=False)
     events: list = []
 
     async def go():
-        run = Run(spec, emit=events.append, services=fake_services())
+        run = Run(spec, emit=events.append, services=fake_services(store=open_store(tmp_path)))
         assert run.graph is graph  # built once, by the caller: not again
         return run, await run.execute()
 
