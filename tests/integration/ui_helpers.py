@@ -71,8 +71,8 @@ def browser() -> Iterator[Any]:
 def viewer(directory: str) -> Iterator[Any]:
     """The viewer over ``directory``, served from this process (its runs join this
     test session's Ray)."""
-    from ray_orch.ui.checkpoint_source import CheckpointSource
     from ray_orch.ui.server import UIServer
+    from ray_orch.ui.store_source import StoreSource
 
-    with UIServer(CheckpointSource([directory])) as server:
+    with UIServer(StoreSource([directory])) as server:
         yield server
