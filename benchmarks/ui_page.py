@@ -17,8 +17,8 @@ from _common import start_ray
 
 from ray_orch import Agent, Process, RunPaused, Task
 from ray_orch.testing import StubLLMServer
-from ray_orch.ui.store_source import StoreSource
 from ray_orch.ui.server import UIServer
+from ray_orch.ui.store_source import StoreSource
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HTML = '<b>Launch day</b> <img src=x onerror="alert(1)"> — our new <i>pricing</i> page'

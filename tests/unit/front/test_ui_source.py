@@ -8,17 +8,16 @@ from __future__ import annotations
 import pytest
 
 from ray_orch.core.approvals import ApprovalError, Approve
-from ray_orch.core.errors import ResumeError
+from ray_orch.core.errors import ResumeError, StoreError
+from ray_orch.core.secrets import dsn_password
 from ray_orch.engine.graph import build_graph, name_tasks
 from ray_orch.policy.task import Task
-from ray_orch.core.errors import StoreError
-from ray_orch.core.secrets import dsn_password
 from ray_orch.store.approvals import PauseStore
 from ray_orch.store.checkpoint import definition_hash
 from ray_orch.store.factory import open_store
 from ray_orch.ui import source_for
-from ray_orch.ui.store_source import StoreSource
 from ray_orch.ui.source import RunSource
+from ray_orch.ui.store_source import StoreSource
 
 MARKUP = "<script>alert(1)</script> & <b>bold</b>"
 
