@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from integration.ui_helpers import HTML, browser, pause
 
-from ray_orch.store.sqlite import SQLiteCheckpointStore
+from ray_orch.store.factory import open_store
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_ray_orch_ui_serves_a_paused_run_that_is_approved_with_a_click(stub, tmp
             rest, errors = server.communicate()
     assert server.returncode == 0, errors[-3000:]
     assert rest.strip() == ""  # the URL was its one line
-    with SQLiteCheckpointStore(str(directory)) as store:
+    with open_store(str(directory)) as store:
         assert store.get_run(run_id).status == "completed"
         assert store.load_task(run_id, "draft")["metadata"]["approval"]["by"] == "ui"
     assert stub.count("Publish the post") == 1
