@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from integration.ui_helpers import HTML, browser, pause
 
+from ray_orch.store.definitions import KEY_ENV
 from ray_orch.store.factory import open_store
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -31,7 +32,11 @@ def _first_line(process: subprocess.Popen, timeout: float) -> str:
     return found[0]
 
 
-def test_ray_orch_ui_serves_a_paused_run_that_is_approved_with_a_click(stub, tmp_path):
+def test_ray_orch_ui_serves_a_paused_run_that_is_approved_with_a_click(stub, tmp_path,
+                                                                      monkeypatch):
+    # The viewer runs under a private HOME: it verifies the paused run's definition with
+    # the key the driver signed it with, shared as a cluster's would be.
+    monkeypatch.setenv(KEY_ENV, "the viewer test's shared key")
     stub.add_rule(match="Draft the post", reply=HTML)
     directory = tmp_path / "checkpoints"
     run_id, request_id = pause(stub, str(directory))
