@@ -25,6 +25,7 @@ from ray_orch.api.supervisors import new_run_id
 from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
+from ray_orch.core.secrets import redact_dsn
 from ray_orch.core.stream import StreamEvent
 from ray_orch.core.sync import run_sync
 from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
@@ -311,7 +312,7 @@ class Process:
                     self.cancel()
                 run = self.last_run
                 raise interrupted(run.run_id if run is not None else None, mode=mode,
-                                  checkpoint_dir=self.checkpoint_dir,
+                                  checkpoint_dir=redact_dsn(self.store) if self.store else None,
                                   verbose=bool(self.verbose)) from None
             finally:
                 signal.signal(signal.SIGINT, previous)
@@ -399,7 +400,8 @@ class Process:
             manager = resolve_llm(self.manager_llm, who="the hierarchical manager (manager_llm)")
         from ray_orch.api.stores import job_run_id
 
-        return RunSpec(run_id=run_id or job_run_id() or new_run_id(), workflow=self.name,
+        run_id = run_id or job_run_id() or new_run_id()
+        return RunSpec(run_id=run_id, workflow=self.name,
                        mode=mode, tasks=self.task_list, graph=graph, agents=self.agents,
                        default_agent=default_agent, manager=manager,
                        max_visits=self.max_visits, max_steps=self.max_steps,

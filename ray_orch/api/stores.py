@@ -59,10 +59,16 @@ def shipped(store: Any) -> Any:
 
 def keep_definition(store: Any, spec: RunSpec, packed: bytes) -> None:
     """Keep a run that may pause: its pickled spec, signed with this user's key, so that
-    ``ray-orch approve`` can continue it (and refuses a changed one)."""
+    ``ray-orch approve`` can continue it (and refuses a changed one). Pickled again for
+    storage: API keys are kept as references to the variables they came from, never
+    their values (``core.secrets.storing``), and read again when the run continues."""
+    from ray_orch.api.supervisors import pack
+    from ray_orch.core.secrets import storing
     from ray_orch.store.approvals import PauseStore
 
-    PauseStore(store).keep_definition(spec.run_id, spec.workflow, spec.mode, packed)
+    with storing():
+        stored = pack(spec)
+    PauseStore(store).keep_definition(spec.run_id, spec.workflow, spec.mode, stored)
 
 
 _job_runs = [0]

@@ -9,10 +9,13 @@ through it before writing.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["redact_dsn", "scrub_secrets"]
@@ -128,3 +131,57 @@ def dsn_password(dsn: str) -> str | None:
         if found and found.group("pw"):
             return found.group("pw").strip("'")
     return None
+
+
+# -- API keys in stored definitions ------------------------------------------------------
+
+_storing: contextvars.ContextVar[bool] = contextvars.ContextVar("ray_orch_storing",
+                                                                default=False)
+
+
+@contextlib.contextmanager
+def storing() -> Iterator[None]:
+    """Pickle for storage inside this block: agents and model configs keep each API key
+    as a reference to the environment variable it came from (``KeyRef``), never its value
+    (a paused run's definition is kept in the run store, where keys must never be)."""
+    token = _storing.set(True)
+    try:
+        yield
+    finally:
+        _storing.reset(token)
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """Where an API key came from, in place of the key in a stored definition: the
+    variable it is read from again when the run continues (None: it was written in the
+    script; the continuing process must supply it)."""
+
+    env: str | None
+
+
+def key_ref(value: Any) -> Any:
+    """``value`` as it may be stored: an API key becomes a ``KeyRef`` while ``storing()``;
+    anything else (and every value outside ``storing()``) is returned as it is.
+
+    Example:
+        >>> import os
+        >>> os.environ["DOCTEST_API_KEY"] = "sk-doctest-123456"
+        >>> with storing():
+        ...     key_ref("sk-doctest-123456")
+        KeyRef(env='DOCTEST_API_KEY')
+        >>> resolve_key(KeyRef(env="DOCTEST_API_KEY"))
+        'sk-doctest-123456'
+    """
+    if not _storing.get() or not isinstance(value, str) or not value:
+        return value
+    env = next((name for name, found in os.environ.items() if found == value), None)
+    return KeyRef(env)
+
+
+def resolve_key(value: Any) -> Any:
+    """A stored ``KeyRef`` read again from the environment (None when unset or written in
+    the script); any other value as it is."""
+    if isinstance(value, KeyRef):
+        return os.environ.get(value.env) if value.env else None
+    return value

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ray_orch.core.errors import LLMError, ModelNotConfiguredError
+from ray_orch.core.secrets import key_ref, resolve_key
 from ray_orch.model import openai_http as _openai_http
 from ray_orch.model.ratelimit.client import estimate_tokens, limited, strip_limit_keys
 from ray_orch.model.streaming import achat_stream, litellm_stream
@@ -91,6 +92,23 @@ class LLMConfig:
     timeout: float = 120.0
     options: dict[str, Any] = field(default_factory=dict)
     client: str = field(default_factory=lambda: os.environ.get("RAY_ORCH_LLM_CLIENT", "auto"))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Stored (a paused run's definition): the key as a reference, never its value.
+        state = dict(self.__dict__)
+        state["api_key"] = key_ref(self.api_key)
+        if isinstance(self.options.get("api_key"), str):
+            state["options"] = {**self.options, "api_key": key_ref(self.options["api_key"])}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["api_key"] = resolve_key(state.get("api_key"))
+        options = state.get("options") or {}
+        if "api_key" in options:
+            state["options"] = {**options, "api_key": resolve_key(options["api_key"])}
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     def __post_init__(self) -> None:
         if self.client not in _CLIENTS:

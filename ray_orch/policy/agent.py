@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ray_orch.core.errors import InvalidTaskFieldError
+from ray_orch.core.secrets import key_ref, resolve_key
 from ray_orch.model.client import LLMConfig, LLMResult, acomplete
 from ray_orch.model.resolve import resolve_llm
 from ray_orch.policy.fields import (
@@ -326,7 +327,18 @@ class Agent:
         # The model as resolved here (the driver's environment), for the cluster to use.
         state["_config"] = self._config or _resolved.get(self)
         state["chat_history"] = []  # the driver's conversation stays there
+        # Stored (a paused run's definition): keys as references, never their values.
+        state["api_key"] = key_ref(state.get("api_key"))
+        if isinstance(state.get("llm"), dict) and "api_key" in state["llm"]:
+            state["llm"] = {**state["llm"], "api_key": key_ref(state["llm"]["api_key"])}
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state["api_key"] = resolve_key(state.get("api_key"))
+        if isinstance(state.get("llm"), dict) and "api_key" in state["llm"]:
+            state["llm"] = {**state["llm"], "api_key": resolve_key(state["llm"]["api_key"])}
+        self.__dict__.update(state)
 
 
 # Each agent's resolved model, beside it (weakly): resolved once, on the driver.

@@ -56,3 +56,30 @@ def test_a_tampered_definition_is_refused_and_runs_nothing(stub, store_spec, tmp
     assert not marker.exists()  # nothing was unpickled
     assert stub.count() == asked  # nothing ran
     assert store.pending_requests(run_id)[0]["id"] == request.id  # still waiting
+
+
+def test_a_paused_runs_definition_holds_no_api_key_and_continues(stub, store_spec,
+                                                                 monkeypatch):
+    # Red team, round 3: a paused run's stored definition held the agent's key in clear.
+    key = "sk-live-" + os.urandom(12).hex()
+    monkeypatch.setenv("RAYORCH_TEST_AGENT_KEY", key)
+    writer = Agent(role="Writer", goal="Write", llm={**stub.llm, "api_key": key},
+                   api_key=key)
+    tasks = {"draft": Task(description="Draft the keyed post", agent=writer,
+                           human_input=True)}
+    with pytest.raises(RunPaused) as caught:
+        Process(tasks=tasks, agents=[writer], store=store_spec).workflow()
+    run_id, request = caught.value.run_id, caught.value.requests[0]
+    _, blob, _ = open_store(store_spec).load_definition(run_id)
+    assert key.encode() not in blob
+    if not store_spec.startswith("postgresql"):  # every byte the store keeps on disk
+        folder = Path(store_spec.removeprefix("sqlite://"))
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert key.encode() not in path.read_bytes(), path
+    from ray_orch.cli.runs import continue_paused
+
+    from ray_orch import Approve
+
+    results = continue_paused(store_spec, run_id, {request.id: Approve()})
+    assert results["draft"].raw  # the key was read again from where it came from

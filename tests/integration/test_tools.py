@@ -466,7 +466,10 @@ def test_a_call_in_flight_when_the_run_is_cancelled_is_journaled_not_run_again(s
         first.workflow(run_id="slow-1")
     canceller.join()
     deadline = time.monotonic() + 120  # the call goes on in its member, then is journaled
-    while not journaled_calls(str(tmp_path / "ck"), "slow-1") and time.monotonic() < deadline:
+    from ray_orch.store.factory import open_store
+
+    store = open_store(str(tmp_path / "ck"))
+    while not journaled_calls(store, "slow-1") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert ledger.read_text().splitlines() == ["7"]
     results = process().workflow(resume="slow-1")

@@ -244,7 +244,7 @@ def test_mcp_sdk_spans_are_never_stray_roots(stub, receiver):
     from ray_orch import MCP
     from ray_orch.testing import StubLLMServer
 
-    echo = Path(__file__).resolve().parent / "mcp_echo_server.py"
+    echo = Path(__file__).resolve().parent.parent / "mcp_echo_server.py"
     stub.reply = [StubLLMServer.tool_call("get_env", {"name": "HOME"}), "done"]
     agent = Agent(role="Echo", goal="echo", llm=stub.llm, tools=[MCP(f"python {echo}")])
     Process(tasks={"a": Task(description="Echo", agent=agent)}).workflow()
