@@ -210,7 +210,8 @@ def test_limits_come_from_options_then_environment(monkeypatch):
     assert limits_of(config) == Limits(rpm=600, tpm=100_000)  # options win
     with pytest.raises(InvalidTaskFieldError, match="'rpm' must be a positive number"):
         limits_of(LLMConfig(model="m", options={"rpm": "lots"}))
-    assert frozenset({"rpm", "tpm", "max_in_flight"}) == LIMIT_KEYS
+    # ray-orch's own options, never sent to the provider (supports_vision: MCP images)
+    assert frozenset({"rpm", "tpm", "max_in_flight", "supports_vision"}) == LIMIT_KEYS
 
 
 def test_names_estimates_and_no_secrets():
