@@ -28,7 +28,7 @@ _METHODS = (
     "load_iterations", "cache_get", "cache_put", "cache_delete", "cache_clear",
     "save_tool_call", "load_tool_call", "tool_calls", "save_request", "save_answer",
     "pending_requests", "answers", "save_definition", "load_definition", "set_paused",
-    "paused_runs", "save_result", "load_result", "check")
+    "paused_runs", "save_graph", "load_graph", "save_result", "load_result", "check")
 
 
 class StoreService:

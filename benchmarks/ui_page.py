@@ -17,8 +17,8 @@ from _common import start_ray
 
 from ray_orch import Agent, Process, RunPaused, Task
 from ray_orch.testing import StubLLMServer
-from ray_orch.ui.checkpoint_source import CheckpointSource
 from ray_orch.ui.server import UIServer
+from ray_orch.ui.store_source import StoreSource
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HTML = '<b>Launch day</b> <img src=x onerror="alert(1)"> — our new <i>pricing</i> page'
@@ -106,7 +106,7 @@ def main(screenshots: bool, items: int) -> None:
         stored_run = stored.last_result.run_id  # type: ignore[union-attr]
         print(f"{items}-item loop ran in {time.perf_counter() - started:.1f} s")
         live_run, request = paused(bulk(stub, directory, items, ask=True))
-        with UIServer(CheckpointSource([directory])) as server, sync_playwright() as p:
+        with UIServer(StoreSource([directory])) as server, sync_playwright() as p:
             chromium = p.chromium.launch(executable_path="/usr/bin/chromium",
                                          args=["--no-sandbox"])
             browser = chromium.new_context(viewport={"width": 1400, "height": 900})

@@ -268,7 +268,8 @@ def ui(directory: Annotated[Path | None, typer.Option(
            "--dir", help="A checkpoint directory (default: ./checkpoints and the standing "
            "runtime's journal).")] = None,
        store: Annotated[str | None, typer.Option(
-           "--store", help="A store DSN instead (sqlite:///DIR).")] = None,
+           "--store", help="A run store instead: a directory, sqlite:///DIR or a "
+           "postgresql:// DSN.")] = None,
        port: Annotated[int, typer.Option(help="The port (0: any free one).")] = 0,
        host: Annotated[str, typer.Option(
            help="The address to bind; other than 127.0.0.1 shares your runs.")] = "127.0.0.1"

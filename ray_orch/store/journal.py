@@ -53,6 +53,8 @@ class Journal:
         # A new run is created only if it does not exist yet, in one transaction.
         self.record = self.store.begin_run(run_id, workflow, definition_hash(definition),
                                            allow_drift=allow_drift, fresh=not resume)
+        # What readers (the run viewer) draw: the definition this run executes.
+        self.store.save_graph(run_id, workflow, definition)
 
     def restored(self, loops: list[str], max_visits: int, *,
                  tasks: dict[str, Any] | None = None

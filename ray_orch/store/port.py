@@ -1,7 +1,8 @@
 """The run store port: everything a run persists, behind one protocol.
 
 A run's durable state is one :class:`RunStore`: its run records, completed tasks,
-decisions, loop iterations (the checkpoint journal, :class:`CheckpointStore`), the result
+decisions, loop iterations (the checkpoint journal, :class:`CheckpointStore`), its
+plain workflow definition (for the run viewer's graph), the result
 cache's entries (:class:`CacheStore`), the tool calls it made, the approval requests it
 asked and their answers, the paused runs' authenticated definitions and the reports of
 detached runs. Memory tables join later (``store/memory_*.py``), in the same backends.
@@ -106,6 +107,18 @@ class RunStore(CheckpointStore, CacheStore, Protocol):
 
     def paused_runs(self) -> list[dict[str, Any]]:
         """Every paused run: ``run_id``, ``workflow``, ``mode``, ``paused_at``."""
+        ...
+
+    # -- run graphs (the run viewer) ---------------------------------------------------------
+
+    def save_graph(self, run_id: str, workflow: str, definition: dict[str, Any]) -> None:
+        """Keep a run's plain workflow definition (``Graph.definition()``: tasks, types,
+        dependencies, routes, schemas; tasks in their order), so that a reader draws the
+        run's graph; a resumed run's replaces the earlier one."""
+        ...
+
+    def load_graph(self, run_id: str) -> dict[str, Any] | None:
+        """The definition :meth:`save_graph` kept, tasks in their order; None if none."""
         ...
 
     # -- detached runs (api/jobs.py) ----------------------------------------------------

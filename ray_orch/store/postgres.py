@@ -23,11 +23,11 @@ from typing import Any
 
 from ray_orch.core.errors import StoreError
 from ray_orch.core.secrets import dsn_password, redact_dsn
-from ray_orch.store.sql import Db, SQLRunStore, schema_v1
+from ray_orch.store.sql import Db, SQLRunStore, migrations
 
 __all__ = ["PostgresRunStore"]
 
-_MIGRATIONS = [schema_v1(real="DOUBLE PRECISION", blob="BYTEA")]
+_MIGRATIONS = migrations(real="DOUBLE PRECISION", blob="BYTEA")
 _MIGRATION_LOCK = 0x7261796F  # "rayo": one advisory lock id for schema changes
 _pools: dict[tuple[str, int], Any] = {}
 _pools_guard = threading.Lock()

@@ -15,9 +15,9 @@ from ray_orch.core.errors import StoreError
 from ray_orch.store.checkpoint import RunRecord, check_drift, seal, unseal
 from ray_orch.store.port import ToolCallKey
 
-__all__ = ["SCHEMA_VERSION", "Db", "SQLRunStore", "schema_v1"]
+__all__ = ["SCHEMA_VERSION", "Db", "SQLRunStore", "migrations", "schema_v1", "schema_v2"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this code writes; a store at a later version is refused (upgrade ray-orch)."""
 
 
@@ -59,6 +59,27 @@ def schema_v1(*, real: str, blob: str) -> list[str]:
             run_id TEXT PRIMARY KEY, payload TEXT NOT NULL, checksum TEXT NOT NULL,
             saved_at {real} NOT NULL)""",
     ]
+
+
+def schema_v2(*, real: str) -> list[str]:
+    """Version 2: ``graphs``, each run's plain workflow definition
+    (``Graph.definition()``), kept when the run begins so that a reader (the run viewer)
+    draws any stored run."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS graphs (
+            run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, payload TEXT NOT NULL,
+            checksum TEXT NOT NULL, saved_at {real} NOT NULL)""",
+    ]
+
+
+def migrations(*, real: str, blob: str) -> list[list[str]]:
+    """Every schema version's DDL, in order, with the backend's float and bytes types.
+
+    Example:
+        >>> len(migrations(real="REAL", blob="BLOB")) == SCHEMA_VERSION
+        True
+    """
+    return [schema_v1(real=real, blob=blob), schema_v2(real=real)]
 
 
 class Db(Protocol):
@@ -385,6 +406,33 @@ class SQLRunStore:
                               "WHERE paused_at IS NOT NULL ORDER BY paused_at").fetchall()
         return [{"run_id": r, "workflow": w, "mode": m, "paused_at": at}
                 for r, w, m, at in rows]
+
+    # -- run graphs ---------------------------------------------------------------------
+
+    def save_graph(self, run_id: str, workflow: str, definition: dict[str, Any]) -> None:
+        """See :meth:`RunStore.save_graph`."""
+        # Sealed JSON sorts keys: the tasks' order (the scheduler's) is kept beside them.
+        text, checksum = seal({"definition": definition,
+                               "order": list(definition.get("tasks") or {})})
+        with self._tx(write=True, run_id=run_id) as db:
+            db.execute("INSERT INTO graphs (run_id, workflow, payload, checksum, saved_at) "
+                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+                       "workflow = excluded.workflow, payload = excluded.payload, checksum = "
+                       "excluded.checksum, saved_at = excluded.saved_at",
+                       (run_id, workflow, text, checksum, time.time()))
+
+    def load_graph(self, run_id: str) -> dict[str, Any] | None:
+        """See :meth:`RunStore.load_graph`."""
+        with self._tx(run_id=run_id) as db:
+            row = db.execute("SELECT payload, checksum FROM graphs WHERE run_id = ?",
+                             (run_id,)).fetchone()
+        if row is None:
+            return None
+        kept = unseal(row[0], row[1], "run graph", self.location, run_id=run_id)
+        definition: dict[str, Any] = kept["definition"]
+        tasks = definition.get("tasks") or {}
+        definition["tasks"] = {name: tasks[name] for name in kept["order"] if name in tasks}
+        return definition
 
     # -- detached runs ------------------------------------------------------------------
 

@@ -21,12 +21,12 @@ from typing import Any
 
 from ray_orch.core.errors import StoreError
 from ray_orch.store.checkpoint import corrupt_error, make_private_dirs, open_private
-from ray_orch.store.sql import Db, SQLRunStore, schema_v1
+from ray_orch.store.sql import Db, SQLRunStore, migrations
 
 __all__ = ["SQLITE_FILENAME", "SQLiteCheckpointStore", "SQLiteRunStore", "check_private_dir"]
 
 SQLITE_FILENAME = "ray_orch.sqlite"
-_MIGRATIONS = [schema_v1(real="REAL", blob="BLOB")]
+_MIGRATIONS = migrations(real="REAL", blob="BLOB")
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _MIN_FREE_BYTES = 1 << 20
 

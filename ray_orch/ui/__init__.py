@@ -1,7 +1,7 @@
 """The run viewer: runs and their graphs, live, in a browser, with approvals
-(``ray-orch ui``). ``source`` is what it reads (``RunSource``), ``checkpoint_source``
-today's implementation over checkpoint directories, ``live`` the runs it drives,
-``server`` the aiohttp server and ``static/`` the pages (plain HTML, CSS and JS)."""
+(``ray-orch ui``). ``source`` is what it reads (``RunSource``), ``store_source`` its
+implementation over run stores (SQLite directories, PostgreSQL), ``live`` the runs it
+drives, ``server`` the aiohttp server and ``static/`` the pages (HTML, CSS and JS)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ray_orch.ui.checkpoint_source import CheckpointSource
+    from ray_orch.ui.store_source import StoreSource
 
 __all__ = ["default_directories", "source_for"]
 
@@ -26,28 +26,32 @@ def default_directories() -> list[str]:
     return found
 
 
-def source_for(directory: str | None = None, store: str | None = None
-               ) -> CheckpointSource:
-    """The ``RunSource`` of a checkpoint directory, a store DSN or the defaults.
+def source_for(directory: str | None = None, store: str | None = None) -> StoreSource:
+    """The ``RunSource`` of a checkpoint directory, a run store or the defaults.
 
     Args:
         directory: a checkpoint directory (``Process(checkpoint_dir=...)``).
-        store: a DSN: ``sqlite:///path/to/dir`` (or its ``ray_orch.sqlite``, or a plain
-            path) today.
+        store: a run store: a directory, ``sqlite:///path/to/dir`` (or its
+            ``ray_orch.sqlite``) or a ``postgresql://`` DSN (connected to now).
 
     Raises:
-        ValueError: a DSN of a store this build cannot read, or both given.
+        ValueError: both given.
+        StoreError: a DSN that cannot be parsed or reached, or an unknown scheme.
     """
-    from ray_orch.ui.checkpoint_source import CheckpointSource
+    from ray_orch.store.factory import is_postgres, open_store
+    from ray_orch.ui.store_source import StoreSource
 
     if directory and store:
         raise ValueError("give --dir or --store, not both")
     if store:
-        if store.startswith(("postgres://", "postgresql://")):
-            raise ValueError(f"--store {store.split('://')[0]}://…: this build reads "
-                             "SQLite checkpoint stores only (sqlite:///DIR or a directory)")
-        path = store.removeprefix("sqlite://")
+        spec = store.strip()
+        if is_postgres(spec):
+            open_store(spec, check=True).close()  # a bad DSN is named before serving
+            return StoreSource([spec])
+        if "://" in spec and not spec.lower().startswith("sqlite://"):
+            open_store(spec)  # raises the store's own error naming the scheme
+        path = spec.removeprefix("sqlite://")
         if path.endswith(".sqlite"):  # the store's file itself
             path = os.path.dirname(path)
-        return CheckpointSource([path])
-    return CheckpointSource([directory] if directory else default_directories())
+        return StoreSource([path])
+    return StoreSource([directory] if directory else default_directories())

@@ -1,9 +1,9 @@
 """What the run viewer reads and does, as one small interface (``RunSource``).
 
 The server (``ui/server.py``) talks only to a ``RunSource``. Today's source is
-``CheckpointSource`` (``ui/checkpoint_source.py``): checkpoint directories (the SQLite
-store, its paused runs) plus the runs this process continues. A source over another store
-implements the same methods.
+``StoreSource`` (``ui/store_source.py``): run stores (SQLite directories, PostgreSQL
+databases) plus the runs this process continues. Another kind of source implements the
+same methods.
 
 Every snapshot is plain JSON-ready data; the browser shows all of it as text.
 """
@@ -42,7 +42,7 @@ class RunRow:
     pending: int
     """Approval requests waiting for a person."""
     where: str
-    """Which store (a checkpoint directory) holds it."""
+    """Which store holds it (a directory, or a DSN without its password)."""
     requests: list[dict[str, str]]
     """The pending requests: ``id``, ``task`` and a ``preview`` of what is asked."""
     live: bool = False

@@ -1,22 +1,23 @@
-"""The run viewer in a real browser: a paused run approved with a click completes, its
-nodes turning from running to completed live; markup in an output stays text."""
+"""The run viewer in a real browser, over an SQLite and a PostgreSQL run store: a paused
+run approved with a click completes, its nodes turning from running to completed live;
+markup in an output stays text."""
 
 from __future__ import annotations
 
 import pytest
 from integration.ui_helpers import HTML, browser, pause, viewer
 
-from ray_orch.store.sqlite import SQLiteCheckpointStore
+from ray_orch.store.factory import open_store
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 WAIT_MS = 240_000  # Ray under load on a shared 2-core machine
 
 
-def test_a_paused_run_is_approved_with_a_click_and_completes(stub, tmp_path):
+def test_a_paused_run_is_approved_with_a_click_and_completes(stub, store_spec):
     stub.add_rule(match="Draft the post", reply=HTML)
     stub.add_rule(match="Publish the post", reply="Published", latency=4.0)
-    run_id, request_id = pause(stub, str(tmp_path))
-    with viewer(str(tmp_path)) as server, browser() as chromium:
+    run_id, request_id = pause(stub, store_spec)
+    with viewer(store_spec) as server, browser() as chromium:
         page = chromium.new_page()
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -46,6 +47,9 @@ def test_a_paused_run_is_approved_with_a_click_and_completes(stub, tmp_path):
         assert page.locator("#panel .output-raw").first.inner_text() == HTML
         assert page.locator("#injected").count() == 0
         assert page.title() != "owned" and dialogs == []
-    record = SQLiteCheckpointStore(str(tmp_path)).get_run(run_id)
+    store = open_store(store_spec)
+    record = store.get_run(run_id)
     assert record is not None and record.status == "completed"
+    assert list(store.load_graph(run_id)["tasks"]) == ["research", "draft", "publish"]
+    store.close()
     assert stub.count("Draft the post") == 1 and stub.count("Publish the post") == 1

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from integration.ui_helpers import HTML, browser, pause
 
-from ray_orch.store.sqlite import SQLiteCheckpointStore
+from ray_orch.store.definitions import KEY_ENV
+from ray_orch.store.factory import open_store
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,11 @@ def _first_line(process: subprocess.Popen, timeout: float) -> str:
     return found[0]
 
 
-def test_ray_orch_ui_serves_a_paused_run_that_is_approved_with_a_click(stub, tmp_path):
+def test_ray_orch_ui_serves_a_paused_run_that_is_approved_with_a_click(stub, tmp_path,
+                                                                      monkeypatch):
+    # The viewer runs under a private HOME: it verifies the paused run's definition with
+    # the key the driver signed it with, shared as a cluster's would be.
+    monkeypatch.setenv(KEY_ENV, "the viewer test's shared key")
     stub.add_rule(match="Draft the post", reply=HTML)
     directory = tmp_path / "checkpoints"
     run_id, request_id = pause(stub, str(directory))
@@ -64,7 +69,7 @@ def test_ray_orch_ui_serves_a_paused_run_that_is_approved_with_a_click(stub, tmp
             rest, errors = server.communicate()
     assert server.returncode == 0, errors[-3000:]
     assert rest.strip() == ""  # the URL was its one line
-    with SQLiteCheckpointStore(str(directory)) as store:
+    with open_store(str(directory)) as store:
         assert store.get_run(run_id).status == "completed"
         assert store.load_task(run_id, "draft")["metadata"]["approval"]["by"] == "ui"
     assert stub.count("Publish the post") == 1

@@ -8,7 +8,7 @@ import json
 import pytest
 from integration.ui_helpers import browser, pause, viewer
 
-from ray_orch.store.sqlite import SQLiteCheckpointStore
+from ray_orch.store.factory import open_store
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 WAIT_MS = 240_000
@@ -36,7 +36,7 @@ def test_an_edit_is_checked_against_the_schema_then_continues(stub, tmp_path):
         editor.fill('{"title": "Final title", "words": 2}')
         card.get_by_role("button", name="Save edit").click()
         page.wait_for_selector('body[data-state="completed"]', timeout=WAIT_MS)
-    with SQLiteCheckpointStore(str(tmp_path)) as store:
+    with open_store(str(tmp_path)) as store:
         draft = store.load_task(run_id, "draft")
     assert draft is not None and draft["json_dict"] == {"title": "Final title", "words": 2}
     assert draft["metadata"]["approval"]["answer"] == "edit"
@@ -58,7 +58,7 @@ def test_cancel_stops_a_running_run_and_resume_continues_it(stub, tmp_path):
                                timeout=WAIT_MS)
         page.get_by_role("button", name="Cancel").click()
         page.wait_for_selector('body[data-state="cancelled"]', timeout=WAIT_MS)
-        with SQLiteCheckpointStore(str(tmp_path)) as store:
+        with open_store(str(tmp_path)) as store:
             assert store.get_run(run_id).status == "cancelled"
             assert store.load_task(run_id, "publish") is None
             assert store.load_task(run_id, "draft") is not None  # kept
@@ -67,5 +67,5 @@ def test_cancel_stops_a_running_run_and_resume_continues_it(stub, tmp_path):
         page.wait_for_selector('body[data-state="completed"]', timeout=WAIT_MS)
     assert stub.count("Draft the post") == 1  # nothing completed ran again
     assert stub.count("Publish the post") == 2  # the cancelled call, then the resumed one
-    with SQLiteCheckpointStore(str(tmp_path)) as store:
+    with open_store(str(tmp_path)) as store:
         assert store.load_task(run_id, "publish")["raw"] == "Published"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from integration.ui_helpers import browser, viewer
 
-from ray_orch.store.sqlite import SQLiteCheckpointStore
+from ray_orch.store.factory import open_store
 
 
 def _request(server, method, path, headers=None, body=None):
@@ -28,7 +28,7 @@ def _request(server, method, path, headers=None, body=None):
 
 @pytest.fixture
 def served(tmp_path):
-    SQLiteCheckpointStore(str(tmp_path)).begin_run("r1", "demo", "abc")
+    open_store(str(tmp_path)).begin_run("r1", "demo", "abc")
     with viewer(str(tmp_path)) as server:
         yield server
 

@@ -1,5 +1,5 @@
 """Shared parts of the run viewer's browser tests: a workflow that pauses for approval,
-the viewer served over its checkpoint directory, and Debian's Chromium through
+the viewer served over its run store (a directory or a PostgreSQL DSN), and Debian's Chromium through
 Playwright (the tests skip where either is missing).
 
 Import it as ``integration.ui_helpers``: Ray workers (whose path holds ``tests/``) load
@@ -30,8 +30,9 @@ class Post(BaseModel):
     words: int
 
 
-def writers(stub: Any, directory: str, *, structured: bool = False) -> Process:
-    """research -> draft (asks a person) -> publish, checkpointed in ``directory``."""
+def writers(stub: Any, store: str, *, structured: bool = False) -> Process:
+    """research -> draft (asks a person) -> publish, checkpointed in ``store`` (a
+    directory or a DSN)."""
     writer = Agent(role="Writer", goal="Write", llm=stub.llm)
     draft_options: dict[str, Any] = {"output_pydantic": Post} if structured else {}
     tasks = {
@@ -40,13 +41,13 @@ def writers(stub: Any, directory: str, *, structured: bool = False) -> Process:
                       human_input=True, **draft_options),
         "publish": Task(description="Publish the post", agent=writer, context=["draft"]),
     }
-    return Process(tasks=tasks, agents=[writer], checkpoint_dir=directory, name="blog")
+    return Process(tasks=tasks, agents=[writer], store=store, name="blog")
 
 
-def pause(stub: Any, directory: str, **options: Any) -> tuple[str, str]:
+def pause(stub: Any, store: str, **options: Any) -> tuple[str, str]:
     """Run ``writers`` until it pauses: ``(run id, request id)``."""
     with pytest.raises(RunPaused) as paused:
-        writers(stub, directory, **options).workflow()
+        writers(stub, store, **options).workflow()
     [request] = paused.value.requests
     return paused.value.run_id, request.id
 
@@ -68,11 +69,11 @@ def browser() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def viewer(directory: str) -> Iterator[Any]:
-    """The viewer over ``directory``, served from this process (its runs join this
-    test session's Ray)."""
-    from ray_orch.ui.checkpoint_source import CheckpointSource
+def viewer(store: str) -> Iterator[Any]:
+    """The viewer over ``store`` (a directory or a DSN), served from this process (its
+    runs join this test session's Ray)."""
     from ray_orch.ui.server import UIServer
+    from ray_orch.ui.store_source import StoreSource
 
-    with UIServer(CheckpointSource([directory])) as server:
+    with UIServer(StoreSource([store])) as server:
         yield server

@@ -1,22 +1,23 @@
-"""The viewer's ``CheckpointSource`` over a checkpoint directory written by hand (no Ray):
-runs newest first with their states and counts, a run's graph from its stored
-definition with statuses and the route taken, a task's story, and typed refusals."""
+"""The viewer's ``StoreSource`` over a run store written through the ``RunStore`` port
+(no Ray), on SQLite and PostgreSQL: runs newest first with their states and counts, a
+run's graph from its stored definition with statuses and the route taken, a task's
+story, and typed refusals."""
 
 from __future__ import annotations
 
 import pytest
 
 from ray_orch.core.approvals import ApprovalError, Approve
-from ray_orch.core.errors import ResumeError
+from ray_orch.core.errors import ResumeError, StoreError
+from ray_orch.core.secrets import dsn_password
 from ray_orch.engine.graph import build_graph, name_tasks
 from ray_orch.policy.task import Task
 from ray_orch.store.approvals import PauseStore
 from ray_orch.store.checkpoint import definition_hash
-from ray_orch.store.run_graphs import RunDefinitions
-from ray_orch.store.sqlite import SQLiteCheckpointStore
+from ray_orch.store.factory import open_store
 from ray_orch.ui import source_for
-from ray_orch.ui.checkpoint_source import CheckpointSource
 from ray_orch.ui.source import RunSource
+from ray_orch.ui.store_source import StoreSource
 
 MARKUP = "<script>alert(1)</script> & <b>bold</b>"
 
@@ -31,12 +32,11 @@ def support_definition():
 
 
 @pytest.fixture
-def source(tmp_path):
-    folder = str(tmp_path)
+def source(store_spec):
     definition = support_definition()
-    runs = SQLiteCheckpointStore(folder)
+    runs = open_store(store_spec)
     runs.begin_run("r1", "support", definition_hash(definition))
-    RunDefinitions(folder).keep("r1", "support", definition)
+    runs.save_graph("r1", "support", definition)
     runs.save_task("r1", "read", {"raw": MARKUP, "task_id": "read",
                                   "metadata": {"execution_time": 0.5, "tokens_used": 12}})
     runs.save_task("r1", "triage", {"raw": "billing", "task_id": "triage",
@@ -45,11 +45,11 @@ def source(tmp_path):
     runs.save_task("r1", "refund", {"raw": "refunded", "task_id": "refund"})
     runs.finish_run("r1", "completed")
     runs.begin_run("r2", "blog", "abc")
-    PauseStore(folder).ask("r2", {"id": "q1", "task": "draft",
+    PauseStore(runs).ask("r2", {"id": "q1", "task": "draft",
                                   "output": {"raw": MARKUP, "task_id": "draft"}})
     runs.finish_run("r2", "paused")
     runs.close()
-    found = CheckpointSource([folder])
+    found = StoreSource([store_spec])
     yield found
     found.close()
 
@@ -112,11 +112,23 @@ def test_what_cannot_be_done_is_refused_with_typed_errors(source):
     assert source.cancel("r1") is False
 
 
-def test_a_store_this_build_cannot_read_is_named(tmp_path):
-    with pytest.raises(ValueError, match="SQLite checkpoint stores only"):
-        source_for(store="postgresql://127.0.0.1/runs")
+def test_a_run_shows_where_it_is_stored_without_a_password(source):
+    [where] = {row.where for row in source.list_runs()}
+    assert where == source.run("r1")["where"]
+    spec = source.specs[0]
+    if "://" in spec:  # PostgreSQL: the DSN shown is the redacted one
+        assert dsn_password(spec) not in where and ":***@" in where
+
+
+def test_a_store_that_cannot_be_read_is_named(tmp_path):
+    with pytest.raises(StoreError, match="unknown run store 'mysql://db/x'"):
+        source_for(store="mysql://db/x")
+    with pytest.raises(StoreError) as caught:  # named before the viewer serves
+        source_for(store="postgresql://nobody:s3cret@127.0.0.1:1/runs")
+    assert "s3cret" not in str(caught.value) and "127.0.0.1:1" in str(caught.value)
     with pytest.raises(ValueError, match="not both"):
         source_for(str(tmp_path), "sqlite:///x")
     found = source_for(store=f"sqlite://{tmp_path}")
     assert found.list_runs() == []
     found.close()
+    assert not (tmp_path / "ray_orch.sqlite").exists()  # a viewer creates no store

@@ -59,7 +59,11 @@ def test_every_table_round_trips(store):
     store.save_result("job-1", {"status": "failed", "error": "boom"})
     assert store.load_result("job-1") == {"status": "failed", "error": "boom"}
     assert store.load_result("job-2") is None
-    assert store.schema_version() == 1
+    assert store.load_graph("r1") is None
+    store.save_graph("r1", "w", {"mode": "workflow", "tasks": {"b": {}, "a": {"deps": ["b"]}}})
+    graph = store.load_graph("r1")
+    assert list(graph["tasks"]) == ["b", "a"] and graph["tasks"]["a"] == {"deps": ["b"]}
+    assert store.schema_version() == 2
     copy = pickle.loads(pickle.dumps(store))  # as an actor receives it
     assert copy.load_tool_call(key) == {"result": "charged 42"}
 
@@ -81,6 +85,30 @@ def test_a_run_is_started_once_however_many_drivers_try(store):
         thread.join(timeout=60)
     assert sorted(outcomes) == ["refused"] * 5 + ["started"]
     assert store.begin_run("same", "w", "hash").resumed  # resuming it is fine
+
+
+def test_a_version_1_store_is_migrated_to_keep_run_graphs(tmp_path):
+    import sqlite3
+
+    from ray_orch.store.sql import schema_v1
+    from ray_orch.store.sqlite import SQLITE_FILENAME
+
+    folder = tmp_path / "v1"
+    folder.mkdir(mode=0o700)
+    conn = sqlite3.connect(folder / SQLITE_FILENAME)  # a store as ray-orch 1 left it
+    for statement in schema_v1(real="REAL", blob="BLOB"):
+        conn.execute(statement)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute("INSERT INTO runs VALUES ('old', 'w', 'h', 'completed', 1, 2)")
+    conn.commit()
+    conn.close()
+    store = open_store(str(folder), check=True)
+    assert store.schema_version() == 2 and store.get_run("old").status == "completed"
+    assert store.load_graph("old") is None
+    store.save_graph("old", "w", {"tasks": {"t": {}}})
+    assert store.load_graph("old") == {"tasks": {"t": {}}}
+    store.close()
 
 
 def test_a_newer_schema_is_refused(store):

@@ -1,9 +1,12 @@
-"""``CheckpointSource``: the viewer's ``RunSource`` over checkpoint directories (the SQLite
-checkpoint store and its paused runs), plus the runs this process drives (``LiveRun``).
+"""``StoreSource``: the viewer's ``RunSource`` over run stores (SQLite directories and
+PostgreSQL databases, each opened through ``store.factory.open_store``), plus the runs
+this process drives (``LiveRun``).
 
-A run's graph comes from its definition: a paused run's is in the store (the pickled run
-the Supervisor keeps with its requests); a run this process continued keeps its
-``Process``. A run of which no definition is at hand is drawn as its stored tasks.
+A run's graph comes from its definition: the plain one its journal keeps in the store
+(``RunStore.load_graph``); for a paused run kept before that, its paused run's (the
+signed, pickled run the driver keeps with its requests); a run this process continued
+keeps its ``Process``. A run of which no definition is at hand is drawn as its stored
+tasks.
 """
 
 from __future__ import annotations
@@ -18,14 +21,15 @@ from typing import Any
 from ray_orch.core.approvals import Answer, ApprovalError, Edit
 from ray_orch.core.errors import ResumeError
 from ray_orch.core.output import TaskOutput
+from ray_orch.core.secrets import redact_dsn
 from ray_orch.store.approvals import PauseStore
 from ray_orch.store.checkpoint import RunRecord
-from ray_orch.store.run_graphs import RunDefinitions
-from ray_orch.store.sqlite import SQLITE_FILENAME, SQLiteCheckpointStore
+from ray_orch.store.factory import is_postgres, open_store
+from ray_orch.store.sqlite import SQLITE_FILENAME
 from ray_orch.ui.live import LiveRun
 from ray_orch.ui.source import RunRow
 
-__all__ = ["CheckpointSource"]
+__all__ = ["StoreSource"]
 
 _ITERATIONS_SHOWN = 100
 _ENDED = ("completed", "failed", "cancelled")
@@ -47,37 +51,49 @@ class _Definition:
 
 
 @dataclass(kw_only=True)
-class _Dir:
-    """One checkpoint directory's stores."""
+class _Store:
+    """One run store the viewer reads."""
 
-    path: str
-    runs: SQLiteCheckpointStore
+    spec: str
+    """The spec it was opened from (a DSN may hold a password: never shown)."""
+    where: str
+    """How it is shown: a directory, or a DSN without its password."""
+    runs: Any
+    """The :class:`~ray_orch.store.port.RunStore`."""
     pauses: PauseStore
-    definitions: RunDefinitions
+    """Its approval requests and paused runs."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while a run of it is answered or resumed."""
 
 
-class CheckpointSource:
-    """Runs of one or more checkpoint directories (``Process(checkpoint_dir=...)``).
+def _where(spec: str) -> str:
+    """How a spec is shown: a DSN without its password, a directory absolute."""
+    if is_postgres(spec):
+        return redact_dsn(spec)
+    return os.path.abspath(spec.removeprefix("sqlite://") or ".")
+
+
+class StoreSource:
+    """Runs of one or more run stores (``Process(store=...)`` / ``checkpoint_dir=``).
 
     Args:
-        directories: checkpoint directories; those without a store yet are watched and
-            opened once one appears.
+        specs: store specs: directories (or ``sqlite:///dir``), watched until their
+            store file appears (nothing is created), and ``postgresql://`` DSNs.
 
     Example:
         >>> import tempfile
-        >>> from ray_orch.store.sqlite import SQLiteCheckpointStore
         >>> folder = tempfile.mkdtemp()
-        >>> _ = SQLiteCheckpointStore(folder).begin_run("r1", "demo", "abc")
-        >>> source = CheckpointSource([folder])
+        >>> _ = open_store(folder).begin_run("r1", "demo", "abc")
+        >>> source = StoreSource([folder])
         >>> [(row.run_id, row.workflow, row.state) for row in source.list_runs()]
         [('r1', 'demo', 'running')]
         >>> source.close()
     """
 
-    def __init__(self, directories: list[str]) -> None:
-        self.paths = [os.path.abspath(d) for d in directories]
-        self.dirs: dict[str, _Dir] = {}
+    def __init__(self, specs: list[str]) -> None:
+        self.specs = [s if is_postgres(s) else _where(s) for s in specs]
+        self.wheres = [_where(s) for s in specs]
+        self.stores: dict[str, _Store] = {}
         self.live: dict[str, LiveRun] = {}
         self.definitions: dict[str, _Definition] = {}
         self.done_counts: dict[str, tuple[Any, int]] = {}
@@ -87,16 +103,20 @@ class CheckpointSource:
 
     # -- stores ------------------------------------------------------------------------
 
-    def _open(self) -> list[_Dir]:
+    def _open(self) -> list[_Store]:
         with self.lock:
-            for path in self.paths:
-                if path not in self.dirs and os.path.exists(os.path.join(path, SQLITE_FILENAME)):
-                    self.dirs[path] = _Dir(path=path, runs=SQLiteCheckpointStore(path),
-                                           pauses=PauseStore(path),
-                                           definitions=RunDefinitions(path))
-            return list(self.dirs.values())
+            for spec, where in zip(self.specs, self.wheres, strict=True):
+                if spec in self.stores:
+                    continue
+                if not is_postgres(spec) and not os.path.exists(
+                        os.path.join(spec, SQLITE_FILENAME)):
+                    continue  # not written yet: a viewer creates no store
+                runs = open_store(spec)
+                self.stores[spec] = _Store(spec=spec, where=where, runs=runs,
+                                           pauses=PauseStore(runs))
+            return list(self.stores.values())
 
-    def _find(self, run_id: str) -> tuple[_Dir, RunRecord] | None:
+    def _find(self, run_id: str) -> tuple[_Store, RunRecord] | None:
         for folder in self._open():
             record = folder.runs.get_run(run_id)
             if record is not None:
@@ -110,21 +130,19 @@ class CheckpointSource:
             if live.active:
                 live.cancel()
         with self.lock:
-            for folder in self.dirs.values():
+            for folder in self.stores.values():
                 folder.runs.close()
-                folder.pauses.close()
-                folder.definitions.close()
-            self.dirs.clear()
+            self.stores.clear()
 
     # -- definitions -------------------------------------------------------------------
 
-    def _definition(self, folder: _Dir, run_id: str, workflow: str) -> _Definition | None:
+    def _definition(self, folder: _Store, run_id: str, workflow: str) -> _Definition | None:
         """The run's definition: the one this process ran it with, the one its journal
         keeps, or (a run paused before definitions were kept) its paused run's."""
         known = self.definitions.get(run_id)
         if known is not None:
             return known
-        stored = folder.definitions.get(run_id)
+        stored = folder.runs.load_graph(run_id)
         if stored is not None:
             from ray_orch.observe.view import graph_of_definition
 
@@ -133,7 +151,7 @@ class CheckpointSource:
                                        (stored.get("tasks") or {}).items()},
                                 mode=stored.get("mode", "workflow"))
         elif folder.pauses.spec(run_id) is not None:
-            process, mode = _paused_process(folder.path, run_id)
+            process, mode = _paused_process(folder.spec, run_id)
             known = _define(process, mode, keep=False)
         else:
             return None
@@ -151,7 +169,7 @@ class CheckpointSource:
         rows.sort(key=lambda row: row.started, reverse=True)
         return rows
 
-    def _row(self, folder: _Dir, record: RunRecord) -> RunRow:
+    def _row(self, folder: _Store, record: RunRecord) -> RunRow:
         live = self.live.get(record.run_id)
         state, ended = _state(record, live)
         done = self._done(folder, record, state)
@@ -160,12 +178,12 @@ class CheckpointSource:
         pending = folder.pauses.pending(record.run_id)
         return RunRow(run_id=record.run_id, workflow=record.workflow, state=state,
                       started=record.created_at, ended=ended, done=done, total=total,
-                      pending=len(pending), where=folder.path,
+                      pending=len(pending), where=folder.where,
                       requests=[{"id": r["id"], "task": r["task"], "preview": _preview(r)}
                                 for r in pending if state == "paused"],
                       live=bool(live and live.active))
 
-    def _done(self, folder: _Dir, record: RunRecord, state: str) -> int:
+    def _done(self, folder: _Store, record: RunRecord, state: str) -> int:
         """How many tasks completed; counted once for a run that waits or ended."""
         key = (record.updated_at, state)
         cached = self.done_counts.get(record.run_id)
@@ -198,7 +216,7 @@ class CheckpointSource:
             self.snapshots[run_id] = (key, snapshot)
         return snapshot
 
-    def _snapshot(self, folder: _Dir, record: RunRecord, live: LiveRun | None
+    def _snapshot(self, folder: _Store, record: RunRecord, live: LiveRun | None
                   ) -> dict[str, Any]:
         run_id = record.run_id
         now = live.snapshot() if live else None
@@ -219,14 +237,14 @@ class CheckpointSource:
         can_resume = (state in ("failed", "cancelled") and definition is not None
                       and definition.process is not None and not (live and live.active))
         return {"run_id": run_id, "workflow": record.workflow, "state": state,
-                "started": record.created_at, "ended": ended, "where": folder.path,
+                "started": record.created_at, "ended": ended, "where": folder.where,
                 "graph": {**graph, "known": definition is not None}, "tasks": tasks,
                 "routes": routes, "pending": pending,
                 "error": now["error"] if now else None,
                 "actions": {"cancel": bool(live and live.active), "resume": can_resume},
                 "events": now["events"] if now else []}
 
-    def _task_rows(self, folder: _Dir, run_id: str, graph: dict[str, Any],
+    def _task_rows(self, folder: _Store, run_id: str, graph: dict[str, Any],
                    stored: dict[str, dict[str, Any]], now: dict[str, Any] | None,
                    state: str) -> dict[str, dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
@@ -293,7 +311,7 @@ class CheckpointSource:
         definition and this process continues it with ``answers={request_id: answer}``."""
         found = self._find(run_id)
         if found is None:
-            raise ApprovalError(f"no run {run_id!r} in {', '.join(self.paths)}", field="run")
+            raise ApprovalError(f"no run {run_id!r} in {', '.join(self.wheres)}", field="run")
         folder, _ = found
         with folder.lock:
             live = self.live.get(run_id)
@@ -307,7 +325,7 @@ class CheckpointSource:
                 raise ApprovalError(f"run {run_id} has no pending request {request_id!r} "
                                     f"(pending: {known})", field="request",
                                     request_id=request_id)
-            process, mode = _paused_process(folder.path, run_id)
+            process, mode = _paused_process(folder.spec, run_id)
             if isinstance(answer, Edit):
                 _check_edit(process, request, answer)
             self.definitions[run_id] = _define(process, mode, keep=True)
@@ -318,7 +336,7 @@ class CheckpointSource:
         """See ``RunSource.resume``."""
         found = self._find(run_id)
         if found is None:
-            raise ResumeError(f"no run {run_id!r} in {', '.join(self.paths)}")
+            raise ResumeError(f"no run {run_id!r} in {', '.join(self.wheres)}")
         folder, record = found
         with folder.lock:
             state, _ = _state(record, self.live.get(run_id))
@@ -370,10 +388,10 @@ class CheckpointSource:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _paused_process(directory: str, run_id: str) -> tuple[Any, str]:
+def _paused_process(spec: str, run_id: str) -> tuple[Any, str]:
     from ray_orch.api.paused import paused_process
 
-    return paused_process(directory, run_id)
+    return paused_process(spec, run_id)
 
 
 def _define(process: Any, mode: str, *, keep: bool) -> _Definition:
