@@ -61,6 +61,10 @@ def main():
     shape = os.environ.get("SHAPE", "w2")
     process = w2() if shape == "w2" else chain(int(shape.split(":")[1]))
     if os.environ.get("PID_FILE"):
+        # Ray imported here, before the watcher thread: two threads importing Ray's
+        # package at once can see it half-initialized ("cannot import name decode").
+        import ray  # noqa: F401
+
         threading.Thread(target=watch_supervisor, args=(process, os.environ["PID_FILE"]),
                          daemon=True).start()
     runs = int(os.environ.get("RUNS", "1"))
