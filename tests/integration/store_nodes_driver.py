@@ -19,6 +19,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -66,6 +67,10 @@ def run_node(address: str, label: str) -> None:
                        object_store_memory=150 * 1024 * 1024, min_worker_port=0,
                        max_worker_port=0, include_log_monitor=False, node_manager_port=0)
     params.dashboard_agent_listen_port = None
+    # Two nodes starting at once would pick the same numbered socket in the session dir.
+    sockets = tempfile.mkdtemp(prefix="rn-")
+    params.plasma_store_socket_name = os.path.join(sockets, f"plasma_{label}")
+    params.raylet_socket_name = os.path.join(sockets, f"raylet_{label}")
     Node(params, head=False, shutdown_at_exit=False, spawn_reaper=False)
     while True:
         time.sleep(3600)

@@ -229,10 +229,14 @@ def test_a_decision_at_a_base_url_is_a_chat_span(stub, receiver):
     stub.add_rule(match="Categorize customer inquiry", reply='{"decision": "simple"}')
     tasks, agents = customer_service(stub.llm)
     Process(tasks=tasks, agents=agents).workflow()
-    spans = receiver.wait_for(lambda s: by_name(s, "invoke_workflow"))
-    decision = next(s for s in by_name(spans, "invoke_agent")
-                    if s.attributes.get("ray_orch.task") == "categorize")
-    chats = [s for s in by_name(spans, "chat") if s.parent_id == decision.span_id]
+
+    def decision_chats(spans):  # spans come from several processes, each in its own batch
+        decisions = {s.span_id for s in by_name(spans, "invoke_agent")
+                     if s.attributes.get("ray_orch.task") == "categorize"}
+        return [s for s in by_name(spans, "chat") if s.parent_id in decisions]
+
+    spans = receiver.wait_for(lambda s: by_name(s, "invoke_workflow") and decision_chats(s))
+    chats = decision_chats(spans)
     assert len(chats) == 1 and chats[0].kind == CLIENT
     assert chats[0].attributes["gen_ai.usage.input_tokens"] > 0
     assert chats[0].attributes["gen_ai.response.id"].startswith("chatcmpl-stub-")
