@@ -293,6 +293,9 @@ class AgentMember:
         output.metadata["actor_pid"] = os.getpid()
         if handoff is not None and not handoff.done():
             handoff.set_result((task_name, output))
+            # One turn of the loop: a follower here starts (up to its model call), and one
+            # elsewhere is forwarded, before this output is pickled for its return trip.
+            await asyncio.sleep(0)
         return output
 
     async def run_many(self, request: BatchRequest

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity import RetryCallState
 
 from ray_orch.core import trace
 from ray_orch.core.errors import (
@@ -47,6 +47,7 @@ from ray_orch.policy.decide import decision_value
 from ray_orch.policy.decide_hosted import decide_hosted, wants_logprobs
 from ray_orch.policy.decide_local import decide_locally, uses_local_decisions
 from ray_orch.policy.guardrails import Rejected, call_record, check_guardrails, parse_structured
+from ray_orch.policy.retrying import retry_after_first
 from ray_orch.tools.loop import ToolRun, answer_with_tools, tool_run_for
 
 if TYPE_CHECKING:
@@ -396,10 +397,9 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
         tools.approve = run.approve_tool
     attempts = _Attempts(task=task, agent=agent, run=run, parts=parts, schema=schema,
                          deciding=deciding, started=started, tools=tools)
-    retrying = AsyncRetrying(retry=retry_if_exception(attempts.should_retry),
-                             wait=attempts.wait, reraise=True)
     try:
-        output: TaskOutput = await retrying(attempts.attempt)
+        output: TaskOutput = await retry_after_first(
+            attempts.attempt, should_retry=attempts.should_retry, wait=attempts.wait)
     except Rejected as exc:
         raise attempts.rejected_error(exc) from None
     except TaskFailedError as exc:
