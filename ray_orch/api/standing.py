@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -187,15 +188,23 @@ def _auth_mode() -> str:
     mode = os.environ.get("RAY_AUTH_MODE", "token").lower()
     set_auth_mode(mode)
     if mode == "token":
+        from ray._private.authentication.authentication_token_generator import (
+            generate_new_authentication_token,
+        )
         from ray._private.authentication.authentication_token_setup import (
             _get_default_token_path,
-            generate_and_save_token,
         )
 
+        default = _get_default_token_path()
         if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH") \
-                and not _get_default_token_path().exists():
-            generate_and_save_token()
-        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or _get_default_token_path())
+                and not default.exists():
+            # Made here, not by Ray's helper: private from its first byte (Ray's writes
+            # it with the umask's mode, then logs an INFO line).
+            make_private_dirs(default.parent)
+            fd = os.open(default, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(generate_new_authentication_token())
+        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or default)
         if token.exists():
             _make_private(token)
     return mode
@@ -322,16 +331,20 @@ def up(*, address: str | None = None, port: int | None = None,
                            state_dir=str(state_dir))
     info.idle_ttl = idle_ttl
     info.store = store
+    # The viewer's process starts beside the control plane's actors, not after them.
+    viewing = _spawn_viewer(info, env) if viewer else None
     try:
         kept = idle_budget() if max_members is None else max_members
         info.extra = _start_control_plane(info, max_members=kept, prewarm=min(prewarm, kept))
         info.extra["idle_budget"] = {"members": kept, "supervisors": 4}
     except BaseException:
+        if viewing is not None:
+            viewing.kill()
         if info.started_head:
             _stop_session(info)
         raise
-    if viewer:
-        info.extra.update(_start_viewer(info, env))
+    if viewing is not None:
+        info.extra.update(_viewer_started(info, viewing))
     write_runtime(info, path)  # 0600: it may hold the store's DSN
     return info
 
@@ -347,29 +360,33 @@ def write_runtime(info: RuntimeInfo, path: Path | None = None) -> None:
     tmp.replace(path)
 
 
-def _start_viewer(info: RuntimeInfo, env: dict[str, str], timeout: float = 120.0
-                  ) -> dict[str, Any]:
-    """``ray-orch ui`` over the runtime's journal, in a session of its own (``down``
-    stops it by its pid): ``viewer_url`` and ``viewer_pid``, or ``viewer_error``."""
+def _spawn_viewer(info: RuntimeInfo, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``ray-orch ui`` over the runtime's journal, in a session of its own
+    (``down`` stops it by its pid); ``_viewer_started`` waits for its URL."""
     state = Path(info.state_dir)
-    out = state / "viewer.out"
-    with contextlib.suppress(FileNotFoundError):
-        out.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        (state / "viewer.log").unlink()
+    for name in ("viewer.out", "viewer.log"):
+        with contextlib.suppress(FileNotFoundError):
+            (state / name).unlink()
     # Private, as everything in the state dir: the first holds the token.
-    stdout_fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    stdout_fd = os.open(state / "viewer.out", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     stderr_fd = os.open(state / "viewer.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(stdout_fd, "wb") as stdout, os.fdopen(stderr_fd, "wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "ray_orch.cli", "ui", "--dir",
+        return subprocess.Popen([sys.executable, "-m", "ray_orch.cli", "ui", "--dir",
                                  info.journal_dir()], stdout=stdout, stderr=stderr,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+
+
+def _viewer_started(info: RuntimeInfo, proc: subprocess.Popen[bytes],
+                    timeout: float = 120.0) -> dict[str, Any]:
+    """``viewer_url`` and ``viewer_pid`` once the viewer printed its URL, or
+    ``viewer_error``."""
+    state = Path(info.state_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        line = out.read_text().partition("\n")
+        line = (state / "viewer.out").read_text().partition("\n")
         if line[1]:
             return {"viewer_url": line[0].strip(), "viewer_pid": proc.pid}
-        time.sleep(0.1)
+        time.sleep(0.05)
     if proc.poll() is None:
         proc.kill()
     return {"viewer_error": f"the run viewer did not start; see {state / 'viewer.log'}"}
@@ -412,7 +429,9 @@ def connect_to_runtime(info: RuntimeInfo) -> None:
     set_auth_mode(info.auth_mode)
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address=info.address, namespace=NAMESPACE, log_to_driver=False)
+    # Ray's "Connecting to existing Ray cluster" INFO lines are not the user's business.
+    ray.init(address=info.address, namespace=NAMESPACE, log_to_driver=False,
+             logging_level=logging.ERROR)
 
 
 def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
@@ -425,7 +444,6 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
     from actors.metrics_hub import start_metrics_hub
     from actors.registry import start_standing_registry
     from ray_orch.engine.dispatch import placement_options
-    from ray_orch.engine.messages import LeaseRequest
     from ray_orch.policy.agent import Agent
 
     connect_to_runtime(info)
@@ -433,17 +451,11 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
         registry = start_standing_registry(idle_limit=max_members, idle_ttl=info.idle_ttl)
         hub, _ = start_metrics_hub()
         cache = get_cache_actor(None)
-        supervisor = ray.get(registry.lease_supervisor.remote())
-        # The engine's modules load in the Supervisor now, not in the first run.
-        ray.get(supervisor.info.remote())
-        registry.give_back_supervisor.remote(supervisor)
-        if prewarm:
-            placement_key, options = placement_options(
-                Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
-            members = ray.get(registry.lease.remote(LeaseRequest(
-                placement_key=placement_key, count=prewarm, options=options)))
-            ray.get([m.warm_imports.remote() for m in members])
-            ray.get(registry.give_back.remote(placement_key, members))
+        # A warm Supervisor and members, their code loading in the background: a first
+        # run finds them (or waits for them less than for new ones), and up returns now.
+        placement_key, options = placement_options(
+            Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
+        ray.get(registry.prewarm.remote(placement_key, prewarm, options))
         metrics_url = ray.get(hub.endpoint.remote())
         ray.get(cache.stats.remote())
         return {"metrics_url": metrics_url}
