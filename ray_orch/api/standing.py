@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray_orch.api.standing_viewer import spawn_viewer, stop_viewer, viewer_started
 from ray_orch.store.checkpoint import make_private_dirs
 
 __all__ = [
@@ -283,7 +284,8 @@ def idle_budget(cores: int | None = None, memory_gb: float | None = None) -> int
 def up(*, address: str | None = None, port: int | None = None,
        dashboard_port: int | None = None, num_cpus: int | None = None,
        idle_ttl: float = 600.0, max_members: int | None = None,
-       prewarm: int = 4, store: str | None = None, viewer: bool = False) -> RuntimeInfo:
+       prewarm: int = 4, store: str | None = None, viewer: bool = False,
+       announce: bool = False) -> RuntimeInfo:
     """Start (or join) the standing runtime and write the runtime file.
 
     Args:
@@ -298,6 +300,10 @@ def up(*, address: str | None = None, port: int | None = None,
         viewer: also serve the run viewer (``ray-orch ui`` over the runtime's journal;
             ``ray-orch up`` does unless ``--no-ui``); its URL, token included, is
             ``extra["viewer_url"]`` (the runtime file is private).
+        announce: write the runtime file (``extra["starting"]``) as soon as the head is
+            up, so that a driver waiting for it connects while the control plane starts
+            (the self-starting runtime's first script; ``ensure_ray`` then waits for the
+            registry).
         store: the runtime's run store (a directory or a ``postgresql://`` DSN; default
             ``$RAY_ORCH_STORE``, else a directory beside the runtime file), checked here.
 
@@ -332,7 +338,10 @@ def up(*, address: str | None = None, port: int | None = None,
     info.idle_ttl = idle_ttl
     info.store = store
     # The viewer's process starts beside the control plane's actors, not after them.
-    viewing = _spawn_viewer(info, env) if viewer else None
+    viewing = spawn_viewer(info.state_dir, info.journal_dir(), env) if viewer else None
+    if announce and info.started_head:
+        info.extra = {"starting": True}
+        write_runtime(info, path)
     try:
         kept = idle_budget() if max_members is None else max_members
         info.extra = _start_control_plane(info, max_members=kept, prewarm=min(prewarm, kept))
@@ -342,9 +351,11 @@ def up(*, address: str | None = None, port: int | None = None,
             viewing.kill()
         if info.started_head:
             _stop_session(info)
+            if announce:
+                path.unlink(missing_ok=True)
         raise
     if viewing is not None:
-        info.extra.update(_viewer_started(info, viewing))
+        info.extra.update(viewer_started(info.state_dir, viewing))
     write_runtime(info, path)  # 0600: it may hold the store's DSN
     return info
 
@@ -358,66 +369,6 @@ def write_runtime(info: RuntimeInfo, path: Path | None = None) -> None:
         os.fchmod(fd, 0o600)
         out.write(json.dumps(asdict(info), indent=2))
     tmp.replace(path)
-
-
-def _spawn_viewer(info: RuntimeInfo, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start ``ray-orch ui`` over the runtime's journal, in a session of its own
-    (``down`` stops it by its pid); ``_viewer_started`` waits for its URL."""
-    state = Path(info.state_dir)
-    for name in ("viewer.out", "viewer.log"):
-        with contextlib.suppress(FileNotFoundError):
-            (state / name).unlink()
-    # Private, as everything in the state dir: the first holds the token.
-    stdout_fd = os.open(state / "viewer.out", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    stderr_fd = os.open(state / "viewer.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(stdout_fd, "wb") as stdout, os.fdopen(stderr_fd, "wb") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "ray_orch.cli", "ui", "--dir",
-                                 info.journal_dir()], stdout=stdout, stderr=stderr,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-
-
-def _viewer_started(info: RuntimeInfo, proc: subprocess.Popen[bytes],
-                    timeout: float = 120.0) -> dict[str, Any]:
-    """``viewer_url`` and ``viewer_pid`` once the viewer printed its URL, or
-    ``viewer_error``."""
-    state = Path(info.state_dir)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        line = (state / "viewer.out").read_text().partition("\n")
-        if line[1]:
-            return {"viewer_url": line[0].strip(), "viewer_pid": proc.pid}
-        time.sleep(0.05)
-    if proc.poll() is None:
-        proc.kill()
-    return {"viewer_error": f"the run viewer did not start; see {state / 'viewer.log'}"}
-
-
-def _stop_viewer(info: RuntimeInfo) -> None:
-    """Stop the viewer ``up`` started, if that pid is still it."""
-    pid = info.extra.get("viewer_pid")
-    if not isinstance(pid, int):
-        return
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return
-    if b"ray_orch.cli" in command and b"ui" in command:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if _is_zombie(pid):
-                break
-            time.sleep(0.1)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def connect_to_runtime(info: RuntimeInfo) -> None:
@@ -523,7 +474,7 @@ def down() -> str:
     if isinstance(watchdog, int) and watchdog != os.getpid():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(watchdog, signal.SIGTERM)  # the self-started runtime's idle watch
-    _stop_viewer(info)
+    stop_viewer(info.extra.get("viewer_pid"))
     if info.started_head:
         _stop_session(info)
         message = f"stopped the Ray head at {info.address} and everything on it"
