@@ -208,6 +208,8 @@ class Pool:
             failure = exc
         async with self._free:
             self.starting.remove(member)
+            if isinstance(failure, self.remote.lost):
+                self.registry.forget.remote([member.handle])
             if self.closed:  # ``PoolSet.close`` gave it back with the others
                 return
             if failure is None:
@@ -215,9 +217,7 @@ class Pool:
                 self.grown += 1
             else:
                 self._grow_failures += 1
-                if isinstance(failure, self.remote.lost):
-                    self.registry.forget.remote([member.handle])
-                else:
+                if not isinstance(failure, self.remote.lost):
                     if self.binding is not None:
                         member.handle.unbind.remote(self.binding.run_id)
                     self.registry.give_back.remote(self.placement_key, [member.handle],
@@ -503,16 +503,18 @@ class PoolSet:
         them yet: a member's first call of the run carries its bind (``Pool.bind_for``).
 
         With ``bind_now`` (a task of the run has a timeout), and in a pool that leases
-        members for a loop (``loops``), every member is bound at once instead, and ``Member.ready`` tells when it is up: a timeout does not count a
-        member's process start nor its litellm import. ``shipped``: the run's definitions
-        as the driver pickled them (``RunSpec.definitions``), sent to members instead of
-        ``tasks`` (not pickled again).
+        members for a loop (below), every member is bound at once instead, and
+        ``Member.ready`` tells when it is up: it takes attempts from then on, and a
+        timeout does not count its process start nor its model client's import.
+        ``shipped``: the run's definitions as the driver pickled them
+        (``RunSpec.definitions``), sent to members instead of ``tasks`` (not pickled
+        again).
 
         ``loops``: the item counts of the run's loops over static data, by task name. A
         pool that may grow leases at once the members its largest loop needs (within
-        ``max_pool_size``), bound now: they start beside the first ones and take
-        attempts once up (``Pool.start``), instead of being leased one by one while
-        the loop's items queue."""
+        ``max_pool_size``): they start beside the first ones and take attempts once up
+        (``Pool.start``), instead of being leased one by one while the loop's items
+        queue."""
         backlog = loop_backlogs(tasks, loops or {}, key=agent_key)
         unique: dict[str, Any] = {}
         for agent in agents:
