@@ -179,7 +179,7 @@ def main() -> int:
     """The background runtime: ``up`` (with ``ray-orch up``'s defaults), then ``watch``."""
     from ray_orch.api.standing import up, write_runtime
 
-    info = up()
+    info = up(announce=True)  # the waiting script connects while the control plane starts
     info.extra["watchdog_pid"] = os.getpid()
     info.extra["auto"] = {"idle_shutdown_s": idle_limit()}
     write_runtime(info)
