@@ -89,7 +89,7 @@ def test_the_members_a_backlog_needs_are_leased_in_one_call_not_one_by_one(stub)
     registry = Leases(up=4)
 
     async def go():
-        pools = PoolSet(FakeHandle(registry), "k1", remote=FakeRemote())
+        pools = PoolSet(FakeHandle(registry), "k1", remote=FakeRemote(), lessee="sup-1")
         await pools.open([agent], tasks)
         pool = pools.pool_for(agent)
         await asyncio.gather(*(pool.submit("k1", n, None, {}, {}, None) for n in tasks))
@@ -100,6 +100,8 @@ def test_the_members_a_backlog_needs_are_leased_in_one_call_not_one_by_one(stub)
     # The first lease opened the pool (1 member); 6 attempts waited behind its 2
     # slots: one lease of the 3 members they need, within max_pool_size.
     assert [r.count for r in registry.requests] == [1, 3]
+    # Held by the Supervisor: reclaimed if it is lost.
+    assert all(r.lessee == "sup-1" for r in registry.requests)
     assert len(pool.members) == 4 and pool.grown == 3 and not pool.starting
     assert all(h.target.completed > 0 for h in registry.created)
     assert registry.size() == 3  # the grown ones went back to the registry
