@@ -152,7 +152,8 @@ def watch(idle_s: float, *, poll_s: float = _POLL_S) -> str:
     info = read_runtime()
     if info is None:
         return "no runtime to watch"
-    connect_to_runtime(info)
+    if not ray.is_initialized():  # ``up(announce=True)`` left this process connected
+        connect_to_runtime(info)
     own = ray.get_runtime_context().get_job_id()
     idle_since = time.monotonic()
     try:

@@ -3,9 +3,10 @@
 ``up`` starts a Ray head bound to 127.0.0.1 (a real ``ray start --head``, with its
 dashboard on 127.0.0.1 for job submission), or joins a cluster (``address=``), and
 starts ray-orch's control plane there as detached actors in the ``ray_orch`` namespace:
-the registry (which keeps agent members and Supervisors warm between scripts), the
-metrics hub and the result cache. It writes what drivers need to find it to a
-well-known file, ``~/.ray-orch/runtime.json`` (``RAY_ORCH_RUNTIME_FILE`` overrides).
+the registry (which keeps agent members and Supervisors warm between scripts) and the
+metrics hub (the result cache is made by the first run that asks for one). It writes
+what drivers need to find it to a well-known file, ``~/.ray-orch/runtime.json``
+(``RAY_ORCH_RUNTIME_FILE`` overrides).
 
 Drivers find it on their own (``ensure_ray`` calls ``discover``); with none up they
 start today's private local Ray. ``down`` stops everything ``up`` started: the head's
@@ -303,7 +304,7 @@ def up(*, address: str | None = None, port: int | None = None,
         announce: write the runtime file (``extra["starting"]``) as soon as the head is
             up, so that a driver waiting for it connects while the control plane starts
             (the self-starting runtime's first script; ``ensure_ray`` then waits for the
-            registry).
+            registry); this process then stays connected to the runtime.
         store: the runtime's run store (a directory or a ``postgresql://`` DSN; default
             ``$RAY_ORCH_STORE``, else a directory beside the runtime file), checked here.
 
@@ -344,7 +345,8 @@ def up(*, address: str | None = None, port: int | None = None,
         write_runtime(info, path)
     try:
         kept = idle_budget() if max_members is None else max_members
-        info.extra = _start_control_plane(info, max_members=kept, prewarm=min(prewarm, kept))
+        info.extra = _start_control_plane(info, max_members=kept, prewarm=min(prewarm, kept),
+                                          stay=announce)
         info.extra["idle_budget"] = {"members": kept, "supervisors": 4}
     except BaseException:
         if viewing is not None:
@@ -385,13 +387,13 @@ def connect_to_runtime(info: RuntimeInfo) -> None:
              logging_level=logging.ERROR)
 
 
-def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
-                         ) -> dict[str, Any]:
-    """The detached actors: registry, metrics hub, result cache; a warm Supervisor and
-    ``prewarm`` generic members, so that a first run starts no process."""
+def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int,
+                         stay: bool = False) -> dict[str, Any]:
+    """The detached actors: registry and metrics hub; a warm Supervisor and ``prewarm``
+    generic members, so that a first run starts no process. (The result cache is made
+    by the first run that asks for one.) ``stay``: this process stays connected."""
     import ray
 
-    from actors.cache_actor import get_cache_actor
     from actors.metrics_hub import start_metrics_hub
     from actors.registry import start_standing_registry
     from ray_orch.engine.dispatch import placement_options
@@ -401,17 +403,15 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
     try:
         registry = start_standing_registry(idle_limit=max_members, idle_ttl=info.idle_ttl)
         hub, _ = start_metrics_hub()
-        cache = get_cache_actor(None)
         # A warm Supervisor and members, their code loading in the background: a first
         # run finds them (or waits for them less than for new ones), and up returns now.
         placement_key, options = placement_options(
             Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
         ray.get(registry.prewarm.remote(placement_key, prewarm, options))
-        metrics_url = ray.get(hub.endpoint.remote())
-        ray.get(cache.stats.remote())
-        return {"metrics_url": metrics_url}
+        return {"metrics_url": ray.get(hub.endpoint.remote())}
     finally:
-        ray.shutdown()
+        if not stay:
+            ray.shutdown()
 
 
 def _session_pids(session: int) -> list[int]:
