@@ -57,11 +57,16 @@ def _needs_litellm(agents: dict[str, Any]) -> bool:
 
 def _import_lean_client() -> None:
     """Import what a first call over the lean client loads (aiohttp, the HTTP client,
-    the attempt's model step), so that a member's first attempt imports nothing."""
+    the attempt's model step and the steps it imports lazily), so that a member's first
+    attempt imports nothing."""
     import aiohttp  # noqa: F401
 
     import ray_orch.model.client
     import ray_orch.model.openai_http
+    import ray_orch.policy.agent_chat
+    import ray_orch.policy.handoffs
+    import ray_orch.policy.praison
+    import ray_orch.policy.recall
     import ray_orch.policy.task  # noqa: F401
 
 
