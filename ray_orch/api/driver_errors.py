@@ -72,9 +72,11 @@ async def reap_lost_supervisor(registry: Any, supervisor: Any) -> None:
 def interrupted(run_id: str | None, *, mode: str, checkpoint_dir: str | None,
                 verbose: bool) -> KeyboardInterrupt:
     """The ``KeyboardInterrupt`` a driver raises on Ctrl-C once its run is cancelled:
-    its message names the run and the exact way to resume it. Unless ``verbose``, an
-    uncaught one prints that one line instead of a traceback (``sys.excepthook``); a
-    script that catches ``KeyboardInterrupt`` still can.
+    its message names the run and the exact way to resume it. Uncaught, it prints that
+    one line (the traceback too when ``verbose``) and the process exits with status 130
+    (128 + SIGINT, what a shell reports for a program Ctrl-C ended) once its exit
+    handlers (Ray's shutdown among them) have run; a script that catches
+    ``KeyboardInterrupt`` still can.
 
     Example:
         >>> str(interrupted("r1", mode="workflow", checkpoint_dir="ck", verbose=True))
@@ -88,15 +90,22 @@ def interrupted(run_id: str | None, *, mode: str, checkpoint_dir: str | None,
                "where a run stopped")
     error = KeyboardInterrupt(f"run {run_id or '(not started)'} interrupted (Ctrl-C) and "
                               f"cancelled; {how}")
-    if not verbose:
-        _quiet_interrupts()
+    _exit_on_interrupts()
     error.ray_orch_line = True  # type: ignore[attr-defined]
+    error.ray_orch_verbose = verbose  # type: ignore[attr-defined]
     return error
 
 
-def _quiet_interrupts() -> None:
-    """An uncaught interrupt of ours prints its one line (the process still exits as
-    Ctrl-C makes it); any other exception is printed as before."""
+INTERRUPTED_EXIT = 130
+"""The exit status of a driver that an uncaught ray-orch interrupt ends (Ctrl-C)."""
+
+
+def _exit_on_interrupts() -> None:
+    """An uncaught interrupt of ours prints its one line (its traceback too when
+    verbose), runs the exit handlers and exits with ``INTERRUPTED_EXIT``. Python would
+    end such a process by SIGINT, but with Ray connected its finalization exits with
+    status 1, which reads as an ordinary failure; any other exception is printed as
+    before."""
     import sys
 
     previous = sys.excepthook
@@ -104,10 +113,31 @@ def _quiet_interrupts() -> None:
         return
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if isinstance(value, KeyboardInterrupt) and getattr(value, "ray_orch_line", False):
-            print(f"KeyboardInterrupt: {value}", file=sys.stderr, flush=True)
+        if not (isinstance(value, KeyboardInterrupt) and getattr(value, "ray_orch_line",
+                                                                 False)):
+            previous(kind, value, tb)
             return
-        previous(kind, value, tb)
+        if getattr(value, "ray_orch_verbose", False):
+            import traceback
+
+            traceback.print_exception(kind, value, tb)
+        else:
+            print(f"KeyboardInterrupt: {value}", file=sys.stderr, flush=True)
+        _exit_now(INTERRUPTED_EXIT)
 
     hook.ray_orch = True  # type: ignore[attr-defined]
     sys.excepthook = hook
+
+
+def _exit_now(status: int) -> None:
+    """Run the exit handlers (Ray's shutdown, log flushes), flush, and exit ``status``."""
+    import atexit
+    import os
+    import sys
+
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
