@@ -248,7 +248,7 @@ class RunDriver:
         if event.kind in ("token", "tool_progress"):
             return  # the stream's alone: not kept with the run's events
         if event.kind == "approval_requested" and asker is not None:
-            asker.on_event(event.data, self.supervisor)
+            asker.on_event(event.data, self.supervisor, screen=progress)
         self.events.append(event)
         self.on_event(event)
         progress(event)

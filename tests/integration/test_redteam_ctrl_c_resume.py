@@ -22,7 +22,8 @@ from ray_orch.testing import StubLLMServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# argv: stub url, marker file, checkpoint dir, "wait" | "approve", run id, "output" | "tool"
+# argv: stub url, marker file, checkpoint dir, "wait" | "console" | "approve", run id,
+# "output" | "tool"
 SCRIPT = textwrap.dedent("""
     import json, os, pathlib, sys, time
     from ray_orch import Agent, Process, Task, tool
@@ -49,9 +50,9 @@ SCRIPT = textwrap.dedent("""
     writer = Agent(role="Writer", goal="Write", llm={"model": "openai/stub", "base_url": url},
                    tools=[charge] if kind == "tool" else [])
     task = Task(description="Draft the post", agent=writer, human_input=kind == "output")
-    process = Process(tasks={"draft": task}, agents=[writer], approval_handler=person,
-                      checkpoint_dir=ck)
-    if how == "wait":
+    process = Process(tasks={"draft": task}, agents=[writer], checkpoint_dir=ck,
+                      approval_handler=None if how == "console" else person)
+    if how in ("wait", "console"):
         process.workflow(run_id=run_id)
     else:
         print("RESULT", json.dumps(process.workflow(resume=run_id)["draft"].raw))
@@ -140,3 +141,64 @@ def test_ctrl_c_while_a_tool_call_awaits_approval_resumes_to_the_same_call(tmp_p
     assert first["arguments"] == {"amount": 10}
     assert (tmp_path / "ledger").read_text() == "10\n"
     assert 'RESULT "done: charged 10"' in out
+
+
+def _console_interrupted(stub: StubLLMServer, tmp_path: Path) -> tuple[int, str]:
+    """Phase 1 on a terminal (a pty) with no handler: the console asks; Ctrl-C is typed
+    at its prompt. Returns the exit code and what the terminal showed."""
+    import pty
+    import select
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home"),
+           "TERM": "xterm-256color", "COLUMNS": "120", "RAY_ORCH_AUTO_RUNTIME": "0"}
+    env.pop("RAY_ADDRESS", None)  # a private Ray (a terminal would start a standing one)
+    argv = [sys.executable, "-c", SCRIPT, stub.base_url, str(tmp_path / "unused"),
+            str(tmp_path / "ck"), "console", "resume-console", "output"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the driver on a terminal
+        os.execve(sys.executable, argv, env)
+    screen, typed, deadline = b"", False, time.monotonic() + 420
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+        if not typed and b"[a]pprove" in screen:
+            os.write(fd, b"\x03")  # Ctrl-C, as the terminal sends it: SIGINT
+            typed, deadline = True, time.monotonic() + 120  # seconds when quiet
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail(f"the driver did not end (asked: {typed}): {screen[-2000:]!r}")
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), screen.decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_the_console_prompt_ends_the_driver_and_resumes_to_the_same_question(
+        tmp_path):
+    with StubLLMServer(reply="a draft") as stub:
+        code, screen = _console_interrupted(stub, tmp_path)
+        # The prompt shows whole, after the progress display stepped aside.
+        assert "[a]pprove, [e]dit or [r]eject" in screen, screen[-3000:]
+        assert code == 130, screen[-3000:]
+        assert "Traceback" not in screen, screen[-3000:]
+        assert "run resume-console interrupted (Ctrl-C)" in screen, screen[-3000:]
+        assert "workflow(resume='resume-console')" in screen
+        assert stub.count() == 1
+        marker = tmp_path / "asked-2"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home")}
+        env.pop("RAY_ADDRESS", None)
+        done = subprocess.run(
+            [sys.executable, "-c", SCRIPT, stub.base_url, str(marker), str(tmp_path / "ck"),
+             "approve", "resume-console", "output"], env=env, capture_output=True,
+            text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert stub.count() == 1, "the resumed run asked the model again"
+    assert 'RESULT "a draft"' in done.stdout
