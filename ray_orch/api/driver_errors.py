@@ -14,7 +14,7 @@ from typing import Any
 from ray_orch.core.errors import RayOrchError, RunError, SupervisorLostError
 from ray_orch.core.output import TaskOutput
 
-__all__ = ["as_run_error", "partial_results", "reap_lost_supervisor"]
+__all__ = ["as_run_error", "death_cause", "partial_results", "reap_lost_supervisor"]
 
 
 def partial_results(store: Any, run_id: str) -> dict[str, TaskOutput]:
@@ -56,11 +56,60 @@ def as_run_error(exc: BaseException, *, run_id: str, store: Any, lost: bool,
                   "; with Process(checkpoint_dir=...) a rerun resumes where it stopped")
         heard = f" (completed before: {', '.join(completed)})" if completed else ""
         return SupervisorLostError(
-            f"run {run_id}: its Supervisor was lost mid-run ({type(exc).__name__}: "
-            f"{str(exc)[:300]}){heard}; {len(results)} task result(s) recovered from "
-            f"checkpoints{resume}", run_id=run_id, results=results)
+            f"run {run_id}: its Supervisor was lost mid-run: {death_cause(exc)}{heard}; "
+            f"{len(results)} task result(s) recovered from checkpoints{resume}",
+            run_id=run_id, results=results)
     return RunError(f"run {run_id} failed in the engine: {type(exc).__name__}: "
                     f"{str(exc)[:500]}", run_id=run_id, results=results)
+
+
+_FIELDS = ("class_name", "actor_id", "pid", "name", "namespace", "ip")
+_CAUSES = (  # what Ray's message says -> what it means, first match wins
+    (("NODE_OUT_OF_MEMORY", "low on memory"), "its node ran out of memory (Ray's memory "
+     "monitor killed it)"),
+    (("node has died", "node was terminated", "NODE_DIED"), "its node died"),
+    (("preempted",), "its node was preempted"),
+    (("ray.kill",), "it was killed with ray.kill"),
+    (("never ran", "cancelled before it started"), "it never started"),
+    (("creation task",), "its creation failed"),
+    (("SIGKILL", "unexpectedly exits", "connection error", "worker process has died"),
+     "its process died (killed by a signal, such as the kernel's OOM killer, or crashed)"),
+    (("is unavailable",), "it became unreachable (its process or node may be "
+     "restarting, or the network dropped)"),
+)
+
+
+def death_cause(exc: BaseException) -> str:
+    """Why Ray says an actor (the Supervisor) died, in one line: what it means, Ray's own
+    words, where it ran and how to read its log. Ray's ``ActorDiedError`` keeps its cause
+    only in its message (the fields of ``ActorDiedErrorContext``, one a line).
+
+    Example:
+        >>> death_cause(RuntimeError(""))
+        'RuntimeError, and Ray gave no cause (see the Ray logs of the session)'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    fields: dict[str, str] = {}
+    said: list[str] = []
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        if sep and key in _FIELDS:
+            fields[key] = value
+        elif line != "The actor died unexpectedly before finishing this task.":
+            said.append(line)
+    words = " ".join(said)
+    meaning = next((text for needles, text in _CAUSES
+                    if any(n.lower() in words.lower() for n in needles)), None)
+    if getattr(exc, "preempted", False):
+        meaning = "its node was preempted"
+    where = ", ".join(f"{k} {fields[k]}" for k in ("pid", "ip") if k in fields)
+    log = (f"; its log: `ray logs actor --id {fields['actor_id']}`"
+           if "actor_id" in fields else "")
+    if not words:
+        return (f"{type(exc).__name__}, and Ray gave no cause"
+                f"{f' ({where})' if where else ''}{log or ' (see the Ray logs of the session)'}")
+    ray = f"[{type(exc).__name__}{f', {where}' if where else ''}: {words[:500]}]{log}"
+    return f"{meaning} {ray}" if meaning else ray
 
 
 async def reap_lost_supervisor(registry: Any, supervisor: Any) -> None:
