@@ -44,11 +44,11 @@ class MCPSessionActor:
             configure(request.trace_settings)
         updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-        def progress(done: float, total: float | None, message: str | None) -> None:
-            updates.put_nowait({"progress": done, "total": total, "message": message})
+        def report(progress: float, total: float | None, message: str | None) -> None:
+            updates.put_nowait({"progress": progress, "total": total, "message": message})
 
         with trace.attached(request.trace_context):
-            job = asyncio.ensure_future(call_in(self.pool, request, progress))
+            job = asyncio.ensure_future(call_in(self.pool, request, report))
         try:
             while not job.done():
                 waiter = asyncio.ensure_future(updates.get())
@@ -125,7 +125,7 @@ def node_sessions() -> list[dict[str, Any]]:
     session actor, in any namespace."""
     from ray.util import list_named_actors
 
-    rows = []
+    rows: list[Any] = []
     for entry in list_named_actors(all_namespaces=True):
         name, namespace = entry.get("name", ""), entry.get("namespace")
         if not name.startswith(SESSION_PREFIX):

@@ -70,6 +70,22 @@ class ActorRegistry:
         """Start idle members now (``MemberPool.prestart``)."""
         return self.pool.prestart(placement_key, count, options)
 
+    def prewarm(self, placement_key: str, count: int, options: dict[str, Any]) -> int:
+        """Start a Supervisor and ``count`` members now, idle, for a first run to find
+        warm, and load their code in the background: returns as soon as they are asked
+        for (``ray-orch up`` does not wait for them). Returns how many members started."""
+        supervisor = self.pool.lease_supervisor()
+        self.pool.give_back_supervisor(supervisor)
+        started = self.pool.prestart(placement_key, count, options)
+        members = list(self.pool.idle.get(placement_key, []))[:count]
+
+        def load() -> None:  # the engine's modules and the model client, before a run
+            with contextlib.suppress(Exception):
+                ray.get([supervisor.info.remote(), *(m.warm_imports.remote() for m in members)])
+
+        threading.Thread(target=load, name="registry-prewarm", daemon=True).start()
+        return started
+
     def give_back(self, placement_key: str, handles: list[Any],
                   agent_key: str | None = None) -> None:
         """Take members back after a run (``MemberPool.give_back``)."""

@@ -1,7 +1,7 @@
 """B10: the runtime that starts itself (#31) and the standing runtime's memory (#32).
 
 Part 1, one-shot scripts with nothing typed first (a private HOME, the defaults a user
-gets): the W2 driver (``tests/standing_driver.py``) as whole processes. The first one
+gets): the W2 driver (``tests/integration/standing_driver.py``) as whole processes. The first one
 finds no runtime and starts one in the background; the later ones join it. Beside them,
 in the same run: Ray's own start (a process that does ``ray.init()`` and exits) and a
 plain asyncio + aiohttp script of the same shape. Targets: first <= Ray's start + 1.5 s;
@@ -34,7 +34,7 @@ from b8_one_shot import PLAIN, RAY_ONLY, _reply  # noqa: E402
 
 from ray_orch.testing import StubLLMServer  # noqa: E402
 
-DRIVER = ROOT / "tests" / "standing_driver.py"
+DRIVER = ROOT / "tests" / "integration" / "standing_driver.py"
 
 
 def _env(home: Path, stub: StubLLMServer, **extra: str) -> dict[str, str]:

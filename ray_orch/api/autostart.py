@@ -152,7 +152,8 @@ def watch(idle_s: float, *, poll_s: float = _POLL_S) -> str:
     info = read_runtime()
     if info is None:
         return "no runtime to watch"
-    connect_to_runtime(info)
+    if not ray.is_initialized():  # ``up(announce=True)`` left this process connected
+        connect_to_runtime(info)
     own = ray.get_runtime_context().get_job_id()
     idle_since = time.monotonic()
     try:
@@ -179,7 +180,7 @@ def main() -> int:
     """The background runtime: ``up`` (with ``ray-orch up``'s defaults), then ``watch``."""
     from ray_orch.api.standing import up, write_runtime
 
-    info = up()
+    info = up(announce=True)  # the waiting script connects while the control plane starts
     info.extra["watchdog_pid"] = os.getpid()
     info.extra["auto"] = {"idle_shutdown_s": idle_limit()}
     write_runtime(info)

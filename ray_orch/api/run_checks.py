@@ -48,6 +48,11 @@ class Definition(Protocol):
         """Who answers approval requests inline, if anyone."""
         ...
 
+    @property
+    def store(self) -> Any:
+        """The run store a run writes to and resumes from, if any."""
+        ...
+
 
 def check_run(process: Definition, mode: Mode, kwargs: dict[str, Any]) -> None:
     """A run's own arguments (``resume=``, ...), checked before Ray starts.

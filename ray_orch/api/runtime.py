@@ -13,11 +13,14 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import time
 from typing import Any
 
 from ray_orch.core.proc import settle_heap
 
 _started_here = False
+_STARTING_TIMEOUT = 300.0
+"""How long a driver waits for a runtime it started to finish starting its registry."""
 
 # Set before Ray starts so that every Ray port binds to 127.0.0.1 and no usage report
 # leaves the machine. setdefault: an operator's explicit choice wins.
@@ -71,12 +74,11 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
         kwargs.setdefault("include_dashboard", False)
     ray.init(**kwargs)
     from actors import install_ports
-    from actors.registry import find_standing_registry
 
     # Model calls this driver makes outside a run share the cluster's breakers, limits and
     # model server (a run brings its own: Services.shared); no import installs them.
     install_ports()
-    if address and address != "local" and find_standing_registry() is not None:
+    if address and address != "local" and _standing_registry(standing) is not None:
         # Warm pools and Supervisors shared across drivers. Leave at exit without Ray's
         # own exit hook, which sleeps 0.5 s for worker logs: the actors printing them on
         # a standing runtime are not this driver's (and outlive it).
@@ -87,6 +89,26 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
         atexit.register(shutdown_if_owned)
         return True
     return False
+
+
+def _standing_registry(standing: Any) -> Any:
+    """The standing runtime's registry; while the runtime this driver just started is
+    still starting its control plane (``extra["starting"]``), wait for it."""
+    from actors.registry import find_standing_registry
+    from ray_orch.api.standing import read_runtime
+
+    found = find_standing_registry()
+    deadline = time.monotonic() + _STARTING_TIMEOUT
+    while found is None and standing is not None and standing.extra.get("starting") \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+        current = read_runtime()
+        if current is None or current.address != standing.address:
+            break  # it failed to start, or was replaced: this driver's own registry
+        found = find_standing_registry()
+        if not current.extra.get("starting"):
+            break
+    return found
 
 
 def _leave() -> None:

@@ -3,9 +3,10 @@
 ``up`` starts a Ray head bound to 127.0.0.1 (a real ``ray start --head``, with its
 dashboard on 127.0.0.1 for job submission), or joins a cluster (``address=``), and
 starts ray-orch's control plane there as detached actors in the ``ray_orch`` namespace:
-the registry (which keeps agent members and Supervisors warm between scripts), the
-metrics hub and the result cache. It writes what drivers need to find it to a
-well-known file, ``~/.ray-orch/runtime.json`` (``RAY_ORCH_RUNTIME_FILE`` overrides).
+the registry (which keeps agent members and Supervisors warm between scripts) and the
+metrics hub (the result cache is made by the first run that asks for one). It writes
+what drivers need to find it to a well-known file, ``~/.ray-orch/runtime.json``
+(``RAY_ORCH_RUNTIME_FILE`` overrides).
 
 Drivers find it on their own (``ensure_ray`` calls ``discover``); with none up they
 start today's private local Ray. ``down`` stops everything ``up`` started: the head's
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray_orch.api.standing_viewer import spawn_viewer, stop_viewer, viewer_started
 from ray_orch.store.checkpoint import make_private_dirs
 
 __all__ = [
@@ -187,15 +190,23 @@ def _auth_mode() -> str:
     mode = os.environ.get("RAY_AUTH_MODE", "token").lower()
     set_auth_mode(mode)
     if mode == "token":
+        from ray._private.authentication.authentication_token_generator import (
+            generate_new_authentication_token,
+        )
         from ray._private.authentication.authentication_token_setup import (
             _get_default_token_path,
-            generate_and_save_token,
         )
 
+        default = _get_default_token_path()
         if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH") \
-                and not _get_default_token_path().exists():
-            generate_and_save_token()
-        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or _get_default_token_path())
+                and not default.exists():
+            # Made here, not by Ray's helper: private from its first byte (Ray's writes
+            # it with the umask's mode, then logs an INFO line).
+            make_private_dirs(default.parent)
+            fd = os.open(default, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(generate_new_authentication_token())
+        token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or default)
         if token.exists():
             _make_private(token)
     return mode
@@ -274,7 +285,8 @@ def idle_budget(cores: int | None = None, memory_gb: float | None = None) -> int
 def up(*, address: str | None = None, port: int | None = None,
        dashboard_port: int | None = None, num_cpus: int | None = None,
        idle_ttl: float = 600.0, max_members: int | None = None,
-       prewarm: int = 4, store: str | None = None, viewer: bool = False) -> RuntimeInfo:
+       prewarm: int = 4, store: str | None = None, viewer: bool = False,
+       announce: bool = False) -> RuntimeInfo:
     """Start (or join) the standing runtime and write the runtime file.
 
     Args:
@@ -289,6 +301,10 @@ def up(*, address: str | None = None, port: int | None = None,
         viewer: also serve the run viewer (``ray-orch ui`` over the runtime's journal;
             ``ray-orch up`` does unless ``--no-ui``); its URL, token included, is
             ``extra["viewer_url"]`` (the runtime file is private).
+        announce: write the runtime file (``extra["starting"]``) as soon as the head is
+            up, so that a driver waiting for it connects while the control plane starts
+            (the self-starting runtime's first script; ``ensure_ray`` then waits for the
+            registry); this process then stays connected to the runtime.
         store: the runtime's run store (a directory or a ``postgresql://`` DSN; default
             ``$RAY_ORCH_STORE``, else a directory beside the runtime file), checked here.
 
@@ -322,16 +338,26 @@ def up(*, address: str | None = None, port: int | None = None,
                            state_dir=str(state_dir))
     info.idle_ttl = idle_ttl
     info.store = store
+    # The viewer's process starts beside the control plane's actors, not after them.
+    viewing = spawn_viewer(info.state_dir, info.journal_dir(), env) if viewer else None
+    if announce and info.started_head:
+        info.extra = {"starting": True}
+        write_runtime(info, path)
     try:
         kept = idle_budget() if max_members is None else max_members
-        info.extra = _start_control_plane(info, max_members=kept, prewarm=min(prewarm, kept))
+        info.extra = _start_control_plane(info, max_members=kept, prewarm=min(prewarm, kept),
+                                          stay=announce)
         info.extra["idle_budget"] = {"members": kept, "supervisors": 4}
     except BaseException:
+        if viewing is not None:
+            viewing.kill()
         if info.started_head:
             _stop_session(info)
+            if announce:
+                path.unlink(missing_ok=True)
         raise
-    if viewer:
-        info.extra.update(_start_viewer(info, env))
+    if viewing is not None:
+        info.extra.update(viewer_started(info.state_dir, viewing))
     write_runtime(info, path)  # 0600: it may hold the store's DSN
     return info
 
@@ -347,62 +373,6 @@ def write_runtime(info: RuntimeInfo, path: Path | None = None) -> None:
     tmp.replace(path)
 
 
-def _start_viewer(info: RuntimeInfo, env: dict[str, str], timeout: float = 120.0
-                  ) -> dict[str, Any]:
-    """``ray-orch ui`` over the runtime's journal, in a session of its own (``down``
-    stops it by its pid): ``viewer_url`` and ``viewer_pid``, or ``viewer_error``."""
-    state = Path(info.state_dir)
-    out = state / "viewer.out"
-    with contextlib.suppress(FileNotFoundError):
-        out.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        (state / "viewer.log").unlink()
-    # Private, as everything in the state dir: the first holds the token.
-    stdout_fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    stderr_fd = os.open(state / "viewer.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(stdout_fd, "wb") as stdout, os.fdopen(stderr_fd, "wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "ray_orch.cli", "ui", "--dir",
-                                 info.journal_dir()], stdout=stdout, stderr=stderr,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        line = out.read_text().partition("\n")
-        if line[1]:
-            return {"viewer_url": line[0].strip(), "viewer_pid": proc.pid}
-        time.sleep(0.1)
-    if proc.poll() is None:
-        proc.kill()
-    return {"viewer_error": f"the run viewer did not start; see {state / 'viewer.log'}"}
-
-
-def _stop_viewer(info: RuntimeInfo) -> None:
-    """Stop the viewer ``up`` started, if that pid is still it."""
-    pid = info.extra.get("viewer_pid")
-    if not isinstance(pid, int):
-        return
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return
-    if b"ray_orch.cli" in command and b"ui" in command:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if _is_zombie(pid):
-                break
-            time.sleep(0.1)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def connect_to_runtime(info: RuntimeInfo) -> None:
     """Connect this process to the standing runtime ``info`` describes (its auth mode,
     its namespace), every worker installing the cluster's services as it starts."""
@@ -412,43 +382,36 @@ def connect_to_runtime(info: RuntimeInfo) -> None:
     set_auth_mode(info.auth_mode)
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address=info.address, namespace=NAMESPACE, log_to_driver=False)
+    # Ray's "Connecting to existing Ray cluster" INFO lines are not the user's business.
+    ray.init(address=info.address, namespace=NAMESPACE, log_to_driver=False,
+             logging_level=logging.ERROR)
 
 
-def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int
-                         ) -> dict[str, Any]:
-    """The detached actors: registry, metrics hub, result cache; a warm Supervisor and
-    ``prewarm`` generic members, so that a first run starts no process."""
+def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int,
+                         stay: bool = False) -> dict[str, Any]:
+    """The detached actors: registry and metrics hub; a warm Supervisor and ``prewarm``
+    generic members, so that a first run starts no process. (The result cache is made
+    by the first run that asks for one.) ``stay``: this process stays connected."""
     import ray
 
-    from actors.cache_actor import get_cache_actor
     from actors.metrics_hub import start_metrics_hub
     from actors.registry import start_standing_registry
     from ray_orch.engine.dispatch import placement_options
-    from ray_orch.engine.messages import LeaseRequest
     from ray_orch.policy.agent import Agent
 
     connect_to_runtime(info)
     try:
         registry = start_standing_registry(idle_limit=max_members, idle_ttl=info.idle_ttl)
         hub, _ = start_metrics_hub()
-        cache = get_cache_actor(None)
-        supervisor = ray.get(registry.lease_supervisor.remote())
-        # The engine's modules load in the Supervisor now, not in the first run.
-        ray.get(supervisor.info.remote())
-        registry.give_back_supervisor.remote(supervisor)
-        if prewarm:
-            placement_key, options = placement_options(
-                Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
-            members = ray.get(registry.lease.remote(LeaseRequest(
-                placement_key=placement_key, count=prewarm, options=options)))
-            ray.get([m.warm_imports.remote() for m in members])
-            ray.get(registry.give_back.remote(placement_key, members))
-        metrics_url = ray.get(hub.endpoint.remote())
-        ray.get(cache.stats.remote())
-        return {"metrics_url": metrics_url}
+        # A warm Supervisor and members, their code loading in the background: a first
+        # run finds them (or waits for them less than for new ones), and up returns now.
+        placement_key, options = placement_options(
+            Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
+        ray.get(registry.prewarm.remote(placement_key, prewarm, options))
+        return {"metrics_url": ray.get(hub.endpoint.remote())}
     finally:
-        ray.shutdown()
+        if not stay:
+            ray.shutdown()
 
 
 def _session_pids(session: int) -> list[int]:
@@ -511,7 +474,7 @@ def down() -> str:
     if isinstance(watchdog, int) and watchdog != os.getpid():
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(watchdog, signal.SIGTERM)  # the self-started runtime's idle watch
-    _stop_viewer(info)
+    stop_viewer(info.extra.get("viewer_pid"))
     if info.started_head:
         _stop_session(info)
         message = f"stopped the Ray head at {info.address} and everything on it"

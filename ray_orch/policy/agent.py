@@ -303,7 +303,7 @@ class Agent:
 
     def clear_history(self) -> None:
         """Forget the conversation (PraisonAI's ``clear_history``)."""
-        self.chat_history = []
+        self.chat_history: list[dict[str, Any]] = []
 
     async def acomplete(self, prompt: str, *,
                         output_schema: type[BaseModel] | dict[str, Any] | None = None,

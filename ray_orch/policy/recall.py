@@ -252,7 +252,8 @@ def _bad(who: str, field_name: str, message: str) -> Exception:
 
 
 def _config_value(config: dict[str, Any], *keys: str) -> Any:
-    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    nested = config.get("config")
+    inner: dict[str, Any] = nested if isinstance(nested, dict) else {}
     for key in keys:
         for source in (config, inner):
             if source.get(key) is not None:

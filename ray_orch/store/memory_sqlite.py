@@ -21,8 +21,9 @@ from typing import Any
 
 from ray_orch.core.errors import StoreError
 from ray_orch.core.secrets import scrub_secrets
-from ray_orch.store.checkpoint import make_private_dirs, open_private
+from ray_orch.store.checkpoint import make_private_dirs
 from ray_orch.store.memory import COLUMNS, MemoryRow
+from ray_orch.store.sqlite import connect_private
 
 __all__ = ["MEMORY_FILENAME", "SQLiteMemoryStore"]
 
@@ -114,38 +115,13 @@ class SQLiteMemoryStore:
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
         self._pid = os.getpid()  # a connection inherited through fork is not used
-        with contextlib.suppress(FileExistsError):  # 0600: it holds what users said
-            os.close(open_private(self.location))
-        conn = sqlite3.connect(self.location, isolation_level=None, check_same_thread=False,
-                               timeout=self._busy_ms / 1000)
-        try:
-            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-            conn.execute("PRAGMA secure_delete=ON")
-            self._set_up(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        return conn
+        self._conn = connect_private(self.location, busy_ms=self._busy_ms,
+                                     set_up=self._set_up, pragmas=("PRAGMA secure_delete=ON",))
+        return self._conn
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
-        # As in store/sqlite.py: switching to WAL beside another process fails at once
-        # with "locked"; every step is idempotent, so it is tried again.
-        deadline = time.monotonic() + self._busy_ms / 1000
-        pause = 0.005
-        while True:
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.executescript(_SCHEMA)
-                self._check_version(conn)
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.2)
+        conn.executescript(_SCHEMA)
+        self._check_version(conn)
 
     def _check_version(self, conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT max(version) FROM memory_schema").fetchone()

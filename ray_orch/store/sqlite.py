@@ -15,7 +15,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from ray_orch.core.errors import StoreError
 from ray_orch.store.checkpoint import corrupt_error, make_private_dirs, open_private
 from ray_orch.store.sql import Db, SQLRunStore, migrations
 
-__all__ = ["SQLITE_FILENAME", "SQLiteCheckpointStore", "SQLiteRunStore", "check_private_dir"]
+__all__ = ["SQLITE_FILENAME", "SQLiteCheckpointStore", "SQLiteRunStore", "check_private_dir",
+           "connect_private"]
 
 SQLITE_FILENAME = "ray_orch.sqlite"
 _MIGRATIONS = migrations(real="REAL", blob="BLOB")
@@ -37,6 +38,51 @@ def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
         return True
     # Locks, full disks and misuse are not corruption; a bare DatabaseError is.
     return type(exc) is sqlite3.DatabaseError
+
+
+def connect_private(location: str, *, busy_ms: int,
+                    set_up: Callable[[sqlite3.Connection], None],
+                    pragmas: tuple[str, ...] = ()) -> sqlite3.Connection:
+    """A connection to the SQLite file ``location``, created 0600 if missing (it holds
+    prompts, outputs and what users said), in WAL mode with ``synchronous=FULL``, after
+    ``set_up(conn)`` (schema, migrations) ran.
+
+    Switching a new file to WAL beside another process doing the same fails at once
+    with "database is locked": SQLite does not wait there as it does for writes. Every
+    step is idempotent, so it is tried again until the busy timeout (``busy_ms``).
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.sqlite")
+        >>> conn = connect_private(path, busy_ms=1000, set_up=lambda c: None)
+        >>> conn.execute("PRAGMA journal_mode").fetchone()[0], oct(os.stat(path).st_mode & 0o777)
+        ('wal', '0o600')
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(open_private(location))
+    conn = sqlite3.connect(location, isolation_level=None, check_same_thread=False,
+                           timeout=busy_ms / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        for pragma in pragmas:
+            conn.execute(pragma)
+        deadline = time.monotonic() + busy_ms / 1000
+        pause = 0.005
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                set_up(conn)
+                return conn
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+    except BaseException:
+        conn.close()
+        raise
 
 
 def check_private_dir(directory: Path) -> None:
@@ -148,43 +194,18 @@ class SQLiteRunStore(SQLRunStore):
             return self._conn
         # A connection inherited through fork must not be used (nor closed) here.
         self._pid = os.getpid()
-        with contextlib.suppress(FileExistsError):  # 0600: it holds prompts and outputs
-            os.close(open_private(self.location))
-        conn = sqlite3.connect(self.location, isolation_level=None, check_same_thread=False,
-                               timeout=self._busy_timeout_ms / 1000)
-        try:
-            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-            self._set_up(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        return conn
+        self._conn = connect_private(self.location, busy_ms=self._busy_timeout_ms,
+                                     set_up=self._set_up)
+        return self._conn
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
-        # Switching a new file to WAL beside another process doing the same fails at once
-        # with "database is locked": SQLite does not wait there as it does for writes.
-        # Every step is idempotent, so it is tried again until the busy timeout.
-        deadline = time.monotonic() + self._busy_timeout_ms / 1000
-        pause = 0.005
-        while True:
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._migrate(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.2)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._migrate(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def _tx(self, *, write: bool = False, run_id: str | None = None,

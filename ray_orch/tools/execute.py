@@ -216,7 +216,7 @@ async def _run_local(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[
             # call's buffer: the thread runs in a copy of this context.
             context = contextvars.copy_context()
             value = await loop.run_in_executor(_threads(), lambda: context.run(
-                spec.fn, **kwargs))  # type: ignore[misc]
+                spec.fn, **kwargs))  # type: ignore[misc, arg-type]
             if is_coroutine_result(value):
                 value = await value
     return value, {"node": _node_id(), "pid": os.getpid(), "stdout": text_of(printed)}

@@ -183,7 +183,9 @@ class MCPConnection:
             try:
                 from mcp.client.streamable_http import streamable_http_client
             except ImportError:  # mcp 1.x: headers go to the transport itself
-                from mcp.client.streamable_http import streamablehttp_client
+                from mcp.client.streamable_http import (  # type: ignore[attr-defined]
+                    streamablehttp_client,
+                )
 
                 return _pair(streamablehttp_client(server.target, headers=dict(server.headers)),
                              contextlib.nullcontext())
