@@ -14,6 +14,7 @@ Approvals have one module per layer: ``core/approvals.py`` (the requests and ans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import sys
 from collections.abc import Callable
@@ -131,7 +132,9 @@ def console_handler(request: ApprovalRequest) -> Answer:
     console.rule(f"[bold]approval {request.id}[/]: {what}")
     if request.output is not None:
         console.print(request.output.raw)
-    choice = Prompt.ask("[a]pprove, [e]dit or [r]eject", choices=["a", "e", "r"], default="a")
+    # Escaped: "[a]" would be rich markup, and the prompt would read "pprove, dit or".
+    choice = Prompt.ask(r"\[a]pprove, \[e]dit or \[r]eject", choices=["a", "e", "r"],
+                        default="a")
     if choice == "e":
         return Edit(Prompt.ask("new value"), by="console")
     if choice == "r":
@@ -142,19 +145,32 @@ def console_handler(request: ApprovalRequest) -> Answer:
 class Asker:
     """Answers a run's inline requests as they arrive, through ``handler``, and sends
     each answer to the run's Supervisor. A handler that fails ends the run (the error is
-    raised by the driver, chained)."""
+    raised by the driver, chained). The console asks one question at a time, with the
+    progress display held aside (``Progress.held``)."""
 
     def __init__(self, handler: Callable[[ApprovalRequest], Any] | None) -> None:
         self.handler = handler or console_handler
         self.jobs: list[asyncio.Future[Any]] = []
         self.failed: BaseException | None = None
+        self._console: asyncio.Lock | None = None
 
-    def on_event(self, data: dict[str, Any], supervisor: Any) -> None:
-        """An ``approval_requested`` event's data arrived."""
+    def on_event(self, data: dict[str, Any], supervisor: Any, screen: Any = None) -> None:
+        """An ``approval_requested`` event's data arrived; ``screen`` is the driver's
+        progress display (held aside while the console asks)."""
         request = ApprovalRequest.from_dict(data["request"])
-        self.jobs.append(asyncio.ensure_future(self._ask(request, supervisor)))
+        self.jobs.append(asyncio.ensure_future(self._ask(request, supervisor, screen)))
 
-    async def _ask(self, request: ApprovalRequest, supervisor: Any) -> None:
+    async def _ask(self, request: ApprovalRequest, supervisor: Any, screen: Any) -> None:
+        if self.handler is not console_handler:
+            await self._answer(request, supervisor)
+            return
+        self._console = self._console or asyncio.Lock()
+        async with self._console:
+            held = screen.held() if hasattr(screen, "held") else contextlib.nullcontext()
+            with held:
+                await self._answer(request, supervisor)
+
+    async def _answer(self, request: ApprovalRequest, supervisor: Any) -> None:
         try:
             if inspect.iscoroutinefunction(self.handler):
                 answer = await self.handler(request)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
+from ray_orch.api.jobs import RUN_ID_ENV, event_line
 from ray_orch.api.run_checks import check_api_keys
 from ray_orch.api.supervisors import keep_supervisor, pack, take_supervisor
 from ray_orch.core import trace
@@ -242,13 +243,17 @@ class RunDriver:
                  progress: Callable[[Event], None]) -> None:
         if live is not None:
             live(event)
+        if os.environ.get(RUN_ID_ENV):  # a detached run's job: its log shows its events
+            line = event_line(event)
+            if line is not None:
+                print(line, flush=True)
         if event.kind == "task_completed":
             self._deliveries.on_event(event)  # callbacks, output files
             return
         if event.kind in ("token", "tool_progress"):
             return  # the stream's alone: not kept with the run's events
         if event.kind == "approval_requested" and asker is not None:
-            asker.on_event(event.data, self.supervisor)
+            asker.on_event(event.data, self.supervisor, screen=progress)
         self.events.append(event)
         self.on_event(event)
         progress(event)

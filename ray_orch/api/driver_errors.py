@@ -14,7 +14,7 @@ from typing import Any
 from ray_orch.core.errors import RayOrchError, RunError, SupervisorLostError
 from ray_orch.core.output import TaskOutput
 
-__all__ = ["as_run_error", "partial_results", "reap_lost_supervisor"]
+__all__ = ["as_run_error", "death_cause", "partial_results", "reap_lost_supervisor"]
 
 
 def partial_results(store: Any, run_id: str) -> dict[str, TaskOutput]:
@@ -56,11 +56,60 @@ def as_run_error(exc: BaseException, *, run_id: str, store: Any, lost: bool,
                   "; with Process(checkpoint_dir=...) a rerun resumes where it stopped")
         heard = f" (completed before: {', '.join(completed)})" if completed else ""
         return SupervisorLostError(
-            f"run {run_id}: its Supervisor was lost mid-run ({type(exc).__name__}: "
-            f"{str(exc)[:300]}){heard}; {len(results)} task result(s) recovered from "
-            f"checkpoints{resume}", run_id=run_id, results=results)
+            f"run {run_id}: its Supervisor was lost mid-run: {death_cause(exc)}{heard}; "
+            f"{len(results)} task result(s) recovered from checkpoints{resume}",
+            run_id=run_id, results=results)
     return RunError(f"run {run_id} failed in the engine: {type(exc).__name__}: "
                     f"{str(exc)[:500]}", run_id=run_id, results=results)
+
+
+_FIELDS = ("class_name", "actor_id", "pid", "name", "namespace", "ip")
+_CAUSES = (  # what Ray's message says -> what it means, first match wins
+    (("NODE_OUT_OF_MEMORY", "low on memory"), "its node ran out of memory (Ray's memory "
+     "monitor killed it)"),
+    (("node has died", "node was terminated", "NODE_DIED"), "its node died"),
+    (("preempted",), "its node was preempted"),
+    (("ray.kill",), "it was killed with ray.kill"),
+    (("never ran", "cancelled before it started"), "it never started"),
+    (("creation task",), "its creation failed"),
+    (("SIGKILL", "unexpectedly exits", "connection error", "worker process has died"),
+     "its process died (killed by a signal, such as the kernel's OOM killer, or crashed)"),
+    (("is unavailable",), "it became unreachable (its process or node may be "
+     "restarting, or the network dropped)"),
+)
+
+
+def death_cause(exc: BaseException) -> str:
+    """Why Ray says an actor (the Supervisor) died, in one line: what it means, Ray's own
+    words, where it ran and how to read its log. Ray's ``ActorDiedError`` keeps its cause
+    only in its message (the fields of ``ActorDiedErrorContext``, one a line).
+
+    Example:
+        >>> death_cause(RuntimeError(""))
+        'RuntimeError, and Ray gave no cause (see the Ray logs of the session)'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    fields: dict[str, str] = {}
+    said: list[str] = []
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        if sep and key in _FIELDS:
+            fields[key] = value
+        elif line != "The actor died unexpectedly before finishing this task.":
+            said.append(line)
+    words = " ".join(said)
+    meaning = next((text for needles, text in _CAUSES
+                    if any(n.lower() in words.lower() for n in needles)), None)
+    if getattr(exc, "preempted", False):
+        meaning = "its node was preempted"
+    where = ", ".join(f"{k} {fields[k]}" for k in ("pid", "ip") if k in fields)
+    log = (f"; its log: `ray logs actor --id {fields['actor_id']}`"
+           if "actor_id" in fields else "")
+    if not words:
+        return (f"{type(exc).__name__}, and Ray gave no cause"
+                f"{f' ({where})' if where else ''}{log or ' (see the Ray logs of the session)'}")
+    ray = f"[{type(exc).__name__}{f', {where}' if where else ''}: {words[:500]}]{log}"
+    return f"{meaning} {ray}" if meaning else ray
 
 
 async def reap_lost_supervisor(registry: Any, supervisor: Any) -> None:
@@ -72,9 +121,11 @@ async def reap_lost_supervisor(registry: Any, supervisor: Any) -> None:
 def interrupted(run_id: str | None, *, mode: str, checkpoint_dir: str | None,
                 verbose: bool) -> KeyboardInterrupt:
     """The ``KeyboardInterrupt`` a driver raises on Ctrl-C once its run is cancelled:
-    its message names the run and the exact way to resume it. Unless ``verbose``, an
-    uncaught one prints that one line instead of a traceback (``sys.excepthook``); a
-    script that catches ``KeyboardInterrupt`` still can.
+    its message names the run and the exact way to resume it. Uncaught, it prints that
+    one line (the traceback too when ``verbose``) and the process exits with status 130
+    (128 + SIGINT, what a shell reports for a program Ctrl-C ended) once its exit
+    handlers (Ray's shutdown among them) have run; a script that catches
+    ``KeyboardInterrupt`` still can.
 
     Example:
         >>> str(interrupted("r1", mode="workflow", checkpoint_dir="ck", verbose=True))
@@ -88,15 +139,22 @@ def interrupted(run_id: str | None, *, mode: str, checkpoint_dir: str | None,
                "where a run stopped")
     error = KeyboardInterrupt(f"run {run_id or '(not started)'} interrupted (Ctrl-C) and "
                               f"cancelled; {how}")
-    if not verbose:
-        _quiet_interrupts()
+    _exit_on_interrupts()
     error.ray_orch_line = True  # type: ignore[attr-defined]
+    error.ray_orch_verbose = verbose  # type: ignore[attr-defined]
     return error
 
 
-def _quiet_interrupts() -> None:
-    """An uncaught interrupt of ours prints its one line (the process still exits as
-    Ctrl-C makes it); any other exception is printed as before."""
+INTERRUPTED_EXIT = 130
+"""The exit status of a driver that an uncaught ray-orch interrupt ends (Ctrl-C)."""
+
+
+def _exit_on_interrupts() -> None:
+    """An uncaught interrupt of ours prints its one line (its traceback too when
+    verbose), runs the exit handlers and exits with ``INTERRUPTED_EXIT``. Python would
+    end such a process by SIGINT, but with Ray connected its finalization exits with
+    status 1, which reads as an ordinary failure; any other exception is printed as
+    before."""
     import sys
 
     previous = sys.excepthook
@@ -104,10 +162,31 @@ def _quiet_interrupts() -> None:
         return
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if isinstance(value, KeyboardInterrupt) and getattr(value, "ray_orch_line", False):
-            print(f"KeyboardInterrupt: {value}", file=sys.stderr, flush=True)
+        if not (isinstance(value, KeyboardInterrupt) and getattr(value, "ray_orch_line",
+                                                                 False)):
+            previous(kind, value, tb)
             return
-        previous(kind, value, tb)
+        if getattr(value, "ray_orch_verbose", False):
+            import traceback
+
+            traceback.print_exception(kind, value, tb)
+        else:
+            print(f"KeyboardInterrupt: {value}", file=sys.stderr, flush=True)
+        _exit_now(INTERRUPTED_EXIT)
 
     hook.ray_orch = True  # type: ignore[attr-defined]
     sys.excepthook = hook
+
+
+def _exit_now(status: int) -> None:
+    """Run the exit handlers (Ray's shutdown, log flushes), flush, and exit ``status``."""
+    import atexit
+    import os
+    import sys
+
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)

@@ -10,6 +10,13 @@ lost) and stores its results by run id: as the last line of the job's log
 (``results`` table; ``ray-orch up --store``, else a directory beside the runtime file).
 The job's id, the run's id in the store and in its events are one id. ``ray-orch runs`` / ``logs`` / ``cancel`` /
 ``attach`` and ``DetachedRun`` read them back.
+
+The job's driver writes one line per event of its run into the job's log (``event_line``:
+run and tasks started, finished, routed, waiting), which ``logs`` prints and ``attach``
+streams. Its Supervisor journals the run in the runtime's run store whether or not the
+job's driver lives: a job whose driver died (killed, out of memory) without storing a
+report is shown as its journal says (``journal_report``): completed when its Supervisor
+finished it, followed by ``attach`` while it still runs.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ __all__ = [
     "attach_run",
     "cancel_run",
     "detach",
+    "event_line",
+    "journal_report",
     "list_runs",
     "run_logs",
     "submit_file",
@@ -133,7 +142,7 @@ def list_runs(*, address: str | None = None) -> list[dict[str, Any]]:
             continue
         what = job.metadata.get("file") or job.metadata.get("workflow") or job.entrypoint
         status = str(job.status)
-        report = stored_result(job.submission_id) if status in _TERMINAL else None
+        report = run_report(job.submission_id, status)
         state, error = true_state(status, report, job.message)
         rows.append({"run_id": job.submission_id, "status": state, "job_status": status,
                      "error": error, "entrypoint": what, "start_time": job.start_time,
@@ -143,16 +152,23 @@ def list_runs(*, address: str | None = None) -> list[dict[str, Any]]:
 
 def true_state(job_status: str, report: dict[str, Any] | None,
                message: str | None = None) -> tuple[str, str | None]:
-    """A detached run's state and error from its job's status and its stored report: a
-    job that failed is ``failed`` whatever its report says.
+    """A detached run's state and error from its job's status and its report: a job
+    that failed is ``failed`` whatever its driver's report says; a job whose driver died
+    before reporting is what the run's journal says (``journal_report``).
 
     Example:
         >>> true_state("FAILED", {"status": "completed", "error": None}, "exit 1")
         ('failed', 'exit 1')
         >>> true_state("SUCCEEDED", {"status": "completed", "error": None})
         ('completed', None)
+        >>> true_state("FAILED", {"status": "completed", "journal": True}, "exit 137")
+        ('completed', None)
     """
     report = report or {}
+    if report.get("journal") and job_status in _TERMINAL:
+        if report.get("status") == "running":
+            return "running", None
+        return str(report.get("status")), report.get("error")
     if job_status == "FAILED":
         return "failed", report.get("error") or message or "the run's job failed"
     if job_status == "STOPPED":
@@ -162,6 +178,70 @@ def true_state(job_status: str, report: dict[str, Any] | None,
             return "failed", report.get("error")
         return "completed", None
     return job_status.lower(), None
+
+
+def run_report(run_id: str, job_status: str, log: str | None = None
+               ) -> dict[str, Any] | None:
+    """The report of a run whose job ended: its driver's (``stored_result``), else, when
+    the driver died before writing one, its journal's (``journal_report``)."""
+    if job_status not in _TERMINAL:
+        return None
+    report = stored_result(run_id, log)
+    if report is None and job_status == "FAILED":
+        report = journal_report(run_id)
+    return report
+
+
+def journal_report(run_id: str) -> dict[str, Any] | None:
+    """What the runtime's run store journaled of a run, as a report: its status
+    (``running`` while its Supervisor goes on) and every completed task's output; None
+    when the store has no such run. Its Supervisor writes the journal, so it holds
+    whether or not the job's driver lives."""
+    import contextlib
+
+    from ray_orch.api.driver_errors import partial_results
+
+    with contextlib.suppress(RayOrchError):
+        store = _runtime_store()
+        record = store.get_run(run_id) if store is not None else None
+        if record is None:
+            return None
+        outputs = partial_results(store, run_id)
+        error = None if record.status in ("running", "completed") else \
+            f"the run {record.status} (its job's driver had ended)"
+        return {"run_id": run_id, "status": record.status, "error": error, "journal": True,
+                "outputs": {k: v.model_dump(mode="json") for k, v in outputs.items()},
+                "runs": [{"name": record.workflow, "tasks": {
+                    k: {"status": "completed", "output": v.raw} for k, v in outputs.items()}}]}
+    return None
+
+
+def event_line(event: Any) -> str | None:
+    """The line a detached run's job writes into its log for an event (None: not shown).
+
+    Example:
+        >>> from ray_orch.core.events import Event
+        >>> event_line(Event(kind="task_finished", run_id="r1", task="a",
+        ...                  status="completed", duration_s=1.5))
+        '[ray-orch] task a completed (1.50 s)'
+    """
+    kind, task, data = event.kind, event.task, event.data or {}
+    if kind == "run_started":
+        return f"[ray-orch] run {event.run_id} started ({data.get('tasks', '?')} tasks)"
+    if kind == "task_started":
+        it = f"[{data['iteration']}]" if data.get("iteration") is not None else ""
+        return f"[ray-orch] task {task}{it} started" + (
+            f" ({event.agent_role})" if event.agent_role else "")
+    if kind == "task_finished":
+        took = f" ({event.duration_s:.2f} s)" if event.duration_s is not None else ""
+        return f"[ray-orch] task {task} {event.status or 'completed'}{took}"
+    if kind == "decision":
+        return f"[ray-orch] task {task} routed to {data.get('route')}"
+    if kind == "approval_requested":
+        return f"[ray-orch] task {task} waits for approval"
+    if kind == "run_finished":
+        return f"[ray-orch] run {event.run_id} {event.status}"
+    return None
 
 
 def _status(client: Any, run_id: str) -> str:
@@ -174,14 +254,17 @@ def _status(client: Any, run_id: str) -> str:
 
 def run_logs(run_id: str, *, address: str | None = None, follow: bool = False
              ) -> Iterator[str]:
-    """A detached run's log: all of it, or (``follow``) streamed until the run ends; an
-    ended run's log ends with its true state (``run ID: failed: error``)."""
+    """A detached run's log (its events and output lines): all of it, or (``follow``)
+    streamed until the run ends; an ended run's log ends with its true state (``run ID:
+    failed: error``). A run whose job's driver died while its Supervisor goes on is
+    followed in its journal: each task it completes, then its end."""
     client = _client(address)
     status = _status(client, run_id)
     if not follow:
         text = client.get_job_logs(run_id)
-        yield text
+        yield _shown(text)
         if status in _TERMINAL:
+            yield from _follow_journal(run_id, status, text, wait=False)
             yield _state_line(client, run_id, status, text)
         return
     seen = 0
@@ -190,18 +273,51 @@ def run_logs(run_id: str, *, address: str | None = None, follow: bool = False
         done = status in _TERMINAL
         text = client.get_job_logs(run_id)
         if len(text) > seen:
-            yield text[seen:]
+            yield _shown(text[seen:])
             seen = len(text)
         if done:
+            yield from _follow_journal(run_id, status, text)
             yield _state_line(client, run_id, status, text)
             return
         time.sleep(0.5)
 
 
+def _shown(text: str) -> str:
+    """Log text as shown: the report line is read back (``stored_result``), not shown."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not line.startswith(RESULT_MARKER))
+
+
+def _follow_journal(run_id: str, status: str, log: str, *, wait: bool = True
+                    ) -> Iterator[str]:
+    """For a run whose job ended without its driver's report (the driver died, its
+    Supervisor did not), a line for each task its journal has completed that the log
+    does not show, and (``wait``) for each it completes, until it ends."""
+    report = run_report(run_id, status, log)
+    if not (report and report.get("journal")):
+        return
+    yield (f"[ray-orch] run {run_id}: its job's driver ended; following the run in its "
+           "journal (its Supervisor goes on)\n")
+    known = {line.split()[2] for line in log.splitlines()
+             if line.startswith("[ray-orch] task ") and " completed" in line}
+    while True:
+        for name in report.get("outputs", {}):
+            if name not in known:
+                known.add(name)
+                yield f"[ray-orch] task {name} completed (journal)\n"
+        if report.get("status") != "running" or not wait:
+            return
+        time.sleep(1.0)
+        report = journal_report(run_id) or {}
+
+
 def _state_line(client: Any, run_id: str, status: str, log: str) -> str:
-    state, error = true_state(status, stored_result(run_id, log),
-                              client.get_job_info(run_id).message)
-    return f"run {run_id}: {state}" + (f": {error}" if error else "") + "\n"
+    report = run_report(run_id, status, log)
+    message = (client.get_job_info(run_id).message or "").split(", last available logs")[0]
+    state, error = true_state(status, report, message)
+    note = (f" (its job's driver ended first: {message})"
+            if report and report.get("journal") and message else "")
+    return f"run {run_id}: {state}" + (f": {error}" if error else "") + note + "\n"
 
 
 def cancel_run(run_id: str, *, address: str | None = None) -> bool:
@@ -267,13 +383,11 @@ def attach_run(run_id: str, *, address: str | None = None,
     Returns:
         0 when it succeeded, 1 when it failed, 130 when it was cancelled.
     """
-    log = ""
+    client = _client(address)
     for chunk in run_logs(run_id, address=address, follow=True):
-        log += chunk
-        echo("".join(line for line in chunk.splitlines(keepends=True)
-                     if not line.startswith(RESULT_MARKER)))
-    status = _status(_client(address), run_id)
-    report = stored_result(run_id, log)
+        echo(chunk)
+    status = _status(client, run_id)
+    report = run_report(run_id, status, client.get_job_logs(run_id))
     for run in (report or {}).get("runs", []):
         for name, task in run.get("tasks", {}).items():
             echo(f"  {name}: {task.get('status')}  {(task.get('output') or '')[:200]}\n")
@@ -317,17 +431,22 @@ class DetachedRun:
         """
         client = _client(self.address)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while (status := _status(client, self.run_id)) not in _TERMINAL:
+        while True:
+            status = _status(client, self.run_id)
+            report = run_report(self.run_id, status, client.get_job_logs(self.run_id)
+                                if status in _TERMINAL else None) or {}
+            state, error = true_state(status, report)
+            if status in _TERMINAL and state != "running":
+                break
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"run {self.run_id} still {status} after {timeout} s")
+                raise TimeoutError(f"run {self.run_id} still {state} after {timeout} s")
             time.sleep(0.2)
-        report = stored_result(self.run_id, client.get_job_logs(self.run_id)) or {}
         outputs = {name: TaskOutput(**output)
                    for name, output in (report.get("outputs") or {}).items()}
-        if status == "STOPPED":
+        if state == "cancelled":
             raise RunCancelledError(f"run {self.run_id} was cancelled", results=outputs)
-        if status != "SUCCEEDED" or report.get("error"):
-            message = report.get("error") or client.get_job_info(self.run_id).message
+        if state != "completed":
+            message = error or client.get_job_info(self.run_id).message
             raise RunError(f"run {self.run_id} failed: {message}", results=outputs)
         return outputs
 

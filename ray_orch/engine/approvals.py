@@ -3,7 +3,9 @@
 
 Inline (a handler on the driver, or its console): the request goes to the driver as an
 ``approval_requested`` event and the branch waits, holding no member slot, for
-``answer()``; other branches go on. Paused (no one to ask, a checkpoint store): the
+``answer()``; other branches go on. A run interrupted while outputs wait (Ctrl-C, a
+cancel) keeps their requests in its store (``unanswered``), so that the run resumed
+asks the same questions again without running those tasks again. Paused (no one to ask, a checkpoint store): the
 request is written to the store and the branch stops; when nothing else can run the run
 ends ``paused`` (``RunPaused``), and a later run resumed with ``answers=`` continues
 without running anything that had completed.
@@ -144,12 +146,27 @@ class Approvals:
         return {**answer_of(answer), "request_id": request.id}
 
     def answer(self, request_id: str, answer: Any) -> bool:
-        """The driver's answer to an inline request; False if no such request waits."""
+        """The driver's answer to an inline request; False if no such request waits. With
+        a store, the answer is recorded there too (a request kept by an interrupted run is
+        no longer pending)."""
         future = self.futures.pop(request_id, None)
         if future is None or future.done():
             return False
-        future.set_result(parse_answer(answer))
+        parsed = parse_answer(answer)
+        if self.store is not None:
+            self.store.answer(self.run_id, request_id, answer_of(parsed))
+        future.set_result(parsed)
         return True
+
+    def unanswered(self) -> list[asyncio.Future[Any]]:
+        """The run ends (Ctrl-C, a cancel, a failure elsewhere) while outputs still wait:
+        their requests are kept in the store, as a paused run's are, so that the run
+        resumed asks them again (same request ids) without running their tasks again.
+        Returns the waiting jobs, for the run to cancel."""
+        if self.store is not None:
+            for waiting in self.waiting.values():
+                self.store.ask(self.run_id, waiting.request.to_dict())
+        return list(self.waiting)
 
 
 def record(request: ApprovalRequest, answer: Answer) -> dict[str, Any]:

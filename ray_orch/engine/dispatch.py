@@ -18,6 +18,7 @@ from typing import Any
 
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
+from ray_orch.engine.growth import loop_backlogs, needed
 from ray_orch.engine.messages import (
     AttemptRequest,
     BatchRequest,
@@ -115,7 +116,12 @@ class Pool:
     replaced: int = 0
     grown: int = 0
     closed: bool = False
+    # Members leased beyond the first ones and bound, not yet up: they take attempts once
+    # their bind returns (``Member.ready``); the members already up go on meanwhile.
+    starting: list[Member] = field(default_factory=list)
     _growing: asyncio.Future[None] | None = None
+    _grow_failures: int = 0
+    _joining: set[asyncio.Future[None]] = field(default_factory=set)
     _free: asyncio.Condition = field(default_factory=asyncio.Condition)
     _releasing: set[asyncio.Future[None]] = field(default_factory=set)
     _queued: dict[int, tuple[Member, list[_Item]]] = field(default_factory=dict)
@@ -135,11 +141,15 @@ class Pool:
             self.waiters += 1
             try:
                 while True:
-                    member = min(self.members, key=lambda m: m.in_flight)
-                    if member.in_flight < self.capacity:
-                        member.in_flight += 1
-                        return member
-                    self._maybe_grow()
+                    # Only members up: one bound at once (``Member.ready``) takes
+                    # attempts once its bind is back (``wake``), as one grown does.
+                    up = [m for m in self.members if m.ready is None or m.ready.done()]
+                    if up:
+                        member = min(up, key=lambda m: m.in_flight)
+                        if member.in_flight < self.capacity:
+                            member.in_flight += 1
+                            return member
+                        self._maybe_grow()
                     try:
                         await self._free.wait()
                     except asyncio.CancelledError:
@@ -151,27 +161,78 @@ class Pool:
                 self.waiters -= 1
 
     def _maybe_grow(self) -> None:
-        """Attempts queue behind busy members: lease one more member (one at a time, up
-        to ``max_size``). It takes attempts once it is in the pool; every limit holds
-        per member as before (``capacity``), and rate limits and budgets per call."""
-        if self._growing is None and len(self.members) < self.max_size:
+        """Attempts queue behind busy members: lease more members (up to ``max_size``).
+        Every limit holds per member as before (``capacity``), and rate limits and
+        budgets per call."""
+        if (self._growing is None and self._grow_failures < _MAX_REPLACEMENTS
+                and len(self.members) + len(self.starting) < self.max_size):
             self._growing = asyncio.ensure_future(self._grow())
 
     async def _grow(self) -> None:
+        # It runs a turn after the first attempt queued: the attempts dispatched in the
+        # same turn (a loop's items) are counted, and their members leased in one call.
         try:
-            [handle] = await self.registry.lease.remote(LeaseRequest(
-                placement_key=self.placement_key, count=1, options=self.options,
-                agent_key=self.key))
+            count = needed(self.waiters, capacity=self.capacity, have=len(self.starting),
+                           most=self.max_size - len(self.members))
+            handles = await self.registry.lease.remote(LeaseRequest(
+                placement_key=self.placement_key, count=count, options=self.options,
+                agent_key=self.key, lessee=self.lessee)) if count else []
         except Exception:  # growth is best effort: the pool goes on at its size
-            self._growing = None
-            return
-        if self.closed:  # the run ended meanwhile: the member is not needed
-            self.registry.give_back.remote(self.placement_key, [handle], agent_key=self.key)
-            return
+            self._grow_failures += 1
+            handles = []
+        if self.closed:  # the run ended meanwhile: the members are not needed
+            if handles:
+                self.registry.give_back.remote(self.placement_key, handles, agent_key=self.key)
+        else:
+            self.start(handles)
+        self._growing = None
+
+    def start(self, handles: list[Any]) -> None:
+        """Bind ``handles`` (members leased for this pool) now; each joins the pool,
+        taking attempts, once it is up and bound (process start, imports)."""
+        binding = dataclasses.replace(self.binding, prewarm="wait") if self.binding else None
+        for handle in handles:
+            member = Member(handle=handle, bound=True)
+            member.ready = asyncio.ensure_future(handle.bind.remote(binding))
+            self.starting.append(member)
+            joining = asyncio.ensure_future(self._join(member))
+            self._joining.add(joining)
+            joining.add_done_callback(self._joining.discard)
+
+    async def _join(self, member: Member) -> None:
+        assert member.ready is not None
+        failure: BaseException | None = None
+        try:
+            await member.ready
+        except Exception as exc:  # lost (forgotten), or failed (given back): not used
+            failure = exc
         async with self._free:
-            self.members.append(Member(handle=handle))
-            self.grown += 1
-            self._growing = None
+            self.starting.remove(member)
+            if isinstance(failure, self.remote.lost):
+                self.registry.forget.remote([member.handle])
+            if self.closed:  # ``PoolSet.close`` gave it back with the others
+                return
+            if failure is None:
+                self.members.append(member)
+                self.grown += 1
+            else:
+                self._grow_failures += 1
+                if not isinstance(failure, self.remote.lost):
+                    if self.binding is not None:
+                        member.handle.unbind.remote(self.binding.run_id)
+                    self.registry.give_back.remote(self.placement_key, [member.handle],
+                                                   agent_key=self.key)
+            self._free.notify_all()  # waiters take it, or grow again
+
+    def wake(self, _: Any = None) -> None:
+        """A member came up: attempts waiting may take it."""
+        if self.waiters:
+            woken = asyncio.ensure_future(self._wake_all())
+            self._releasing.add(woken)
+            woken.add_done_callback(self._releasing.discard)
+
+    async def _wake_all(self) -> None:
+        async with self._free:
             self._free.notify_all()
 
     async def _release(self, member: Member) -> None:
@@ -417,7 +478,7 @@ class Pool:
         return Event(kind="pool", workflow=workflow, run_id=run_id, agent_role=role_of(self.agent),
                      data={"in_flight": self.in_flight, "queued": self.waiters,
                            "size": self.size, "members": len(self.members),
-                           "pool": self.key})
+                           "starting": len(self.starting), "pool": self.key})
 
 
 class PoolSet:
@@ -435,16 +496,26 @@ class PoolSet:
         self.pools: dict[str, Pool] = {}
 
     async def open(self, agents: list[Any], tasks: dict[str, Any],
-                   bind_now: bool = False, shipped: bytes | None = None) -> None:
+                   bind_now: bool = False, shipped: bytes | None = None,
+                   loops: dict[str, int] | None = None) -> None:
         """Lease the members of every agent's pool: members this Supervisor kept from its
         last run first (no registry round trip), then the registry's. Nothing is sent to
         them yet: a member's first call of the run carries its bind (``Pool.bind_for``).
 
-        With ``bind_now`` (a task of the run has a timeout) every member is bound at once
-        instead, and ``Member.ready`` tells when it is up: a timeout does not count a
-        member's process start nor its litellm import. ``shipped``: the run's definitions
-        as the driver pickled them (``RunSpec.definitions``), sent to members instead of
-        ``tasks`` (not pickled again)."""
+        With ``bind_now`` (a task of the run has a timeout), and in a pool that leases
+        members for a loop (below), every member is bound at once instead, and
+        ``Member.ready`` tells when it is up: it takes attempts from then on, and a
+        timeout does not count its process start nor its model client's import.
+        ``shipped``: the run's definitions as the driver pickled them
+        (``RunSpec.definitions``), sent to members instead of ``tasks`` (not pickled
+        again).
+
+        ``loops``: the item counts of the run's loops over static data, by task name. A
+        pool that may grow leases at once the members its largest loop needs (within
+        ``max_pool_size``): they start beside the first ones and take attempts once up
+        (``Pool.start``), instead of being leased one by one while the loop's items
+        queue."""
+        backlog = loop_backlogs(tasks, loops or {}, key=agent_key)
         unique: dict[str, Any] = {}
         for agent in agents:
             unique.setdefault(agent_key(agent), agent)
@@ -465,15 +536,20 @@ class PoolSet:
             handles, spare = kept[:size], kept[size:]
             if spare:
                 self.registry.give_back.remote(placement_key, spare, agent_key=key)
+            count = size - len(handles) + needed(
+                backlog.get(key, 0), capacity=getattr(agent, "max_concurrency", 64), have=size,
+                most=getattr(agent, "max_pool_size", 0) or 0)
             lease = (self.registry.lease.remote(LeaseRequest(
-                placement_key=placement_key, count=size - len(handles), options=options,
-                agent_key=key, lessee=self.lessee)) if len(handles) < size else None)
+                placement_key=placement_key, count=count, options=options,
+                agent_key=key, lessee=self.lessee)) if count else None)
             wanted.append((key, agent, placement_key, options, handles, lease))
         for key, agent, placement_key, options, handles, lease in wanted:
             if lease is not None:
                 handles = handles + await lease
+            size = getattr(agent, "pool_size", 1)
+            handles, extra = handles[:size], handles[size:]
             members = [Member(handle=h) for h in handles]
-            if bind_now:
+            if bind_now or extra:  # (a loop will fill them: warm them before it)
                 for member in members:
                     member.bound = True
                     member.ready = asyncio.ensure_future(member.handle.bind.remote(
@@ -485,6 +561,10 @@ class PoolSet:
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
                 options=options, registry=self.registry, remote=self.remote, lessee=self.lessee,
                 binding=binding, max_size=getattr(agent, "max_pool_size", 0) or 0)
+            for member in members:
+                if member.ready is not None:
+                    member.ready.add_done_callback(self.pools[key].wake)
+            self.pools[key].start(extra)
 
     def pool_for(self, agent: Any) -> Pool:
         return self.pools[agent_key(agent)]
@@ -495,11 +575,13 @@ class PoolSet:
         for pool in self.pools.values():
             pool.closed = True
             handles = [m.handle for m in pool.members]
-            for handle in handles:
+            starting = [m.handle for m in pool.starting]  # bound: told too
+            for handle in handles + starting:
                 handle.unbind.remote(self.run_id)
             # Members it grew go back to the registry (and are reaped once idle).
             size = getattr(pool.agent, "pool_size", 1)
-            back = self.kept.keep((pool.placement_key, pool.key), handles[:size]) + handles[size:]
+            back = (self.kept.keep((pool.placement_key, pool.key), handles[:size])
+                    + handles[size:] + starting)
             if back:
                 self.registry.give_back.remote(pool.placement_key, back, agent_key=pool.key)
 

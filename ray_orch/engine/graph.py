@@ -91,6 +91,12 @@ class Graph:
                     else 1 for n in nodes)
         return units, pending
 
+    def loop_sizes(self) -> dict[str, int]:
+        """The item count of every loop over static data, by task name (a pool leases
+        the members its loop needs before the items queue)."""
+        return {name: len(n.loop_items) for name, n in self.nodes.items()
+                if n.task.task_type == "loop" and n.loop_items is not None}
+
     def upstream(self) -> dict[str, list[str]]:
         """What each task waited for (data, order and control edges: ``next_tasks`` and
         decision routes), for critical-path analysis."""

@@ -55,6 +55,21 @@ def _needs_litellm(agents: dict[str, Any]) -> bool:
     return False
 
 
+def _import_lean_client() -> None:
+    """Import what a first call over the lean client loads (aiohttp, the HTTP client,
+    the attempt's model step and the steps it imports lazily), so that a member's first
+    attempt imports nothing."""
+    import aiohttp  # noqa: F401
+
+    import ray_orch.model.client
+    import ray_orch.model.openai_http
+    import ray_orch.policy.agent_chat
+    import ray_orch.policy.handoffs
+    import ray_orch.policy.praison
+    import ray_orch.policy.recall
+    import ray_orch.policy.task  # noqa: F401
+
+
 class AgentMember:
     """Executes task attempts; holds the agents and tasks of the runs it serves.
 
@@ -69,7 +84,8 @@ class AgentMember:
         self.tasks: dict[tuple[str, str], Any] = {}
         self.in_flight = 0
         self.completed = 0
-        self.prewarmed = False
+        self.prewarmed = False  # litellm's import started
+        self.lean_warm = False  # the lean client's path imported (or started)
         self.handoffs: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self.bound: dict[str, asyncio.Event] = {}
         self.batched: dict[tuple[str, int, int], asyncio.Future[Any]] = {}
@@ -98,10 +114,11 @@ class AgentMember:
         The Supervisor sends it with a member's first call of the run; a call that
         arrives before that one (calls to an async actor start in any order) waits here.
 
-        With ``prewarm``, the first bind starts importing litellm in a thread (3-5 s
-        here), so the import overlaps pool start-up and upstream tasks instead of
-        delaying the first call. Without it (a standing ``AgentPool``), an idle member
-        stays small (~50 MB instead of ~220 MB) until its first task. With
+        With ``prewarm``, the first bind starts importing the model client in a thread
+        (litellm: 3-5 s here; the lean client's path: ~0.4 s), so the import overlaps
+        pool start-up and upstream tasks instead of delaying the first call. Without it
+        (a standing ``AgentPool``), an idle member stays small (~50 MB instead of
+        ~220 MB) until its first task. With
         ``prewarm="wait"`` the bind returns once that import is done (the member is then
         ready to call a model at once: a task's timeout starts from there).
         """
@@ -122,18 +139,25 @@ class AgentMember:
             self.tasks[(run_id, name)] = task
         self._bound(run_id).set()
         waits = prewarm == "wait"
-        if (waits or (prewarm and not self.prewarmed)) and _needs_litellm(agents):
-            from ray_orch.model.client import litellm_module
+        if _needs_litellm(agents):
+            if waits or (prewarm and not self.prewarmed):
+                from ray_orch.model.client import litellm_module
 
-            if waits:
-                # At once if imported, else when the import is done. If it fails, the
-                # first call imports it again and reports why.
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(litellm_module)
-            elif not self.prewarmed:
-                threading.Thread(target=litellm_module, name="litellm-import", daemon=True).start()
-            self.prewarmed = True
+                await self._prewarm(litellm_module, waits=waits, started=self.prewarmed)
+                self.prewarmed = True
+        elif prewarm and not self.lean_warm:  # the lean client's path: ~0.4 s once
+            await self._prewarm(_import_lean_client, waits=waits, started=False)
+            self.lean_warm = True
         return os.getpid()
+
+    async def _prewarm(self, load: Callable[[], Any], *, waits: bool, started: bool) -> None:
+        if waits:
+            # At once if imported, else when the import is done. If it fails, the first
+            # call imports it again and reports why.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(load)
+        elif not started:
+            threading.Thread(target=load, name="model-import", daemon=True).start()
 
     async def _task_of(self, run_id: str, task_name: str) -> Any:
         task = self.tasks.get((run_id, task_name))

@@ -182,7 +182,7 @@ class Run:
         journal = None
         store = self.services.store
         pauses = PauseStore(store) if store is not None and (
-            spec.approvals == "pause" or spec.resume) else None
+            spec.approvals is not None or spec.resume) else None
         self.approvals = Approvals(mode=spec.approvals, run_id=spec.run_id,  # type: ignore[arg-type]
                                    store=pauses)
         if store is not None:
@@ -274,7 +274,7 @@ class Run:
                              lessee=self.services.lessee)
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
         await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()),
-                              shipped=spec.definitions)
+                              shipped=spec.definitions, loops=self.graph.loop_sizes())
         self.handoffs.enabled = not any(t.human_input for t in tasks.values()) and chaining_allowed(
             journal=any(isinstance(h, JournalHook) for h in self.hooks),
             cache=self.cache is not None, manager=self.hierarchy is not None,
@@ -284,7 +284,7 @@ class Run:
         jobs: list[asyncio.Future[Any]] = [*self.pending]
         if self.hierarchy is not None and self.hierarchy.job is not None:
             jobs.append(self.hierarchy.job)
-        jobs += list(self.approvals.waiting)
+        jobs += self.approvals.unanswered()  # kept in the store: a resumed run asks again
         for job in jobs:
             job.cancel()
         self.handoffs.drop_all()

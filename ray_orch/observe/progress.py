@@ -3,15 +3,18 @@
 On a terminal it shows tasks done/total, running and failed counts and the tasks in
 progress (rich). When stdout is not a terminal, or ``RAY_ORCH_PROGRESS=0``, or
 ``progress=False``, it shows nothing (or, with ``verbose``, one line per finished task).
-A display problem never reaches the run: the sink turns itself off instead.
+A display problem never reaches the run: the sink turns itself off instead. While the
+console asks a person (an approval), the display steps aside (``held``): a live display
+redirects stdout and redraws over a prompt, which then never shows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from rich.console import Console, RenderableType
@@ -100,6 +103,7 @@ class Progress:
         self._display: _Display | None = None
         self._bar: Any = None
         self._lock = threading.Lock()
+        self._held = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -132,6 +136,27 @@ class Progress:
                 display.stop()
             except Exception as exc:
                 _log.debug("progress display stop failed: %s", exc)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Within the block the display is stopped (its last state left on screen) and
+        events do not start it again: the terminal is the console prompt's.
+
+        Example:
+            >>> progress = Progress(total=1, enabled=False)
+            >>> with progress.held():
+            ...     progress.update({"kind": "task_started", "task": "a"})
+            >>> list(progress.running)
+            ['a']
+        """
+        with self._lock:
+            self._held += 1
+        self.stop()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
 
     def __enter__(self) -> Progress:
         self.start()
@@ -195,7 +220,7 @@ class Progress:
             self._redraw()
             self.stop()
             return
-        if self.live:
+        if self.live and not self._held:
             self.start()
             self._redraw()
 

@@ -93,7 +93,9 @@ def args_digest(arguments: dict[str, Any]) -> str:
 
 
 def journaled_calls(store: RunStore, run_id: str) -> list[dict[str, Any]]:
-    """Every journaled tool call of a run, oldest first (for tools and operators).
+    """Every journaled tool call of a run, oldest first (for tools and operators); the
+    model turns kept while a person was asked about their calls (``tools.loop``) are
+    not calls.
 
     Example:
         >>> import tempfile
@@ -101,4 +103,4 @@ def journaled_calls(store: RunStore, run_id: str) -> list[dict[str, Any]]:
         >>> journaled_calls(open_store(tempfile.mkdtemp()), "no-such-run")
         []
     """
-    return store.tool_calls(run_id)
+    return [call for call in store.tool_calls(run_id) if "turn" not in call]

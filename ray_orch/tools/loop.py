@@ -1,6 +1,11 @@
 """The tool loop of one attempt: model turn, tool calls (concurrently), results back to
 the model, until it gives a final answer.
 
+A model turn that asks for a call of a ``requires_approval`` tool is journaled before the
+person is asked, until they answer: a run interrupted meanwhile (Ctrl-C) and resumed takes
+that turn from the journal and asks about the same call again, instead of asking the model
+for a new turn.
+
 Bounded by ``max_tool_calls`` (Task, else Agent; default 20): past it the attempt fails
 with ``ToolLoopError`` naming the task and the tool called most. Tool failures go back
 to the model as the tool's result, unless ``tool_errors="raise"`` (Task, else Agent),
@@ -166,9 +171,10 @@ async def answer_with_tools(agent: Any, prompt: str,
     turn = 0
     while True:
         started = time.perf_counter()
+        proposed = await _proposed_turn(run, messages)
         try:
-            result = await acomplete(config, messages, schema=response_format, tools=offered,
-                                     on_token=on_token)
+            result = proposed or await acomplete(config, messages, schema=response_format,
+                                                 tools=offered, on_token=on_token)
         except LLMError as exc:
             from ray_orch.model.client import error_kind
 
@@ -177,10 +183,11 @@ async def answer_with_tools(agent: Any, prompt: str,
                           "outcome": error_kind(exc)})
             raise
         agent.last_result = result
-        calls.append({"model": result.model, "duration_s": result.duration_s,
-                      "prompt_tokens": result.prompt_tokens,
-                      "completion_tokens": result.completion_tokens,
-                      "cost_usd": result.cost_usd, "outcome": "success"})
+        if proposed is None:  # a journaled turn cost no model call now
+            calls.append({"model": result.model, "duration_s": result.duration_s,
+                          "prompt_tokens": result.prompt_tokens,
+                          "completion_tokens": result.completion_tokens,
+                          "cost_usd": result.cost_usd, "outcome": "success"})
         requested, text = (parse_choice(result.text, turn) if json_mode
                            else (result.tool_calls, result.text))
         if not requested:
@@ -194,10 +201,50 @@ async def answer_with_tools(agent: Any, prompt: str,
             continue
         turn += 1
         _count_calls(run, made, requested)
+        asks = _asks_approval(run, requested)
+        if asks:
+            await _keep_turn(run, messages, result)
         done = await _turn(run, requested, identical)
+        if asks:  # answered (approved, edited or refused): the model goes on from here
+            await _keep_turn(run, messages, None)
         _append_results(messages, result, requested, done, json_mode)
         _append_images(messages, done, config)
         _raise_if_failed(run, done)
+
+
+_TURN = "(model turn awaiting approval)"
+"""The journal's tool name for a model turn whose calls wait for a person."""
+
+
+def _asks_approval(run: ToolRun, requested: list[dict[str, Any]]) -> bool:
+    """Whether a turn calls a ``requires_approval`` tool (its turn is journaled)."""
+    specs = run.by_name
+    return any(spec is not None and spec.options.requires_approval
+               for spec in (specs.get(c["function"]["name"]) for c in requested))
+
+
+async def _keep_turn(run: ToolRun, messages: list[dict[str, Any]], result: Any) -> None:
+    """Journal the turn the model gave after ``messages`` while a person is asked about
+    its calls (``result``), or, once they answered (None), that it is no longer waiting.
+    Without a durable journal, a turn lives for the task run only."""
+    turn = None if result is None else {"text": result.text, "model": result.model,
+                                        "tool_calls": result.tool_calls}
+    await run.journal.record(_TURN, {"messages": messages}, 0,
+                             {"tool": _TURN, "turn": turn})
+
+
+async def _proposed_turn(run: ToolRun, messages: list[dict[str, Any]]) -> Any:
+    """The journaled turn still waiting for a person after ``messages`` (an interrupted
+    run's), as an ``LLMResult``; None: ask the model."""
+    from ray_orch.model.client import LLMResult
+
+    if not any(spec.options.requires_approval for spec in run.specs):
+        return None
+    found = await run.journal.lookup(_TURN, {"messages": messages}, 0)
+    turn = found.get("turn") if found else None
+    if not turn:
+        return None
+    return LLMResult(text=turn["text"], model=turn["model"], tool_calls=turn["tool_calls"])
 
 
 def _count_calls(run: ToolRun, made: Counter[str], requested: list[dict[str, Any]]) -> None:

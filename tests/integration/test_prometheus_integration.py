@@ -34,11 +34,12 @@ pytestmark = [
 WORKFLOW = "prom-test"  # the workflow that feed_run() runs
 
 
-def feed_run(stub: Any) -> None:
+def feed_run(stub: Any, folder: Path) -> None:
     """Two real runs of a workflow against the stub that exercise every panel: a retry
     after a failed attempt, a fallback, a breaker, cache misses then hits, a decision,
-    a tool call, pools and the scheduler."""
-    from ray_orch import Agent, CircuitBreaker, Process, Task
+    a tool call, pools and the scheduler; and beside each a run with memory (a recall,
+    an add; kept in ``folder``) whose prompts match none of the stub's rules."""
+    from ray_orch import Agent, CircuitBreaker, Memory, Process, Task
     from ray_orch.testing import StubLLMServer
 
     stub.latency = 0.05
@@ -72,8 +73,14 @@ def feed_run(stub: Any) -> None:
                        context=["draft"]),
         "publish": Task(description="Publish it", agent=editor, tools=[post_report]),
     }
+    memory = Memory(folder / "memory")
+    memory.add("The numbers are reported every quarter", user_id="prom")
+    archivist = Agent(role="Archivist", goal="Recall", llm=stub.llm)
+    recall = {"when": Task(description="When are the figures due?", agent=archivist)}
     for _ in range(2):
         Process(tasks=tasks, agents=[researcher, writer, editor], name=WORKFLOW).workflow()
+        Process(tasks=recall, agents=[archivist], name=WORKFLOW, memory=memory,
+                user_id="prom").workflow()
         time.sleep(1.5)  # spread the runs over scrapes so rate() panels see increases
 
 
@@ -127,7 +134,7 @@ def test_every_dashboard_panel_returns_data(ray_session, stub, tmp_path):
         stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_ready(base, proc, tmp_path / "prometheus.log")
-        feed_run(stub)
+        feed_run(stub, tmp_path)
         _wait_scraped(base, target, proc)
         missing = _wait_all_panels(base, deadline_s=60.0)
         assert not missing, "panels without data:\n" + "\n".join(

@@ -42,8 +42,10 @@ def test_a_fresh_members_start_does_not_count(stub):
     tasks = {"one": Task(description="Answer once", agent=agent, timeout=0.5)}
     output = Process(tasks=tasks, agents=[agent]).workflow()["one"]
     [request] = stub.requests_matching("Answer once")
-    # The member took the task, then its process started: longer than the timeout.
-    assert request.t_start - output.metadata["started_at"] > 0.5
+    # From when the task was ready to when its call reached the model, the member's
+    # process started (the task waits for it, or waits in it): longer than the timeout.
+    ready_at = output.metadata["started_at"] - output.metadata["queue_s"]
+    assert request.t_start - ready_at > 0.5
 
 
 def test_a_slow_call_on_a_fresh_member_still_times_out(stub):

@@ -107,3 +107,78 @@ def test_paused_the_request_is_stored_and_the_run_ends_paused(stub, tmp_path):
     assert [r.task for r in result.error.requests] == ["draft"]
     assert stub.count("Publish it") == 0
     assert [e.kind for e in events].count("approval_requested") == 1
+
+
+def interrupting(stop_when):
+    """An ``on_event`` that cancels the run (as Ctrl-C does, through the Supervisor) when
+    ``stop_when(event)`` says so; the run's main job is the one that emitted
+    ``run_started``."""
+    main = {}
+
+    def on_event(event, run):
+        if event.kind == "run_started":
+            main["job"] = asyncio.current_task()
+        elif stop_when(event):
+            asyncio.get_running_loop().call_soon(main["job"].cancel)
+
+    return on_event
+
+
+def test_an_output_awaiting_approval_when_interrupted_is_asked_again_on_resume(stub, tmp_path):
+    writer = Agent(role="Writer", goal="Write", llm=stub.llm)
+    tasks = [Task(name="draft", description="Draft the post", agent=writer, human_input=True),
+             Task(name="publish", description="Publish it", agent=writer, context=["draft"])]
+    store = open_store(tmp_path)
+    first, events = run_on_fakes(
+        spec_of(tasks, [writer], approvals="inline", store=store),
+        listener=RunListener(),
+        on_event=interrupting(lambda e: e.kind == "approval_requested"))
+    assert first.statuses["draft"] == "pending" and stub.count() == 1
+    [asked] = [e.data["request"] for e in events if e.kind == "approval_requested"]
+    listener = RunListener()
+    on_event, again = answering(listener, lambda r: Approve(by="editor"))
+    second, _ = run_on_fakes(spec_of(tasks, [writer], approvals="inline", store=store,
+                                     resume=True), listener=listener, on_event=on_event)
+    assert second.error is None
+    assert [r["id"] for r in again] == [asked["id"]]  # the same question
+    assert stub.count("Draft the post") == 1  # not asked of the model again
+    assert stub.count("Publish it") == 1
+    assert open_store(tmp_path).pending_requests("r1") == []  # answered, in the store too
+
+
+def test_a_tool_call_awaiting_approval_when_interrupted_is_asked_again_on_resume(
+        stub, tmp_path):
+    paid = []
+
+    @tool(requires_approval=True)
+    def pay(account: str, amount: int) -> str:
+        """Pay an amount to an account."""
+        paid.append(account)
+        return f"paid {amount} to {account}"
+
+    def script(request):
+        if not request.tool_results:
+            return StubLLMServer.tool_call("pay", {"account": "acme", "amount": 10})
+        return f"Done: {request.tool_results[-1]['content']}"
+
+    stub.reply = script
+    clerk = Agent(role="Clerk", goal="Pay bills", llm=stub.llm, tools=[pay])
+    tasks = [Task(name="bills", description="Pay the bills", agent=clerk)]
+    store = open_store(tmp_path)
+    first, _ = run_on_fakes(spec_of(tasks, [clerk], approvals="inline", store=store),
+                            listener=RunListener(),
+                            on_event=interrupting(lambda e: e.kind == "approval_requested"))
+    assert first.error is not None and stub.count() == 1 and paid == []
+    listener = RunListener()
+    on_event, again = answering(listener, lambda r: Approve())
+    second, _ = run_on_fakes(spec_of(tasks, [clerk], approvals="inline", store=store,
+                                     resume=True), listener=listener, on_event=on_event)
+    assert second.error is None and second.outputs["bills"].raw == "Done: paid 10 to acme"
+    assert [(r["tool"], r["arguments"]) for r in again] == [
+        ("pay", {"account": "acme", "amount": 10})]
+    assert stub.count() == 2 and paid == ["acme"]  # the proposing turn was not asked again
+    # A later attempt that reaches the same point asks the model: the kept turn was
+    # answered.
+    from ray_orch.tools.journal import journaled_calls
+
+    assert [c["tool"] for c in journaled_calls(store, "r1")] == ["pay"]
