@@ -41,7 +41,8 @@ def _env(home: Path, stub: StubLLMServer, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "CI", "RAY_ORCH_RUNTIME_FILE")}
     env.update(HOME=str(home), STUB_BASE=stub.base_url, PYTHONPATH=str(ROOT),
-               RAY_ORCH_PROGRESS="0", RAY_ORCH_AUTO_RUNTIME="1", **extra)
+               RAY_ORCH_PROGRESS="0", RAY_ORCH_AUTO_RUNTIME="1")
+    env.update(extra)
     return env
 
 
