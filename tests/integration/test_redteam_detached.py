@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from standing_env import ROOT, standing_cli, standing_env
 
 from ray_orch.testing import StubLLMServer
 
-ROOT = Path(__file__).resolve().parents[2]
 DRIVER = ROOT / "tests" / "integration" / "standing_driver.py"
 PY = sys.executable
 
@@ -27,18 +27,11 @@ pytestmark = pytest.mark.slow
 
 
 def _env(runtime: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    env.update({"RAY_ORCH_RUNTIME_FILE": str(runtime), "RAY_ORCH_PROGRESS": "0",
-                "HOME": str(runtime.parent / "home"),
-                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "integration")]),
-                "RAY_USAGE_STATS_ENABLED": "0"})
-    env.update(extra)
-    return env
+    return standing_env(runtime, private_home=True, **extra)
 
 
 def _cli(runtime: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "ray_orch.cli", *args], env=_env(runtime), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return standing_cli(runtime, *args, timeout=timeout, private_home=True)
 
 
 @pytest.fixture(scope="module")

@@ -18,28 +18,18 @@ import time
 from pathlib import Path
 
 import pytest
+from standing_env import ROOT, standing_cli, standing_env
 
 from ray_orch.testing import StubLLMServer
 
-ROOT = Path(__file__).resolve().parents[2]
 DRIVER = ROOT / "tests" / "integration" / "standing_driver.py"
 PY = sys.executable
 
 pytestmark = pytest.mark.slow
 
 
-def _env(runtime: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    env.update({"RAY_ORCH_RUNTIME_FILE": str(runtime), "RAY_ORCH_PROGRESS": "0",
-                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "integration")]),
-                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"})
-    env.update(extra)
-    return env
-
-
-def _cli(runtime: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "ray_orch.cli", *args], env=_env(runtime), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+_env = standing_env
+_cli = standing_cli
 
 
 def _drive(runtime: Path, stub: StubLLMServer, **extra: str) -> dict:
