@@ -66,9 +66,9 @@ def approve(run_id: Annotated[str, typer.Argument(help="The paused run.")],
     with _errors():
         if edit is not None and reject is not None:
             _fail("give --edit or --reject, not both", 2)
-        from ray_orch.core.approvals import Approve, Edit, Reject, RunPaused
+        from ray_orch.core.approvals import Approve, Reject, RunPaused, edit_from_text
 
-        answer = (Edit(_maybe_json(edit), by="cli") if edit is not None else
+        answer = (edit_from_text(edit, by="cli") if edit is not None else
                   Reject(reject, by="cli") if reject is not None else Approve(by="cli"))
         spec = _store_of(store, directory).spec
         try:
@@ -107,14 +107,6 @@ def continue_paused(store: str, run_id: str, answers: dict[str, Any]) -> dict[st
     process, mode = paused_process(store, run_id)
     answers = {k: parse_answer(v) for k, v in answers.items()}
     return getattr(process, mode)(resume=run_id, answers=answers)  # type: ignore[no-any-return]
-
-
-def _maybe_json(text: str) -> Any:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, dict) else text
 
 
 # -- the standing runtime (ray_orch.api.standing) and detached runs (ray_orch.api.jobs) --

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ from ray_orch.core.errors import ResumeError, RunError
 from ray_orch.core.output import TaskOutput
 
 __all__ = ["Answer", "ApprovalError", "ApprovalRequest", "Approve", "Edit", "Reject",
-           "RunPaused", "answer_of", "parse_answer"]
+           "RunPaused", "answer_of", "edit_from_text", "parse_answer"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,23 @@ def answer_of(answer: Answer) -> dict[str, Any]:
     if isinstance(answer, Edit):
         return {"answer": "edit", "value": answer.value, "by": answer.by}
     return {"answer": "reject", "reason": answer.reason, "by": answer.by}
+
+
+def edit_from_text(text: str, *, by: str | None = None) -> Edit:
+    """An edit as a person types it (``ray-orch approve --edit``, the viewer's box): a
+    JSON object becomes that object (a structured output), anything else stays text.
+
+    Example:
+        >>> edit_from_text('{"category": "billing"}', by="cli").value
+        {'category': 'billing'}
+        >>> edit_from_text("[1, 2]").value, edit_from_text("Dear Ana,").value
+        ('[1, 2]', 'Dear Ana,')
+    """
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return Edit(text, by=by)
+    return Edit(value if isinstance(value, dict) else text, by=by)
 
 
 def parse_answer(data: Any) -> Answer:

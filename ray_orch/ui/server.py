@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ray_orch.core.approvals import Approve, Edit, Reject
+from ray_orch.core.approvals import Approve, Edit, Reject, edit_from_text
 from ray_orch.core.errors import RayOrchError
 from ray_orch.ui.source import RunSource
 
@@ -173,7 +173,7 @@ async def _answer(request: web.Request) -> web.StreamResponse:
     if kind == "approve":
         answer: Approve | Edit | Reject = Approve(by="ui")
     elif kind == "edit":
-        answer = Edit(_maybe_json(str(body.get("value", ""))), by="ui")
+        answer = edit_from_text(str(body.get("value", "")), by="ui")
     elif kind == "reject":
         answer = Reject(str(body.get("reason") or "rejected"), by="ui")
     else:
@@ -197,15 +197,6 @@ async def _resume(request: web.Request) -> web.StreamResponse:
     except RayOrchError as exc:
         return _error(exc)
     return _json({"ok": True})
-
-
-def _maybe_json(text: str) -> Any:
-    """An edit as the command line reads it: a JSON object, else the text itself."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if isinstance(value, dict) else text
 
 
 def make_app(source: RunSource, *, token: str) -> web.Application:
