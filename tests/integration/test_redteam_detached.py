@@ -7,7 +7,6 @@ submitted with ``ray-orch submit``, its driver process killed with SIGKILL."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from standing_env import ROOT, standing_cli, standing_env
+from standing_env import ROOT, standing_cli, standing_env, standing_runtime
 
 from ray_orch.testing import StubLLMServer
 
@@ -37,21 +36,9 @@ def _cli(runtime: Path, *args: str, timeout: float = 180) -> subprocess.Complete
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
     """``ray-orch up`` in a temp dir; ``ray-orch down`` after, checked to leave nothing."""
-    from ray_orch.api.standing import _session_pids
-
-    runtime = tmp_path_factory.mktemp("detached") / "runtime.json"
-    started = _cli(runtime, "up", "--num-cpus", "2", timeout=300)
-    info = json.loads(runtime.read_text()) if runtime.exists() else None
-    try:
-        assert started.returncode == 0, started.stderr[-3000:]
-        yield runtime
-    finally:
-        stopped = _cli(runtime, "down")
-        left = _session_pids(info["session"]) if info and info.get("session") else []
-        for pid in left:  # never leave a head behind, even when the test fails
-            os.kill(pid, signal.SIGKILL)
-    assert stopped.returncode == 0, stopped.stderr[-3000:]
-    assert left == [], "`ray-orch down` left processes running"
+    path = tmp_path_factory.mktemp("detached") / "runtime.json"
+    with standing_runtime(path, private_home=True):
+        yield path
 
 
 def _job_driver_pid(run_id: str) -> int | None:

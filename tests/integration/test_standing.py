@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from standing_env import ROOT, standing_cli, standing_env
+from standing_env import ROOT, standing_cli, standing_env, standing_runtime
 
 from ray_orch.testing import StubLLMServer
 
@@ -40,30 +40,14 @@ def _drive(runtime: Path, stub: StubLLMServer, **extra: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _session_pids(session: int) -> list[int]:
-    from ray_orch.api.standing import _session_pids
-
-    return _session_pids(session)
-
-
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
     """``ray-orch up`` in a temp dir; ``ray-orch down`` after, checked to leave nothing."""
     runtime = tmp_path_factory.mktemp("standing") / "runtime.json"
-    started = _cli(runtime, "up", "--num-cpus", "2", timeout=300)
-    info = json.loads(runtime.read_text()) if runtime.exists() else None
-    try:
-        assert started.returncode == 0, started.stderr[-3000:]
+    with standing_runtime(runtime) as info:
         assert info["address"].startswith("127.0.0.1:") and info["started_head"]
         yield runtime
-    finally:
-        stopped = _cli(runtime, "down")
-        left = _session_pids(info["session"]) if info and info.get("session") else []
-        for pid in left:  # never leave a head behind, even when the test fails
-            os.kill(pid, signal.SIGKILL)
-    assert stopped.returncode == 0, stopped.stderr[-3000:]
-    assert left == [], "`ray-orch down` left processes running"
-    viewer = (info or {}).get("extra", {}).get("viewer_pid")
+    viewer = info.get("extra", {}).get("viewer_pid")
     assert viewer is None or not _alive(viewer), "`ray-orch down` left the run viewer"
     assert not runtime.exists()
     assert not Path(info["temp_dir"]).exists()
