@@ -12,7 +12,7 @@ import ray
 
 from ray_orch.core.errors import RunError
 from ray_orch.core.proc import settle_heap
-from ray_orch.engine.member import AgentMember, RunOptions
+from ray_orch.engine.member import AgentMember, RunOptions, import_lean_client
 from ray_orch.observe.tracing import configure as configure_tracing
 
 
@@ -43,13 +43,7 @@ class AgentActor(AgentMember):
         its first task then imports nothing). Returns this pid."""
         import os
 
-        import aiohttp  # noqa: F401
-
-        import ray_orch.model.client
-        import ray_orch.model.openai_http
-        import ray_orch.policy.breaker
-        import ray_orch.policy.task  # noqa: F401
-
+        import_lean_client()
         return os.getpid()
 
     def info(self) -> dict[str, Any]:

@@ -77,7 +77,7 @@ class ActorRegistry:
         supervisor = self.pool.lease_supervisor()
         self.pool.give_back_supervisor(supervisor)
         started = self.pool.prestart(placement_key, count, options)
-        members = list(self.pool.idle.get(placement_key, []))[:count]
+        members = self.pool.idle.get(placement_key, [])[:count]
 
         def load() -> None:  # the engine's modules and the model client, before a run
             with contextlib.suppress(Exception):

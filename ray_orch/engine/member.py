@@ -39,7 +39,7 @@ from ray_orch.engine.messages import (
 from ray_orch.policy.attempt import RunInputs, run_attempts
 from ray_orch.tools.execute import progress_to
 
-__all__ = ["AgentMember", "RunOptions"]
+__all__ = ["AgentMember", "RunOptions", "import_lean_client"]
 
 
 def _needs_litellm(agents: dict[str, Any]) -> bool:
@@ -55,15 +55,17 @@ def _needs_litellm(agents: dict[str, Any]) -> bool:
     return False
 
 
-def _import_lean_client() -> None:
+def import_lean_client() -> None:
     """Import what a first call over the lean client loads (aiohttp, the HTTP client,
-    the attempt's model step and the steps it imports lazily), so that a member's first
-    attempt imports nothing."""
+    the breaker, the attempt's model step and the steps it imports lazily), so that a
+    member's first attempt imports nothing (a bind's prewarm; a standing runtime's
+    prewarmed members, ``AgentActor.warm_imports``)."""
     import aiohttp  # noqa: F401
 
     import ray_orch.model.client
     import ray_orch.model.openai_http
     import ray_orch.policy.agent_chat
+    import ray_orch.policy.breaker
     import ray_orch.policy.handoffs
     import ray_orch.policy.praison
     import ray_orch.policy.recall
@@ -146,7 +148,7 @@ class AgentMember:
                 await self._prewarm(litellm_module, waits=waits, started=self.prewarmed)
                 self.prewarmed = True
         elif prewarm and not self.lean_warm:  # the lean client's path: ~0.4 s once
-            await self._prewarm(_import_lean_client, waits=waits, started=False)
+            await self._prewarm(import_lean_client, waits=waits, started=False)
             self.lean_warm = True
         return os.getpid()
 

@@ -2,8 +2,8 @@
 a failure through tenacity.
 
 Setting up tenacity's loop costs ~0.08 ms of CPU per call here (three times that on a
-loaded machine), on the path of every task, while most attempts succeed the first time. ``retry_after_first`` keeps tenacity's
-behaviour exactly: ``should_retry`` is asked once about each failure (``BaseException``
+loaded machine), on the path of every task, while most attempts succeed the first time.
+``retry_after_first`` keeps tenacity's behaviour exactly: ``should_retry`` is asked once about each failure (``BaseException``
 included, as tenacity does), ``wait`` gives the delay before each retry (it reads the
 failure from ``state.outcome``), and a failure not retried is raised as it is
 (``reraise=True``).
