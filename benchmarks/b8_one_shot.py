@@ -4,7 +4,8 @@ The W2 shape (``tests/integration/standing_driver.py``: 3 agents, 7 model calls 
 critical path 0.30 s) run as a fresh Python process each time:
 - ``asyncio``: a plain asyncio + aiohttp script of the same shape (the floor);
 - ``cold``: no runtime up: the driver starts its own private Ray (compared with Ray's
-  own start: a process that only does ``ray.init()`` and exits);
+  own start: a process that only does ``ray.init()`` with its defaults and exits; the
+  same without the dashboard is printed beside);
 - ``standing``: after ``ray-orch up`` (timed apart): the first script and later ones.
 Targets: standing wall <= 2.5 s, standing first <= 1.2 x standing later, cold <= Ray's
 own start + 2 s. Usage: b8_one_shot.py [scripts per kind] (default 3).
@@ -50,9 +51,14 @@ asyncio.run(main())
 
 RAY_ONLY = """
 import os, ray
-ray.init(address="local", include_dashboard=False, log_to_driver=False)
+ray.init(address="local", log_to_driver=False)
 ray.shutdown()
 """
+"""Ray's own start, as a user gets it (``ray.init()``: a new local Ray, its dashboard
+included) and shutdown: the issue's reference."""
+
+RAY_BARE = RAY_ONLY.replace('log_to_driver=False', 'log_to_driver=False, include_dashboard=False')
+"""The same without the dashboard: the leanest Ray start (printed beside, for scale)."""
 
 
 async def _reply(request) -> str:
@@ -95,6 +101,8 @@ def main(count: int) -> None:
         _line("asyncio script", plain)
         ray_only = [_wall([py, "-c", RAY_ONLY], env) for _ in range(count)]
         _line("Ray's own start (process)", ray_only)
+        _line("  (without its dashboard)", [_wall([py, "-c", RAY_BARE], env)
+                                           for _ in range(count)])
         cold = [_wall([py, str(DRIVER)], env) for _ in range(count)]
         _line("W2 cold (private Ray)", cold)
         up = _wall([py, "-m", "ray_orch.cli", "up"], env)

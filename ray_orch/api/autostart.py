@@ -87,8 +87,9 @@ def start_auto_runtime(*, echo: Any = None) -> Any:
     """Join the standing runtime, starting it in the background first if none is up.
 
     Returns:
-        The runtime's ``RuntimeInfo``, or None when it could not be started (the caller
-        then starts a private Ray, as before; the reason is printed once).
+        The runtime's ``RuntimeInfo`` (``extra["started_here"]`` when this call started
+        it), or None when it could not be started (the caller then starts a private Ray,
+        as before; the reason is printed once).
     """
     from ray_orch.api.standing import discover, runtime_file
 
@@ -105,6 +106,8 @@ def start_auto_runtime(*, echo: Any = None) -> Any:
                                 start_new_session=True, close_fds=True)
         os.close(fd)
         info = _wait_started(proc, path)
+    if info is not None:
+        info.extra["started_here"] = True  # this driver's run starts what it needs
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     if info is None:
         lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
@@ -177,14 +180,18 @@ def watch(idle_s: float, *, poll_s: float = _POLL_S) -> str:
 
 
 def main() -> int:
-    """The background runtime: ``up`` (with ``ray-orch up``'s defaults), then ``watch``."""
-    from ray_orch.api.standing import up, write_runtime
+    """The background runtime: ``up`` (with ``ray-orch up``'s defaults; its head in this
+    process, which leads a session of its own), its dashboard, then ``watch``."""
+    from ray_orch.api.standing import dashboard_started, up, write_runtime
 
-    info = up(announce=True)  # the waiting script connects while the control plane starts
+    # The waiting script connects while the control plane starts, and starts the
+    # processes its first run needs itself (no prewarm to race with: only what it needs).
+    info = up(announce=True, prewarm=0)
     info.extra["watchdog_pid"] = os.getpid()
     info.extra["auto"] = {"idle_shutdown_s": idle_limit()}
     write_runtime(info)
     print(f"runtime up at {info.address}", flush=True)
+    dashboard_started(info)
     print(watch(idle_limit()), flush=True)
     return 0
 

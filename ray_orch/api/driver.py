@@ -262,7 +262,7 @@ class RunDriver:
         """Ray, the registry and a Supervisor; returns the packed spec and the kept
         Supervisor taken (None: a new one was leased)."""
         from ray_orch.api import heal
-        from ray_orch.api.runtime import ensure_ray
+        from ray_orch.api.runtime import ensure_ray, first_on_new_runtime
 
         spec, options = self.spec, self.options
         packed = pack(spec)  # here, to name what cannot be sent before Ray starts
@@ -287,14 +287,16 @@ class RunDriver:
         from actors.registry import get_registry
 
         self.registry = registry = get_registry()
-        if fresh:  # a new private Ray: the run's processes start side by side
+        kept = take_supervisor(registry)
+        # Asked for first: the registry starts the Supervisor's process before members'.
+        leased = None if kept else registry.lease_supervisor.remote()
+        if fresh or first_on_new_runtime():  # the run's processes start side by side
             from ray_orch.api.warm import start_in_parallel
 
             start_in_parallel(registry, options.warm_agents, metrics=options.metrics,
                               metrics_host=options.metrics_host,
                               metrics_port=options.metrics_port)
-        kept = take_supervisor(registry)
-        self.supervisor = kept or await registry.lease_supervisor.remote()
+        self.supervisor = kept if leased is None else await leased
         return packed, kept
 
     async def _execute(self, live: Callable[[Event], None] | None) -> dict[str, TaskOutput]:

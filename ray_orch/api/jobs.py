@@ -71,6 +71,14 @@ def _dashboard(address: str | None) -> str:
     if address:
         return address if "://" in address else f"http://{address}"
     info = discover()
+    deadline = time.monotonic() + 180
+    while info is not None and info.extra.get("dashboard") == "starting" \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)  # a self-started runtime's dashboard comes up after its first run
+        info = discover()
+    if info is not None and str(info.extra.get("dashboard", "")).startswith("failed"):
+        raise StandingRuntimeError(f"the runtime's Ray dashboard, which job submission "
+                                   f"needs, {info.extra['dashboard']}")
     if info is None or not info.dashboard_url:
         raise StandingRuntimeError(
             "no ray-orch runtime with a dashboard is up: start one with `ray-orch up` (or "

@@ -19,6 +19,7 @@ from typing import Any
 from ray_orch.core.proc import settle_heap
 
 _started_here = False
+_new_runtime = False  # this process started the standing runtime it joined (autostart)
 _STARTING_TIMEOUT = 300.0
 """How long a driver waits for a runtime it started to finish starting its registry."""
 
@@ -40,7 +41,7 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
     Returns:
         True when this call started a new local Ray (which ray-orch then owns).
     """
-    global _started_here
+    global _started_here, _new_runtime
     for key, value in _LOCAL_ENV.items():
         # Ray reads these when it is imported, so they are set before the import.
         os.environ.setdefault(key, value)
@@ -67,6 +68,7 @@ def ensure_ray(runtime_env: dict[str, Any] | None = None, **init_kwargs: Any) ->
             standing = start_auto_runtime()
     if standing is not None and not address:
         address = kwargs["address"] = standing.address
+        _new_runtime = bool(standing.extra.get("started_here"))
     if not address:
         # "local": always a new Ray of our own, never a cluster some other program left
         # running on this machine (which plain ray.init() would join).
@@ -109,6 +111,15 @@ def _standing_registry(standing: Any) -> Any:
         if not current.extra.get("starting"):
             break
     return found
+
+
+def first_on_new_runtime() -> bool:
+    """Whether this driver just started the standing runtime it joined (its first run
+    then starts the processes it needs side by side, as on a fresh private Ray). True
+    once: the first run asks."""
+    global _new_runtime
+    new, _new_runtime = _new_runtime, False
+    return new
 
 
 def _leave() -> None:

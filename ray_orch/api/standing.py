@@ -23,7 +23,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,12 +30,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray_orch.api.head import Head, HeadSpec, start_head
 from ray_orch.api.standing_viewer import spawn_viewer, stop_viewer, viewer_started
 from ray_orch.store.checkpoint import make_private_dirs
 
 __all__ = [
     "RuntimeInfo",
     "connect_to_runtime",
+    "dashboard_started",
     "discover",
     "down",
     "idle_budget",
@@ -50,6 +51,7 @@ __all__ = [
 
 RUNTIME_FILE_ENV = "RAY_ORCH_RUNTIME_FILE"
 _joined: RuntimeInfo | None = None  # the runtime this process joined (``discover``)
+_dashboard_starting: Head | None = None  # ``up(announce=True)``'s head, its dashboard starting
 NAMESPACE = "ray_orch"
 _RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -231,39 +233,27 @@ def _code_path() -> str:
 
 
 def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int | None,
-                state_dir: Path, env: dict[str, str]) -> RuntimeInfo:
-    """``ray start --head`` on 127.0.0.1 in a session of its own (so ``down`` can stop
-    exactly its processes); returns once the head is up."""
-    gcs, dash = _free_port(port or 6379), _free_port(dashboard_port or 8265)
+                state_dir: Path, env: dict[str, str], here: bool) -> tuple[RuntimeInfo, Head]:
+    """A Ray head on 127.0.0.1 in a session of its own (so ``down`` can stop exactly its
+    processes: ``api/head.py``); returns once drivers can connect (its dashboard may
+    still be starting)."""
     # A short path: Ray's socket paths must stay under 107 characters. Ray opens its
     # temp dir to everyone (0777: /tmp/ray is meant to be shared), and this one holds the
     # session's sockets and job logs, which carry runs' outputs: Ray's dir goes inside a
     # private one (0700) that no other user can enter.
     temp_dir = tempfile.mkdtemp(prefix="rayorch-", dir="/tmp")
-    command = [str(Path(sys.executable).with_name("ray")), "start", "--head",
-               "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-               "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-               "--dashboard-port", str(dash), "--ray-client-server-port", str(_free_port()),
-               "--dashboard-agent-listen-port", str(_free_port()),
-               "--temp-dir", os.path.join(temp_dir, "ray"), "--disable-usage-stats"]
-    if not Path(command[0]).exists():
-        command[:1] = [sys.executable, "-m", "ray.scripts.scripts"]
-    if num_cpus is not None:
-        command += ["--num-cpus", str(num_cpus)]
-    log = state_dir / "ray-start.log"
-    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-        os.fchmod(out.fileno(), 0o600)
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-        code = proc.wait()
-    info = RuntimeInfo(address=f"127.0.0.1:{gcs}", dashboard_url=f"http://127.0.0.1:{dash}",
-                       auth_mode=env["RAY_AUTH_MODE"], started_head=True, session=proc.pid,
+    spec = HeadSpec(port=_free_port(port or 6379), dashboard_port=_free_port(dashboard_port or 8265),
+                    agent_port=_free_port(), temp_dir=os.path.join(temp_dir, "ray"),
+                    num_cpus=num_cpus)
+    try:
+        head = start_head(spec, env=env, log=state_dir / "ray-start.log", here=here)
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    info = RuntimeInfo(address=head.address, dashboard_url=head.dashboard_url,
+                       auth_mode=env["RAY_AUTH_MODE"], started_head=True, session=head.session,
                        temp_dir=temp_dir, state_dir=str(state_dir))
-    if code != 0:
-        _stop_session(info)
-        tail = log.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"`ray start --head` failed (exit {code}):\n{tail}")
-    return info
+    return info, head
 
 
 def idle_budget(cores: int | None = None, memory_gb: float | None = None) -> int:
@@ -323,42 +313,88 @@ def up(*, address: str | None = None, port: int | None = None,
     existing = discover()
     if existing is not None:
         return existing
-    path = runtime_file()
-    make_private_dirs(path.parent)
-    _make_private(path.parent)
+    path, env = _prepared()
     state_dir = path.parent
-    env = {**os.environ, **_RAY_ENV, "RAY_AUTH_MODE": _auth_mode(),
-           "PYTHONPATH": _code_path()}
-    os.environ.update({k: env[k] for k in _RAY_ENV})
+    global _dashboard_starting
+    head: Head | None = None
     if address is None:
-        info = _start_head(port=port, dashboard_port=dashboard_port, num_cpus=num_cpus,
-                           state_dir=state_dir, env=env)
+        info, head = _start_head(port=port, dashboard_port=dashboard_port, num_cpus=num_cpus,
+                                 state_dir=state_dir, env=env, here=announce)
+        head.start_dashboard()  # beside the control plane
     else:
         info = RuntimeInfo(address=address, auth_mode=env["RAY_AUTH_MODE"],
                            state_dir=str(state_dir))
-    info.idle_ttl = idle_ttl
-    info.store = store
+    info.idle_ttl, info.store = idle_ttl, store
     # The viewer's process starts beside the control plane's actors, not after them.
     viewing = spawn_viewer(info.state_dir, info.journal_dir(), env) if viewer else None
-    if announce and info.started_head:
-        info.extra = {"starting": True}
+    if announce and head is not None:
+        info.dashboard_url, info.extra = None, {"starting": True, "dashboard": "starting"}
         write_runtime(info, path)
+    kept = idle_budget() if max_members is None else max_members
     try:
-        kept = idle_budget() if max_members is None else max_members
         info.extra = _start_control_plane(info, max_members=kept, prewarm=min(prewarm, kept),
                                           stay=announce)
         info.extra["idle_budget"] = {"members": kept, "supervisors": 4}
+        if head is not None and not announce:
+            head.wait_dashboard()  # ``ray-orch up`` returns with all of it up
+            info.dashboard_url = head.dashboard_url
     except BaseException:
-        if viewing is not None:
-            viewing.kill()
-        if info.started_head:
-            _stop_session(info)
-            if announce:
-                path.unlink(missing_ok=True)
+        _undo(info, viewing, path if announce else None)
         raise
     if viewing is not None:
         info.extra.update(viewer_started(info.state_dir, viewing))
+    if announce and head is not None:
+        # The self-starting runtime's dashboard (only job submission needs it) comes up
+        # beside its first script: ``dashboard_started`` writes its URL once it answers.
+        info.dashboard_url, info.extra["dashboard"] = None, "starting"
+        _dashboard_starting = head
     write_runtime(info, path)  # 0600: it may hold the store's DSN
+    return info
+
+
+def _prepared() -> tuple[Path, dict[str, str]]:
+    """The runtime file's path (in a private folder) and the environment of the head's
+    processes (Ray's settings here too)."""
+    path = runtime_file()
+    make_private_dirs(path.parent)
+    _make_private(path.parent)
+    env = {**os.environ, **_RAY_ENV, "RAY_AUTH_MODE": _auth_mode(),
+           "PYTHONPATH": _code_path()}
+    os.environ.update({k: env[k] for k in _RAY_ENV})
+    return path, env
+
+
+def _undo(info: RuntimeInfo, viewing: Any, announced: Path | None) -> None:
+    """``up`` failed: stop what it started, and remove the runtime file it announced."""
+    if viewing is not None:
+        viewing.kill()
+    if info.started_head:
+        _stop_session(info)
+        if announced is not None:
+            announced.unlink(missing_ok=True)
+
+
+def dashboard_started(info: RuntimeInfo, timeout: float = 180.0) -> RuntimeInfo:
+    """Wait for the dashboard ``up(announce=True)`` left starting, then write its URL to
+    the runtime file (or ``extra["dashboard"] = "failed: ..."``: job submission then
+    says so).
+
+    Returns:
+        ``info`` as written.
+    """
+    head = _dashboard_starting
+    if head is None:
+        return info
+    try:
+        head.wait_dashboard(timeout)
+    except RuntimeError as exc:
+        info.extra["dashboard"] = f"failed: {exc}"
+    else:
+        info.extra.pop("dashboard", None)
+        info.dashboard_url = head.dashboard_url
+    current = read_runtime()
+    if current is not None and current.address == info.address:
+        write_runtime(info)
     return info
 
 
@@ -407,7 +443,10 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int,
         # run finds them (or waits for them less than for new ones), and up returns now.
         placement_key, options = placement_options(
             Agent(role="prewarm", goal="prewarm", llm={"model": "openai/prewarm"}))
-        ray.get(registry.prewarm.remote(placement_key, prewarm, options))
+        if prewarm:
+            ray.get(registry.prewarm.remote(placement_key, prewarm, options))
+        else:  # the self-started runtime's first script starts what its run needs
+            ray.get(registry.size.remote())
         return {"metrics_url": ray.get(hub.endpoint.remote())}
     finally:
         if not stay:
@@ -415,8 +454,9 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int,
 
 
 def _session_pids(session: int) -> list[int]:
-    """Live processes of a session (zombies excluded), read from /proc."""
-    pids = []
+    """Live processes of a session (zombies and this process excluded: the self-started
+    runtime's watchdog leads the head's session and stops it), read from /proc."""
+    pids, me = [], os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -425,7 +465,7 @@ def _session_pids(session: int) -> list[int]:
         except OSError:
             continue
         fields = stat.rpartition(")")[2].split()
-        if fields[0] != "Z" and int(fields[3]) == session:
+        if fields[0] != "Z" and int(fields[3]) == session and int(entry.name) != me:
             pids.append(int(entry.name))
     return pids
 

@@ -126,3 +126,48 @@ def test_a_stale_runtime_file_is_replaced_and_an_opt_out_starts_none(tmp_path):
             assert info["address"] == result["address"] != stale["address"]
         finally:
             _cleanup(home)
+
+
+def test_a_self_started_runtime_takes_submitted_runs_once_its_dashboard_is_up(tmp_path):
+    """Its dashboard (job submission) starts after the head, beside the first run, at a
+    lower CPU priority: ``ray-orch submit`` right after the first script waits for it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with StubLLMServer(reply="ok") as stub:
+        try:
+            first, _ = _finish(_start(home, stub))
+            info = json.loads((home / ".ray-orch" / "runtime.json").read_text())
+            dashboard = [pid for pid in _pids_of(info["session"], b"dashboard.py")]
+            assert dashboard and all(os.getpriority(os.PRIO_PROCESS, pid) > 0
+                                     for pid in dashboard)
+            job = home / "job.py"
+            job.write_text(SCRIPT.replace('os.environ["STUB_BASE"]', repr(stub.base_url)))
+            env = _env(home, stub)
+            submitted = subprocess.run([sys.executable, "-m", "ray_orch.cli", "submit",
+                                        str(job)], cwd=ROOT, env=env, capture_output=True,
+                                       text=True, timeout=300)
+            assert submitted.returncode == 0, submitted.stderr[-3000:]
+            run_id = submitted.stdout.strip().splitlines()[-1]
+            attached = subprocess.run([sys.executable, "-m", "ray_orch.cli", "attach", run_id],
+                                      cwd=ROOT, env=env, capture_output=True, text=True,
+                                      timeout=400)
+            assert f"run {run_id}: completed" in attached.stdout, attached.stdout[-3000:]
+            info = json.loads((home / ".ray-orch" / "runtime.json").read_text())
+            assert info["address"] == first["address"]
+            assert info["dashboard_url"] and "dashboard" not in info["extra"]
+        finally:
+            _cleanup(home)
+
+
+def _pids_of(session: int, marker: bytes) -> list[int]:
+    """The session's processes whose command line holds ``marker``."""
+    from ray_orch.api.standing import _session_pids
+
+    found = []
+    for pid in _session_pids(session):
+        try:
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
