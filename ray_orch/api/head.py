@@ -57,6 +57,7 @@ def _node(spec: HeadSpec) -> Any:
     ``Head.start_dashboard``). Its processes outlive this one, as ``ray start``'s do."""
     from ray._private.node import Node
     from ray._private.parameter import RayParams
+    from ray._private.utils import write_ray_address
 
     class _Head(Node):  # type: ignore[misc]
         def start_api_server(self, **_: Any) -> None:  # called before the raylet: later
@@ -68,7 +69,12 @@ def _node(spec: HeadSpec) -> Any:
                        dashboard_host="127.0.0.1",
                        dashboard_port=spec.dashboard_port,  # type: ignore[arg-type]
                        dashboard_agent_listen_port=spec.agent_port, no_monitor=True)
-    return _Head(params, head=True, shutdown_at_exit=False, spawn_reaper=False)
+    node = _Head(params, head=True, shutdown_at_exit=False, spawn_reaper=False)
+    # As ``ray start`` does: the session's own record of its GCS, which Ray's job
+    # supervisor reads for its jobs' RAY_ADDRESS (else it greps ``ps`` for any GCS on the
+    # machine, and a job could join another runtime).
+    write_ray_address(node.gcs_address, spec.temp_dir)
+    return node
 
 
 def _node_or_none(spec: HeadSpec) -> Any:

@@ -140,6 +140,10 @@ def test_a_self_started_runtime_takes_submitted_runs_once_its_dashboard_is_up(tm
             dashboard = [pid for pid in _pids_of(info["session"], b"dashboard.py")]
             assert dashboard and all(os.getpriority(os.PRIO_PROCESS, pid) > 0
                                      for pid in dashboard)
+            # Its jobs' RAY_ADDRESS comes from here (else Ray greps ``ps`` for any GCS on
+            # the machine: a job could run on another runtime).
+            recorded = Path(info["temp_dir"]) / "ray" / "ray_current_cluster"
+            assert recorded.read_text().strip() == info["address"]
             job = home / "job.py"
             job.write_text(SCRIPT.replace('os.environ["STUB_BASE"]', repr(stub.base_url)))
             env = _env(home, stub)
