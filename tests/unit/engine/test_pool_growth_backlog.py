@@ -81,6 +81,19 @@ async def settle(condition, limit: float = 30.0) -> None:
     await asyncio.wait_for(poll(), limit)
 
 
+async def opened(registry: Leases, agent: Agent, tasks: dict[str, Task], *,
+                 lessee: str | None = None, bind_now: bool = False):
+    """The run's pools over ``registry`` (opened for ``tasks``), and ``agent``'s pool."""
+    pools = PoolSet(FakeHandle(registry), "k1", remote=FakeRemote(), lessee=lessee)
+    await pools.open([agent], tasks, bind_now=bind_now)
+    return pools, pools.pool_for(agent)
+
+
+async def submit_all(pool, tasks: dict[str, Task]) -> list:
+    """Every task's attempt on ``pool`` at once; their outputs."""
+    return await asyncio.gather(*(pool.submit("k1", n, None, {}, {}, None) for n in tasks))
+
+
 def test_the_members_a_backlog_needs_are_leased_in_one_call_not_one_by_one(stub):
     stub.latency = 0.05
     agent = Agent(role="Writer", goal="Write", llm=stub.llm, max_concurrency=2,
@@ -89,10 +102,8 @@ def test_the_members_a_backlog_needs_are_leased_in_one_call_not_one_by_one(stub)
     registry = Leases(up=4)
 
     async def go():
-        pools = PoolSet(FakeHandle(registry), "k1", remote=FakeRemote(), lessee="sup-1")
-        await pools.open([agent], tasks)
-        pool = pools.pool_for(agent)
-        await asyncio.gather(*(pool.submit("k1", n, None, {}, {}, None) for n in tasks))
+        pools, pool = await opened(registry, agent, tasks, lessee="sup-1")
+        await submit_all(pool, tasks)
         await pools.close()
         return pool
 
@@ -115,11 +126,8 @@ def test_a_member_still_starting_takes_nothing_while_the_members_up_go_on(stub):
     registry = Leases(up=1)
 
     async def go():
-        pools = PoolSet(FakeHandle(registry), "k1", remote=FakeRemote())
-        await pools.open([agent], tasks)
-        pool = pools.pool_for(agent)
-        outputs = await asyncio.gather(*(pool.submit("k1", n, None, {}, {}, None)
-                                         for n in tasks))
+        pools, pool = await opened(registry, agent, tasks)
+        outputs = await submit_all(pool, tasks)
         # Every attempt ran on the member that was up; the two leased for the backlog
         # are still starting, bound but not in the pool.
         assert [o.raw for o in outputs] == ["ok"] * 6
@@ -128,7 +136,7 @@ def test_a_member_still_starting_takes_nothing_while_the_members_up_go_on(stub):
         registry.gate.set()  # their processes are up
         await settle(lambda: not pool.starting)
         assert len(pool.members) == 3 and pool.grown == 2
-        await asyncio.gather(*(pool.submit("k1", n, None, {}, {}, None) for n in tasks))
+        await submit_all(pool, tasks)
         await pools.close()
         return pool
 
@@ -148,11 +156,8 @@ def test_a_member_that_dies_while_starting_is_forgotten_and_the_pool_goes_on(stu
     registry = Leases(up=1, dead=True)
 
     async def go():
-        pools = PoolSet(FakeHandle(registry), "k1", remote=FakeRemote())
-        await pools.open([agent], tasks)
-        pool = pools.pool_for(agent)
-        outputs = await asyncio.gather(*(pool.submit("k1", n, None, {}, {}, None)
-                                         for n in tasks))
+        pools, pool = await opened(registry, agent, tasks)
+        outputs = await submit_all(pool, tasks)
         await pools.close()
         return pool, outputs
 
@@ -173,10 +178,8 @@ def test_members_starting_when_the_run_ends_go_back_to_the_registry(stub):
     registry = Leases(up=1)
 
     async def go():
-        pools = PoolSet(FakeHandle(registry), "k1", remote=FakeRemote())
-        await pools.open([agent], tasks)
-        pool = pools.pool_for(agent)
-        await asyncio.gather(*(pool.submit("k1", n, None, {}, {}, None) for n in tasks))
+        pools, pool = await opened(registry, agent, tasks)
+        await submit_all(pool, tasks)
         assert len(pool.starting) == 2
         await pools.close()
         registry.gate.set()  # they come up after the run ended
@@ -220,15 +223,13 @@ def test_a_member_bound_at_once_takes_attempts_only_once_it_is_up(stub):
     registry = Leases(up=1)
 
     async def go():
-        pools = PoolSet(FakeHandle(registry), "k1", remote=FakeRemote())
-        await pools.open([agent], tasks, bind_now=True)  # both bound now: ``ready``
-        pool = pools.pool_for(agent)
-        await asyncio.gather(*(pool.submit("k1", n, None, {}, {}, None) for n in tasks))
+        pools, pool = await opened(registry, agent, tasks, bind_now=True)  # both: ``ready``
+        await submit_all(pool, tasks)
         starting = registry.created[1].target
         assert starting.completed == 0 and [n for n, _ in starting.calls] == ["bind"]
         registry.gate.set()
         await settle(lambda: pool.members[1].ready.done())
-        await asyncio.gather(*(pool.submit("k1", n, None, {}, {}, None) for n in tasks))
+        await submit_all(pool, tasks)
         await pools.close()
 
     asyncio.run(go())
