@@ -108,15 +108,14 @@ def _dashboard(node: Any, *, nice: int = 0) -> str:
 class Head:
     """A head that is up (drivers can connect); its dashboard may still be starting."""
 
-    def __init__(self, address: str, *, session: int, dashboard_url: str,
-                 started: Any) -> None:
+    def __init__(self, address: str, *, session: int, started: Any) -> None:
         self.address = address
         """The GCS address (``127.0.0.1:PORT``)."""
         self.session = session
         """The session id of the head's processes."""
-        self.dashboard_url = dashboard_url
-        """Where the dashboard answers (the port asked for until it is up; then the one
-        it published, should it have had to take another)."""
+        self.dashboard_url: str | None = None
+        """Where the dashboard answers, once it does: the URL it published (None
+        before)."""
         self._started = started  # the node (here) or the head's process
         self._thread: threading.Thread | None = None
         self._error: str | None = None
@@ -177,8 +176,7 @@ def start_head(spec: HeadSpec, *, env: dict[str, str], log: Path, here: bool) ->
     if here:
         os.environ.update(env)
         node = _node_or_none(spec)
-        return Head(node.gcs_address, session=os.getsid(0), started=node,
-                    dashboard_url=f"http://127.0.0.1:{spec.dashboard_port}")
+        return Head(node.gcs_address, session=os.getsid(0), started=node)
     with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         os.fchmod(out.fileno(), 0o600)
         proc = subprocess.Popen([sys.executable, "-m", "ray_orch.api.head",
@@ -190,8 +188,7 @@ def start_head(spec: HeadSpec, *, env: dict[str, str], log: Path, here: bool) ->
         proc.wait()
         tail = log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the Ray head did not start (exit {proc.returncode}):\n{tail}")
-    return Head(address, session=proc.pid, started=proc,
-                dashboard_url=f"http://127.0.0.1:{spec.dashboard_port}")
+    return Head(address, session=proc.pid, started=proc)
 
 
 def _first_line(stream: IO[bytes] | None, prefix: str) -> str | None:

@@ -242,17 +242,16 @@ def _start_head(*, port: int | None, dashboard_port: int | None, num_cpus: int |
     # session's sockets and job logs, which carry runs' outputs: Ray's dir goes inside a
     # private one (0700) that no other user can enter.
     temp_dir = tempfile.mkdtemp(prefix="rayorch-", dir="/tmp")
-    spec = HeadSpec(port=_free_port(port or 6379), dashboard_port=_free_port(dashboard_port or 8265),
-                    agent_port=_free_port(), temp_dir=os.path.join(temp_dir, "ray"),
-                    num_cpus=num_cpus)
+    spec = HeadSpec(port=_free_port(port or 6379),
+                    dashboard_port=_free_port(dashboard_port or 8265), agent_port=_free_port(),
+                    temp_dir=os.path.join(temp_dir, "ray"), num_cpus=num_cpus)
     try:
         head = start_head(spec, env=env, log=state_dir / "ray-start.log", here=here)
     except BaseException:
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
-    info = RuntimeInfo(address=head.address, dashboard_url=head.dashboard_url,
-                       auth_mode=env["RAY_AUTH_MODE"], started_head=True, session=head.session,
-                       temp_dir=temp_dir, state_dir=str(state_dir))
+    info = RuntimeInfo(address=head.address, auth_mode=env["RAY_AUTH_MODE"], started_head=True,
+                       session=head.session, temp_dir=temp_dir, state_dir=str(state_dir))
     return info, head
 
 
@@ -328,7 +327,7 @@ def up(*, address: str | None = None, port: int | None = None,
     # The viewer's process starts beside the control plane's actors, not after them.
     viewing = spawn_viewer(info.state_dir, info.journal_dir(), env) if viewer else None
     if announce and head is not None:
-        info.dashboard_url, info.extra = None, {"starting": True, "dashboard": "starting"}
+        info.extra = {"starting": True, "dashboard": "starting"}
         write_runtime(info, path)
     kept = idle_budget() if max_members is None else max_members
     try:
@@ -346,7 +345,7 @@ def up(*, address: str | None = None, port: int | None = None,
     if announce and head is not None:
         # The self-starting runtime's dashboard (only job submission needs it) comes up
         # beside its first script: ``dashboard_started`` writes its URL once it answers.
-        info.dashboard_url, info.extra["dashboard"] = None, "starting"
+        info.extra["dashboard"] = "starting"
         _dashboard_starting = head
     write_runtime(info, path)  # 0600: it may hold the store's DSN
     return info
