@@ -23,7 +23,8 @@ from ray_orch.core.proc import settle_heap
 from ray_orch.engine.listener import RunListener
 from ray_orch.engine.messages import TokenBatch, ToolQuestion
 from ray_orch.engine.ports import KeptMembers, Services
-from ray_orch.engine.run import Run, RunSpec
+from ray_orch.engine.run import Run
+from ray_orch.engine.runspec import RunSpec
 from ray_orch.observe.metrics import EventBatcher
 from ray_orch.observe.tracing import configure as configure_tracing
 from ray_orch.observe.tracing import flush as flush_tracing

@@ -28,7 +28,7 @@ from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.secrets import storing
 from ray_orch.engine.graph import Graph
-from ray_orch.engine.run import RunResult, RunSpec
+from ray_orch.engine.runspec import RunResult, RunSpec
 from ray_orch.observe.tracing import configure as configure_tracing
 from ray_orch.observe.tracing import flush as flush_tracing
 from ray_orch.observe.tracing import settings_from

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ray_orch.core.errors import ResumeError
 
 if TYPE_CHECKING:
-    from ray_orch.engine.run import RunResult, RunSpec
+    from ray_orch.engine.runspec import RunResult, RunSpec
 
 __all__ = ["MAX_RECOVERIES", "Follower", "follow", "prepare", "return_supervisor"]
 

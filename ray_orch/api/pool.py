@@ -49,8 +49,8 @@ class AgentPool:
                  max_concurrency: int | None = None) -> None:
         from actors.registry import get_registry
         from ray_orch.api.runtime import ensure_ray
-        from ray_orch.engine.dispatch import placement_options
         from ray_orch.engine.messages import Binding, LeaseRequest, RunOptions
+        from ray_orch.engine.placement import placement_options
 
         template = agent_template if isinstance(agent_template, Agent) else Agent(**agent_template)
         self.agent = template

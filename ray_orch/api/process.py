@@ -29,7 +29,7 @@ from ray_orch.core.secrets import redact_dsn
 from ray_orch.core.stream import StreamEvent
 from ray_orch.core.sync import run_sync
 from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
-from ray_orch.engine.run import RunResult, RunSpec
+from ray_orch.engine.runspec import RunResult, RunSpec
 from ray_orch.model.resolve import has_default_model
 from ray_orch.observe.view import RunPicture
 from ray_orch.policy.agent import Agent

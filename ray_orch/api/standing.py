@@ -431,7 +431,7 @@ def _start_control_plane(info: RuntimeInfo, *, max_members: int, prewarm: int,
 
     from actors.metrics_hub import start_metrics_hub
     from actors.registry import start_standing_registry
-    from ray_orch.engine.dispatch import placement_options
+    from ray_orch.engine.placement import placement_options
     from ray_orch.policy.agent import Agent
 
     connect_to_runtime(info)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ray_orch.core.errors import ResumeError
 
 if TYPE_CHECKING:
-    from ray_orch.engine.run import RunSpec
+    from ray_orch.engine.runspec import RunSpec
 
 __all__ = ["keep_definition", "latest_run_id", "run_store", "shipped"]
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ray_orch.core.errors import SerializationError
 
 if TYPE_CHECKING:
-    from ray_orch.engine.run import RunSpec
+    from ray_orch.engine.runspec import RunSpec
     from ray_orch.policy.task import Task
 
 __all__ = ["detach_schemas", "keep_supervisor", "new_run_id", "pack", "take_supervisor"]

@@ -40,7 +40,7 @@ from ray_orch.api.team_tasks import (
 from ray_orch.core.errors import InvalidTaskFieldError
 from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
-from ray_orch.engine.run import RunSpec
+from ray_orch.engine.runspec import RunSpec
 from ray_orch.policy.agent_chat import agent_guardrails
 from ray_orch.policy.fields import PROCESS_KEYWORDS
 from ray_orch.policy.outcomes import set_outcome

@@ -36,7 +36,7 @@ def start_in_parallel(registry: Any, agents: list[Any], *, metrics: bool,
 
 
 def _start(registry: Any, agents: list[Any]) -> None:
-    from ray_orch.engine.dispatch import agent_key, placement_options
+    from ray_orch.engine.placement import agent_key, placement_options
 
     wanted: dict[str, tuple[int, dict[str, Any]]] = {}
     seen: set[str] = set()

@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import functools
 import itertools
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,36 +25,38 @@ from ray_orch.engine.messages import (
     HandOffRequest,
     LeaseRequest,
 )
+from ray_orch.engine.placement import agent_key, placement_options
 from ray_orch.engine.ports import KeptMembers, Registry, Remote
 from ray_orch.policy.agent import role_of
 
-__all__ = ["Pool", "PoolSet", "placement_options"]
+__all__ = ["FinishedBeforeCancel", "Pool", "PoolSet"]
 
 # How often one attempt is moved to another member after its actor died.
 _MAX_REPLACEMENTS = 3
+# How long a cancelled attempt's reply is awaited: it may carry an output that was done
+# before the cancel reached the member (not awaited longer: a hung member must not
+# hold up the cancel).
+_LATE_REPLY_S = 5.0
 
 
-def agent_key(agent: Any) -> str:
-    """An agent's pool key: ``Agent.key()``, or one per adapter object (any ``chat()``)."""
-    key = getattr(agent, "key", None)
-    if callable(key):
-        return str(key())
-    return f"adapter:{type(agent).__qualname__}:{id(agent):x}"
+class FinishedBeforeCancel(asyncio.CancelledError):
+    """An attempt was cancelled after its member had finished it: ``output`` stands."""
+
+    def __init__(self, output: TaskOutput) -> None:
+        super().__init__("the attempt had finished before it was cancelled")
+        self.output = output
 
 
-def placement_options(agent: Any) -> tuple[str, dict[str, Any]]:
-    """Ray actor options for an agent's pool members, and a key for reusing warm ones."""
-    options: dict[str, Any] = {"num_cpus": getattr(agent, "num_cpus", 0.0) or 0.0,
-                               "max_concurrency": 1000}
-    resources = getattr(agent, "resources", None)
-    if resources:
-        options["resources"] = dict(resources)
-    strategy = getattr(agent, "scheduling_strategy", None)
-    if strategy is not None:
-        options["scheduling_strategy"] = strategy
-    key = json.dumps({k: v if isinstance(v, (int, float, str, dict)) else repr(v)
-                      for k, v in options.items()}, sort_keys=True)
-    return key, options
+async def _cancelled(remote: Remote, ref: Any) -> None:
+    """Cancel the attempt ``ref``, then raise ``FinishedBeforeCancel`` if its reply
+    shows it had finished first (the caller re-raises its own cancel otherwise)."""
+    remote.cancel(ref)
+    try:
+        output = await asyncio.wait_for(ref, _LATE_REPLY_S)
+    except BaseException:  # stopped by the cancel, failed, or too slow: no output
+        return
+    if isinstance(output, TaskOutput):
+        raise FinishedBeforeCancel(output)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -304,7 +305,7 @@ class Pool:
                 if isinstance(exc, asyncio.CancelledError) and ref is not None:
                     # The run was cancelled (or the task timed out): stop the remote
                     # attempt too, so its model call is aborted rather than left running.
-                    self.remote.cancel(ref)
+                    await _cancelled(self.remote, ref)
                 if not isinstance(exc, lost):
                     raise
                 # The attempt may have run partly; running it again elsewhere is safe
@@ -436,7 +437,7 @@ class Pool:
                 on_sent(self, member, token)
             return await ref  # type: ignore[no-any-return]
         except asyncio.CancelledError:
-            self.remote.cancel(ref)
+            await _cancelled(self.remote, ref)
             raise
         except self.remote.lost:
             await self._replace(member)

@@ -19,7 +19,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ray_orch.core import shared
@@ -29,8 +28,8 @@ from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.prompt import task_prompt
 from ray_orch.engine.approvals import Approvals, edited, record
-from ray_orch.engine.dispatch import PoolSet
-from ray_orch.engine.graph import Graph, Mode, build_graph
+from ray_orch.engine.dispatch import FinishedBeforeCancel, PoolSet
+from ray_orch.engine.graph import Graph, build_graph
 from ray_orch.engine.handoff import HandOffs, chaining_allowed
 from ray_orch.engine.hierarchy import Hierarchy
 from ray_orch.engine.hooks import (
@@ -45,6 +44,7 @@ from ray_orch.engine.messages import Question, RunOptions
 from ray_orch.engine.overrides import Overrides
 from ray_orch.engine.ports import Services
 from ray_orch.engine.reporting import Reporter
+from ray_orch.engine.runspec import RunResult, RunSpec
 from ray_orch.engine.scheduler import Dispatch, Scheduler
 from ray_orch.engine.timeouts import TimeoutClock
 from ray_orch.policy.agent import role_of
@@ -57,79 +57,6 @@ from ray_orch.store.journal import Journal
 from ray_orch.tools.journal import ToolJournalRef
 
 __all__ = ["Run", "RunResult", "RunSpec"]
-
-
-@dataclass(kw_only=True)
-class RunSpec:
-    """Everything a Supervisor needs to run a process (pickled once, as one object)."""
-
-    run_id: str
-    workflow: str
-    mode: Mode
-    tasks: list[Task]
-    """The run's tasks in definition order (the driver's are not changed by the run)."""
-    agents: list[Any]
-    graph: Graph | None = None
-    """The tasks' graph, built and validated once, on the driver, and shipped with them
-    (None: the run builds it from ``tasks``)."""
-    default_agent: Any = None
-    manager: Any = None
-    max_visits: int = 10
-    max_steps: int | None = None
-    max_manager_calls: int | None = None
-    on_failure: str = "fail"
-    store: Any = None
-    """The run's store handle (``RunStore``), shipped to the Supervisor, which passes it
-    to the run in ``Services``; None: the run keeps no state."""
-    resume: bool = False
-    allow_drift: bool = False
-    cache: bool = False
-    budget_tokens: int | None = None
-    budget_usd: float | None = None
-    metrics: bool = True
-    metrics_host: str | None = None
-    metrics_port: int | None = None
-    stream: bool = False
-    """The driver streams the run: events go out at once, with outputs."""
-    tokens: bool = False
-    """Model calls stream their answers; members send the deltas as ``token`` events."""
-    telemetry: dict[str, str] = field(default_factory=dict)
-    """The driver's ``OTEL_*`` settings (tracing is on when they name an endpoint)."""
-    trace_context: dict[str, str] = field(default_factory=dict)
-    """The driver's trace context (W3C ``traceparent``), the parent of the run's spans."""
-    approvals: str | None = None
-    """How the run asks a person: ``"inline"`` (the driver answers) or ``"pause"``."""
-    answers: dict[str, Any] = field(default_factory=dict)
-    """Answers to the pending requests of the run being resumed, by request id."""
-    memory: Any = None
-    """The run's memory settings (``policy.recall.MemoryPlan``: its run id set), or None."""
-    definitions: bytes | None = None
-    """What the user defined, pickled once by the driver: ``tasks``, ``graph``,
-    ``agents``, ``default_agent`` and ``manager`` travel in it (not beside it). The
-    Supervisor opens it (``open_definitions``) and binds its members with these very
-    bytes, so the tasks are not pickled again per member."""
-
-    def open_definitions(self, loads: Callable[[bytes], Any]) -> None:
-        """Fill ``tasks``, ``graph``, ``agents``, ``default_agent`` and ``manager`` from
-        ``definitions`` (nothing to do without it, or once filled)."""
-        if self.definitions is not None and self.graph is None:
-            (self.tasks, self.graph, self.agents, self.default_agent,
-             self.manager) = loads(self.definitions)
-
-
-@dataclass(kw_only=True)
-class RunResult:
-    """What the driver gets back."""
-
-    run_id: str
-    outputs: dict[str, TaskOutput]
-    statuses: dict[str, str]
-    errors: dict[str, str] = field(default_factory=dict)
-    skip_reasons: dict[str, str] = field(default_factory=dict)
-    error: BaseException | None = None
-    resumed: list[str] = field(default_factory=list)
-    metrics_url: str | None = None
-    activated_by: dict[str, str | None] = field(default_factory=dict)
 
 
 class Run:
@@ -169,6 +96,9 @@ class Run:
         self.overrides = Overrides()
         self.hierarchy: Hierarchy | None = None
         self.cancelled = False
+        self.winding_down = False
+        self.late: list[tuple[Dispatch, TaskOutput]] = []
+        """Outputs of attempts that had finished when the wind-down cancelled them."""
         self.handoffs = HandOffs(
             enabled=False, graph=self.graph, scheduler=self.scheduler,
             remote=services.remote, members_key=self.members_key, pools=lambda: self.pools,
@@ -285,10 +215,19 @@ class Run:
         if self.hierarchy is not None and self.hierarchy.job is not None:
             jobs.append(self.hierarchy.job)
         jobs += self.approvals.unanswered()  # kept in the store: a resumed run asks again
+        self.winding_down = True
         for job in jobs:
             job.cancel()
         self.handoffs.drop_all()
+        self.handoffs.enabled = False
         await asyncio.gather(*jobs, return_exceptions=True)
+        # What was done before the cancel reached it is kept: a job that ended but was
+        # not settled yet, or an attempt whose member had finished it.
+        late = [(dispatch, job.result()) for job, dispatch in self.pending.items()
+                if job.done() and not job.cancelled() and job.exception() is None]
+        for dispatch, output in late + self.late:
+            if self.scheduler.state.get(dispatch.task) == "running":
+                self._finished_late(dispatch, output)
         if self.hierarchy is not None:
             self.hierarchy.job = None
         if self.pools is not None:
@@ -364,7 +303,7 @@ class Run:
         return hierarchy
 
     def _launch(self, dispatches: list[Dispatch]) -> None:
-        if self.budget.error is not None:
+        if self.budget.error is not None or self.winding_down:
             # Budget reached: nothing new starts; in-flight work finishes on its own.
             return
         now = time.time()
@@ -420,6 +359,19 @@ class Run:
                 answer.add_done_callback(self.finished.put_nowait)
             self._gauges()
             return
+        self._accept(dispatch, output)
+
+    def _finished_late(self, dispatch: Dispatch, output: TaskOutput) -> None:
+        """Record the output of an attempt that finished before the wind-down's cancel
+        reached it; nothing is launched after it (``_launch`` is off by then)."""
+        task = self.graph.nodes[dispatch.task].task
+        if self.approvals.needs(task, dispatch, output):
+            return  # a person would have to answer first: it runs again on resume
+        output.task_id = dispatch.task
+        for hook in self.hooks:
+            hook.dispatch_finished(Finished(
+                dispatch=dispatch, role=role_of(self.agent_for(task)), output=output,
+                started=self.ready_at.pop(dispatch.key, time.time())))
         self._accept(dispatch, output)
 
     def _accept(self, dispatch: Dispatch, output: TaskOutput) -> None:
@@ -583,17 +535,22 @@ class Run:
                 handoffs.sent(dispatch, where, member, sent_token)
 
         handed = handoffs.take(dispatch, pool, inputs)
-        if handed is not None:
-            output = await pool.adopt(handed.member, handed.ref, on_start, handed.token,
-                                      on_sent)
-            if output is not None:
-                return output
-            handoffs.not_adopted(dispatch, handed)
-            on_start = None  # the task has started already, as far as events go
-        return await pool.submit(
-            self.members_key, dispatch.task, inputs, context, dispatch.missing,
-            dispatch.iteration, on_start=on_start, token=token, on_sent=on_sent,
-            feedback=self.approvals.feedback.pop(dispatch.task, None))
+        try:
+            if handed is not None:
+                output = await pool.adopt(handed.member, handed.ref, on_start, handed.token,
+                                          on_sent)
+                if output is not None:
+                    return output
+                handoffs.not_adopted(dispatch, handed)
+                on_start = None  # the task has started already, as far as events go
+            return await pool.submit(
+                self.members_key, dispatch.task, inputs, context, dispatch.missing,
+                dispatch.iteration, on_start=on_start, token=token, on_sent=on_sent,
+                feedback=self.approvals.feedback.pop(dispatch.task, None))
+        except FinishedBeforeCancel as late:
+            if self.winding_down:  # a cancelled run keeps what was done (not a timeout)
+                self.late.append((dispatch, late.output))
+            raise
 
 
 class _NotDispatched(Exception):

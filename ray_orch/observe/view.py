@@ -14,7 +14,7 @@ from ray_orch.core.events import Event
 from ray_orch.core.output import TaskOutput
 from ray_orch.core.routing import DEFAULT_KEYS
 from ray_orch.engine.graph import Graph, Mode, build_graph, name_tasks
-from ray_orch.engine.run import RunResult
+from ray_orch.engine.runspec import RunResult
 from ray_orch.policy.task import Task
 
 __all__ = ["STATUS_FILL", "STATUS_STYLE", "TAKEN", "TYPE_FILL", "Drawable", "Edge", "EdgeKind",

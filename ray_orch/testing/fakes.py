@@ -353,7 +353,7 @@ def spec_of(tasks: list[Any], agents: list[Any], **options: Any) -> Any:
         >>> spec_of([], [], mode="sequential").mode
         'sequential'
     """
-    from ray_orch.engine.run import RunSpec
+    from ray_orch.engine.runspec import RunSpec
 
     options.setdefault("mode", "workflow")
     options.setdefault("metrics", False)
