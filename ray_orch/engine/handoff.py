@@ -4,9 +4,10 @@ When a task B waits on nothing but a running task A, B is queued in the member t
 A and starts there the moment A succeeds: a chain step then costs no Supervisor round
 trip (~3-4 ms here). The Supervisor still decides: when A completes, the dispatch the
 scheduler makes for B must equal the one predicted (else the hand-off is cancelled), and
-B's output is recorded as any other. Not used where the Supervisor must act between A
-and B: checkpoints (A is durable before B starts), budgets, caching, breakers, the
-hierarchical manager, overrides.
+B's output is recorded as any other. With a run store, A's member records A (the
+journal's record, durably) before B may start, so a resumed run never runs B's tools
+against an A it forgot. Not used where the Supervisor must act between A and B: budgets,
+caching, breakers, the hierarchical manager, overrides, approvals.
 """
 
 from __future__ import annotations
@@ -24,13 +25,23 @@ if TYPE_CHECKING:
     from ray_orch.engine.ports import Remote
     from ray_orch.engine.scheduler import Scheduler
 
-__all__ = ["HandOffs"]
+__all__ = ["HandOffs", "chaining_allowed", "token_visit"]
 
 
-def chaining_allowed(*, journal: bool, cache: bool, manager: bool, budget: bool) -> bool:
+def chaining_allowed(*, cache: bool, manager: bool, budget: bool) -> bool:
     """Whether a run may hand off: none of the things that must act between two steps."""
-    return (os.environ.get("RAY_ORCH_HANDOFF", "1") != "0" and not journal and not cache
-            and not manager and not budget)
+    return (os.environ.get("RAY_ORCH_HANDOFF", "1") != "0" and not cache and not manager
+            and not budget)
+
+
+def token_visit(token: str) -> int:
+    """The visit of the task a hand-off token (``HandOffs.token``) was issued for.
+
+    Example:
+        >>> token_visit("draft#2#17"), token_visit("a#b#1#3~1")
+        (2, 1)
+    """
+    return int(token.partition("~")[0].rsplit("#", 2)[1])
 
 
 @dataclass(kw_only=True, eq=False)

@@ -25,6 +25,7 @@ from typing import Any
 from ray_orch.core import shared, trace
 from ray_orch.core.errors import RunCancelledError
 from ray_orch.core.output import TaskOutput
+from ray_orch.engine.handoff import token_visit
 from ray_orch.engine.messages import (
     AttemptRequest,
     BatchRequest,
@@ -37,7 +38,9 @@ from ray_orch.engine.messages import (
     ToolQuestion,
 )
 from ray_orch.policy.attempt import RunInputs, run_attempts
+from ray_orch.store.journal import record_task
 from ray_orch.tools.execute import progress_to
+from ray_orch.tools.journal import predecessor_recorded, recorded
 
 __all__ = ["AgentMember", "RunOptions", "import_lean_client"]
 
@@ -89,6 +92,8 @@ class AgentMember:
         self.prewarmed = False  # litellm's import started
         self.lean_warm = False  # the lean client's path imported (or started)
         self.handoffs: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self.recording: dict[tuple[str, str], asyncio.Future[None]] = {}
+        """Records of handed-off outputs being written to the run store, by token."""
         self.bound: dict[str, asyncio.Event] = {}
         self.batched: dict[tuple[str, int, int], asyncio.Future[Any]] = {}
         # Cancels that arrived before their batch (calls start in any order), and runs
@@ -252,6 +257,8 @@ class AgentMember:
         event = self.bound.pop(run_id, None)
         if event is not None:
             event.set()  # calls still waiting for a bind of this run end (see _task_of)
+        for key in [k for k in self.recording if k[0] == run_id]:
+            del self.recording[key]
         for key in [k for k in self.handoffs if k[0] == run_id]:
             future = self.handoffs.pop(key)
             if not future.done():
@@ -318,11 +325,35 @@ class AgentMember:
         self.completed += 1
         output.metadata["actor_pid"] = os.getpid()
         if handoff is not None and not handoff.done():
+            # Its record is written while a follower starts (up to its model call; its
+            # tools and own record wait for it: ``tools.journal.recorded``); the output
+            # returns once written, so the Supervisor's fuller record comes after it.
+            write = self._record(run_id, token, options, task_name, output)  # type: ignore[arg-type]
             handoff.set_result((task_name, output))
             # One turn of the loop: a follower here starts (up to its model call), and one
             # elsewhere is forwarded, before this output is pickled for its return trip.
             await asyncio.sleep(0)
+            if write is not None:
+                await asyncio.shield(write)
         return output
+
+    def _record(self, run_id: str, token: str, options: RunOptions | None, task_name: str,
+                output: TaskOutput) -> asyncio.Future[None] | None:
+        """Start writing ``output``'s record to the run's store (None: the run has none),
+        after the record of the task it was itself handed off behind."""
+        journal = options.tool_journal if options is not None else None
+        if journal is None:
+            return None
+        output.task_id = task_name
+        visit, kept = token_visit(token), output.model_copy(deep=True)
+
+        async def write() -> None:
+            await predecessor_recorded()
+            await asyncio.to_thread(record_task, journal.store, journal.run_id, task_name,
+                                    visit, kept)
+
+        written = self.recording[(run_id, token)] = asyncio.ensure_future(write())
+        return written
 
     async def run_many(self, request: BatchRequest
                        ) -> AsyncIterator[list[tuple[int, TaskOutput | None,
@@ -395,9 +426,14 @@ class AgentMember:
         full = {**attempt.context, name: previous}
         if order is not None:
             full = {key: full[key] for key in order if key in full}
-        output = await self.run(AttemptRequest(run_id=run_id, agent_key=attempt.agent_key,
-                                               task_name=attempt.task_name, context=full,
-                                               token=attempt.token))
+        # Its tools and its own record wait for its predecessor's record (written here).
+        gate = recorded.set(self.recording.get((run_id, after)))
+        try:
+            output = await self.run(AttemptRequest(
+                run_id=run_id, agent_key=attempt.agent_key, task_name=attempt.task_name,
+                context=full, token=attempt.token))
+        finally:
+            recorded.reset(gate)
         output.metadata["handed_off"] = True
         return output
 
@@ -408,8 +444,15 @@ class AgentMember:
             return
 
         def send(handed: asyncio.Future[Any]) -> None:
-            if not handed.cancelled():
+            if handed.cancelled():
+                return
+            write = self.recording.get((run_id, token))
+            if write is None or handed.result() is None:
                 target.deliver.remote(run_id, token, handed.result())
+                return
+            # There, the follower starts once the output is durable here (or declines).
+            write.add_done_callback(lambda w: target.deliver.remote(
+                run_id, token, None if w.cancelled() or w.exception() else handed.result()))
 
         self._handoff(run_id, token).add_done_callback(send)
 

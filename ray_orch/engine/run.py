@@ -206,7 +206,6 @@ class Run:
         await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()),
                               shipped=spec.definitions, loops=self.graph.loop_sizes())
         self.handoffs.enabled = not any(t.human_input for t in tasks.values()) and chaining_allowed(
-            journal=any(isinstance(h, JournalHook) for h in self.hooks),
             cache=self.cache is not None, manager=self.hierarchy is not None,
             budget=spec.budget_tokens is not None or spec.budget_usd is not None)
 

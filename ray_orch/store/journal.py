@@ -12,7 +12,7 @@ from ray_orch.core.output import TaskOutput
 from ray_orch.store.checkpoint import definition_hash
 from ray_orch.store.port import RunStore
 
-__all__ = ["Journal", "typed"]
+__all__ = ["Journal", "record_task", "typed"]
 
 
 def _key(task: str, visit: int) -> str:
@@ -24,6 +24,16 @@ def _key(task: str, visit: int) -> str:
 def _unkey(key: str) -> tuple[str, int]:
     name, _, visit = key.partition("#")
     return name, int(visit) if visit else 1
+
+
+def record_task(store: RunStore, run_id: str, task: str, visit: int, output: TaskOutput
+                ) -> None:
+    """Write one completed visit of ``task`` (and the route it decided) to ``store``:
+    by the Supervisor's journal, or by the member that hands it to its follower first."""
+    store.save_task(run_id, _key(task, visit), output.model_dump(mode="json"))
+    route = output.metadata.get("decision")
+    if route is not None:
+        store.save_decision(run_id, task, visit, str(route))
 
 
 class Journal:
@@ -87,10 +97,7 @@ class Journal:
         return outputs, iterations
 
     def task_done(self, task: str, visit: int, output: TaskOutput) -> None:
-        self.store.save_task(self.run_id, _key(task, visit), output.model_dump(mode="json"))
-        route = output.metadata.get("decision")
-        if route is not None:
-            self.store.save_decision(self.run_id, task, visit, str(route))
+        record_task(self.store, self.run_id, task, visit, output)
 
     def iteration_done(self, task: str, visit: int, index: int, output: TaskOutput) -> None:
         self.store.save_iteration(self.run_id, _key(task, visit), index,

@@ -20,13 +20,15 @@ outputs, so it runs its tools again.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from dataclasses import dataclass
 from typing import Any
 
 from ray_orch.store.checkpoint import canonical_json, sha256_hex
 from ray_orch.store.port import RunStore
 
-__all__ = ["ToolJournal", "ToolJournalRef", "journaled_calls", "visit_digest"]
+__all__ = ["ToolJournal", "ToolJournalRef", "journaled_calls", "predecessor_recorded", "recorded",
+           "visit_digest"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +46,21 @@ def visit_digest(inputs: Any, context: dict[str, Any], iteration: int | None) ->
     upstream = {name: getattr(out, "raw", str(out)) for name, out in sorted(context.items())}
     return sha256_hex(canonical_json({"inputs": inputs, "context": upstream,
                                       "iteration": iteration}))[:20]
+
+
+recorded: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
+    "ray_orch_predecessor_recorded", default=None)
+"""In a task handed off behind another (``engine.member``): the write of that task's
+record to the run store. Its model call starts at once; its tool calls and its own
+record wait for the write, so nothing it does outlives a predecessor the store forgot."""
+
+
+async def predecessor_recorded() -> None:
+    """Wait until the predecessor's record (``recorded``) is durable; its error if the
+    write failed. Nothing to wait for outside a hand-off."""
+    write = recorded.get()
+    if write is not None:
+        await asyncio.shield(write)
 
 
 class ToolJournal:

@@ -31,7 +31,13 @@ from ray_orch.tools.spec import ToolSpec, combined_tools, tool_specs
 
 from .constrained import choice_schema, parse_choice, protocol_prompt, results_message
 from .execute import ToolCall, execute_call, fail_call
-from .journal import ToolJournal, ToolJournalRef, args_digest, visit_digest
+from .journal import (
+    ToolJournal,
+    ToolJournalRef,
+    args_digest,
+    predecessor_recorded,
+    visit_digest,
+)
 from .mcp_content import image_parts
 
 __all__ = ["DEFAULT_MAX_TOOL_CALLS", "ToolRun", "answer_with_tools", "tool_run_for"]
@@ -290,6 +296,8 @@ async def _turn(run: ToolRun, requested: list[dict[str, Any]],
 
 async def _one(run: ToolRun, spec: ToolSpec | None, name: str, raw: Any, call_id: str,
                identical: Counter[tuple[str, str]]) -> ToolCall:
+    # A task handed off behind another acts only once that one's record is durable.
+    await predecessor_recorded()
     arguments = _arguments_of(raw)
     replay = spec is not None and spec.options.replay and arguments is not None
     nth = 0

@@ -4,8 +4,14 @@ it, in the same pool or another agent's, and runs only if that step succeeded. N
 
 from __future__ import annotations
 
-from ray_orch import Agent, Task
+import threading
+import time
+
+import pytest
+
+from ray_orch import Agent, Task, tool
 from ray_orch.store.factory import open_store
+from ray_orch.testing import StubLLMServer
 from ray_orch.testing.fakes import FakeRegistry, fake_services, run_on_fakes, spec_of
 
 
@@ -55,8 +61,45 @@ def test_the_follower_of_a_failed_step_never_calls_the_model(stub):
     assert result.statuses["step2"] != "completed"
 
 
-def test_a_journaled_run_hands_nothing_off(stub, tmp_path):
-    tasks, crew = chain(stub)
+class SlowMemberWrites:
+    """A run store whose writes from other threads (a member's ``asyncio.to_thread``)
+    take 0.3 s: the follower's model call ends long before its predecessor's record."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def save_task(self, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.3)
+        return self.store.save_task(*args, **kwargs)
+
+
+@pytest.mark.parametrize("agents", [1, 2], ids=["same-member", "forwarded"])
+def test_a_journaled_run_hands_off_but_acts_only_after_the_step_before_is_recorded(
+        stub, tmp_path, agents):
+    store = open_store(tmp_path)
+    recorded_first: dict[int, bool] = {}
+
+    @tool
+    def check(step: int) -> str:
+        """Look at the step before."""
+        recorded_first[step] = store.load_task("r1", f"step{step - 1}") is not None
+        return "looked"
+
+    crew = [Agent(role=f"Agent{i}", goal="Work", llm=stub.llm, tools=[check])
+            for i in range(agents)]
+    tasks = [Task(name=f"step{i}", description=f"Step {i}: go on", agent=crew[i % agents])
+             for i in range(4)]
+    for i in range(4):
+        stub.add_rule(match=f"Step {i}:", reply=[
+            StubLLMServer.tool_calls(("check", {"step": i})), f"text v{i}"])
     result, _ = run_on_fakes(spec_of(tasks, crew, mode="sequential",
-                                     store=open_store(tmp_path)))
-    assert result.error is None and handed(result) == []
+                                     store=SlowMemberWrites(store)))
+
+    assert result.error is None and handed(result) == ["step1", "step2", "step3"]
+    assert recorded_first == {0: False, 1: True, 2: True, 3: True}
+    # The Supervisor's record (with what only it knows) is the one kept, not the member's.
+    assert all("queue_s" in store.load_task("r1", f"step{i}")["metadata"] for i in range(4))
