@@ -138,11 +138,19 @@ def test_a_timed_out_predecessor_stops_its_follower(stub):
     assert stub.count(lambda r: "Step 2:" in r.prompt) == 0
 
 
-def test_checkpointed_runs_dispatch_after_each_checkpoint(stub, tmp_path):
-    tasks, crew = chain(stub)
-    results = Process(tasks=tasks, agents=crew, checkpoint_dir=tmp_path).sequential()
-    assert handed(results) == []
+def test_checkpointed_runs_hand_off_with_every_step_recorded(stub, tmp_path):
+    tasks, crew = chain(stub, agents=2)  # the same member, and forwarded to another
+    process = Process(tasks=tasks, agents=crew, checkpoint_dir=tmp_path)
+    results = process.sequential()
+    assert handed(results) == ["step1", "step2", "step3"]
     assert stub.count() == 4
+    # Each step is in the store as the Supervisor recorded it (the members' records of
+    # the hand-offs came first): resuming the run asks the model nothing again.
+    again = Process(tasks=tasks, agents=crew, checkpoint_dir=tmp_path).sequential(
+        resume=process.last_result.run_id)
+    assert stub.count() == 4
+    assert {n: o.raw for n, o in again.items()} == {n: o.raw for n, o in results.items()}
+    assert all("queue_s" in o.metadata for o in again.values())
 
 
 def test_a_join_follows_the_last_branch_to_finish(stub):
