@@ -6,13 +6,13 @@ one subprocess test checks the installed entry point (``validate``: no Ray, no m
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from cli_output import json_report
 from typer.testing import CliRunner
 
 from ray_orch.cli import app
@@ -186,7 +186,7 @@ def test_run_a_yaml_workflow_against_the_stub(runner, tmp_path, stub, monkeypatc
     stub.clear()
     result = runner.invoke(app, ["run", str(path), "--json", "--mode", "workflow"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = json_report(result.stdout)
     assert report["status"] == "completed"
     (run,) = report["runs"]
     assert run["tasks"]["categorize"]["decision"] == "billing"
@@ -204,7 +204,7 @@ def test_a_failed_run_exits_1_with_the_error(runner, tmp_path, stub, monkeypatch
     result = runner.invoke(app, ["run", str(path), "--json", "--no-progress"])
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and "categorize" in result.stderr
-    report = json.loads(result.stdout)
+    report = json_report(result.stdout)
     assert report["status"] == "failed" and "categorize" in report["error"]
     assert report["runs"][0]["tasks"]["categorize"]["status"] == "failed"
 
@@ -216,7 +216,7 @@ def test_run_a_driver_script(runner, tmp_path, stub, monkeypatch):
     result = runner.invoke(app, ["run", str(driver(tmp_path, stub.llm)), "--json"])
     assert result.exit_code == 0, result.output
     assert "DRIVER SAYS 'Actors hum softly'" in result.stderr  # kept off the JSON
-    report = json.loads(result.stdout)
+    report = json_report(result.stdout)
     assert report["runs"][0]["mode"] == "sequential"
     assert report["runs"][0]["tasks"]["polish"]["output"] == "Actors hum softly"
 

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from cli_output import json_report
 
 import ray_orch
 from ray_orch import (
@@ -194,7 +195,7 @@ def test_agents_yaml_with_the_cli(praison_env):
     stub.add_rule(match="Write a short article on renewable energy", reply="ARTICLE")
     result = CliRunner().invoke(app, ["run", str(COMPAT / "agents.yaml"), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = json_report(result.stdout)
     assert report["runs"][0]["mode"] == "sequential"
     (article,) = prompts(stub, "Write a short article")
     assert "Solar is cheaper" in article
