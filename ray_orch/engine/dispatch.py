@@ -33,8 +33,7 @@ __all__ = ["FinishedBeforeCancel", "Pool", "PoolSet"]
 
 # How often one attempt is moved to another member after its actor died.
 _MAX_REPLACEMENTS = 3
-# How long a cancelled attempt's reply is awaited: it may carry an output that was done
-# before the cancel reached the member (not awaited longer: a hung member must not
+# How long a cancelled attempt's reply is awaited in a wind-down (a hung member must not
 # hold up the cancel).
 _LATE_REPLY_S = 5.0
 
@@ -47,13 +46,15 @@ class FinishedBeforeCancel(asyncio.CancelledError):
         self.output = output
 
 
-async def _cancelled(remote: Remote, ref: Any) -> None:
-    """Cancel the attempt ``ref``, then raise ``FinishedBeforeCancel`` if its reply
-    shows it had finished first (the caller re-raises its own cancel otherwise)."""
+async def _cancelled(remote: Remote, ref: Any, *, keep_late: bool) -> None:
+    """Cancel the attempt ``ref``; in a wind-down (``keep_late``), raise
+    ``FinishedBeforeCancel`` if its reply shows it had finished first."""
     remote.cancel(ref)
+    if not keep_late:
+        return
     try:
         output = await asyncio.wait_for(ref, _LATE_REPLY_S)
-    except BaseException:  # stopped by the cancel, failed, or too slow: no output
+    except (Exception, asyncio.CancelledError):  # stopped, failed or too slow: no output
         return
     if isinstance(output, TaskOutput):
         raise FinishedBeforeCancel(output)
@@ -113,6 +114,7 @@ class Pool:
     lessee: str | None = None  # who leases (the Supervisor): the registry reclaims on loss
     binding: Binding | None = None  # the run's agents and tasks, sent with a first call
     max_size: int = 0  # the most members it grows to while attempts queue (0: no growth)
+    keep_late: bool = False  # the run winds down: a cancelled attempt's reply is awaited
     waiters: int = 0
     replaced: int = 0
     grown: int = 0
@@ -303,13 +305,12 @@ class Pool:
                 if carried and not isinstance(exc, lost):
                     self._bind_again(member)
                 if isinstance(exc, asyncio.CancelledError) and ref is not None:
-                    # The run was cancelled (or the task timed out): stop the remote
-                    # attempt too, so its model call is aborted rather than left running.
-                    await _cancelled(self.remote, ref)
+                    # A cancelled run or a timeout: the remote attempt is stopped too.
+                    await _cancelled(self.remote, ref, keep_late=self.keep_late)
                 if not isinstance(exc, lost):
                     raise
-                # The attempt may have run partly; running it again elsewhere is safe
-                # because results are recorded once, by the Supervisor, on return.
+                # Run again elsewhere: the Supervisor records what returns (a member's
+                # earlier record of a hand-off never overwrites a record: record_task).
                 await self._replace(member)
             finally:
                 await self._release(member)
@@ -437,7 +438,7 @@ class Pool:
                 on_sent(self, member, token)
             return await ref  # type: ignore[no-any-return]
         except asyncio.CancelledError:
-            await _cancelled(self.remote, ref)
+            await _cancelled(self.remote, ref, keep_late=self.keep_late)
             raise
         except self.remote.lost:
             await self._replace(member)
@@ -496,6 +497,11 @@ class PoolSet:
         self.kept = kept if kept is not None else KeptMembers()
         self.pools: dict[str, Pool] = {}
 
+    def keep_late_replies(self) -> None:
+        """The run winds down: await each attempt cancelled from now on (``_cancelled``)."""
+        for pool in self.pools.values():
+            pool.keep_late = True
+
     async def open(self, agents: list[Any], tasks: dict[str, Any],
                    bind_now: bool = False, shipped: bytes | None = None,
                    loops: dict[str, int] | None = None) -> None:
@@ -504,12 +510,10 @@ class PoolSet:
         them yet: a member's first call of the run carries its bind (``Pool.bind_for``).
 
         With ``bind_now`` (a task of the run has a timeout), and in a pool that leases
-        members for a loop (below), every member is bound at once instead, and
-        ``Member.ready`` tells when it is up: it takes attempts from then on, and a
-        timeout does not count its process start nor its model client's import.
-        ``shipped``: the run's definitions as the driver pickled them
-        (``RunSpec.definitions``), sent to members instead of ``tasks`` (not pickled
-        again).
+        members for a loop (below), every member is bound at once, and ``Member.ready``
+        tells when it is up (a timeout does not count its start nor its imports).
+        ``shipped``: the run's definitions as the driver pickled them, sent to members
+        instead of ``tasks``.
 
         ``loops``: the item counts of the run's loops over static data, by task name. A
         pool that may grow leases at once the members its largest loop needs (within

@@ -4,15 +4,20 @@ When a task B waits on nothing but a running task A, B is queued in the member t
 A and starts there the moment A succeeds: a chain step then costs no Supervisor round
 trip (~3-4 ms here). The Supervisor still decides: when A completes, the dispatch the
 scheduler makes for B must equal the one predicted (else the hand-off is cancelled), and
-B's output is recorded as any other. With a run store, A's member records A (the
-journal's record, durably) before B may start, so a resumed run never runs B's tools
-against an A it forgot. Not used where the Supervisor must act between A and B: budgets,
-caching, breakers, the hierarchical manager, overrides, approvals.
+B's output is recorded as any other. With a run store, A's member writes A's record
+(never over one already there) as B starts: B's model call goes ahead, but its tools,
+guardrails, memory writes and an adapter's ``chat`` wait for that write, so a resumed run
+never finds B's side effects behind an A it forgot; the Supervisor's own record of A
+comes last. Runs where the Supervisor must act between A and B do not hand off (budgets,
+caching, the hierarchical manager, approvals); a task with a breaker or an ``execute()``
+override never follows, an override's inner calls never lead, and with a run store a task
+with a timeout does neither (the Supervisor may still fail it).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,10 +43,10 @@ def token_visit(token: str) -> int:
     """The visit of the task a hand-off token (``HandOffs.token``) was issued for.
 
     Example:
-        >>> token_visit("draft#2#17"), token_visit("a#b#1#3~1")
-        (2, 1)
+        >>> token_visit("draft#2#17"), token_visit("a#b#1#3~1"), token_visit("x~y#3#4")
+        (2, 1, 3)
     """
-    return int(token.partition("~")[0].rsplit("#", 2)[1])
+    return int(re.sub(r"~\d+$", "", token).rsplit("#", 2)[1])
 
 
 @dataclass(kw_only=True, eq=False)

@@ -334,7 +334,10 @@ class AgentMember:
             # elsewhere is forwarded, before this output is pickled for its return trip.
             await asyncio.sleep(0)
             if write is not None:
-                await asyncio.shield(write)
+                # Its failure is not the task's: the Supervisor's own record decides
+                # (the follower's tools meet it at their gate).
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(write)
         return output
 
     def _record(self, run_id: str, token: str, options: RunOptions | None, task_name: str,
@@ -350,7 +353,7 @@ class AgentMember:
         async def write() -> None:
             await predecessor_recorded()
             await asyncio.to_thread(record_task, journal.store, journal.run_id, task_name,
-                                    visit, kept)
+                                    visit, kept, keep=True)
 
         written = self.recording[(run_id, token)] = asyncio.ensure_future(write())
         return written

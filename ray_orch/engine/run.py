@@ -103,7 +103,8 @@ class Run:
             enabled=False, graph=self.graph, scheduler=self.scheduler,
             remote=services.remote, members_key=self.members_key, pools=lambda: self.pools,
             agent_for=self.agent_for,
-            can_follow=lambda t: not t.overrides_execute() and breaker_for(t) is None)
+            can_follow=lambda t: not t.overrides_execute() and breaker_for(t) is None and not (
+                self.tool_journal is not None and t.timeout))
 
     def _open_journal(self) -> Journal | None:
         spec = self.spec
@@ -215,6 +216,8 @@ class Run:
             jobs.append(self.hierarchy.job)
         jobs += self.approvals.unanswered()  # kept in the store: a resumed run asks again
         self.winding_down = True
+        if self.pools is not None:
+            self.pools.keep_late_replies()
         for job in jobs:
             job.cancel()
         self.handoffs.drop_all()
@@ -224,14 +227,16 @@ class Run:
         # not settled yet, or an attempt whose member had finished it.
         late = [(dispatch, job.result()) for job, dispatch in self.pending.items()
                 if job.done() and not job.cancelled() and job.exception() is None]
-        for dispatch, output in late + self.late:
-            if self.scheduler.state.get(dispatch.task) == "running":
-                self._finished_late(dispatch, output)
-        if self.hierarchy is not None:
-            self.hierarchy.job = None
-        if self.pools is not None:
-            await self.pools.close()
-        self.overrides.close()
+        try:  # a record that fails (the store) still lets the run give its members back
+            for dispatch, output in late + self.late:
+                if self.scheduler.state.get(dispatch.task) == "running":
+                    self._finished_late(dispatch, output)
+        finally:
+            if self.hierarchy is not None:
+                self.hierarchy.job = None
+            if self.pools is not None:
+                await self.pools.close()
+            self.overrides.close()
 
     async def _result(self, internal: BaseException | None) -> RunResult:
         spec = self.spec
@@ -375,7 +380,8 @@ class Run:
 
     def _accept(self, dispatch: Dispatch, output: TaskOutput) -> None:
         """A dispatch's output stands: record it, route, and launch what became ready."""
-        # Recorded once, durably, before anything downstream of it is dispatched.
+        # Recorded durably before anything downstream of it is dispatched (a follower
+        # handed off behind it acts only once its member recorded it: handoff.py).
         if dispatch.iteration is not None:
             for hook in self.hooks:
                 hook.iteration_completed(dispatch.task, dispatch.visit, dispatch.iteration,
@@ -469,7 +475,7 @@ class Run:
                     task, dispatch, context,
                     lambda agent, inputs: self._submit(
                         agent, dispatch, context,
-                        inputs if inputs is not None else dispatch.inputs))
+                        inputs if inputs is not None else dispatch.inputs, inner=True))
             primary = assigned or self.agent_for(task)
             hit = await self._cached(task, dispatch, primary, context)
             return hit if hit is not None else await run_agents(primary)
@@ -518,16 +524,22 @@ class Run:
 
     async def _submit(self, agent: Any, dispatch: Dispatch, context: dict[str, TaskOutput],
                       inputs: dict[str, Any] | None,
-                      started: Callable[[Any, Any], None] | None = None) -> TaskOutput:
+                      started: Callable[[Any, Any], None] | None = None, *,
+                      inner: bool = False) -> TaskOutput:
         """One task's attempts with one agent, on that agent's pool (or the hand-off of
-        this very dispatch, already running behind its predecessor)."""
+        this very dispatch, already running behind its predecessor). ``inner``: a call
+        an ``execute()`` override makes (its output is not the task's: nothing follows
+        it, nothing records it)."""
         assert self.pools is not None
         pool = self.pools.pool_for(agent)
         on_start = (lambda member: started(pool, member)) if started else None
         handoffs = self.handoffs
         handoffs.sending_again(dispatch.task)
         token = on_sent = None
-        if handoffs.enabled and dispatch.iteration is None:
+        if handoffs.enabled and dispatch.iteration is None and not inner and (
+                self.tool_journal is None or not self.graph.nodes[dispatch.task].task.timeout):
+            # With a journal, a member records what it hands on: not a timed task's
+            # output, which the Supervisor may still fail.
             token = handoffs.token(dispatch.task, dispatch.visit)
 
             def on_sent(where: Any, member: Any, sent_token: str) -> None:
@@ -547,7 +559,7 @@ class Run:
                 dispatch.iteration, on_start=on_start, token=token, on_sent=on_sent,
                 feedback=self.approvals.feedback.pop(dispatch.task, None))
         except FinishedBeforeCancel as late:
-            if self.winding_down:  # a cancelled run keeps what was done (not a timeout)
+            if self.winding_down and not inner:  # a cancelled run keeps what was done
                 self.late.append((dispatch, late.output))
             raise
 

@@ -48,6 +48,7 @@ from ray_orch.policy.decide_hosted import decide_hosted, wants_logprobs
 from ray_orch.policy.decide_local import decide_locally, uses_local_decisions
 from ray_orch.policy.guardrails import Rejected, call_record, check_guardrails, parse_structured
 from ray_orch.policy.retrying import retry_after_first
+from ray_orch.tools.journal import predecessor_recorded
 from ray_orch.tools.loop import ToolRun, answer_with_tools, tool_run_for
 
 if TYPE_CHECKING:
@@ -99,7 +100,9 @@ async def _ask(agent: Any, prompt: str, schema: type[BaseModel] | None,
             raise
         calls.append(call_record(result, "success"))
         return result.text, result.model
-    # Any object with chat(prompt) -> str: the guide's Mock agents, or user adapters.
+    # Any object with chat(prompt) -> str: the guide's Mock agents, or user adapters
+    # (user code: it acts once a predecessor handed off to it is recorded).
+    await predecessor_recorded()
     reply = agent.chat(prompt)
     if asyncio.iscoroutine(reply):
         reply = await reply
@@ -279,6 +282,7 @@ class _Attempts:
                 raise Rejected(str(exc), kind="invalid_output") from None
             output.pydantic = parsed
             output.json_dict = parsed.model_dump(mode="json")
+        await predecessor_recorded()  # guardrails are user code
         try:
             output = await check_guardrails(task, self.agent, output, calls)
         except Rejected as exc:
@@ -413,6 +417,7 @@ async def run_attempts(task: Task, agent: Any, run: RunInputs, *,
     if memory is not None:
         from ray_orch.policy.recall import remember
 
+        await predecessor_recorded()
         memory["remembered"] = await asyncio.to_thread(remember, task, agent, run.memory,
                                                        output, iteration=run.iteration)
         output.metadata["memory"] = memory

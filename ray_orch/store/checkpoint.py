@@ -273,10 +273,13 @@ class CheckpointStore(Protocol):
         """
         ...
 
-    def save_task(self, run_id: str, task_id: str, output: dict[str, Any]) -> None:
+    def save_task(self, run_id: str, task_id: str, output: dict[str, Any], *,
+                  keep: bool = False) -> None:
         """Persist a completed task's output (``TaskOutput.model_dump(mode="json")``).
 
-        A later save for the same task (a task visited again in a cycle) replaces it.
+        A later save for the same task (a task visited again in a cycle) replaces it;
+        with ``keep``, a record already there stays (a member's record of an output it
+        hands on never replaces the Supervisor's).
         """
         ...
 

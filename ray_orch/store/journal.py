@@ -26,11 +26,12 @@ def _unkey(key: str) -> tuple[str, int]:
     return name, int(visit) if visit else 1
 
 
-def record_task(store: RunStore, run_id: str, task: str, visit: int, output: TaskOutput
-                ) -> None:
+def record_task(store: RunStore, run_id: str, task: str, visit: int, output: TaskOutput,
+                *, keep: bool = False) -> None:
     """Write one completed visit of ``task`` (and the route it decided) to ``store``:
-    by the Supervisor's journal, or by the member that hands it to its follower first."""
-    store.save_task(run_id, _key(task, visit), output.model_dump(mode="json"))
+    by the Supervisor's journal, or (``keep``: never over a record already there) by the
+    member that hands it to its follower first."""
+    store.save_task(run_id, _key(task, visit), output.model_dump(mode="json"), keep=keep)
     route = output.metadata.get("decision")
     if route is not None:
         store.save_decision(run_id, task, visit, str(route))

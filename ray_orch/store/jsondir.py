@@ -199,10 +199,13 @@ class JsonDirCheckpointStore:
         self._write(self._run_dir(run_id) / "_run.json", {"kind": "run", "run_id": run_id},
                     run.model_dump(exclude={"resumed"}))
 
-    def save_task(self, run_id: str, task_id: str, output: dict[str, Any]) -> None:
+    def save_task(self, run_id: str, task_id: str, output: dict[str, Any], *,
+                  keep: bool = False) -> None:
         """See :meth:`CheckpointStore.save_task`."""
-        self._write(self._run_dir(run_id) / f"{_safe_name(task_id)}.json",
-                    {"kind": "task", "run_id": run_id, "task_id": task_id}, output)
+        path = self._run_dir(run_id) / f"{_safe_name(task_id)}.json"
+        if keep and path.exists():
+            return
+        self._write(path, {"kind": "task", "run_id": run_id, "task_id": task_id}, output)
 
     def load_task(self, run_id: str, task_id: str) -> dict[str, Any] | None:
         """See :meth:`CheckpointStore.load_task`."""

@@ -209,14 +209,16 @@ class SQLRunStore:
 
     # -- tasks, decisions, iterations ---------------------------------------------------
 
-    def save_task(self, run_id: str, task_id: str, output: dict[str, Any]) -> None:
+    def save_task(self, run_id: str, task_id: str, output: dict[str, Any], *,
+                  keep: bool = False) -> None:
         """See :meth:`CheckpointStore.save_task`."""
         text, checksum = seal(output)
+        on_conflict = "NOTHING" if keep else (
+            "UPDATE SET payload = excluded.payload, checksum = excluded.checksum, "
+            "saved_at = excluded.saved_at")
         with self._tx(write=True, run_id=run_id, task_id=task_id) as db:
             db.execute("INSERT INTO tasks (run_id, task_id, payload, checksum, saved_at) "
-                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, task_id) DO UPDATE SET "
-                       "payload = excluded.payload, checksum = excluded.checksum, "
-                       "saved_at = excluded.saved_at",
+                       f"VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, task_id) DO {on_conflict}",
                        (run_id, task_id, text, checksum, time.time()))
 
     def load_task(self, run_id: str, task_id: str) -> dict[str, Any] | None:

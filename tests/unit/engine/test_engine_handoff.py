@@ -103,3 +103,14 @@ def test_a_journaled_run_hands_off_but_acts_only_after_the_step_before_is_record
     assert recorded_first == {0: False, 1: True, 2: True, 3: True}
     # The Supervisor's record (with what only it knows) is the one kept, not the member's.
     assert all("queue_s" in store.load_task("r1", f"step{i}")["metadata"] for i in range(4))
+
+
+def test_with_a_run_store_a_timed_task_neither_follows_nor_leads(stub, tmp_path):
+    tasks, crew = chain(stub)
+    tasks[1].timeout = 30.0  # the Supervisor may still fail it: no member records it
+    result, _ = run_on_fakes(spec_of(tasks, crew, mode="sequential",
+                                     store=open_store(tmp_path)))
+    assert result.error is None and handed(result) == ["step3"]
+    # Without a store it both follows and leads.
+    result, _ = run_on_fakes(spec_of(tasks, crew, mode="sequential"))
+    assert handed(result) == ["step1", "step2", "step3"]

@@ -87,6 +87,15 @@ def test_a_run_is_started_once_however_many_drivers_try(store):
     assert store.begin_run("same", "w", "hash").resumed  # resuming it is fine
 
 
+def test_a_kept_task_record_never_replaces_one_already_there(store):
+    store.begin_run("r1", "w", "hash")
+    store.save_task("r1", "draft", {"raw": "the member's"}, keep=True)
+    assert store.load_task("r1", "draft")["raw"] == "the member's"
+    store.save_task("r1", "draft", {"raw": "the Supervisor's"})
+    store.save_task("r1", "draft", {"raw": "a late member's"}, keep=True)
+    assert store.load_task("r1", "draft")["raw"] == "the Supervisor's"
+
+
 def test_a_version_1_store_is_migrated_to_keep_run_graphs(tmp_path):
     import sqlite3
 
