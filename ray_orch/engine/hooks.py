@@ -172,7 +172,8 @@ class BudgetHook(RunHook):
 
 class JournalHook(RunHook):
     """Records each completed task, decision and loop iteration durably, before anything
-    downstream of it is dispatched, and the run's end."""
+    downstream of it is dispatched (a hand-off's follower waits for its member's record
+    instead: ``engine.handoff``), and the run's end."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal

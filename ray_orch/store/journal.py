@@ -1,6 +1,8 @@
 """The run journal: what a Supervisor writes to the run store, and reads back on
 resume. Results are keyed by run id, task name and visit (never by position), each
-written once, durably, before anything downstream of it is dispatched.
+written durably before anything downstream of it is dispatched; a task handed off
+behind another acts only once the member that ran that one wrote its record
+(``record_task(keep=True)``), and the Supervisor's record comes last.
 """
 
 from __future__ import annotations
