@@ -12,13 +12,12 @@ everywhere. A PostgreSQL store needs none of this: every node connects to it.
 from __future__ import annotations
 
 import hashlib
-import threading
 from typing import Any
 
 import ray
 
 from ray_orch.core.errors import RayOrchError
-from ray_orch.store.factory import is_postgres, open_store
+from ray_orch.store.factory import is_postgres, open_store, opened_store
 
 __all__ = ["RoutedStore", "StoreService", "route"]
 
@@ -55,20 +54,6 @@ def _here() -> str | None:
     return str(ray.get_runtime_context().get_node_id())
 
 
-_opened: dict[str, Any] = {}
-_opened_guard = threading.Lock()
-
-
-def _opened_here(spec: str) -> Any:
-    """This process's one store of ``spec`` (its connection kept): every run's handle
-    arrives unpickled, and must not open (and migrate) the file again."""
-    with _opened_guard:
-        store = _opened.get(spec)
-        if store is None:
-            store = _opened[spec] = open_store(spec)
-        return store
-
-
 class RoutedStore:
     """A :class:`~ray_orch.store.port.RunStore` handle for an SQLite store owned by one
     node: direct on that node, through its ``StoreService`` elsewhere. Pickles as
@@ -103,7 +88,7 @@ class RoutedStore:
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         if not self.remote():
             if self._local is None:
-                self._local = _opened_here(self.spec)
+                self._local = opened_store(self.spec)  # every run's handle: one store
             return getattr(self._local, method)(*args, **kwargs)
         service = self._service or self._connect()
         try:

@@ -13,21 +13,15 @@ if TYPE_CHECKING:
 
 __all__ = ["keep_definition", "latest_run_id", "run_store", "shipped"]
 
-_opened: dict[str, Any] = {}
-
-
 def opened(spec: str) -> Any:
     """The store ``spec`` names, opened and checked once per driver process.
 
     Raises:
         StoreError: a bad DSN or directory, an unreachable, read-only or full store.
     """
-    store = _opened.get(spec)
-    if store is None:
-        from ray_orch.store.factory import open_store
+    from ray_orch.store.factory import opened_store
 
-        store = _opened[spec] = open_store(spec, check=True)
-    return store
+    return opened_store(spec, check=True)
 
 
 def run_store(process: Any) -> Any:

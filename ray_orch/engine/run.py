@@ -103,8 +103,8 @@ class Run:
             enabled=False, graph=self.graph, scheduler=self.scheduler,
             remote=services.remote, members_key=self.members_key, pools=lambda: self.pools,
             agent_for=self.agent_for,
-            can_follow=lambda t: not t.overrides_execute() and breaker_for(t) is None and not (
-                self.tool_journal is not None and t.timeout))
+            can_follow=lambda t: not t.overrides_execute() and breaker_for(t) is None
+            and self._chains(t))
 
     def _open_journal(self) -> Journal | None:
         spec = self.spec
@@ -139,6 +139,12 @@ class Run:
                                    on_failure=spec.on_failure,  # type: ignore[arg-type]
                                    restored=restored, restored_iterations=restored_iterations)
         return journal
+
+    def _chains(self, task: Task) -> bool:
+        """Whether ``task`` may be in a hand-off (follow, or lead). With a journal, a
+        member records what it hands on: not a timed task's output, which the
+        Supervisor may still fail."""
+        return self.tool_journal is None or not task.timeout
 
     def agent_for(self, task: Task) -> Any:
         return task.agent if task.agent is not None else self.spec.default_agent
@@ -536,10 +542,8 @@ class Run:
         handoffs = self.handoffs
         handoffs.sending_again(dispatch.task)
         token = on_sent = None
-        if handoffs.enabled and dispatch.iteration is None and not inner and (
-                self.tool_journal is None or not self.graph.nodes[dispatch.task].task.timeout):
-            # With a journal, a member records what it hands on: not a timed task's
-            # output, which the Supervisor may still fail.
+        if handoffs.enabled and dispatch.iteration is None and not inner and self._chains(
+                self.graph.nodes[dispatch.task].task):
             token = handoffs.token(dispatch.task, dispatch.visit)
 
             def on_sent(where: Any, member: Any, sent_token: str) -> None:

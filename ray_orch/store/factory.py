@@ -9,12 +9,13 @@ A spec is a directory (the SQLite store's shorthand, as ``checkpoint_dir=`` give
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from ray_orch.core.errors import StoreError
 from ray_orch.core.secrets import redact_dsn
 
-__all__ = ["STORE_ENV", "is_postgres", "open_store", "store_spec"]
+__all__ = ["STORE_ENV", "is_postgres", "open_store", "opened_store", "store_spec"]
 
 STORE_ENV = "RAY_ORCH_STORE"
 """The environment variable naming the default run store (a directory or a DSN)."""
@@ -101,3 +102,19 @@ def open_store(spec: str | os.PathLike[str], *, check: bool = False) -> Any:
     if check:
         store.check()
     return store
+
+
+_opened: dict[str, Any] = {}
+_opened_guard = threading.Lock()
+
+
+def opened_store(spec: str, *, check: bool = False) -> Any:
+    """This process's one store of ``spec``, opened (and with ``check`` checked) the
+    first time it is asked for, its connections kept: a driver's runs, and the store
+    handles every run ships to a Supervisor and its members, do not open (and migrate)
+    the store again each time."""
+    with _opened_guard:
+        store = _opened.get(spec)
+        if store is None:
+            store = _opened[spec] = open_store(spec, check=check)
+        return store
