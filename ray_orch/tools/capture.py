@@ -48,16 +48,24 @@ class _Router:
         return getattr(self.real, name)
 
 
+_worker: list[bool] = []  # [True] once this process was seen to be a Ray worker
+
+
 def in_ray_worker() -> bool:
     """Whether this process is a Ray worker (an actor or a task), not a driver."""
+    if _worker:  # a worker stays one (asking Ray costs ~40 us a call)
+        return True
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return False
     try:
         context = ray.get_runtime_context()
-        return bool(context.get_actor_id() or context.get_task_id())
+        found = bool(context.get_actor_id() or context.get_task_id())
     except Exception:
         return False
+    if found:
+        _worker.append(True)
+    return found
 
 
 def _install() -> None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import dataclasses
+import hashlib
 import json
 import os
 import sys
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from ray_orch.core import shared, trace
 from ray_orch.core.errors import MCPToolError
 
+from . import hosts
 from .capture import captured, text_of
 from .mcp import MCPCall, route_call
 from .spec import ToolSpec, is_coroutine_result
@@ -33,8 +37,8 @@ __all__ = ["ToolCall", "execute_call", "progress_to", "result_text", "trace_remo
 
 _THREADS = int(os.environ.get("RAY_ORCH_TOOL_THREADS", "64"))
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
-_remote_fns: dict[int, Any] = {}
-_keep: list[Any] = []
+_remote_fns: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[bytes, bytes] | None]] = (
+    weakref.WeakKeyDictionary())
 
 progress_to: contextvars.ContextVar[Any] = contextvars.ContextVar("ray_orch_tool_progress",
                                                                   default=None)
@@ -185,24 +189,61 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():  # Task.execute() without Ray: run it here
         return await _run_local(spec, kwargs)
-    remote_fn = _remote_fns.get(id(spec.fn))
-    if remote_fn is None:
-        # One remote function per tool, with its options: Ray exports its definition
-        # once, and each call sends only the arguments.
-        remote_fn = ray.remote(_bound(spec.fn, shared.current().tool_scope)
-                               ).options(**_ray_options(spec))
-        _remote_fns[id(spec.fn)] = remote_fn
-        _keep.append(spec.fn)  # ids stay unique while cached
-    ref = remote_fn.remote(kwargs, trace.carrier(), trace.settings(), services=shared.current())
+    remote_fn, body = _remote_fn(ray, spec)
+    args = (kwargs, trace.carrier(), trace.settings())
+    if body is not None:  # a warm process, if one is free (tools/hosts.py)
+        pool = hosts.pool(spec)
+        host = pool.take()
+        if host is not None:
+            return await _on_host(ray, pool, host, (*body, *args))
+    ref = remote_fn.remote(*args, services=shared.current())
     try:
         value, node, pid, printed = await ref
     except asyncio.CancelledError:
         ray.cancel(ref)
         raise
     except ray.exceptions.RayTaskError as exc:  # type: ignore[union-attr]
-        cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-        raise cause from None
+        raise _cause(exc) from None
     return value, {"node": node, "pid": pid, "stdout": printed}
+
+
+async def _on_host(ray: Any, pool: hosts.HostPool, host: Any,
+                   args: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
+    try:
+        value, node, pid, printed = await host.call.remote((*args, shared.current()))
+    except ray.exceptions.RayTaskError as exc:
+        pool.give_back(host)  # the tool raised; its host is fine
+        raise _cause(exc) from None
+    except BaseException:  # cancelled (the tool stops with its process), or the host died
+        pool.lose(host)
+        raise
+    pool.give_back(host)
+    return value, {"node": node, "pid": pid, "stdout": printed}
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The tool's own exception inside Ray's ``RayTaskError``."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def _remote_fn(ray: Any, spec: ToolSpec) -> tuple[Any, tuple[bytes, bytes] | None]:
+    """A tool's Ray remote function, with its options, and (when it may go to a warm host)
+    its body pickled, with a digest the hosts keep it by. Made once per function object:
+    each run brings its own copy of the function, so a run's calls see its own globals."""
+    try:
+        return _remote_fns[spec.fn]
+    except (KeyError, TypeError):  # TypeError: a callable that takes no weak reference
+        pass
+    body = _bound(spec.fn, shared.current().tool_scope)
+    pickled = None
+    if hosts.hostable(spec):
+        data = ray.cloudpickle.dumps(body)
+        pickled = (hashlib.blake2b(data, digest_size=16).digest(), data)
+    made = (ray.remote(body).options(**_ray_options(spec)), pickled)
+    with contextlib.suppress(TypeError):
+        _remote_fns[spec.fn] = made
+    return made
 
 
 async def _run_local(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

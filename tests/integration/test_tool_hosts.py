@@ -1,0 +1,134 @@
+"""Remote tools that reserve nothing run in warm processes (``tools/hosts.py``): a call
+goes to a free ``ToolHost`` when there is one, else as a Ray task while a host starts."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ray_orch import Agent, Process, Task, tool
+from ray_orch.testing import StubLLMServer
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+CALLS = 4  # tool calls a run makes, one at a time
+
+
+@tool(remote=True, num_cpus=0)
+def host_pid(step: int) -> int:
+    """The process id this call ran in."""
+    return os.getpid()
+
+
+@tool(remote=True, num_cpus=0.5)
+def task_pid(step: int) -> int:
+    """The process id this call ran in (it reserves a CPU share: always a Ray task)."""
+    return os.getpid()
+
+
+@tool(remote=True, num_cpus=0, timeout=1)
+def stuck(seconds: float) -> int:
+    """Block for a while; answers its process id."""
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@tool(remote=True, num_cpus=0)
+def refuse(step: int) -> int:
+    """Always fails."""
+    raise LookupError(f"no record {step}")
+
+
+def made(value: str):
+    """A tool whose function each call of this returns anew (a closure: pickled by value)."""
+    @tool(name="setting", remote=True, num_cpus=0)
+    def setting() -> str:
+        """The setting this run was given, and the process it ran in."""
+        return f"{value} {os.getpid()}"
+    return setting
+
+
+def title(pid: int) -> str:
+    """The process's title (Ray names an actor's process ``ray::Class``)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def on_host(pid: int) -> bool:
+    return title(pid).startswith("ray::ToolHost")
+
+
+def chain(name: str, arguments=None, calls: int = CALLS):
+    def script(request):
+        done = len(request.tool_results)
+        if done < calls:
+            return StubLLMServer.tool_call(name, {"step": done} if arguments is None else arguments)
+        return "done"
+    return script
+
+
+def run(stub, tools, script, calls: int = CALLS):
+    stub.reply = script
+    agent = Agent(role="Caller", goal="call", llm=stub.llm, tools=tools,
+                  max_tool_calls=calls + 1)
+    output = Process(tasks={"job": Task(description="Call", agent=agent)},
+                     agents=[agent]).workflow()["job"]
+    return output, output.metadata["tool_calls"]
+
+
+def until_on_host(stub, tools, script, deadline_s: float = 120.0):
+    """Run until a call lands on a warm host (the first calls go as Ray tasks while one
+    starts in the background); returns the last run's calls."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        _, calls = run(stub, tools, script)
+        if any(c["ok"] and on_host(c["pid"]) for c in calls):
+            return calls
+        assert time.monotonic() < deadline, f"no call reached a warm host: {calls}"
+
+
+def test_a_remote_tool_that_reserves_nothing_gets_a_warm_process_and_keeps_it(stub):
+    until_on_host(stub, [host_pid], chain("host_pid"))
+    output, calls = run(stub, [host_pid], chain("host_pid"))
+    pids = {c["pid"] for c in calls}
+    assert all(c["ok"] and c["where"] == "remote" and int(c["result"]) == c["pid"]
+               for c in calls)
+    assert len(pids) == 1 and on_host(pids.pop())  # calls one at a time: the one host
+    assert calls[0]["pid"] != output.metadata["actor_pid"]
+    # A tool that reserves a CPU share stays a Ray task on every call.
+    _, tasks = run(stub, [task_pid], chain("task_pid"))
+    assert all(c["ok"] and not on_host(c["pid"]) for c in tasks)
+
+
+def test_each_run_calls_its_own_function_on_a_warm_host(stub):
+    until_on_host(stub, [made("a")], chain("setting", {}))
+    for value in ("b", "c"):
+        _, calls = run(stub, [made(value)], chain("setting", {}))
+        assert [c["result"].split()[0] for c in calls] == [value] * CALLS
+        assert all(on_host(int(c["result"].split()[1])) for c in calls)
+
+
+def test_a_tool_error_on_a_host_is_the_calls_and_the_host_stays(stub):
+    calls = until_on_host(stub, [host_pid], chain("host_pid"))
+    host = calls[-1]["pid"]
+    _, failed = run(stub, [refuse], chain("refuse", calls=1), calls=1)
+    assert not failed[0]["ok"] and failed[0]["error_type"] == "LookupError"
+    assert "no record 0" in failed[0]["error"]
+    _, again = run(stub, [host_pid], chain("host_pid"))
+    assert {c["pid"] for c in again} == {host}
+
+
+def test_a_call_past_its_timeout_stops_with_its_host(stub):
+    calls = until_on_host(stub, [stuck], chain("stuck", {"seconds": 0}))
+    hosts = {c["pid"] for c in calls if on_host(c["pid"])}
+    _, late = run(stub, [stuck], chain("stuck", {"seconds": 60}, calls=1), calls=1)
+    assert not late[0]["ok"] and late[0]["error_type"] == "TimeoutError"
+    deadline = time.monotonic() + 60
+    while any(on_host(pid) for pid in hosts):  # the host that ran it is killed
+        assert time.monotonic() < deadline, f"the timed-out call's host lives on: {hosts}"
+        time.sleep(0.1)
