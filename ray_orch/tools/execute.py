@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import contextvars
 import dataclasses
 import hashlib
@@ -37,8 +36,11 @@ __all__ = ["ToolCall", "execute_call", "progress_to", "result_text", "trace_remo
 
 _THREADS = int(os.environ.get("RAY_ORCH_TOOL_THREADS", "64"))
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
-_remote_fns: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[bytes, bytes] | None]] = (
-    weakref.WeakKeyDictionary())
+_bodies: dict[int, hosts.Body] = {}  # by id of the tool's function, while it lives
+_held: dict[int, tuple[Any, hosts.Body]] = {}  # the same, for callables without weakrefs
+_HELD = 256
+_INLINE_BODY = 64 * 1024  # a larger body goes through the object store, once
+_remote_call: list[Any] = []
 
 progress_to: contextvars.ContextVar[Any] = contextvars.ContextVar("ray_orch_tool_progress",
                                                                   default=None)
@@ -73,7 +75,8 @@ class ToolCall:
     duration_s: float = 0.0
     """Seconds the call took (0 when replayed from the journal)."""
     where: str = "local"
-    """``"local"`` (the agent's actor), ``"remote"`` (a Ray task), ``"mcp"``, or
+    """``"local"`` (the agent's actor), ``"remote"`` (a Ray task or a warm host:
+    ``tools/hosts.py``), ``"mcp"``, or
     ``"unknown"`` (the model named no tool it was offered)."""
     node: str | None = None
     """The Ray node id it ran on, when known."""
@@ -189,14 +192,16 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():  # Task.execute() without Ray: run it here
         return await _run_local(spec, kwargs)
-    remote_fn, body = _remote_fn(ray, spec)
+    body = _body(ray, spec)
     args = (kwargs, trace.carrier(), trace.settings())
-    if body is not None:  # a warm process, if one is free (tools/hosts.py)
-        pool = hosts.pool(spec)
-        host = pool.take()
-        if host is not None:
-            return await _on_host(ray, pool, host, (*body, *args))
-    ref = remote_fn.remote(*args, services=shared.current())
+    pool = hosts.pool(spec) if hosts.hostable(spec) else None
+    host = pool.take() if pool is not None else None
+    if pool is not None and host is not None:  # a warm process (tools/hosts.py)
+        return await _on_host(ray, pool, host, body, args)
+    if not _remote_call:
+        _remote_call.append(ray.remote(hosts.run_body))
+    ref = _remote_call[0].options(name=f"tool:{spec.name}", **_ray_options(spec)).remote(
+        body, *args, services=shared.current())
     try:
         value, node, pid, printed = await ref
     except asyncio.CancelledError:
@@ -207,43 +212,52 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
     return value, {"node": node, "pid": pid, "stdout": printed}
 
 
-async def _on_host(ray: Any, pool: hosts.HostPool, host: Any,
+async def _on_host(ray: Any, pool: hosts.HostPool, host: hosts.Host, body: hosts.Body,
                    args: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
+    sent = body.bare() if body.digest in host.has else body
     try:
-        value, node, pid, printed = await host.call.remote((*args, shared.current()))
+        value, node, pid, printed = await host.handle.call.remote(
+            (sent, *args, shared.current()))
     except ray.exceptions.RayTaskError as exc:
+        host.has.add(body.digest)
         pool.give_back(host)  # the tool raised; its host is fine
         raise _cause(exc) from None
     except BaseException:  # cancelled (the tool stops with its process), or the host died
         pool.lose(host)
         raise
+    host.has.add(body.digest)
     pool.give_back(host)
     return value, {"node": node, "pid": pid, "stdout": printed}
+
+
+def _body(ray: Any, spec: ToolSpec) -> hosts.Body:
+    """The tool's call body (tracing, what it prints, the shared services) pickled, once
+    per function object: each run brings its own copy of the function, and its calls run
+    that copy (with the globals it carries)."""
+    fn = spec.fn
+    body = _bodies.get(id(fn))
+    if body is None:
+        held = _held.get(id(fn))
+        if held is not None and held[0] is fn:
+            return held[1]
+        data = ray.cloudpickle.dumps(_bound(fn, shared.current().tool_scope))
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        body = (hosts.Body(digest, data) if len(data) <= _INLINE_BODY else
+                hosts.Body(digest, ref=ray.put(data)))
+        try:
+            weakref.finalize(fn, _bodies.pop, id(fn), None)
+            _bodies[id(fn)] = body
+        except TypeError:  # no weak references: kept (the last few) with the callable
+            _held[id(fn)] = (fn, body)
+            if len(_held) > _HELD:
+                del _held[next(iter(_held))]
+    return body
 
 
 def _cause(exc: BaseException) -> BaseException:
     """The tool's own exception inside Ray's ``RayTaskError``."""
     cause = getattr(exc, "cause", None)
     return cause if isinstance(cause, BaseException) else exc
-
-
-def _remote_fn(ray: Any, spec: ToolSpec) -> tuple[Any, tuple[bytes, bytes] | None]:
-    """A tool's Ray remote function, with its options, and (when it may go to a warm host)
-    its body pickled, with a digest the hosts keep it by. Made once per function object:
-    each run brings its own copy of the function, so a run's calls see its own globals."""
-    try:
-        return _remote_fns[spec.fn]
-    except (KeyError, TypeError):  # TypeError: a callable that takes no weak reference
-        pass
-    body = _bound(spec.fn, shared.current().tool_scope)
-    pickled = None
-    if hosts.hostable(spec):
-        data = ray.cloudpickle.dumps(body)
-        pickled = (hashlib.blake2b(data, digest_size=16).digest(), data)
-    made = (ray.remote(body).options(**_ray_options(spec)), pickled)
-    with contextlib.suppress(TypeError):
-        _remote_fns[spec.fn] = made
-    return made
 
 
 async def _run_local(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -1,23 +1,26 @@
-"""Warm processes for remote tools that reserve nothing (``@tool(remote=True, num_cpus=0)``).
+"""Where a remote tool's call runs: a Ray task, or a warm process for tools that reserve
+nothing (``@tool(remote=True, num_cpus=0)``).
 
-A Ray task pays for a worker lease on every call: the owner asks the raylet for a worker,
-the raylet grants one, the call goes to it (3.4 ms over a local call here, where a call
-on an actor that is already up costs 2.1 ms). A tool that asks Ray for no resources gives
-Ray nothing to schedule, so a process keeps warm processes of its own for such tools
-(``ToolHost`` actors, one call at a time each, like a task's worker) and sends a call to
-one that is free. When none is free the call goes as a Ray task, as before, and one more
-host starts in the background, up to ``RAY_ORCH_TOOL_HOSTS`` (2) per process and
-``runtime_env`` (0: never). So no call waits for a host to start, and a burst of calls
-runs in parallel as tasks. A host that sat idle ``RAY_ORCH_TOOL_HOST_IDLE`` seconds (60)
-exits.
+A Ray task pays for a worker lease on every call: the caller asks the raylet for a
+worker, the raylet grants one, the call goes to it (3.4 ms over a local call here, where
+a call on an actor that is already up costs 2.1 ms). A tool that asks Ray for no
+resources gives Ray nothing to schedule, so an agent's member keeps warm processes for
+such tools (``ToolHost`` actors on its node, one call at a time each, like a task's
+worker) and sends a call to one that is free. When none is free the call goes as a Ray
+task and one more host starts in the background (one at a time), up to
+``RAY_ORCH_TOOL_HOSTS`` (2) per member and ``runtime_env`` (0: never). So no call waits
+for a host to start, and a burst of calls runs in parallel as tasks. A host idle
+``RAY_ORCH_TOOL_HOST_IDLE`` seconds (60) exits. (Both are read where the members run:
+set them before the runtime starts.) Outside a Ray worker (a driver's
+``Task.execute()``, whose event loops may be short-lived) every call is a task.
 
-Same as a task: the call runs in another process, with the tool's ``runtime_env``, is
-never retried (``max_restarts=0``), what it prints comes back with its value, and it runs
-the function its own run sent (each call carries the pickled body; a host unpickles a body
-once and keeps the last few by digest). A call that is cancelled (the tool's ``timeout``,
-a cancelled run) kills its host, so the tool stops; a later call starts another. A tool
-that reserves CPUs, GPUs or custom resources stays a Ray task on every call: Ray holds
-those resources only while a call runs.
+Either way a call runs the function its own run sent: a ``Body`` (the call's body
+pickled once per function object, by digest; a large one goes through Ray's object
+store once) travels with each call, and a task's worker or a host unpickles it once and
+keeps the last few. A host is sent only the digest of a body it has. A call is never
+retried; a call cancelled on a host (the tool's ``timeout``, a cancelled run) kills the
+host, so the tool stops (a task gets ``ray.cancel``). A tool that reserves CPUs, GPUs
+or custom resources is a Ray task on every call: Ray holds them only while it runs.
 """
 
 from __future__ import annotations
@@ -33,11 +36,47 @@ from typing import Any
 
 from .spec import ToolSpec
 
-__all__ = ["HostPool", "ToolHost", "hostable", "pool"]
+__all__ = ["Body", "HostPool", "ToolHost", "body_of", "hostable", "pool"]
 
 _MAX = int(os.environ.get("RAY_ORCH_TOOL_HOSTS", "2"))
 _IDLE = float(os.environ.get("RAY_ORCH_TOOL_HOST_IDLE", "60"))
-_BODIES = 16  # tool bodies a host keeps unpickled
+_RETRY_S = 30.0  # after a host failed to start, calls stay tasks this long
+_KEPT_BODIES = 16  # bodies a worker or host keeps unpickled
+
+
+@dataclass(frozen=True)
+class Body:
+    """A call's body, pickled: ``data`` inline, or ``ref`` to it in the object store
+    (inside this record, so Ray does not fetch it for a host that has it)."""
+
+    digest: bytes
+    data: bytes | None = None
+    ref: Any = None
+
+    def bare(self) -> Body:
+        """The digest alone (for a host that has unpickled this body already)."""
+        return Body(self.digest)
+
+
+_loaded: dict[bytes, Any] = {}
+
+
+def body_of(body: Body) -> Any:
+    """The callable a ``Body`` holds, unpickled once per process (the last few kept)."""
+    ray = sys.modules["ray"]
+    found = _loaded.pop(body.digest, None)
+    if found is None:
+        data = body.data if body.data is not None else ray.get(body.ref)
+        found = ray.cloudpickle.loads(data)
+    _loaded[body.digest] = found  # the most recently used last
+    if len(_loaded) > _KEPT_BODIES:
+        del _loaded[next(iter(_loaded))]
+    return found
+
+
+def run_body(body: Body, *args: Any, services: Any = None) -> Any:
+    """A remote call: the body's function with the call's arguments (the Ray task)."""
+    return body_of(body)(*args, services=services)
 
 
 def hostable(spec: ToolSpec) -> bool:
@@ -47,94 +86,119 @@ def hostable(spec: ToolSpec) -> bool:
 
 
 class ToolHost:
-    """One warm process for remote tools: runs a call at a time (``call``: the body a Ray
-    task of the tool would run)."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[bytes, Any] = {}
+    """One warm process for remote tools: a call at a time (one argument: Ray
+    serializes each argument apart)."""
 
     def ready(self) -> int:
         """The host's pid, once it is up."""
         return os.getpid()
 
     def call(self, packed: tuple[Any, ...]) -> Any:
-        """One call: ``(digest, pickled body, *args, services)``; the body is unpickled once
-        and kept by its digest. (One argument: Ray serializes each argument apart.)"""
-        digest, pickled, *args, services = packed
-        body = self.bodies.pop(digest, None)
-        if body is None:
-            body = sys.modules["ray"].cloudpickle.loads(pickled)
-        self.bodies[digest] = body  # the most recently used last
-        if len(self.bodies) > _BODIES:
-            del self.bodies[next(iter(self.bodies))]
-        return body(*args, services=services)
+        """``(body, *args, services)``: what ``run_body`` runs for a task."""
+        body, *args, services = packed
+        return run_body(body, *args, services=services)
 
 
-@dataclass
+@dataclass(eq=False)
+class Host:
+    """A host and the bodies it has unpickled (it is sent only their digests)."""
+
+    handle: Any
+    has: set[bytes] = field(default_factory=set)
+    used: float = 0.0
+
+
+@dataclass(eq=False)
 class HostPool:
-    """This process's hosts for one set of actor options (a ``runtime_env`` or none)."""
+    """A member's hosts for one ``runtime_env`` (or none), used on one event loop."""
 
     options: dict[str, Any]
     """The actor's options besides the fixed ones (``runtime_env``)."""
-    idle: list[tuple[Any, float]] = field(default_factory=list)
-    """Hosts free for a call, with when each was last used."""
+    loop: asyncio.AbstractEventLoop
+    idle: list[Host] = field(default_factory=list)
     hosts: int = 0
     """Hosts alive or starting."""
-    broken: bool = False
-    """A host failed to start: calls stay Ray tasks."""
+    starting: asyncio.Task[None] | None = None
+    retry_at: float = 0.0
+    reaping: asyncio.TimerHandle | None = None
 
-    def take(self) -> Any | None:
-        """A free host (or None: send the call as a task), starting one more if allowed."""
+    def take(self) -> Host | None:
+        """A free host (None: send the call as a task), starting one more if allowed."""
         if self.idle:
-            return self.idle.pop()[0]
-        if not self.broken and self.hosts < _MAX:
+            return self.idle.pop()
+        if (self.starting is None and self.hosts < _MAX
+                and time.monotonic() >= self.retry_at):
             self.hosts += 1
-            asyncio.get_running_loop().create_task(self._start())
+            self.starting = self.loop.create_task(self._start())
         return None
 
-    def give_back(self, host: Any) -> None:
+    def give_back(self, host: Host) -> None:
         """A host whose call ended normally: free again, until it sits idle too long."""
-        self.idle.append((host, time.monotonic()))
-        asyncio.get_running_loop().call_later(_IDLE, self._reap)
+        host.used = time.monotonic()
+        self.idle.append(host)
+        if self.reaping is None:
+            self.reaping = self.loop.call_later(_IDLE, self._reap)
 
-    def lose(self, host: Any) -> None:
+    def lose(self, host: Host) -> None:
         """A host whose call was cancelled or that died: killed, never used again."""
         self.hosts -= 1
         with contextlib.suppress(Exception):  # already gone, or Ray shut down
-            sys.modules["ray"].kill(host, no_restart=True)
+            sys.modules["ray"].kill(host.handle, no_restart=True)
 
     async def _start(self) -> None:
-        if not _actor_class:
-            _actor_class.append(sys.modules["ray"].remote(ToolHost))
-        host = _actor_class[0].options(num_cpus=0, max_restarts=0, max_task_retries=0,
-                                       **self.options).remote()
+        ray = sys.modules["ray"]
+        host = None
         try:
-            await host.ready.remote()
-        except asyncio.CancelledError:  # this event loop is closing
-            self.lose(host)
-            raise
-        except Exception:  # a runtime_env that cannot be set up, a node gone
-            self.broken = True
-            self.lose(host)
-            return
-        self.give_back(host)
+            if not _actor_class:
+                _actor_class.append(ray.remote(ToolHost))
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = ray.get_runtime_context().get_node_id()  # dies with the member's node
+            host = Host(_actor_class[0].options(
+                num_cpus=0, max_restarts=0, max_task_retries=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+                **self.options).remote())
+            await host.handle.ready.remote()
+        except BaseException as exc:  # a runtime_env that cannot be set up; Ray gone
+            if host is None:
+                self.hosts -= 1
+            else:
+                self.lose(host)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            self.retry_at = time.monotonic() + _RETRY_S
+        else:
+            self.give_back(host)
+        finally:
+            self.starting = None
 
     def _reap(self) -> None:
+        self.reaping = None
         now = time.monotonic()
-        for entry in [e for e in self.idle if now - e[1] >= _IDLE]:
-            self.idle.remove(entry)
-            self.lose(entry[0])
+        for host in [h for h in self.idle if now - h.used >= _IDLE]:
+            self.idle.remove(host)
+            self.lose(host)
+        if self.idle:
+            self.reaping = self.loop.call_later(
+                max(0.0, _IDLE - (now - min(h.used for h in self.idle))), self._reap)
 
 
 _actor_class: list[Any] = []
 _pools: dict[str, HostPool] = {}
 
 
-def pool(spec: ToolSpec) -> HostPool:
-    """This process's hosts for a tool's calls (one pool per ``runtime_env``)."""
+def pool(spec: ToolSpec) -> HostPool | None:
+    """The calling member's hosts for a tool's calls (one pool per ``runtime_env``), or
+    None: not in a Ray worker, or not on the loop the pool serves."""
+    from .capture import in_ray_worker
+
+    if not in_ray_worker():
+        return None
     env = spec.options.runtime_env
     key = json.dumps(env, sort_keys=True, default=str) if env else ""
+    loop = asyncio.get_running_loop()
     found = _pools.get(key)
     if found is None:
-        found = _pools[key] = HostPool(options={"runtime_env": dict(env)} if env else {})
-    return found
+        found = _pools[key] = HostPool(options={"runtime_env": dict(env)} if env else {},
+                                       loop=loop)
+    return found if found.loop is loop else None

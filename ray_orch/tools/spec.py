@@ -172,7 +172,7 @@ def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
         remote: run each call as a Ray task, possibly on another node. With
             ``num_cpus=0`` and no GPUs or custom resources (a tool that reserves
             nothing), a call goes to a warm process kept for such tools when one is free
-            (``tools/hosts.py``: ~1.3 ms less a call than a task's worker lease).
+            (``tools/hosts.py``: about 1 ms less a call than a task's worker lease).
         num_cpus, num_gpus, resources, runtime_env: that task's Ray options.
         timeout: seconds per call; past it the model gets a timeout error as the result.
         requires_approval: a human must approve each call (stored for approvals).
