@@ -228,7 +228,8 @@ class CheckpointStore(Protocol):
     """Path of the store (file or directory), for messages."""
 
     def begin_run(self, run_id: str, workflow: str, definition_hash: str,
-                  allow_drift: bool = False, *, fresh: bool = False) -> RunRecord:
+                  allow_drift: bool = False, *, fresh: bool = False,
+                  graph: dict[str, Any] | None = None) -> RunRecord:
         """Create the run, or reopen it for resuming.
 
         Args:
@@ -238,6 +239,8 @@ class CheckpointStore(Protocol):
             allow_drift: accept a changed definition when resuming; the stored hash is
                 then replaced by the new one.
             fresh: the run must be new (ResumeError if it exists), checked atomically.
+            graph: the run's definition for readers (``RunStore.save_graph``), kept with
+                the run (one commit in the SQL stores).
 
         Returns:
             The run's record; ``resumed`` tells whether it existed already (its status

@@ -63,11 +63,11 @@ class Journal:
         if resume and self.store.get_run(run_id) is None:
             raise ResumeError(f"run '{run_id}' has no checkpoint in {where}")
         self.run_id = run_id
-        # A new run is created only if it does not exist yet, in one transaction.
+        # A new run is created only if it does not exist yet, in one transaction, with
+        # what readers (the run viewer) draw: the definition this run executes.
         self.record = self.store.begin_run(run_id, workflow, definition_hash(definition),
-                                           allow_drift=allow_drift, fresh=not resume)
-        # What readers (the run viewer) draw: the definition this run executes.
-        self.store.save_graph(run_id, workflow, definition)
+                                           allow_drift=allow_drift, fresh=not resume,
+                                           graph=definition)
 
     def restored(self, loops: list[str], max_visits: int, *,
                  tasks: dict[str, Any] | None = None

@@ -152,8 +152,9 @@ class JsonDirCheckpointStore:
                 yield found
 
     def begin_run(self, run_id: str, workflow: str, definition_hash: str,
-                  allow_drift: bool = False, *, fresh: bool = False) -> RunRecord:
-        """See :meth:`CheckpointStore.begin_run`."""
+                  allow_drift: bool = False, *, fresh: bool = False,
+                  graph: dict[str, Any] | None = None) -> RunRecord:
+        """See :meth:`CheckpointStore.begin_run` (this store keeps no ``graph``)."""
         existing = self.get_run(run_id)
         now = time.time()
         if existing is not None and fresh:

@@ -148,26 +148,31 @@ class SQLRunStore:
                           (run_id,)).fetchone()
 
     def begin_run(self, run_id: str, workflow: str, definition_hash: str,
-                  allow_drift: bool = False, *, fresh: bool = False) -> RunRecord:
+                  allow_drift: bool = False, *, fresh: bool = False,
+                  graph: dict[str, Any] | None = None) -> RunRecord:
         """See :meth:`CheckpointStore.begin_run`; ``fresh``: the run must not exist yet
-        (checked in the same transaction, so two drivers cannot both start it)."""
+        (checked in the same transaction, so two drivers cannot both start it);
+        ``graph``: :meth:`save_graph` in the same transaction (one commit, one fsync)."""
         from ray_orch.core.errors import ResumeError
 
         now = time.time()
         with self._tx(write=True, run_id=run_id) as db:
             row = self._lock_run(db, run_id)
+            if row is not None and fresh:
+                raise ResumeError(f"run '{run_id}' already has checkpoints in "
+                                  f"{self.location}; resume it with workflow(resume="
+                                  f"'{run_id}'), or give a new run_id")
+            if row is not None:
+                check_drift(self._run(row), definition_hash, allow_drift)
+            if graph is not None:
+                self._save_graph(db, run_id, workflow, graph)
             if row is None:
                 db.execute("INSERT INTO runs (run_id, workflow, definition_hash, status, "
                            "created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?)",
                            (run_id, workflow, definition_hash, now, now))
                 return RunRecord(run_id=run_id, workflow=workflow,
                                  definition_hash=definition_hash, created_at=now, updated_at=now)
-            if fresh:
-                raise ResumeError(f"run '{run_id}' already has checkpoints in "
-                                  f"{self.location}; resume it with workflow(resume="
-                                  f"'{run_id}'), or give a new run_id")
             existing = self._run(row)
-            check_drift(existing, definition_hash, allow_drift)
             db.execute("UPDATE runs SET status = 'running', definition_hash = ?, "
                        "updated_at = ? WHERE run_id = ?", (definition_hash, now, run_id))
             return existing.model_copy(update={"status": "running", "updated_at": now,
@@ -413,15 +418,19 @@ class SQLRunStore:
 
     def save_graph(self, run_id: str, workflow: str, definition: dict[str, Any]) -> None:
         """See :meth:`RunStore.save_graph`."""
+        with self._tx(write=True, run_id=run_id) as db:
+            self._save_graph(db, run_id, workflow, definition)
+
+    def _save_graph(self, db: Any, run_id: str, workflow: str,
+                    definition: dict[str, Any]) -> None:
         # Sealed JSON sorts keys: the tasks' order (the scheduler's) is kept beside them.
         text, checksum = seal({"definition": definition,
                                "order": list(definition.get("tasks") or {})})
-        with self._tx(write=True, run_id=run_id) as db:
-            db.execute("INSERT INTO graphs (run_id, workflow, payload, checksum, saved_at) "
-                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
-                       "workflow = excluded.workflow, payload = excluded.payload, checksum = "
-                       "excluded.checksum, saved_at = excluded.saved_at",
-                       (run_id, workflow, text, checksum, time.time()))
+        db.execute("INSERT INTO graphs (run_id, workflow, payload, checksum, saved_at) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+                   "workflow = excluded.workflow, payload = excluded.payload, checksum = "
+                   "excluded.checksum, saved_at = excluded.saved_at",
+                   (run_id, workflow, text, checksum, time.time()))
 
     def load_graph(self, run_id: str) -> dict[str, Any] | None:
         """See :meth:`RunStore.load_graph`."""

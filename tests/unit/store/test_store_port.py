@@ -217,3 +217,18 @@ def test_a_dsn_password_shows_in_no_error_repr_or_log(postgres_server, caplog):
             open_store(bad)
         assert secret not in str(caught.value)
     assert secret not in caplog.text
+
+
+def test_a_run_begins_with_its_graph_and_a_refused_begin_keeps_the_graph(store):
+    first = {"mode": "workflow", "tasks": {"a": {}}}
+    run = store.begin_run("g1", "w", "h1", fresh=True, graph=first)
+    assert not run.resumed and store.get_run("g1").status == "running"
+    assert store.load_graph("g1") == first
+    other = {"mode": "workflow", "tasks": {"b": {}}}
+    with pytest.raises(ResumeError):  # it exists: a fresh begin is refused, nothing written
+        store.begin_run("g1", "w", "h1", fresh=True, graph=other)
+    with pytest.raises(ResumeError):  # another definition without allow_drift: refused
+        store.begin_run("g1", "w", "h2", graph=other)
+    assert store.load_graph("g1") == first
+    again = store.begin_run("g1", "w", "h2", allow_drift=True, graph=other)
+    assert again.resumed and store.load_graph("g1") == other
