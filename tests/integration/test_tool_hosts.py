@@ -73,10 +73,11 @@ def chain(name: str, arguments=None, calls: int = CALLS):
     return script
 
 
-def run(stub, tools, script, calls: int = CALLS):
+def run(stub, tools, script):
     stub.reply = script
+    # One agent (its settings make its key): each run gets the member the last one had.
     agent = Agent(role="Caller", goal="call", llm=stub.llm, tools=tools,
-                  max_tool_calls=calls + 1)
+                  max_tool_calls=CALLS + 1)
     output = Process(tasks={"job": Task(description="Call", agent=agent)},
                      agents=[agent]).workflow()["job"]
     return output, output.metadata["tool_calls"]
@@ -115,24 +116,41 @@ def test_each_run_calls_its_own_function_on_a_warm_host(stub):
 
 
 def test_a_tool_error_on_a_host_is_the_calls_and_the_host_stays(stub):
-    until_on_host(stub, [host_pid], chain("host_pid"))
-    _, failed = run(stub, [refuse], chain("refuse", calls=1), calls=1)
-    assert not failed[0]["ok"] and failed[0]["error_type"] == "LookupError"
-    assert "no record 0 in " in failed[0]["error"]
-    host = int(failed[0]["error"].rsplit(" ", 1)[1])
-    assert on_host(host)  # it raised on a host, which serves the next call
-    _, again = run(stub, [host_pid], chain("host_pid", calls=1), calls=1)
-    assert on_host(again[0]["pid"]) and again[0]["ok"]
-    assert on_host(host), "a tool's own exception must not cost its host"
+    def failing_pids(calls):
+        assert all(not c["ok"] and c["error_type"] == "LookupError" for c in calls), calls
+        return [int(c["error"].rsplit(" ", 1)[1]) for c in calls]  # "... in PID"
+
+    deadline = time.monotonic() + 120
+    while True:  # until a failing call runs on a host (the first ones go as tasks)
+        _, calls = run(stub, [refuse], chain("refuse"))
+        pids = failing_pids(calls)
+        hosted = [p for p in pids if on_host(p)]
+        if hosted:
+            break
+        assert time.monotonic() < deadline, f"no failing call reached a warm host: {pids}"
+    host = hosted[0]
+    later = pids[pids.index(host) + 1:]
+    for _ in range(5):  # the host that raised serves a later call: its error cost nothing
+        if host in later:
+            break
+        later = failing_pids(run(stub, [refuse], chain("refuse"))[1])
+    assert host in later, f"host {host} served no call after its tool raised: {later}"
 
 
 def test_a_call_past_its_timeout_stops_with_its_host(stub, tmp_path):
     mark = tmp_path / "pid"
     until_on_host(stub, [stuck], chain("stuck", {"seconds": 0, "mark": str(mark)}))
-    _, late = run(stub, [stuck], chain("stuck", {"seconds": 600, "mark": str(mark)},
-                                       calls=1), calls=1)
-    assert not late[0]["ok"] and late[0]["error_type"] == "TimeoutError"
-    text, where = mark.read_text().split(" ", 1)
+    where = ""
+    for _ in range(5):  # (a call that found no free host went as a task: once more)
+        mark.unlink(missing_ok=True)
+        _, late = run(stub, [stuck], chain("stuck", {"seconds": 600, "mark": str(mark)},
+                                           calls=1))
+        assert not late[0]["ok"] and late[0]["error_type"] == "TimeoutError"
+        if not mark.exists():  # a task whose worker had not started yet
+            continue
+        text, where = mark.read_text().split(" ", 1)
+        if where.startswith("ray::ToolHost"):
+            break
     assert where.startswith("ray::ToolHost"), where  # it ran on a host, not as a task
     pid = int(text)
     # Its process is killed, well before the host's 60 s idle time.
