@@ -40,7 +40,7 @@ _bodies: dict[int, hosts.Body] = {}  # by id of the tool's function, while it li
 _held: dict[int, tuple[Any, hosts.Body]] = {}  # the same, for callables without weakrefs
 _HELD = 256
 _INLINE_BODY = 64 * 1024  # a larger body goes through the object store, once
-_remote_call: list[Any] = []
+_tasks: dict[str, Any] = {}  # the Ray remote function with each tool's options
 
 progress_to: contextvars.ContextVar[Any] = contextvars.ContextVar("ray_orch_tool_progress",
                                                                   default=None)
@@ -198,10 +198,7 @@ async def _run_remote(spec: ToolSpec, kwargs: dict[str, Any]) -> tuple[Any, dict
     host = pool.take() if pool is not None else None
     if pool is not None and host is not None:  # a warm process (tools/hosts.py)
         return await _on_host(ray, pool, host, body, args)
-    if not _remote_call:
-        _remote_call.append(ray.remote(hosts.run_body))
-    ref = _remote_call[0].options(name=f"tool:{spec.name}", **_ray_options(spec)).remote(
-        body, *args, services=shared.current())
+    ref = _task_of(ray, spec).remote(body, *args, services=shared.current())
     try:
         value, node, pid, printed = await ref
     except asyncio.CancelledError:
@@ -228,6 +225,19 @@ async def _on_host(ray: Any, pool: hosts.HostPool, host: hosts.Host, body: hosts
     host.has.add(body.digest)
     pool.give_back(host)
     return value, {"node": node, "pid": pid, "stdout": printed}
+
+
+def _task_of(ray: Any, spec: ToolSpec) -> Any:
+    """The remote function that runs a call's ``Body``, with the tool's name and options
+    (made once per name and options: ``.options()`` on every call costs)."""
+    options = {"name": f"tool:{spec.name}", **_ray_options(spec)}
+    key = json.dumps(options, sort_keys=True, default=str)
+    found = _tasks.get(key)
+    if found is None:
+        if len(_tasks) >= _HELD:
+            _tasks.clear()
+        found = _tasks[key] = ray.remote(hosts.run_body).options(**options)
+    return found
 
 
 def _body(ray: Any, spec: ToolSpec) -> hosts.Body:
