@@ -158,21 +158,21 @@ class SQLRunStore:
         now = time.time()
         with self._tx(write=True, run_id=run_id) as db:
             row = self._lock_run(db, run_id)
-            if row is not None and fresh:
+            existing = None if row is None else self._run(row)
+            if existing is not None and fresh:
                 raise ResumeError(f"run '{run_id}' already has checkpoints in "
                                   f"{self.location}; resume it with workflow(resume="
                                   f"'{run_id}'), or give a new run_id")
-            if row is not None:
-                check_drift(self._run(row), definition_hash, allow_drift)
+            if existing is not None:
+                check_drift(existing, definition_hash, allow_drift)
             if graph is not None:
                 self._save_graph(db, run_id, workflow, graph)
-            if row is None:
+            if existing is None:
                 db.execute("INSERT INTO runs (run_id, workflow, definition_hash, status, "
                            "created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?)",
                            (run_id, workflow, definition_hash, now, now))
                 return RunRecord(run_id=run_id, workflow=workflow,
                                  definition_hash=definition_hash, created_at=now, updated_at=now)
-            existing = self._run(row)
             db.execute("UPDATE runs SET status = 'running', definition_hash = ?, "
                        "updated_at = ? WHERE run_id = ?", (definition_hash, now, run_id))
             return existing.model_copy(update={"status": "running", "updated_at": now,

@@ -171,7 +171,6 @@ def _bound(fn: Any, scope: Any) -> Any:
         finally:
             context.detach(token)
 
-    call.__name__ = call.__qualname__ = f"tool:{getattr(fn, '__name__', 'tool')}"
     return call
 
 
