@@ -11,6 +11,7 @@ from typing import Any
 import ray
 
 from ray_orch.core.errors import RunError
+from ray_orch.core.line import Line, usable
 from ray_orch.core.proc import settle_heap
 from ray_orch.engine.member import AgentMember, RunOptions, import_lean_client
 from ray_orch.observe.tracing import configure as configure_tracing
@@ -33,6 +34,22 @@ class AgentActor(AgentMember):
         except Exception:
             return RunError(f"{type(exc).__name__}: {exc}")
         return exc
+
+    async def open_line(self) -> None:
+        # Named after this actor: any process here that holds its handle reaches it.
+        name = ray.get_runtime_context().get_actor_id()
+        if self.line_open or not usable() or name is None:
+            return
+        try:
+            line = await Line.here().open(name)
+        except OSError:
+            return  # no copies come here: the calls still do
+        line.on("deliver", self._delivered)
+        self.line_open = True
+
+    def line_of(self, target: Any) -> str | None:
+        actor_id = getattr(target, "_actor_id", None)
+        return None if actor_id is None else actor_id.hex()
 
     def configure(self, options: RunOptions) -> None:
         # Spans go where the driver's OTEL_* settings say (tracing off without them).

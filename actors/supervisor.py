@@ -7,6 +7,7 @@ generator; members' token batches and tool-call questions go to its listener."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,8 +18,9 @@ from actors import cluster_services
 from actors.cache_actor import get_cache_actor
 from actors.metrics_hub import checked_endpoint, start_metrics_hub
 from ray_orch.core.approvals import RunPaused
-from ray_orch.core.errors import SerializationError
+from ray_orch.core.errors import RunCancelledError, SerializationError
 from ray_orch.core.events import Event
+from ray_orch.core.line import Line, usable
 from ray_orch.core.proc import settle_heap
 from ray_orch.engine.listener import RunListener
 from ray_orch.engine.messages import TokenBatch, ToolQuestion
@@ -30,6 +32,8 @@ from ray_orch.observe.tracing import configure as configure_tracing
 from ray_orch.observe.tracing import flush as flush_tracing
 from ray_orch.store.approvals import PauseStore
 
+# How long a run begun by its driver's copy waits for the call itself.
+_ORPHANED_S = 60.0
 # Events are shipped in batches, one per this many seconds at most, so neither a
 # 10,000-task run nor a chain of short steps pays a driver round trip per event.
 _BATCH_SECONDS = 0.1
@@ -46,6 +50,11 @@ class Supervisor:
         # The run in progress, and where its events wait.
         self.running: Run | None = None
         self.listener = RunListener()  # members' token batches and questions
+        self.line: Line | None = None  # this Supervisor's inbox, once a run opened it
+        # Runs begun by the driver's copy of their ``run`` call, by start key, until the
+        # call comes; and the keys seen lately (a run begins once).
+        self.begun: dict[str, asyncio.Future[_Started]] = {}
+        self.seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         settle_heap()
 
     async def _services(self, spec: RunSpec) -> Services:
@@ -67,14 +76,68 @@ class Supervisor:
             else:
                 services.metrics = EventBatcher(lambda batch: hub.push.remote(batch))
         services.store = spec.store
+        services.line = self.line = await _open_line()
+        if services.line is not None:
+            services.line.on("start", self._start_copy)
+        services.defer_release = True  # ``run`` releases once the result is on its way
         if spec.cache or any(t.cache_ttl for t in spec.tasks):
             services.cache = get_cache_actor(spec.store)
         return services
 
-    async def run(self, packed: bytes) -> AsyncIterator[tuple[str, Any]]:
+    async def run(self, packed: bytes, reply: tuple[str, str] | None = None,
+                  start: str | None = None) -> AsyncIterator[tuple[str, Any]]:
         """Execute the run; yields ``("events", [dict, ...])`` batches, then
         ``("result", (RunResult, [dict, ...]))``: the result with the last events, in one
-        item (each item is a round trip to the driver)."""
+        item (each item is a round trip to the driver). With ``reply`` (the driver's line
+        and a key), a copy of the result goes there first, with how many items came
+        before it (``ray_orch.api.result_line``). ``start``: the key of the copy of this
+        call the driver sent on this Supervisor's line; the run began when the first of
+        the two came, and begins once."""
+        begun = self.begun.pop(start, None) if start is not None else None
+        if begun is None:
+            if start is not None and start in self.seen:  # its copy began it, then it was orphaned
+                raise RunCancelledError("the run was cancelled: its driver did not follow it")
+            begun = asyncio.ensure_future(self._begin(packed, reply))
+            if start is not None:
+                self.seen[start] = None
+        started = await begun
+        run, spec, job = started.run, started.run.spec, started.job
+        streamed = 0
+        try:
+            while True:
+                await self._wait(job, started.arrived, spec.stream)
+                batch = []
+                while not started.queue.empty():
+                    batch.append(started.queue.get_nowait())
+                if job.done():
+                    if spec.telemetry:  # this run's spans leave before its result
+                        await asyncio.to_thread(flush_tracing)
+                    result = job.result()
+                    _make_portable(result)
+                    if isinstance(result.error, RunPaused) and spec.store is not None:
+                        # Its definition (kept, signed, by the driver) stays with its
+                        # requests: any process continues it.
+                        await asyncio.to_thread(PauseStore(spec.store).pause, spec.run_id)
+                    last = ("result", (result, [e.model_dump() for e in batch]))
+                    if reply is not None:
+                        await Line.here().send(reply[0], "reply", reply[1], (streamed, last))
+                    run.release()
+                    yield last
+                    return
+                if batch:
+                    streamed += 1
+                    yield ("events", [e.model_dump() for e in batch])
+        finally:
+            self._ended(run)
+
+    def _ended(self, run: Run) -> None:
+        run.release()  # a run that ended without its result (cancelled, failed)
+        if self.running is run:  # (its driver may have begun the next one already)
+            self.listener.stop()
+            self.running = None
+
+    async def _begin(self, packed: bytes, reply: tuple[str, str] | None) -> _Started:
+        """Load the run and start it (``run`` follows it)."""
         import ray.cloudpickle as pickle
 
         try:  # pickled once by the driver, which checked it
@@ -89,52 +152,50 @@ class Supervisor:
                 "ray.init)",
                 field="tasks") from None
         configure_tracing(spec.telemetry)
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        arrived = asyncio.Event()
+        started = _Started()
 
         def emit(event: Event) -> None:
-            queue.put_nowait(event)
-            arrived.set()
+            started.queue.put_nowait(event)
+            started.arrived.set()
 
-        run = Run(spec, emit=emit, services=await self._services(spec))
+        started.run = run = Run(spec, emit=emit, services=await self._services(spec))
         self.listener.follow(members_key=run.members_key, workflow=spec.workflow,
                              run_id=spec.run_id, emit=emit, approvals=run.approvals)
         self.running = run
-        self.job = asyncio.ensure_future(run.execute())
-        try:
-            while True:
-                await self._wait(arrived, spec.stream)
-                batch = []
-                while not queue.empty():
-                    batch.append(queue.get_nowait())
-                if self.job.done():
-                    if spec.telemetry:  # this run's spans leave before its result
-                        await asyncio.to_thread(flush_tracing)
-                    result = self.job.result()
-                    _make_portable(result)
-                    if isinstance(result.error, RunPaused) and spec.store is not None:
-                        # Its definition (kept, signed, by the driver) stays with its
-                        # requests: any process continues it.
-                        await asyncio.to_thread(PauseStore(spec.store).pause, spec.run_id)
-                    yield ("result", (result, [e.model_dump() for e in batch]))
-                    return
-                if batch:
-                    yield ("events", [e.model_dump() for e in batch])
-        finally:
-            self.listener.stop()
-            self.running = None
+        self.job = started.job = asyncio.ensure_future(run.execute())
+        return started
 
-    async def _wait(self, arrived: asyncio.Event, streaming: bool) -> None:
+    def _start_copy(self, key: str, value: tuple[bytes, tuple[str, str] | None]) -> None:
+        """The driver's copy of a ``run`` call, on this Supervisor's line: the run begins
+        now (~2 ms before the call arrives); the call follows it."""
+        if key in self.seen or self.running is not None:
+            return
+        self.seen[key] = None
+        while len(self.seen) > 256:
+            self.seen.popitem(last=False)
+        begun = self.begun[key] = asyncio.ensure_future(self._begin(*value))
+        asyncio.get_running_loop().call_later(_ORPHANED_S, self._orphaned, key)
+        begun.add_done_callback(lambda f: f.cancelled() or f.exception())  # the call reads it
+
+    def _orphaned(self, key: str) -> None:
+        # The call never came (its driver died after sending the copy): stop the run.
+        begun = self.begun.pop(key, None)
+        if begun is not None and begun.done() and not begun.exception():
+            started = begun.result()
+            started.job.cancel()
+            started.job.add_done_callback(lambda _: self._ended(started.run))
+
+    async def _wait(self, job: asyncio.Task[Any], arrived: asyncio.Event,
+                    streaming: bool) -> None:
         # Events of a window go out together (a 10,000-task run does not pay a driver
         # round trip per event); a streamed run's go out as they come. The run's end
         # wakes this at once either way.
-        assert self.job is not None
         if not streaming:
-            await asyncio.wait([self.job], timeout=_BATCH_SECONDS)
+            await asyncio.wait([job], timeout=_BATCH_SECONDS)
             return
         waiter = asyncio.ensure_future(arrived.wait())
         try:
-            await asyncio.wait([self.job, waiter], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([job, waiter], return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
         arrived.clear()
@@ -153,9 +214,11 @@ class Supervisor:
         self.listener.push(batch)
 
     def info(self) -> dict[str, Any]:
-        """This Supervisor's pid, its run in progress and how many members it keeps."""
+        """This Supervisor's pid, its run in progress, how many members it keeps and how
+        many outputs came on its line first."""
         return {"pid": os.getpid(), "run_id": self.running.spec.run_id if self.running else None,
-                "kept": sum(len(v) for v in self.kept.held.values())}
+                "kept": sum(len(v) for v in self.kept.held.values()),
+                "line_replies": self.line.taken if self.line is not None else 0}
 
     def release(self) -> int:
         """Give the members this Supervisor keeps between runs back to the registry
@@ -177,6 +240,29 @@ class Supervisor:
         self.job.cancel()
         await asyncio.wait([self.job], timeout=30)
         return True
+
+
+async def _open_line() -> Line | None:
+    """This Supervisor's inbox (named after it), where members send copies of outputs;
+    None where lines do not exist or it cannot be opened (replies come by call)."""
+    name = ray.get_runtime_context().get_actor_id()
+    if not usable() or name is None:
+        return None
+    try:
+        return await Line.here().open(name)
+    except OSError:
+        return None
+
+
+class _Started:
+    """A run begun: the run, and its events waiting to be streamed."""
+
+    run: Run
+    job: asyncio.Task[Any]
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.arrived = asyncio.Event()
 
 
 def _make_portable(result: Any) -> None:

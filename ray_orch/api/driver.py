@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
 from ray_orch.api.jobs import RUN_ID_ENV, event_line
+from ray_orch.api.result_line import items, result_line, start_copy
 from ray_orch.api.run_checks import check_api_keys
 from ray_orch.api.supervisors import keep_supervisor, pack, take_supervisor
 from ray_orch.core import trace
@@ -174,13 +175,16 @@ class RunDriver:
 
         from ray_orch.observe.progress import Progress
 
-        stream = self.supervisor.run.options(num_returns="streaming").remote(packed)
+        reply, copy = await result_line(self.spec.run_id)
+        start = start_copy(self.supervisor, packed, reply)
+        stream = self.supervisor.run.options(num_returns="streaming").remote(packed, reply,
+                                                                            start)
         result: RunResult | None = None
         units, pending = self.graph.work_units()
         with Progress(total=units or len(self.tasks), pending=pending,
                       enabled=self.options.progress, verbose=self.options.verbose,
                       description=self.options.name) as progress:
-            async for ref in stream:
+            async for ref in items(stream, reply, copy):
                 try:
                     kind, payload = await ref
                 except RayTaskError as exc:

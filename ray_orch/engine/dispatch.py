@@ -27,39 +27,14 @@ from ray_orch.engine.messages import (
 )
 from ray_orch.engine.placement import agent_key, placement_options
 from ray_orch.engine.ports import KeptMembers, Registry, Remote
+from ray_orch.engine.replies import FinishedBeforeCancel, Replies, first
+from ray_orch.engine.replies import cancelled as _cancelled
 from ray_orch.policy.agent import role_of
 
 __all__ = ["FinishedBeforeCancel", "Pool", "PoolSet"]
 
 # How often one attempt is moved to another member after its actor died.
 _MAX_REPLACEMENTS = 3
-# How long a cancelled attempt's reply is awaited in a wind-down (a hung member must not
-# hold up the cancel).
-_LATE_REPLY_S = 5.0
-
-
-class FinishedBeforeCancel(asyncio.CancelledError):
-    """An attempt was cancelled after its member had finished it: ``output`` stands."""
-
-    def __init__(self, output: TaskOutput) -> None:
-        super().__init__("the attempt had finished before it was cancelled")
-        self.output = output
-
-
-async def _cancelled(remote: Remote, ref: Any, *, keep_late: bool) -> None:
-    """Cancel the attempt ``ref``; in a wind-down (``keep_late``), raise
-    ``FinishedBeforeCancel`` if its reply shows it had finished first."""
-    remote.cancel(ref)
-    if not keep_late:
-        return
-    try:
-        output = await asyncio.wait_for(ref, _LATE_REPLY_S)
-    except (Exception, asyncio.CancelledError):  # stopped, failed or too slow: no output
-        return
-    if isinstance(output, TaskOutput):
-        raise FinishedBeforeCancel(output)
-
-
 @dataclass(kw_only=True, eq=False)
 class _Item:
     """One loop iteration waiting for (or in) a batch."""
@@ -115,6 +90,7 @@ class Pool:
     binding: Binding | None = None  # the run's agents and tasks, sent with a first call
     max_size: int = 0  # the most members it grows to while attempts queue (0: no growth)
     keep_late: bool = False  # the run winds down: a cancelled attempt's reply is awaited
+    replies: Replies | None = None  # outputs' copies on the Supervisor's line (``first``)
     waiters: int = 0
     replaced: int = 0
     grown: int = 0
@@ -294,13 +270,14 @@ class Pool:
                         continue
                 bind = self.bind_for(member)
                 carried = bind is not None
+                reply = self.replies.key() if self.replies else None
                 ref = member.handle.run.remote(AttemptRequest(
                     run_id=run_id, agent_key=self.key, task_name=task_name, inputs=inputs,
                     context=context, missing=missing, iteration=iteration, token=sent_token,
-                    bind=bind, feedback=feedback))
+                    bind=bind, feedback=feedback, reply=reply))
                 if on_sent is not None and sent_token is not None:
                     on_sent(self, member, sent_token)
-                return await ref  # type: ignore[no-any-return]
+                return await first(self.replies, ref, reply)  # type: ignore[no-any-return]
             except BaseException as exc:
                 if carried and not isinstance(exc, lost):
                     self._bind_again(member)
@@ -397,7 +374,8 @@ class Pool:
         ref = member.handle.run_after.remote(HandOffRequest(
             after=after, order=order,
             attempt=AttemptRequest(run_id=run_id, agent_key=agent_key, task_name=task_name,
-                                   context=context, token=token, bind=bind)))
+                                   context=context, token=token, bind=bind,
+                                   reply=self.replies.key(token) if self.replies else None)))
         return ref, bind is not None
 
     def reserve(self, member: Member) -> bool:
@@ -436,7 +414,8 @@ class Pool:
                 raise
             if on_sent is not None and any(m is member for m in self.members):
                 on_sent(self, member, token)
-            return await ref  # type: ignore[no-any-return]
+            return await first(self.replies, ref,  # type: ignore[no-any-return]
+                               self.replies.key(token) if self.replies else None)
         except asyncio.CancelledError:
             await _cancelled(self.remote, ref, keep_late=self.keep_late)
             raise
@@ -488,17 +467,19 @@ class PoolSet:
 
     def __init__(self, registry: Registry, run_id: str, *, remote: Remote,
                  kept: KeptMembers | None = None, options: Any = None,
-                 lessee: str | None = None) -> None:
+                 lessee: str | None = None, replies: Replies | None = None) -> None:
         self.registry = registry
+        self.replies = replies
         self.lessee = lessee
         self.run_id = run_id
         self.options = options  # the run's ``RunOptions`` for every member it binds
         self.remote = remote
         self.kept = kept if kept is not None else KeptMembers()
         self.pools: dict[str, Pool] = {}
+        self.deferred: list[Callable[[], Any]] = []  # calls ``close`` kept back
 
     def keep_late_replies(self) -> None:
-        """The run winds down: await each attempt cancelled from now on (``_cancelled``)."""
+        """The run winds down: await each attempt cancelled from now on (``replies.cancelled``)."""
         for pool in self.pools.values():
             pool.keep_late = True
 
@@ -565,7 +546,8 @@ class PoolSet:
                 key=key, agent=agent, members=members,
                 capacity=getattr(agent, "max_concurrency", 64), placement_key=placement_key,
                 options=options, registry=self.registry, remote=self.remote, lessee=self.lessee,
-                binding=binding, max_size=getattr(agent, "max_pool_size", 0) or 0)
+                binding=binding, max_size=getattr(agent, "max_pool_size", 0) or 0,
+                replies=self.replies)
             for member in members:
                 if member.ready is not None:
                     member.ready.add_done_callback(self.pools[key].wake)
@@ -574,21 +556,33 @@ class PoolSet:
     def pool_for(self, agent: Any) -> Pool:
         return self.pools[agent_key(agent)]
 
-    async def close(self) -> None:
+    async def close(self, *, defer: bool = False) -> None:
         """Keep this run's members for this Supervisor's next run (up to a bound); give
-        the rest back to the registry."""
+        the rest back to the registry. ``defer``: the calls that tell them wait for
+        ``release`` (the Supervisor sends the run's result first: it does not wait on
+        them)."""
+        calls: list[Callable[[], Any]] = []
         for pool in self.pools.values():
             pool.closed = True
             handles = [m.handle for m in pool.members]
             starting = [m.handle for m in pool.starting]  # bound: told too
-            for handle in handles + starting:
-                handle.unbind.remote(self.run_id)
+            calls += [functools.partial(h.unbind.remote, self.run_id) for h in handles + starting]
             # Members it grew go back to the registry (and are reaped once idle).
             size = getattr(pool.agent, "pool_size", 1)
             back = (self.kept.keep((pool.placement_key, pool.key), handles[:size])
                     + handles[size:] + starting)
             if back:
-                self.registry.give_back.remote(pool.placement_key, back, agent_key=pool.key)
+                calls.append(functools.partial(self.registry.give_back.remote,
+                                               pool.placement_key, back, agent_key=pool.key))
+        self.deferred += calls
+        if not defer:
+            self.release()
+
+    def release(self) -> None:
+        """Make the calls ``close(defer=True)`` kept back."""
+        calls, self.deferred = self.deferred, []
+        for call in calls:
+            call()
 
 
 def _bind_done(member: Member, lost: tuple[type[BaseException], ...],

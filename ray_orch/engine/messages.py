@@ -51,6 +51,9 @@ class RunOptions:
     """The cluster's shared services (breakers, rate limits, the embedded model's and the
     sentence encoder's node servers, MCP sessions) this run's attempts use; None: each member keeps them in its
     own process."""
+    reply_line: str | None = None
+    """The Supervisor's line (``ray_orch.core.line``): a member sends a copy of each
+    output whose request has a ``reply`` key there as well (None: no copies)."""
 
 
 @dataclass(kw_only=True)
@@ -96,6 +99,8 @@ class AttemptRequest:
     """The run's binding, carried by a member's first call of the run."""
     feedback: str | None = None
     """A person's feedback on an earlier answer, to take into account."""
+    reply: str | None = None
+    """The key of this send's output copy on the run's ``reply_line`` (None: no copy)."""
 
 
 @dataclass(kw_only=True)

@@ -209,3 +209,9 @@ class Services:
     """The cluster services attempts share (breakers, rate limits, the embedded model's
     and the sentence encoder's node servers, MCP sessions), sent to every member with
     the run; None: each member keeps them in its own process."""
+    line: Any = None
+    """The Supervisor's open line (``ray_orch.core.line.Line``): members send copies of
+    outputs there (``ray_orch.engine.replies``); None: replies come by call only."""
+    defer_release: bool = False
+    """The calls that unbind and give back the run's members wait for ``Run.release``
+    (the Supervisor sends the result first)."""

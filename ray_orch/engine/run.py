@@ -43,6 +43,7 @@ from ray_orch.engine.hooks import (
 from ray_orch.engine.messages import Question, RunOptions
 from ray_orch.engine.overrides import Overrides
 from ray_orch.engine.ports import Services
+from ray_orch.engine.replies import Replies
 from ray_orch.engine.reporting import Reporter
 from ray_orch.engine.runspec import RunResult, RunSpec
 from ray_orch.engine.scheduler import Dispatch, Scheduler
@@ -205,10 +206,13 @@ class Run:
             listener=self.services.listener, tokens=spec.tokens, telemetry=spec.telemetry,
             trace_context=spec.trace_context, approvals=spec.approvals == "inline",
             tool_journal=self.tool_journal, route_descriptions=self.graph.route_descriptions,
-            memory=spec.memory, shared=self.services.shared)
+            memory=spec.memory, shared=self.services.shared,
+            reply_line=line.name if (line := self.services.line) is not None else None)
         self.pools = PoolSet(self.services.registry, self.members_key, options=options,
                              remote=self.services.remote, kept=self.services.kept,
-                             lessee=self.services.lessee)
+                             lessee=self.services.lessee,
+                             replies=None if line is None else Replies(
+                                 line=line, run_id=self.members_key))
         tasks = {name: node.task for name, node in self.graph.nodes.items()}
         await self.pools.open(agents, tasks, bind_now=any(t.timeout for t in tasks.values()),
                               shipped=spec.definitions, loops=self.graph.loop_sizes())
@@ -241,8 +245,13 @@ class Run:
             if self.hierarchy is not None:
                 self.hierarchy.job = None
             if self.pools is not None:
-                await self.pools.close()
+                await self.pools.close(defer=self.services.defer_release)
             self.overrides.close()
+
+    def release(self) -> None:
+        """Unbind and give back the run's members, if that waited (``defer_release``)."""
+        if self.pools is not None:
+            self.pools.release()
 
     async def _result(self, internal: BaseException | None) -> RunResult:
         spec = self.spec

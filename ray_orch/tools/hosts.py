@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ray_orch.core.line import send_blocking
+
 from .spec import ToolSpec
 
 __all__ = ["Body", "HostPool", "ToolHost", "body_of", "hostable", "pool"]
@@ -93,10 +95,15 @@ class ToolHost:
         """The host's pid, once it is up."""
         return os.getpid()
 
-    def call(self, packed: tuple[Any, ...]) -> Any:
-        """``(body, *args, services)``: what ``run_body`` runs for a task."""
+    def call(self, packed: tuple[Any, ...], reply: tuple[str, str] | None = None) -> Any:
+        """``(body, *args, services)``: what ``run_body`` runs for a task. With ``reply``
+        (the member's line and a key), a copy of the result goes there first (it takes
+        whichever comes first: ``core.line.first_of``)."""
         body, *args, services = packed
-        return run_body(body, *args, services=services)
+        result = run_body(body, *args, services=services)
+        if reply is not None:
+            send_blocking(reply[0], "reply", reply[1], result)
+        return result
 
 
 @dataclass(eq=False)
