@@ -38,6 +38,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = ["Line", "first_of", "send_blocking", "usable"]
 _HEADER = struct.Struct("!I")
 _CRED = struct.Struct("3i")  # pid, uid, gid
 _MAX_FRAME = 256 * 1024 * 1024
+_REDIAL_S = 1.0
 _lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Line] = \
     weakref.WeakKeyDictionary()
 
@@ -139,6 +141,7 @@ class Line:
         self._out: dict[str, asyncio.StreamWriter] = {}
         self._connecting: dict[str, asyncio.Future[asyncio.StreamWriter | None]] = {}
         self._posting: set[asyncio.Future[Any]] = set()
+        self._refused: dict[str, float] = {}  # inboxes not found, until when
 
     @classmethod
     def here(cls) -> Line:
@@ -258,9 +261,16 @@ class Line:
         return await asyncio.shield(pending)
 
     async def _dial(self, name: str) -> asyncio.StreamWriter | None:
+        # An inbox not found here (another machine's process) is not dialed again for a
+        # while: each of its messages would pay a failed connect.
+        if time.monotonic() < self._refused.get(name, 0.0):
+            return None
         try:
             _, writer = await asyncio.open_unix_connection(_address(name))
         except OSError:
+            if len(self._refused) > 1024:
+                self._refused.clear()
+            self._refused[name] = time.monotonic() + _REDIAL_S
             return None
         self._out[name] = writer
         return writer

@@ -30,24 +30,30 @@ def test_a_chain_round_three_agents_goes_by_lines_and_runs_each_step_once(stub):
     for i in range(STEPS):
         stub.add_rule(match=f"Step {i}:", reply=f"text v{i}")
     process = chain(stub)
-    runs = 3  # the first runs open the connections; later ones use them
-    for run in range(1, runs + 1):
+    # The first runs open the connections (an inbox not found yet, a member's before its
+    # bind, is dialed again a second later); later runs use them.
+    for run in range(1, 61):
         results = process.sequential()
         assert [results[f"step{i}"].raw for i in range(STEPS)] == [
             f"text v{i}" for i in range(STEPS)]
         assert stub.count() == STEPS * run  # no step ran twice
         assert [e.kind for e in process.events].count("run_started") == 1
         assert [e.kind for e in process.events][-1] == "run_finished"
+        if run >= 3 and _taken(process):
+            break
     for i in range(1, STEPS):
         prompts = [r.prompt for r in stub.requests_matching(f"Step {i}:")]
-        assert len(prompts) == runs and all(f"text v{i - 1}" in p for p in prompts)
+        assert len(prompts) == run and all(f"text v{i - 1}" in p for p in prompts)
     # Copies were taken: outputs by the Supervisor, hand-offs by members, results by
     # this driver.
+    assert _taken(process), f"no copy taken in {run} runs"
+
+
+def _taken(process) -> bool:
     supervisor = ray.get(process._supervisor.info.remote())
-    assert supervisor["line_replies"] > 0
     members = ray.get([h.info.remote() for h in _members()])
-    assert sum(m["line_deliveries"] for m in members) > 0
-    assert line._lines[background_loop()].taken >= 1
+    return (supervisor["line_replies"] > 0 and sum(m["line_deliveries"] for m in members) > 0
+            and line._lines[background_loop()].taken >= 1)
 
 
 def test_an_output_only_cloudpickle_can_carry_comes_by_the_call(stub):
