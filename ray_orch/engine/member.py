@@ -373,6 +373,10 @@ class AgentMember:
 
         async def write() -> None:
             await predecessor_recorded()
+            # After the follower's request is out (``_FOLLOWER_TURNS``): the write's
+            # thread would take the GIL from it. Its tools wait for this write anyway.
+            for _ in range(_FOLLOWER_TURNS):
+                await asyncio.sleep(0)
             await asyncio.to_thread(record_task, journal.store, journal.run_id, task_name,
                                     visit, kept, keep=True)
 
