@@ -97,7 +97,7 @@ class Supervisor:
         if begun is None:
             if start is not None and start in self.seen:  # its copy began it, then it was orphaned
                 raise RunCancelledError("the run was cancelled: its driver did not follow it")
-            begun = asyncio.ensure_future(self._begin(packed, reply))
+            begun = asyncio.ensure_future(self._begin(packed))
             if start is not None:
                 self.seen[start] = None
         started = await begun
@@ -136,7 +136,7 @@ class Supervisor:
             self.listener.stop()
             self.running = None
 
-    async def _begin(self, packed: bytes, reply: tuple[str, str] | None) -> _Started:
+    async def _begin(self, packed: bytes) -> _Started:
         """Load the run and start it (``run`` follows it)."""
         import ray.cloudpickle as pickle
 
@@ -173,17 +173,22 @@ class Supervisor:
         self.seen[key] = None
         while len(self.seen) > 256:
             self.seen.popitem(last=False)
-        begun = self.begun[key] = asyncio.ensure_future(self._begin(*value))
+        begun = self.begun[key] = asyncio.ensure_future(self._begin(value[0]))
         asyncio.get_running_loop().call_later(_ORPHANED_S, self._orphaned, key)
         begun.add_done_callback(lambda f: f.cancelled() or f.exception())  # the call reads it
 
     def _orphaned(self, key: str) -> None:
         # The call never came (its driver died after sending the copy): stop the run.
         begun = self.begun.pop(key, None)
-        if begun is not None and begun.done() and not begun.exception():
-            started = begun.result()
-            started.job.cancel()
-            started.job.add_done_callback(lambda _: self._ended(started.run))
+        if begun is not None:
+            begun.add_done_callback(self._stop_orphan)
+
+    def _stop_orphan(self, begun: asyncio.Future[_Started]) -> None:
+        if begun.cancelled() or begun.exception() is not None:
+            return
+        started = begun.result()
+        started.job.cancel()
+        started.job.add_done_callback(lambda _: self._ended(started.run))
 
     async def _wait(self, job: asyncio.Task[Any], arrived: asyncio.Event,
                     streaming: bool) -> None:

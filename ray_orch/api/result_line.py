@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from ray_orch.core.line import Line, usable
+from ray_orch.core.sync import on_background_loop
 
 __all__ = ["items", "result_line", "start_copy"]
 
@@ -31,8 +32,10 @@ _keys = itertools.count(1)
 
 async def result_line(run_id: str) -> tuple[tuple[str, str] | None, asyncio.Future[Any] | None]:
     """``(line, key)`` for the Supervisor to send the result's copy to, and the future
-    it resolves; ``(None, None)`` where there is no line."""
-    if not usable():
+    it resolves; ``(None, None)`` where there is no line. Only on the driver's long-lived
+    event loop (the sync API's): a loop of the caller's own may end with its run, and a
+    line opened there would stay behind it."""
+    if not usable() or not on_background_loop():
         return None, None
     try:
         line = await Line.here().open(f"d{os.getpid()}-{secrets.token_hex(6)}")
@@ -48,7 +51,7 @@ def start_copy(supervisor: Any, packed: bytes, reply: tuple[str, str] | None) ->
     begins the run ~2 ms before the call arrives); the key that call then carries, or
     None if no copy went (no connection yet: one is opened for the next run)."""
     actor_id = getattr(supervisor, "_actor_id", None)
-    if actor_id is None or not usable():
+    if actor_id is None or not usable() or not on_background_loop():
         return None
     key = f"start:{os.getpid()}:{next(_keys)}:{secrets.token_hex(4)}"
     return key if Line.here().post(actor_id.hex(), "start", key, (packed, reply)) else None
@@ -60,6 +63,7 @@ async def items(stream: Any, reply: tuple[str, str] | None, copy: asyncio.Future
     copy (sent to ``reply``), once it came and every item streamed before it arrived."""
     received = 0
     iterator = stream.__aiter__()
+    step: asyncio.Future[Any] | None = None
     try:
         while True:
             if copy is not None and copy.done() and received >= copy.result()[0]:
@@ -79,6 +83,8 @@ async def items(stream: Any, reply: tuple[str, str] | None, copy: asyncio.Future
             received += 1
             yield ref
     finally:
+        if step is not None and not step.done():
+            step.cancel()  # (a cancelled follow: the stream's next item is not awaited)
         if reply is not None:
             Line.here().forget(reply[1])
 

@@ -46,7 +46,7 @@ from typing import Any
 __all__ = ["Line", "first_of", "send_blocking", "usable"]
 
 _HEADER = struct.Struct("!I")
-_CRED = struct.Struct("3i")  # pid, uid, gid
+_CRED = struct.Struct("iII")  # pid, uid, gid (struct ucred)
 _MAX_FRAME = 256 * 1024 * 1024
 _REDIAL_S = 1.0
 _lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Line] = \
@@ -79,7 +79,7 @@ def send_blocking(name: str | None, kind: str, key: Any, value: Any) -> bool:
         try:
             if sock is None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(5.0)
+                sock.settimeout(0.5)  # a stuck reader must not hold the call's reply
                 sock.connect(_address(name))
                 _blocking[name] = sock
             sock.sendall(_HEADER.pack(len(frame)) + frame)
@@ -266,14 +266,27 @@ class Line:
         if time.monotonic() < self._refused.get(name, 0.0):
             return None
         try:
-            _, writer = await asyncio.open_unix_connection(_address(name))
+            reader, writer = await asyncio.open_unix_connection(_address(name))
         except OSError:
             if len(self._refused) > 1024:
                 self._refused.clear()
             self._refused[name] = time.monotonic() + _REDIAL_S
             return None
         self._out[name] = writer
+        watch = asyncio.ensure_future(self._watch(name, reader, writer))
+        self._posting.add(watch)
+        watch.add_done_callback(self._posting.discard)
         return writer
+
+    async def _watch(self, name: str, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        # Nothing comes back on a connection: its end means the inbox's process ended.
+        # Drop it then (a member sends to many peers over its life).
+        with contextlib.suppress(OSError, asyncio.CancelledError):  # (the loop is ending)
+            await reader.read()
+        if self._out.get(name) is writer:
+            del self._out[name]
+        writer.close()
 
     async def close(self) -> None:
         """Stop the inbox and drop the connections."""

@@ -14,7 +14,8 @@ import contextlib
 import threading
 from typing import Any
 
-__all__ = ["background_loop", "in_daemon_thread", "run_in_thread", "run_sync"]
+__all__ = ["background_loop", "in_daemon_thread", "on_background_loop", "run_in_thread",
+           "run_sync"]
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -49,6 +50,14 @@ def _stop_background_loop(loop: asyncio.AbstractEventLoop) -> None:
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(finish(), loop).result(timeout=2)
         loop.call_soon_threadsafe(loop.stop)
+
+
+def on_background_loop() -> bool:
+    """Whether the running event loop is the long-lived one (``background_loop``)."""
+    try:
+        return _loop is not None and asyncio.get_running_loop() is _loop
+    except RuntimeError:
+        return False
 
 
 def run_sync(coro: Any) -> Any:

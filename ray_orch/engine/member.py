@@ -143,8 +143,6 @@ class AgentMember:
         if options is not None:
             self.run_options[run_id] = options
             self.configure(options)
-            if options.reply_line is not None:
-                await self.open_line()
         self.agents.update(agents)
         self.run_agents.setdefault(run_id, set()).update(agents)
         tasks = binding.tasks
@@ -154,6 +152,8 @@ class AgentMember:
         for name, task in tasks.items():
             self.tasks[(run_id, name)] = task
         self._bound(run_id).set()
+        if options is not None and options.reply_line is not None and not self.line_open:
+            await self.open_line()
         waits = prewarm == "wait"
         if _needs_litellm(agents):
             if waits or (prewarm and not self.prewarmed):
@@ -344,14 +344,15 @@ class AgentMember:
             # Its record is written while a follower starts (up to its model call; its
             # tools and own record wait for it: ``tools.journal.recorded``); the output
             # returns once written, so the Supervisor's fuller record comes after it.
-            write = self._record(run_id, token, options, task_name, output)  # type: ignore[arg-type]
             followed = (run_id, token) in self.followed
+            write = self._record(run_id, token, options, task_name, output,  # type: ignore[arg-type]
+                                 turns=_FOLLOWER_TURNS if followed else 0)
             handoff.set_result((task_name, output))
             # One turn of the loop: a follower here starts (up to its model call), and one
             # elsewhere is forwarded, before this output is pickled for its return trip.
             # With a follower, a few more: its request goes out from a task of aiohttp's
             # own, and the return's pickling would hold the GIL meanwhile (~0.6 ms a
-            # chain step here); the Supervisor does not wait on this reply then.
+            # chain step here); the chain's next step does not wait on this reply then.
             for _ in range(_FOLLOWER_TURNS if followed else 1):
                 await asyncio.sleep(0)
             if write is not None:
@@ -362,9 +363,11 @@ class AgentMember:
         return output
 
     def _record(self, run_id: str, token: str, options: RunOptions | None, task_name: str,
-                output: TaskOutput) -> asyncio.Future[None] | None:
+                output: TaskOutput, *, turns: int) -> asyncio.Future[None] | None:
         """Start writing ``output``'s record to the run's store (None: the run has none),
-        after the record of the task it was itself handed off behind."""
+        after the record of the task it was itself handed off behind, and ``turns`` turns
+        of the event loop (a follower's request goes out first: the write's thread
+        would take the GIL from it; its tools wait for this write anyway)."""
         journal = options.tool_journal if options is not None else None
         if journal is None:
             return None
@@ -373,9 +376,7 @@ class AgentMember:
 
         async def write() -> None:
             await predecessor_recorded()
-            # After the follower's request is out (``_FOLLOWER_TURNS``): the write's
-            # thread would take the GIL from it. Its tools wait for this write anyway.
-            for _ in range(_FOLLOWER_TURNS):
+            for _ in range(turns):
                 await asyncio.sleep(0)
             await asyncio.to_thread(record_task, journal.store, journal.run_id, task_name,
                                     visit, kept, keep=True)
@@ -508,8 +509,10 @@ class AgentMember:
         if token is not None and (run_id, token) in self.followed:
             self.followed.discard((run_id, token))
             return
+        # Live events go by Ray, in batches whose sends other attempts may await and
+        # drop: once this member sent one for the run, its copies could overtake them.
         if (reply is None or options is None or options.reply_line is None
-                or not self.line_open or self.token_sends.get(run_id)
+                or not self.line_open or run_id in self.token_batches
                 or run_id in self.tokens_out):
             return
         await Line.here().send(options.reply_line, "reply", reply, output)

@@ -99,6 +99,7 @@ class Run:
         self.cancelled = False
         self.winding_down = False
         self.late: list[tuple[Dispatch, TaskOutput]] = []
+        self.released = False  # ``release`` was asked (see there)
         """Outputs of attempts that had finished when the wind-down cancelled them."""
         self.handoffs = HandOffs(
             enabled=False, graph=self.graph, scheduler=self.scheduler,
@@ -245,11 +246,14 @@ class Run:
             if self.hierarchy is not None:
                 self.hierarchy.job = None
             if self.pools is not None:
-                await self.pools.close(defer=self.services.defer_release)
+                await self.pools.close(defer=self.services.defer_release and not self.released)
             self.overrides.close()
 
     def release(self) -> None:
-        """Unbind and give back the run's members, if that waited (``defer_release``)."""
+        """Unbind and give back the run's members, if that waited (``defer_release``);
+        asked before the run has closed its pools (its follower left early), they are
+        released as they close."""
+        self.released = True
         if self.pools is not None:
             self.pools.release()
 
