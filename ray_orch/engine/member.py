@@ -503,8 +503,8 @@ class AgentMember:
         """A copy of ``output`` on the Supervisor's line, under ``reply``: the Supervisor
         takes whichever of it and the call's reply comes first. Not when a follower took
         the output (the next step runs already: the Supervisor's answer is not awaited,
-        and coming early it would only compete with that step's start), nor when live
-        events of the run are still on their way by Ray (it must not overtake them)."""
+        and coming early it would only compete with that step's start), nor once this
+        member sent a live event of the run by Ray (a copy could overtake one)."""
         options = self.run_options.get(run_id)
         if token is not None and (run_id, token) in self.followed:
             self.followed.discard((run_id, token))
