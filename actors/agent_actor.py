@@ -11,7 +11,7 @@ from typing import Any
 import ray
 
 from ray_orch.core.errors import RunError
-from ray_orch.core.line import Line, usable
+from ray_orch.core.line import open_inbox
 from ray_orch.core.proc import settle_heap
 from ray_orch.engine.member import AgentMember, RunOptions, import_lean_client
 from ray_orch.observe.tracing import configure as configure_tracing
@@ -37,15 +37,12 @@ class AgentActor(AgentMember):
 
     async def open_line(self) -> None:
         # Named after this actor: any process here that holds its handle reaches it.
-        name = ray.get_runtime_context().get_actor_id()
-        if self.line_open or not usable() or name is None:
+        if self.line_open:
             return
-        try:
-            line = await Line.here().open(name)
-        except OSError:
-            return  # no copies come here: the calls still do
-        line.on("deliver", self._delivered)
-        self.line_open = True
+        line = await open_inbox(ray.get_runtime_context().get_actor_id())
+        if line is not None:  # else no copies come here: the calls still do
+            line.on("deliver", self._delivered)
+            self.line_open = True
 
     def line_of(self, target: Any) -> str | None:
         actor_id = getattr(target, "_actor_id", None)

@@ -20,7 +20,7 @@ from actors.metrics_hub import checked_endpoint, start_metrics_hub
 from ray_orch.core.approvals import RunPaused
 from ray_orch.core.errors import RunCancelledError, SerializationError
 from ray_orch.core.events import Event
-from ray_orch.core.line import Line, usable
+from ray_orch.core.line import Line, open_inbox
 from ray_orch.core.proc import settle_heap
 from ray_orch.engine.listener import RunListener
 from ray_orch.engine.messages import TokenBatch, ToolQuestion
@@ -76,7 +76,8 @@ class Supervisor:
             else:
                 services.metrics = EventBatcher(lambda batch: hub.push.remote(batch))
         services.store = spec.store
-        services.line = self.line = await _open_line()
+        # Named after this Supervisor: members send copies of outputs there.
+        services.line = self.line = await open_inbox(ray.get_runtime_context().get_actor_id())
         if services.line is not None:
             services.line.on("start", self._start_copy)
         services.defer_release = True  # ``run`` releases once the result is on its way
@@ -99,7 +100,7 @@ class Supervisor:
                 raise RunCancelledError("the run was cancelled: its driver did not follow it")
             begun = asyncio.ensure_future(self._begin(packed))
             if start is not None:
-                self.seen[start] = None
+                self._saw(start)
         started = await begun
         run, spec, job = started.run, started.run.spec, started.job
         streamed = 0
@@ -170,12 +171,16 @@ class Supervisor:
         now (~2 ms before the call arrives); the call follows it."""
         if key in self.seen or self.running is not None:
             return
-        self.seen[key] = None
-        while len(self.seen) > 256:
-            self.seen.popitem(last=False)
+        self._saw(key)
         begun = self.begun[key] = asyncio.ensure_future(self._begin(value[0]))
         asyncio.get_running_loop().call_later(_ORPHANED_S, self._orphaned, key)
         begun.add_done_callback(lambda f: f.cancelled() or f.exception())  # the call reads it
+
+    def _saw(self, key: str) -> None:
+        # The start keys of the last 256 runs (a late copy of one must not begin it again).
+        self.seen[key] = None
+        while len(self.seen) > 256:
+            self.seen.popitem(last=False)
 
     def _orphaned(self, key: str) -> None:
         # The call never came (its driver died after sending the copy): stop the run.
@@ -245,18 +250,6 @@ class Supervisor:
         self.job.cancel()
         await asyncio.wait([self.job], timeout=30)
         return True
-
-
-async def _open_line() -> Line | None:
-    """This Supervisor's inbox (named after it), where members send copies of outputs;
-    None where lines do not exist or it cannot be opened (replies come by call)."""
-    name = ray.get_runtime_context().get_actor_id()
-    if not usable() or name is None:
-        return None
-    try:
-        return await Line.here().open(name)
-    except OSError:
-        return None
 
 
 class _Started:

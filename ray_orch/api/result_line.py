@@ -22,7 +22,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
-from ray_orch.core.line import Line, usable
+from ray_orch.core.line import Line, open_inbox, usable
 from ray_orch.core.sync import on_background_loop
 
 __all__ = ["items", "result_line", "start_copy"]
@@ -35,13 +35,10 @@ async def result_line(run_id: str) -> tuple[tuple[str, str] | None, asyncio.Futu
     it resolves; ``(None, None)`` where there is no line. Only on the driver's long-lived
     event loop (the sync API's): a loop of the caller's own may end with its run, and a
     line opened there would stay behind it."""
-    if not usable() or not on_background_loop():
+    line = await open_inbox(f"d{os.getpid()}-{secrets.token_hex(6)}"
+                            if on_background_loop() else None)
+    if line is None or line.name is None:
         return None, None
-    try:
-        line = await Line.here().open(f"d{os.getpid()}-{secrets.token_hex(6)}")
-    except OSError:
-        return None, None
-    assert line.name is not None
     key = f"{run_id}:{next(_keys)}"
     return (line.name, key), line.expect(key)
 
@@ -66,16 +63,12 @@ async def items(stream: Any, reply: tuple[str, str] | None, copy: asyncio.Future
     step: asyncio.Future[Any] | None = None
     try:
         while True:
-            if copy is not None and copy.done() and received >= copy.result()[0]:
-                yield _ready(copy.result()[1])
-                return
             step = asyncio.ensure_future(iterator.__anext__())
             if copy is not None and not copy.done():
                 await asyncio.wait((step, copy), return_when=asyncio.FIRST_COMPLETED)
-                if not step.done() and received >= copy.result()[0]:
-                    step.cancel()
-                    yield _ready(copy.result()[1])
-                    return
+            if copy is not None and copy.done() and received >= copy.result()[0]:
+                yield _ready(copy.result()[1])  # (``step`` is cancelled below)
+                return
             try:
                 ref = await step
             except StopAsyncIteration:

@@ -43,7 +43,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
-__all__ = ["Line", "first_of", "send_blocking", "usable"]
+__all__ = ["Line", "first_of", "open_inbox", "send_blocking", "usable"]
 
 _HEADER = struct.Struct("!I")
 _CRED = struct.Struct("iII")  # pid, uid, gid (struct ucred)
@@ -57,6 +57,17 @@ def usable() -> bool:
     """Whether lines exist here: Linux (abstract sockets), not turned off with
     ``RAY_ORCH_LINES=0``."""
     return sys.platform.startswith("linux") and os.environ.get("RAY_ORCH_LINES", "1") != "0"
+
+
+async def open_inbox(name: str | None) -> Line | None:
+    """This loop's line with its inbox open under ``name``; None where lines do not exist,
+    without a name, or if it cannot be opened (then every message goes by call)."""
+    if name is None or not usable():
+        return None
+    try:
+        return await Line.here().open(name)
+    except OSError:
+        return None
 
 
 def _address(name: str) -> str:

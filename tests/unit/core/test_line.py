@@ -112,12 +112,17 @@ class FakeLine:
         self.waiting.pop(key, None)
 
 
+async def waiting_on(line, key):
+    """A call not yet answered, and ``first`` waiting on it and on its copy under ``key``."""
+    call = asyncio.get_running_loop().create_future()
+    waiting = asyncio.ensure_future(first(Replies(line=line, run_id="run"), call, key))
+    await asyncio.sleep(0)
+    return call, waiting
+
+
 async def test_the_supervisor_takes_the_call_s_reply_when_it_comes_first():
     line = FakeLine()
-    replies = Replies(line=line, run_id="run")
-    call = asyncio.get_running_loop().create_future()
-    waiting = asyncio.ensure_future(first(replies, call, "run:1"))
-    await asyncio.sleep(0)
+    call, waiting = await waiting_on(line, "run:1")
     call.set_result("from the call")
     assert await waiting == "from the call"
     assert line.waiting == {}  # no longer waited for
@@ -125,17 +130,12 @@ async def test_the_supervisor_takes_the_call_s_reply_when_it_comes_first():
 
 async def test_a_failed_call_fails_the_attempt_unless_its_copy_came_first():
     line = FakeLine()
-    replies = Replies(line=line, run_id="run")
-    call = asyncio.get_running_loop().create_future()
-    waiting = asyncio.ensure_future(first(replies, call, "run:2"))
-    await asyncio.sleep(0)
+    call, waiting = await waiting_on(line, "run:2")
     call.set_exception(LookupError("member lost"))
     with pytest.raises(LookupError):
         await waiting
     # The copy first: the member had finished; its later failure is not the attempt's.
-    call = asyncio.get_running_loop().create_future()
-    waiting = asyncio.ensure_future(first(replies, call, "run:3"))
-    await asyncio.sleep(0)
+    call, waiting = await waiting_on(line, "run:3")
     line.waiting["run:3"].set_result("output")
     call.set_exception(LookupError("member lost after"))
     assert await waiting == "output"
@@ -143,9 +143,7 @@ async def test_a_failed_call_fails_the_attempt_unless_its_copy_came_first():
 
 async def test_cancelling_the_wait_leaves_the_call_to_its_caller():
     line = FakeLine()
-    call = asyncio.get_running_loop().create_future()
-    waiting = asyncio.ensure_future(first(Replies(line=line, run_id="r"), call, "r:4"))
-    await asyncio.sleep(0)
+    call, waiting = await waiting_on(line, "run:4")
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
