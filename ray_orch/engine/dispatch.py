@@ -365,16 +365,18 @@ class Pool:
 
     def hand_off(self, member: Member, run_id: str, after: str, agent_key: str,
                  task_name: str, context: dict[str, TaskOutput], token: str,
-                 order: list[str]) -> tuple[Any, bool]:
+                 order: list[str], *, leads: bool = True) -> tuple[Any, bool]:
         """Queue ``task_name`` (as agent ``agent_key``: every member serves every agent of
         its run) on ``member`` behind the run of token ``after`` (see
         ``AgentActor.run_after``); returns the call's ref, and whether it carries the
-        member's bind (then ``_bind_again`` if it is cancelled)."""
+        member's bind (then ``_bind_again`` if it is cancelled). Not ``leads``: nothing
+        may follow it in turn (the member neither records its output nor waits for it)."""
         bind = self.bind_for(member)
         ref = member.handle.run_after.remote(HandOffRequest(
             after=after, order=order,
             attempt=AttemptRequest(run_id=run_id, agent_key=agent_key, task_name=task_name,
-                                   context=context, token=token, bind=bind,
+                                   context=context, token=token if leads else None,
+                                   bind=bind,
                                    reply=self.replies.key(token) if self.replies else None)))
         return ref, bind is not None
 

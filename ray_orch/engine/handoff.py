@@ -145,7 +145,8 @@ class HandOffs:
         token = self.token(name, predicted.visit)
         context = {d: self.scheduler.outputs[d] for d in predicted.context if d != after}
         ref, carried = pool.hand_off(member, self.members_key, after_token, pool.key, name,
-                                     context, token, predicted.context)
+                                     context, token, predicted.context,
+                                     leads=bool(self.scheduler.dependants.get(name)))
         if member is not after_member:
             after_member.handle.forward.remote(self.members_key, after_token, member.handle)
         self.handed[name] = Handed(dispatch=predicted, after=after, after_token=after_token,

@@ -555,8 +555,11 @@ class Run:
         handoffs = self.handoffs
         handoffs.sending_again(dispatch.task)
         token = on_sent = None
-        if handoffs.enabled and dispatch.iteration is None and not inner and self._chains(
-                self.graph.nodes[dispatch.task].task):
+        # A token only where a hand-off may follow (a task something depends on): behind
+        # it, the member records the output before returning it (one more write).
+        if handoffs.enabled and dispatch.iteration is None and not inner and \
+                self.scheduler.dependants.get(dispatch.task) and self._chains(
+                    self.graph.nodes[dispatch.task].task):
             token = handoffs.token(dispatch.task, dispatch.visit)
 
             def on_sent(where: Any, member: Any, sent_token: str) -> None:

@@ -114,3 +114,39 @@ def test_with_a_run_store_a_timed_task_neither_follows_nor_leads(stub, tmp_path)
     # Without a store it both follows and leads.
     result, _ = run_on_fakes(spec_of(tasks, crew, mode="sequential"))
     assert handed(result) == ["step1", "step2", "step3"]
+
+
+class CountedWrites:
+    """A run store that notes which tasks' records came from another thread (a member's
+    own record is written with ``asyncio.to_thread``; the Supervisor's is not)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.by_member: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def save_task(self, run_id, task_id, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            self.by_member.append(task_id.split("#")[0])
+        return self.store.save_task(run_id, task_id, *args, **kwargs)
+
+
+@pytest.mark.parametrize("agents", [1, 2], ids=["same-member", "forwarded"])
+def test_a_member_records_only_what_a_hand_off_may_follow(stub, tmp_path, agents):
+    # Its record is there for the step after it (whose tools wait for it); the last step
+    # has none: the Supervisor's record alone, and the output returns without waiting.
+    tasks, crew = chain(stub, agents=agents)
+    store = CountedWrites(open_store(tmp_path))
+    result, _ = run_on_fakes(spec_of(tasks, crew, mode="sequential", store=store))
+    assert result.error is None and handed(result) == ["step1", "step2", "step3"]
+    assert sorted(store.by_member) == ["step0", "step1", "step2"]
+    assert all(store.load_task("r1", f"step{i}") is not None for i in range(4))
+    # Tasks nothing depends on, sent by the Supervisor: no member records either.
+    store.by_member.clear()
+    alone = [Task(name=f"alone{i}", description=f"Step {i}: alone", agent=crew[0])
+             for i in range(2)]
+    result, _ = run_on_fakes(spec_of(alone, crew, mode="workflow", store=store, run_id="r2"))
+    assert result.error is None and store.by_member == []
+    assert all(store.load_task("r2", f"alone{i}") is not None for i in range(2))
