@@ -42,6 +42,8 @@ class AgentActor(AgentMember):
         line = await open_inbox(ray.get_runtime_context().get_actor_id())
         if line is not None:  # else no copies come here: the calls still do
             line.on("deliver", self._delivered)
+            line.on("run", self.starts.copy)
+            line.on("unrun", self.starts.cancel)
             self.line_open = True
 
     def line_of(self, target: Any) -> str | None:

@@ -254,7 +254,7 @@ class Pool:
         for sends in range(_MAX_REPLACEMENTS + 1):
             sent_token = token if not sends or token is None else f"{token}~{sends}"
             member = await self._acquire()
-            ref = None
+            ref = reply = None
             carried = False
             try:
                 if on_start is not None:
@@ -271,10 +271,13 @@ class Pool:
                 bind = self.bind_for(member)
                 carried = bind is not None
                 reply = self.replies.key() if self.replies else None
-                ref = member.handle.run.remote(AttemptRequest(
+                request = AttemptRequest(
                     run_id=run_id, agent_key=self.key, task_name=task_name, inputs=inputs,
                     context=context, missing=missing, iteration=iteration, token=sent_token,
-                    bind=bind, feedback=feedback, reply=reply))
+                    bind=bind, feedback=feedback, reply=reply, start=reply)
+                ref = member.handle.run.remote(request)
+                if self.replies:  # and a copy on its line: ~2 ms sooner there
+                    self.replies.begin(member.handle, request)
                 if on_sent is not None and sent_token is not None:
                     on_sent(self, member, sent_token)
                 return await first(self.replies, ref, reply)  # type: ignore[no-any-return]
@@ -283,6 +286,8 @@ class Pool:
                     self._bind_again(member)
                 if isinstance(exc, asyncio.CancelledError) and ref is not None:
                     # A cancelled run or a timeout: the remote attempt is stopped too.
+                    if self.replies:
+                        self.replies.unbegin(member.handle, reply)
                     await _cancelled(self.remote, ref, keep_late=self.keep_late)
                 if not isinstance(exc, lost):
                     raise
@@ -370,14 +375,11 @@ class Pool:
         its run) on ``member`` behind the run of token ``after`` (see
         ``AgentActor.run_after``); returns the call's ref, and whether it carries the
         member's bind (then ``_bind_again`` if it is cancelled). Not ``leads``: nothing
-        may follow it in turn (the member neither records its output nor waits for it)."""
-        bind = self.bind_for(member)
-        ref = member.handle.run_after.remote(HandOffRequest(
-            after=after, order=order,
-            attempt=AttemptRequest(run_id=run_id, agent_key=agent_key, task_name=task_name,
-                                   context=context, token=token if leads else None,
-                                   bind=bind,
-                                   reply=self.replies.key(token) if self.replies else None)))
+        follows it in turn (its member neither records its output nor waits for that)."""
+        bind, reply = self.bind_for(member), self.replies.key(token) if self.replies else None
+        ref = member.handle.run_after.remote(HandOffRequest(after=after, order=order, attempt=(
+            AttemptRequest(run_id=run_id, agent_key=agent_key, task_name=task_name, bind=bind,
+                           context=context, token=token if leads else None, reply=reply))))
         return ref, bind is not None
 
     def reserve(self, member: Member) -> bool:

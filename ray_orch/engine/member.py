@@ -38,6 +38,7 @@ from ray_orch.engine.messages import (
     TokenBatch,
     ToolQuestion,
 )
+from ray_orch.engine.starts import Starts
 from ray_orch.policy.attempt import RunInputs, run_attempts
 from ray_orch.store.journal import record_task
 from ray_orch.tools.execute import progress_to
@@ -118,6 +119,7 @@ class AgentMember:
         # unbind, so a standing member's memory does not grow with runs.
         self.run_agents: dict[str, set[str]] = {}
         self.line_open = False  # this member's inbox is open (``open_line``)
+        self.starts = Starts(self._run)  # attempts begun by their call's copy
         self.line_deliveries = 0  # hand-offs' outcomes that came on it first
         self.followed: set[tuple[str, str]] = set()  # tokens a follower waits on
 
@@ -295,8 +297,13 @@ class AgentMember:
         With a ``token``, the output is also handed to a ``run_after`` of that token here
         (a hand-off: the next task of a chain starts without a Supervisor round trip).
         With a ``reply`` key, a copy of the output also goes on the Supervisor's line.
-        The first call of a run to this member carries the run's ``bind``.
+        The first call of a run to this member carries the run's ``bind``. With a
+        ``start`` key, a copy of this call on this member's line may have begun it
+        (``engine/starts.py``).
         """
+        return await self.starts.call(request)
+
+    async def _run(self, request: AttemptRequest) -> TaskOutput:
         output = await self._attempt(request)
         await self._copy_reply(request.run_id, request.token, request.reply, output)
         return output
@@ -576,4 +583,4 @@ class AgentMember:
 
     def info(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "in_flight": self.in_flight, "completed": self.completed,
-                "line_deliveries": self.line_deliveries}
+                "line_deliveries": self.line_deliveries, "line_starts": self.starts.taken}

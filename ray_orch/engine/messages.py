@@ -101,6 +101,9 @@ class AttemptRequest:
     """A person's feedback on an earlier answer, to take into account."""
     reply: str | None = None
     """The key of this send's output copy on the run's ``reply_line`` (None: no copy)."""
+    start: str | None = None
+    """The key of this call's copy on the member's line: the attempt begins with the
+    first of the two, once (``engine/starts.py``)."""
 
 
 @dataclass(kw_only=True)

@@ -68,6 +68,25 @@ class Replies:
         and its adopter both know it), any other send's from a counter."""
         return f"{self.run_id}:{token if token is not None else f'#{next(_numbers)}'}"
 
+    def begin(self, member: Any, request: Any) -> None:
+        """Send ``member`` a copy of the ``run`` call just made with ``request``: the
+        attempt begins when the first of the two arrives (``engine/starts.py``)."""
+        name = _line_of(member)
+        if name is not None and request.start is not None:
+            self.line.post(name, "run", request.start, request)
+
+    def unbegin(self, member: Any, start: str | None) -> None:
+        """The call with ``start`` is cancelled: what its copy began stops too."""
+        name = _line_of(member)
+        if name is not None and start is not None:
+            self.line.post(name, "unrun", start, None)
+
+
+def _line_of(member: Any) -> str | None:
+    # A member's line is named after its actor (``AgentActor.open_line``); fakes have none.
+    actor_id = getattr(member, "_actor_id", None)
+    return None if actor_id is None else actor_id.hex()
+
 
 async def first(replies: Replies | None, ref: Any, key: str | None) -> Any:
     """The result of the call ``ref``, or of its copy under ``key`` if that comes first.

@@ -1,5 +1,5 @@
-"""Lines (``core/line.py``) on a real Ray: a chain's outputs, hand-offs, a run's start and
-its result also go as copies on this machine's Unix sockets. Whichever of copy and call
+"""Lines (``core/line.py``) on a real Ray: a chain's outputs, hand-offs, a run's start, a
+member's call and the run's result also go as copies on this machine's Unix sockets. Whichever of copy and call
 comes first is taken, once: every step runs once, with its context, and a value only
 cloudpickle can carry goes by the call alone."""
 
@@ -44,8 +44,8 @@ def test_a_chain_round_three_agents_goes_by_lines_and_runs_each_step_once(stub):
     for i in range(1, STEPS):
         prompts = [r.prompt for r in stub.requests_matching(f"Step {i}:")]
         assert len(prompts) == run and all(f"text v{i - 1}" in p for p in prompts)
-    # Copies were taken: outputs by the Supervisor, hand-offs by members, results by
-    # this driver.
+    # Copies were taken: outputs by the Supervisor, hand-offs and the first step's call
+    # by members, results by this driver.
     assert _taken(process), f"no copy taken in {run} runs"
 
 
@@ -53,6 +53,7 @@ def _taken(process) -> bool:
     supervisor = ray.get(process._supervisor.info.remote())
     members = ray.get([h.info.remote() for h in _members()])
     return (supervisor["line_replies"] > 0 and sum(m["line_deliveries"] for m in members) > 0
+            and sum(m["line_starts"] for m in members) > 0
             and line._lines[background_loop()].taken >= 1)
 
 
