@@ -3,8 +3,8 @@
 A Ray actor call that reaches a process which has idled for a model call's length takes
 ~2 ms here (the receiver's gRPC, core-worker and event-loop threads wake in turn); the
 same message on a Unix socket takes ~0.2 ms. A chain's steps cross processes at every
-hop (a member's output to its Supervisor, a hand-off to another agent's member, a run's
-result to its driver), so ray-orch sends those messages on a line too, and the receiver
+hop (a run's start, a task's start on a member, a member's output to its Supervisor, a
+hand-off to another agent's member, a run's result to its driver), so ray-orch sends those messages on a line too, and the receiver
 takes whichever copy comes first.
 
 A line only ever carries a copy: the Ray call that carries the original is still made,
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import pickle
 import socket
@@ -169,7 +170,10 @@ class Line:
         if self._server is None:
             if self._opening is None:
                 self.name = name
-                self._opening = asyncio.ensure_future(self._serve(name))
+                # From an empty context: what its handlers start (a run, an attempt) must
+                # not run in the Ray call's that opened it (its task id, its cancel).
+                self._opening = asyncio.get_running_loop().create_task(
+                    self._serve(name), context=contextvars.Context())
             await asyncio.shield(self._opening)
         return self
 

@@ -284,10 +284,10 @@ class Pool:
             except BaseException as exc:
                 if carried and not isinstance(exc, lost):
                     self._bind_again(member)
+                if self.replies and ref is not None:  # what its copy began ends with it
+                    self.replies.unbegin(member.handle, reply)
                 if isinstance(exc, asyncio.CancelledError) and ref is not None:
                     # A cancelled run or a timeout: the remote attempt is stopped too.
-                    if self.replies:
-                        self.replies.unbegin(member.handle, reply)
                     await _cancelled(self.remote, ref, keep_late=self.keep_late)
                 if not isinstance(exc, lost):
                     raise

@@ -266,6 +266,7 @@ class AgentMember:
             self.agents.pop(agent_key, None)
         self.tombstones = {t for t in self.tombstones if t[0] != run_id}
         self.followed = {f for f in self.followed if f[0] != run_id}
+        self.starts.drop(run_id)
         event = self.bound.pop(run_id, None)
         if event is not None:
             event.set()  # calls still waiting for a bind of this run end (see _task_of)

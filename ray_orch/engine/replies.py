@@ -76,7 +76,8 @@ class Replies:
             self.line.post(name, "run", request.start, request)
 
     def unbegin(self, member: Any, start: str | None) -> None:
-        """The call with ``start`` is cancelled: what its copy began stops too."""
+        """The call with ``start`` was given up on (cancelled, failed, its member lost):
+        what its copy began stops too."""
         name = _line_of(member)
         if name is not None and start is not None:
             self.line.post(name, "unrun", start, None)

@@ -7,10 +7,11 @@ once (``AttemptRequest.start`` is the key both carry); the call then returns tha
 attempt's outcome, and cancelling the call cancels the attempt.
 
 A copy that does not come (no line, a request plain pickle cannot carry, the member on
-another node) changes nothing: the call begins the attempt. A cancel may reach the member
-before the call (a run cancelled at once): the Supervisor then sends one on the line
-too, after the copy, and it stops what the copy began, or keeps a later copy from
-beginning it. A copy whose call never comes is cancelled after ``_ORPHANED_S``.
+another node) changes nothing: the call begins the attempt. When the Supervisor gives
+up on a call (cancelled, failed, its member unreachable) it sends a cancel on the line
+too, after the copy: it stops what the copy began (an attempt already finished is left
+for its call), and a call that arrives after it ends cancelled instead of running. What
+a copy began and no call claimed is cancelled when its run ends (``drop``, at unbind).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ray_orch.core.errors import RunCancelledError
 from ray_orch.core.output import TaskOutput
 from ray_orch.engine.messages import AttemptRequest
 
 __all__ = ["Starts"]
 
-_ORPHANED_S = 60.0
 _SEEN = 1024  # start keys remembered (a late copy of one must not begin it again)
 
 
@@ -55,8 +56,8 @@ class Starts:
 
     def __init__(self, run: Callable[[AttemptRequest], Awaitable[TaskOutput]]) -> None:
         self._run = run
-        self.begun: dict[str, asyncio.Task[TaskOutput]] = {}
-        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.begun: dict[str, tuple[str, asyncio.Task[TaskOutput]]] = {}  # key: (run, job)
+        self.seen: OrderedDict[str, bool] = OrderedDict()  # key: cancelled
         self.taken = 0  # calls that found their attempt begun by the copy (``info``)
 
     def copy(self, key: str, request: AttemptRequest) -> None:
@@ -64,31 +65,44 @@ class Starts:
         if key in self.seen or not isinstance(request, AttemptRequest):
             return
         self._saw(key)
-        job = self.begun[key] = asyncio.ensure_future(self._run(request))
+        job = asyncio.ensure_future(self._run(request))
         job.add_done_callback(lambda f: f.cancelled() or f.exception())  # the call's to raise
-        asyncio.get_running_loop().call_later(_ORPHANED_S, self.cancel, key)
+        self.begun[key] = (request.run_id, job)
 
     def cancel(self, key: str, _: Any = None) -> None:
-        """The Supervisor gave up on a call: stop what its copy began, or keep a copy
-        still on its way from beginning it."""
-        job = self.begun.pop(key, None)
-        if job is None:
-            self._saw(key)
-        else:
-            job.cancel()
+        """The Supervisor gave up on a call: stop what its copy began (one that finished
+        is left for the call: its output stands), and a call still on its way ends
+        cancelled."""
+        self._saw(key, cancelled=True)
+        begun = self.begun.get(key)
+        if begun is not None and not begun[1].done():
+            del self.begun[key]
+            begun[1].cancel()
 
     async def call(self, request: AttemptRequest) -> TaskOutput:
-        """The call's outcome: that of the attempt its copy began, or of a new one."""
+        """The call's outcome: that of the attempt its copy began, or of a new one.
+
+        Raises:
+            RunCancelledError: the Supervisor had given up on this call before it came.
+        """
         key = request.start
         if key is not None:
-            job = self.begun.pop(key, None)
-            if job is not None:
+            begun = self.begun.pop(key, None)
+            if begun is not None:
                 self.taken += 1
-                return await job  # (cancelling this call cancels it)
+                return await begun[1]  # (cancelling this call cancels it)
+            if self.seen.get(key):
+                raise RunCancelledError(f"task '{request.task_name}' was cancelled")
             self._saw(key)
         return await self._run(request)
 
-    def _saw(self, key: str) -> None:
-        self.seen[key] = None
+    def drop(self, run_id: str) -> None:
+        """The run ended: stop what copies of its calls began and no call claimed."""
+        for key in [k for k, begun in self.begun.items() if begun[0] == run_id]:
+            self.begun.pop(key)[1].cancel()
+
+    def _saw(self, key: str, *, cancelled: bool = False) -> None:
+        self.seen[key] = cancelled or self.seen.get(key, False)
+        self.seen.move_to_end(key)
         while len(self.seen) > _SEEN:
             self.seen.popitem(last=False)

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from ray_orch.engine import starts as starts_module
+from ray_orch.core.errors import RunCancelledError
 from ray_orch.engine.messages import AttemptRequest
 from ray_orch.engine.starts import Starts
 
@@ -88,6 +88,31 @@ def test_a_cancel_stops_what_the_copy_began_and_keeps_a_late_copy_from_beginning
     assert asyncio.run(scenario()) == (["t"], ["t"], {})
 
 
+def test_a_call_that_comes_after_its_cancel_ends_cancelled_and_runs_nothing():
+    async def scenario():
+        attempts = Attempts()
+        starts = Starts(attempts.run)
+        starts.cancel("k1")
+        with pytest.raises(RunCancelledError):
+            await starts.call(request("k1"))
+        return attempts.begun
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_a_cancel_after_the_attempt_finished_leaves_its_output_to_the_call():
+    async def scenario():
+        attempts = Attempts()
+        attempts.release.set()
+        starts = Starts(attempts.run)
+        starts.copy("k1", request())
+        await turns()
+        starts.cancel("k1")  # the run winds down: what finished is kept
+        return await starts.call(request()), attempts.begun, attempts.cancelled
+
+    assert asyncio.run(scenario()) == ("out t", ["t"], [])
+
+
 def test_cancelling_the_call_cancels_the_attempt_its_copy_began():
     async def scenario():
         attempts = Attempts()
@@ -119,20 +144,19 @@ def test_the_call_raises_the_failure_of_the_attempt_its_copy_began():
     asyncio.run(scenario())
 
 
-def test_a_copy_whose_call_never_comes_is_cancelled(monkeypatch):
-    monkeypatch.setattr(starts_module, "_ORPHANED_S", 0.01)
-
+def test_what_a_copy_began_and_no_call_claimed_stops_when_its_run_ends():
     async def scenario():
         attempts = Attempts()
         starts = Starts(attempts.run)
-        starts.copy("k1", request())
-        for _ in range(3000):  # bounded: the timer fires after 10 ms of loop time
-            if attempts.cancelled:
-                break
-            await asyncio.sleep(0.01)
-        return attempts.cancelled, starts.begun
+        starts.copy("k1", request("k1"))
+        other = AttemptRequest(run_id="r2", agent_key="a", task_name="u", start="k2")
+        starts.copy("k2", other)
+        await turns()
+        starts.drop("r")  # run r unbound: its unclaimed attempt is cancelled, r2's runs on
+        await turns()
+        return list(attempts.cancelled), list(starts.begun)
 
-    assert asyncio.run(scenario()) == (["t"], {})
+    assert asyncio.run(scenario()) == (["t"], ["k2"])
 
 
 def test_what_is_not_a_request_begins_nothing():
