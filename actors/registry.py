@@ -91,9 +91,34 @@ class ActorRegistry:
         """Take members back after a run (``MemberPool.give_back``)."""
         self.pool.give_back(placement_key, handles, agent_key)
 
-    def lease_supervisor(self) -> Any:
-        """A Supervisor for a new run (``MemberPool.lease_supervisor``)."""
-        return self.pool.lease_supervisor()
+    def lease_supervisor(self, driver: str | None = None) -> Any:
+        """A Supervisor for a new run (``MemberPool.lease_supervisor``); ``driver``: the
+        leasing driver's job id (a standing runtime's drivers keep theirs a while)."""
+        return self.pool.lease_supervisor(driver)
+
+    def reclaim_orphans(self) -> int:
+        """Take back the Supervisors whose driver ended while keeping one (it called
+        ``ray.shutdown()``, or died): each one idle goes back to the pool (a dead one's
+        members are stopped); one still running its lost driver's run is looked at
+        again next time. Returns how many came back."""
+        if not self.pool.drivers:
+            return 0
+        from ray._private.state import jobs
+
+        alive = {job["JobID"] for job in jobs() if not job["IsDead"]}
+        back = 0
+        for handle in self.pool.orphans(alive):
+            try:
+                running = ray.get(handle.info.remote(), timeout=5)["run_id"]
+            except ray.exceptions.GetTimeoutError:
+                continue  # busy: next time
+            except Exception:  # dead: what it held is stopped
+                self.pool.reclaim(handle._actor_id.hex())
+                continue
+            if running is None:
+                self.pool.give_back_supervisor(handle)
+                back += 1
+        return back
 
     def give_back_supervisor(self, handle: Any) -> None:
         """Keep a Supervisor for the next run (``MemberPool.give_back_supervisor``)."""
@@ -140,18 +165,26 @@ REGISTRY_NAME = "rayorch-agent-registry"
 ON_HEAD: dict[str, Any] = {"resources": {"node:__internal_head__": 0.001},
                            "scheduling_strategy": "DEFAULT"}
 NAMESPACE = "ray_orch"  # the standing runtime's detached actors live here
+# How often the standing registry looks for Supervisors whose driver ended.
+_ORPHANS_S = 2.0
 _registry: Any = None
 _standing = False
 
 
 def _start_reaper(me: Any, idle_ttl: float) -> None:
-    """Ask the registry to reap idle actors every so often (calls run in order with the
-    registry's other calls, so the reaper needs no lock)."""
+    """Ask the registry to reap idle actors every so often, and to take back the
+    Supervisors of drivers that ended (calls run in order with the registry's other
+    calls, so the reaper needs no lock)."""
     def loop() -> None:
+        period, last = max(0.5, min(idle_ttl / 2, 30.0)), time.monotonic()
         while True:
-            time.sleep(max(0.5, min(idle_ttl / 2, 30.0)))
+            time.sleep(min(period, _ORPHANS_S))
             with contextlib.suppress(Exception):
-                ray.get(me.reap.remote())
+                ray.get(me.reclaim_orphans.remote())
+            if time.monotonic() - last >= period:
+                last = time.monotonic()
+                with contextlib.suppress(Exception):
+                    ray.get(me.reap.remote())
 
     threading.Thread(target=loop, name="registry-reaper", daemon=True).start()
 

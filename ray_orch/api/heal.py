@@ -25,7 +25,8 @@ from ray_orch.core.errors import ResumeError
 if TYPE_CHECKING:
     from ray_orch.engine.runspec import RunResult, RunSpec
 
-__all__ = ["MAX_RECOVERIES", "Follower", "follow", "prepare", "return_supervisor"]
+__all__ = ["MAX_RECOVERIES", "Follower", "follow", "prepare", "return_supervisor",
+           "wait_for_returns"]
 
 MAX_RECOVERIES = 3
 """How many lost Supervisors one run survives."""
@@ -118,12 +119,12 @@ def return_supervisor(registry: Any, handle: Any) -> bool:
     ref = registry.give_back_supervisor.remote(handle)
     with _returns_lock:
         if not _returns:
-            atexit.register(_wait_for_returns)
+            atexit.register(wait_for_returns)
         _returns[:] = [*_returns[-15:], ref]
     return True
 
 
-def _wait_for_returns() -> None:
+def wait_for_returns() -> None:
     """At exit: make sure the Supervisors given back reached the registry (a driver that
     exits right after its run would otherwise drop the call)."""
     import ray

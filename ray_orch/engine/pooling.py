@@ -98,6 +98,9 @@ class MemberPool:
         Supervisor's members are reclaimed, not leaked."""
         self.idle_since: dict[str, float] = {}
         """When each idle actor (member or Supervisor) was given back, for ``reap``."""
+        self.drivers: dict[str, str] = {}
+        """Which driver (its Ray job id) holds each leased Supervisor, where it said:
+        ``orphans`` finds those whose driver ended without giving them back."""
 
     def _id(self, handle: Any) -> str:
         return self.starter.actor_id(handle)
@@ -165,25 +168,36 @@ class MemberPool:
             self.starter.stop(handle)
         for key, warm in self.idle.items():
             self.idle[key] = [h for h in warm if self._id(h) in self.owned]
+        self.drivers.pop(lessee, None)
         if lessee in self.supervisor_ids:
             self.supervisor_ids.discard(lessee)
             self.owned.pop(lessee, None)
         self.supervisors = [h for h in self.supervisors if self._id(h) != lessee]
         return len(held)
 
-    def lease_supervisor(self) -> Any:
-        """A Supervisor for a new run: a kept idle one, or a new one."""
+    def lease_supervisor(self, driver: str | None = None) -> Any:
+        """A Supervisor for a new run: a kept idle one, or a new one; ``driver``: the
+        leasing driver's job id (see ``orphans``)."""
         if self.supervisors:
             handle = self.supervisors.pop()
             self.idle_since.pop(self._id(handle), None)
-            return handle
-        handle = self.starter.start_supervisor()
-        self.owned[self._id(handle)] = handle
-        self.supervisor_ids.add(self._id(handle))
+        else:
+            handle = self.starter.start_supervisor()
+            self.owned[self._id(handle)] = handle
+            self.supervisor_ids.add(self._id(handle))
+        if driver is not None:
+            self.drivers[self._id(handle)] = driver
         return handle
+
+    def orphans(self, alive: set[str]) -> list[Any]:
+        """The leased Supervisors whose driver's job is not in ``alive`` (it ended while
+        keeping one between runs, or died in a run)."""
+        return [self.owned[a] for a, job in self.drivers.items()
+                if job not in alive and a in self.owned]
 
     def give_back_supervisor(self, handle: Any) -> None:
         """Keep a Supervisor whose run ended, for the next run (a few at most)."""
+        self.drivers.pop(self._id(handle), None)
         if len(self.supervisors) < SUPERVISORS_KEPT:
             self.supervisors.append(handle)
             self.idle_since[self._id(handle)] = self.clock()

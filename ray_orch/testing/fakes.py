@@ -221,8 +221,8 @@ class FakeRegistry:
     def reap(self, idle_ttl: float | None = None) -> int:
         return self.pool.reap(idle_ttl)
 
-    def lease_supervisor(self) -> Any:
-        return self.pool.lease_supervisor()
+    def lease_supervisor(self, driver: str | None = None) -> Any:
+        return self.pool.lease_supervisor(driver)
 
     def give_back_supervisor(self, handle: Any) -> None:
         self.pool.give_back_supervisor(handle)

@@ -82,6 +82,43 @@ def test_a_second_script_reuses_the_first_scripts_agent_processes(runtime, stub)
     assert set(first["pids"].values()) <= members
 
 
+def test_a_supervisor_kept_by_a_script_that_shut_ray_down_goes_back_to_the_runtime(
+        runtime, stub, tmp_path):
+    # A script keeps its Supervisor a while after a run (its next run leases none); one
+    # that ends its Ray connection without giving it back (ray.shutdown(), a crash)
+    # leaves it to the runtime's registry, which takes it back, idle, for other scripts.
+    script = tmp_path / "shutdown.py"
+    script.write_text(
+        "import time\n"
+        "import ray\n"
+        "import standing_driver\n"
+        "process = standing_driver.w2()\n"
+        "process.workflow()\n"
+        "print(process._supervisor._actor_id.hex(), flush=True)\n"
+        "ray.shutdown()\n"
+        "print('down', flush=True)\n"
+        "time.sleep(300)\n")
+    driver = subprocess.Popen([PY, str(script)], env=_env(runtime, STUB_BASE=stub.base_url),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        supervisor = driver.stdout.readline().strip()
+        assert driver.stdout.readline().strip() == "down", driver.stderr.read()[-3000:]
+        deadline = time.monotonic() + 120
+        while True:
+            status = _cli(runtime, "status", "--json")
+            assert status.returncode == 0, status.stderr[-2000:]
+            rows = [row for row in json.loads(status.stdout)["registry"]["actors"]
+                    if row["actor_id"] == supervisor]
+            if rows and rows[0]["state"] == "idle":
+                break
+            assert time.monotonic() < deadline, f"still held: {rows}"
+            time.sleep(0.5)
+        assert driver.poll() is None  # (its process lives on; its Ray job ended)
+    finally:
+        driver.kill()
+        driver.communicate()
+
+
 def test_a_submitted_run_completes_after_its_driver_exited(runtime, stub, tmp_path):
     script = tmp_path / "detached.py"
     script.write_text(

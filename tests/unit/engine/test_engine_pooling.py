@@ -141,3 +141,19 @@ def test_idle_supervisors_are_reaped_with_the_ttl():
     clock.now += 11
     assert registry.reap() == 1
     assert registry.stopped == [supervisor] and registry.pool.supervisors == []
+
+
+def test_supervisors_of_ended_drivers_are_found_and_come_back():
+    registry = FakeRegistry()
+    kept_by_a = registry.lease_supervisor("job-a")
+    kept_by_b = registry.lease_supervisor("job-b")
+    untracked = registry.lease_supervisor()  # a driver that did not say (a private one)
+    assert registry.pool.orphans({"job-a", "job-b"}) == []
+    assert registry.pool.orphans({"job-a"}) == [kept_by_b]  # b ended keeping it
+    registry.give_back_supervisor(kept_by_b)  # (what the Ray registry then does)
+    assert registry.pool.orphans({"job-a"}) == []
+    assert registry.lease_supervisor("job-c") is kept_by_b  # warm for the next script
+    registry.give_back_supervisor(kept_by_a)  # a gave its own back
+    assert registry.pool.orphans(set()) == [kept_by_b]
+    registry.reclaim(registry.pool._id(kept_by_b))  # lost: forgotten
+    assert registry.pool.orphans(set()) == [] and untracked is not None
