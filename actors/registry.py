@@ -52,11 +52,12 @@ class ActorRegistry:
     """Leases agent actors to runs and keeps them warm between runs (one per driver job):
     a thin shell over ``ray_orch.engine.pooling.MemberPool``."""
 
-    def __init__(self, idle_limit: int = 64, idle_ttl: float | None = None) -> None:
+    def __init__(self, idle_limit: int = 64, idle_ttl: float | None = None,
+                 standing: bool = False) -> None:
         me = ray.get_runtime_context().current_actor
         self.pool = MemberPool(_RayStarter(me), idle_limit=idle_limit, idle_ttl=idle_ttl)
-        if idle_ttl:
-            _start_reaper(me, idle_ttl)
+        if idle_ttl or standing:
+            _start_reaper(me, idle_ttl, orphans=standing)
 
     def lease(self, request: LeaseRequest) -> list[Any]:
         """Hand out members (``MemberPool.lease``)."""
@@ -91,31 +92,41 @@ class ActorRegistry:
         """Take members back after a run (``MemberPool.give_back``)."""
         self.pool.give_back(placement_key, handles, agent_key)
 
-    def lease_supervisor(self, driver: str | None = None) -> Any:
-        """A Supervisor for a new run (``MemberPool.lease_supervisor``); ``driver``: the
-        leasing driver's job id (a standing runtime's drivers keep theirs a while)."""
+    def lease_supervisor(self) -> Any:
+        """A Supervisor for a new run (``MemberPool.lease_supervisor``)."""
+        return self.pool.lease_supervisor()
+
+    def lease_supervisor_for(self, driver: str | None) -> Any:
+        """A Supervisor for a new run of the driver whose Ray job id is ``driver``: a
+        standing runtime's drivers keep theirs a while, and ``reclaim_orphans`` takes
+        back those whose job ended (a method of its own: a runtime an older ray-orch
+        started has none, and its drivers give theirs back at once)."""
         return self.pool.lease_supervisor(driver)
 
     def reclaim_orphans(self) -> int:
         """Take back the Supervisors whose driver ended while keeping one (it called
         ``ray.shutdown()``, or died): each one idle goes back to the pool (a dead one's
-        members are stopped); one still running its lost driver's run is looked at
-        again next time. Returns how many came back."""
+        members are stopped); one busy (still running or starting its lost driver's
+        run, or slow to answer) is looked at again next time. Returns how many came
+        back. Waits at most ~1 s (the registry serves every driver)."""
         if not self.pool.drivers:
             return 0
         from ray._private.state import jobs
 
         alive = {job["JobID"] for job in jobs() if not job["IsDead"]}
+        asked = {h.info.remote(): h for h in self.pool.orphans(alive)}
+        if not asked:
+            return 0
+        ready, _ = ray.wait(list(asked), num_returns=len(asked), timeout=1.0)
         back = 0
-        for handle in self.pool.orphans(alive):
+        for ref in ready:
+            handle = asked[ref]
             try:
-                running = ray.get(handle.info.remote(), timeout=5)["run_id"]
-            except ray.exceptions.GetTimeoutError:
-                continue  # busy: next time
+                busy = ray.get(ref)["busy"]
             except Exception:  # dead: what it held is stopped
                 self.pool.reclaim(handle._actor_id.hex())
                 continue
-            if running is None:
+            if not busy:
                 self.pool.give_back_supervisor(handle)
                 back += 1
         return back
@@ -171,17 +182,19 @@ _registry: Any = None
 _standing = False
 
 
-def _start_reaper(me: Any, idle_ttl: float) -> None:
-    """Ask the registry to reap idle actors every so often, and to take back the
-    Supervisors of drivers that ended (calls run in order with the registry's other
-    calls, so the reaper needs no lock)."""
+def _start_reaper(me: Any, idle_ttl: float | None, *, orphans: bool) -> None:
+    """Ask the registry to reap idle actors every so often (with an ``idle_ttl``) and,
+    with ``orphans`` (the standing registry), to take back the Supervisors of drivers
+    that ended (calls run in order with the registry's other calls: no lock)."""
     def loop() -> None:
-        period, last = max(0.5, min(idle_ttl / 2, 30.0)), time.monotonic()
+        period = max(0.5, min(idle_ttl / 2, 30.0)) if idle_ttl else _ORPHANS_S
+        last = time.monotonic()
         while True:
-            time.sleep(min(period, _ORPHANS_S))
-            with contextlib.suppress(Exception):
-                ray.get(me.reclaim_orphans.remote())
-            if time.monotonic() - last >= period:
+            time.sleep(min(period, _ORPHANS_S) if orphans else period)
+            if orphans:
+                with contextlib.suppress(Exception):
+                    ray.get(me.reclaim_orphans.remote())
+            if idle_ttl and time.monotonic() - last >= period:
                 last = time.monotonic()
                 with contextlib.suppress(Exception):
                     ray.get(me.reap.remote())
@@ -194,7 +207,7 @@ def start_standing_registry(*, idle_limit: int = 64, idle_ttl: float | None = No
     (created if there is none). Its actors outlive every driver."""
     return ActorRegistry.options(  # type: ignore[attr-defined]
         name=REGISTRY_NAME, namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
-        **ON_HEAD).remote(idle_limit, idle_ttl)
+        **ON_HEAD).remote(idle_limit, idle_ttl, standing=True)
 
 
 def find_standing_registry() -> Any | None:

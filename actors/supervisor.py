@@ -55,6 +55,7 @@ class Supervisor:
         # call comes; and the keys seen lately (a run begins once).
         self.begun: dict[str, asyncio.Future[_Started]] = {}
         self.seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.starting = 0  # runs being loaded (``_begin``), before ``running`` is set
         settle_heap()
 
     async def _services(self, spec: RunSpec) -> Services:
@@ -139,6 +140,13 @@ class Supervisor:
 
     async def _begin(self, packed: bytes) -> _Started:
         """Load the run and start it (``run`` follows it)."""
+        self.starting += 1
+        try:
+            return await self._load(packed)
+        finally:
+            self.starting -= 1
+
+    async def _load(self, packed: bytes) -> _Started:
         import ray.cloudpickle as pickle
 
         try:  # pickled once by the driver, which checked it
@@ -224,9 +232,11 @@ class Supervisor:
         self.listener.push(batch)
 
     def info(self) -> dict[str, Any]:
-        """This Supervisor's pid, its run in progress, how many members it keeps and how
-        many outputs came on its line first."""
+        """This Supervisor's pid, its run in progress, whether it is busy (a run begun,
+        loading or running), how many members it keeps and how many outputs came on its
+        line first."""
         return {"pid": os.getpid(), "run_id": self.running.spec.run_id if self.running else None,
+                "busy": self.running is not None or self.starting > 0 or bool(self.begun),
                 "kept": sum(len(v) for v in self.kept.held.values()),
                 "line_replies": self.line.taken if self.line is not None else 0}
 

@@ -22,7 +22,7 @@ from ray_orch.api.driver_errors import as_run_error, reap_lost_supervisor
 from ray_orch.api.jobs import RUN_ID_ENV, event_line
 from ray_orch.api.result_line import items, result_line, start_copy
 from ray_orch.api.run_checks import check_api_keys
-from ray_orch.api.supervisors import driver_job, keep_supervisor, pack, take_supervisor
+from ray_orch.api.supervisors import keep_supervisor, lease_supervisor, pack, take_supervisor
 from ray_orch.core import trace
 from ray_orch.core.errors import RayOrchError, RunCancelledError, RunError
 from ray_orch.core.events import Event
@@ -205,7 +205,7 @@ class RunDriver:
     async def replace_supervisor(self) -> None:
         """The Supervisor was lost: stop what it held and lease a new one."""
         await reap_lost_supervisor(self.registry, self.supervisor)
-        self.supervisor = await self.registry.lease_supervisor.remote(driver_job())
+        self.supervisor = await lease_supervisor(self.registry)
 
     def cancel(self) -> None:
         """Cancel the run: in-flight work is cancelled, completed results kept."""
@@ -293,7 +293,7 @@ class RunDriver:
         self.registry = registry = get_registry()
         kept = take_supervisor(registry)
         # Asked for first: the registry starts the Supervisor's process before members'.
-        leased = None if kept else registry.lease_supervisor.remote(driver_job())
+        leased = None if kept else lease_supervisor(registry)
         if fresh or first_on_new_runtime():  # the run's processes start side by side
             from ray_orch.api.warm import start_in_parallel
 

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from ray_orch.engine.runspec import RunSpec
     from ray_orch.policy.task import Task
 
-__all__ = ["detach_schemas", "driver_job", "keep_supervisor", "new_run_id", "pack",
-           "return_idle_supervisors", "take_supervisor"]
+__all__ = ["detach_schemas", "driver_job", "keep_supervisor", "lease_supervisor", "new_run_id",
+           "pack", "return_idle_supervisors", "take_supervisor"]
 
 # Supervisors this driver ran with and may run with again, by registry and Ray job (a
 # handle of an earlier connection is never reused): a run then starts without a registry
@@ -35,6 +35,7 @@ _STANDING_GRACE_S = 10.0
 _standing: dict[int, tuple[float, Any, Any, Any]] = {}
 _kept = threading.Condition(_idle_lock)
 _returner: list[threading.Thread] = []
+_untracked: set[Any] = set()  # registries that do not take back an ended job's
 
 
 def driver_job() -> str | None:
@@ -42,6 +43,16 @@ def driver_job() -> str | None:
     import ray
 
     return ray.get_runtime_context().get_job_id() if ray.is_initialized() else None
+
+
+def lease_supervisor(registry: Any) -> Any:
+    """The registry's call that leases a Supervisor (a ref), with this driver's job id:
+    the standing registry takes back the Supervisors of jobs that ended keeping one."""
+    try:
+        return registry.lease_supervisor_for.remote(driver_job())
+    except AttributeError:  # a runtime an older ray-orch started: give it back at once
+        _untracked.add(registry._actor_id)
+        return registry.lease_supervisor.remote()
 
 
 def _key(registry: Any) -> Any:
@@ -67,7 +78,7 @@ def keep_supervisor(registry: Any, handle: Any) -> None:
     standing, key = is_standing(), _key(registry)
     with _idle_lock:
         idle = _idle_supervisors.setdefault(key, [])
-        if len(idle) < _IDLE_SUPERVISORS:
+        if len(idle) < _IDLE_SUPERVISORS and not (standing and registry._actor_id in _untracked):
             idle.append(handle)
             if standing:
                 _return_later(registry, handle, key)

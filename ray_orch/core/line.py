@@ -172,8 +172,8 @@ class Line:
                 self.name = name
                 # From an empty context: what its handlers start (a run, an attempt) must
                 # not run in the Ray call's that opened it (its task id, its cancel).
-                self._opening = asyncio.get_running_loop().create_task(
-                    self._serve(name), context=contextvars.Context())
+                self._opening = contextvars.Context().run(asyncio.ensure_future,
+                                                          self._serve(name))
             await asyncio.shield(self._opening)
         return self
 

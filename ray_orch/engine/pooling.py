@@ -196,8 +196,13 @@ class MemberPool:
                 if job not in alive and a in self.owned]
 
     def give_back_supervisor(self, handle: Any) -> None:
-        """Keep a Supervisor whose run ended, for the next run (a few at most)."""
-        self.drivers.pop(self._id(handle), None)
+        """Keep a Supervisor whose run ended, for the next run (a few at most). One
+        already back (given back twice: its driver's late call after the registry took
+        it back) or no longer owned is ignored."""
+        actor_id = self._id(handle)
+        self.drivers.pop(actor_id, None)
+        if actor_id not in self.owned or any(self._id(h) == actor_id for h in self.supervisors):
+            return
         if len(self.supervisors) < SUPERVISORS_KEPT:
             self.supervisors.append(handle)
             self.idle_since[self._id(handle)] = self.clock()

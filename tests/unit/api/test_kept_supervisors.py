@@ -103,3 +103,26 @@ def test_a_supervisor_kept_on_one_connection_is_not_taken_on_another(standing, m
     assert take_supervisor(registry) is None
     monkeypatch.setattr(supervisors, "driver_job", lambda: "01000000")
     assert take_supervisor(registry) is handle
+
+
+class _OlderRegistry(_Registry):
+    """A standing runtime an older ray-orch started: its registry leases without a
+    driver's job id, and does not take back an ended job's Supervisor."""
+
+    class _Lease:
+        def remote(self) -> str:
+            return "leased"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lease_supervisor = self._Lease()
+
+    def __getattr__(self, name: str):
+        raise AttributeError(name)  # (as an actor handle does for a method it lacks)
+
+
+def test_on_an_older_runtime_it_leases_as_before_and_gives_back_at_once(standing):
+    registry, handle = _OlderRegistry(), object()
+    assert supervisors.lease_supervisor(registry) == "leased"
+    keep_supervisor(registry, handle)
+    assert registry.returned == [handle] and take_supervisor(registry) is None

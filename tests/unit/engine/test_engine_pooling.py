@@ -157,3 +157,16 @@ def test_supervisors_of_ended_drivers_are_found_and_come_back():
     assert registry.pool.orphans(set()) == [kept_by_b]
     registry.reclaim(registry.pool._id(kept_by_b))  # lost: forgotten
     assert registry.pool.orphans(set()) == [] and untracked is not None
+
+
+def test_a_supervisor_given_back_twice_is_kept_once_and_a_stopped_one_not_again():
+    registry = FakeRegistry()
+    supervisor = registry.lease_supervisor("job-a")
+    registry.give_back_supervisor(supervisor)  # taken back for its ended job ...
+    registry.give_back_supervisor(supervisor)  # ... then its driver's late call
+    assert registry.pool.supervisors == [supervisor]
+    assert registry.lease_supervisor() is supervisor and registry.lease_supervisor() \
+        is not supervisor  # not handed out twice
+    registry.reclaim(registry.pool._id(supervisor))  # lost: no longer owned
+    registry.give_back_supervisor(supervisor)
+    assert supervisor not in registry.pool.supervisors
