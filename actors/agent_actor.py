@@ -46,10 +46,6 @@ class AgentActor(AgentMember):
             line.on("unrun", self.starts.cancel)
             self.line_open = True
 
-    def line_of(self, target: Any) -> str | None:
-        actor_id = getattr(target, "_actor_id", None)
-        return None if actor_id is None else actor_id.hex()
-
     def configure(self, options: RunOptions) -> None:
         # Spans go where the driver's OTEL_* settings say (tracing off without them).
         configure_tracing(options.telemetry)

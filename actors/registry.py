@@ -124,7 +124,7 @@ class ActorRegistry:
             try:
                 busy = ray.get(ref)["busy"]
             except Exception:  # dead: what it held is stopped
-                self.pool.reclaim(handle._actor_id.hex())
+                self.pool.reclaim(self.pool.starter.actor_id(handle))
                 continue
             if not busy:
                 self.pool.give_back_supervisor(handle)

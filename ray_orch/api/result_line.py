@@ -22,7 +22,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
-from ray_orch.core.line import Line, open_inbox, usable
+from ray_orch.core.line import Line, actor_line, open_inbox, usable
 from ray_orch.core.sync import on_background_loop
 
 __all__ = ["items", "result_line", "start_copy"]
@@ -47,11 +47,11 @@ def start_copy(supervisor: Any, packed: bytes, reply: tuple[str, str] | None) ->
     """Send the Supervisor a copy of the ``run`` call about to be made, on its line (it
     begins the run ~2 ms before the call arrives); the key that call then carries, or
     None if no copy went (no connection yet: one is opened for the next run)."""
-    actor_id = getattr(supervisor, "_actor_id", None)
-    if actor_id is None or not usable() or not on_background_loop():
+    name = actor_line(supervisor)
+    if name is None or not usable() or not on_background_loop():
         return None
     key = f"start:{os.getpid()}:{next(_keys)}:{secrets.token_hex(4)}"
-    return key if Line.here().post(actor_id.hex(), "start", key, (packed, reply)) else None
+    return key if Line.here().post(name, "start", key, (packed, reply)) else None
 
 
 async def items(stream: Any, reply: tuple[str, str] | None, copy: asyncio.Future[Any] | None

@@ -108,8 +108,7 @@ def _return_when_idle() -> None:
             due = [k for k in _standing.values() if now - k[0] >= _STANDING_GRACE_S]
             for _, _, handle, key in due:
                 del _standing[id(handle)]
-                idle = _idle_supervisors.get(key, [])
-                idle[:] = [h for h in idle if h is not handle]
+                _unkeep(key, handle)
             if not due:
                 first = min((k[0] for k in _standing.values()), default=None)
                 _kept.wait(None if first is None else first + _STANDING_GRACE_S - now)
@@ -117,6 +116,12 @@ def _return_when_idle() -> None:
         for _, registry, handle, _ in due:
             with contextlib.suppress(Exception):  # Ray shut down: the registry takes it
                 return_supervisor(registry, handle)
+
+
+def _unkeep(key: Any, handle: Any) -> None:
+    # (under ``_idle_lock``) ``handle`` is no longer this driver's to take.
+    idle = _idle_supervisors.get(key, [])
+    idle[:] = [h for h in idle if h is not handle]
 
 
 def return_idle_supervisors() -> int:
@@ -127,8 +132,8 @@ def return_idle_supervisors() -> int:
     with _idle_lock:
         kept = list(_standing.values())
         _standing.clear()
-        for idle in _idle_supervisors.values():
-            idle[:] = [h for h in idle if not any(h is k[2] for k in kept)]
+        for _, _, handle, key in kept:
+            _unkeep(key, handle)
     count = 0
     for _, registry, handle, _ in kept:
         with contextlib.suppress(Exception):

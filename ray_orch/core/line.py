@@ -4,8 +4,8 @@ A Ray actor call that reaches a process which has idled for a model call's lengt
 ~2 ms here (the receiver's gRPC, core-worker and event-loop threads wake in turn); the
 same message on a Unix socket takes ~0.2 ms. A chain's steps cross processes at every
 hop (a run's start, a task's start on a member, a member's output to its Supervisor, a
-hand-off to another agent's member, a run's result to its driver), so ray-orch sends those messages on a line too, and the receiver
-takes whichever copy comes first.
+hand-off to another agent's member, a run's result to its driver), so ray-orch sends
+those messages on a line too, and the receiver takes whichever copy comes first.
 
 A line only ever carries a copy: the Ray call that carries the original is still made,
 and the receiver drops the copy it no longer waits for. So a line that is missing, slow,
@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
-__all__ = ["Line", "first_of", "open_inbox", "send_blocking", "usable"]
+__all__ = ["Line", "actor_line", "first_of", "open_inbox", "send_blocking", "usable"]
 
 _HEADER = struct.Struct("!I")
 _CRED = struct.Struct("iII")  # pid, uid, gid (struct ucred)
@@ -69,6 +69,13 @@ async def open_inbox(name: str | None) -> Line | None:
         return await Line.here().open(name)
     except OSError:
         return None
+
+
+def actor_line(handle: Any) -> str | None:
+    """The line of the Ray actor ``handle`` (an actor's inbox is named after its id:
+    ``open_inbox(<actor id>)``); None for what is no actor handle (an in-process fake)."""
+    actor_id = getattr(handle, "_actor_id", None)
+    return None if actor_id is None else str(actor_id.hex())
 
 
 def _address(name: str) -> str:

@@ -84,6 +84,11 @@ class HandOffs:
         self.handed: dict[str, Handed] = {}
         self.tokens_issued = 0
 
+    def leads(self, name: str) -> bool:
+        """Whether a hand-off may follow ``name`` (something depends on it): only then
+        does its member record its output before returning it."""
+        return bool(self.scheduler.dependants.get(name))
+
     def token(self, name: str, visit: int) -> str:
         """What a member knows one send of a task by (unique in the run)."""
         self.tokens_issued += 1
@@ -146,7 +151,7 @@ class HandOffs:
         context = {d: self.scheduler.outputs[d] for d in predicted.context if d != after}
         ref, carried = pool.hand_off(member, self.members_key, after_token, pool.key, name,
                                      context, token, predicted.context,
-                                     leads=bool(self.scheduler.dependants.get(name)))
+                                     leads=self.leads(name))
         if member is not after_member:
             after_member.handle.forward.remote(self.members_key, after_token, member.handle)
         self.handed[name] = Handed(dispatch=predicted, after=after, after_token=after_token,

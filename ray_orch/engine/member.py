@@ -24,7 +24,7 @@ from typing import Any
 
 from ray_orch.core import shared, trace
 from ray_orch.core.errors import RunCancelledError
-from ray_orch.core.line import Line
+from ray_orch.core.line import Line, actor_line
 from ray_orch.core.output import TaskOutput
 from ray_orch.engine.handoff import token_visit
 from ray_orch.engine.messages import (
@@ -501,7 +501,7 @@ class AgentMember:
         # On the target's line if it has one here (~0.2 ms against ~2 ms for a call, and
         # no call's work there as its follower starts); else by call. Either way the
         # Supervisor delivers it too, once it has the predecessor's reply.
-        name = self.line_of(target)
+        name = actor_line(target)
         if name is None or not self.line_open or not Line.here().post(
                 name, "deliver", (run_id, token), handed):
             target.deliver.remote(run_id, token, handed)
@@ -528,10 +528,6 @@ class AgentMember:
     async def open_line(self) -> None:
         """Open this member's inbox (a shell with a name for it does: ``AgentActor``),
         where hand-offs' outcomes arrive as copies (``deliver``)."""
-
-    def line_of(self, target: Any) -> str | None:
-        """The line of another member (None: it has none that is known here)."""
-        return None
 
     def _delivered(self, key: tuple[str, str], handed: tuple[str, Any] | None) -> None:
         # A hand-off's outcome that came on this member's line.

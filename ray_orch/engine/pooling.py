@@ -205,7 +205,7 @@ class MemberPool:
             return
         if len(self.supervisors) < SUPERVISORS_KEPT:
             self.supervisors.append(handle)
-            self.idle_since[self._id(handle)] = self.clock()
+            self.idle_since[actor_id] = self.clock()
         else:
             self._stop_supervisor(handle)
 

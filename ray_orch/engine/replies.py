@@ -19,7 +19,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ray_orch.core.line import first_of
+from ray_orch.core.line import actor_line, first_of
 from ray_orch.core.output import TaskOutput
 
 if TYPE_CHECKING:
@@ -71,22 +71,16 @@ class Replies:
     def begin(self, member: Any, request: Any) -> None:
         """Send ``member`` a copy of the ``run`` call just made with ``request``: the
         attempt begins when the first of the two arrives (``engine/starts.py``)."""
-        name = _line_of(member)
+        name = actor_line(member)
         if name is not None and request.start is not None:
             self.line.post(name, "run", request.start, request)
 
     def unbegin(self, member: Any, start: str | None) -> None:
         """The call with ``start`` was given up on (cancelled, failed, its member lost):
         what its copy began stops too."""
-        name = _line_of(member)
+        name = actor_line(member)
         if name is not None and start is not None:
             self.line.post(name, "unrun", start, None)
-
-
-def _line_of(member: Any) -> str | None:
-    # A member's line is named after its actor (``AgentActor.open_line``); fakes have none.
-    actor_id = getattr(member, "_actor_id", None)
-    return None if actor_id is None else actor_id.hex()
 
 
 async def first(replies: Replies | None, ref: Any, key: str | None) -> Any:

@@ -99,8 +99,8 @@ class Run:
         self.cancelled = False
         self.winding_down = False
         self.late: list[tuple[Dispatch, TaskOutput]] = []
-        self.released = False  # ``release`` was asked (see there)
         """Outputs of attempts that had finished when the wind-down cancelled them."""
+        self.released = False  # ``release`` was asked (see there)
         self.handoffs = HandOffs(
             enabled=False, graph=self.graph, scheduler=self.scheduler,
             remote=services.remote, members_key=self.members_key, pools=lambda: self.pools,
@@ -555,10 +555,10 @@ class Run:
         handoffs = self.handoffs
         handoffs.sending_again(dispatch.task)
         token = on_sent = None
-        # A token only where a hand-off may follow (a task something depends on): behind
-        # it, the member records the output before returning it (one more write).
+        # A token only where a hand-off may follow: behind it, the member records the
+        # output before returning it (one more write).
         if handoffs.enabled and dispatch.iteration is None and not inner and \
-                self.scheduler.dependants.get(dispatch.task) and self._chains(
+                handoffs.leads(dispatch.task) and self._chains(
                     self.graph.nodes[dispatch.task].task):
             token = handoffs.token(dispatch.task, dispatch.visit)
 
